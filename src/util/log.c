@@ -65,6 +65,8 @@ void mfs_log_use_syslog(const char *ident)
 	to_syslog = TRUE;
 }
 
+static void emit(int prio, const char *prefix, const char *fmt, va_list ap) G_GNUC_PRINTF(3, 0);
+
 static void emit(int prio, const char *prefix, const char *fmt, va_list ap)
 {
 	g_autofree char *msg = g_strdup_vprintf(fmt, ap);
