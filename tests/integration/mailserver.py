@@ -81,7 +81,7 @@ log_path = {base}/dovecot.log
 info_log_path = {base}/dovecot.log
 instance_name = mailfs-test-{tag}
 protocols = imap pop3
-listen = 127.0.0.1
+listen = 127.0.0.1, 127.0.0.2
 shutdown_clients = yes
 
 default_login_user = dovenull
@@ -90,12 +90,7 @@ first_valid_uid = 1
 mail_uid = dovecot
 mail_gid = dovecot
 
-ssl = yes
-ssl_cert = <{cert}
-ssl_key = <{key}
-{ssl_dh}
-ssl_min_protocol = TLSv1.2
-disable_plaintext_auth = yes
+{ssl_block}
 auth_mechanisms = plain login
 
 mail_location = maildir:{base}/mail/%u:LAYOUT=fs
@@ -126,24 +121,24 @@ userdb {{
 
 service imap-login {{
   inet_listener imap {{
-    address = 127.0.0.1
+    address = 127.0.0.1, 127.0.0.2
     port = {imap}
   }}
   inet_listener imaps {{
-    address = 127.0.0.1
+    address = 127.0.0.1, 127.0.0.2
     port = {imaps}
-    ssl = yes
+    {listener_ssl}
   }}
 }}
 service pop3-login {{
   inet_listener pop3 {{
-    address = 127.0.0.1
+    address = 127.0.0.1, 127.0.0.2
     port = {pop3}
   }}
   inet_listener pop3s {{
-    address = 127.0.0.1
+    address = 127.0.0.1, 127.0.0.2
     port = {pop3s}
-    ssl = yes
+    {listener_ssl}
   }}
 }}
 service anvil {{
@@ -168,8 +163,10 @@ protocol pop3 {{
 class Dovecot:
     """One private dovecot instance. Use start(), then stop() (or a with block)."""
 
-    def __init__(self, base, imap_extra="", pop3_extra="", extra="", users=None):
+    def __init__(self, base, imap_extra="", pop3_extra="", extra="", users=None, tls=True):
+        """tls=False: a server without TLS at all (STARTTLS/STLS not offered)."""
         self.base = os.path.abspath(base)
+        self.tls = tls
         self.users = dict(users or USERS)
         self.imap_extra = imap_extra
         self.pop3_extra = pop3_extra
@@ -229,9 +226,15 @@ class Dovecot:
     def write_config(self):
         dh = "/usr/share/dovecot/dh.pem"
         self.config = os.path.join(self.base, "dovecot.conf")
+        if self.tls:
+            ssl_block = (f"ssl = yes\nssl_cert = <{self.cert}\nssl_key = <{self.key}\n"
+                         + (f"ssl_dh = <{dh}\n" if os.path.exists(dh) else "")
+                         + "ssl_min_protocol = TLSv1.2\ndisable_plaintext_auth = yes\n")
+        else:
+            ssl_block = "ssl = no\ndisable_plaintext_auth = no\n"
         with open(self.config, "w") as f:
-            f.write(CONFIG.format(base=self.base, tag=os.getpid(), cert=self.cert, key=self.key,
-                                  ssl_dh=f"ssl_dh = <{dh}" if os.path.exists(dh) else "",
+            f.write(CONFIG.format(base=self.base, tag=os.getpid(), ssl_block=ssl_block,
+                                  listener_ssl="ssl = yes" if self.tls else "",
                                   imap_extra=self.imap_extra, pop3_extra=self.pop3_extra,
                                   extra=self.extra, **self.ports))
 
@@ -242,10 +245,14 @@ class Dovecot:
             if self.proc.poll() is not None:
                 raise DovecotError(f"dovecot exited with {self.proc.returncode}:\n{self.log_tail()}")
             try:
-                with self.imaps("alice"):
-                    pass
-                with self.pop3s("alice"):
-                    pass
+                if self.tls:
+                    with self.imaps("alice"):
+                        pass
+                    with self.pop3s("alice"):
+                        pass
+                else:
+                    with imaplib.IMAP4(self.host, self.ports["imap"], timeout=30) as c:
+                        c.login("alice", self.users["alice"])
                 return
             except (OSError, imaplib.IMAP4.error, poplib.error_proto) as e:
                 last = e

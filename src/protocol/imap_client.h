@@ -1,0 +1,253 @@
+/* SPDX-License-Identifier: GPL-2.0-or-later */
+/*
+ * imap_client: one IMAP session over one connection — connect, TLS or
+ * STARTTLS, authenticate, then tagged commands, pipelined.
+ *
+ * Commands are sent with imap_send() (many may be in flight) and finished
+ * with imap_wait(), which reads responses until that command's tagged
+ * completion. Responses are dispatched as they arrive, whichever command
+ * they come with:
+ *   - tagged completions are matched by tag and kept until waited for;
+ *   - untagged data goes to the session's observer (the owner of the
+ *     mailbox model: EXISTS, EXPUNGE, VANISHED, FETCH FLAGS, BYE apply
+ *     wherever they arrive, RFC 3501 §7) and to the handler passed to the
+ *     imap_wait() that is reading at the time;
+ *   - literals are offered to that handler, which may stream them (large
+ *     bodies never buffered whole) or let the parser buffer them.
+ * The session itself tracks CAPABILITY (after TLS and after login, as the
+ * RFC requires) and the selected mailbox's UIDVALIDITY, UIDNEXT, EXISTS
+ * and HIGHESTMODSEQ.
+ *
+ * Security rules kept here (design §4): STARTTLS is mandatory for
+ * IMAP_TLS_STARTTLS (refused if not offered); any byte after the OK to
+ * STARTTLS and before the handshake is an error (CVE-2020-14954); a
+ * PREAUTH greeting on a link that must be encrypted is refused
+ * (CVE-2020-14093); no password is sent over an unencrypted link unless
+ * the user chose IMAP_TLS_NONE. The protocol trace (log=imap) never shows
+ * LOGIN/AUTHENTICATE arguments or message bodies.
+ *
+ * Errors: functions returning int give 0 or a negative errno: the server's
+ * NO/BAD through the errmap table (e.g. -ENOENT for [NONEXISTENT]), -EIO for
+ * a lost connection, a timeout or a protocol violation (the session is then
+ * dead: imap_session_alive() is FALSE; free it and connect again), -EINTR
+ * after imap_session_abort(). *err, where given, carries a message naming
+ * the server.
+ *
+ * Threads: a session is used by one thread at a time (the connection pool
+ * hands it out); imap_session_abort() may be called from any thread.
+ */
+#ifndef MFS_IMAP_CLIENT_H
+#define MFS_IMAP_CLIENT_H
+
+#include <gio/gio.h>
+#include <glib.h>
+#include <stdint.h>
+
+#include "protocol/imap_parse.h"
+
+enum imap_tls_mode {
+	IMAP_TLS_IMPLICIT,
+	IMAP_TLS_STARTTLS,
+	IMAP_TLS_NONE,
+};
+
+enum imap_auth_mech {
+	IMAP_AUTH_BEST,  /* OAuth if a token source is set, else PLAIN, else LOGIN */
+	IMAP_AUTH_PLAIN,
+	IMAP_AUTH_LOGIN,
+	IMAP_AUTH_XOAUTH2,
+	IMAP_AUTH_OAUTHBEARER,
+};
+
+/* Capabilities the client acts on; anything else is ignored. */
+enum imap_cap {
+	IMAP_CAP_IMAP4REV1 = 1u << 0,
+	IMAP_CAP_STARTTLS = 1u << 1,
+	IMAP_CAP_LOGINDISABLED = 1u << 2,
+	IMAP_CAP_AUTH_PLAIN = 1u << 3,
+	IMAP_CAP_AUTH_LOGIN = 1u << 4,
+	IMAP_CAP_AUTH_XOAUTH2 = 1u << 5,
+	IMAP_CAP_AUTH_OAUTHBEARER = 1u << 6,
+	IMAP_CAP_SASL_IR = 1u << 7,
+	IMAP_CAP_LITERAL_PLUS = 1u << 8,
+	IMAP_CAP_LITERAL_MINUS = 1u << 9,
+	IMAP_CAP_UIDPLUS = 1u << 10,
+	IMAP_CAP_MOVE = 1u << 11,
+	IMAP_CAP_CONDSTORE = 1u << 12,
+	IMAP_CAP_QRESYNC = 1u << 13,
+	IMAP_CAP_IDLE = 1u << 14,
+	IMAP_CAP_ESEARCH = 1u << 15,
+	IMAP_CAP_SPECIAL_USE = 1u << 16,
+	IMAP_CAP_LIST_STATUS = 1u << 17,
+	IMAP_CAP_ENABLE = 1u << 18,
+	IMAP_CAP_ID = 1u << 19,
+	IMAP_CAP_NAMESPACE = 1u << 20,
+	IMAP_CAP_IMAP4REV2 = 1u << 21,
+	IMAP_CAP_LIST_EXTENDED = 1u << 22,
+	IMAP_CAP_QUOTA = 1u << 23,
+	IMAP_CAP_UTF8_ACCEPT = 1u << 24,
+};
+
+/*
+ * Where credentials come from. Called at every login (a reconnect logs in
+ * again, and OAuth tokens expire). Returns a secret the session wipes and
+ * frees (secret_free), or NULL with *err.
+ */
+typedef char *(*imap_secret_fn)(void *ud, gboolean oauth, GError **err);
+
+struct imap_session_opts {
+	const char *host;
+	const char *port;
+	enum imap_tls_mode tls;
+	const char *ca_file;          /* NULL: system store */
+	const char *tls_fingerprint;  /* NULL, or a SHA-256 pin (replaces chain checks) */
+	const char *user;
+	enum imap_auth_mech auth;
+	gboolean oauth;               /* the secret is an OAuth token (oauth_token_command) */
+	imap_secret_fn secret;
+	void *secret_ud;
+	int timeout_s;                /* without progress, for every wait */
+	const struct imap_limits *limits;  /* NULL: defaults */
+};
+
+/* Untagged responses, whichever command they arrive with (borrowed). */
+typedef void (*imap_observer_fn)(void *ud, const struct imap_response *r);
+
+/* What the reader of a command wants to see while it waits. Members may be NULL. */
+struct imap_handler {
+	/* every untagged response while this handler is reading (borrowed) */
+	void (*untagged)(void *ud, const struct imap_response *r);
+	/* a literal after `section` (e.g. "BODY[]<0>") in FETCH seq: TRUE to stream it */
+	gboolean (*literal_begin)(void *ud, uint32_t seq, const char *section, uint64_t size);
+	void (*literal_chunk)(void *ud, const void *data, size_t len);
+	void (*literal_end)(void *ud);
+	void *ud;
+};
+
+/* The tagged completion of a command. */
+struct imap_result {
+	enum imap_status status;
+	char *code;        /* response code atom, or NULL */
+	char *code_text;   /* raw code arguments, or NULL */
+	char *text;        /* the server's words, escaped and bounded for messages */
+};
+void imap_result_clear(struct imap_result *r);
+
+struct imap_session;
+
+/*
+ * Connect, secure the link, read the greeting, authenticate, read the
+ * capabilities, send ID when offered. NULL and *err on failure; a failed
+ * login's message quotes the server's words; a refused certificate's
+ * message carries the fingerprint to pin.
+ */
+struct imap_session *imap_session_connect(const struct imap_session_opts *o, GError **err);
+
+/* LOGOUT (bounded wait) and free. NULL is ignored. */
+void imap_session_close(struct imap_session *s);
+/* Free without talking to the server (after an error). */
+void imap_session_free(struct imap_session *s);
+
+void imap_session_set_observer(struct imap_session *s, imap_observer_fn fn, void *ud);
+gboolean imap_session_alive(const struct imap_session *s);
+guint32 imap_session_caps(const struct imap_session *s);
+gboolean imap_session_has(const struct imap_session *s, enum imap_cap cap);
+/* "host:port", for messages. */
+const char *imap_session_peer(const struct imap_session *s);
+/* Any thread: make current and future waits fail with -EINTR at once. */
+void imap_session_abort(struct imap_session *s);
+/* Commands sent on this session so far (for user.mailfs.status). */
+guint64 imap_session_commands_sent(const struct imap_session *s);
+
+/*
+ * Command text: imap_send() takes a printf-style format where the caller
+ * quotes every string argument with imap_quote() (or sends it as a literal
+ * with imap_send_literal()).
+ */
+/* A quoted string for s, or NULL when s cannot be quoted (CR, LF, NUL, 8-bit). */
+char *imap_quote(const char *s);
+
+/* Send one tagged command (the tag is added). Returns its id (> 0), or 0 when the session is dead. */
+guint imap_send(struct imap_session *s, const char *fmt, ...) G_GNUC_PRINTF(2, 3);
+
+/*
+ * Send a command whose last argument is a literal: "prefix {N}\r\n" data
+ * "suffix". With LITERAL+ (or LITERAL- and N <= 4096) it goes out at once;
+ * otherwise the session waits for the server's continuation first (other
+ * commands in flight are completed meanwhile, their results kept).
+ * Returns the command id, or 0 (the session is dead, or the server refused
+ * the literal: *err says which).
+ */
+guint imap_send_literal(struct imap_session *s, const char *prefix, const void *data,
+			size_t len, const char *suffix, GError **err);
+
+/*
+ * Read until command id completes. Untagged responses meanwhile go to the
+ * observer and to h (may be NULL). res (may be NULL) gets the completion.
+ * Returns 0 for OK, else a negative errno as described above.
+ */
+int imap_wait(struct imap_session *s, guint id, const struct imap_handler *h,
+	      struct imap_result *res, GError **err);
+
+/* imap_send + imap_wait. */
+int imap_run(struct imap_session *s, const struct imap_handler *h, struct imap_result *res,
+	     GError **err, const char *fmt, ...) G_GNUC_PRINTF(5, 6);
+
+/* -- mailboxes ------------------------------------------------------------- */
+
+struct imap_mailbox_info {
+	char *name;           /* the wire name (modified UTF-7 as the server sent it) */
+	char delimiter;       /* 0 when NIL (a flat namespace) */
+	guint32 attrs;        /* enum imap_mbox_attr */
+};
+
+enum imap_mbox_attr {
+	IMAP_MBOX_NOSELECT = 1u << 0,   /* \Noselect or \NonExistent */
+	IMAP_MBOX_HASCHILDREN = 1u << 1,
+	IMAP_MBOX_HASNOCHILDREN = 1u << 2,
+	IMAP_MBOX_NOINFERIORS = 1u << 3,
+	IMAP_MBOX_ALL = 1u << 4,        /* SPECIAL-USE (RFC 6154) */
+	IMAP_MBOX_ARCHIVE = 1u << 5,
+	IMAP_MBOX_DRAFTS = 1u << 6,
+	IMAP_MBOX_FLAGGED = 1u << 7,
+	IMAP_MBOX_JUNK = 1u << 8,
+	IMAP_MBOX_SENT = 1u << 9,
+	IMAP_MBOX_TRASH = 1u << 10,
+	IMAP_MBOX_IMPORTANT = 1u << 11, /* RFC 8457 */
+};
+
+/*
+ * LIST "" "*" (with RETURN (SPECIAL-USE) where offered): every mailbox of the
+ * personal namespace. Returns a GPtrArray of struct imap_mailbox_info
+ * (free with g_ptr_array_unref), or NULL and *err. A malformed LIST line is
+ * logged and skipped; it never empties the listing.
+ */
+GPtrArray *imap_list_mailboxes(struct imap_session *s, GError **err);
+void imap_mailbox_info_free(struct imap_mailbox_info *m);
+
+struct imap_select_info {
+	guint32 uidvalidity;
+	guint32 uidnext;
+	guint32 exists;
+	guint64 highestmodseq;  /* 0 when the server has no CONDSTORE */
+	gboolean readonly;
+};
+
+/* EXAMINE (readonly) or SELECT a mailbox by its wire name. */
+int imap_select(struct imap_session *s, const char *mailbox, gboolean readonly,
+		struct imap_select_info *info, GError **err);
+/* The selected mailbox's wire name, or NULL. */
+const char *imap_session_selected(const struct imap_session *s);
+/* The selected mailbox's state as the session last saw it. */
+const struct imap_select_info *imap_session_select_info(const struct imap_session *s);
+
+/* Decode "\Seen \Flagged $Work" style flag lists from a FETCH FLAGS value. */
+char *imap_flags_to_string(const struct imap_value *list);
+
+/* Parse an INTERNALDATE ("17-Jul-1996 02:44:25 -0700") into seconds since the epoch. */
+gboolean imap_parse_internaldate(const char *s, gint64 *out);
+
+/* In a FETCH response's att list, the value after the item name `name` (case-insensitive), or NULL. */
+const struct imap_value *imap_fetch_item(const struct imap_response *r, const char *name);
+
+#endif
