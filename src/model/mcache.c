@@ -1,0 +1,905 @@
+/* SPDX-License-Identifier: GPL-2.0-or-later */
+#include "model/mcache.h"
+
+#include "util/log.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <glib/gstdio.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/statvfs.h>
+#include <unistd.h>
+
+#define HASH_HEX   32
+#define TMP_PREFIX ".tmp-"
+
+struct range {
+	guint64 start, end; /* [start, end) */
+};
+
+struct mcache {
+	char *dir;
+	guint64 max_bytes;
+
+	GMutex lock;
+	/* Everything below is guarded by lock. */
+	GHashTable *entries; /* key -> entry: complete bodies on disk, and partial ones in use */
+	GQueue lru;	     /* complete cached bodies, most recently used at the head */
+	guint64 used;	     /* bytes counted against max_bytes (named files only) */
+	guint64 files, partial, hits, misses, evictions;
+	gboolean disk_failing; /* a disk write failed and was logged; cleared by a success */
+};
+
+/*
+ * One body. An entry is "cached" while it is in c->entries; it leaves the
+ * table when evicted, dropped or failed ("dead"), but stays alive while handles
+ * hold it so they can read what is present through fd (the file may already be
+ * unlinked: POSIX keeps its bytes while the fd is open).
+ *
+ * All fields are guarded by c->lock. fd is set under the lock and closed only
+ * when refs drops to 0, so a handle holder may pread/pwrite it unlocked.
+ */
+struct mcache_entry {
+	struct mcache *c;
+	char *key;     /* "<dirname>/<uid>", relative to c->dir, also the table key */
+	char *dirname; /* "<hash>-<uidvalidity>" */
+	guint32 uid;
+	guint32 uidvalidity;
+
+	int refs;
+	gboolean in_table;
+	gboolean complete; /* all bytes present (size valid); ranges unused */
+	gboolean dead;	   /* not cached any more: writes fail with error */
+	int error;
+
+	int fd;		   /* -1 when none: a miss not written yet, or complete and unpinned */
+	char *tmp_path;	   /* absolute, while partial and its temporary exists */
+	GArray *ranges;	   /* struct range, sorted, disjoint, not adjacent */
+	guint64 covered;   /* sum of ranges */
+	guint64 size;	   /* when complete */
+	guint64 accounted; /* bytes of this entry in c->used */
+	GList lru_link;	   /* in c->lru while complete and cached */
+};
+
+/* ------------------------------------------------------------------ names */
+
+static char *mailbox_hash(const char *mailbox)
+{
+	GChecksum *ck = g_checksum_new(G_CHECKSUM_SHA256);
+	char *out;
+
+	g_checksum_update(ck, (const guchar *)mailbox, (gssize)strlen(mailbox));
+	out = g_strndup(g_checksum_get_string(ck), HASH_HEX);
+	g_checksum_free(ck);
+	return out;
+}
+
+static char *make_dirname(const char *hash, guint32 uidvalidity)
+{
+	return g_strdup_printf("%s-%" G_GUINT32_FORMAT, hash, uidvalidity);
+}
+
+/* A canonical decimal guint32 (no sign, no leading zero, no junk), as we print them. */
+static gboolean parse_u32(const char *s, guint32 *out)
+{
+	guint64 v = 0;
+
+	if (s[0] < '0' || s[0] > '9' || (s[0] == '0' && s[1] != '\0'))
+		return FALSE;
+	for (; *s; s++) {
+		if (*s < '0' || *s > '9')
+			return FALSE;
+		v = v * 10 + (guint64)(*s - '0');
+		if (v > G_MAXUINT32)
+			return FALSE;
+	}
+	*out = (guint32)v;
+	return TRUE;
+}
+
+/* "<32 lowercase hex>-<uidvalidity>" */
+static gboolean parse_dirname(const char *name, guint32 *uidvalidity)
+{
+	for (int i = 0; i < HASH_HEX; i++) {
+		if (!g_ascii_isxdigit(name[i]) || g_ascii_isupper(name[i]))
+			return FALSE;
+	}
+	if (name[HASH_HEX] != '-')
+		return FALSE;
+	return parse_u32(name + HASH_HEX + 1, uidvalidity);
+}
+
+static char *entry_final_path(const struct mcache_entry *e)
+{
+	return g_build_filename(e->c->dir, e->key, NULL);
+}
+
+/* ----------------------------------------------------------------- ranges */
+
+/* Bytes of [start, end) not yet covered by ranges. */
+static guint64 ranges_missing(const GArray *ranges, guint64 start, guint64 end)
+{
+	guint64 missing = end - start;
+
+	for (guint i = 0; i < ranges->len; i++) {
+		const struct range *r = &g_array_index(ranges, struct range, i);
+		guint64 lo = MAX(r->start, start), hi = MIN(r->end, end);
+
+		if (r->start >= end)
+			break;
+		if (lo < hi)
+			missing -= hi - lo;
+	}
+	return missing;
+}
+
+/* Add [start, end), merging with overlapping or adjacent ranges; returns the new coverage. */
+static guint64 ranges_add(GArray *ranges, guint64 start, guint64 end)
+{
+	guint i = 0, j;
+	guint64 covered = 0;
+
+	while (i < ranges->len && g_array_index(ranges, struct range, i).end < start)
+		i++;
+	j = i;
+	while (j < ranges->len && g_array_index(ranges, struct range, j).start <= end) {
+		const struct range *r = &g_array_index(ranges, struct range, j);
+
+		start = MIN(start, r->start);
+		end = MAX(end, r->end);
+		j++;
+	}
+	if (j > i)
+		g_array_remove_range(ranges, i, j - i);
+	g_array_insert_val(ranges, i, ((struct range){start, end}));
+
+	for (i = 0; i < ranges->len; i++) {
+		const struct range *r = &g_array_index(ranges, struct range, i);
+
+		covered += r->end - r->start;
+	}
+	return covered;
+}
+
+/* The range holding byte off, or NULL. */
+static const struct range *ranges_find(const GArray *ranges, guint64 off)
+{
+	for (guint i = 0; i < ranges->len; i++) {
+		const struct range *r = &g_array_index(ranges, struct range, i);
+
+		if (r->start > off)
+			break;
+		if (off < r->end)
+			return r;
+	}
+	return NULL;
+}
+
+/* Cut everything at or past limit; returns the new coverage. */
+static guint64 ranges_clip(GArray *ranges, guint64 limit)
+{
+	guint64 covered = 0;
+	guint i = 0;
+
+	while (i < ranges->len) {
+		struct range *r = &g_array_index(ranges, struct range, i);
+
+		if (r->start >= limit) {
+			g_array_remove_range(ranges, i, ranges->len - i);
+			break;
+		}
+		r->end = MIN(r->end, limit);
+		covered += r->end - r->start;
+		i++;
+	}
+	return covered;
+}
+
+/* ---------------------------------------------------------------- entries */
+
+static struct mcache_entry *entry_new(struct mcache *c, const char *dirname, guint32 uidvalidity,
+				      guint32 uid)
+{
+	struct mcache_entry *e = g_new0(struct mcache_entry, 1);
+
+	e->c = c;
+	e->dirname = g_strdup(dirname);
+	e->key = g_strdup_printf("%s/%" G_GUINT32_FORMAT, dirname, uid);
+	e->uid = uid;
+	e->uidvalidity = uidvalidity;
+	e->fd = -1;
+	e->lru_link.data = e;
+	return e;
+}
+
+static void entry_free(struct mcache_entry *e)
+{
+	if (e->fd >= 0)
+		close(e->fd);
+	if (e->ranges)
+		g_array_free(e->ranges, TRUE);
+	g_free(e->tmp_path);
+	g_free(e->dirname);
+	g_free(e->key);
+	g_free(e);
+}
+
+static void try_rmdir_locked(struct mcache *c, const char *dirname)
+{
+	g_autofree char *path = g_build_filename(c->dir, dirname, NULL);
+
+	/* Fails with ENOTEMPTY while other bodies live there: that is fine. */
+	(void)g_rmdir(path);
+}
+
+/*
+ * Take e out of the cache: unlink its file, forget its bytes. e->fd stays
+ * open so handles can still read. The caller frees e if no handle holds it.
+ */
+static void entry_uncache_locked(struct mcache *c, struct mcache_entry *e, int error)
+{
+	if (!e->in_table) {
+		if (!e->dead)
+			e->error = error;
+		e->dead = TRUE;
+		return;
+	}
+	if (e->complete) {
+		g_autofree char *path = entry_final_path(e);
+
+		if (g_unlink(path) < 0 && errno != ENOENT)
+			mfs_log_warn("cache: cannot remove %s: %s", path, g_strerror(errno));
+		g_queue_unlink(&c->lru, &e->lru_link);
+		c->files--;
+	} else {
+		if (e->tmp_path && g_unlink(e->tmp_path) < 0 && errno != ENOENT)
+			mfs_log_warn("cache: cannot remove %s: %s", e->tmp_path, g_strerror(errno));
+		g_clear_pointer(&e->tmp_path, g_free);
+		c->partial--;
+	}
+	g_hash_table_remove(c->entries, e->key);
+	e->in_table = FALSE;
+	c->used -= e->accounted;
+	e->accounted = 0;
+	e->dead = TRUE;
+	e->error = error;
+	try_rmdir_locked(c, e->dirname);
+}
+
+/*
+ * Make room for need more bytes by evicting unpinned complete bodies from
+ * the cold end. FALSE when pinned bodies leave too little room.
+ */
+static gboolean evict_locked(struct mcache *c, guint64 need)
+{
+	GList *l = c->lru.tail;
+
+	if (need > c->max_bytes)
+		return FALSE;
+	while (c->used > c->max_bytes - need && l) {
+		struct mcache_entry *e = l->data;
+
+		l = l->prev;
+		if (e->refs > 0)
+			continue;
+		mfs_log_debug(MFS_LOG_CACHE, "cache: evict %s (%" G_GUINT64_FORMAT " bytes)",
+			      e->key, e->size);
+		entry_uncache_locked(c, e, -ESTALE);
+		c->evictions++;
+		entry_free(e);
+	}
+	return c->used <= c->max_bytes - need;
+}
+
+/* The entry stops caching: log a disk failure once, not for every chunk. */
+static void entry_fail_locked(struct mcache *c, struct mcache_entry *e, int error)
+{
+	if (!c->disk_failing)
+		mfs_log_warn("cache: cannot store a body (%s); serving without caching",
+			     g_strerror(-error));
+	else
+		mfs_log_debug(MFS_LOG_CACHE, "cache: %s not stored: %s", e->key,
+			      g_strerror(-error));
+	c->disk_failing = TRUE;
+	entry_uncache_locked(c, e, error);
+}
+
+static int create_temp_locked(struct mcache *c, struct mcache_entry *e)
+{
+	g_autofree char *dirpath = g_build_filename(c->dir, e->dirname, NULL);
+	char *tmpl;
+	int fd;
+
+	if (g_mkdir_with_parents(dirpath, 0700) < 0)
+		return -errno;
+	/* An older or foreign directory may be looser than design §6 allows. */
+	if (g_chmod(dirpath, 0700) < 0)
+		return -errno;
+	tmpl = g_strdup_printf("%s/" TMP_PREFIX "%" G_GUINT32_FORMAT "-XXXXXX", dirpath, e->uid);
+	fd = g_mkstemp_full(tmpl, O_RDWR | O_CLOEXEC, 0600);
+	if (fd < 0) {
+		int err = -errno;
+
+		g_free(tmpl);
+		return err;
+	}
+	/* mkstemp's mode is cut by the umask only; make it exactly 0600. */
+	(void)fchmod(fd, 0600);
+	e->fd = fd;
+	e->tmp_path = tmpl;
+	return 0;
+}
+
+static int pwrite_all(int fd, const void *data, size_t len, guint64 off)
+{
+	const char *p = data;
+
+	while (len > 0) {
+		ssize_t n = pwrite(fd, p, len, (off_t)off);
+
+		if (n < 0) {
+			if (errno == EINTR)
+				continue;
+			return -errno;
+		}
+		if (n == 0)
+			return -EIO;
+		p += n;
+		len -= (size_t)n;
+		off += (guint64)n;
+	}
+	return 0;
+}
+
+/* ------------------------------------------------------------ open, close */
+
+struct scanned {
+	struct mcache_entry *e;
+	gint64 mtime_ns;
+};
+
+static gint scanned_cmp(gconstpointer a, gconstpointer b)
+{
+	const struct scanned *x = a, *y = b;
+
+	return (x->mtime_ns > y->mtime_ns) - (x->mtime_ns < y->mtime_ns);
+}
+
+static void scan_body_dir(struct mcache *c, const char *dirname, guint32 uidvalidity, GArray *found)
+{
+	g_autofree char *dirpath = g_build_filename(c->dir, dirname, NULL);
+	GDir *d;
+	const char *name;
+	struct stat dst;
+
+	if (lstat(dirpath, &dst) < 0 || !S_ISDIR(dst.st_mode) || g_chmod(dirpath, 0700) < 0)
+		return;
+	d = g_dir_open(dirpath, 0, NULL);
+	if (!d)
+		return;
+	while ((name = g_dir_read_name(d))) {
+		g_autofree char *path = g_build_filename(dirpath, name, NULL);
+		struct stat st;
+		guint32 uid;
+		struct scanned s;
+
+		if (g_str_has_prefix(name, TMP_PREFIX)) {
+			/* Left by a crash: partial entries do not outlive the process. */
+			(void)g_unlink(path);
+			continue;
+		}
+		if (!parse_u32(name, &uid) || lstat(path, &st) < 0 || !S_ISREG(st.st_mode))
+			continue;
+		if ((st.st_mode & 07777) != 0600)
+			(void)g_chmod(path, 0600);
+		s.e = entry_new(c, dirname, uidvalidity, uid);
+		s.e->complete = TRUE;
+		s.e->size = (guint64)st.st_size;
+		s.e->accounted = s.e->size;
+		s.mtime_ns =
+		    (gint64)st.st_mtim.tv_sec * G_GINT64_CONSTANT(1000000000) + st.st_mtim.tv_nsec;
+		g_array_append_val(found, s);
+	}
+	g_dir_close(d);
+	try_rmdir_locked(c, dirname);
+}
+
+struct mcache *mcache_open(const char *dir, guint64 max_bytes, GError **err)
+{
+	struct mcache *c;
+	GArray *found;
+	GDir *d;
+	const char *name;
+	GError *derr = NULL;
+
+	g_return_val_if_fail(dir != NULL, NULL);
+
+	if (g_mkdir_with_parents(dir, 0700) < 0 || g_chmod(dir, 0700) < 0) {
+		int e = errno;
+
+		g_set_error(err, G_FILE_ERROR, g_file_error_from_errno(e), "cache directory %s: %s",
+			    dir, g_strerror(e));
+		return NULL;
+	}
+	d = g_dir_open(dir, 0, &derr);
+	if (!d) {
+		g_propagate_prefixed_error(err, derr, "cache directory: ");
+		return NULL;
+	}
+
+	c = g_new0(struct mcache, 1);
+	c->dir = g_strdup(dir);
+	c->max_bytes = max_bytes;
+	g_mutex_init(&c->lock);
+	c->entries = g_hash_table_new(g_str_hash, g_str_equal);
+	g_queue_init(&c->lru);
+
+	found = g_array_new(FALSE, FALSE, sizeof(struct scanned));
+	while ((name = g_dir_read_name(d))) {
+		guint32 uidvalidity;
+
+		if (parse_dirname(name, &uidvalidity))
+			scan_body_dir(c, name, uidvalidity, found);
+	}
+	g_dir_close(d);
+
+	/* Oldest first, each pushed to the head: the newest ends up hottest. */
+	g_array_sort(found, scanned_cmp);
+	for (guint i = 0; i < found->len; i++) {
+		struct mcache_entry *e = g_array_index(found, struct scanned, i).e;
+
+		e->in_table = TRUE;
+		g_hash_table_insert(c->entries, e->key, e);
+		g_queue_push_head_link(&c->lru, &e->lru_link);
+		c->used += e->accounted;
+		c->files++;
+	}
+	g_array_free(found, TRUE);
+
+	/* cache_size may have shrunk since the last mount. */
+	g_mutex_lock(&c->lock);
+	(void)evict_locked(c, 0);
+	g_mutex_unlock(&c->lock);
+
+	mfs_log_debug(MFS_LOG_CACHE,
+		      "cache: %s: %" G_GUINT64_FORMAT " bodies, %" G_GUINT64_FORMAT " bytes", dir,
+		      c->files, c->used);
+	return c;
+}
+
+void mcache_close(struct mcache *c)
+{
+	GHashTableIter it;
+	gpointer v;
+	guint leaked = 0;
+
+	if (!c)
+		return;
+	g_mutex_lock(&c->lock);
+	g_hash_table_iter_init(&it, c->entries);
+	while (g_hash_table_iter_next(&it, NULL, &v)) {
+		struct mcache_entry *e = v;
+
+		if (e->refs > 0) {
+			leaked++;
+			continue;
+		}
+		g_hash_table_iter_remove(&it);
+		entry_free(e);
+	}
+	g_mutex_unlock(&c->lock);
+	if (leaked) {
+		/* Freeing them would turn the holders' next call into a use after free. */
+		mfs_log_error("cache: closed with %u bodies still in use", leaked);
+		return;
+	}
+	g_hash_table_destroy(c->entries);
+	g_mutex_clear(&c->lock);
+	g_free(c->dir);
+	g_free(c);
+}
+
+/* ---------------------------------------------------------------- lookups */
+
+struct mcache_entry *mcache_get(struct mcache *c, const char *mailbox, guint32 uidvalidity,
+				guint32 uid)
+{
+	g_autofree char *hash = mailbox_hash(mailbox);
+	g_autofree char *dirname = make_dirname(hash, uidvalidity);
+	g_autofree char *key = g_strdup_printf("%s/%" G_GUINT32_FORMAT, dirname, uid);
+	struct mcache_entry *e;
+	int touch_fd = -1, open_error = 0;
+
+	g_mutex_lock(&c->lock);
+	e = g_hash_table_lookup(c->entries, key);
+	if (e && e->complete && e->fd < 0) {
+		g_autofree char *path = entry_final_path(e);
+
+		e->fd = open(path, O_RDONLY | O_CLOEXEC);
+		if (e->fd < 0 && errno == ENOENT) {
+			/* Removed behind our back: forget it, fetch again. */
+			entry_uncache_locked(c, e, -ESTALE);
+			entry_free(e);
+			e = NULL;
+		} else if (e->fd < 0) {
+			/*
+			 * EMFILE and the like pass: keep the file, and hand out a
+			 * private entry that caches nothing, so the body is fetched
+			 * and served from memory this time.
+			 */
+			open_error = -errno;
+			e = entry_new(c, dirname, uidvalidity, uid);
+			e->ranges = g_array_new(FALSE, FALSE, sizeof(struct range));
+			e->refs = 1;
+			e->dead = TRUE;
+			e->error = open_error;
+			c->misses++;
+			g_mutex_unlock(&c->lock);
+			mfs_log_warn("cache: cannot open a cached body: %s",
+				     g_strerror(-open_error));
+			return e;
+		}
+	}
+	if (e) {
+		e->refs++;
+		if (e->complete) {
+			c->hits++;
+			g_queue_unlink(&c->lru, &e->lru_link);
+			g_queue_push_head_link(&c->lru, &e->lru_link);
+			touch_fd = e->fd;
+		} else {
+			c->misses++;
+		}
+	} else {
+		e = entry_new(c, dirname, uidvalidity, uid);
+		e->ranges = g_array_new(FALSE, FALSE, sizeof(struct range));
+		e->refs = 1;
+		e->in_table = TRUE;
+		g_hash_table_insert(c->entries, e->key, e);
+		c->partial++;
+		c->misses++;
+	}
+	g_mutex_unlock(&c->lock);
+
+	/* The mtime is the last use, so the next mount rebuilds the same LRU order. */
+	if (touch_fd >= 0)
+		(void)futimens(touch_fd, NULL);
+	return e;
+}
+
+struct mcache_entry *mcache_entry_ref(struct mcache_entry *e)
+{
+	g_mutex_lock(&e->c->lock);
+	g_assert(e->refs > 0);
+	e->refs++;
+	g_mutex_unlock(&e->c->lock);
+	return e;
+}
+
+void mcache_entry_unref(struct mcache_entry *e)
+{
+	struct mcache *c;
+	gboolean free_it = FALSE;
+	int close_fd = -1;
+
+	if (!e)
+		return;
+	c = e->c;
+	g_mutex_lock(&c->lock);
+	g_assert(e->refs > 0);
+	if (--e->refs == 0) {
+		if (e->dead) {
+			free_it = TRUE;
+		} else if (!e->complete) {
+			/* Unfinished bodies are not kept: nobody would fill the gaps. */
+			entry_uncache_locked(c, e, -ESTALE);
+			free_it = TRUE;
+		} else {
+			close_fd = e->fd;
+			e->fd = -1;
+		}
+	}
+	g_mutex_unlock(&c->lock);
+	if (close_fd >= 0)
+		close(close_fd);
+	if (free_it)
+		entry_free(e);
+}
+
+gboolean mcache_entry_complete(struct mcache_entry *e, guint64 *size)
+{
+	gboolean complete;
+
+	g_mutex_lock(&e->c->lock);
+	complete = e->complete;
+	if (complete && size)
+		*size = e->size;
+	g_mutex_unlock(&e->c->lock);
+	return complete;
+}
+
+gboolean mcache_entry_first_gap(struct mcache_entry *e, guint64 off, guint64 len, guint64 *gap_off,
+				guint64 *gap_len)
+{
+	guint64 end = len > G_MAXUINT64 - off ? G_MAXUINT64 : off + len;
+	gboolean gap = FALSE;
+
+	g_mutex_lock(&e->c->lock);
+	if (e->complete || len == 0) {
+		gap = FALSE;
+	} else {
+		guint64 pos = off;
+
+		for (guint i = 0; i < e->ranges->len && pos < end; i++) {
+			const struct range *r = &g_array_index(e->ranges, struct range, i);
+
+			if (r->end <= pos)
+				continue;
+			if (r->start > pos)
+				break;
+			pos = r->end;
+		}
+		if (pos < end) {
+			guint64 stop = end;
+
+			for (guint i = 0; i < e->ranges->len; i++) {
+				const struct range *r = &g_array_index(e->ranges, struct range, i);
+
+				if (r->start > pos) {
+					stop = MIN(stop, r->start);
+					break;
+				}
+			}
+			gap = TRUE;
+			if (gap_off)
+				*gap_off = pos;
+			if (gap_len)
+				*gap_len = stop - pos;
+		}
+	}
+	g_mutex_unlock(&e->c->lock);
+	return gap;
+}
+
+gboolean mcache_entry_has(struct mcache_entry *e, guint64 off, guint64 len)
+{
+	return !mcache_entry_first_gap(e, off, len, NULL, NULL);
+}
+
+gssize mcache_entry_read(struct mcache_entry *e, void *buf, size_t len, guint64 off)
+{
+	char *p = buf;
+	size_t n, done = 0;
+	int fd;
+
+	if (len == 0)
+		return 0;
+	if (len > G_MAXSSIZE)
+		len = G_MAXSSIZE;
+	g_mutex_lock(&e->c->lock);
+	if (e->complete) {
+		n = off >= e->size ? 0 : (size_t)MIN((guint64)len, e->size - off);
+	} else {
+		const struct range *r = ranges_find(e->ranges, off);
+
+		if (!r) {
+			g_mutex_unlock(&e->c->lock);
+			return -ENODATA;
+		}
+		n = (size_t)MIN((guint64)len, r->end - off);
+	}
+	fd = e->fd;
+	g_mutex_unlock(&e->c->lock);
+
+	while (done < n) {
+		ssize_t r = pread(fd, p + done, n - done, (off_t)(off + done));
+
+		if (r < 0) {
+			if (errno == EINTR)
+				continue;
+			return done ? (gssize)done : -errno;
+		}
+		if (r == 0)
+			break;
+		done += (size_t)r;
+	}
+	/* The file is shorter than its index says: not our bytes to guess. */
+	if (done == 0 && n > 0)
+		return -EIO;
+	return (gssize)done;
+}
+
+/* ----------------------------------------------------------------- filling */
+
+int mcache_entry_write(struct mcache_entry *e, guint64 off, const void *data, size_t len)
+{
+	struct mcache *c = e->c;
+	guint64 end, need;
+	int fd, r;
+
+	if (len == 0)
+		return 0;
+	if (off > (guint64)G_MAXINT64 || (guint64)len > (guint64)G_MAXINT64 - off)
+		return -EINVAL;
+	end = off + len;
+
+	g_mutex_lock(&c->lock);
+	if (e->dead) {
+		r = e->error;
+		g_mutex_unlock(&c->lock);
+		return r;
+	}
+	if (e->complete) {
+		g_mutex_unlock(&c->lock);
+		return 0;
+	}
+	if (e->fd < 0) {
+		r = create_temp_locked(c, e);
+		if (r < 0) {
+			entry_fail_locked(c, e, r);
+			g_mutex_unlock(&c->lock);
+			return r;
+		}
+	}
+	need = ranges_missing(e->ranges, off, end);
+	/* A body larger than the whole cache must not empty it first. */
+	if (e->accounted + need > c->max_bytes || !evict_locked(c, need)) {
+		mfs_log_debug(MFS_LOG_CACHE, "cache: %s does not fit in cache_size", e->key);
+		entry_uncache_locked(c, e, -ENOSPC);
+		g_mutex_unlock(&c->lock);
+		return -ENOSPC;
+	}
+	/* Reserve now so concurrent writers cannot overshoot max_bytes together. */
+	c->used += need;
+	fd = e->fd;
+	g_mutex_unlock(&c->lock);
+
+	r = pwrite_all(fd, data, len, off);
+
+	g_mutex_lock(&c->lock);
+	c->used -= need;
+	if (r == 0 && !e->complete) {
+		/* Even a dead entry gets the range: the bytes are in its (unlinked) file. */
+		guint64 covered = ranges_add(e->ranges, off, end);
+
+		if (e->in_table) {
+			c->used += covered - e->covered;
+			e->accounted += covered - e->covered;
+		}
+		e->covered = covered;
+	}
+	if (r < 0 && !e->dead)
+		entry_fail_locked(c, e, r);
+	else if (r == 0 && e->dead)
+		r = e->error;
+	g_mutex_unlock(&c->lock);
+	return r;
+}
+
+int mcache_entry_finish(struct mcache_entry *e, guint64 total_size)
+{
+	struct mcache *c = e->c;
+	g_autofree char *path = NULL;
+	int r = 0;
+
+	g_mutex_lock(&c->lock);
+	if (e->dead) {
+		r = e->error;
+		goto out;
+	}
+	if (e->complete) {
+		r = e->size == total_size ? 0 : -EINVAL;
+		goto out;
+	}
+	if (ranges_missing(e->ranges, 0, total_size) > 0) {
+		r = -EAGAIN;
+		goto out;
+	}
+	if (e->fd < 0)
+		r = create_temp_locked(c, e); /* an empty body was never written */
+	if (r == 0 && e->ranges->len > 0 &&
+	    g_array_index(e->ranges, struct range, e->ranges->len - 1).end > total_size) {
+		guint64 covered = ranges_clip(e->ranges, total_size);
+
+		c->used -= e->covered - covered;
+		e->accounted -= e->covered - covered;
+		e->covered = covered;
+		if (ftruncate(e->fd, (off_t)total_size) < 0)
+			r = -errno;
+	}
+	if (r == 0) {
+		path = entry_final_path(e);
+		if (g_rename(e->tmp_path, path) < 0)
+			r = -errno;
+	}
+	if (r < 0) {
+		entry_fail_locked(c, e, r);
+		goto out;
+	}
+	g_clear_pointer(&e->tmp_path, g_free);
+	g_array_free(e->ranges, TRUE);
+	e->ranges = NULL;
+	e->complete = TRUE;
+	e->size = total_size;
+	c->partial--;
+	c->files++;
+	c->disk_failing = FALSE;
+	g_queue_push_head_link(&c->lru, &e->lru_link);
+out:
+	g_mutex_unlock(&c->lock);
+	return r;
+}
+
+/* ---------------------------------------------------------------- dropping */
+
+static void drop_locked(struct mcache *c, struct mcache_entry *e)
+{
+	entry_uncache_locked(c, e, -ESTALE);
+	if (e->refs == 0)
+		entry_free(e);
+}
+
+void mcache_drop(struct mcache *c, const char *mailbox, guint32 uidvalidity, guint32 uid)
+{
+	g_autofree char *hash = mailbox_hash(mailbox);
+	g_autofree char *dirname = make_dirname(hash, uidvalidity);
+	g_autofree char *key = g_strdup_printf("%s/%" G_GUINT32_FORMAT, dirname, uid);
+	struct mcache_entry *e;
+
+	g_mutex_lock(&c->lock);
+	e = g_hash_table_lookup(c->entries, key);
+	if (e)
+		drop_locked(c, e);
+	g_mutex_unlock(&c->lock);
+}
+
+void mcache_drop_mailbox(struct mcache *c, const char *mailbox, guint32 keep_uidvalidity)
+{
+	g_autofree char *hash = mailbox_hash(mailbox);
+	GPtrArray *victims = g_ptr_array_new();
+	GHashTableIter it;
+	gpointer v;
+	guint dropped;
+
+	g_mutex_lock(&c->lock);
+	g_hash_table_iter_init(&it, c->entries);
+	while (g_hash_table_iter_next(&it, NULL, &v)) {
+		struct mcache_entry *e = v;
+
+		if (strncmp(e->dirname, hash, HASH_HEX) == 0 && e->uidvalidity != keep_uidvalidity)
+			g_ptr_array_add(victims, e);
+	}
+	for (guint i = 0; i < victims->len; i++)
+		drop_locked(c, victims->pdata[i]);
+	dropped = victims->len;
+	g_mutex_unlock(&c->lock);
+	g_ptr_array_free(victims, TRUE);
+	if (dropped)
+		mfs_log_debug(MFS_LOG_CACHE, "cache: UIDVALIDITY changed, %u bodies dropped",
+			      dropped);
+}
+
+/* ------------------------------------------------------------------- stats */
+
+void mcache_get_stats(struct mcache *c, struct mcache_stats *s)
+{
+	g_mutex_lock(&c->lock);
+	s->bytes = c->used;
+	s->max_bytes = c->max_bytes;
+	s->files = c->files;
+	s->partial = c->partial;
+	s->hits = c->hits;
+	s->misses = c->misses;
+	s->evictions = c->evictions;
+	g_mutex_unlock(&c->lock);
+}
+
+guint64 mcache_free_space(struct mcache *c)
+{
+	struct statvfs sv;
+
+	if (statvfs(c->dir, &sv) < 0)
+		return 0;
+	return (guint64)sv.f_bavail * (guint64)sv.f_frsize;
+}
