@@ -1,0 +1,958 @@
+/* SPDX-License-Identifier: GPL-2.0-or-later */
+#include "model/tree.h"
+
+#include "model/names.h"
+#include "protocol/mutf7.h"
+
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define MSG_INO_MIN	((guint64)1 << 32)
+#define OFF_DOT		1
+#define OFF_DOTDOT	2
+#define OFF_FOLDER_BASE 3
+#define OFF_MSG_BASE	((guint64)1 << 33)
+
+/*
+ * One message: 40 bytes on 64-bit, plus its name. Its inode number is
+ * derived (epoch, uid), and flags strings are interned (GRefString), so a
+ * folder where most messages say "\Seen" stores that once.
+ */
+struct tmsg {
+	guint32 uid;
+	guint32 nlookup;
+	guint64 size;
+	gint64 mtime;
+	char *name;
+	char *flags; /* GRefString */
+};
+
+/* The messages of one folder for one UIDVALIDITY. */
+struct msgset {
+	guint32 epoch;
+	guint32 uidvalidity;
+	guint64 folder;	  /* inode number, not a pointer: the folder may go first */
+	gboolean current; /* the folder's set; else retired, alive for `gone` only */
+	GArray *live;	  /* struct tmsg by ascending uid */
+	GArray *gone;	  /* struct tmsg by ascending uid, removed but nlookup > 0 */
+	guint64 refs;	  /* sum of nlookup over live and gone */
+};
+
+struct folder {
+	guint64 ino;
+	guint64 parent;
+	char *name;
+	char *key;  /* wire-name prefix with INBOX normalised: the identity; NULL for root */
+	char *wire; /* as listed, for SELECT; NULL when not listed itself */
+	guint32 attrs;
+	gboolean detached;
+	gboolean seen;	     /* scratch of tree_apply_list */
+	gboolean listed_now; /* scratch of tree_apply_list */
+	guint64 nlookup;
+	GPtrArray *children; /* struct folder * by ascending ino */
+	struct msgset *msgs; /* current message set, or NULL */
+};
+
+struct tree {
+	GMutex lock;
+	gboolean names_uid;
+	gboolean vshow;
+	GPtrArray *excl; /* GPatternSpec * */
+	guint64 next_ino;
+	guint32 next_epoch;
+	struct folder *root;
+	GHashTable *folders; /* &ino -> struct folder * (owns every folder) */
+	GHashTable *keys;    /* key -> struct folder *, attached folders only */
+	GHashTable *epochs;  /* GUINT_TO_POINTER(epoch) -> struct msgset * (owns) */
+};
+
+static void tmsg_clear(struct tmsg *m)
+{
+	g_free(m->name);
+	if (m->flags)
+		g_ref_string_release(m->flags);
+	m->name = NULL;
+	m->flags = NULL;
+}
+
+static void msgs_array_free(GArray *a)
+{
+	for (guint i = 0; i < a->len; i++)
+		tmsg_clear(&g_array_index(a, struct tmsg, i));
+	g_array_unref(a);
+}
+
+static void msgset_free(void *p)
+{
+	struct msgset *ms = p;
+
+	msgs_array_free(ms->live);
+	msgs_array_free(ms->gone);
+	g_free(ms);
+}
+
+static void folder_free(void *p)
+{
+	struct folder *f = p;
+
+	g_free(f->name);
+	g_free(f->key);
+	g_free(f->wire);
+	g_ptr_array_unref(f->children);
+	g_free(f);
+}
+
+static gboolean folder_selectable(const struct folder *f)
+{
+	return f->wire != NULL && !(f->attrs & IMAP_MBOX_NOSELECT) && !f->detached;
+}
+
+static void report(GArray *removed, guint64 parent, guint64 ino, const char *name)
+{
+	struct tree_removed r = {parent, ino, g_strdup(name)};
+
+	if (removed)
+		g_array_append_val(removed, r);
+	else
+		g_free(r.name);
+}
+
+static void clear_removed(void *p)
+{
+	struct tree_removed *r = p;
+
+	g_free(r->name);
+}
+
+GArray *tree_removed_new(void)
+{
+	GArray *a = g_array_new(FALSE, FALSE, sizeof(struct tree_removed));
+
+	g_array_set_clear_func(a, clear_removed);
+	return a;
+}
+
+static guint64 msg_ino(const struct msgset *ms, guint32 uid)
+{
+	return ((guint64)ms->epoch << 32) | uid;
+}
+
+/* The message with uid in a (sorted), or NULL; *pos gets where it is or would go. */
+static struct tmsg *msg_find(GArray *a, guint32 uid, guint *pos)
+{
+	guint lo = 0, hi = a->len;
+
+	while (lo < hi) {
+		guint mid = lo + (hi - lo) / 2;
+		struct tmsg *m = &g_array_index(a, struct tmsg, mid);
+
+		if (m->uid == uid) {
+			if (pos)
+				*pos = mid;
+			return m;
+		}
+		if (m->uid < uid)
+			lo = mid + 1;
+		else
+			hi = mid;
+	}
+	if (pos)
+		*pos = lo;
+	return NULL;
+}
+
+static int cmp_tmsg(const void *a, const void *b)
+{
+	const struct tmsg *x = a, *y = b;
+
+	return x->uid < y->uid ? -1 : x->uid > y->uid;
+}
+
+static void msgset_maybe_free(struct tree *t, struct msgset *ms)
+{
+	if (!ms->current && ms->refs == 0)
+		g_hash_table_remove(t->epochs, GUINT_TO_POINTER(ms->epoch));
+}
+
+/*
+ * The folder's current set stops being current: its live messages are
+ * reported (if report) and kept only while referenced.
+ */
+static void msgset_retire(struct tree *t, struct folder *f, gboolean report_msgs, GArray *removed)
+{
+	struct msgset *ms = f->msgs;
+
+	if (!ms)
+		return;
+	f->msgs = NULL;
+	ms->current = FALSE;
+	for (guint i = 0; i < ms->live->len; i++) {
+		struct tmsg *m = &g_array_index(ms->live, struct tmsg, i);
+
+		if (report_msgs)
+			report(removed, f->ino, msg_ino(ms, m->uid), m->name);
+		if (m->nlookup > 0)
+			g_array_append_val(ms->gone, *m);
+		else
+			tmsg_clear(m);
+	}
+	g_array_set_size(ms->live, 0);
+	g_array_sort(ms->gone, cmp_tmsg);
+	msgset_maybe_free(t, ms);
+}
+
+static struct folder *folder_get(struct tree *t, guint64 ino)
+{
+	if (ino == 0 || ino >= MSG_INO_MIN)
+		return NULL;
+	return g_hash_table_lookup(t->folders, &ino);
+}
+
+/* The message with inode number ino, its set, and whether it is gone. */
+static struct tmsg *msg_get(struct tree *t, guint64 ino, struct msgset **msp, gboolean *gone)
+{
+	struct msgset *ms;
+	struct tmsg *m;
+
+	if (ino < MSG_INO_MIN)
+		return NULL;
+	ms = g_hash_table_lookup(t->epochs, GUINT_TO_POINTER((guint32)(ino >> 32)));
+	if (!ms)
+		return NULL;
+	*msp = ms;
+	m = msg_find(ms->live, (guint32)ino, NULL);
+	*gone = m == NULL;
+	if (!m)
+		m = msg_find(ms->gone, (guint32)ino, NULL);
+	return m;
+}
+
+struct tree *tree_new(const struct tree_options *opts)
+{
+	struct tree *t = g_new0(struct tree, 1);
+
+	g_mutex_init(&t->lock);
+	t->excl = g_ptr_array_new_with_free_func((GDestroyNotify)g_pattern_spec_free);
+	if (opts) {
+		t->names_uid = opts->names_uid;
+		t->vshow = opts->virtual_folders_show;
+		for (const char *const *g = opts->exclude; g && *g; g++)
+			g_ptr_array_add(t->excl, g_pattern_spec_new(*g));
+	}
+	t->folders = g_hash_table_new_full(g_int64_hash, g_int64_equal, NULL, folder_free);
+	t->keys = g_hash_table_new(g_str_hash, g_str_equal);
+	t->epochs = g_hash_table_new_full(g_direct_hash, g_direct_equal, NULL, msgset_free);
+	t->next_ino = TREE_ROOT_INO + 1;
+	t->next_epoch = 1;
+
+	t->root = g_new0(struct folder, 1);
+	t->root->ino = TREE_ROOT_INO;
+	t->root->parent = TREE_ROOT_INO;
+	t->root->name = g_strdup("");
+	t->root->children = g_ptr_array_new();
+	g_hash_table_insert(t->folders, &t->root->ino, t->root);
+	return t;
+}
+
+void tree_free(struct tree *t)
+{
+	if (!t)
+		return;
+	g_hash_table_unref(t->keys);
+	g_hash_table_unref(t->epochs);
+	g_hash_table_unref(t->folders);
+	g_ptr_array_unref(t->excl);
+	g_mutex_clear(&t->lock);
+	g_free(t);
+}
+
+/* -- folders ---------------------------------------------------------------- */
+
+static struct folder *child_by_name(const struct folder *p, const char *name)
+{
+	for (guint i = 0; i < p->children->len; i++) {
+		struct folder *c = g_ptr_array_index(p->children, i);
+
+		if (strcmp(c->name, name) == 0)
+			return c;
+	}
+	return NULL;
+}
+
+static struct folder *folder_create(struct tree *t, struct folder *parent, const char *key,
+				    const char *shown)
+{
+	struct folder *f = g_new0(struct folder, 1);
+	char *name = g_strdup(shown);
+
+	/* See the header, "Duplicate names": "%~" is never names_escape() output. */
+	for (guint k = 2; child_by_name(parent, name); k++) {
+		g_free(name);
+		name = g_strdup_printf("%s%%~%u", shown, k);
+	}
+	f->ino = t->next_ino++;
+	f->parent = parent->ino;
+	f->name = name;
+	f->key = g_strdup(key);
+	f->children = g_ptr_array_new();
+	g_ptr_array_add(parent->children, f); /* ino grows: stays sorted */
+	g_hash_table_insert(t->folders, &f->ino, f);
+	g_hash_table_insert(t->keys, f->key, f);
+	return f;
+}
+
+/* Take f and everything below out of the tree, children reported first. */
+static void folder_detach(struct tree *t, struct folder *f, GArray *removed)
+{
+	struct folder *p = folder_get(t, f->parent);
+
+	while (f->children->len > 0)
+		folder_detach(t, g_ptr_array_index(f->children, f->children->len - 1), removed);
+	report(removed, f->parent, f->ino, f->name);
+	if (p)
+		g_ptr_array_remove(p->children, f);
+	g_hash_table_remove(t->keys, f->key);
+	msgset_retire(t, f, FALSE, NULL);
+	f->detached = TRUE;
+	if (f->nlookup == 0)
+		g_hash_table_remove(t->folders, &f->ino);
+}
+
+/* One mailbox of a LIST, split into levels. */
+struct pmbox {
+	const struct imap_mailbox_info *mi;
+	guint n;
+	char **keys;  /* keys[i]: identity of the prefix of levels 0..i */
+	char **shown; /* shown[i]: path component of level i */
+	char **paths; /* paths[i]: '/'-joined decoded levels 0..i, for exclude */
+	gboolean hidden;
+};
+
+static void pmbox_free(void *p)
+{
+	struct pmbox *b = p;
+
+	g_strfreev(b->keys);
+	g_strfreev(b->shown);
+	g_strfreev(b->paths);
+	g_free(b);
+}
+
+static struct pmbox *pmbox_new(const struct imap_mailbox_info *mi)
+{
+	struct pmbox *b = g_new0(struct pmbox, 1);
+	char dstr[2] = {mi->delimiter, 0};
+	char **raw;
+
+	if (mi->delimiter) {
+		raw = g_strsplit(mi->name, dstr, -1);
+	} else {
+		raw = g_new0(char *, 2);
+		raw[0] = g_strdup(mi->name);
+	}
+	b->mi = mi;
+	b->n = g_strv_length(raw);
+	b->keys = g_new0(char *, b->n + 1);
+	b->shown = g_new0(char *, b->n + 1);
+	b->paths = g_new0(char *, b->n + 1);
+	for (guint i = 0; i < b->n; i++) {
+		const char *keylevel = raw[i];
+		char *dec = NULL;
+		const char *match;
+
+		/* RFC 3501 §5.1: INBOX is case-insensitive; other names are not. */
+		if (i == 0 && g_ascii_strcasecmp(raw[i], "INBOX") == 0) {
+			keylevel = "INBOX";
+			b->shown[i] = g_strdup("INBOX");
+			match = "INBOX";
+		} else {
+			dec = mutf7_decode(raw[i], NULL);
+			if (dec) {
+				b->shown[i] = names_escape(dec, strlen(dec));
+				match = dec;
+			} else {
+				/* Not mUTF-7: shown from its raw bytes, escaped, never hidden. */
+				b->shown[i] = names_escape(raw[i], strlen(raw[i]));
+				match = b->shown[i];
+			}
+		}
+		if (i == 0) {
+			b->keys[i] = g_strdup(keylevel);
+			b->paths[i] = g_strdup(match);
+		} else {
+			b->keys[i] = g_strconcat(b->keys[i - 1], dstr, keylevel, NULL);
+			b->paths[i] = g_strconcat(b->paths[i - 1], "/", match, NULL);
+		}
+		g_free(dec);
+	}
+	g_strfreev(raw);
+	return b;
+}
+
+static int cmp_pmbox(const void *a, const void *b)
+{
+	const struct pmbox *x = *(struct pmbox *const *)a, *y = *(struct pmbox *const *)b;
+
+	return strcmp(x->keys[x->n - 1], y->keys[y->n - 1]);
+}
+
+static gboolean excluded(const struct tree *t, const char *path)
+{
+	for (guint i = 0; i < t->excl->len; i++)
+		if (g_pattern_spec_match_string(g_ptr_array_index(t->excl, i), path))
+			return TRUE;
+	return FALSE;
+}
+
+static gboolean virtual_hidden(const struct tree *t, guint32 attrs)
+{
+	return !t->vshow &&
+	       (attrs & (IMAP_MBOX_ALL | IMAP_MBOX_FLAGGED | IMAP_MBOX_IMPORTANT)) != 0;
+}
+
+static int cmp_folder_ino(const void *a, const void *b)
+{
+	const struct folder *x = *(struct folder *const *)a, *y = *(struct folder *const *)b;
+
+	return x->ino < y->ino ? -1 : x->ino > y->ino;
+}
+
+void tree_apply_list(struct tree *t, GPtrArray *mailboxes, GArray *removed)
+{
+	g_autoptr(GPtrArray) boxes = g_ptr_array_new_with_free_func(pmbox_free);
+	g_autoptr(GHashTable) listed = g_hash_table_new(g_str_hash, g_str_equal);
+	g_autoptr(GPtrArray) gone = g_ptr_array_new();
+	GHashTableIter it;
+	void *v;
+
+	for (guint i = 0; mailboxes && i < mailboxes->len; i++) {
+		const struct imap_mailbox_info *mi = g_ptr_array_index(mailboxes, i);
+
+		if (mi && mi->name)
+			g_ptr_array_add(boxes, pmbox_new(mi));
+	}
+	g_ptr_array_sort(boxes, cmp_pmbox);
+	for (guint i = 0; i < boxes->len; i++) {
+		struct pmbox *b = g_ptr_array_index(boxes, i);
+
+		/* A wire name listed twice (or INBOX in two cases): the first wins. */
+		if (!g_hash_table_contains(listed, b->keys[b->n - 1]))
+			g_hash_table_insert(listed, b->keys[b->n - 1], b);
+	}
+	for (guint i = 0; i < boxes->len; i++) {
+		struct pmbox *b = g_ptr_array_index(boxes, i);
+
+		b->hidden = virtual_hidden(t, b->mi->attrs);
+		for (guint l = 0; l < b->n && !b->hidden; l++) {
+			struct pmbox *anc = g_hash_table_lookup(listed, b->keys[l]);
+
+			b->hidden =
+			    excluded(t, b->paths[l]) || (anc && virtual_hidden(t, anc->mi->attrs));
+		}
+	}
+
+	g_mutex_lock(&t->lock);
+	g_hash_table_iter_init(&it, t->folders);
+	while (g_hash_table_iter_next(&it, NULL, &v)) {
+		struct folder *f = v;
+
+		f->seen = f == t->root;
+		f->listed_now = FALSE;
+	}
+	for (guint i = 0; i < boxes->len; i++) {
+		struct pmbox *b = g_ptr_array_index(boxes, i);
+		struct folder *f = t->root;
+
+		if (b->hidden || g_hash_table_lookup(listed, b->keys[b->n - 1]) != b)
+			continue;
+		for (guint l = 0; l < b->n; l++) {
+			struct folder *c = g_hash_table_lookup(t->keys, b->keys[l]);
+
+			if (!c)
+				c = folder_create(t, f, b->keys[l], b->shown[l]);
+			c->seen = TRUE;
+			f = c;
+		}
+		f->listed_now = TRUE;
+		if (g_strcmp0(f->wire, b->mi->name) != 0) {
+			g_free(f->wire);
+			f->wire = g_strdup(b->mi->name);
+		}
+		f->attrs = b->mi->attrs;
+	}
+
+	/* Topmost vanished folders; folder_detach takes their subtrees. */
+	g_hash_table_iter_init(&it, t->folders);
+	while (g_hash_table_iter_next(&it, NULL, &v)) {
+		struct folder *f = v, *p;
+
+		if (f->detached || f->seen)
+			continue;
+		p = folder_get(t, f->parent);
+		if (!p || p->seen)
+			g_ptr_array_add(gone, f);
+	}
+	/* Deterministic report order: by inode number. */
+	g_ptr_array_sort(gone, cmp_folder_ino);
+	for (guint i = 0; i < gone->len; i++)
+		folder_detach(t, g_ptr_array_index(gone, i), removed);
+
+	g_hash_table_iter_init(&it, t->folders);
+	while (g_hash_table_iter_next(&it, NULL, &v)) {
+		struct folder *f = v;
+
+		if (f->detached || f == t->root)
+			continue;
+		if (!f->listed_now) {
+			g_clear_pointer(&f->wire, g_free);
+			f->attrs = 0;
+		}
+		if (!folder_selectable(f))
+			msgset_retire(t, f, TRUE, removed);
+	}
+	g_mutex_unlock(&t->lock);
+}
+
+guint64 tree_find_folder(struct tree *t, const char *wire)
+{
+	GHashTableIter it;
+	void *v;
+	guint64 ino = 0;
+
+	g_mutex_lock(&t->lock);
+	g_hash_table_iter_init(&it, t->keys);
+	while (g_hash_table_iter_next(&it, NULL, &v)) {
+		struct folder *f = v;
+
+		if (g_strcmp0(f->wire, wire) == 0) {
+			ino = f->ino;
+			break;
+		}
+	}
+	g_mutex_unlock(&t->lock);
+	return ino;
+}
+
+/* -- messages --------------------------------------------------------------- */
+
+struct uidx {
+	guint32 uid;
+	guint32 idx;
+};
+
+static int cmp_uidx(const void *a, const void *b)
+{
+	const struct uidx *x = a, *y = b;
+
+	if (x->uid != y->uid)
+		return x->uid < y->uid ? -1 : 1;
+	return x->idx < y->idx ? -1 : x->idx > y->idx;
+}
+
+static char *message_name(const struct tree *t, const struct tree_msg_info *mi)
+{
+	g_autofree char *slug = t->names_uid ? NULL : names_subject_slug(mi->subject);
+
+	return names_message_name(mi->uid, slug);
+}
+
+static char *intern_flags(const char *flags)
+{
+	return g_ref_string_new_intern(flags ? flags : "");
+}
+
+/* Checks shared by both locked phases of tree_folder_set_messages. */
+static int messages_folder(struct tree *t, guint64 ino, struct folder **out)
+{
+	struct folder *f = folder_get(t, ino);
+
+	if (!f)
+		return ino >= MSG_INO_MIN ? -ENOTDIR : -ENOENT;
+	if (f->detached)
+		return -ENOENT;
+	if (!folder_selectable(f))
+		return -EINVAL;
+	*out = f;
+	return 0;
+}
+
+int tree_folder_set_messages(struct tree *t, guint64 ino, guint32 uidvalidity,
+			     const struct tree_msg_info *msgs, gsize n, GArray *removed)
+{
+	g_autofree struct uidx *order = NULL;
+	g_autofree gboolean *known = NULL;
+	char **names;
+	gsize count = 0;
+	struct folder *f;
+	struct msgset *ms;
+	GArray *live;
+	guint oi = 0;
+	int rc;
+
+	if (n > G_MAXUINT32 || (n > 0 && !msgs))
+		return -EINVAL;
+	order = g_new(struct uidx, n ? n : 1);
+	for (gsize i = 0; i < n; i++) {
+		if (msgs[i].uid == 0)
+			continue;
+		order[count].uid = msgs[i].uid;
+		order[count].idx = (guint32)i;
+		count++;
+	}
+	qsort(order, count, sizeof(*order), cmp_uidx);
+	/* Drop repeated UIDs: the first given (lowest index) sorts first. */
+	{
+		gsize w = 0;
+
+		for (gsize i = 0; i < count; i++)
+			if (w == 0 || order[w - 1].uid != order[i].uid)
+				order[w++] = order[i];
+		count = w;
+	}
+
+	/*
+	 * Phase 1: which UIDs already have a name. Phase 2, without the lock:
+	 * the slugs of the others (RFC 2047, iconv, NFC: the slow part of a
+	 * 100,000-message first listing). Phase 3: merge.
+	 */
+	known = g_new0(gboolean, count ? count : 1);
+	g_mutex_lock(&t->lock);
+	rc = messages_folder(t, ino, &f);
+	if (rc == 0 && f->msgs && f->msgs->uidvalidity == uidvalidity) {
+		for (gsize i = 0; i < count; i++)
+			known[i] = msg_find(f->msgs->live, order[i].uid, NULL) ||
+				   msg_find(f->msgs->gone, order[i].uid, NULL);
+	}
+	g_mutex_unlock(&t->lock);
+	if (rc < 0)
+		return rc;
+
+	names = g_new0(char *, count ? count : 1);
+	for (gsize i = 0; i < count; i++)
+		if (!known[i])
+			names[i] = message_name(t, &msgs[order[i].idx]);
+
+	g_mutex_lock(&t->lock);
+	rc = messages_folder(t, ino, &f);
+	if (rc < 0)
+		goto out;
+	if (f->msgs && f->msgs->uidvalidity != uidvalidity)
+		msgset_retire(t, f, TRUE, removed);
+	if (!f->msgs) {
+		ms = g_new0(struct msgset, 1);
+		ms->epoch = t->next_epoch++;
+		ms->uidvalidity = uidvalidity;
+		ms->folder = f->ino;
+		ms->current = TRUE;
+		ms->live = g_array_new(FALSE, FALSE, sizeof(struct tmsg));
+		ms->gone = g_array_new(FALSE, FALSE, sizeof(struct tmsg));
+		g_hash_table_insert(t->epochs, GUINT_TO_POINTER(ms->epoch), ms);
+		f->msgs = ms;
+	}
+	ms = f->msgs;
+
+	/* Exactly sized: a 100,000-message folder wastes no growth slack. */
+	live = g_array_sized_new(FALSE, FALSE, sizeof(struct tmsg), (guint)count);
+	for (gsize i = 0; i <= count; i++) {
+		const struct tree_msg_info *in = i < count ? &msgs[order[i].idx] : NULL;
+		guint32 uid = in ? in->uid : 0;
+		struct tmsg *old;
+		struct tmsg m;
+		guint gpos;
+
+		/* Old messages below this UID are no longer listed. */
+		while (oi < ms->live->len &&
+		       (!in || g_array_index(ms->live, struct tmsg, oi).uid < uid)) {
+			old = &g_array_index(ms->live, struct tmsg, oi++);
+			report(removed, f->ino, msg_ino(ms, old->uid), old->name);
+			if (old->nlookup > 0) {
+				msg_find(ms->gone, old->uid, &gpos);
+				g_array_insert_val(ms->gone, gpos, *old);
+			} else {
+				tmsg_clear(old);
+			}
+		}
+		if (!in)
+			break;
+		if (oi < ms->live->len && g_array_index(ms->live, struct tmsg, oi).uid == uid) {
+			m = g_array_index(ms->live, struct tmsg, oi++);
+			if (strcmp(m.flags, in->flags ? in->flags : "") != 0) {
+				g_ref_string_release(m.flags);
+				m.flags = intern_flags(in->flags);
+			}
+		} else if ((old = msg_find(ms->gone, uid, &gpos)) != NULL) {
+			/* Listed again (a partial listing before?): same inode, same name. */
+			m = *old;
+			g_array_remove_index(ms->gone, gpos);
+		} else {
+			m.uid = uid;
+			m.nlookup = 0;
+			m.size = in->size;
+			m.mtime = in->internaldate;
+			/* Known in phase 1 but removed since: name it now. */
+			m.name = names[i] ? g_steal_pointer(&names[i]) : message_name(t, in);
+			m.flags = intern_flags(in->flags);
+		}
+		g_array_append_val(live, m);
+	}
+	g_array_unref(ms->live);
+	ms->live = live;
+out:
+	g_mutex_unlock(&t->lock);
+	for (gsize i = 0; i < count; i++)
+		g_free(names[i]);
+	g_free(names);
+	return rc;
+}
+
+/* -- queries ---------------------------------------------------------------- */
+
+void tree_entry_clear(struct tree_entry *e)
+{
+	g_clear_pointer(&e->name, g_free);
+	g_clear_pointer(&e->wire, g_free);
+	g_clear_pointer(&e->flags, g_free);
+}
+
+static void fill_folder(const struct folder *f, unsigned want, struct tree_entry *out)
+{
+	memset(out, 0, sizeof(*out));
+	out->ino = f->ino;
+	out->parent = f->parent;
+	out->kind = TREE_FOLDER;
+	out->gone = f->detached;
+	out->selectable = folder_selectable(f);
+	out->mbox_attrs = f->attrs;
+	if (want & TREE_WANT_NAME)
+		out->name = g_strdup(f->name);
+	if ((want & TREE_WANT_WIRE) && out->selectable)
+		out->wire = g_strdup(f->wire);
+	if (want & TREE_WANT_FLAGS)
+		out->flags = g_strdup("");
+}
+
+static void fill_msg(struct tree *t, const struct msgset *ms, const struct tmsg *m, gboolean gone,
+		     unsigned want, struct tree_entry *out)
+{
+	memset(out, 0, sizeof(*out));
+	out->ino = msg_ino(ms, m->uid);
+	out->parent = ms->folder;
+	out->kind = TREE_MESSAGE;
+	out->gone = gone;
+	out->uid = m->uid;
+	out->uidvalidity = ms->uidvalidity;
+	out->size = m->size;
+	out->mtime = m->mtime;
+	if (want & TREE_WANT_NAME)
+		out->name = g_strdup(m->name);
+	if (want & TREE_WANT_WIRE) {
+		struct folder *f = folder_get(t, ms->folder);
+
+		if (f && f->wire)
+			out->wire = g_strdup(f->wire);
+	}
+	if (want & TREE_WANT_FLAGS)
+		out->flags = g_strdup(m->flags);
+}
+
+int tree_get(struct tree *t, guint64 ino, unsigned want, struct tree_entry *out)
+{
+	struct folder *f;
+	struct msgset *ms;
+	struct tmsg *m;
+	gboolean gone;
+	int rc = 0;
+
+	g_mutex_lock(&t->lock);
+	if ((f = folder_get(t, ino)) != NULL)
+		fill_folder(f, want, out);
+	else if ((m = msg_get(t, ino, &ms, &gone)) != NULL)
+		fill_msg(t, ms, m, gone, want, out);
+	else
+		rc = -ENOENT;
+	g_mutex_unlock(&t->lock);
+	return rc;
+}
+
+static void msg_ref(struct msgset *ms, struct tmsg *m)
+{
+	if (m->nlookup < G_MAXUINT32) {
+		m->nlookup++;
+		ms->refs++;
+	}
+}
+
+int tree_lookup(struct tree *t, guint64 parent, const char *name, gboolean ref, unsigned want,
+		struct tree_entry *out)
+{
+	struct folder *p, *c;
+	struct tmsg *m;
+	guint32 uid;
+	int rc = -ENOENT;
+
+	g_mutex_lock(&t->lock);
+	p = folder_get(t, parent);
+	if (!p) {
+		rc = parent >= MSG_INO_MIN &&
+			     g_hash_table_contains(t->epochs,
+						   GUINT_TO_POINTER((guint32)(parent >> 32)))
+			 ? -ENOTDIR
+			 : -ENOENT;
+		goto out;
+	}
+	if ((c = child_by_name(p, name)) != NULL) {
+		if (ref)
+			c->nlookup++;
+		fill_folder(c, want, out);
+		rc = 0;
+	} else if (p->msgs && names_parse_uid(name, &uid) &&
+		   (m = msg_find(p->msgs->live, uid, NULL)) != NULL && strcmp(m->name, name) == 0) {
+		if (ref)
+			msg_ref(p->msgs, m);
+		fill_msg(t, p->msgs, m, FALSE, want, out);
+		rc = 0;
+	}
+out:
+	g_mutex_unlock(&t->lock);
+	return rc;
+}
+
+void tree_forget(struct tree *t, guint64 ino, guint64 n)
+{
+	struct folder *f;
+	struct msgset *ms;
+	struct tmsg *m;
+	gboolean gone;
+
+	g_mutex_lock(&t->lock);
+	if ((f = folder_get(t, ino)) != NULL) {
+		f->nlookup -= MIN(n, f->nlookup);
+		if (f->detached && f->nlookup == 0)
+			g_hash_table_remove(t->folders, &f->ino);
+	} else if ((m = msg_get(t, ino, &ms, &gone)) != NULL) {
+		guint32 dec = (guint32)MIN(n, (guint64)m->nlookup);
+
+		m->nlookup -= dec;
+		ms->refs -= dec;
+		if (gone && m->nlookup == 0) {
+			guint pos;
+
+			msg_find(ms->gone, m->uid, &pos);
+			tmsg_clear(m);
+			g_array_remove_index(ms->gone, pos);
+		}
+		msgset_maybe_free(t, ms);
+	}
+	g_mutex_unlock(&t->lock);
+}
+
+int tree_readdir(struct tree *t, guint64 dir, guint64 off, gboolean plus, tree_dir_fn fn, void *ud)
+{
+	struct tree_entry e;
+	struct folder *f;
+	struct msgset *ms;
+	int rc = 0;
+
+	g_mutex_lock(&t->lock);
+	f = folder_get(t, dir);
+	if (!f) {
+		rc = dir >= MSG_INO_MIN ? -ENOTDIR : -ENOENT;
+		goto out;
+	}
+	/* "." and ".." are not counted: FUSE readdirplus does not count them. */
+	if (off < OFF_DOT) {
+		fill_folder(f, 0, &e);
+		if (!fn(ud, ".", &e, OFF_DOT))
+			goto out;
+	}
+	if (off < OFF_DOTDOT) {
+		struct folder *p = folder_get(t, f->parent);
+
+		if (p)
+			fill_folder(p, 0, &e);
+		else
+			fill_folder(f, 0, &e);
+		if (!fn(ud, "..", &e, OFF_DOTDOT))
+			goto out;
+	}
+	if (off < OFF_MSG_BASE) {
+		for (guint i = 0; i < f->children->len; i++) {
+			struct folder *c = g_ptr_array_index(f->children, i);
+			guint64 key = OFF_FOLDER_BASE + c->ino;
+
+			if (key <= off)
+				continue;
+			fill_folder(c, 0, &e);
+			if (!fn(ud, c->name, &e, key))
+				goto out;
+			if (plus)
+				c->nlookup++;
+		}
+	}
+	ms = f->msgs;
+	if (ms) {
+		guint i = 0;
+
+		if (off >= OFF_MSG_BASE) {
+			guint64 after = off - OFF_MSG_BASE;
+
+			if (after >= G_MAXUINT32)
+				goto out;
+			msg_find(ms->live, (guint32)after + 1, &i);
+		}
+		for (; i < ms->live->len; i++) {
+			struct tmsg *m = &g_array_index(ms->live, struct tmsg, i);
+
+			fill_msg(t, ms, m, FALSE, 0, &e);
+			if (!fn(ud, m->name, &e, OFF_MSG_BASE + m->uid))
+				goto out;
+			if (plus)
+				msg_ref(ms, m);
+		}
+	}
+out:
+	g_mutex_unlock(&t->lock);
+	return rc;
+}
+
+static struct tmsg *msg_for_update(struct tree *t, guint64 ino, int *rc)
+{
+	struct msgset *ms;
+	gboolean gone;
+	struct tmsg *m;
+
+	if (folder_get(t, ino)) {
+		*rc = -EISDIR;
+		return NULL;
+	}
+	m = msg_get(t, ino, &ms, &gone);
+	*rc = m ? 0 : -ENOENT;
+	return m;
+}
+
+int tree_message_set_flags(struct tree *t, guint64 ino, const char *flags)
+{
+	struct tmsg *m;
+	int rc;
+
+	g_mutex_lock(&t->lock);
+	if ((m = msg_for_update(t, ino, &rc)) != NULL) {
+		g_ref_string_release(m->flags);
+		m->flags = intern_flags(flags);
+	}
+	g_mutex_unlock(&t->lock);
+	return rc;
+}
+
+int tree_message_set_size(struct tree *t, guint64 ino, guint64 size)
+{
+	struct tmsg *m;
+	int rc;
+
+	g_mutex_lock(&t->lock);
+	if ((m = msg_for_update(t, ino, &rc)) != NULL)
+		m->size = size;
+	g_mutex_unlock(&t->lock);
+	return rc;
+}

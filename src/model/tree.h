@@ -1,0 +1,230 @@
+/* SPDX-License-Identifier: GPL-2.0-or-later */
+/*
+ * tree: the IMAP account as a directory tree of inode numbers (design §2
+ * "Folders", "Message names", "Attributes"). Pure model: no I/O, no FUSE
+ * header. The FUSE layer feeds it LIST results and message listings, and asks
+ * it lookup / getattr / readdir / forget questions.
+ *
+ * INODE NUMBERS are stable within a mount and never reused:
+ *   - TREE_ROOT_INO (1, FUSE_ROOT_ID) is the account root;
+ *   - a folder gets the next number of a counter (2, 3, ...; always < 2^32)
+ *     the first time its wire name is seen, and keeps it for as long as LIST
+ *     keeps listing that wire name (or a child of it);
+ *   - a message is (EPOCH << 32) | UID, where EPOCH (>= 1) is drawn from a
+ *     counter each time a folder gets a message set for a new UIDVALIDITY, so
+ *     a UIDVALIDITY change gives every message a new number, and the same UID
+ *     keeps the same number while UIDVALIDITY holds. Nothing per message is
+ *     stored for its number.
+ *
+ * FOLDERS (tree_apply_list). The wire name is split at the server's delimiter
+ * (NIL: one level); each level is decoded from modified UTF-7 (a level that is
+ * not valid mUTF-7 keeps its raw bytes) and then passed through names_escape().
+ * A first level equal to "INBOX" in any case is shown as "INBOX" and is the
+ * same folder whatever case the server used, so a Courier-style namespace
+ * ("INBOX.Sent", delimiter '.') shows as INBOX/Sent. Levels the server did not
+ * list become directories without messages (like \Noselect). A folder's
+ * identity is its wire-name prefix, not its shown name.
+ *
+ * Hiding: a mailbox is hidden, with everything below it, when an `exclude`
+ * glob (GPatternSpec) matches its path or the path of one of its ancestors,
+ * and (unless virtual_folders_show) when it carries SPECIAL-USE \All,
+ * \Flagged or \Important. The path matched is the levels joined by '/',
+ * each level decoded (UTF-8; a level that is not valid mUTF-7 as its
+ * names_escape()d raw bytes), e.g. "[Gmail]/All Mail". '*' also matches '/',
+ * so "Archive*" hides Archive and all below it.
+ *
+ * Duplicate names. names_escape() is injective, so two siblings can only get
+ * the same shown name from different wire names when (a) a level that is not
+ * valid mUTF-7 shows its raw bytes and those equal another level's decoding
+ * ("&bad" raw vs "&-bad" decoded), or (b) a server lists two wire names for
+ * one decoded name in different mailboxes' delimiters. Then the folder created
+ * later (mailboxes are processed in strcmp order of their wire names, so the
+ * first mount of a given LIST is deterministic) gets "NAME%~2", "NAME%~3", ...:
+ * '%' followed by '~' is never produced by names_escape(), so such a name
+ * collides with nothing; names_unescape() rejects it (it is not creatable by
+ * mkdir, which is right: it names an existing folder only). A shown name is
+ * frozen for the life of the folder's inode number.
+ *
+ * Folder names never collide with message file names: names_escape() escapes
+ * a name that looks like a message file ("4711-x.eml" -> "%34711-x.eml").
+ *
+ * MESSAGES (tree_folder_set_messages) get the frozen name
+ * names_message_name(uid, names_subject_slug(subject)), or "UID.eml" with
+ * names_uid. A name is computed once per (folder, UIDVALIDITY, UID); later
+ * listings update only the flags. tree_lookup() of a message resolves the
+ * leading UID and then requires the exact canonical name (else -ENOENT).
+ *
+ * NLOOKUP. tree_lookup(ref = TRUE) and tree_readdir(plus = TRUE) count one
+ * kernel reference per entry returned, as FUSE does; tree_forget() takes them
+ * back. A folder or message that leaves the tree (server removed it, or its
+ * UIDVALIDITY changed) is reported in the `removed` array, disappears from
+ * lookup and readdir at once, and stays answerable by tree_get() (with
+ * `gone` set) until its count is forgotten to 0; then its memory goes. The
+ * root is never freed. A message count is 32-bit and saturates (a kernel does
+ * not hold 4 billion references to one file).
+ *
+ * READDIR ORDER AND OFFSETS. Entries come as ".", "..", then child folders in
+ * inode order (= order of first appearance; on a fresh mount, strcmp order of
+ * the wire names), then messages by ascending UID. The offset passed back
+ * (next_off) is not a position but a key of the entry just returned:
+ *     1 after ".", 2 after "..", 3 + INO after a folder, 2^33 + UID after a
+ *     message;
+ * a readdir resumed with it continues with the first entry whose key is
+ * greater. So concurrent changes never make a listing repeat or skip an
+ * entry that existed during the whole listing; entries added meanwhile appear
+ * if they sort after the point reached.
+ *
+ * THREADS. The tree has its own mutex: every function may be called from any
+ * thread, and results are copies (struct tree_entry, the removed array), so
+ * nothing the caller holds points into the tree. The one exception is the
+ * tree_readdir() callback, which runs with the mutex held: it must not call
+ * any tree_ function nor block (fuse_add_direntry into a buffer is fine).
+ * tree_folder_set_messages() computes subject slugs outside the mutex.
+ *
+ * Errors are negative errno values: -ENOENT (no such inode or name),
+ * -ENOTDIR (a message where a folder is needed), -EISDIR (a folder where a
+ * message is needed), -EINVAL (message listing for a folder without messages).
+ */
+#ifndef MFS_TREE_H
+#define MFS_TREE_H
+
+#include "protocol/imap_client.h"
+
+#include <glib.h>
+
+#define TREE_ROOT_INO 1
+
+enum tree_kind {
+	TREE_FOLDER = 1,
+	TREE_MESSAGE = 2,
+};
+
+struct tree_options {
+	gboolean names_uid;	    /* names = uid: "UID.eml" */
+	const char *const *exclude; /* NULL-terminated globs; NULL: none. Copied. */
+	gboolean virtual_folders_show;
+};
+
+struct tree;
+
+/* opts may be NULL (defaults: uid-subject names, no excludes, hide virtual). */
+struct tree *tree_new(const struct tree_options *opts);
+void tree_free(struct tree *t);
+
+/*
+ * One entry that left the tree: the FUSE layer's notify_inval_entry /
+ * notify_delete(parent, name, ino). name is owned by the array element.
+ */
+struct tree_removed {
+	guint64 parent;
+	guint64 ino;
+	char *name;
+};
+
+/* A GArray of struct tree_removed that frees the names (g_array_unref). */
+GArray *tree_removed_new(void);
+
+/*
+ * Make the folders those of `mailboxes` (GPtrArray of struct
+ * imap_mailbox_info, not kept). Folders whose wire name stays keep their
+ * inode number and shown name; new ones are added; vanished ones are appended
+ * to removed (may be NULL), children before their parents. The messages of a
+ * removed folder are not reported one by one (implied). A folder that
+ * stays but loses its messages (now \Noselect, or no longer listed itself
+ * but still the parent of a listed one) has its messages reported one by one.
+ */
+void tree_apply_list(struct tree *t, GPtrArray *mailboxes, GArray *removed);
+
+/* One message of a listing (UID FETCH (UID RFC822.SIZE INTERNALDATE FLAGS ...)). */
+struct tree_msg_info {
+	guint32 uid;	     /* 0: the entry is skipped */
+	guint64 size;	     /* RFC822.SIZE */
+	gint64 internaldate; /* seconds since the epoch */
+	const char *flags;   /* space-separated, as for user.imap.flags; NULL = "" */
+	const char *subject; /* raw Subject header value; NULL = none */
+};
+
+/*
+ * Make msgs[0..n) the complete message listing of folder (any order; a UID
+ * given twice counts once, the first wins). If uidvalidity differs from the
+ * folder's current one, every old message is removed (reported) and all get
+ * new inode numbers. Else: a UID already present keeps inode number, name,
+ * size and date (immutable per UID; see tree_message_set_size) and takes the
+ * new flags; new UIDs are added; UIDs not in msgs are removed and reported
+ * (removed may be NULL). Returns 0, -ENOENT, -ENOTDIR or -EINVAL (folder
+ * cannot hold messages).
+ */
+int tree_folder_set_messages(struct tree *t, guint64 folder, guint32 uidvalidity,
+			     const struct tree_msg_info *msgs, gsize n, GArray *removed);
+
+/* What tree_get/tree_lookup/tree_readdir tell about a node. */
+enum {
+	TREE_WANT_NAME = 1u << 0,  /* fill name: the path component */
+	TREE_WANT_WIRE = 1u << 1,  /* fill wire: the folder's (for a message: its folder's)
+				    * wire name for SELECT; NULL for a folder that cannot
+				    * be selected and for the root */
+	TREE_WANT_FLAGS = 1u << 2, /* fill flags (messages; "" for folders) */
+};
+
+struct tree_entry {
+	guint64 ino;
+	guint64 parent; /* the root's parent is the root */
+	enum tree_kind kind;
+	gboolean gone; /* no longer in the tree; kept until forgotten */
+	/* folders */
+	gboolean selectable; /* holds messages (not \Noselect, listed itself) */
+	guint32 mbox_attrs;  /* enum imap_mbox_attr as listed; 0 if not listed */
+	/* messages */
+	guint32 uid;
+	guint32 uidvalidity;
+	guint64 size;
+	gint64 mtime; /* INTERNALDATE */
+	/* copies, only as asked by want; free with tree_entry_clear() */
+	char *name;
+	char *wire;
+	char *flags;
+};
+
+void tree_entry_clear(struct tree_entry *e);
+
+/* Attributes of ino (also of a gone node still referenced). 0 or -ENOENT. */
+int tree_get(struct tree *t, guint64 ino, unsigned want, struct tree_entry *out);
+
+/*
+ * The child `name` of folder parent. With ref, the child's lookup count is
+ * incremented (atomically with the lookup: reply with fuse_reply_entry, or
+ * tree_forget(ino, 1) if the reply fails). 0, -ENOENT or -ENOTDIR. out is
+ * filled only on success.
+ */
+int tree_lookup(struct tree *t, guint64 parent, const char *name, gboolean ref, unsigned want,
+		struct tree_entry *out);
+
+/* The kernel forgets n references to ino (FUSE forget). Unknown ino: ignored. */
+void tree_forget(struct tree *t, guint64 ino, guint64 n);
+
+/*
+ * Readdir callback: one entry (e has no name/wire/flags strings; name is only
+ * valid during the call). Return TRUE if the entry was taken, FALSE to stop
+ * (buffer full): the entry is then not counted and the listing ends.
+ */
+typedef gboolean (*tree_dir_fn)(void *ud, const char *name, const struct tree_entry *e,
+				guint64 next_off);
+
+/*
+ * List folder dir from offset off (0: start, else a next_off given earlier),
+ * calling fn under the tree's mutex (see THREADS). With plus, each entry
+ * taken other than "." and ".." gets one lookup reference (readdirplus).
+ * 0, -ENOENT or -ENOTDIR. A gone folder lists "." and ".." only.
+ */
+int tree_readdir(struct tree *t, guint64 dir, guint64 off, gboolean plus, tree_dir_fn fn, void *ud);
+
+/* New flags of a message (after UID STORE); 0, -ENOENT or -EISDIR. */
+int tree_message_set_flags(struct tree *t, guint64 ino, const char *flags);
+
+/* The real size of a message once its bytes are known (design §2 "Contents"). */
+int tree_message_set_size(struct tree *t, guint64 ino, guint64 size);
+
+/* The inode number of the folder listed with this wire name, or 0. */
+guint64 tree_find_folder(struct tree *t, const char *wire);
+
+#endif
