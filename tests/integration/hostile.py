@@ -153,6 +153,7 @@ class Expect:
 
     def play(self, link):
         line = link.readline()
+        link.server.lines.append(line.rstrip(b"\r\n"))
         parts = line.split(b" ", 2)
         tag = parts[0]
         word = parts[1].decode("latin-1").upper() if len(parts) > 1 else ""
@@ -234,6 +235,7 @@ class HostileServer:
         self.implicit_tls = implicit_tls
         self.accept_timeout = accept_timeout
         self.commands = []
+        self.lines = []  # every client line, raw (without CRLF)
         self.done = False
         self.client_closed = False
         self.error = None

@@ -454,3 +454,74 @@ def test_script_errors_are_reported():
     assert srv.error and "NOOP" in srv.error
     assert srv.commands == ["NOOP"]
     assert not srv.done
+
+
+# -- SASL mechanisms, checked byte for byte against a scripted server --------
+
+def run_oauth(probe, port, token_file, mech):
+    cmd = [probe, "--tls", "none", "--timeout", str(TIMEOUT), "--password-file", token_file,
+           "--oauth", "--auth", mech, "127.0.0.1", str(port), "alice", "login"]
+    return subprocess.run(cmd, capture_output=True, text=True, timeout=HARD_TIMEOUT,
+                          env=sanitizer_env())
+
+
+@pytest.fixture
+def token_file(tmp_path):
+    path = tmp_path / "token"
+    path.write_text("ya29.test-token\n")
+    path.chmod(0o600)
+    return str(path)
+
+
+@pytest.mark.parametrize("mech,expected", [
+    ("xoauth2", "user=alice\x01auth=Bearer ya29.test-token\x01\x01"),
+    ("oauthbearer", "n,a=alice,\x01host=127.0.0.1\x01port={port}\x01auth=Bearer ya29.test-token\x01\x01"),
+])
+def test_oauth_initial_response(probe, token_file, mech, expected):
+    import base64
+    caps = f"IMAP4rev1 AUTH=XOAUTH2 AUTH=OAUTHBEARER SASL-IR"
+    with serve(login_steps(caps) + logout_steps()) as srv:
+        res = run_oauth(probe, srv.port, token_file, mech)
+        srv.wait_done()
+    assert res.returncode == 0, res.stderr
+    word, rest = srv.commands[0].split(" ", 1)
+    got_mech, payload = rest.strip().split(" ", 1)
+    assert (word, got_mech) == ("AUTHENTICATE", mech.upper())
+    assert base64.b64decode(payload).decode() == expected.format(port=srv.port)
+
+
+@pytest.mark.parametrize("mech,answer", [("xoauth2", b""), ("oauthbearer", b"AQ==")])
+def test_oauth_error_challenge_is_answered(probe, token_file, mech, answer):
+    """RFC 7628 §3.2.3 / XOAUTH2: a failed token gets a challenge with the error;
+    the client answers it and the server's NO is shown."""
+    error = "eyJzdGF0dXMiOiI0MDEiLCJzY2hlbWVzIjoiQmVhcmVyIn0="
+    script = [
+        Send("* OK [CAPABILITY IMAP4rev1 AUTH=XOAUTH2 AUTH=OAUTHBEARER SASL-IR] ready\r\n"),
+        On("AUTHENTICATE", f"+ {error}\r\n"),
+        Expect(None),
+        Send("A1 NO [AUTHENTICATIONFAILED] invalid credentials\r\n"),
+    ]
+    with serve(script) as srv:
+        res = run_oauth(probe, srv.port, token_file, mech)
+        srv.wait_done()
+    assert res.returncode == 1
+    assert "invalid credentials" in res.stderr and "ya29" not in res.stderr, res.stderr
+    assert srv.error is None, srv.error
+    assert srv.lines[1] == answer
+
+
+def test_plain_without_sasl_ir_waits_for_continuation(probe, password_file):
+    import base64
+    script = [
+        Send("* OK [CAPABILITY IMAP4rev1 AUTH=PLAIN] ready\r\n"),
+        On("AUTHENTICATE", "+ \r\n"),
+        Expect(None),
+        Send("A1 OK [CAPABILITY IMAP4rev1] in\r\n"),
+    ] + logout_steps()
+    with serve(script) as srv:
+        res = run_probe(probe, srv.port, password_file, "login")
+        srv.wait_done()
+    assert res.rc == 0, str(res)
+    assert srv.commands[0] == "AUTHENTICATE PLAIN"
+    secret = open(password_file).read().strip()
+    assert base64.b64decode(srv.lines[1]) == f"\0tester\0{secret}".encode()

@@ -4,14 +4,16 @@
  * integration tests (no FUSE involved).
  *
  *   imap_probe [--tls implicit|starttls|none] [--ca FILE] [--fingerprint HEX]
- *              [--password-file F] [--timeout S] [--auth MECH] [--trace]
+ *              [--password-file F] [--timeout S] [--auth MECH] [--oauth] [--trace]
  *              HOST PORT USER COMMAND [ARG]
  * COMMAND:
  *   login          connect and log in, print the capabilities
  *   list           print every mailbox: its decoded name and attributes
  *   fetch MAILBOX OUTDIR
- *                  EXAMINE, list UIDs, then fetch each body in 64 KiB ranges
- *                  (pipelined, streamed) into OUTDIR/UID
+ *                  EXAMINE, list UIDs and sizes, then fetch each body in 64 KiB
+ *                  ranges, all ranges of a message pipelined, streamed into
+ *                  OUTDIR/UID at the origin each response names
+ * --oauth: the password file holds an OAuth token (XOAUTH2/OAUTHBEARER).
  *   noop-wait S    log in, then NOOP every second for S seconds (unsolicited data test)
  * Exit 0 on success; otherwise one line on stderr and exit 1.
  */
@@ -44,56 +46,82 @@ static char *get_secret(void *ud, gboolean oauth, GError **err)
 
 struct body_sink {
 	int fd;
-	guint64 off;
-	guint64 got;
+	guint64 off; /* origin of the literal being received */
+	guint64 pos; /* bytes of it so far */
+	guint64 got; /* bytes of the message so far */
 	gboolean ok;
 };
 
+
+/* "BODY[]<65536>": the origin of a partial fetch (RFC 3501 §7.4.2). */
 static gboolean sink_begin(void *ud, uint32_t seq, const char *section, uint64_t size)
 {
+	struct body_sink *b = ud;
+	const char *lt = strchr(section, '<');
+	guint64 origin = 0;
+
 	(void)seq;
 	(void)size;
-	(void)ud;
-	return g_str_has_prefix(section, "BODY[]");
+	if (!g_str_has_prefix(section, "BODY[]"))
+		return FALSE;
+	if (lt) {
+		char *end;
+
+		origin = g_ascii_strtoull(lt + 1, &end, 10);
+		if (end == lt + 1 || *end != '>')
+			b->ok = FALSE;
+	}
+	b->off = origin;
+	b->pos = 0;
+	return TRUE;
 }
 
 static void sink_chunk(void *ud, const void *data, size_t len)
 {
 	struct body_sink *b = ud;
 
-	if (pwrite(b->fd, data, len, (off_t)(b->off + b->got)) != (ssize_t)len)
+	if (pwrite(b->fd, data, len, (off_t)(b->off + b->pos)) != (ssize_t)len)
 		b->ok = FALSE;
+	b->pos += len;
 	b->got += len;
 }
+
+struct uid_size {
+	guint32 uid;
+	guint64 size;
+};
 
 static void collect_uid(void *ud, const struct imap_response *r)
 {
 	GArray *uids = ud;
 	const struct imap_value *v = imap_fetch_item(r, "UID");
-	guint32 uid;
+	struct uid_size us = { 0 };
 
-	if (v && imap_value_u32(v, &uid))
-		g_array_append_val(uids, uid);
+	if (v && imap_value_u32(v, &us.uid) &&
+	    imap_value_u64(imap_fetch_item(r, "RFC822.SIZE"), &us.size))
+		g_array_append_val(uids, us);
 }
 
 static int fetch_mailbox(struct imap_session *s, const char *mailbox, const char *outdir,
 			 GError **err)
 {
 	struct imap_select_info info;
-	g_autoptr(GArray) uids = g_array_new(FALSE, FALSE, sizeof(guint32));
+	g_autoptr(GArray) uids = g_array_new(FALSE, FALSE, sizeof(struct uid_size));
 	struct imap_handler h = { .untagged = collect_uid, .ud = uids };
 	g_autofree char *wire = mutf7_encode(mailbox, err);
 
 	if (!wire || imap_select(s, wire, TRUE, &info, err) < 0)
 		return 1;
-	if (info.exists && imap_run(s, &h, NULL, err, "UID FETCH 1:* (UID)") < 0)
+	if (info.exists && imap_run(s, &h, NULL, err, "UID FETCH 1:* (UID RFC822.SIZE)") < 0)
 		return 1;
 	for (guint i = 0; i < uids->len; i++) {
-		guint32 uid = g_array_index(uids, guint32, i);
-		g_autofree char *path = g_strdup_printf("%s/%u", outdir, uid);
+		struct uid_size us = g_array_index(uids, struct uid_size, i);
+		g_autofree char *path = g_strdup_printf("%s/%u", outdir, us.uid);
 		struct body_sink b = { .ok = TRUE };
 		struct imap_handler bh = { .literal_begin = sink_begin, .literal_chunk = sink_chunk,
 					   .ud = &b };
+		g_autoptr(GArray) ids = g_array_new(FALSE, FALSE, sizeof(guint));
+		int rc = 0;
 
 		b.fd = open(path, O_WRONLY | O_CREAT | O_TRUNC, 0600);
 		if (b.fd < 0) {
@@ -101,20 +129,20 @@ static int fetch_mailbox(struct imap_session *s, const char *mailbox, const char
 				    g_strerror(errno));
 			return 1;
 		}
-		/* Ranged reads, as the filesystem does them: until a short range. */
-		for (;;) {
-			guint64 before = b.got;
-
-			b.off = 0;
-			if (imap_run(s, &bh, NULL, err, "UID FETCH %u (BODY.PEEK[]<%" G_GUINT64_FORMAT
-				     ".%d>)", uid, before, RANGE) < 0) {
-				close(b.fd);
-				return 1;
-			}
-			if (b.got - before < RANGE)
-				break;
+		/* Ranged reads as the filesystem does them, all in flight at once;
+		   one more range than RFC822.SIZE asks for, since the bytes win. */
+		for (guint64 off = 0; off <= us.size; off += RANGE) {
+			guint id = imap_send(s, "UID FETCH %u (BODY.PEEK[]<%" G_GUINT64_FORMAT ".%d>)",
+					     us.uid, off, RANGE);
+			g_array_append_val(ids, id);
 		}
+		for (guint k = 0; k < ids->len; k++)
+			if (imap_wait(s, g_array_index(ids, guint, k), &bh, NULL,
+				      rc < 0 ? NULL : err) < 0)
+				rc = -1;
 		close(b.fd);
+		if (rc < 0)
+			return 1;
 		if (!b.ok) {
 			g_set_error(err, G_IO_ERROR, G_IO_ERROR_FAILED, "write to %s failed", path);
 			return 1;
@@ -140,7 +168,7 @@ int main(int argc, char **argv)
 {
 	char *tls = NULL, *ca = NULL, *fingerprint = NULL, *auth = NULL;
 	int timeout = 10;
-	gboolean trace = FALSE;
+	gboolean trace = FALSE, oauth = FALSE;
 	GOptionEntry entries[] = {
 		{ "tls", 0, 0, G_OPTION_ARG_STRING, &tls, "implicit|starttls|none", NULL },
 		{ "ca", 0, 0, G_OPTION_ARG_FILENAME, &ca, "CA file", NULL },
@@ -149,6 +177,7 @@ int main(int argc, char **argv)
 		{ "timeout", 0, 0, G_OPTION_ARG_INT, &timeout, "seconds", NULL },
 		{ "auth", 0, 0, G_OPTION_ARG_STRING, &auth, "plain|login", NULL },
 		{ "trace", 0, 0, G_OPTION_ARG_NONE, &trace, "protocol trace", NULL },
+		{ "oauth", 0, 0, G_OPTION_ARG_NONE, &oauth, "the secret is an OAuth token", NULL },
 		{ NULL, 0, 0, 0, NULL, NULL, NULL },
 	};
 	g_autoptr(GOptionContext) ctx = g_option_context_new("HOST PORT USER COMMAND [ARGS]");
@@ -170,9 +199,12 @@ int main(int argc, char **argv)
 	o.tls = !tls || strcmp(tls, "implicit") == 0 ? IMAP_TLS_IMPLICIT :
 		strcmp(tls, "starttls") == 0	    ? IMAP_TLS_STARTTLS :
 						      IMAP_TLS_NONE;
-	o.auth = !auth ? IMAP_AUTH_BEST :
-		 strcmp(auth, "login") == 0 ? IMAP_AUTH_LOGIN :
-					      IMAP_AUTH_PLAIN;
+	o.auth = !auth				 ? IMAP_AUTH_BEST :
+		 strcmp(auth, "login") == 0	 ? IMAP_AUTH_LOGIN :
+		 strcmp(auth, "xoauth2") == 0	 ? IMAP_AUTH_XOAUTH2 :
+		 strcmp(auth, "oauthbearer") == 0 ? IMAP_AUTH_OAUTHBEARER :
+						    IMAP_AUTH_PLAIN;
+	o.oauth = oauth;
 	o.ca_file = ca;
 	o.tls_fingerprint = fingerprint;
 	o.secret = get_secret;
