@@ -164,12 +164,23 @@ static void pending_free(gpointer p)
 
 /* -- capabilities ----------------------------------------------------------- */
 
+struct name_bit {
+	const char *name;
+	guint32 bit;
+};
+
+/* The bit of an atom the server sent, compared case-insensitively; 0 if unknown. */
+static guint32 lookup_bit(const struct name_bit *table, size_t n, const char *name)
+{
+	for (size_t i = 0; i < n; i++)
+		if (g_ascii_strcasecmp(name, table[i].name) == 0)
+			return table[i].bit;
+	return 0;
+}
+
 static guint32 cap_bit(const char *name)
 {
-	static const struct {
-		const char *name;
-		guint32 bit;
-	} table[] = {
+	static const struct name_bit table[] = {
 		{ "IMAP4REV1", IMAP_CAP_IMAP4REV1 },
 		{ "IMAP4REV2", IMAP_CAP_IMAP4REV2 },
 		{ "STARTTLS", IMAP_CAP_STARTTLS },
@@ -197,10 +208,7 @@ static guint32 cap_bit(const char *name)
 		{ "UTF8=ACCEPT", IMAP_CAP_UTF8_ACCEPT },
 	};
 
-	for (size_t i = 0; i < G_N_ELEMENTS(table); i++)
-		if (g_ascii_strcasecmp(name, table[i].name) == 0)
-			return table[i].bit;
-	return 0;
+	return lookup_bit(table, G_N_ELEMENTS(table), name);
 }
 
 static void set_caps_from_values(struct imap_session *s, const struct imap_value *list)
@@ -1064,10 +1072,7 @@ void imap_mailbox_info_free(struct imap_mailbox_info *m)
 
 static guint32 mbox_attr(const char *a)
 {
-	static const struct {
-		const char *name;
-		guint32 bit;
-	} table[] = {
+	static const struct name_bit table[] = {
 		{ "\\NOSELECT", IMAP_MBOX_NOSELECT },
 		{ "\\NONEXISTENT", IMAP_MBOX_NOSELECT },
 		{ "\\HASCHILDREN", IMAP_MBOX_HASCHILDREN },
@@ -1083,10 +1088,7 @@ static guint32 mbox_attr(const char *a)
 		{ "\\IMPORTANT", IMAP_MBOX_IMPORTANT },
 	};
 
-	for (size_t i = 0; i < G_N_ELEMENTS(table); i++)
-		if (g_ascii_strcasecmp(a, table[i].name) == 0)
-			return table[i].bit;
-	return 0;
+	return lookup_bit(table, G_N_ELEMENTS(table), a);
 }
 
 static void on_list(void *ud, const struct imap_response *r)

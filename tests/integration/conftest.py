@@ -114,7 +114,9 @@ def cleanup_mounts(under):
 def sanitizer_env():
     env = dict(os.environ)
     supp = os.path.join(SOURCE_ROOT, "tests", "lsan.supp")
-    env.setdefault("ASAN_OPTIONS", "detect_leaks=1:abort_on_error=0:exitcode=66")
+    # Full stacks in leak reports: GLib is built without frame pointers.
+    env.setdefault("ASAN_OPTIONS", "detect_leaks=1:abort_on_error=0:exitcode=66:"
+                   "fast_unwind_on_malloc=0")
     env.setdefault("LSAN_OPTIONS", f"suppressions={supp}:print_suppressions=0")
     env.setdefault("UBSAN_OPTIONS", "print_stacktrace=1:halt_on_error=1:exitcode=67")
     return env

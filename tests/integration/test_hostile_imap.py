@@ -20,6 +20,7 @@ import time
 import pytest
 
 import mailserver
+from conftest import sanitizer_env
 from hostile import (Expect, HostileServer, On, Send, SendForever, Stall, StartTLS,
                      login_steps, logout_steps)
 
@@ -83,15 +84,6 @@ def nothing_left_behind():
         if target.startswith("socket:"):
             leaked.append(target)
     assert not leaked, f"sockets left open: {leaked}"
-
-
-def sanitizer_env():
-    env = dict(os.environ)
-    supp = os.path.join(SOURCE_ROOT, "tests", "lsan.supp")
-    env.setdefault("ASAN_OPTIONS", "detect_leaks=1:abort_on_error=0:exitcode=66:fast_unwind_on_malloc=0")
-    env.setdefault("LSAN_OPTIONS", f"suppressions={supp}:print_suppressions=0")
-    env.setdefault("UBSAN_OPTIONS", "print_stacktrace=1:halt_on_error=1:exitcode=67")
-    return env
 
 
 class Result:
