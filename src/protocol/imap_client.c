@@ -942,6 +942,9 @@ struct imap_session *imap_session_connect(const struct imap_session_opts *o, GEr
 
 	if (o->tls == IMAP_TLS_IMPLICIT && !conn_start_tls(c, o->host, &tls, err))
 		goto fail;
+	if (o->tls == IMAP_TLS_NONE)
+		mfs_log_warn("tls=none: the password and all mail travel unencrypted to %s",
+			     s->peer);
 	while (!s->greeting && !s->bad_greeting) {
 		GError *e = NULL;
 

@@ -171,6 +171,7 @@ def test_tls_none_works_when_chosen(probe, plain_dovecot, workdir):
     r = run_probe(probe, plain_dovecot, workdir, "list", tls="none", ca=False,
                   port=plain_dovecot.ports["imap"])
     assert r.returncode == 0, r.stderr
+    assert "warning: tls=none" in r.stderr and "unencrypted" in r.stderr
 
 
 def server_fingerprint(dovecot):
