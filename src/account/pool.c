@@ -1,0 +1,388 @@
+/* SPDX-License-Identifier: GPL-2.0-or-later */
+#include "account/pool.h"
+
+#include <string.h>
+
+#include "util/log.h"
+
+#define BACKOFF_MAX_S 60
+/* How long a pool shrunk by a connection limit stays at its size. */
+#define REGROW_S 60
+
+struct entry {
+	struct imap_session *s;
+	guint64 counted;  /* commands of s already added to pool->commands */
+	gboolean aborted; /* pool_abort_session(): its state is unknown, free it on return */
+};
+
+struct pool {
+	struct imap_session_opts opts;
+	struct imap_limits limits;
+	char *host, *port, *ca_file, *tls_fingerprint, *user; /* owned copies behind opts */
+
+	GMutex lock;
+	GCond cond;	  /* a session came back or died, a connect ended, shutdown */
+	GQueue idle;	  /* struct entry *, most recently returned first */
+	GHashTable *busy; /* struct imap_session * -> struct entry * */
+	guint connecting; /* connects in progress, outside the lock */
+	gboolean priming;  /* pool_prime at startup: its caller reports failures */
+	guint max;
+	guint eff_max;	  /* max, or less after a connection limit was met */
+	gint64 regrow_at; /* when eff_max may grow by one again (monotonic µs) */
+	guint failures;	  /* consecutive failed connects */
+	gint64 retry_at;  /* no connect before this (monotonic µs) */
+	GError *last_error;
+	gboolean shutdown;
+
+	guint64 commands;
+	guint64 connects;
+	guint64 connect_failures;
+};
+
+struct pool *pool_new(const struct imap_session_opts *opts, guint max)
+{
+	struct pool *p = g_new0(struct pool, 1);
+
+	p->opts = *opts;
+	p->opts.host = p->host = g_strdup(opts->host);
+	p->opts.port = p->port = g_strdup(opts->port);
+	p->opts.ca_file = p->ca_file = g_strdup(opts->ca_file);
+	p->opts.tls_fingerprint = p->tls_fingerprint = g_strdup(opts->tls_fingerprint);
+	p->opts.user = p->user = g_strdup(opts->user);
+	if (opts->limits) {
+		p->limits = *opts->limits;
+		p->opts.limits = &p->limits;
+	}
+	g_mutex_init(&p->lock);
+	g_cond_init(&p->cond);
+	g_queue_init(&p->idle);
+	p->busy = g_hash_table_new(g_direct_hash, g_direct_equal);
+	p->max = MAX(max, 1);
+	p->eff_max = p->max;
+	return p;
+}
+
+static guint live_count(const struct pool *p)
+{
+	return p->idle.length + g_hash_table_size(p->busy);
+}
+
+/* An idle session, preferably one with `mailbox` selected. Locked. */
+static struct entry *take_idle(struct pool *p, const char *mailbox)
+{
+	GList *l;
+
+	if (mailbox) {
+		for (l = p->idle.head; l; l = l->next) {
+			struct entry *e = l->data;
+			const char *sel = imap_session_selected(e->s);
+
+			if (sel && strcmp(sel, mailbox) == 0) {
+				g_queue_delete_link(&p->idle, l);
+				return e;
+			}
+		}
+	}
+	return g_queue_pop_head(&p->idle);
+}
+
+static void lend(struct pool *p, struct entry *e)
+{
+	g_hash_table_insert(p->busy, e->s, e);
+}
+
+static void set_cancelled(GError **err, const struct pool *p)
+{
+	g_set_error(err, G_IO_ERROR, G_IO_ERROR_CANCELLED, "connections to %s are shut down",
+		    p->opts.host);
+}
+
+static void account_commands(struct pool *p, struct entry *e)
+{
+	guint64 n = imap_session_commands_sent(e->s);
+
+	p->commands += n - e->counted;
+	e->counted = n;
+}
+
+/* Locked. Record a failed connect; TRUE when the borrower should wait for a
+   live session instead of failing (a connection limit, design §7). */
+static gboolean connect_failed(struct pool *p, GError *e)
+{
+	gint64 now = g_get_monotonic_time();
+	guint delay = BACKOFF_MAX_S;
+	guint live = live_count(p);
+
+	p->connect_failures++;
+	p->failures++;
+	if (p->failures <= 6)
+		delay = MIN(1u << (p->failures - 1), BACKOFF_MAX_S);
+	p->retry_at = now + (gint64)delay * G_USEC_PER_SEC;
+	g_clear_error(&p->last_error);
+	p->last_error = g_error_copy(e);
+	if (live > 0) {
+		/* Most likely the server's limit on simultaneous connections:
+		   live sessions will come back, so make do with them. */
+		if (p->eff_max > live) {
+			mfs_log_info("%s: connecting another session failed (%s); using %u "
+				     "connection%s for now",
+				     p->opts.host, e->message, live, live == 1 ? "" : "s");
+			p->eff_max = live;
+		}
+		p->regrow_at = now + (gint64)REGROW_S * G_USEC_PER_SEC;
+		return TRUE;
+	}
+	if (p->priming)
+		; /* pool_prime's caller reports the error itself, once */
+	else if (p->failures == 1)
+		mfs_log_warn("%s; retrying in %u s", e->message, delay);
+	else
+		mfs_log_debug(MFS_LOG_IMAP, "connect failed again (%s); next attempt in %u s",
+			      e->message, delay);
+	return FALSE;
+}
+
+struct imap_session *pool_get(struct pool *p, const char *mailbox, GError **err)
+{
+	gint64 deadline = 0;
+	struct entry *e;
+
+	if (p->opts.timeout_s > 0)
+		deadline = g_get_monotonic_time() + (gint64)p->opts.timeout_s * G_USEC_PER_SEC;
+	g_mutex_lock(&p->lock);
+	for (;;) {
+		gint64 now, wake;
+		guint live;
+
+		if (p->shutdown) {
+			set_cancelled(err, p);
+			break;
+		}
+		e = take_idle(p, mailbox);
+		if (e) {
+			lend(p, e);
+			g_mutex_unlock(&p->lock);
+			return e->s;
+		}
+		now = g_get_monotonic_time();
+		live = live_count(p);
+		if (p->eff_max < p->max && now >= p->regrow_at) {
+			p->eff_max++;
+			p->regrow_at = now + (gint64)REGROW_S * G_USEC_PER_SEC;
+		}
+		if (live + p->connecting < p->eff_max) {
+			if (p->failures > 0 && now < p->retry_at && live == 0) {
+				/* A dead server: fast EIO rather than a hang. */
+				g_set_error(err, p->last_error->domain, p->last_error->code,
+					    "%s (next attempt in %" G_GINT64_FORMAT " s)",
+					    p->last_error->message,
+					    (p->retry_at - now + G_USEC_PER_SEC - 1) /
+						G_USEC_PER_SEC);
+				break;
+			}
+			/* After a failure, one connect probes the server at a time. */
+			if (p->failures == 0 || (now >= p->retry_at && p->connecting == 0)) {
+				struct imap_session *s;
+				GError *ce = NULL;
+
+				p->connecting++;
+				g_mutex_unlock(&p->lock);
+				s = imap_session_connect(&p->opts, &ce);
+				g_mutex_lock(&p->lock);
+				p->connecting--;
+				g_cond_broadcast(&p->cond);
+				if (s) {
+					if (p->failures > 0)
+						mfs_log_info("connected to %s again",
+							     imap_session_peer(s));
+					p->failures = 0;
+					p->connects++;
+					e = g_new0(struct entry, 1);
+					e->s = s;
+					if (p->shutdown) {
+						/* pool_free() logs it out. */
+						g_queue_push_head(&p->idle, e);
+						set_cancelled(err, p);
+						break;
+					}
+					lend(p, e);
+					g_mutex_unlock(&p->lock);
+					return s;
+				}
+				if (connect_failed(p, ce)) {
+					g_clear_error(&ce);
+					continue;
+				}
+				g_propagate_error(err, ce);
+				break;
+			}
+		}
+		now = g_get_monotonic_time();
+		if (deadline && now >= deadline) {
+			g_set_error(err, G_IO_ERROR, G_IO_ERROR_TIMED_OUT,
+				    "no connection to %s became free within %d s (%u in use)",
+				    p->opts.host, p->opts.timeout_s, g_hash_table_size(p->busy));
+			break;
+		}
+		/* Wake for whatever may let this borrower go on: a returned
+		   session (signalled), the end of a backoff, a regrow. */
+		wake = deadline;
+		if (p->failures > 0 && p->retry_at > now && (!wake || p->retry_at < wake))
+			wake = p->retry_at;
+		if (p->eff_max < p->max && (!wake || p->regrow_at < wake))
+			wake = p->regrow_at;
+		if (wake)
+			g_cond_wait_until(&p->cond, &p->lock, wake);
+		else
+			g_cond_wait(&p->cond, &p->lock);
+	}
+	g_mutex_unlock(&p->lock);
+	return NULL;
+}
+
+gboolean pool_prime(struct pool *p, GError **err)
+{
+	struct imap_session *s;
+
+	g_mutex_lock(&p->lock);
+	if (live_count(p) > 0) {
+		g_mutex_unlock(&p->lock);
+		return TRUE;
+	}
+	p->priming = TRUE;
+	g_mutex_unlock(&p->lock);
+	s = pool_get(p, NULL, err);
+	g_mutex_lock(&p->lock);
+	p->priming = FALSE;
+	g_mutex_unlock(&p->lock);
+	if (!s)
+		return FALSE;
+	pool_put(p, s);
+	return TRUE;
+}
+
+void pool_put(struct pool *p, struct imap_session *s)
+{
+	struct entry *e;
+
+	if (!s)
+		return;
+	g_mutex_lock(&p->lock);
+	e = g_hash_table_lookup(p->busy, s);
+	if (!e) {
+		g_mutex_unlock(&p->lock);
+		mfs_log_error("pool_put: a session that was not borrowed");
+		return;
+	}
+	g_hash_table_remove(p->busy, s);
+	account_commands(p, e);
+	if (imap_session_alive(s) && !e->aborted) {
+		g_queue_push_head(&p->idle, e);
+		e = NULL;
+	}
+	g_cond_broadcast(&p->cond);
+	g_mutex_unlock(&p->lock);
+	if (e) {
+		imap_session_free(e->s);
+		g_free(e);
+	}
+}
+
+void pool_abort_session(struct pool *p, struct imap_session *s)
+{
+	struct entry *e;
+
+	g_mutex_lock(&p->lock);
+	e = g_hash_table_lookup(p->busy, s);
+	if (e) {
+		e->aborted = TRUE;
+		imap_session_abort(s);
+	}
+	g_mutex_unlock(&p->lock);
+}
+
+void pool_shutdown(struct pool *p)
+{
+	GHashTableIter it;
+	gpointer v;
+
+	g_mutex_lock(&p->lock);
+	p->shutdown = TRUE;
+	g_hash_table_iter_init(&it, p->busy);
+	while (g_hash_table_iter_next(&it, NULL, &v)) {
+		struct entry *e = v;
+
+		e->aborted = TRUE;
+		imap_session_abort(e->s);
+	}
+	g_cond_broadcast(&p->cond);
+	g_mutex_unlock(&p->lock);
+}
+
+static gpointer close_thread(gpointer data)
+{
+	imap_session_close(data);
+	return NULL;
+}
+
+void pool_free(struct pool *p)
+{
+	GPtrArray *threads;
+	struct entry *e;
+
+	if (!p)
+		return;
+	g_mutex_lock(&p->lock);
+	/* A connect still running belongs to a pool_get() the caller should
+	   have waited for; it is bounded by the timeout, so let it finish. */
+	while (p->connecting > 0)
+		g_cond_wait(&p->cond, &p->lock);
+	g_mutex_unlock(&p->lock);
+	if (g_hash_table_size(p->busy) > 0)
+		mfs_log_error("pool_free: %u sessions still borrowed", g_hash_table_size(p->busy));
+
+	/* LOGOUT in parallel: each is bounded, and unmount should not wait
+	   for them one after another on a slow server. */
+	threads = g_ptr_array_new();
+	while ((e = g_queue_pop_head(&p->idle))) {
+		GThread *t = g_thread_try_new("pool-logout", close_thread, e->s, NULL);
+
+		if (t)
+			g_ptr_array_add(threads, t);
+		else
+			imap_session_close(e->s);
+		g_free(e);
+	}
+	for (guint i = 0; i < threads->len; i++)
+		g_thread_join(threads->pdata[i]);
+	g_ptr_array_free(threads, TRUE);
+
+	g_hash_table_destroy(p->busy);
+	g_clear_error(&p->last_error);
+	g_cond_clear(&p->cond);
+	g_mutex_clear(&p->lock);
+	g_free(p->host);
+	g_free(p->port);
+	g_free(p->ca_file);
+	g_free(p->tls_fingerprint);
+	g_free(p->user);
+	g_free(p);
+}
+
+void pool_get_stats(struct pool *p, struct pool_stats *out)
+{
+	g_mutex_lock(&p->lock);
+	out->live = live_count(p);
+	out->busy = g_hash_table_size(p->busy);
+	out->max = p->eff_max;
+	out->commands = p->commands;
+	out->connects = p->connects;
+	out->connect_failures = p->connect_failures;
+	out->last_error = p->last_error ? g_strdup(p->last_error->message) : NULL;
+	g_mutex_unlock(&p->lock);
+}
+
+void pool_stats_clear(struct pool_stats *s)
+{
+	g_clear_pointer(&s->last_error, g_free);
+}

@@ -1,0 +1,111 @@
+/* SPDX-License-Identifier: GPL-2.0-or-later */
+/*
+ * pool: the IMAP sessions of one account, shared by the filesystem's worker
+ * threads. A request borrows a session (pool_get), runs its commands on it
+ * alone, and gives it back (pool_put).
+ *
+ * Sessions are connected lazily, at most `max` at once. A borrower gets an
+ * idle session that already has its mailbox selected when there is one
+ * (saves a SELECT round trip), else any idle one, else a new connection,
+ * else it waits for a session to come back.
+ *
+ * A dead server must not hang the filesystem (design §4): after a failed
+ * connect, connecting again is held off for 1 s, 2 s, 4 s ... up to 60 s;
+ * meanwhile, when no session is live at all, pool_get fails at once with
+ * the last connect error (the caller turns it into EIO). One connect at a
+ * time probes a server that failed; other borrowers wait for its outcome.
+ *
+ * Connection limits (design §7: Gmail's ~15 per account, "Too many
+ * simultaneous connections", [UNAVAILABLE], [LIMIT]): when a connect fails
+ * while other sessions are live, the pool shrinks to the live count (one
+ * info line) and the borrower waits for a session to come back instead of
+ * failing. After 60 s the pool may try to grow by one again.
+ *
+ * Errors (GError, G_IO_ERROR domain unless the connect error is passed on):
+ *   G_IO_ERROR_TIMED_OUT   no session came back within the timeout
+ *   G_IO_ERROR_CANCELLED   pool_shutdown() was called
+ *   anything else          a connect failed now, or recently (backoff);
+ *                          the message names the server and quotes it
+ *
+ * Threads: every function may be called from any thread; one mutex guards
+ * the pool and is never held while connecting or talking to the server.
+ * A borrowed session belongs to its borrower alone until pool_put().
+ */
+#ifndef MFS_POOL_H
+#define MFS_POOL_H
+
+#include <glib.h>
+
+#include "protocol/imap_client.h"
+
+struct pool;
+
+/*
+ * A pool of up to max (>= 1) sessions. opts is copied (its strings and
+ * limits duplicated); opts->secret and opts->secret_ud must outlive the
+ * pool. opts->timeout_s also bounds how long pool_get() waits for a
+ * session to come back (<= 0: no bound but pool_shutdown()).
+ */
+struct pool *pool_new(const struct imap_session_opts *opts, guint max);
+
+/*
+ * Connect one session now (unless one is live already), so that a wrong
+ * password or certificate is reported at startup. FALSE and *err.
+ */
+gboolean pool_prime(struct pool *p, GError **err);
+
+/*
+ * Borrow a live session. mailbox: the wire name the caller is going to
+ * select (NULL: no preference); the session may have another one
+ * selected, or none: check imap_session_selected(). NULL and *err as
+ * listed above. Every session returned must go back through pool_put().
+ */
+struct imap_session *pool_get(struct pool *p, const char *mailbox, GError **err);
+
+/*
+ * Give a borrowed session back. A dead session (imap_session_alive() FALSE)
+ * or one aborted with pool_abort_session() is freed, which makes room for
+ * a new connect.
+ */
+void pool_put(struct pool *p, struct imap_session *s);
+
+/*
+ * Unmount: abort every borrowed session (their commands fail with -EINTR
+ * at once) and make waiting and later pool_get() calls fail with
+ * G_IO_ERROR_CANCELLED. Any thread; idempotent. Borrowers still put their
+ * sessions back.
+ */
+void pool_shutdown(struct pool *p);
+
+/*
+ * LOGOUT the idle sessions (each bounded to a few seconds, all at once),
+ * free everything. Every borrowed session must have been put back (a
+ * caller bug otherwise: logged, and those sessions leak). NULL is ignored.
+ */
+void pool_free(struct pool *p);
+
+struct pool_stats {
+	guint live;	  /* connected sessions, idle or borrowed */
+	guint busy;	  /* borrowed now */
+	guint max;	  /* the effective maximum (may have shrunk) */
+	guint64 commands; /* sent on all sessions, closed ones too, as of their last return */
+	guint64 connects; /* successful connects */
+	guint64 connect_failures;
+	char *last_error; /* the last connect error, or NULL; owned by the caller */
+};
+
+/* A snapshot; free with pool_stats_clear(). */
+void pool_get_stats(struct pool *p, struct pool_stats *out);
+void pool_stats_clear(struct pool_stats *s);
+
+/*
+ * Interrupt support (FUSE_INTERRUPT), any thread: abort the commands of a
+ * session borrowed for a request; they fail with -EINTR, and pool_put()
+ * frees the session. Does nothing if s is not borrowed now. The caller must
+ * make sure s is still borrowed by the request being interrupted (not put
+ * back and lent to another one), e.g. by holding its own request lock
+ * around both this call and pool_put().
+ */
+void pool_abort_session(struct pool *p, struct imap_session *s);
+
+#endif
