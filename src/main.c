@@ -8,12 +8,27 @@
  */
 #include "config.h"
 
+#include <errno.h>
+#include <fcntl.h>
 #include <fuse_lowlevel.h>
 #include <glib.h>
+#include <glib/gstdio.h>
 #include <openssl/crypto.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/file.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "account/pool.h"
+#include "fs/fs_imap.h"
+#include "model/mcache.h"
+#include "model/tree.h"
+#include "startup/options.h"
+#include "transport/secret.h"
+#include "util/log.h"
 
 static void print_version(void)
 {
@@ -52,9 +67,274 @@ static void print_help(void)
 	fuse_lowlevel_help();
 }
 
+/* -- credentials ------------------------------------------------------------ */
+
+struct secret_source {
+	const struct mfs_options *o;
+	char *prompted; /* a password typed at startup, kept for reconnects */
+};
+
+static char *get_secret(void *ud, gboolean oauth, GError **err)
+{
+	struct secret_source *src = ud;
+	const struct mfs_options *o = src->o;
+
+	if (oauth)
+		return secret_from_command(o->oauth_token_command, (int)o->timeout, err);
+	if (o->password_command)
+		return secret_from_command(o->password_command, (int)o->timeout, err);
+	if (o->password_file)
+		return secret_from_file(o->password_file, err);
+	if (src->prompted)
+		return g_strdup(src->prompted);
+	g_set_error(err, G_IO_ERROR, G_IO_ERROR_INVALID_ARGUMENT,
+		    "no password for %s: set password_command or password_file, or run "
+		    "mailfs on a terminal to be asked",
+		    o->account);
+	return NULL;
+}
+
+static gboolean prompt_if_needed(struct secret_source *src, GError **err)
+{
+	const struct mfs_options *o = src->o;
+
+	if (o->oauth_token_command || o->password_command || o->password_file)
+		return TRUE;
+	g_autofree char *prompt = g_strdup_printf("Password for %s: ", o->account);
+	src->prompted = secret_prompt(prompt, err);
+	if (!src->prompted) {
+		g_prefix_error(err, "no password for %s (set password_command or "
+				    "password_file): ",
+			       o->account);
+		return FALSE;
+	}
+	return TRUE;
+}
+
+/* -- checks before mounting ------------------------------------------------- */
+
+static gboolean check_mountpoint(const char *mp, GError **err)
+{
+	struct stat st, parent;
+	g_autofree char *up = g_build_filename(mp, "..", NULL);
+
+	if (stat(mp, &st) != 0) {
+		g_set_error(err, G_FILE_ERROR, g_file_error_from_errno(errno),
+			    "mountpoint %s: %s", mp, g_strerror(errno));
+		return FALSE;
+	}
+	if (!S_ISDIR(st.st_mode)) {
+		g_set_error(err, G_FILE_ERROR, G_FILE_ERROR_NOTDIR,
+			    "mountpoint %s is not a directory", mp);
+		return FALSE;
+	}
+	if (stat(up, &parent) == 0 &&
+	    (st.st_dev != parent.st_dev || st.st_ino == parent.st_ino)) {
+		g_set_error(err, G_FILE_ERROR, G_FILE_ERROR_EXIST,
+			    "mountpoint %s is busy: something is already mounted there", mp);
+		return FALSE;
+	}
+	return TRUE;
+}
+
+/* One mount per account: a lock on its cache directory. Returns the fd or -1. */
+static int lock_account(const struct mfs_options *o, GError **err)
+{
+	g_autofree char *path = g_build_filename(o->cache_dir, "lock", NULL);
+	int fd;
+
+	if (g_mkdir_with_parents(o->cache_dir, 0700) != 0) {
+		g_set_error(err, G_FILE_ERROR, g_file_error_from_errno(errno),
+			    "cache_dir %s: %s", o->cache_dir, g_strerror(errno));
+		return -1;
+	}
+	chmod(o->cache_dir, 0700);
+	fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+	if (fd < 0) {
+		g_set_error(err, G_FILE_ERROR, g_file_error_from_errno(errno), "%s: %s", path,
+			    g_strerror(errno));
+		return -1;
+	}
+	if (flock(fd, LOCK_EX | LOCK_NB) != 0) {
+		g_set_error(err, G_FILE_ERROR, G_FILE_ERROR_EXIST,
+			    "account %s is already mounted (its cache %s is in use)", o->account,
+			    o->cache_dir);
+		close(fd);
+		return -1;
+	}
+	return fd;
+}
+
+static enum imap_tls_mode tls_mode(enum mfs_tls t)
+{
+	return t == MFS_TLS_IMPLICIT ? IMAP_TLS_IMPLICIT :
+	       t == MFS_TLS_STARTTLS ? IMAP_TLS_STARTTLS :
+				       IMAP_TLS_NONE;
+}
+
+static enum imap_auth_mech auth_mech(enum mfs_auth a)
+{
+	switch (a) {
+	case MFS_AUTH_PLAIN:
+		return IMAP_AUTH_PLAIN;
+	case MFS_AUTH_LOGIN:
+		return IMAP_AUTH_LOGIN;
+	case MFS_AUTH_XOAUTH2:
+		return IMAP_AUTH_XOAUTH2;
+	case MFS_AUTH_OAUTHBEARER:
+		return IMAP_AUTH_OAUTHBEARER;
+	case MFS_AUTH_BEST:
+	default:
+		return IMAP_AUTH_BEST;
+	}
+}
+
+/* -- the IMAP mount --------------------------------------------------------- */
+
+static int run_fuse(struct mfs_options *o, struct mfs_imap_fs *fs, GError **err)
+{
+	struct fuse_args args = FUSE_ARGS_INIT(0, NULL);
+	struct fuse_session *se;
+	g_autofree char *base = g_strdup_printf("fsname=%s,subtype=mailfs,default_permissions",
+						 o->url);
+	int rc;
+
+	fuse_opt_add_arg(&args, "mailfs");
+	fuse_opt_add_arg(&args, "-o");
+	fuse_opt_add_arg(&args, base);
+	for (guint i = 0; i < o->fuse_opts->len; i++) {
+		fuse_opt_add_arg(&args, "-o");
+		fuse_opt_add_arg(&args, o->fuse_opts->pdata[i]);
+	}
+	if (o->debug)
+		fuse_opt_add_arg(&args, "-d");
+
+	se = fuse_session_new(&args, mfs_imap_fs_ops(), sizeof(*mfs_imap_fs_ops()), fs);
+	fuse_opt_free_args(&args);
+	if (!se) {
+		g_set_error(err, G_IO_ERROR, G_IO_ERROR_FAILED, "libfuse refused the options");
+		return 1;
+	}
+	if (fuse_set_signal_handlers(se) != 0) {
+		fuse_session_destroy(se);
+		g_set_error(err, G_IO_ERROR, G_IO_ERROR_FAILED, "cannot set signal handlers");
+		return 1;
+	}
+	if (fuse_session_mount(se, o->mountpoint) != 0) {
+		fuse_remove_signal_handlers(se);
+		fuse_session_destroy(se);
+		g_set_error(err, G_IO_ERROR, G_IO_ERROR_FAILED, "cannot mount on %s",
+			    o->mountpoint);
+		return 1;
+	}
+	if (!o->foreground)
+		mfs_log_use_syslog("mailfs");
+	/* Threads start only after this: fork() keeps just the calling thread. */
+	fuse_daemonize(o->foreground);
+	mfs_imap_fs_attach(fs, se);
+
+	if (o->single_thread) {
+		rc = fuse_session_loop(se);
+	} else {
+		struct fuse_loop_config *cfg = fuse_loop_cfg_create();
+
+		fuse_loop_cfg_set_clone_fd(cfg, 0);
+		fuse_loop_cfg_set_max_threads(cfg, 16);
+		rc = fuse_session_loop_mt(se, cfg);
+		fuse_loop_cfg_destroy(cfg);
+	}
+	mfs_imap_fs_detach(fs);
+	fuse_session_unmount(se);
+	fuse_remove_signal_handlers(se);
+	fuse_session_destroy(se);
+	if (rc < 0 && rc != -EINTR)
+		mfs_log_error("the FUSE session ended with an error: %s", g_strerror(-rc));
+	return rc < 0 && rc != -EINTR ? 1 : 0;
+}
+
+static int mount_imap(struct mfs_options *o)
+{
+	struct secret_source src = { .o = o };
+	struct imap_session_opts so = { 0 };
+	struct tree_options to = { 0 };
+	struct pool *pool = NULL;
+	struct mcache *cache = NULL;
+	struct tree *tree = NULL;
+	struct mfs_imap_fs *fs = NULL;
+	GError *err = NULL;
+	int lock_fd = -1;
+	int rc = 1;
+
+	if (!check_mountpoint(o->mountpoint, &err))
+		goto out;
+	lock_fd = lock_account(o, &err);
+	if (lock_fd < 0)
+		goto out;
+	{
+		g_autofree char *bodies = g_build_filename(o->cache_dir, "bodies", NULL);
+
+		cache = mcache_open(bodies, o->cache_size, &err);
+	}
+	if (!cache || !prompt_if_needed(&src, &err))
+		goto out;
+
+	so.host = o->host;
+	so.port = o->port;
+	so.tls = tls_mode(o->tls);
+	so.ca_file = o->ca_file;
+	so.tls_fingerprint = o->tls_fingerprint;
+	so.user = o->user;
+	so.auth = auth_mech(o->auth);
+	so.oauth = o->oauth_token_command != NULL;
+	so.secret = get_secret;
+	so.secret_ud = &src;
+	so.timeout_s = (int)o->timeout;
+	pool = pool_new(&so, o->connections);
+	if (!pool_prime(pool, &err))
+		goto out;
+
+	to.names_uid = o->names == MFS_NAMES_UID;
+	to.exclude = (const char *const *)o->exclude;
+	to.virtual_folders_show = o->virtual_folders_show;
+	tree = tree_new(&to);
+	fs = mfs_imap_fs_new(o, pool, cache, tree);
+	if (mfs_imap_fs_refresh_list(fs, TRUE, &err) < 0) {
+		if (!err)
+			g_set_error(&err, G_IO_ERROR, G_IO_ERROR_FAILED,
+				    "cannot list the mailboxes of %s", o->account);
+		goto out;
+	}
+	rc = run_fuse(o, fs, &err);
+out:
+	if (err) {
+		fprintf(stderr, "mailfs: %s\n", err->message);
+		g_error_free(err);
+	}
+	if (pool)
+		pool_shutdown(pool);
+	mfs_imap_fs_free(fs);
+	if (pool)
+		pool_free(pool);
+	if (tree)
+		tree_free(tree);
+	if (cache)
+		mcache_close(cache);
+	if (src.prompted)
+		secret_free(src.prompted);
+	if (lock_fd >= 0)
+		close(lock_fd);
+	return rc;
+}
+
 int main(int argc, char **argv)
 {
+	struct mfs_options o;
+	GError *err = NULL;
+	int rc;
+
 	for (int i = 1; i < argc; i++) {
+		if (strcmp(argv[i], "--") == 0)
+			break;
 		if (strcmp(argv[i], "-V") == 0 || strcmp(argv[i], "--version") == 0) {
 			print_version();
 			return EXIT_SUCCESS;
@@ -64,7 +344,28 @@ int main(int argc, char **argv)
 			return EXIT_SUCCESS;
 		}
 	}
-	fprintf(stderr, "mailfs: mounting is not built yet in this version\n");
-	print_usage(stderr);
-	return EXIT_FAILURE;
+	/* A server that closes the link must not kill the daemon; a full cache
+	   file system is a failed write, not a signal. */
+	signal(SIGPIPE, SIG_IGN);
+	signal(SIGXFSZ, SIG_IGN);
+
+	mfs_options_init(&o);
+	if (!mfs_options_parse(&o, argc, argv, &err)) {
+		fprintf(stderr, "mailfs: %s\n", err->message);
+		g_error_free(err);
+		mfs_options_clear(&o);
+		return EXIT_FAILURE;
+	}
+	mfs_log_enable(o.log_categories |
+		       (o.debug ? MFS_LOG_IMAP | MFS_LOG_POP3 | MFS_LOG_FUSE | MFS_LOG_CACHE : 0));
+	if (o.proto == MFS_PROTO_POP3) {
+		fprintf(stderr, "mailfs: POP3 mode (%s) is not built yet; use an imap:// or "
+				"imaps:// URL\n",
+			o.url);
+		mfs_options_clear(&o);
+		return EXIT_FAILURE;
+	}
+	rc = mount_imap(&o);
+	mfs_options_clear(&o);
+	return rc;
 }

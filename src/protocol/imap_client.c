@@ -1186,7 +1186,11 @@ char *imap_flags_to_string(const struct imap_value *list)
 		for (size_t i = 0; i < list->n; i++) {
 			const char *f = imap_value_str(&list->items[i]);
 
-			if (!f || list->items[i].type != IMAP_V_ATOM)
+			/* \Recent is the server's per-session note, not a flag anyone
+			   can store (RFC 9051 dropped it): showing it would make
+			   rsync -X try to set it. */
+			if (!f || list->items[i].type != IMAP_V_ATOM ||
+			    g_ascii_strcasecmp(f, "\\Recent") == 0)
 				continue;
 			if (out->len)
 				g_string_append_c(out, ' ');

@@ -241,7 +241,8 @@ const char *imap_session_selected(const struct imap_session *s);
 /* The selected mailbox's state as the session last saw it. */
 const struct imap_select_info *imap_session_select_info(const struct imap_session *s);
 
-/* Decode "\Seen \Flagged $Work" style flag lists from a FETCH FLAGS value. */
+/* "\Seen \Flagged $Work" from a FETCH FLAGS list; \Recent (a session
+   note, not a storable flag) is left out. */
 char *imap_flags_to_string(const struct imap_value *list);
 
 /* Parse an INTERNALDATE ("17-Jul-1996 02:44:25 -0700") into seconds since the epoch. */

@@ -304,7 +304,7 @@ class Dovecot:
         except OSError:
             return 0
 
-    def log_tail(self, nbytes=8000):
+    def log_tail(self, nbytes=3000):
         out = ""
         for name in ("dovecot.log", "dovecot.out"):
             try:

@@ -845,7 +845,10 @@ static void test_known_keys(void)
 	g_assert_true(mfs_options_known_keys() == keys);
 }
 
-/* Every key in mailfs.conf.example, commented out or not, is a known key. */
+/*
+ * Every key in mailfs.conf.example, commented out or not, is a known key;
+ * every known key is there; each example account parses.
+ */
 static void test_example_file(void)
 {
 	g_autofree char *path = g_test_build_filename(G_TEST_DIST, "..", "..",
@@ -856,6 +859,8 @@ static void test_example_file(void)
 	g_autoptr(GError) err = NULL;
 	g_autoptr(GRegex) re = g_regex_new("^#?\\s*([a-z_0-9]+)\\s*=", 0, 0, NULL);
 	const char *const *keys = mfs_options_known_keys();
+	g_autoptr(GHashTable) seen = g_hash_table_new_full(g_str_hash, g_str_equal, g_free, NULL);
+	g_auto(GStrv) groups = NULL;
 
 	g_assert_true(g_file_get_contents(path, &text, NULL, &err));
 	g_assert_true(g_key_file_load_from_data(kf, text, (gsize)-1, G_KEY_FILE_NONE, &err));
@@ -869,7 +874,24 @@ static void test_example_file(void)
 
 			if (!g_strv_contains(keys, key))
 				g_error("%s: unknown key '%s'", path, key);
+			g_hash_table_add(seen, g_steal_pointer(&key));
 		}
+	}
+	for (const char *const *k = keys; *k; k++) {
+		if (!g_hash_table_contains(seen, *k))
+			g_error("%s: key '%s' is missing", path, *k);
+	}
+	groups = g_key_file_get_groups(kf, NULL);
+	for (char **g = groups; *g; g++) {
+		struct mfs_options o;
+		const char *args[] = { "-F", path, NULL, "/mnt", NULL };
+
+		if (!g_str_has_prefix(*g, "account "))
+			continue;
+		args[2] = *g + strlen("account ");
+		if (!parse_args(&o, args, &err))
+			g_error("%s: [%s]: %s", path, *g, err->message);
+		mfs_options_clear(&o);
 	}
 }
 

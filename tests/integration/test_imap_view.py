@@ -1,0 +1,371 @@
+# SPDX-License-Identifier: GPL-2.0-or-later
+"""The read-only IMAP view (issue 4): a real mount of the harness's dovecot,
+checked with the tools users run and against imaplib on the server side."""
+
+import datetime
+import email.utils
+import os
+import re
+import shutil
+import subprocess
+import time
+
+import pytest
+
+import corpus
+from conftest import mounted, password_file
+
+MOUNTED_TYPES = ("fuse.mailfs",)
+
+
+def status(mnt):
+    out = subprocess.run(["getfattr", "--only-values", "-n", "user.mailfs.status", mnt],
+                         capture_output=True, text=True, check=True).stdout
+    return {k: v for k, v in (l.split(": ", 1) for l in out.splitlines() if ": " in l)}
+
+
+def counter(mnt, name):
+    return int(status(mnt)[name])
+
+
+def server_folders(dovecot, user="alice"):
+    """Decoded folder names as LIST gives them, '/'-joined (the server's delimiter is '/')."""
+    with dovecot.imaps(user) as c:
+        typ, lines = c.list()
+    names = []
+    for line in lines:
+        m = re.match(rb'\(([^)]*)\) "(.)" (.*)$', line)
+        name = m.group(3).decode()
+        if name.startswith('"'):
+            name = name[1:-1]
+        names.append(corpus.mutf7_decode(name))
+    return names
+
+
+def server_messages(dovecot, folder, user="alice"):
+    """{uid: (size, internaldate, flags, body)} from imaplib."""
+    out = {}
+    with dovecot.imaps(user) as c:
+        c.select(corpus._q(corpus.mutf7_encode(folder)), readonly=True)
+        typ, data = c.uid("FETCH", "1:*", "(UID RFC822.SIZE INTERNALDATE FLAGS BODY.PEEK[])")
+        for item in data:
+            if not isinstance(item, tuple):
+                continue
+            head = item[0].decode()
+            uid = int(re.search(r"UID (\d+)", head).group(1))
+            size = int(re.search(r"RFC822.SIZE (\d+)", head).group(1))
+            date = re.search(r'INTERNALDATE "([^"]+)"', head).group(1)
+            flags = re.search(r"FLAGS \(([^)]*)\)", head).group(1)
+            out[uid] = (size, date, flags, item[1])
+    return out
+
+
+def seen_flags(dovecot, folder, user="alice"):
+    with dovecot.imaps(user) as c:
+        c.select(corpus._q(corpus.mutf7_encode(folder)), readonly=True)
+        typ, data = c.uid("FETCH", "1:*", "(UID FLAGS)")
+    return {int(re.search(rb"UID (\d+)", d).group(1)): b"\\Seen" in d for d in data if d}
+
+
+def files_by_uid(path):
+    out = {}
+    for name in os.listdir(path):
+        m = re.match(r"(\d+)[-.]", name)
+        if m and name.endswith(".eml"):
+            out[int(m.group(1))] = name
+    return out
+
+
+def internaldate_epoch(s):
+    return int(datetime.datetime.strptime(s, "%d-%b-%Y %H:%M:%S %z").timestamp())
+
+
+# -- the tree ---------------------------------------------------------------------
+
+def test_mount_shows_in_proc_mounts_without_secret(mount, dovecot):
+    m = mount()
+    fields = mounted(m.mountpoint)
+    assert fields[2] == "fuse.mailfs"
+    assert fields[0] == dovecot.url("alice")
+    assert dovecot.users["alice"] not in open("/proc/mounts").read()
+
+
+def test_find_equals_server_folders(mount, dovecot):
+    m = mount()
+    out = subprocess.run(["find", m.mountpoint, "-type", "d"], capture_output=True, text=True,
+                         check=True).stdout.splitlines()
+    dirs = {os.path.relpath(p, m.mountpoint) for p in out} - {"."}
+    assert dirs == set(server_folders(dovecot))
+
+
+def test_courier_namespace_is_a_tree(mount, dovecot):
+    m = mount(user="carol")
+    assert os.path.isdir(os.path.join(m.mountpoint, "INBOX", "Work", "Reports"))
+
+
+def test_modes_and_owner(mount):
+    m = mount()
+    st = os.stat(os.path.join(m.mountpoint, "INBOX"))
+    assert st.st_mode & 0o777 == 0o700 and st.st_uid == os.getuid()
+    inbox = os.path.join(m.mountpoint, "INBOX")
+    for name in os.listdir(inbox)[:5]:
+        st = os.stat(os.path.join(inbox, name))
+        assert st.st_mode & 0o777 == 0o600
+
+
+def test_sizes_and_mtimes_before_any_read(mount, dovecot):
+    m = mount()
+    for folder in ("INBOX", "PyEmail", "Entwürfe"):
+        expected = server_messages(dovecot, folder)
+        path = os.path.join(m.mountpoint, folder)
+        files = files_by_uid(path)
+        assert set(files) == set(expected)
+        for uid, (size, date, _, _) in expected.items():
+            st = os.stat(os.path.join(path, files[uid]))
+            assert st.st_size == size, files[uid]
+            assert st.st_mtime == internaldate_epoch(date), files[uid]
+            assert st.st_blocks == (size + 511) // 512
+    assert counter(m.mountpoint, "messages_fetched") == 0
+
+
+def test_names_follow_the_frozen_rule(mount):
+    m = mount()
+    names = set(os.listdir(os.path.join(m.mountpoint, "INBOX")))
+    for expected in ("1-Meeting_notes_for_Tuesday.eml", "2-Re_Fwd_Quarterly_numbers.eml",
+                     "3-Grüße_aus_München.eml", "5-Grüße_aus_Köln.eml", "6-にほん.eml",
+                     "7-Pathwithslashes_and_spaces.eml", "13.eml"):
+        assert expected in names
+    # A name whose UID exists but whose rest differs does not resolve.
+    assert not os.path.exists(os.path.join(m.mountpoint, "INBOX", "1-Other.eml"))
+
+
+def test_names_uid_option(mount):
+    m = mount(options={"names": "uid"})
+    names = os.listdir(os.path.join(m.mountpoint, "INBOX"))
+    assert "1.eml" in names and all(re.fullmatch(r"\d+\.eml", n) for n in names)
+
+
+# -- contents ---------------------------------------------------------------------
+
+def test_cat_equals_server_bytes(mount, dovecot):
+    m = mount()
+    for folder in ("INBOX", "PyEmail", "Archive/2024/Q1", "Отправленные"):
+        expected = server_messages(dovecot, folder)
+        path = os.path.join(m.mountpoint, folder)
+        files = files_by_uid(path)
+        for uid, (_, _, _, body) in expected.items():
+            got = subprocess.run(["cat", os.path.join(path, files[uid])], capture_output=True,
+                                 check=True).stdout
+            assert got == body, f"{folder}/{files[uid]}"
+
+
+def test_grep_does_not_set_seen(mount, dovecot):
+    before = {f: seen_flags(dovecot, f) for f in ("INBOX", "PyEmail", "Archive")}
+    m = mount()
+    r = subprocess.run(["grep", "-r", "-l", "Bits from the DPL", m.mountpoint],
+                       capture_output=True, text=True)
+    assert r.returncode == 0
+    assert r.stdout.strip().endswith("Lists/debian/" + os.listdir(
+        os.path.join(m.mountpoint, "Lists", "debian"))[0])
+    after = {f: seen_flags(dovecot, f) for f in before}
+    assert after == before
+
+
+def test_head_of_big_message_fetches_little(mount):
+    m = mount()
+    inbox = os.path.join(m.mountpoint, "INBOX")
+    big = [n for n in os.listdir(inbox) if "Big_attachment" in n][0]
+    assert os.stat(os.path.join(inbox, big)).st_size > 5 * 1024 * 1024
+    before = counter(m.mountpoint, "bytes_fetched")
+    out = subprocess.run(["head", "-c", "100", os.path.join(inbox, big)], capture_output=True,
+                         check=True).stdout
+    assert out.startswith(b"From: Alice Example")
+    assert counter(m.mountpoint, "bytes_fetched") - before < 1024 * 1024
+
+
+def test_writes_are_refused(mount):
+    m = mount()
+    inbox = os.path.join(m.mountpoint, "INBOX")
+    name = sorted(os.listdir(inbox))[0]
+    with pytest.raises(PermissionError):
+        open(os.path.join(inbox, name), "ab")
+    with pytest.raises(OSError):
+        os.mkdir(os.path.join(m.mountpoint, "NewFolder"))
+
+
+# -- cache and freshness --------------------------------------------------------
+
+def test_rsync_twice_second_fetches_nothing(mount, tmp_path):
+    m = mount()
+    copy = tmp_path / "copy"
+    r = subprocess.run(["rsync", "-a", m.mountpoint + "/", str(copy) + "/"], capture_output=True,
+                       text=True)
+    assert r.returncode == 0, r.stderr
+    fetched = counter(m.mountpoint, "messages_fetched")
+    bytes_ = counter(m.mountpoint, "bytes_fetched")
+    assert fetched > 0
+    r = subprocess.run(["rsync", "-a", "--itemize-changes", m.mountpoint + "/", str(copy) + "/"],
+                       capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    transferred = [l for l in r.stdout.splitlines() if l.startswith(">f")]
+    assert transferred == []
+    assert counter(m.mountpoint, "messages_fetched") == fetched
+    assert counter(m.mountpoint, "bytes_fetched") == bytes_
+    # The copy is the server's bytes.
+    r = subprocess.run(["diff", "-r", m.mountpoint, str(copy)], capture_output=True)
+    assert r.returncode == 0
+
+
+def test_remount_serves_cached_bodies(mount):
+    m = mount()
+    inbox = os.path.join(m.mountpoint, "INBOX")
+    subprocess.run(["cat"] + [os.path.join(inbox, n) for n in os.listdir(inbox)],
+                   capture_output=True, check=True)
+    cache = m.options["cache_dir"]
+    m.unmount()
+    m2 = mount(options={"cache_dir": cache})
+    inbox = os.path.join(m2.mountpoint, "INBOX")
+    subprocess.run(["cat"] + [os.path.join(inbox, n) for n in os.listdir(inbox)],
+                   capture_output=True, check=True)
+    assert counter(m2.mountpoint, "messages_fetched") == 0
+    assert counter(m2.mountpoint, "bytes_fetched") == 0
+
+
+def test_appended_message_appears_after_refresh(mount, dovecot):
+    m = mount(options={"refresh": 1})
+    folder = os.path.join(m.mountpoint, "Project X")
+    before = set(os.listdir(folder))
+    msg = (b"From: Carol <carol@example.org>\r\nTo: alice@example.org\r\n"
+           b"Subject: Fresh news\r\nMessage-ID: <fresh@mailfs.test>\r\n\r\nNew.\r\n")
+    with dovecot.imaps("alice") as c:
+        c.append('"Project X"', "()", None, msg)
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        new = set(os.listdir(folder)) - before
+        if new:
+            break
+        time.sleep(0.5)
+    assert len(new) == 1 and list(new)[0].endswith("-Fresh_news.eml")
+    with open(os.path.join(folder, list(new)[0]), "rb") as f:
+        assert f.read() == msg
+
+
+# -- extended attributes ---------------------------------------------------------
+
+def test_getfattr_shows_flags_and_decoded_headers(mount):
+    m = mount()
+    inbox = os.path.join(m.mountpoint, "INBOX")
+    name = [n for n in os.listdir(inbox) if n.startswith("3-")][0]
+    out = subprocess.run(["getfattr", "-d", "-e", "text", os.path.join(inbox, name)],
+                         capture_output=True, text=True, check=True).stdout
+    assert 'user.mail.subject="Grüße aus München"' in out
+    assert 'user.mail.from="Alice Example <alice@example.org>"' in out
+    assert 'user.mail.message-id="<corpus-2@mailfs.test>"' in out
+    assert "user.imap.flags=" in out
+    flagged = [n for n in os.listdir(inbox) if "Small_attachment" in n][0]
+    out = subprocess.run(["getfattr", "-n", "user.imap.flags", "--only-values",
+                          os.path.join(inbox, flagged)], capture_output=True, text=True,
+                         check=True).stdout
+    assert out == "\\Flagged"
+
+
+def test_statfs_is_never_zero(mount):
+    m = mount()
+    st = os.statvfs(m.mountpoint)
+    assert st.f_bavail > 0 and st.f_namemax == 255
+
+
+# -- bad input ---------------------------------------------------------------------
+
+def run_mailfs(mailfs_bin, *args, timeout=60):
+    before = open("/proc/mounts").read()
+    r = subprocess.run([mailfs_bin, "-f", *args], capture_output=True, text=True,
+                       timeout=timeout, stdin=subprocess.DEVNULL)
+    assert open("/proc/mounts").read() == before
+    lines = [l for l in r.stderr.splitlines() if l.strip()]
+    return r.returncode, lines
+
+
+@pytest.fixture
+def mnt_dir(workdir, request):
+    path = os.path.join(workdir, "bad-" + request.node.name[:40])
+    os.makedirs(path, exist_ok=True)
+    return path
+
+
+def base_opts(dovecot, workdir, user="alice", **extra):
+    opts = {"ca_file": dovecot.ca, "password_file": password_file(workdir, dovecot, user),
+            "cache_dir": os.path.join(workdir, "cache-bad")}
+    opts.update(extra)
+    return ",".join(f"{k}={v}" for k, v in opts.items())
+
+
+@pytest.mark.parametrize("case", ["unknown-option", "malformed-url", "unreachable",
+                                  "refused-certificate", "wrong-password", "missing-mountpoint"])
+def test_bad_input_one_line_nothing_mounted(mailfs_bin, dovecot, workdir, mnt_dir, case):
+    url = dovecot.url("alice")
+    opts = base_opts(dovecot, workdir)
+    if case == "unknown-option":
+        args = ["-o", opts + ",frobnicate=1", url, mnt_dir]
+        keyword = "frobnicate"
+    elif case == "malformed-url":
+        args = ["-o", opts, "imaps://alice@", mnt_dir]
+        keyword = "URL|url|host"
+    elif case == "unreachable":
+        from mailserver import free_port
+        args = ["-o", opts, f"imaps://alice@127.0.0.1:{free_port()}", mnt_dir]
+        keyword = "connect|refused"
+    elif case == "refused-certificate":
+        args = ["-o", opts.replace(dovecot.ca, dovecot.other_ca), url, mnt_dir]
+        keyword = "tls_fingerprint="
+    elif case == "wrong-password":
+        pw = os.path.join(workdir, "wrong-pw")
+        with open(pw, "w") as f:
+            f.write("not-it\n")
+        os.chmod(pw, 0o600)
+        args = ["-o", base_opts(dovecot, workdir, password_file=pw), url, mnt_dir]
+        keyword = "Authentication failed"
+    else:
+        args = ["-o", opts, url, mnt_dir + "-missing"]
+        keyword = "missing|No such file"
+    rc, lines = run_mailfs(mailfs_bin, *args)
+    assert rc != 0
+    assert len(lines) == 1, lines
+    assert re.search(keyword, lines[0]), lines
+
+
+def test_busy_mountpoint_and_same_account(mount, mailfs_bin, dovecot, workdir):
+    m = mount()
+    # The same mountpoint again: busy.
+    rc, lines = run_mailfs(mailfs_bin, "-o", base_opts(dovecot, workdir), dovecot.url("alice"),
+                           m.mountpoint)
+    assert rc != 0 and len(lines) == 1 and "busy" in lines[0], lines
+    # The same account (same cache) elsewhere: refused.
+    other = os.path.join(workdir, "same-account")
+    os.makedirs(other, exist_ok=True)
+    rc, lines = run_mailfs(mailfs_bin, "-o",
+                           base_opts(dovecot, workdir, cache_dir=m.options["cache_dir"]),
+                           dovecot.url("alice"), other)
+    assert rc != 0 and len(lines) == 1 and "already mounted" in lines[0], lines
+
+
+def test_exclude_hides_mailboxes(mount):
+    m = mount(options={"exclude": "Archive*;Project X"})
+    names = set(os.listdir(m.mountpoint))
+    assert "Archive" not in names and "Project X" not in names
+    assert "INBOX" in names and "Entwürfe" in names
+
+
+def test_mark_seen_sets_seen_when_reading(mount, dovecot):
+    m = mount(options={"mark_seen": "yes"})
+    folder = os.path.join(m.mountpoint, "Archive", "2024", "Q1")
+    before = seen_flags(dovecot, "Archive/2024/Q1")
+    files = files_by_uid(folder)
+    uid = min(files)
+    assert not before[uid]
+    with open(os.path.join(folder, files[uid]), "rb") as f:
+        f.read()
+    after = seen_flags(dovecot, "Archive/2024/Q1")
+    assert after[uid]
+    assert {u: s for u, s in after.items() if u != uid} == \
+        {u: s for u, s in before.items() if u != uid}
