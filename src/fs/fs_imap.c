@@ -3,12 +3,17 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <stdarg.h>
+#include <stdio.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
 #include "fs/notify.h"
+#include "model/append.h"
 #include "model/headers.h"
+#include "model/names.h"
+#include "protocol/mutf7.h"
 #include "util/log.h"
 
 /* Ranges of a message fetched at once: small first, so `head` and `file`
@@ -35,9 +40,13 @@ struct mfs_imap_fs {
 	uid_t uid;
 	gid_t gid;
 
-	GMutex lock;         /* folders, headers */
+	GMutex lock;         /* folders, headers, staged, delim, trash_wire */
 	GHashTable *folders; /* ino -> struct folder_state */
 	GHashTable *headers; /* ino -> struct mail_headers */
+	GHashTable *staged;  /* ino -> struct staged: new files not yet appended */
+	guint64 staged_counter;
+	char delim;          /* the server's hierarchy delimiter, 0 for a flat namespace */
+	char *trash_wire;    /* the Trash mailbox, or NULL when there is none */
 	GMutex list_lock;    /* one LIST at a time */
 	gint64 list_fetched_at;
 
@@ -71,6 +80,91 @@ struct req_ctx {
 	struct imap_session *session;
 	gboolean interrupted;
 };
+
+/* Local files being written: inode numbers no message or folder can have. */
+#define STAGED_INO_BIT ((guint64)1 << 63)
+/* A new message larger than this is refused (EFBIG) rather than read into memory. */
+#define APPEND_MAX ((guint64)256 * 1024 * 1024)
+
+struct staged {
+	guint64 ino;
+	guint64 parent;
+	char *name;
+	int fd;		 /* an unlinked file under cache_dir/staging */
+	guint opens;
+	guint64 nlookup;
+	gint64 mtime;
+	char *flags;	 /* canonical user.imap.flags, or NULL */
+	gboolean dirty;	 /* written since the last APPEND */
+	gboolean done;	 /* appended (or already on the server): kept only for the kernel */
+};
+
+static gboolean is_staged(guint64 ino)
+{
+	return (ino & STAGED_INO_BIT) != 0;
+}
+
+static void staged_free(struct staged *st)
+{
+	if (st->fd >= 0)
+		close(st->fd);
+	g_free(st->name);
+	g_free(st->flags);
+	g_free(st);
+}
+
+/* Locked: drop st once nobody refers to it. */
+static void staged_maybe_free(struct mfs_imap_fs *fs, struct staged *st)
+{
+	if (st->opens == 0 && st->nlookup == 0 && st->done)
+		g_hash_table_remove(fs->staged, &st->ino);
+}
+
+static struct staged *staged_get(struct mfs_imap_fs *fs, guint64 ino)
+{
+	struct staged *st;
+
+	g_mutex_lock(&fs->lock);
+	st = g_hash_table_lookup(fs->staged, &ino);
+	g_mutex_unlock(&fs->lock);
+	return st;
+}
+
+/* Locked. The live (not yet appended) local file called name in parent. */
+static struct staged *staged_by_name(struct mfs_imap_fs *fs, guint64 parent, const char *name)
+{
+	GHashTableIter it;
+	gpointer v;
+
+	g_hash_table_iter_init(&it, fs->staged);
+	while (g_hash_table_iter_next(&it, NULL, &v)) {
+		struct staged *st = v;
+
+		if (!st->done && st->parent == parent && strcmp(st->name, name) == 0)
+			return st;
+	}
+	return NULL;
+}
+
+static void staged_attr(const struct mfs_imap_fs *fs, const struct staged *st, struct stat *out)
+{
+	struct stat fst;
+
+	memset(out, 0, sizeof(*out));
+	out->st_ino = st->ino;
+	out->st_mode = S_IFREG | 0600;
+	out->st_nlink = st->done ? 0 : 1;
+	out->st_uid = fs->uid;
+	out->st_gid = fs->gid;
+	if (fstat(st->fd, &fst) == 0) {
+		out->st_size = fst.st_size;
+		out->st_blocks = fst.st_blocks;
+	}
+	out->st_mtime = st->mtime;
+	out->st_atime = st->mtime;
+	out->st_ctime = st->mtime;
+	out->st_blksize = 4096;
+}
 
 static gint64 now_us(void)
 {
@@ -111,6 +205,8 @@ struct mfs_imap_fs *mfs_imap_fs_new(const struct mfs_options *opts, struct pool 
 	g_mutex_init(&fs->list_lock);
 	fs->folders = g_hash_table_new_full(g_int64_hash, g_int64_equal, g_free, folder_state_free);
 	fs->headers = g_hash_table_new_full(g_int64_hash, g_int64_equal, g_free, headers_free);
+	fs->staged = g_hash_table_new_full(g_int64_hash, g_int64_equal, NULL,
+					   (GDestroyNotify)staged_free);
 	return fs;
 }
 
@@ -120,6 +216,8 @@ void mfs_imap_fs_free(struct mfs_imap_fs *fs)
 		return;
 	g_hash_table_destroy(fs->folders);
 	g_hash_table_destroy(fs->headers);
+	g_hash_table_destroy(fs->staged);
+	g_free(fs->trash_wire);
 	g_mutex_clear(&fs->lock);
 	g_mutex_clear(&fs->list_lock);
 	g_free(fs);
@@ -253,6 +351,43 @@ static void queue_removed(struct mfs_imap_fs *fs, GArray *removed)
 
 /* -- listings --------------------------------------------------------------- */
 
+/* The delimiter, and which mailbox is the Trash (design §1 `trash`). */
+static void learn_namespace(struct mfs_imap_fs *fs, GPtrArray *boxes)
+{
+	static const char *const names[] = { "Trash", "Deleted Items", "Deleted Messages",
+					     "INBOX.Trash" };
+	const char *trash = NULL;
+	char delim = 0;
+
+	for (guint i = 0; i < boxes->len; i++) {
+		const struct imap_mailbox_info *m = boxes->pdata[i];
+
+		if (!delim && m->delimiter)
+			delim = m->delimiter;
+		if (fs->opts->trash) {
+			g_autofree char *dec = mutf7_decode(m->name, NULL);
+
+			if (strcmp(m->name, fs->opts->trash) == 0 ||
+			    g_strcmp0(dec, fs->opts->trash) == 0)
+				trash = m->name;
+		} else if ((m->attrs & IMAP_MBOX_TRASH) && !(m->attrs & IMAP_MBOX_NOSELECT)) {
+			trash = m->name;
+		}
+	}
+	for (size_t n = 0; !trash && !fs->opts->trash && n < G_N_ELEMENTS(names); n++)
+		for (guint i = 0; !trash && i < boxes->len; i++) {
+			const struct imap_mailbox_info *m = boxes->pdata[i];
+
+			if (strcmp(m->name, names[n]) == 0 && !(m->attrs & IMAP_MBOX_NOSELECT))
+				trash = m->name;
+		}
+	g_mutex_lock(&fs->lock);
+	fs->delim = delim;
+	g_free(fs->trash_wire);
+	fs->trash_wire = g_strdup(trash);
+	g_mutex_unlock(&fs->lock);
+}
+
 int mfs_imap_fs_refresh_list(struct mfs_imap_fs *fs, gboolean force, GError **err)
 {
 	struct req_ctx ctx;
@@ -280,6 +415,7 @@ int mfs_imap_fs_refresh_list(struct mfs_imap_fs *fs, gboolean force, GError **er
 		} else {
 			g_autoptr(GArray) removed = tree_removed_new();
 
+			learn_namespace(fs, boxes);
 			tree_apply_list(fs->tree, boxes, removed);
 			queue_removed(fs, removed);
 			g_ptr_array_unref(boxes);
@@ -496,6 +632,21 @@ static void op_lookup(fuse_req_t req, fuse_ino_t parent, const char *name)
 	}
 	rc = tree_lookup(fs->tree, parent, name, TRUE, 0, &e);
 	if (rc == -ENOENT) {
+		struct staged *st;
+
+		g_mutex_lock(&fs->lock);
+		st = staged_by_name(fs, parent, name);
+		if (st) {
+			st->nlookup++;
+			ep.ino = st->ino;
+			ep.generation = 1;
+			staged_attr(fs, st, &ep.attr);
+		}
+		g_mutex_unlock(&fs->lock);
+		if (st) {
+			fuse_reply_entry(req, &ep);
+			return;
+		}
 		/* A negative entry, cached like the listing it comes from. */
 		ep.ino = 0;
 		ep.entry_timeout = cache_timeout(fs);
@@ -515,11 +666,28 @@ static void op_lookup(fuse_req_t req, fuse_ino_t parent, const char *name)
 		tree_forget(fs->tree, e.ino, 1);
 }
 
+static void forget_one(struct mfs_imap_fs *fs, guint64 ino, guint64 n)
+{
+	if (is_staged(ino)) {
+		struct staged *st;
+
+		g_mutex_lock(&fs->lock);
+		st = g_hash_table_lookup(fs->staged, &ino);
+		if (st) {
+			st->nlookup -= MIN(n, st->nlookup);
+			if (st->nlookup == 0 && st->opens == 0)
+				st->done = TRUE;
+			staged_maybe_free(fs, st);
+		}
+		g_mutex_unlock(&fs->lock);
+		return;
+	}
+	tree_forget(fs->tree, ino, n);
+}
+
 static void op_forget(fuse_req_t req, fuse_ino_t ino, uint64_t nlookup)
 {
-	struct mfs_imap_fs *fs = fuse_req_userdata(req);
-
-	tree_forget(fs->tree, ino, nlookup);
+	forget_one(fuse_req_userdata(req), ino, nlookup);
 	fuse_reply_none(req);
 }
 
@@ -528,7 +696,7 @@ static void op_forget_multi(fuse_req_t req, size_t count, struct fuse_forget_dat
 	struct mfs_imap_fs *fs = fuse_req_userdata(req);
 
 	for (size_t i = 0; i < count; i++)
-		tree_forget(fs->tree, forgets[i].ino, forgets[i].nlookup);
+		forget_one(fs, forgets[i].ino, forgets[i].nlookup);
 	fuse_reply_none(req);
 }
 
@@ -540,6 +708,17 @@ static void op_getattr(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi
 	int rc;
 
 	(void)fi;
+	if (is_staged(ino)) {
+		struct staged *sg = staged_get(fs, ino);
+
+		if (!sg) {
+			fuse_reply_err(req, ENOENT);
+			return;
+		}
+		staged_attr(fs, sg, &st);
+		fuse_reply_attr(req, &st, 0);
+		return;
+	}
 	rc = tree_get(fs->tree, ino, 0, &e);
 	if (rc < 0 || e.gone) {
 		fuse_reply_err(req, rc < 0 ? -rc : ENOENT);
@@ -659,6 +838,25 @@ static void op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 	struct open_msg *m;
 	int rc;
 
+	if (is_staged(ino)) {
+		struct staged *st;
+
+		g_mutex_lock(&fs->lock);
+		st = g_hash_table_lookup(fs->staged, &ino);
+		if (st && !st->done)
+			st->opens++;
+		g_mutex_unlock(&fs->lock);
+		if (!st || st->done) {
+			fuse_reply_err(req, ENOENT);
+			return;
+		}
+		if ((fi->flags & O_TRUNC) && ftruncate(st->fd, 0) == 0)
+			st->dirty = TRUE;
+		fi->fh = 0;
+		fi->direct_io = 1;
+		fuse_reply_open(req, fi);
+		return;
+	}
 	if ((fi->flags & O_ACCMODE) != O_RDONLY || (fi->flags & O_TRUNC)) {
 		/* Messages are immutable (design §2): writing into one is EPERM. */
 		fuse_reply_err(req, EPERM);
@@ -692,7 +890,22 @@ static void op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 
 static void op_release(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 {
-	(void)ino;
+	struct mfs_imap_fs *fs = fuse_req_userdata(req);
+
+	if (is_staged(ino)) {
+		struct staged *st;
+
+		g_mutex_lock(&fs->lock);
+		st = g_hash_table_lookup(fs->staged, &ino);
+		if (st) {
+			if (st->opens > 0)
+				st->opens--;
+			staged_maybe_free(fs, st);
+		}
+		g_mutex_unlock(&fs->lock);
+		fuse_reply_err(req, 0);
+		return;
+	}
 	open_msg_free((struct open_msg *)(uintptr_t)fi->fh);
 	fuse_reply_err(req, 0);
 }
@@ -825,7 +1038,18 @@ static void op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t offset,
 	size_t got = 0;
 	int rc = 0;
 
-	(void)ino;
+	if (is_staged(ino)) {
+		struct staged *st = staged_get(fs, ino);
+		ssize_t n;
+
+		buf = g_malloc(size);
+		n = st ? pread(st->fd, buf, size, offset) : -1;
+		if (n < 0)
+			fuse_reply_err(req, st ? errno : ENOENT);
+		else
+			fuse_reply_buf(req, buf, (size_t)n);
+		return;
+	}
 	g_mutex_lock(&m->lock);
 	buf = g_malloc(size);
 	while (got < size) {
@@ -1043,6 +1267,19 @@ static void op_getxattr(fuse_req_t req, fuse_ino_t ino, const char *name, size_t
 		reply_xattr_value(req, text, size);
 		return;
 	}
+	if (is_staged(ino)) {
+		struct staged *st = staged_get(fs, ino);
+		g_autofree char *flags = NULL;
+
+		g_mutex_lock(&fs->lock);
+		flags = st ? g_strdup(st->flags) : NULL;
+		g_mutex_unlock(&fs->lock);
+		if (flags && strcmp(name, FLAGS_XATTR) == 0)
+			reply_xattr_value(req, flags, size);
+		else
+			fuse_reply_err(req, st ? ENODATA : ENOENT);
+		return;
+	}
 	rc = tree_get(fs->tree, ino, TREE_WANT_FLAGS, &e);
 	if (rc < 0 || e.gone || e.kind != TREE_MESSAGE) {
 		tree_entry_clear(&e);
@@ -1092,6 +1329,11 @@ static void op_listxattr(fuse_req_t req, fuse_ino_t ino, size_t size)
 
 	if (ino == FUSE_ROOT_ID) {
 		g_string_append_len(names, STATUS_XATTR, sizeof(STATUS_XATTR));
+	} else if (is_staged(ino)) {
+		struct staged *st = staged_get(fs, ino);
+
+		if (st && st->flags)
+			g_string_append_len(names, FLAGS_XATTR, sizeof(FLAGS_XATTR));
 	} else {
 		rc = tree_get(fs->tree, ino, 0, &e);
 		if (rc < 0) {
@@ -1137,70 +1379,893 @@ static void op_statfs(fuse_req_t req, fuse_ino_t ino)
 	fuse_reply_statfs(req, &st);
 }
 
-/* Writing arrives with issue 5 ("Writing" in design §2); until then the
-   view is read-only, and says so. */
-static void op_refuse_entry(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t mode)
+/* -- writing (design §2 "Writing") ------------------------------------------- */
+
+static int refuse_readonly(const struct mfs_imap_fs *fs)
 {
-	(void)parent;
-	(void)name;
+	/* `readonly` (or -o ro): nothing is ever sent. */
+	return fs->opts->readonly ? -EROFS : 0;
+}
+
+/* The message or folder `name` in parent, as the tree knows it (after a refresh). */
+static int lookup_entry(struct mfs_imap_fs *fs, fuse_req_t req, guint64 parent, const char *name,
+			unsigned want, struct tree_entry *e)
+{
+	int rc = refresh_dir(fs, parent, req);
+
+	if (rc == -EINTR)
+		return rc;
+	return tree_lookup(fs->tree, parent, name, FALSE, want, e);
+}
+
+static void mark_stale(struct mfs_imap_fs *fs, guint64 folder)
+{
+	struct folder_state *f = folder_state(fs, folder);
+
+	g_mutex_lock(&f->lock);
+	f->fetched_at = 0;
+	g_mutex_unlock(&f->lock);
+}
+
+/* The wire name of a new child `name` (a path component) of folder parent. */
+static int child_wire(struct mfs_imap_fs *fs, guint64 parent, const char *name, char **out)
+{
+	g_autofree char *key = tree_folder_key(fs->tree, parent);
+	g_autofree char *plain = NULL;
+	g_autofree char *enc = NULL;
+	size_t len;
+	char delim;
+
+	if (!key)
+		return -ENOENT;
+	plain = names_unescape(name, &len, NULL);
+	/* A name the escape could not have made, or one holding NUL: not a mailbox name. */
+	if (!plain || strlen(plain) != len || !*plain)
+		return -EINVAL;
+	g_mutex_lock(&fs->lock);
+	delim = fs->delim;
+	g_mutex_unlock(&fs->lock);
+	if (delim && strchr(plain, delim))
+		return -EINVAL;
+	enc = mutf7_encode(plain, NULL);
+	if (!enc)
+		return -EINVAL;
+	if (!*key)
+		*out = g_steal_pointer(&enc);
+	else if (!delim)
+		return -EPERM; /* a flat namespace has no children */
+	else
+		*out = g_strdup_printf("%s%c%s", key, delim, enc);
+	return 0;
+}
+
+/* INBOX and the Trash mailbox are never renamed or removed. */
+static gboolean protected_mailbox(struct mfs_imap_fs *fs, const char *wire)
+{
+	gboolean trash;
+
+	if (!wire)
+		return FALSE;
+	g_mutex_lock(&fs->lock);
+	trash = fs->trash_wire && strcmp(fs->trash_wire, wire) == 0;
+	g_mutex_unlock(&fs->lock);
+	return trash || g_ascii_strcasecmp(wire, "INBOX") == 0;
+}
+
+/* Run one command that changes the server; -errno through the one table. */
+static int run_change(struct req_ctx *ctx, struct imap_session *s, const char *what, GError **err,
+		      const char *fmt, ...) G_GNUC_PRINTF(5, 6);
+
+static int run_change(struct req_ctx *ctx, struct imap_session *s, const char *what, GError **err,
+		      const char *fmt, ...)
+{
+	va_list ap;
+	struct imap_result res = { 0 };
+	int rc;
+
+	va_start(ap, fmt);
+	g_autofree char *cmd = g_strdup_vprintf(fmt, ap);
+	va_end(ap);
+	rc = imap_run(s, NULL, &res, err, "%s", cmd);
+	if (rc < 0 && res.status != IMAP_STATUS_NONE)
+		mfs_log_info("%s refused: %s%s%s%s", what, res.code ? "[" : "",
+			     res.code ? res.code : "", res.code ? "] " : "", res.text ? res.text : "");
+	imap_result_clear(&res);
+	(void)ctx;
+	return rc;
+}
+
+static void simple_reply(fuse_req_t req, int rc)
+{
+	fuse_reply_err(req, rc < 0 ? -rc : 0);
+}
+
+/* mkdir -> CREATE */
+static void op_mkdir(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t mode)
+{
+	struct mfs_imap_fs *fs = fuse_req_userdata(req);
+	struct fuse_entry_param ep = { 0 };
+	struct tree_entry e = { 0 };
+	g_autofree char *wire = NULL;
+	g_autofree char *q = NULL;
+	struct req_ctx ctx;
+	struct imap_session *s;
+	GError *err = NULL;
+	int rc;
+
 	(void)mode;
-	fuse_reply_err(req, EROFS);
+	if ((rc = refuse_readonly(fs)) < 0 || (rc = child_wire(fs, parent, name, &wire)) < 0) {
+		simple_reply(req, rc);
+		return;
+	}
+	q = imap_quote(wire);
+	req_ctx_init(&ctx, fs, req);
+	rc = q ? borrow(&ctx, NULL, &s) : -EINVAL;
+	if (rc == 0) {
+		rc = run_change(&ctx, s, "CREATE", &err, "CREATE %s", q);
+		give_back(&ctx);
+		if (rc < 0)
+			rc = imap_errno(&ctx, rc, err, "CREATE");
+	}
+	req_ctx_clear(&ctx, req);
+	if (rc == 0) {
+		mfs_imap_fs_refresh_list(fs, TRUE, NULL);
+		rc = tree_lookup(fs->tree, parent, name, TRUE, 0, &e);
+		if (rc == -ENOENT)
+			rc = -EIO; /* created, yet the server does not list it */
+	}
+	if (rc < 0) {
+		simple_reply(req, rc);
+		return;
+	}
+	ep.ino = e.ino;
+	ep.generation = 1;
+	fill_attr(fs, &e, &ep.attr);
+	ep.attr_timeout = cache_timeout(fs);
+	ep.entry_timeout = cache_timeout(fs);
+	if (fuse_reply_entry(req, &ep) != 0)
+		tree_forget(fs->tree, e.ino, 1);
 }
 
-static void op_refuse_unlink(fuse_req_t req, fuse_ino_t parent, const char *name)
+static gboolean count_entry(void *ud, const char *name, const struct tree_entry *e,
+			    guint64 next_off)
 {
-	(void)parent;
-	(void)name;
-	fuse_reply_err(req, EROFS);
+	guint *n = ud;
+
+	(void)e;
+	(void)next_off;
+	if (strcmp(name, ".") != 0 && strcmp(name, "..") != 0)
+		(*n)++;
+	return TRUE;
 }
 
-static void op_refuse_rename(fuse_req_t req, fuse_ino_t parent, const char *name,
-			     fuse_ino_t newparent, const char *newname, unsigned int flags)
+/* rmdir -> DELETE, only of a mailbox without messages and children. */
+static void op_rmdir(fuse_req_t req, fuse_ino_t parent, const char *name)
 {
-	(void)parent;
-	(void)name;
-	(void)newparent;
-	(void)newname;
-	(void)flags;
-	fuse_reply_err(req, EROFS);
+	struct mfs_imap_fs *fs = fuse_req_userdata(req);
+	struct tree_entry e = { 0 };
+	g_autofree char *key = NULL;
+	g_autofree char *q = NULL;
+	struct req_ctx ctx;
+	struct imap_session *s;
+	GError *err = NULL;
+	guint children = 0;
+	int rc;
+
+	if ((rc = refuse_readonly(fs)) < 0 ||
+	    (rc = lookup_entry(fs, req, parent, name, TREE_WANT_WIRE, &e)) < 0) {
+		simple_reply(req, rc);
+		return;
+	}
+	if (e.kind != TREE_FOLDER) {
+		tree_entry_clear(&e);
+		simple_reply(req, -ENOTDIR);
+		return;
+	}
+	key = tree_folder_key(fs->tree, e.ino);
+	if (protected_mailbox(fs, key)) {
+		tree_entry_clear(&e);
+		simple_reply(req, -EPERM);
+		return;
+	}
+	/* What it holds now, not what a listing said a while ago. */
+	rc = refresh_folder(fs, e.ino, TRUE, req);
+	if (rc == 0)
+		rc = tree_readdir(fs->tree, e.ino, 0, FALSE, count_entry, &children);
+	if (rc == 0 && children > 0)
+		rc = -ENOTEMPTY;
+	q = key ? imap_quote(key) : NULL;
+	if (rc == 0 && !q)
+		rc = -EINVAL;
+	req_ctx_init(&ctx, fs, req);
+	if (rc == 0)
+		rc = borrow(&ctx, NULL, &s);
+	if (rc == 0) {
+		/* A selected mailbox cannot always be deleted: select none. */
+		if (g_strcmp0(imap_session_selected(s), key) == 0)
+			imap_select(s, "INBOX", TRUE, NULL, NULL);
+		rc = run_change(&ctx, s, "DELETE", &err, "DELETE %s", q);
+		give_back(&ctx);
+		if (rc < 0)
+			rc = imap_errno(&ctx, rc, err, "DELETE");
+	}
+	req_ctx_clear(&ctx, req);
+	if (rc == 0) {
+		mcache_drop_mailbox(fs->cache, key, 0);
+		mfs_imap_fs_refresh_list(fs, TRUE, NULL);
+	}
+	tree_entry_clear(&e);
+	simple_reply(req, rc);
 }
 
-static void op_refuse_create(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t mode,
-			     struct fuse_file_info *fi)
+/* Select wire read-write for a change, under the UIDVALIDITY the message was listed with. */
+static int select_for_change(struct imap_session *s, const char *wire, guint32 uidvalidity,
+			     GError **err)
 {
-	(void)parent;
-	(void)name;
+	const struct imap_select_info *si = imap_session_select_info(s);
+	int rc = 0;
+
+	if (g_strcmp0(imap_session_selected(s), wire) != 0 || si->readonly)
+		rc = imap_select(s, wire, FALSE, NULL, err);
+	if (rc == 0 && imap_session_select_info(s)->uidvalidity != uidvalidity)
+		rc = -ESTALE;
+	return rc;
+}
+
+/* \Deleted + UID EXPUNGE of that UID alone: never an expunge of what others marked. */
+static int expunge_uid(struct req_ctx *ctx, struct imap_session *s, guint32 uid, GError **err)
+{
+	int rc;
+
+	if (!imap_session_has(s, IMAP_CAP_UIDPLUS)) {
+		mfs_log_warn("%s has no UIDPLUS: refusing to expunge, which could remove "
+			     "messages others marked \\Deleted",
+			     imap_session_peer(s));
+		return -EPERM;
+	}
+	rc = run_change(ctx, s, "STORE", err, "UID STORE %u +FLAGS.SILENT (\\Deleted)", uid);
+	if (rc == 0)
+		rc = run_change(ctx, s, "UID EXPUNGE", err, "UID EXPUNGE %u", uid);
+	return rc;
+}
+
+/* Move (or copy and expunge) message uid of the selected mailbox to dest. */
+static int move_uid(struct req_ctx *ctx, struct imap_session *s, guint32 uid, const char *dest,
+		    GError **err)
+{
+	g_autofree char *q = imap_quote(dest);
+	int rc;
+
+	if (!q)
+		return -EINVAL;
+	if (imap_session_has(s, IMAP_CAP_MOVE))
+		return run_change(ctx, s, "MOVE", err, "UID MOVE %u %s", uid, q);
+	if (!imap_session_has(s, IMAP_CAP_UIDPLUS)) {
+		mfs_log_warn("%s has neither MOVE nor UIDPLUS: refusing to move, which would "
+			     "need an expunge of messages others marked \\Deleted",
+			     imap_session_peer(s));
+		return -EPERM;
+	}
+	rc = run_change(ctx, s, "COPY", err, "UID COPY %u %s", uid, q);
+	if (rc == 0)
+		rc = expunge_uid(ctx, s, uid, err);
+	return rc;
+}
+
+static void removed_message(struct mfs_imap_fs *fs, guint64 ino)
+{
+	g_autoptr(GArray) removed = tree_removed_new();
+
+	tree_message_remove(fs->tree, ino, removed);
+	queue_removed(fs, removed);
+}
+
+/* rm of a message -> MOVE to Trash, or expunge (inside Trash, delete=expunge). */
+static int remove_message(struct mfs_imap_fs *fs, fuse_req_t req, const struct tree_entry *e)
+{
+	g_autofree char *trash = NULL;
+	struct req_ctx ctx;
+	struct imap_session *s;
+	GError *err = NULL;
+	gboolean expunge;
+	int rc;
+
+	g_mutex_lock(&fs->lock);
+	trash = g_strdup(fs->trash_wire);
+	g_mutex_unlock(&fs->lock);
+	expunge = fs->opts->delete_mode == MFS_DELETE_EXPUNGE || g_strcmp0(trash, e->wire) == 0;
+	if (!expunge && !trash) {
+		mfs_log_warn("rm of %s: no Trash mailbox (set trash= or delete=expunge)", e->name);
+		return -EPERM;
+	}
+	req_ctx_init(&ctx, fs, req);
+	rc = borrow(&ctx, e->wire, &s);
+	if (rc == 0) {
+		rc = select_for_change(s, e->wire, e->uidvalidity, &err);
+		if (rc == 0)
+			rc = expunge ? expunge_uid(&ctx, s, e->uid, &err) :
+				       move_uid(&ctx, s, e->uid, trash, &err);
+		give_back(&ctx);
+		if (rc < 0)
+			rc = imap_errno(&ctx, rc, err, e->wire);
+	}
+	req_ctx_clear(&ctx, req);
+	if (rc == 0) {
+		removed_message(fs, e->ino);
+		if (!expunge) {
+			guint64 t = tree_find_folder(fs->tree, trash);
+
+			if (t)
+				mark_stale(fs, t);
+		}
+	}
+	return rc;
+}
+
+static void op_unlink(fuse_req_t req, fuse_ino_t parent, const char *name)
+{
+	struct mfs_imap_fs *fs = fuse_req_userdata(req);
+	struct tree_entry e = { 0 };
+	struct staged *st;
+	int rc;
+
+	g_mutex_lock(&fs->lock);
+	st = staged_by_name(fs, parent, name);
+	if (st) {
+		/* Local scratch: gone without a word to the server. */
+		st->done = TRUE;
+		staged_maybe_free(fs, st);
+	}
+	g_mutex_unlock(&fs->lock);
+	if (st) {
+		fuse_reply_err(req, 0);
+		return;
+	}
+	if ((rc = refuse_readonly(fs)) < 0 ||
+	    (rc = lookup_entry(fs, req, parent, name, TREE_WANT_WIRE | TREE_WANT_NAME, &e)) < 0) {
+		simple_reply(req, rc);
+		return;
+	}
+	rc = e.kind == TREE_MESSAGE ? remove_message(fs, req, &e) : -EISDIR;
+	tree_entry_clear(&e);
+	simple_reply(req, rc);
+}
+
+/* -- new messages: local files, appended once complete ------------------------ */
+
+struct search_sink {
+	GArray *uids;
+};
+
+static void on_search(void *ud, const struct imap_response *r)
+{
+	struct search_sink *ss = ud;
+
+	if (!r->keyword || strcmp(r->keyword, "SEARCH") != 0)
+		return;
+	for (size_t i = 0; i < r->args.n; i++) {
+		guint32 uid;
+
+		if (imap_value_u32(&r->args.items[i], &uid))
+			g_array_append_val(ss->uids, uid);
+	}
+}
+
+static void on_sizes(void *ud, const struct imap_response *r)
+{
+	GArray *sizes = ud;
+	guint64 size;
+
+	if (imap_value_u64(imap_fetch_item(r, "RFC822.SIZE"), &size))
+		g_array_append_val(sizes, size);
+}
+
+/* imapsync's rule: a message with this Message-ID and size is already there. */
+static gboolean already_there(struct req_ctx *ctx, struct imap_session *s, const char *wire,
+			      const char *message_id, guint64 size)
+{
+	g_autofree char *q = imap_quote(message_id);
+	g_autoptr(GArray) uids = g_array_new(FALSE, FALSE, sizeof(guint32));
+	g_autoptr(GArray) sizes = g_array_new(FALSE, FALSE, sizeof(guint64));
+	struct search_sink ss = { uids };
+	struct imap_handler hs = { .untagged = on_search, .ud = &ss };
+	struct imap_handler hz = { .untagged = on_sizes, .ud = sizes };
+	GString *set;
+
+	(void)ctx;
+	if (!q || strlen(message_id) > 998)
+		return FALSE;
+	if (g_strcmp0(imap_session_selected(s), wire) != 0 &&
+	    imap_select(s, wire, TRUE, NULL, NULL) < 0)
+		return FALSE;
+	if (imap_run(s, &hs, NULL, NULL, "UID SEARCH HEADER Message-ID %s", q) < 0 ||
+	    uids->len == 0)
+		return FALSE;
+	set = g_string_new(NULL);
+	for (guint i = 0; i < uids->len && i < 1000; i++)
+		g_string_append_printf(set, "%s%u", i ? "," : "", g_array_index(uids, guint32, i));
+	if (imap_run(s, &hz, NULL, NULL, "UID FETCH %s (RFC822.SIZE)", set->str) < 0)
+		sizes->len = 0;
+	g_string_free(set, TRUE);
+	for (guint i = 0; i < sizes->len; i++)
+		if (g_array_index(sizes, guint64, i) == size)
+			return TRUE;
+	return FALSE;
+}
+
+/* Send a complete local file to folder as one APPEND. 0 or -errno. */
+static int commit_staged(struct mfs_imap_fs *fs, fuse_req_t req, struct staged *st,
+			 guint64 folder)
+{
+	struct tree_entry e = { 0 };
+	g_autoptr(GByteArray) raw = NULL;
+	g_autoptr(GByteArray) msg = NULL;
+	g_autofree char *date = NULL;
+	g_autofree char *mid = NULL;
+	g_autofree char *q = NULL;
+	g_autofree char *prefix = NULL;
+	struct req_ctx ctx;
+	struct imap_session *s;
+	struct stat fst;
+	GError *err = NULL;
+	int rc;
+
+	if ((rc = refuse_readonly(fs)) < 0)
+		return rc;
+	rc = tree_get(fs->tree, folder, TREE_WANT_WIRE, &e);
+	if (rc < 0 || e.kind != TREE_FOLDER || !e.wire) {
+		tree_entry_clear(&e);
+		return rc < 0 ? rc : -EPERM; /* a \Noselect folder holds no messages */
+	}
+	if (fstat(st->fd, &fst) != 0 || (guint64)fst.st_size > APPEND_MAX) {
+		tree_entry_clear(&e);
+		return -EFBIG;
+	}
+	raw = g_byte_array_sized_new((guint)fst.st_size);
+	g_byte_array_set_size(raw, (guint)fst.st_size);
+	if (fst.st_size > 0 && pread(st->fd, raw->data, raw->len, 0) != (ssize_t)raw->len) {
+		tree_entry_clear(&e);
+		return -EIO;
+	}
+	if (!append_prepare(raw->data, raw->len, &msg, &err)) {
+		mfs_log_info("not appending %s to %s: %s", st->name, e.wire, err->message);
+		g_error_free(err);
+		tree_entry_clear(&e);
+		return -EINVAL;
+	}
+	mid = append_message_id(msg->data, msg->len);
+	date = append_internaldate(st->mtime);
+	q = imap_quote(e.wire);
+	prefix = g_strdup_printf("APPEND %s (%s) \"%s\"", q ? q : "\"\"", st->flags ? st->flags : "",
+				 date);
+	req_ctx_init(&ctx, fs, req);
+	rc = q ? borrow(&ctx, e.wire, &s) : -EINVAL;
+	if (rc == 0) {
+		if (mid && already_there(&ctx, s, e.wire, mid, msg->len)) {
+			mfs_log_debug(MFS_LOG_IMAP, "%s is already in %s: not appended again",
+				      st->name, e.wire);
+		} else {
+			struct imap_result res = { 0 };
+			guint id = imap_send_literal(s, prefix, msg->data, msg->len, NULL, &err);
+
+			rc = id ? imap_wait(s, id, NULL, &res, &err) : -EIO;
+			if (rc < 0 && res.status != IMAP_STATUS_NONE)
+				mfs_log_info("APPEND to %s refused: %s%s%s%s", e.wire,
+					     res.code ? "[" : "", res.code ? res.code : "",
+					     res.code ? "] " : "", res.text ? res.text : "");
+			imap_result_clear(&res);
+		}
+		give_back(&ctx);
+		if (rc < 0)
+			rc = imap_errno(&ctx, rc, err, "APPEND");
+	}
+	req_ctx_clear(&ctx, req);
+	if (rc == 0) {
+		st->dirty = FALSE;
+		mark_stale(fs, folder);
+	}
+	tree_entry_clear(&e);
+	return rc;
+}
+
+static void op_create(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t mode,
+		      struct fuse_file_info *fi)
+{
+	struct mfs_imap_fs *fs = fuse_req_userdata(req);
+	struct fuse_entry_param ep = { 0 };
+	struct tree_entry e = { 0 };
+	struct staged *st;
+	g_autofree char *dir = NULL;
+	g_autofree char *tmpl = NULL;
+	int rc, fd;
+
 	(void)mode;
+	if ((rc = refuse_readonly(fs)) < 0) {
+		simple_reply(req, rc);
+		return;
+	}
+	rc = tree_get(fs->tree, parent, 0, &e);
+	if (rc < 0 || e.kind != TREE_FOLDER || !e.selectable) {
+		simple_reply(req, rc < 0 ? rc : -EPERM);
+		return;
+	}
+	dir = g_build_filename(fs->opts->cache_dir, "staging", NULL);
+	if (g_mkdir_with_parents(dir, 0700) != 0) {
+		simple_reply(req, -errno);
+		return;
+	}
+	tmpl = g_build_filename(dir, "new-XXXXXX", NULL);
+	fd = g_mkstemp_full(tmpl, O_RDWR | O_CLOEXEC, 0600);
+	if (fd < 0) {
+		simple_reply(req, -errno);
+		return;
+	}
+	unlink(tmpl); /* nothing of it outlives the mount */
+	st = g_new0(struct staged, 1);
+	st->parent = parent;
+	st->name = g_strdup(name);
+	st->fd = fd;
+	st->opens = 1;
+	st->nlookup = 1;
+	st->mtime = g_get_real_time() / G_USEC_PER_SEC;
+	g_mutex_lock(&fs->lock);
+	st->ino = STAGED_INO_BIT | ++fs->staged_counter;
+	g_hash_table_insert(fs->staged, &st->ino, st);
+	g_mutex_unlock(&fs->lock);
+
+	ep.ino = st->ino;
+	ep.generation = 1;
+	staged_attr(fs, st, &ep.attr);
+	/* Short timeouts: the name turns into a message with another inode. */
+	ep.attr_timeout = 0;
+	ep.entry_timeout = 0;
+	fi->fh = 0;
+	fi->direct_io = 1;
+	if (fuse_reply_create(req, &ep, fi) != 0) {
+		g_mutex_lock(&fs->lock);
+		st->done = TRUE;
+		st->opens = 0;
+		st->nlookup = 0;
+		staged_maybe_free(fs, st);
+		g_mutex_unlock(&fs->lock);
+	}
+}
+
+static void op_write(fuse_req_t req, fuse_ino_t ino, const char *buf, size_t size, off_t off,
+		     struct fuse_file_info *fi)
+{
+	struct mfs_imap_fs *fs = fuse_req_userdata(req);
+	struct staged *st = is_staged(ino) ? staged_get(fs, ino) : NULL;
+	ssize_t n;
+
 	(void)fi;
-	fuse_reply_err(req, EROFS);
+	if (!st || st->done) {
+		fuse_reply_err(req, EPERM);
+		return;
+	}
+	if ((guint64)off + size > APPEND_MAX) {
+		fuse_reply_err(req, EFBIG);
+		return;
+	}
+	n = pwrite(st->fd, buf, size, off);
+	if (n < 0) {
+		fuse_reply_err(req, errno);
+		return;
+	}
+	st->dirty = TRUE;
+	fuse_reply_write(req, (size_t)n);
+}
+
+/* The last close of a file made under a visible name completes it (cp). */
+static void op_flush(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
+{
+	struct mfs_imap_fs *fs = fuse_req_userdata(req);
+	struct staged *st = is_staged(ino) ? staged_get(fs, ino) : NULL;
+	int rc = 0;
+
+	(void)fi;
+	if (st && !st->done && st->dirty && st->opens == 1 &&
+	    !append_is_scratch_name(st->name)) {
+		rc = commit_staged(fs, req, st, st->parent);
+		if (rc == 0) {
+			g_mutex_lock(&fs->lock);
+			st->done = TRUE;
+			g_mutex_unlock(&fs->lock);
+			notify_entry_gone(fs->notify, st->parent, 0, st->name);
+		}
+	}
+	simple_reply(req, rc);
+}
+
+static int rename_message(struct mfs_imap_fs *fs, fuse_req_t req, const struct tree_entry *e,
+			  guint64 newparent)
+{
+	struct tree_entry dest = { 0 };
+	struct req_ctx ctx;
+	struct imap_session *s;
+	GError *err = NULL;
+	int rc;
+
+	if (e->parent == newparent)
+		return -EPERM; /* names are the server's: a message cannot be renamed */
+	rc = tree_get(fs->tree, newparent, TREE_WANT_WIRE, &dest);
+	if (rc < 0 || dest.kind != TREE_FOLDER || !dest.wire) {
+		tree_entry_clear(&dest);
+		return rc < 0 ? rc : -EPERM;
+	}
+	req_ctx_init(&ctx, fs, req);
+	rc = borrow(&ctx, e->wire, &s);
+	if (rc == 0) {
+		rc = select_for_change(s, e->wire, e->uidvalidity, &err);
+		if (rc == 0)
+			rc = move_uid(&ctx, s, e->uid, dest.wire, &err);
+		give_back(&ctx);
+		if (rc < 0)
+			rc = imap_errno(&ctx, rc, err, e->wire);
+	}
+	req_ctx_clear(&ctx, req);
+	if (rc == 0) {
+		removed_message(fs, e->ino);
+		mark_stale(fs, newparent);
+	}
+	tree_entry_clear(&dest);
+	return rc;
+}
+
+static int rename_folder(struct mfs_imap_fs *fs, fuse_req_t req, const struct tree_entry *e,
+			 guint64 newparent, const char *newname)
+{
+	g_autofree char *key = tree_folder_key(fs->tree, e->ino);
+	g_autofree char *to = NULL;
+	g_autofree char *qf = NULL;
+	g_autofree char *qt = NULL;
+	struct req_ctx ctx;
+	struct imap_session *s;
+	GError *err = NULL;
+	int rc;
+
+	if (!key || protected_mailbox(fs, key))
+		return -EPERM;
+	rc = child_wire(fs, newparent, newname, &to);
+	if (rc < 0)
+		return rc;
+	qf = imap_quote(key);
+	qt = imap_quote(to);
+	if (!qf || !qt)
+		return -EINVAL;
+	req_ctx_init(&ctx, fs, req);
+	rc = borrow(&ctx, NULL, &s);
+	if (rc == 0) {
+		if (g_strcmp0(imap_session_selected(s), key) == 0)
+			imap_select(s, "INBOX", TRUE, NULL, NULL);
+		rc = run_change(&ctx, s, "RENAME", &err, "RENAME %s %s", qf, qt);
+		give_back(&ctx);
+		if (rc < 0)
+			rc = imap_errno(&ctx, rc, err, "RENAME");
+	}
+	req_ctx_clear(&ctx, req);
+	if (rc == 0)
+		mfs_imap_fs_refresh_list(fs, TRUE, NULL);
+	return rc;
+}
+
+static void op_rename(fuse_req_t req, fuse_ino_t parent, const char *name, fuse_ino_t newparent,
+		      const char *newname, unsigned int flags)
+{
+	struct mfs_imap_fs *fs = fuse_req_userdata(req);
+	struct tree_entry e = { 0 };
+	struct staged *st;
+	int rc;
+
+	if (flags & (RENAME_EXCHANGE | RENAME_WHITEOUT)) {
+		fuse_reply_err(req, EINVAL);
+		return;
+	}
+	g_mutex_lock(&fs->lock);
+	st = staged_by_name(fs, parent, name);
+	g_mutex_unlock(&fs->lock);
+	if (st) {
+		/* rsync: a dot-named temporary becomes the visible file: complete. */
+		rc = 0;
+		if (!append_is_scratch_name(newname)) {
+			rc = commit_staged(fs, req, st, newparent);
+			if (rc == 0) {
+				g_mutex_lock(&fs->lock);
+				st->done = TRUE;
+				g_mutex_unlock(&fs->lock);
+				notify_entry_gone(fs->notify, newparent, 0, newname);
+			}
+		} else {
+			g_mutex_lock(&fs->lock);
+			g_free(st->name);
+			st->name = g_strdup(newname);
+			st->parent = newparent;
+			g_mutex_unlock(&fs->lock);
+		}
+		simple_reply(req, rc);
+		return;
+	}
+	if ((rc = refuse_readonly(fs)) < 0 ||
+	    (rc = lookup_entry(fs, req, parent, name, TREE_WANT_WIRE | TREE_WANT_NAME, &e)) < 0) {
+		simple_reply(req, rc);
+		return;
+	}
+	if (e.kind == TREE_MESSAGE)
+		rc = rename_message(fs, req, &e, newparent);
+	else
+		rc = rename_folder(fs, req, &e, newparent, newname);
+	if (rc == 0)
+		notify_entry_gone(fs->notify, newparent, 0, newname);
+	tree_entry_clear(&e);
+	simple_reply(req, rc);
 }
 
 static void op_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr, int to_set,
 		       struct fuse_file_info *fi)
 {
-	(void)ino;
-	(void)attr;
-	(void)to_set;
+	struct mfs_imap_fs *fs = fuse_req_userdata(req);
+	struct staged *st = is_staged(ino) ? staged_get(fs, ino) : NULL;
+	struct tree_entry e = { 0 };
+	struct stat out;
+	int rc;
+
 	(void)fi;
-	fuse_reply_err(req, EROFS);
+	if (st) {
+		if ((to_set & FUSE_SET_ATTR_SIZE) && ftruncate(st->fd, attr->st_size) != 0) {
+			fuse_reply_err(req, errno);
+			return;
+		}
+		if (to_set & FUSE_SET_ATTR_SIZE)
+			st->dirty = TRUE;
+		if (to_set & FUSE_SET_ATTR_MTIME)
+			st->mtime = attr->st_mtime;
+		if (to_set & FUSE_SET_ATTR_MTIME_NOW)
+			st->mtime = g_get_real_time() / G_USEC_PER_SEC;
+		staged_attr(fs, st, &out);
+		fuse_reply_attr(req, &out, 0);
+		return;
+	}
+	rc = tree_get(fs->tree, ino, 0, &e);
+	if (rc < 0 || e.gone) {
+		fuse_reply_err(req, rc < 0 ? -rc : ENOENT);
+		return;
+	}
+	/* Messages are immutable: a new size is refused; times, modes and owners,
+	   as rsync sets them on arrival, are accepted and change nothing. */
+	if ((to_set & FUSE_SET_ATTR_SIZE) && e.kind == TREE_MESSAGE &&
+	    (guint64)attr->st_size != e.size) {
+		fuse_reply_err(req, EPERM);
+		return;
+	}
+	fill_attr(fs, &e, &out);
+	fuse_reply_attr(req, &out, cache_timeout(fs));
+}
+
+/* setfattr -n user.imap.flags -> UID STORE FLAGS */
+static int store_flags(struct mfs_imap_fs *fs, fuse_req_t req, guint64 ino, const char *flags)
+{
+	struct tree_entry e = { 0 };
+	struct req_ctx ctx;
+	struct imap_session *s;
+	GError *err = NULL;
+	int rc;
+
+	if ((rc = refuse_readonly(fs)) < 0)
+		return rc;
+	rc = tree_get(fs->tree, ino, TREE_WANT_WIRE, &e);
+	if (rc < 0 || e.gone || !e.wire) {
+		tree_entry_clear(&e);
+		return rc < 0 ? rc : -ENOENT;
+	}
+	req_ctx_init(&ctx, fs, req);
+	rc = borrow(&ctx, e.wire, &s);
+	if (rc == 0) {
+		rc = select_for_change(s, e.wire, e.uidvalidity, &err);
+		if (rc == 0)
+			rc = run_change(&ctx, s, "STORE", &err, "UID STORE %u FLAGS.SILENT (%s)",
+					e.uid, flags);
+		give_back(&ctx);
+		if (rc < 0)
+			rc = imap_errno(&ctx, rc, err, e.wire);
+	}
+	req_ctx_clear(&ctx, req);
+	if (rc == 0)
+		tree_message_set_flags(fs->tree, ino, flags);
+	tree_entry_clear(&e);
+	return rc;
+}
+
+/* The value a read-only attribute has now, to accept rsync setting it again. */
+static int current_xattr(struct mfs_imap_fs *fs, fuse_req_t req, guint64 ino, const char *name,
+			 char **out)
+{
+	struct mail_headers h = { 0 };
+	const char *v = NULL;
+	int rc = message_headers(fs, req, ino, &h);
+
+	if (rc < 0)
+		return rc;
+	if (strcmp(name, "user.mail.subject") == 0)
+		v = h.subject;
+	else if (strcmp(name, "user.mail.from") == 0)
+		v = h.from;
+	else if (strcmp(name, "user.mail.to") == 0)
+		v = h.to;
+	else if (strcmp(name, "user.mail.date") == 0)
+		v = h.date;
+	else if (strcmp(name, "user.mail.message-id") == 0)
+		v = h.message_id;
+	else
+		rc = -ENOTSUP;
+	*out = g_strdup(v ? v : "");
+	mail_headers_clear(&h);
+	return rc;
 }
 
 static void op_setxattr(fuse_req_t req, fuse_ino_t ino, const char *name, const char *value,
 			size_t size, int flags)
 {
-	(void)ino;
-	(void)name;
-	(void)value;
-	(void)size;
+	struct mfs_imap_fs *fs = fuse_req_userdata(req);
+	struct staged *st = is_staged(ino) ? staged_get(fs, ino) : NULL;
+	g_autofree char *canonical = NULL;
+	g_autofree char *current = NULL;
+	int rc = 0;
+
 	(void)flags;
-	fuse_reply_err(req, EROFS);
+	if (strcmp(name, FLAGS_XATTR) == 0) {
+		GError *err = NULL;
+
+		if (!append_parse_flags(value, size, &canonical, &err)) {
+			mfs_log_info("%s: %s", FLAGS_XATTR, err->message);
+			g_error_free(err);
+			fuse_reply_err(req, EINVAL);
+			return;
+		}
+		if (st) {
+			g_mutex_lock(&fs->lock);
+			g_free(st->flags);
+			st->flags = g_steal_pointer(&canonical);
+			g_mutex_unlock(&fs->lock);
+		} else {
+			rc = store_flags(fs, req, ino, canonical);
+		}
+		simple_reply(req, rc);
+		return;
+	}
+	if (!g_str_has_prefix(name, "user.mail.")) {
+		fuse_reply_err(req, ENOTSUP);
+		return;
+	}
+	/* Headers are the message's: a new file takes them from its bytes. */
+	if (st) {
+		fuse_reply_err(req, 0);
+		return;
+	}
+	rc = current_xattr(fs, req, ino, name, &current);
+	if (rc == 0 && (strlen(current) != size || memcmp(current, value, size) != 0))
+		rc = -EPERM;
+	simple_reply(req, rc);
 }
 
 static void op_removexattr(fuse_req_t req, fuse_ino_t ino, const char *name)
 {
-	(void)ino;
-	(void)name;
-	fuse_reply_err(req, EROFS);
+	struct mfs_imap_fs *fs = fuse_req_userdata(req);
+	int rc = -EPERM;
+
+	/* Removing the flags attribute clears the flags. */
+	if (strcmp(name, FLAGS_XATTR) == 0) {
+		struct staged *st = is_staged(ino) ? staged_get(fs, ino) : NULL;
+
+		if (st) {
+			g_mutex_lock(&fs->lock);
+			g_clear_pointer(&st->flags, g_free);
+			g_mutex_unlock(&fs->lock);
+			rc = 0;
+		} else {
+			rc = store_flags(fs, req, ino, "");
+		}
+	}
+	simple_reply(req, rc);
 }
 
 static void op_init(void *userdata, struct fuse_conn_info *conn)
@@ -1232,12 +2297,13 @@ static const struct fuse_lowlevel_ops ops = {
 	.listxattr = op_listxattr,
 	.setxattr = op_setxattr,
 	.removexattr = op_removexattr,
-	.mkdir = op_refuse_entry,
-	.mknod = NULL,
-	.rmdir = op_refuse_unlink,
-	.unlink = op_refuse_unlink,
-	.rename = op_refuse_rename,
-	.create = op_refuse_create,
+	.mkdir = op_mkdir,
+	.rmdir = op_rmdir,
+	.unlink = op_unlink,
+	.rename = op_rename,
+	.create = op_create,
+	.write = op_write,
+	.flush = op_flush,
 };
 
 const struct fuse_lowlevel_ops *mfs_imap_fs_ops(void)

@@ -956,3 +956,49 @@ int tree_message_set_size(struct tree *t, guint64 ino, guint64 size)
 	g_mutex_unlock(&t->lock);
 	return rc;
 }
+
+int tree_message_remove(struct tree *t, guint64 ino, GArray *removed)
+{
+	struct msgset *ms;
+	struct tmsg *m, copy;
+	gboolean gone;
+	guint pos, gpos;
+	int rc = 0;
+
+	g_mutex_lock(&t->lock);
+	if (folder_get(t, ino)) {
+		rc = -EISDIR;
+		goto out;
+	}
+	m = msg_get(t, ino, &ms, &gone);
+	if (!m || gone) {
+		rc = -ENOENT;
+		goto out;
+	}
+	msg_find(ms->live, m->uid, &pos);
+	copy = *m;
+	g_array_remove_index(ms->live, pos);
+	report(removed, ms->folder, ino, copy.name);
+	if (copy.nlookup > 0) {
+		msg_find(ms->gone, copy.uid, &gpos);
+		g_array_insert_val(ms->gone, gpos, copy);
+	} else {
+		tmsg_clear(&copy);
+	}
+out:
+	g_mutex_unlock(&t->lock);
+	return rc;
+}
+
+char *tree_folder_key(struct tree *t, guint64 ino)
+{
+	struct folder *f;
+	char *key = NULL;
+
+	g_mutex_lock(&t->lock);
+	f = folder_get(t, ino);
+	if (f && !f->detached)
+		key = g_strdup(f->key ? f->key : "");
+	g_mutex_unlock(&t->lock);
+	return key;
+}

@@ -224,6 +224,21 @@ int tree_message_set_flags(struct tree *t, guint64 ino, const char *flags);
 /* The real size of a message once its bytes are known (design §2 "Contents"). */
 int tree_message_set_size(struct tree *t, guint64 ino, guint64 size);
 
+/*
+ * One message left the folder (expunged or moved by this mount): it is
+ * reported in removed and answers as gone until forgotten, as a message a
+ * new listing no longer holds. 0, -ENOENT (not a live message) or -EISDIR.
+ */
+int tree_message_remove(struct tree *t, guint64 ino, GArray *removed);
+
+/*
+ * The wire-name prefix of folder ino (its identity: the wire name, or for a
+ * level the server did not list, the prefix it stands for), for naming a new
+ * child (CREATE, RENAME). "" for the root. NULL (-ENOENT/-ENOTDIR) otherwise.
+ * Free with g_free.
+ */
+char *tree_folder_key(struct tree *t, guint64 ino);
+
 /* The inode number of the folder listed with this wire name, or 0. */
 guint64 tree_find_folder(struct tree *t, const char *wire);
 

@@ -302,6 +302,11 @@ static const struct word names_words[] = {
 	{ "uid", MFS_NAMES_UID },
 	{ NULL, 0 },
 };
+static const struct word delete_words[] = {
+	{ "trash", MFS_DELETE_TRASH },
+	{ "expunge", MFS_DELETE_EXPUNGE },
+	{ NULL, 0 },
+};
 static const struct word virtual_words[] = {
 	{ "hide", FALSE },
 	{ "show", TRUE },
@@ -334,6 +339,8 @@ static const struct key_def keys[] = {
 	KEY("exclude", parse_globs, exclude, ""),
 	KEY_ENUM("virtual_folders", parse_enum, virtual_folders_show, "hide", virtual_words),
 	KEY("mark_seen", parse_bool, mark_seen, "no"),
+	KEY_ENUM("delete", parse_enum, delete_mode, "trash", delete_words),
+	KEY("trash", parse_string, trash, NULL),
 	KEY("log", parse_log, log_categories, "none"),
 };
 
@@ -388,6 +395,7 @@ void mfs_options_clear(struct mfs_options *o)
 	g_free(o->ca_file);
 	g_free(o->tls_fingerprint);
 	g_free(o->cache_dir);
+	g_free(o->trash);
 	g_strfreev(o->exclude);
 	if (o->fuse_opts)
 		g_ptr_array_unref(o->fuse_opts);

@@ -110,6 +110,7 @@
 enum mfs_proto { MFS_PROTO_IMAP, MFS_PROTO_POP3 };
 enum mfs_tls { MFS_TLS_IMPLICIT, MFS_TLS_STARTTLS, MFS_TLS_NONE };
 enum mfs_names { MFS_NAMES_UID_SUBJECT, MFS_NAMES_UID };
+enum mfs_delete { MFS_DELETE_TRASH, MFS_DELETE_EXPUNGE };
 enum mfs_auth {
 	MFS_AUTH_BEST, /* the best the server offers */
 	MFS_AUTH_PLAIN,
@@ -146,6 +147,8 @@ struct mfs_options {
 	enum mfs_auth auth;
 	gboolean readonly;
 	gboolean mark_seen;
+	enum mfs_delete delete_mode; /* `delete`: rm moves to Trash, or expunges */
+	char *trash;            /* `trash`: the Trash mailbox's wire name; NULL: found by LIST */
 	char *cache_dir;        /* absolute; never NULL after a successful parse */
 	guint64 cache_size;     /* bytes */
 	guint connections;

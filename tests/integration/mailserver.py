@@ -24,6 +24,8 @@ USERS = {
     "bob": "bob-Secret-2",
     # carol sees a Courier-style namespace: INBOX. prefix, '.' as separator.
     "carol": "carol-Secret-3",
+    # dave's mailbox is changed by the write tests.
+    "dave": "dave-Secret-4",
 }
 
 

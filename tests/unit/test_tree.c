@@ -581,6 +581,46 @@ static void test_names_uid(void)
 	tree_free(t);
 }
 
+/* One message leaves (rm, mv by this mount); folder keys name new children. */
+static void test_message_remove_and_keys(void)
+{
+	struct tree *t = tree_new(NULL);
+	g_autoptr(GArray) rm = tree_removed_new();
+	struct tree_msg_info a[] = { msg(1, "One", NULL), msg(2, "Two", NULL), msg(3, "Three", NULL) };
+	g_autofree char *names = NULL;
+	g_autofree char *key = NULL;
+	g_autofree char *root = NULL;
+	struct tree_entry e = { 0 };
+	guint64 inbox, lists;
+
+	apply(t, corpus, NULL);
+	inbox = path_ino(t, "INBOX");
+	lists = path_ino(t, "Lists");
+	g_assert_cmpint(tree_folder_set_messages(t, inbox, 7, a, 3, NULL), ==, 0);
+	/* The kernel holds message 2: it stays answerable as gone. */
+	g_assert_cmpint(tree_lookup(t, inbox, "2-Two.eml", TRUE, 0, &e), ==, 0);
+	g_assert_cmpint(tree_message_remove(t, e.ino, rm), ==, 0);
+	g_assert_cmpuint(rm->len, ==, 1);
+	g_assert_cmpstr(g_array_index(rm, struct tree_removed, 0).name, ==, "2-Two.eml");
+	g_assert_cmpuint(g_array_index(rm, struct tree_removed, 0).parent, ==, inbox);
+	names = dir_names(t, inbox);
+	g_assert_cmpstr(names, ==, "1-One.eml|3-Three.eml");
+	g_assert_cmpint(tree_lookup(t, inbox, "2-Two.eml", FALSE, 0, &e), ==, -ENOENT);
+	g_assert_cmpint(tree_get(t, e.ino, 0, &e), ==, 0);
+	g_assert_true(e.gone);
+	g_assert_cmpint(tree_message_remove(t, e.ino, rm), ==, -ENOENT);
+	g_assert_cmpint(tree_message_remove(t, inbox, rm), ==, -EISDIR);
+	tree_forget(t, e.ino, 1);
+	g_assert_cmpint(tree_get(t, e.ino, 0, &e), ==, -ENOENT);
+	/* Keys: the wire prefix, also of a folder the server did not list itself. */
+	key = tree_folder_key(t, lists);
+	g_assert_cmpstr(key, ==, "Lists");
+	root = tree_folder_key(t, TREE_ROOT_INO);
+	g_assert_cmpstr(root, ==, "");
+	g_assert_null(tree_folder_key(t, e.ino));
+	tree_free(t);
+}
+
 /* Resume readdir from each offset while the folder changes in between. */
 static void test_readdir_offsets(void)
 {
@@ -812,6 +852,7 @@ int main(int argc, char **argv)
 	g_test_add_func("/tree/relist", test_relist);
 	g_test_add_func("/tree/messages", test_messages);
 	g_test_add_func("/tree/names-uid", test_names_uid);
+	g_test_add_func("/tree/message-remove-and-keys", test_message_remove_and_keys);
 	g_test_add_func("/tree/readdir-offsets", test_readdir_offsets);
 	g_test_add_func("/tree/resurrect", test_resurrect);
 	g_test_add_func("/tree/threads", test_threads);
