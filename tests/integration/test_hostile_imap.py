@@ -102,6 +102,13 @@ class Result:
                 f"--- stdout ---\n{self.stdout[:2000]}\n--- stderr ---\n{self.stderr[:4000]}")
 
 
+def read_rss(path):
+    """The child's peak RSS in KiB as GNU time wrote it (the last number)."""
+    with open(path) as f:
+        numbers = [l.strip() for l in f if l.strip().isdigit()]
+    return int(numbers[-1]) if numbers else 0
+
+
 def run_probe(probe, port, password_file, command, *args, tls="none", ca=None,
               timeout=TIMEOUT):
     """Run the probe to its end (killed after HARD_TIMEOUT); exit status, output, RSS."""
@@ -109,13 +116,17 @@ def run_probe(probe, port, password_file, command, *args, tls="none", ca=None,
     if ca:
         cmd += ["--ca", ca]
     cmd += ["127.0.0.1", str(port), "tester", command, *args]
-    with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
+    # Measured by GNU time, a small parent: a child forked from pytest would
+    # report pytest's own peak RSS as its maximum.
+    rss = tempfile.NamedTemporaryFile(prefix="mailfs-rss-")
+    cmd = ["/usr/bin/time", "-q", "-f", "%M", "-o", rss.name] + cmd
+    with rss, tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
         start = time.monotonic()
         proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=out, stderr=err,
                                 env=sanitizer_env(), start_new_session=True)
         killed = False
         while True:
-            pid, status, usage = os.wait4(proc.pid, os.WNOHANG)
+            pid, status, _ = os.wait4(proc.pid, os.WNOHANG)
             if pid:
                 break
             if time.monotonic() - start > HARD_TIMEOUT and not killed:
@@ -127,7 +138,7 @@ def run_probe(probe, port, password_file, command, *args, tls="none", ca=None,
         out.seek(0)
         err.seek(0)
         res = Result(proc.returncode, out.read().decode("utf-8", "replace"),
-                     err.read().decode("utf-8", "replace"), elapsed, usage.ru_maxrss)
+                     err.read().decode("utf-8", "replace"), elapsed, read_rss(rss.name))
     assert not killed, f"the probe was still running after {HARD_TIMEOUT}s\n{res}"
     return res
 

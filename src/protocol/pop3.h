@@ -1,0 +1,294 @@
+/* SPDX-License-Identifier: GPL-2.0-or-later */
+/*
+ * pop3: one POP3 session over one connection (RFC 1939, CAPA and response
+ * codes RFC 2449, STLS RFC 2595, SASL RFC 5034) — connect, TLS or STLS,
+ * authenticate, then the maildrop commands the read-once spool needs
+ * (design §3): UIDL + LIST, TOP n 0, RETR streamed, DELE, QUIT.
+ *
+ * Security rules kept here (design §4): STLS is mandatory for
+ * POP3_TLS_STARTTLS (refused if not offered); any byte after the +OK to
+ * STLS and before the handshake is an error (CVE-2020-14954); CAPA is asked
+ * again after TLS; no password goes over an unencrypted link unless the
+ * user chose POP3_TLS_NONE. The trace (log=pop3) never shows PASS or AUTH
+ * arguments, nor message bytes.
+ *
+ * Untrusted input: status lines and listing lines are at most
+ * POP3_LINE_MAX bytes (RFC 1939 says 512; servers exceed it); numbers are
+ * overflow-checked; a UIDL must be 1-70 characters 0x21-0x7E (RFC 1939
+ * §7), else its line is logged and skipped — one bad line never empties
+ * the listing. A UIDL may still hold '/' or "..": it becomes a file name
+ * only through the name encoder. Message bodies are streamed through a
+ * sink, never buffered whole; TOP headers are kept up to POP3_TOP_MAX.
+ *
+ * Errors: functions returning int give 0 or a negative errno: a -ERR
+ * through errmap_pop3() ([IN-USE] -EBUSY, [LOGIN-DELAY] and [SYS/TEMP]
+ * -EAGAIN, [AUTH] -EACCES, others -EIO); -EIO for a lost connection, a
+ * timeout or a protocol violation (the session is then dead:
+ * pop3_session_alive() is FALSE; free it and connect again); -EINTR after
+ * pop3_session_abort(). *err, where given, names the server and quotes its
+ * words (escaped, bounded). A -ERR answer's GError is in POP3_ERROR with
+ * the code below, so a caller can tell "maildrop locked, retry later" from
+ * "wrong password"; pop3_error_errno() maps any GError to errno and retry
+ * class.
+ *
+ * Threads: a session is used by one thread at a time; pop3_session_abort()
+ * may be called from any thread while the session exists.
+ */
+#ifndef MFS_POP3_H
+#define MFS_POP3_H
+
+#include <gio/gio.h>
+#include <glib.h>
+#include <stddef.h>
+
+#include "protocol/errmap.h"
+
+/* Longest status or listing line accepted, without CRLF (lenient: RFC 1939 says 512). */
+#define POP3_LINE_MAX 8192
+/* Headers kept from TOP n 0; the rest is read and dropped. */
+#define POP3_TOP_MAX ((size_t)64 * 1024)
+/* Entries of a UIDL or LIST listing kept at most; more are read and dropped. */
+#define POP3_LIST_MAX 1000000
+/* Commands in flight at once when the server offers PIPELINING. */
+#define POP3_PIPELINE_WINDOW 32
+
+enum pop3_tls_mode {
+	POP3_TLS_IMPLICIT, /* pop3s:// */
+	POP3_TLS_STARTTLS, /* pop3:// — STLS required */
+	POP3_TLS_NONE,     /* only when the user said tls=none */
+};
+
+enum pop3_auth_mech {
+	POP3_AUTH_BEST,    /* XOAUTH2 with an OAuth token; else SASL PLAIN if offered, else USER/PASS */
+	POP3_AUTH_USER,    /* USER/PASS */
+	POP3_AUTH_PLAIN,   /* AUTH PLAIN with initial response */
+	POP3_AUTH_XOAUTH2, /* AUTH XOAUTH2, the secret is a token */
+};
+
+/* CAPA tags the client acts on (RFC 2449 §6); anything else is ignored. */
+enum pop3_cap {
+	POP3_CAP_TOP = 1u << 0,
+	POP3_CAP_USER = 1u << 1,
+	POP3_CAP_UIDL = 1u << 2,
+	POP3_CAP_STLS = 1u << 3,
+	POP3_CAP_PIPELINING = 1u << 4,
+	POP3_CAP_RESP_CODES = 1u << 5,
+	POP3_CAP_AUTH_RESP_CODE = 1u << 6,
+	POP3_CAP_LOGIN_DELAY = 1u << 7,
+	POP3_CAP_SASL_PLAIN = 1u << 8,
+	POP3_CAP_SASL_LOGIN = 1u << 9,
+	POP3_CAP_SASL_XOAUTH2 = 1u << 10,
+	POP3_CAP_SASL_OAUTHBEARER = 1u << 11,
+	POP3_CAP_CAPA = 1u << 12, /* the server answered CAPA at all */
+};
+
+/* GError domain for failures the server stated, and for its refusals. */
+#define POP3_ERROR (pop3_error_quark())
+GQuark pop3_error_quark(void);
+
+enum pop3_error_code {
+	POP3_ERROR_ERR,         /* -ERR without a code the client knows */
+	POP3_ERROR_IN_USE,      /* [IN-USE]: another session holds the maildrop */
+	POP3_ERROR_LOGIN_DELAY, /* [LOGIN-DELAY]: logged in too recently */
+	POP3_ERROR_SYS_TEMP,    /* [SYS/TEMP] */
+	POP3_ERROR_SYS_PERM,    /* [SYS/PERM] or [SYS] */
+	POP3_ERROR_AUTH,        /* [AUTH]: the credentials were refused */
+	POP3_ERROR_UNSUPPORTED, /* STLS, UIDL or the asked SASL mechanism not offered */
+	POP3_ERROR_PROTOCOL,    /* malformed answer; the session is dead */
+	POP3_ERROR_QUIT_UNCONFIRMED, /* see pop3_quit() */
+};
+
+/*
+ * errno (positive) and retry class for any error this module set: POP3_ERROR
+ * through errmap_pop3(), G_IO_ERROR_CANCELLED -> EINTR, a refused
+ * certificate -> EACCES (final), anything else from the transport -> EIO
+ * (temporary). retry may be NULL.
+ */
+int pop3_error_errno(const GError *e, enum errmap_retry *retry);
+
+/*
+ * Where credentials come from, as imap_secret_fn: called at every login,
+ * returns a secret the session wipes and frees (secret_free), or NULL and *err.
+ */
+typedef char *(*pop3_secret_fn)(void *ud, gboolean oauth, GError **err);
+
+struct pop3_session_opts {
+	const char *host;
+	const char *port;
+	enum pop3_tls_mode tls;
+	const char *ca_file;         /* NULL: system store */
+	const char *tls_fingerprint; /* NULL, or a SHA-256 pin (replaces chain checks) */
+	const char *user;
+	enum pop3_auth_mech auth;
+	gboolean oauth;              /* the secret is an OAuth token */
+	pop3_secret_fn secret;
+	void *secret_ud;
+	int timeout_s;               /* without progress, for every wait */
+};
+
+struct pop3_session;
+
+/*
+ * Connect, secure the link, read the greeting, CAPA, STLS (and CAPA again),
+ * authenticate, CAPA again (it may change after login). NULL and *err on
+ * failure; a refused login quotes the server's words (POP3_ERROR_AUTH,
+ * POP3_ERROR_IN_USE, ...).
+ */
+struct pop3_session *pop3_connect(const struct pop3_session_opts *o, GError **err);
+
+/* Close without QUIT (nothing marked deleted is committed) and free. NULL is ignored. */
+void pop3_session_free(struct pop3_session *s);
+/* Any thread: make current and future waits fail with -EINTR at once. */
+void pop3_session_abort(struct pop3_session *s);
+gboolean pop3_session_alive(const struct pop3_session *s);
+guint32 pop3_session_caps(const struct pop3_session *s);
+/* "host:port", for messages. */
+const char *pop3_session_peer(const struct pop3_session *s);
+
+/* One message of the maildrop. */
+struct pop3_msg {
+	guint32 num;  /* message number, valid for this session only */
+	char *uidl;   /* 1-70 characters 0x21-0x7E; may contain '/' or ".." */
+	guint64 size; /* LIST size: octets as the server counts them (CRLF, stuffed dots) */
+};
+
+/* STAT: message count and total octets. */
+int pop3_stat(struct pop3_session *s, guint32 *count, guint64 *octets, GError **err);
+
+/*
+ * UIDL and LIST of all messages (pipelined when offered), merged by number
+ * and sorted by it: a GArray of struct pop3_msg (free with g_array_unref:
+ * the uidl strings go with it). A message missing from one listing, a
+ * malformed line, a duplicate number or a duplicate UIDL is logged and
+ * skipped. A server without UIDL (not in CAPA and UIDL answered -ERR):
+ * NULL and POP3_ERROR_UNSUPPORTED "server does not support UIDL" — the
+ * caller refuses to mount. NULL and *err otherwise on failure.
+ */
+GArray *pop3_list_all(struct pop3_session *s, GError **err);
+
+/*
+ * TOP num 0: the header section and the blank line after it, dot-unstuffed,
+ * CRLF kept, appended to out up to POP3_TOP_MAX bytes (the rest read and
+ * dropped; *truncated, if not NULL, says so).
+ */
+int pop3_top_headers(struct pop3_session *s, guint32 num, GByteArray *out, gboolean *truncated,
+		     GError **err);
+
+/*
+ * TOP n 0 for every n of nums, pipelined (in windows of
+ * POP3_PIPELINE_WINDOW) when the server offers PIPELINING. fn gets each
+ * message's result in order: rc 0 and its headers (borrowed, bounded as
+ * above), or a negative errno from its -ERR (headers NULL). Returns 0 when
+ * every answer was read (whatever each said), else a negative errno and
+ * *err for a failure of the session; fn is then not called for the rest.
+ */
+typedef void (*pop3_top_fn)(void *ud, guint32 num, int rc, const GByteArray *headers);
+int pop3_top_many(struct pop3_session *s, const guint32 *nums, guint n, pop3_top_fn fn, void *ud,
+		  GError **err);
+
+/*
+ * Receives message bytes in order: return 0 to go on, or a negative errno to
+ * stop (a full disk): the command then fails with it and the session is
+ * dead, since the rest of the answer was not read.
+ */
+typedef int (*pop3_sink_fn)(void *ud, const void *data, size_t len);
+
+/*
+ * RETR num, streamed to sink in chunks as they arrive: the message exactly,
+ * CRLF kept, dot-unstuffed (a leading ".." becomes "."), the terminating
+ * ".\r\n" removed. *size_out (may be NULL) gets the bytes passed to sink.
+ * On failure after some bytes were passed, the caller discards them.
+ */
+int pop3_retr(struct pop3_session *s, guint32 num, pop3_sink_fn sink, void *ud,
+	      guint64 *size_out, GError **err);
+
+/* DELE num: marked, committed only by a successful QUIT. */
+int pop3_dele(struct pop3_session *s, guint32 num, GError **err);
+
+/*
+ * DELE for every n of nums, pipelined when offered. rcs[i] gets each one's
+ * 0 or -errno. Returns 0 when every answer was read, else the session's
+ * failure (rcs of unanswered ones are -EIO).
+ */
+int pop3_dele_many(struct pop3_session *s, const guint32 *nums, guint n, int *rcs, GError **err);
+
+/* RSET: unmark every DELE of this session. */
+int pop3_rset(struct pop3_session *s, GError **err);
+/* NOOP: keep the session alive; also a liveness probe. */
+int pop3_noop(struct pop3_session *s, GError **err);
+
+/*
+ * QUIT: the server commits the DELEs (UPDATE state, RFC 1939 §6) and
+ * closes. 0: committed. A -ERR answer: -EIO (some deletions failed; the
+ * server's words in *err). When the QUIT could not be sent or its reply
+ * never came (connection lost, timeout): -ENOTCONN and
+ * POP3_ERROR_QUIT_UNCONFIRMED — the server may or may not have committed:
+ * this is NOT a failure of the DELEs; the caller keeps the messages as
+ * taken and sends DELE again in the next session for those still there.
+ * The session is dead afterwards in every case; free it.
+ */
+int pop3_quit(struct pop3_session *s, GError **err);
+
+/* -- pure helpers, exported for the unit tests and fuzzers ----------------- */
+
+enum pop3_status {
+	POP3_STATUS_OK,   /* "+OK" */
+	POP3_STATUS_ERR,  /* "-ERR" */
+	POP3_STATUS_CONT, /* "+ " SASL continuation */
+};
+
+struct pop3_reply {
+	enum pop3_status status;
+	char *code; /* "IN-USE", "SYS/TEMP", ... without brackets (-ERR and +OK), or NULL */
+	char *text; /* the rest of the line, raw (after the code), never NULL */
+};
+void pop3_reply_clear(struct pop3_reply *r);
+
+/*
+ * Parse one status line (without CRLF). FALSE when it is none of "+OK",
+ * "-ERR" (either followed by end or a space; any case) or "+" (SASL,
+ * followed by end or a space). A response code is taken only in RFC 2449
+ * form: "[" 1-64 of ALPHA DIGIT "-" "/" "]".
+ */
+gboolean pop3_parse_reply(const char *line, size_t len, struct pop3_reply *out);
+
+/*
+ * A listing line "NUM VALUE" (UIDL: VALUE a valid UIDL, copied to
+ * *uidl_out; LIST: VALUE a size, with optional further words ignored).
+ * FALSE for anything malformed, a number 0 or over G_MAXUINT32, a size
+ * over G_MAXUINT64.
+ */
+gboolean pop3_parse_uidl_line(const char *line, size_t len, guint32 *num, char **uidl_out);
+gboolean pop3_parse_list_line(const char *line, size_t len, guint32 *num, guint64 *size);
+/* A UIDL as RFC 1939 allows: 1-70 characters 0x21-0x7E. */
+gboolean pop3_uidl_valid(const char *s, size_t len);
+/* "+OK 2 320" after STAT: the text part "2 320 ..." -> count, octets. */
+gboolean pop3_parse_stat(const char *text, guint32 *count, guint64 *octets);
+/* One CAPA line -> its bits (0 for a tag the client ignores). */
+guint32 pop3_cap_line(const char *line);
+
+/*
+ * Resumable reader of a multi-line answer's body (after its status line):
+ * feed it bytes in any pieces, it passes the unstuffed bytes to the sink and
+ * stops right after the terminating line ("." CRLF; "." LF accepted). Per
+ * RFC 1939 §3 a line starting with "." has that dot removed ("..x" -> ".x",
+ * ".x" -> "x"). Output never exceeds input. No allocation, no limits needed:
+ * lines of any length pass through.
+ */
+struct pop3_dot_reader {
+	int state;
+	gboolean done;   /* the terminator was read */
+	int sink_rc;     /* the sink's negative errno when it stopped us */
+	guint64 out;     /* bytes passed to the sink */
+};
+void pop3_dot_reader_init(struct pop3_dot_reader *d);
+/*
+ * Returns the bytes consumed: all of len, or fewer when the terminator ended
+ * the answer (the rest belongs to the next answer) or the sink returned an
+ * error (d->sink_rc; bytes offered to it count as consumed). After done or a
+ * sink error it consumes nothing.
+ */
+size_t pop3_dot_reader_feed(struct pop3_dot_reader *d, const void *data, size_t len,
+			    pop3_sink_fn sink, void *ud);
+
+#endif
