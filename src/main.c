@@ -10,6 +10,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <limits.h>
 #include <fuse_lowlevel.h>
 #include <glib.h>
 #include <glib/gstdio.h>
@@ -113,11 +114,31 @@ static gboolean prompt_if_needed(struct secret_source *src, GError **err)
 
 /* -- checks before mounting ------------------------------------------------- */
 
+/*
+ * "/dev/fd/N": the caller opened /dev/fuse and mounted it itself, as
+ * mount.fuse3 -o drop_privileges does; fuse_session_mount() then serves fd N
+ * (libfuse parses the name the same way). There is no directory to check.
+ */
+static gboolean premounted_fd(const char *mp)
+{
+	unsigned fd;
+	int len = -1;
+	struct stat st;
+
+	if (sscanf(mp, "/dev/fd/%u%n", &fd, &len) != 1 || len < 0 || (size_t)len != strlen(mp) ||
+	    fd > INT_MAX)
+		return FALSE;
+	return fstat((int)fd, &st) == 0 && S_ISCHR(st.st_mode);
+}
+
 static gboolean check_mountpoint(const char *mp, GError **err)
 {
 	struct stat st, parent;
-	g_autofree char *up = g_build_filename(mp, "..", NULL);
+	g_autofree char *up = NULL;
 
+	if (premounted_fd(mp))
+		return TRUE;
+	up = g_build_filename(mp, "..", NULL);
 	if (stat(mp, &st) != 0) {
 		g_set_error(err, G_FILE_ERROR, g_file_error_from_errno(errno),
 			    "mountpoint %s: %s", mp, g_strerror(errno));
