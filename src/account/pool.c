@@ -386,3 +386,8 @@ void pool_stats_clear(struct pool_stats *s)
 {
 	g_clear_pointer(&s->last_error, g_free);
 }
+
+const struct imap_session_opts *pool_session_opts(const struct pool *p)
+{
+	return &p->opts;
+}

@@ -75,6 +75,10 @@ void pool_put(struct pool *p, struct imap_session *s);
  * G_IO_ERROR_CANCELLED. Any thread; idempotent. Borrowers still put their
  * sessions back.
  */
+/* The options sessions are made with (owned by the pool), for a connection of
+   its own such as the IDLE watcher's. */
+const struct imap_session_opts *pool_session_opts(const struct pool *p);
+
 void pool_shutdown(struct pool *p);
 
 /*

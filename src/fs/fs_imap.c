@@ -5,10 +5,12 @@
 #include <fcntl.h>
 #include <stdarg.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "account/watch.h"
 #include "fs/notify.h"
 #include "model/append.h"
 #include "model/headers.h"
@@ -37,6 +39,7 @@ struct mfs_imap_fs {
 	struct mcache *cache;
 	struct tree *tree;
 	struct notify *notify;
+	struct watch *watch;
 	uid_t uid;
 	gid_t gid;
 
@@ -223,13 +226,34 @@ void mfs_imap_fs_free(struct mfs_imap_fs *fs)
 	g_free(fs);
 }
 
+static int refresh_folder(struct mfs_imap_fs *fs, guint64 ino, gboolean force, fuse_req_t req);
+
+/* The watch thread saw INBOX change: list it again (and tell the kernel). */
+static void inbox_changed(void *ud)
+{
+	struct mfs_imap_fs *fs = ud;
+	guint64 inbox = tree_find_folder(fs->tree, "INBOX");
+
+	if (inbox)
+		refresh_folder(fs, inbox, TRUE, NULL);
+}
+
 void mfs_imap_fs_attach(struct mfs_imap_fs *fs, struct fuse_session *se)
 {
 	fs->notify = notify_start(se);
+	if (fs->opts->idle) {
+		/* Tests shorten the renewal; servers drop an IDLE after 10-30 min. */
+		const char *env = g_getenv("MAILFS_IDLE_RENEW");
+		int renew = env ? atoi(env) : 9 * 60;
+
+		fs->watch = watch_start(pool_session_opts(fs->pool), "INBOX", renew, 5 * 60,
+					inbox_changed, fs);
+	}
 }
 
 void mfs_imap_fs_detach(struct mfs_imap_fs *fs)
 {
+	g_clear_pointer(&fs->watch, watch_stop);
 	g_clear_pointer(&fs->notify, notify_stop);
 }
 
@@ -534,7 +558,8 @@ static void on_listing(void *ud, const struct imap_response *r)
 	g_array_append_val(l->msgs, m);
 }
 
-static int refresh_folder(struct mfs_imap_fs *fs, guint64 ino, gboolean force, fuse_req_t req)
+static int refresh_folder_once(struct mfs_imap_fs *fs, guint64 ino, gboolean force,
+			       fuse_req_t req)
 {
 	struct folder_state *f = folder_state(fs, ino);
 	struct tree_entry e = { 0 };
@@ -602,6 +627,17 @@ static int refresh_folder(struct mfs_imap_fs *fs, guint64 ino, gboolean force, f
 	req_ctx_clear(&ctx, req);
 	tree_entry_clear(&e);
 	g_mutex_unlock(&f->lock);
+	return rc;
+}
+
+static int refresh_folder(struct mfs_imap_fs *fs, guint64 ino, gboolean force, fuse_req_t req)
+{
+	int rc = refresh_folder_once(fs, ino, force, req);
+
+	/* A connection the server dropped while it sat idle fails its first
+	   command: once more, on a new one. */
+	if (rc == -EIO)
+		rc = refresh_folder_once(fs, ino, force, req);
 	return rc;
 }
 
@@ -941,8 +977,26 @@ static void range_chunk(void *ud, const void *data, size_t len)
 }
 
 /* Fetch [off, off+len) of m from the server into the cache (or m->mem). */
+/* Keep fetched bytes of m at off: in the cache, or in memory when it is full. */
+static void keep_range(struct mfs_imap_fs *fs, struct open_msg *m, guint64 off, GByteArray *buf)
+{
+	__atomic_fetch_add(&fs->bytes_fetched, buf->len, __ATOMIC_RELAXED);
+	if (buf->len && mcache_entry_write(m->entry, off, buf->data, buf->len) < 0) {
+		/* A full disk: serve this range from memory, never fail the reader. */
+		if (m->mem)
+			g_byte_array_unref(m->mem);
+		m->mem = g_byte_array_ref(buf);
+		m->mem_off = off;
+	}
+}
+
+/*
+ * Fetch [off, off+len) of m into the cache. 0 or -errno; *progress gets the
+ * bytes kept, also when the link broke in the middle (the caller resumes
+ * from there on a new connection, so a cut link still makes progress).
+ */
 static int fetch_range(struct mfs_imap_fs *fs, struct open_msg *m, guint64 off, guint64 len,
-		       fuse_req_t req)
+		       fuse_req_t req, guint64 *progress)
 {
 	struct req_ctx ctx;
 	struct imap_session *s;
@@ -976,6 +1030,10 @@ static int fetch_range(struct mfs_imap_fs *fs, struct open_msg *m, guint64 off, 
 		      m->uid, fs->opts->mark_seen ? "" : ".PEEK", off, len);
 	give_back(&ctx);
 	if (rc < 0) {
+		if (r.matched && !r.too_big && r.buf->len > 0) {
+			keep_range(fs, m, off, r.buf);
+			*progress = r.buf->len;
+		}
 		rc = imap_errno(&ctx, rc, err, m->wire);
 		goto out;
 	}
@@ -989,16 +1047,10 @@ static int fetch_range(struct mfs_imap_fs *fs, struct open_msg *m, guint64 off, 
 		rc = -ESTALE;
 		goto out;
 	}
-	__atomic_fetch_add(&fs->bytes_fetched, r.buf->len, __ATOMIC_RELAXED);
 	if (off == 0)
 		__atomic_fetch_add(&fs->messages_fetched, 1, __ATOMIC_RELAXED);
-	if (r.buf->len && mcache_entry_write(m->entry, off, r.buf->data, r.buf->len) < 0) {
-		/* A full disk: serve this range from memory, never fail the reader. */
-		if (m->mem)
-			g_byte_array_unref(m->mem);
-		m->mem = g_byte_array_ref(r.buf);
-		m->mem_off = off;
-	}
+	keep_range(fs, m, off, r.buf);
+	*progress = r.buf->len;
 	if (r.buf->len < len) {
 		/* A short answer marks the end: the bytes win over RFC822.SIZE. */
 		m->total = off + r.buf->len;
@@ -1036,6 +1088,7 @@ static void op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t offset,
 	guint64 off = (guint64)offset;
 	g_autofree char *buf = NULL;
 	size_t got = 0;
+	int retries = 0;
 	int rc = 0;
 
 	if (is_staged(ino)) {
@@ -1080,7 +1133,17 @@ static void op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t offset,
 		guint64 len = MAX(m->chunk, size - got);
 		if (pos + len >= m->expected)
 			len = MAX(m->expected + 1 - MIN(pos, m->expected), size - got);
-		rc = fetch_range(fs, m, pos, len, req);
+		guint64 progress = 0;
+
+		rc = fetch_range(fs, m, pos, len, req, &progress);
+		if (rc == -EIO && (progress > 0 || retries++ == 0)) {
+			/* A broken link: go on from what arrived, on a new connection;
+			   give up after a failure that brought nothing twice. */
+			if (progress > 0)
+				retries = 0;
+			rc = 0;
+			continue;
+		}
 		if (rc < 0)
 			break;
 		m->seq_end = pos + len;

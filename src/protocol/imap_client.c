@@ -36,6 +36,7 @@ struct imap_session {
 	GHashTable *pending; /* id -> struct pending */
 	GHashTable *tags;    /* tag -> id */
 	guint64 commands;
+	guint64 untagged; /* untagged responses seen, for IDLE */
 
 	imap_observer_fn observer;
 	void *observer_ud;
@@ -375,6 +376,7 @@ static void on_response(void *ud, struct imap_response *r)
 		break;
 	}
 	case IMAP_RESP_UNTAGGED:
+		s->untagged++;
 		apply_untagged(s, r);
 		if (s->observer)
 			s->observer(s->observer_ud, r);
@@ -1242,4 +1244,68 @@ const struct imap_value *imap_fetch_item(const struct imap_response *r, const ch
 			return &list->items[i + 1];
 	}
 	return NULL;
+}
+
+int imap_idle(struct imap_session *s, int seconds, const struct imap_handler *h, GError **err)
+{
+	const struct imap_handler *saved = s->handler;
+	gint64 deadline = g_get_monotonic_time() + (gint64)seconds * G_USEC_PER_SEC;
+	GError *e = NULL;
+	guint id;
+	int rc, got = 0;
+
+	if (!(s->caps & IMAP_CAP_IDLE)) {
+		g_set_error(err, G_IO_ERROR, G_IO_ERROR_NOT_SUPPORTED, "%s does not offer IDLE",
+			    s->peer);
+		return -EOPNOTSUPP;
+	}
+	guint64 start = s->untagged;
+
+	id = send_cmd(s, FALSE, err, "IDLE");
+	if (!id)
+		return -EIO;
+	s->handler = h;
+	rc = wait_continuation(s, id, err);
+	if (rc == 0) {
+		/* Refused at once (NO/BAD): report it as the command's result. */
+		s->handler = saved;
+		rc = take_result(s, id, NULL, err, "IDLE");
+		return rc < 0 ? rc : -EIO;
+	}
+	while (rc > 0) {
+		gint64 left = deadline - g_get_monotonic_time();
+		guint64 before = s->untagged;
+		int r;
+
+		if (left <= 0)
+			break;
+		r = conn_wait_readable(s->conn, (int)MIN(left / 1000 + 1, G_MAXINT), &e);
+		if (r < 0) {
+			s->handler = saved;
+			unregister_cmd(s, id);
+			return fail(s, err, e);
+		}
+		if (r == 0)
+			break;
+		if (pump(s, err) < 0) {
+			s->handler = saved;
+			unregister_cmd(s, id);
+			return -EIO;
+		}
+		if (s->untagged > before)
+			got = 1;
+		if (got)
+			break;
+	}
+	/* RFC 2177: DONE ends the IDLE; its tagged OK proves the link alive. */
+	mfs_log_debug(MFS_LOG_IMAP, "%s C: DONE", s->peer);
+	if (!conn_write_all(s->conn, "DONE\r\n", 6, &e)) {
+		s->handler = saved;
+		unregister_cmd(s, id);
+		return fail(s, err, e);
+	}
+	rc = imap_wait(s, id, h, NULL, err);
+	s->handler = saved;
+	/* News may also come with the continuation or before DONE's OK. */
+	return rc < 0 ? rc : (got || s->untagged > start);
 }

@@ -193,6 +193,15 @@ int imap_wait(struct imap_session *s, guint id, const struct imap_handler *h,
 int imap_run(struct imap_session *s, const struct imap_handler *h, struct imap_result *res,
 	     GError **err, const char *fmt, ...) G_GNUC_PRINTF(5, 6);
 
+/*
+ * IDLE (RFC 2177) on the selected mailbox for up to `seconds`. Returns as
+ * soon as the server reports anything (the untagged data went to the
+ * observer and to h), or when the time is up; DONE is sent and the IDLE
+ * completed either way, which also proves the link alive. 1: something
+ * arrived, 0: nothing did, else a negative errno (-EOPNOTSUPP without IDLE).
+ */
+int imap_idle(struct imap_session *s, int seconds, const struct imap_handler *h, GError **err);
+
 /* -- mailboxes ------------------------------------------------------------- */
 
 struct imap_mailbox_info {

@@ -341,6 +341,7 @@ static const struct key_def keys[] = {
 	KEY("mark_seen", parse_bool, mark_seen, "no"),
 	KEY_ENUM("delete", parse_enum, delete_mode, "trash", delete_words),
 	KEY("trash", parse_string, trash, NULL),
+	KEY("idle", parse_bool, idle, "yes"),
 	KEY("log", parse_log, log_categories, "none"),
 };
 

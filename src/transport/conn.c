@@ -1154,3 +1154,39 @@ void conn_free(struct conn *c)
 	g_free(c->buf);
 	g_free(c);
 }
+
+int conn_wait_readable(struct conn *c, int timeout_ms, GError **err)
+{
+	gint64 deadline = g_get_monotonic_time() + (gint64)timeout_ms * 1000;
+
+	if (g_atomic_int_get(&c->aborted)) {
+		set_aborted(c, err);
+		return -1;
+	}
+	if (c->end > c->start || (c->ssl && SSL_pending(c->ssl) > 0))
+		return 1;
+	for (;;) {
+		struct pollfd p[2] = {
+		    {.fd = c->fd, .events = POLLIN},
+		    {.fd = c->abort_fd, .events = POLLIN},
+		};
+		gint64 left = deadline - g_get_monotonic_time();
+		int r;
+
+		if (left <= 0)
+			return 0;
+		r = poll(p, 2, (int)MIN((left + 999) / 1000, G_MAXINT));
+		if (r < 0) {
+			if (errno == EINTR)
+				continue;
+			set_errno(c, errno, err);
+			return -1;
+		}
+		if (p[1].revents) {
+			set_aborted(c, err);
+			return -1;
+		}
+		if (p[0].revents)
+			return 1;
+	}
+}

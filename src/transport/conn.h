@@ -104,6 +104,14 @@ gboolean conn_fill(struct conn *c, GError **err);
  */
 const char *conn_peek(const struct conn *c, size_t *avail);
 
+/*
+ * Wait up to timeout_ms for something to read (already buffered, or
+ * arriving), without consuming it and without the timeout being an error:
+ * for IMAP IDLE, which waits long on purpose. 1: readable, 0: the time
+ * passed (the conn stays usable), -1 and *err: aborted or failed.
+ */
+int conn_wait_readable(struct conn *c, int timeout_ms, GError **err);
+
 /* Mark n bytes (n <= what conn_peek() reported) as consumed. */
 void conn_consume(struct conn *c, size_t n);
 

@@ -171,8 +171,11 @@ class Mount:
         except OSError:
             return ""
 
-    def unmount(self, timeout=30):
-        """Unmount; the daemon must then exit 0 within the timeout."""
+    def unmount(self, timeout=30, allowed=()):
+        """Unmount; the daemon must then exit 0 within the timeout.
+
+        allowed: regexes of stderr lines a test expects (e.g. the warning
+        about a server that went away)."""
         r = subprocess.run(["fusermount3", "-u", self.mountpoint], capture_output=True, text=True)
         assert r.returncode == 0, f"fusermount3 -u failed: {r.stderr}"
         try:
@@ -182,7 +185,7 @@ class Mount:
             raise AssertionError(f"mailfs did not exit within {timeout}s of unmount:\n{self.stderr()}")
         self.errfile.close()
         assert rc == 0, f"mailfs exited with {rc}:\n{self.stderr()}"
-        self.check_stderr()
+        self.check_stderr(allowed)
 
     def check_stderr(self, allowed=()):
         bad = [l for l in self.stderr().splitlines()

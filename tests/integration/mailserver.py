@@ -26,6 +26,8 @@ USERS = {
     "carol": "carol-Secret-3",
     # dave's mailbox is changed by the write tests.
     "dave": "dave-Secret-4",
+    # erin's INBOX is changed behind the mount's back by the push tests.
+    "erin": "erin-Secret-5",
 }
 
 

@@ -1,0 +1,290 @@
+# SPDX-License-Identifier: GPL-2.0-or-later
+"""Live and resilient (issue 6): push through IDLE, and a server that goes
+away. refresh is set high so that only push can explain what the tests see;
+deadlines are generous and nothing asserts a time."""
+
+import ctypes
+import ctypes.util
+import errno
+import os
+import select
+import struct
+import subprocess
+import time
+
+import pytest
+
+import corpus
+import mailserver
+from conftest import Mount, password_file
+
+USER = "erin"
+MSG = (b"From: Zed <zed@example.org>\r\nTo: erin@example.org\r\n"
+       b"Subject: Pushed %d\r\nMessage-ID: <pushed-%d@mailfs.test>\r\n\r\nHello.\r\n")
+
+
+def wait_for(predicate, timeout=30, what="condition"):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(0.2)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+def reset_inbox(server):
+    with server.imaps(USER) as c:
+        typ, data = c.select("INBOX")
+        if int(data[0]) > 0:
+            c.store("1:*", "+FLAGS.SILENT", "(\\Deleted)")
+            c.expunge()
+        for i in range(3):
+            c.append("INBOX", "()", None, MSG % (i, i))
+
+
+@pytest.fixture
+def live(mount, dovecot):
+    reset_inbox(dovecot)
+    m = mount(user=USER, options={"refresh": 3600}, start=False)
+    m.env = dict(m.env, MAILFS_IDLE_RENEW="5")
+    m.start()
+    return m
+
+
+class Inotify:
+    IN_CREATE = 0x100
+    IN_DELETE = 0x200
+    IN_DELETE_SELF = 0x400
+
+    def __init__(self, *paths):
+        libc = ctypes.CDLL(ctypes.util.find_library("c"), use_errno=True)
+        self.fd = libc.inotify_init1(os.O_NONBLOCK | os.O_CLOEXEC)
+        assert self.fd >= 0
+        for path in paths:
+            wd = libc.inotify_add_watch(self.fd, os.fsencode(path),
+                                        self.IN_DELETE | self.IN_CREATE | self.IN_DELETE_SELF)
+            assert wd >= 0, ctypes.get_errno()
+
+    def events(self, timeout):
+        out = []
+        r, _, _ = select.select([self.fd], [], [], timeout)
+        if not r:
+            return out
+        data = os.read(self.fd, 65536)
+        i = 0
+        while i < len(data):
+            wd, mask, cookie, length = struct.unpack_from("iIII", data, i)
+            name = data[i + 16:i + 16 + length].rstrip(b"\0").decode()
+            out.append((mask, name))
+            i += 16 + length
+        return out
+
+    def close(self):
+        os.close(self.fd)
+
+
+def test_new_mail_appears_by_push(live, dovecot):
+    inbox = os.path.join(live.mountpoint, "INBOX")
+    before = set(os.listdir(inbox))
+    assert len(before) == 3
+    with dovecot.imaps(USER) as c:
+        c.append("INBOX", "()", None, MSG % (99, 99))
+    new = wait_for(lambda: set(os.listdir(inbox)) - before, what="the new message in ls")
+    assert len(new) == 1 and list(new)[0].endswith("-Pushed_99.eml")
+
+
+def test_expunge_by_another_client_is_a_delete(live, dovecot):
+    inbox = os.path.join(live.mountpoint, "INBOX")
+    names = sorted(os.listdir(inbox), key=lambda n: int(n.split("-")[0]))
+    victim = os.path.join(inbox, names[0])
+    os.stat(victim)
+    # FUSE's delete notification reaches watchers of the entry itself
+    # (IN_DELETE_SELF); a watch on the folder is informed on kernels that
+    # also send IN_DELETE to the parent.
+    watcher = Inotify(inbox, victim)
+    try:
+        with dovecot.imaps(USER) as c:
+            c.select("INBOX")
+            c.uid("STORE", names[0].split("-")[0], "+FLAGS.SILENT", "(\\Deleted)")
+            c.expunge()
+        events = []
+
+        def deleted():
+            return any(m & (Inotify.IN_DELETE | Inotify.IN_DELETE_SELF) for m, n in events
+                       if n in ("", names[0]))
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline and not deleted():
+            events += watcher.events(1)
+        assert deleted(), (events, live.stderr())
+    finally:
+        watcher.close()
+    with pytest.raises(FileNotFoundError):
+        os.stat(victim)
+
+
+def test_flags_set_by_another_client_show(live, dovecot):
+    inbox = os.path.join(live.mountpoint, "INBOX")
+    name = sorted(os.listdir(inbox))[0]
+    path = os.path.join(inbox, name)
+
+    def flags():
+        return subprocess.run(["getfattr", "-n", "user.imap.flags", "--only-values", path],
+                              capture_output=True, text=True).stdout
+    assert "\\Flagged" not in flags()
+    with dovecot.imaps(USER) as c:
+        c.select("INBOX")
+        c.uid("STORE", name.split("-")[0], "+FLAGS.SILENT", "(\\Flagged)")
+    wait_for(lambda: "\\Flagged" in flags(), what="\\Flagged in user.imap.flags")
+
+
+def test_open_file_of_expunged_message_keeps_its_bytes(live, dovecot):
+    inbox = os.path.join(live.mountpoint, "INBOX")
+    name = sorted(os.listdir(inbox))[0]
+    with open(os.path.join(inbox, name), "rb") as f:
+        data = f.read()
+        with dovecot.imaps(USER) as c:
+            c.select("INBOX")
+            c.uid("STORE", name.split("-")[0], "+FLAGS.SILENT", "(\\Deleted)")
+            c.expunge()
+        wait_for(lambda: name not in os.listdir(inbox), what="the expunged file to go")
+        assert os.pread(f.fileno(), len(data) + 10, 0) == data
+
+
+def test_uidvalidity_change_drops_everything(mount, dovecot):
+    with dovecot.imaps(USER) as c:
+        c.delete('"Box"')
+        c.create('"Box"')
+        for i in range(3):
+            c.append('"Box"', "()", None, MSG % (100 + i, 100 + i))
+    m = mount(user=USER, options={"refresh": 1})
+    box = os.path.join(m.mountpoint, "Box")
+    old = sorted(os.listdir(box))
+    for n in old:
+        with open(os.path.join(box, n), "rb") as f:
+            f.read()
+    with dovecot.imaps(USER) as c:
+        c.delete('"Box"')
+        c.create('"Box"')
+        new_msgs = [MSG % (200 + i, 200 + i) for i in range(2)]
+        for msg in new_msgs:
+            c.append('"Box"', "()", None, msg)
+    names = wait_for(lambda: (lambda n: n if n != old and len(n) == 2 else None)(
+        sorted(os.listdir(box))), what="the new generation of Box")
+    got = []
+    for n in names:
+        with open(os.path.join(box, n), "rb") as f:
+            got.append(f.read())
+    assert sorted(got) == sorted(new_msgs)
+    assert all("Pushed_20" in n for n in names)
+
+
+# -- a server that goes away --------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def private_dovecot(workdir):
+    server = mailserver.Dovecot(os.path.join(workdir, "dovecot-live"))
+    server.start()
+    with server.imaps("alice") as c:
+        corpus.seed(c, corpus.build(include_pyemail=False))
+    yield server
+    try:
+        server.thaw()
+    except Exception:
+        pass
+    server.stop()
+
+
+def private_mount(mailfs_bin, server, workdir, name, **options):
+    opts = {"ca_file": server.ca, "password_file": password_file(workdir, server, "alice"),
+            "cache_dir": os.path.join(workdir, "cache-live-" + name)}
+    opts.update(options)
+    m = Mount(mailfs_bin, server.url("alice"), os.path.join(workdir, "mnt-live-" + name), opts,
+              workdir)
+    return m.start()
+
+
+OFFLINE = [r"warning: .*(timed out|connect|refused|closed|push for)", r"warning: .*EXAMINE"]
+
+
+def test_frozen_server_gives_eio_and_unmount_works(mailfs_bin, private_dovecot, workdir):
+    m = private_mount(mailfs_bin, private_dovecot, workdir, "frozen", timeout=2)
+    try:
+        private_dovecot.freeze()
+        with pytest.raises(OSError) as e:
+            os.listdir(os.path.join(m.mountpoint, "Archive"))
+        assert e.value.errno == errno.EIO
+        m.unmount(allowed=OFFLINE)
+    finally:
+        private_dovecot.thaw()
+        if m.proc.poll() is None:
+            m.kill()
+
+
+def test_server_restart_during_rsync(mailfs_bin, private_dovecot, workdir, tmp_path):
+    m = private_mount(mailfs_bin, private_dovecot, workdir, "restart", timeout=5)
+    copy = tmp_path / "copy"
+    try:
+        rsync = subprocess.Popen(["rsync", "-a", m.mountpoint + "/", str(copy) + "/"],
+                                 stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+        time.sleep(0.3)
+        private_dovecot.stop()
+        out = rsync.communicate(timeout=120)[0]
+        private_dovecot.start()
+
+        def healthy():
+            try:
+                return os.listdir(os.path.join(m.mountpoint, "Archive", "2024", "Q1"))
+            except OSError:
+                return None
+        wait_for(healthy, timeout=90, what="the mount to answer again")
+        r = subprocess.run(["rsync", "-a", m.mountpoint + "/", str(copy) + "/"],
+                           capture_output=True, text=True, timeout=300)
+        assert r.returncode == 0, r.stdout + r.stderr
+        with private_dovecot.imaps("alice") as c:
+            c.select("INBOX", readonly=True)
+            typ, data = c.uid("FETCH", "1:*", "(UID BODY.PEEK[])")
+        bodies = sorted(item[1] for item in data if isinstance(item, tuple))
+        local = sorted((copy / "INBOX" / n).read_bytes() for n in os.listdir(copy / "INBOX"))
+        assert local == bodies
+        m.unmount(allowed=OFFLINE)
+    finally:
+        if m.proc.poll() is None:
+            m.kill()
+
+
+def load_proxy():
+    import importlib.machinery
+    import importlib.util
+    path = os.path.join(os.path.dirname(__file__), "..", "..", "scripts", "delay-proxy")
+    loader = importlib.machinery.SourceFileLoader("delay_proxy", path)
+    spec = importlib.util.spec_from_loader("delay_proxy", loader)
+    mod = importlib.util.module_from_spec(spec)
+    loader.exec_module(mod)
+    return mod
+
+
+def test_rsync_through_a_link_that_keeps_breaking(mailfs_bin, private_dovecot, workdir, tmp_path):
+    proxy = load_proxy().start("127.0.0.1", private_dovecot.ports["imaps"], 0, 300 * 1024)
+    opts = {"ca_file": private_dovecot.ca,
+            "password_file": password_file(workdir, private_dovecot, "alice"),
+            "cache_dir": os.path.join(workdir, "cache-live-cut"), "timeout": 3}
+    m = Mount(mailfs_bin, f"imaps://alice@localhost:{proxy.port}",
+              os.path.join(workdir, "mnt-live-cut"), opts, workdir).start()
+    copy = tmp_path / "copy"
+    try:
+        r = subprocess.run(["rsync", "-a", m.mountpoint + "/", str(copy) + "/"],
+                           capture_output=True, text=True, timeout=240)
+        assert r.returncode == 0, r.stdout + r.stderr
+        for folder in ("INBOX", "Archive/2024/Q1"):
+            with private_dovecot.imaps("alice") as c:
+                c.select(corpus._q(corpus.mutf7_encode(folder)), readonly=True)
+                typ, data = c.uid("FETCH", "1:*", "(UID BODY.PEEK[])")
+            bodies = sorted(item[1] for item in data if isinstance(item, tuple))
+            d = copy / folder
+            assert sorted((d / n).read_bytes() for n in os.listdir(d)) == bodies
+        m.unmount(allowed=OFFLINE)
+    finally:
+        if m.proc.poll() is None:
+            m.kill()
+        proxy.stop()
