@@ -1904,7 +1904,14 @@ static int commit_staged(struct mfs_imap_fs *fs, fuse_req_t req, struct staged *
 	req_ctx_init(&ctx, fs, req);
 	rc = q ? borrow(&ctx, e.wire, &s) : -EINVAL;
 	if (rc == 0) {
-		if (mid && already_there(&ctx, s, e.wire, mid, msg->len)) {
+		guint64 limit = imap_session_append_limit(s);
+
+		if (limit && msg->len > limit) {
+			/* Refused before a byte is sent (design §7, APPENDLIMIT). */
+			mfs_log_info("not appending %s to %s: %u bytes, the server takes at most %"
+				     G_GUINT64_FORMAT, st->name, e.wire, msg->len, limit);
+			rc = -EFBIG;
+		} else if (mid && already_there(&ctx, s, e.wire, mid, msg->len)) {
 			mfs_log_debug(MFS_LOG_IMAP, "%s is already in %s: not appended again",
 				      st->name, e.wire);
 		} else {

@@ -31,6 +31,7 @@ struct imap_session {
 	guint32 caps;
 	gboolean caps_known;
 	guint caps_generation; /* bumped whenever the server states its capabilities */
+	guint64 append_limit;  /* APPENDLIMIT=N (RFC 7889), 0: none stated */
 	gboolean alive;
 	guint next_id;
 	GHashTable *pending; /* id -> struct pending */
@@ -215,14 +216,20 @@ static guint32 cap_bit(const char *name)
 static void set_caps_from_values(struct imap_session *s, const struct imap_value *list)
 {
 	guint32 caps = 0;
+	guint64 limit = 0;
 
 	for (size_t i = 0; i < list->n; i++) {
 		const char *name = imap_value_str(&list->items[i]);
 
 		if (name)
 			caps |= cap_bit(name);
+		/* A bare APPENDLIMIT means the limit varies per mailbox: none known. */
+		if (name && g_ascii_strncasecmp(name, "APPENDLIMIT=", 12) == 0 &&
+		    !g_ascii_string_to_unsigned(name + 12, 10, 1, G_MAXUINT64, &limit, NULL))
+			limit = 0;
 	}
 	s->caps = caps;
+	s->append_limit = limit;
 	s->caps_known = TRUE;
 	s->caps_generation++;
 }
@@ -1308,4 +1315,9 @@ int imap_idle(struct imap_session *s, int seconds, const struct imap_handler *h,
 	s->handler = saved;
 	/* News may also come with the continuation or before DONE's OK. */
 	return rc < 0 ? rc : (got || s->untagged > start);
+}
+
+guint64 imap_session_append_limit(const struct imap_session *s)
+{
+	return s->append_limit;
 }

@@ -152,6 +152,8 @@ void imap_session_set_observer(struct imap_session *s, imap_observer_fn fn, void
 gboolean imap_session_alive(const struct imap_session *s);
 guint32 imap_session_caps(const struct imap_session *s);
 gboolean imap_session_has(const struct imap_session *s, enum imap_cap cap);
+/* The largest message APPEND takes (RFC 7889 APPENDLIMIT=N), 0 when not stated. */
+guint64 imap_session_append_limit(const struct imap_session *s);
 /* "host:port", for messages. */
 const char *imap_session_peer(const struct imap_session *s);
 /* Any thread: make current and future waits fail with -EINTR at once. */

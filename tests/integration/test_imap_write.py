@@ -310,7 +310,7 @@ NO_MOVE_CAPS = ("IMAP4rev1 SASL-IR LOGIN-REFERRALS ID ENABLE IDLE SORT SORT=DISP
                 "THREAD=REFERENCES THREAD=REFS THREAD=ORDEREDSUBJECT MULTIAPPEND URL-PARTIAL "
                 "CATENATE UNSELECT CHILDREN NAMESPACE UIDPLUS LIST-EXTENDED I18NLEVEL=1 "
                 "CONDSTORE QRESYNC ESEARCH ESORT SEARCHRES WITHIN CONTEXT=SEARCH LIST-STATUS "
-                "BINARY SPECIAL-USE LITERAL+")
+                "BINARY SPECIAL-USE LITERAL+ APPENDLIMIT=307200")
 
 
 @pytest.fixture(scope="module")
@@ -321,7 +321,8 @@ def special_dovecot(workdir):
         imap_extra=f"  imap_capability = {NO_MOVE_CAPS}\n"
                    "  mail_plugins = $mail_plugins quota imap_quota",
         extra="mail_plugins = $mail_plugins quota\n"
-              "plugin {\n  quota = maildir:User quota\n  quota_rule = *:storage=256K\n}\n")
+              "plugin {\n  quota = maildir:User quota\n  quota_rule = *:storage=256K\n"
+              "  quota_max_mail_size = 300K\n}\n")
     server.start()
     yield server
     server.stop()
@@ -362,7 +363,7 @@ def test_quota_exceeded_is_edquot(mailfs_bin, special_dovecot, workdir, tmp_path
     try:
         big = tmp_path / "big.eml"
         big.write_bytes(b"Subject: big\r\nMessage-ID: <big@mailfs.test>\r\n\r\n"
-                        + (b"y" * 78 + b"\r\n") * 5000)
+                        + (b"y" * 78 + b"\r\n") * 3250)
         with pytest.raises(OSError) as e:
             shutil.copyfile(big, os.path.join(m.mountpoint, "Empty", "big.eml"))
         assert e.value.errno == errno.EDQUOT
@@ -426,3 +427,19 @@ def test_unprivileged_user_sets_a_flag(mailfs_bin, dave, workdir):
             os.killpg(proc.pid, 9)
             proc.wait(10)
         os.chmod("/dev/fuse", fuse_mode)
+
+
+def test_appendlimit_refuses_before_upload(mailfs_bin, special_dovecot, workdir, tmp_path):
+    seed(special_dovecot)
+    with special_dovecot.imaps(USER) as c:
+        assert "APPENDLIMIT=307200" in c.capabilities
+    m = special_mount(mailfs_bin, special_dovecot, workdir, "appendlimit")
+    try:
+        big = tmp_path / "toobig.eml"
+        big.write_bytes(b"Subject: too big\r\n\r\n" + (b"z" * 78 + b"\r\n") * 5000)
+        with pytest.raises(OSError) as e:
+            shutil.copyfile(big, os.path.join(m.mountpoint, "Empty", "toobig.eml"))
+        assert e.value.errno == errno.EFBIG
+        assert server_uids(special_dovecot, "Empty") == []
+    finally:
+        m.unmount()
