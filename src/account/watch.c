@@ -48,7 +48,9 @@ static void watch_session(struct watch *w, struct imap_session *s)
 	GError *err = NULL;
 
 	if (imap_select(s, w->mailbox, TRUE, NULL, &err) < 0) {
-		mfs_log_warn("push for %s: %s", w->mailbox, err ? err->message : "EXAMINE failed");
+		if (!stopping(w))
+			mfs_log_warn("push for %s: %s", w->mailbox,
+				     err ? err->message : "EXAMINE failed");
 		g_clear_error(&err);
 		return;
 	}

@@ -10,6 +10,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "account/prefetch.h"
 #include "account/watch.h"
 #include "fs/notify.h"
 #include "model/append.h"
@@ -31,6 +32,21 @@ struct folder_state {
 	GMutex lock; /* one listing fetch of this folder at a time */
 	gint64 fetched_at;
 	guint32 uidvalidity;
+	/* Reading pattern, under fs->lock: opens one after another are prefetched. */
+	gint64 last_open;
+	guint32 last_uid;
+	guint streak;
+	/* The listing in the two orders readers use (rsync: names; grep, tar:
+	   readdir = UIDs), built once per listing (order_at == fetched_at). */
+	GArray *by_uid;  /* struct listed */
+	GPtrArray *by_name; /* struct listed *, into by_uid */
+	gint64 order_at;
+};
+
+struct listed {
+	guint32 uid;
+	guint64 size;
+	char *name;
 };
 
 struct mfs_imap_fs {
@@ -40,6 +56,7 @@ struct mfs_imap_fs {
 	struct tree *tree;
 	struct notify *notify;
 	struct watch *watch;
+	struct prefetch *prefetch;
 	uid_t uid;
 	gid_t gid;
 
@@ -179,10 +196,19 @@ static double cache_timeout(const struct mfs_imap_fs *fs)
 	return fs->opts->refresh;
 }
 
+static void listed_clear(gpointer p)
+{
+	g_free(((struct listed *)p)->name);
+}
+
 static void folder_state_free(gpointer p)
 {
 	struct folder_state *f = p;
 
+	if (f->by_name)
+		g_ptr_array_unref(f->by_name);
+	if (f->by_uid)
+		g_array_unref(f->by_uid);
 	g_mutex_clear(&f->lock);
 	g_free(f);
 }
@@ -241,6 +267,10 @@ static void inbox_changed(void *ud)
 void mfs_imap_fs_attach(struct mfs_imap_fs *fs, struct fuse_session *se)
 {
 	fs->notify = notify_start(se);
+	/* Bodies fetched ahead are read with BODY.PEEK: no prefetch when
+	   reading is to set \Seen. */
+	if (fs->opts->prefetch > 0 && !fs->opts->mark_seen)
+		fs->prefetch = prefetch_start(fs->pool, fs->cache);
 	if (fs->opts->idle) {
 		/* Tests shorten the renewal; servers drop an IDLE after 10-30 min. */
 		const char *env = g_getenv("MAILFS_IDLE_RENEW");
@@ -254,6 +284,7 @@ void mfs_imap_fs_attach(struct mfs_imap_fs *fs, struct fuse_session *se)
 void mfs_imap_fs_detach(struct mfs_imap_fs *fs)
 {
 	g_clear_pointer(&fs->watch, watch_stop);
+	g_clear_pointer(&fs->prefetch, prefetch_stop);
 	g_clear_pointer(&fs->notify, notify_stop);
 }
 
@@ -867,6 +898,134 @@ static void open_msg_free(struct open_msg *m)
 	g_free(m);
 }
 
+/* -- reading ahead (design §5) ------------------------------------------------ */
+
+/* Opens further apart than this do not make a sequential reader. */
+#define SEQUENTIAL_GAP_US (10 * G_USEC_PER_SEC)
+/* Messages asked for ahead at most per open. */
+#define AHEAD_MAX 128
+
+static gboolean collect_listed(void *ud, const char *name, const struct tree_entry *e,
+			       guint64 next_off)
+{
+	GArray *a = ud;
+	struct listed l;
+
+	(void)next_off;
+	if (e->kind != TREE_MESSAGE)
+		return TRUE;
+	l.uid = e->uid;
+	l.size = e->size;
+	l.name = g_strdup(name);
+	g_array_append_val(a, l);
+	return TRUE;
+}
+
+static gint cmp_listed_name(gconstpointer a, gconstpointer b)
+{
+	return strcmp((*(struct listed *const *)a)->name, (*(struct listed *const *)b)->name);
+}
+
+/* Locked (fs->lock): the two orders of folder f's listing, built if stale. */
+static void build_orders(struct folder_state *f, GArray *fresh)
+{
+	if (f->by_name)
+		g_ptr_array_unref(f->by_name);
+	if (f->by_uid)
+		g_array_unref(f->by_uid);
+	f->by_uid = fresh;
+	f->by_name = g_ptr_array_sized_new(fresh->len);
+	for (guint i = 0; i < fresh->len; i++)
+		g_ptr_array_add(f->by_name, &g_array_index(fresh, struct listed, i));
+	g_ptr_array_sort(f->by_name, cmp_listed_name);
+	f->order_at = f->fetched_at;
+}
+
+/* A file of folder was opened: if files are being read one after another,
+   ask for the next ones (in name order and in UID order) ahead. */
+static void maybe_prefetch(struct mfs_imap_fs *fs, guint64 folder, guint32 uid, const char *name,
+			   const char *wire, guint32 uidvalidity)
+{
+	struct folder_state *f = folder_state(fs, folder);
+	g_autoptr(GArray) items = NULL;
+	GArray *fresh = NULL;
+	gint64 now = now_us();
+	guint64 budget = fs->opts->prefetch;
+	gboolean stale;
+	guint streak;
+
+	if (!fs->prefetch)
+		return;
+	g_mutex_lock(&fs->lock);
+	if (f->last_open && now - f->last_open < SEQUENTIAL_GAP_US && uid != f->last_uid)
+		f->streak++;
+	else if (uid != f->last_uid)
+		f->streak = 1;
+	f->last_open = now;
+	f->last_uid = uid;
+	streak = f->streak;
+	stale = streak >= 2 && (!f->by_uid || f->order_at != f->fetched_at);
+	g_mutex_unlock(&fs->lock);
+	if (streak < 2)
+		return;
+	if (stale) {
+		/* Copied outside fs->lock: the tree has its own. */
+		fresh = g_array_new(FALSE, FALSE, sizeof(struct listed));
+		g_array_set_clear_func(fresh, listed_clear);
+		tree_readdir(fs->tree, folder, 0, FALSE, collect_listed, fresh);
+	}
+	items = g_array_new(FALSE, FALSE, sizeof(struct prefetch_item));
+	g_mutex_lock(&fs->lock);
+	if (fresh)
+		build_orders(f, fresh);
+	if (f->by_uid && f->by_uid->len) {
+		struct listed key = { .uid = uid, .name = (char *)(uintptr_t)name };
+		struct listed *kp = &key;
+		guint pu = 0, pn = 0, n = f->by_uid->len;
+
+		/* Past the opened file in each order. */
+		while (pu < n && g_array_index(f->by_uid, struct listed, pu).uid <= uid)
+			pu++;
+		{
+			guint lo = 0, hi = f->by_name->len;
+
+			while (lo < hi) {
+				guint mid = (lo + hi) / 2;
+
+				if (cmp_listed_name(&f->by_name->pdata[mid], &kp) <= 0)
+					lo = mid + 1;
+				else
+					hi = mid;
+			}
+			pn = lo;
+		}
+		/* Alternate the two orders, each message once, within the budget. */
+		g_autoptr(GHashTable) seen = g_hash_table_new(g_direct_hash, g_direct_equal);
+		while (items->len < AHEAD_MAX && budget > 0 && (pu < n || pn < f->by_name->len)) {
+			for (int order = 0; order < 2; order++) {
+				const struct listed *l = NULL;
+
+				if (order == 0 && pn < f->by_name->len)
+					l = f->by_name->pdata[pn++];
+				else if (order == 1 && pu < n)
+					l = &g_array_index(f->by_uid, struct listed, pu++);
+				if (!l || g_hash_table_contains(seen, GUINT_TO_POINTER(l->uid)))
+					continue;
+				g_hash_table_add(seen, GUINT_TO_POINTER(l->uid));
+				if (l->size > PREFETCH_MAX_BODY)
+					continue;
+				struct prefetch_item it = { l->uid, l->size };
+
+				g_array_append_val(items, it);
+				budget = budget > l->size ? budget - l->size : 0;
+			}
+		}
+	}
+	g_mutex_unlock(&fs->lock);
+	prefetch_request(fs->prefetch, wire, uidvalidity, (struct prefetch_item *)items->data,
+			 items->len);
+}
+
 static void op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 {
 	struct mfs_imap_fs *fs = fuse_req_userdata(req);
@@ -898,12 +1057,13 @@ static void op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 		fuse_reply_err(req, EPERM);
 		return;
 	}
-	rc = tree_get(fs->tree, ino, TREE_WANT_WIRE, &e);
+	rc = tree_get(fs->tree, ino, TREE_WANT_WIRE | TREE_WANT_NAME, &e);
 	if (rc < 0 || e.gone || e.kind != TREE_MESSAGE || !e.wire) {
 		tree_entry_clear(&e);
 		fuse_reply_err(req, rc < 0 ? -rc : e.kind == TREE_FOLDER ? EISDIR : ENOENT);
 		return;
 	}
+	maybe_prefetch(fs, e.parent, e.uid, e.name, e.wire, e.uidvalidity);
 	m = g_new0(struct open_msg, 1);
 	g_mutex_init(&m->lock);
 	m->ino = ino;
@@ -977,6 +1137,27 @@ static void range_chunk(void *ud, const void *data, size_t len)
 }
 
 /* Fetch [off, off+len) of m from the server into the cache (or m->mem). */
+/*
+ * Have wire selected on s (read-only or read-write as asked) under the
+ * UIDVALIDITY a message was listed with. A session that selected the
+ * mailbox earlier may know an older generation: select it again before
+ * deciding. 0, -ESTALE (the mailbox was recreated: other messages now), or
+ * the SELECT's error.
+ */
+static int ensure_selected(struct imap_session *s, const char *wire, gboolean readonly,
+			   guint32 uidvalidity, GError **err)
+{
+	const struct imap_select_info *si = imap_session_select_info(s);
+	int rc = 0;
+
+	if (g_strcmp0(imap_session_selected(s), wire) != 0 || si->readonly != readonly ||
+	    si->uidvalidity != uidvalidity)
+		rc = imap_select(s, wire, readonly, NULL, err);
+	if (rc == 0 && imap_session_select_info(s)->uidvalidity != uidvalidity)
+		rc = -ESTALE;
+	return rc;
+}
+
 /* Keep fetched bytes of m at off: in the cache, or in memory when it is full. */
 static void keep_range(struct mfs_imap_fs *fs, struct open_msg *m, guint64 off, GByteArray *buf)
 {
@@ -1000,7 +1181,6 @@ static int fetch_range(struct mfs_imap_fs *fs, struct open_msg *m, guint64 off, 
 {
 	struct req_ctx ctx;
 	struct imap_session *s;
-	struct imap_select_info info;
 	struct range_sink r = { .buf = g_byte_array_new(), .limit = len };
 	struct imap_handler h = { .literal_begin = range_begin, .literal_chunk = range_chunk,
 				  .ud = &r };
@@ -1011,19 +1191,11 @@ static int fetch_range(struct mfs_imap_fs *fs, struct open_msg *m, guint64 off, 
 	rc = borrow(&ctx, m->wire, &s);
 	if (rc < 0)
 		goto out;
-	if (g_strcmp0(imap_session_selected(s), m->wire) != 0 ||
-	    imap_session_select_info(s)->readonly == fs->opts->mark_seen) {
-		rc = imap_select(s, m->wire, !fs->opts->mark_seen, &info, &err);
-		if (rc < 0) {
-			give_back(&ctx);
-			rc = imap_errno(&ctx, rc, err, m->wire);
-			goto out;
-		}
-	}
-	if (imap_session_select_info(s)->uidvalidity != m->uidvalidity) {
-		/* Another generation of the mailbox: these are other messages. */
+	rc = ensure_selected(s, m->wire, !fs->opts->mark_seen, m->uidvalidity, &err);
+	if (rc < 0) {
+		/* -ESTALE: another generation of the mailbox, other messages. */
 		give_back(&ctx);
-		rc = -ESTALE;
+		rc = imap_errno(&ctx, rc, err, m->wire);
 		goto out;
 	}
 	rc = imap_run(s, &h, NULL, &err, "UID FETCH %u (BODY%s[]<%" G_GUINT64_FORMAT ".%" G_GUINT64_FORMAT ">)",
@@ -1188,6 +1360,13 @@ static char *status_text(struct mfs_imap_fs *fs)
 			       __atomic_load_n(&fs->bytes_fetched, __ATOMIC_RELAXED));
 	g_string_append_printf(s, "bodies_from_cache: %" G_GUINT64_FORMAT "\n",
 			       __atomic_load_n(&fs->bodies_from_cache, __ATOMIC_RELAXED));
+	if (fs->prefetch) {
+		guint64 pm, pb;
+
+		prefetch_counters(fs->prefetch, &pm, &pb);
+		g_string_append_printf(s, "prefetched_messages: %" G_GUINT64_FORMAT "\n", pm);
+		g_string_append_printf(s, "prefetched_bytes: %" G_GUINT64_FORMAT "\n", pb);
+	}
 	g_string_append_printf(s, "cache_bytes: %" G_GUINT64_FORMAT "\n", cs.bytes);
 	g_string_append_printf(s, "cache_max_bytes: %" G_GUINT64_FORMAT "\n", cs.max_bytes);
 	g_string_append_printf(s, "cache_files: %" G_GUINT64_FORMAT "\n", cs.files);
@@ -1243,7 +1422,6 @@ static int message_headers(struct mfs_imap_fs *fs, fuse_req_t req, guint64 ino,
 	struct tree_entry e = { 0 };
 	struct req_ctx ctx;
 	struct imap_session *s;
-	struct imap_select_info info;
 	GError *err = NULL;
 	int rc;
 
@@ -1270,10 +1448,7 @@ static int message_headers(struct mfs_imap_fs *fs, fuse_req_t req, guint64 ino,
 					  .literal_chunk = header_chunk,
 					  .ud = &hf };
 
-		if (g_strcmp0(imap_session_selected(s), e.wire) != 0)
-			rc = imap_select(s, e.wire, !fs->opts->mark_seen, &info, &err);
-		if (rc == 0 && imap_session_select_info(s)->uidvalidity != e.uidvalidity)
-			rc = -ESTALE;
+		rc = ensure_selected(s, e.wire, !fs->opts->mark_seen, e.uidvalidity, &err);
 		if (rc == 0)
 			rc = imap_run(s, &h, NULL, &err,
 				      "UID FETCH %u (BODY.PEEK[HEADER.FIELDS "
@@ -1665,14 +1840,7 @@ static void op_rmdir(fuse_req_t req, fuse_ino_t parent, const char *name)
 static int select_for_change(struct imap_session *s, const char *wire, guint32 uidvalidity,
 			     GError **err)
 {
-	const struct imap_select_info *si = imap_session_select_info(s);
-	int rc = 0;
-
-	if (g_strcmp0(imap_session_selected(s), wire) != 0 || si->readonly)
-		rc = imap_select(s, wire, FALSE, NULL, err);
-	if (rc == 0 && imap_session_select_info(s)->uidvalidity != uidvalidity)
-		rc = -ESTALE;
-	return rc;
+	return ensure_selected(s, wire, FALSE, uidvalidity, err);
 }
 
 /* \Deleted + UID EXPUNGE of that UID alone: never an expunge of what others marked. */

@@ -342,6 +342,7 @@ static const struct key_def keys[] = {
 	KEY_ENUM("delete", parse_enum, delete_mode, "trash", delete_words),
 	KEY("trash", parse_string, trash, NULL),
 	KEY("idle", parse_bool, idle, "yes"),
+	KEY_NUM("prefetch", parse_size, prefetch, "64M", 0, G_MAXUINT64),
 	KEY("log", parse_log, log_categories, "none"),
 };
 

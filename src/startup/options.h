@@ -150,6 +150,7 @@ struct mfs_options {
 	enum mfs_delete delete_mode; /* `delete`: rm moves to Trash, or expunges */
 	char *trash;            /* `trash`: the Trash mailbox's wire name; NULL: found by LIST */
 	gboolean idle;          /* `idle`: push for INBOX with IMAP IDLE */
+	guint64 prefetch;       /* `prefetch`: bytes fetched ahead of a sequential reader; 0: off */
 	char *cache_dir;        /* absolute; never NULL after a successful parse */
 	guint64 cache_size;     /* bytes */
 	guint connections;

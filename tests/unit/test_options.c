@@ -817,12 +817,12 @@ static void test_known_keys(void)
 		"readonly",    "cache_dir",	   "cache_size",    "connections",
 		"refresh",     "timeout",	   "names",	    "exclude",
 		"virtual_folders", "mark_seen",	   "delete",	    "trash",
-		"idle",	       "log",
+		"idle",	       "prefetch",	   "log",
 	};
 	/* A value each key accepts, so every listed key is proven to be parsed. */
 	static const char *const sample[] = {
 		NULL, "true", "/pw", "plain", "true", "implicit", "/ca", NULL, "yes", "/c",
-		"2G", "3", "4", "5", "uid", "x", "show", "on", "expunge", "Deleted Items", "no", "fuse",
+		"2G", "3", "4", "5", "uid", "x", "show", "on", "expunge", "Deleted Items", "no", "16M", "fuse",
 	};
 	const char *const *keys = mfs_options_known_keys();
 	guint n = 0;

@@ -1,0 +1,249 @@
+/* SPDX-License-Identifier: GPL-2.0-or-later */
+#include "account/prefetch.h"
+
+#include <string.h>
+
+#include "util/log.h"
+
+/* Commands in flight on the prefetch connection at once. */
+#define PIPELINE 32
+
+struct job {
+	char *mailbox;
+	guint32 uidvalidity;
+	GArray *items; /* struct prefetch_item */
+};
+
+struct prefetch {
+	struct pool *pool;
+	struct mcache *cache;
+	GMutex lock;
+	GCond cond;
+	struct job *next; /* the request waiting to start; a newer one replaces it */
+	gboolean stopping;
+	struct imap_session *busy; /* borrowed now, for prefetch_stop */
+	GThread *thread;
+	guint64 messages;
+	guint64 bytes;
+};
+
+/* The body being received; it is stored once its response names the UID. */
+struct sink {
+	struct prefetch *p;
+	const struct job *job;
+	GByteArray *buf;
+	gboolean active;
+	gboolean too_big;
+};
+
+static void job_free(struct job *j)
+{
+	if (!j)
+		return;
+	g_free(j->mailbox);
+	g_array_unref(j->items);
+	g_free(j);
+}
+
+static gboolean on_literal(void *ud, uint32_t seq, const char *section, uint64_t size)
+{
+	struct sink *k = ud;
+
+	(void)seq;
+	if (strcmp(section, "BODY[]") != 0)
+		return FALSE;
+	g_byte_array_set_size(k->buf, 0);
+	k->active = TRUE;
+	k->too_big = size > PREFETCH_MAX_BODY;
+	return TRUE;
+}
+
+static void on_chunk(void *ud, const void *data, size_t len)
+{
+	struct sink *k = ud;
+
+	if (k->active && !k->too_big)
+		g_byte_array_append(k->buf, data, (guint)len);
+}
+
+static gboolean wanted(const struct job *j, guint32 uid)
+{
+	for (guint i = 0; i < j->items->len; i++)
+		if (g_array_index(j->items, struct prefetch_item, i).uid == uid)
+			return TRUE;
+	return FALSE;
+}
+
+static void on_fetch(void *ud, const struct imap_response *r)
+{
+	struct sink *k = ud;
+	const struct imap_value *v = imap_fetch_item(r, "BODY[]");
+	guint32 uid;
+
+	if (!k->active || !v || v->type != IMAP_V_STREAMED || k->too_big ||
+	    !imap_value_u32(imap_fetch_item(r, "UID"), &uid) || !wanted(k->job, uid)) {
+		k->active = FALSE;
+		return;
+	}
+	k->active = FALSE;
+	struct mcache_entry *e = mcache_get(k->p->cache, k->job->mailbox, k->job->uidvalidity, uid);
+	guint64 have;
+
+	/* A reader may have finished it meanwhile; a failed write is no error. */
+	if (!mcache_entry_complete(e, &have) &&
+	    mcache_entry_write(e, 0, k->buf->data, k->buf->len) == 0 &&
+	    mcache_entry_finish(e, k->buf->len) == 0) {
+		g_mutex_lock(&k->p->lock);
+		k->p->messages++;
+		k->p->bytes += k->buf->len;
+		g_mutex_unlock(&k->p->lock);
+	}
+	mcache_entry_unref(e);
+}
+
+static gboolean cached(struct prefetch *p, const struct job *j, guint32 uid)
+{
+	struct mcache_entry *e = mcache_get(p->cache, j->mailbox, j->uidvalidity, uid);
+	guint64 size;
+	gboolean done = mcache_entry_complete(e, &size);
+
+	mcache_entry_unref(e);
+	return done;
+}
+
+static void run_job(struct prefetch *p, struct job *j)
+{
+	g_autoptr(GArray) todo = g_array_new(FALSE, FALSE, sizeof(guint32));
+	struct sink k = { .p = p, .job = j, .buf = g_byte_array_new() };
+	struct imap_handler h = { .untagged = on_fetch, .literal_begin = on_literal,
+				  .literal_chunk = on_chunk, .ud = &k };
+	struct imap_session *s;
+	GError *err = NULL;
+
+	for (guint i = 0; i < j->items->len; i++) {
+		const struct prefetch_item *it = &g_array_index(j->items, struct prefetch_item, i);
+
+		if (it->size <= PREFETCH_MAX_BODY && !cached(p, j, it->uid))
+			g_array_append_val(todo, it->uid);
+	}
+	if (todo->len == 0)
+		goto out;
+	s = pool_get(p->pool, j->mailbox, &err);
+	if (!s)
+		goto out;
+	g_mutex_lock(&p->lock);
+	p->busy = s;
+	if (p->stopping)
+		pool_abort_session(p->pool, s);
+	g_mutex_unlock(&p->lock);
+	if ((g_strcmp0(imap_session_selected(s), j->mailbox) == 0 &&
+	     imap_session_select_info(s)->uidvalidity == j->uidvalidity) ||
+	    (imap_select(s, j->mailbox, TRUE, NULL, &err) == 0 &&
+	     imap_session_select_info(s)->uidvalidity == j->uidvalidity)) {
+		for (guint done = 0; done < todo->len && imap_session_alive(s);) {
+			guint ids[PIPELINE];
+			guint n = MIN(PIPELINE, todo->len - done);
+
+			for (guint i = 0; i < n; i++)
+				ids[i] = imap_send(s, "UID FETCH %u (BODY.PEEK[])",
+						   g_array_index(todo, guint32, done + i));
+			for (guint i = 0; i < n; i++)
+				imap_wait(s, ids[i], &h, NULL, NULL);
+			done += n;
+			g_mutex_lock(&p->lock);
+			gboolean newer = p->next != NULL || p->stopping;
+			g_mutex_unlock(&p->lock);
+			/* The reader moved on: serve the newer request first. */
+			if (newer)
+				break;
+		}
+	}
+	g_mutex_lock(&p->lock);
+	p->busy = NULL;
+	g_mutex_unlock(&p->lock);
+	pool_put(p->pool, s);
+out:
+	if (err)
+		mfs_log_debug(MFS_LOG_CACHE, "prefetch in %s stopped: %s", j->mailbox,
+			      err->message);
+	g_clear_error(&err);
+	g_byte_array_unref(k.buf);
+}
+
+static gpointer run(gpointer data)
+{
+	struct prefetch *p = data;
+
+	for (;;) {
+		struct job *j;
+
+		g_mutex_lock(&p->lock);
+		while (!p->next && !p->stopping)
+			g_cond_wait(&p->cond, &p->lock);
+		if (p->stopping) {
+			g_mutex_unlock(&p->lock);
+			return NULL;
+		}
+		j = p->next;
+		p->next = NULL;
+		g_mutex_unlock(&p->lock);
+		run_job(p, j);
+		job_free(j);
+	}
+}
+
+struct prefetch *prefetch_start(struct pool *pool, struct mcache *cache)
+{
+	struct prefetch *p = g_new0(struct prefetch, 1);
+
+	p->pool = pool;
+	p->cache = cache;
+	g_mutex_init(&p->lock);
+	g_cond_init(&p->cond);
+	p->thread = g_thread_new("mailfs-prefetch", run, p);
+	return p;
+}
+
+void prefetch_stop(struct prefetch *p)
+{
+	if (!p)
+		return;
+	g_mutex_lock(&p->lock);
+	p->stopping = TRUE;
+	if (p->busy)
+		pool_abort_session(p->pool, p->busy);
+	g_cond_broadcast(&p->cond);
+	g_mutex_unlock(&p->lock);
+	g_thread_join(p->thread);
+	job_free(p->next);
+	g_mutex_clear(&p->lock);
+	g_cond_clear(&p->cond);
+	g_free(p);
+}
+
+void prefetch_request(struct prefetch *p, const char *mailbox, guint32 uidvalidity,
+		      const struct prefetch_item *items, guint n)
+{
+	struct job *j;
+
+	if (!p || n == 0)
+		return;
+	j = g_new0(struct job, 1);
+	j->mailbox = g_strdup(mailbox);
+	j->uidvalidity = uidvalidity;
+	j->items = g_array_sized_new(FALSE, FALSE, sizeof(struct prefetch_item), n);
+	g_array_append_vals(j->items, items, n);
+	g_mutex_lock(&p->lock);
+	job_free(p->next);
+	p->next = j;
+	g_cond_signal(&p->cond);
+	g_mutex_unlock(&p->lock);
+}
+
+void prefetch_counters(struct prefetch *p, guint64 *messages, guint64 *bytes)
+{
+	g_mutex_lock(&p->lock);
+	*messages = p->messages;
+	*bytes = p->bytes;
+	g_mutex_unlock(&p->lock);
+}

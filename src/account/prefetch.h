@@ -1,0 +1,43 @@
+/* SPDX-License-Identifier: GPL-2.0-or-later */
+/*
+ * prefetch: fetch bodies ahead of a sequential reader (design §5).
+ *
+ * rsync, grep -r and tar open the files of a folder one after another, and
+ * every open of an uncached message would cost a round trip. The filesystem
+ * layer sees the pattern and asks for the messages the reader will open
+ * next; one worker thread fetches them with pipelined UID FETCHes on a
+ * connection borrowed from the pool, straight into the body cache, where
+ * the reader's open then finds them. Each request replaces the previous
+ * one not yet started (the reader has moved on); bodies larger than
+ * PREFETCH_MAX_BODY are left to the reader's own ranged reads.
+ *
+ * Threads: prefetch_request from any thread; prefetch_stop joins.
+ */
+#ifndef MFS_PREFETCH_H
+#define MFS_PREFETCH_H
+
+#include <glib.h>
+
+#include "account/pool.h"
+#include "model/mcache.h"
+
+#define PREFETCH_MAX_BODY ((guint64)8 * 1024 * 1024)
+
+struct prefetch;
+
+struct prefetch_item {
+	guint32 uid;
+	guint64 size;
+};
+
+struct prefetch *prefetch_start(struct pool *pool, struct mcache *cache);
+void prefetch_stop(struct prefetch *p);
+
+/* Fetch these messages of mailbox (under uidvalidity) into the cache, in order. */
+void prefetch_request(struct prefetch *p, const char *mailbox, guint32 uidvalidity,
+		      const struct prefetch_item *items, guint n);
+
+/* Bodies and bytes fetched ahead so far. */
+void prefetch_counters(struct prefetch *p, guint64 *messages, guint64 *bytes);
+
+#endif
