@@ -6,7 +6,7 @@
 #include "util/log.h"
 
 /* Commands in flight on the prefetch connection at once. */
-#define PIPELINE 32
+#define PIPELINE 64
 
 struct job {
 	char *mailbox;

@@ -903,7 +903,7 @@ static void open_msg_free(struct open_msg *m)
 /* Opens further apart than this do not make a sequential reader. */
 #define SEQUENTIAL_GAP_US (10 * G_USEC_PER_SEC)
 /* Messages asked for ahead at most per open. */
-#define AHEAD_MAX 128
+#define AHEAD_MAX 256
 
 static gboolean collect_listed(void *ud, const char *name, const struct tree_entry *e,
 			       guint64 next_off)
