@@ -356,12 +356,15 @@ static void give_back(struct req_ctx *ctx)
 /* An IMAP failure as an errno for the kernel, with one log line when the link failed. */
 static int imap_errno(struct req_ctx *ctx, int rc, GError *err, const char *what)
 {
+	/* `what` may be a mailbox name: the server's bytes, escaped for the log. */
+	g_autofree char *esc = mfs_log_escape(what, strlen(what), 200);
+
 	if (ctx->interrupted)
 		rc = -EINTR;
 	else if (rc == -EIO && err)
-		mfs_log_warn("%s: %s", what, err->message);
+		mfs_log_warn("%s: %s", esc, err->message);
 	else if (err)
-		mfs_log_debug(MFS_LOG_IMAP, "%s: %s", what, err->message);
+		mfs_log_debug(MFS_LOG_IMAP, "%s: %s", esc, err->message);
 	if (err)
 		g_error_free(err);
 	return rc;
@@ -1106,34 +1109,77 @@ static void op_release(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi
 	fuse_reply_err(req, 0);
 }
 
+/*
+ * The answer to UID FETCH uid (BODY.PEEK[]<off.limit>). A body literal is
+ * received into `cur` and accepted only when its response names the UID
+ * asked for and the origin asked for: a server may send FETCH data for
+ * other messages at any time (RFC 3501 §7), which must never land in this
+ * message's bytes.
+ */
 struct range_sink {
-	GByteArray *buf;
-	guint64 limit;    /* bytes asked for; a server sending more is broken */
-	gboolean matched; /* saw the literal of the body section */
+	guint32 uid;
+	guint64 off;
+	guint64 limit;	  /* bytes asked for; a server sending more is broken */
+	GByteArray *cur;  /* the body literal being received */
+	gboolean cur_open;
+	guint64 cur_origin;
+	gboolean cur_too_big;
+	GByteArray *buf;  /* the accepted bytes */
+	gboolean matched; /* the answer for uid at off arrived */
 	gboolean too_big;
 };
 
 static gboolean range_begin(void *ud, uint32_t seq, const char *section, uint64_t size)
 {
 	struct range_sink *r = ud;
+	const char *lt = strchr(section, '<');
+	guint64 origin = 0;
 
 	(void)seq;
-	if (!g_str_has_prefix(section, "BODY[]"))
+	if (strncmp(section, "BODY[]", 6) != 0)
 		return FALSE;
-	if (size > r->limit) {
-		r->too_big = TRUE;
-		return TRUE; /* stream it away */
+	if (lt) {
+		char *end;
+
+		origin = g_ascii_strtoull(lt + 1, &end, 10);
+		if (end == lt + 1 || *end != '>')
+			origin = G_MAXUINT64;
 	}
-	r->matched = TRUE;
-	return TRUE;
+	g_byte_array_set_size(r->cur, 0);
+	r->cur_open = TRUE;
+	r->cur_origin = origin;
+	r->cur_too_big = size > r->limit;
+	return TRUE; /* streamed: kept below, or dropped */
 }
 
 static void range_chunk(void *ud, const void *data, size_t len)
 {
 	struct range_sink *r = ud;
 
-	if (r->matched && !r->too_big && r->buf->len + len <= r->limit)
-		g_byte_array_append(r->buf, data, (guint)len);
+	if (r->cur_open && !r->cur_too_big && r->cur->len + len <= r->limit)
+		g_byte_array_append(r->cur, data, (guint)len);
+}
+
+static void range_response(void *ud, const struct imap_response *resp)
+{
+	struct range_sink *r = ud;
+	guint32 uid;
+
+	if (!r->cur_open || !resp->keyword || strcmp(resp->keyword, "FETCH") != 0)
+		return;
+	r->cur_open = FALSE;
+	if (!imap_value_u32(imap_fetch_item(resp, "UID"), &uid) || uid != r->uid ||
+	    r->cur_origin != r->off)
+		return; /* someone else's bytes */
+	if (r->cur_too_big) {
+		r->too_big = TRUE;
+		return;
+	}
+	/* Said twice (an unsolicited FETCH before the answer): the last one,
+	   nearest the command's completion, wins. */
+	g_byte_array_set_size(r->buf, 0);
+	g_byte_array_append(r->buf, r->cur->data, r->cur->len);
+	r->matched = TRUE;
 }
 
 /* Fetch [off, off+len) of m from the server into the cache (or m->mem). */
@@ -1181,9 +1227,10 @@ static int fetch_range(struct mfs_imap_fs *fs, struct open_msg *m, guint64 off, 
 {
 	struct req_ctx ctx;
 	struct imap_session *s;
-	struct range_sink r = { .buf = g_byte_array_new(), .limit = len };
-	struct imap_handler h = { .literal_begin = range_begin, .literal_chunk = range_chunk,
-				  .ud = &r };
+	struct range_sink r = { .uid = m->uid, .off = off, .limit = len,
+				.cur = g_byte_array_new(), .buf = g_byte_array_new() };
+	struct imap_handler h = { .untagged = range_response, .literal_begin = range_begin,
+				  .literal_chunk = range_chunk, .ud = &r };
 	GError *err = NULL;
 	int rc;
 
@@ -1202,15 +1249,20 @@ static int fetch_range(struct mfs_imap_fs *fs, struct open_msg *m, guint64 off, 
 		      m->uid, fs->opts->mark_seen ? "" : ".PEEK", off, len);
 	give_back(&ctx);
 	if (rc < 0) {
-		if (r.matched && !r.too_big && r.buf->len > 0) {
-			keep_range(fs, m, off, r.buf);
-			*progress = r.buf->len;
+		/* The link broke in the middle of the answer: keep what arrived of
+		   the literal at the origin asked for. */
+		if (r.cur_open && !r.cur_too_big && r.cur_origin == off && r.cur->len > 0) {
+			keep_range(fs, m, off, r.cur);
+			*progress = r.cur->len;
 		}
 		rc = imap_errno(&ctx, rc, err, m->wire);
 		goto out;
 	}
 	if (r.too_big) {
-		mfs_log_warn("%s sent more of UID %u than asked for; refused", m->wire, m->uid);
+		g_autofree char *esc = mfs_log_escape(m->wire, strlen(m->wire), 200);
+
+		mfs_log_warn("%s: the server sent more of UID %u than asked for; refused", esc,
+			     m->uid);
 		rc = -EIO;
 		goto out;
 	}
@@ -1236,6 +1288,7 @@ static int fetch_range(struct mfs_imap_fs *fs, struct open_msg *m, guint64 off, 
 	}
 out:
 	g_byte_array_unref(r.buf);
+	g_byte_array_unref(r.cur);
 	req_ctx_clear(&ctx, req);
 	return rc;
 }
@@ -2059,7 +2112,9 @@ static int commit_staged(struct mfs_imap_fs *fs, fuse_req_t req, struct staged *
 		return -EIO;
 	}
 	if (!append_prepare(raw->data, raw->len, &msg, &err)) {
-		mfs_log_info("not appending %s to %s: %s", st->name, e.wire, err->message);
+		g_autofree char *esc = mfs_log_escape(e.wire, strlen(e.wire), 200);
+
+		mfs_log_info("not appending %s to %s: %s", st->name, esc, err->message);
 		g_error_free(err);
 		tree_entry_clear(&e);
 		return -EINVAL;
@@ -2076,8 +2131,8 @@ static int commit_staged(struct mfs_imap_fs *fs, fuse_req_t req, struct staged *
 
 		if (limit && msg->len > limit) {
 			/* Refused before a byte is sent (design §7, APPENDLIMIT). */
-			mfs_log_info("not appending %s to %s: %u bytes, the server takes at most %"
-				     G_GUINT64_FORMAT, st->name, e.wire, msg->len, limit);
+			mfs_log_info("not appending %s: %u bytes, the server takes at most %"
+				     G_GUINT64_FORMAT, st->name, msg->len, limit);
 			rc = -EFBIG;
 		} else if (mid && already_there(&ctx, s, e.wire, mid, msg->len)) {
 			mfs_log_debug(MFS_LOG_IMAP, "%s is already in %s: not appended again",
@@ -2087,10 +2142,13 @@ static int commit_staged(struct mfs_imap_fs *fs, fuse_req_t req, struct staged *
 			guint id = imap_send_literal(s, prefix, msg->data, msg->len, NULL, &err);
 
 			rc = id ? imap_wait(s, id, NULL, &res, &err) : -EIO;
-			if (rc < 0 && res.status != IMAP_STATUS_NONE)
-				mfs_log_info("APPEND to %s refused: %s%s%s%s", e.wire,
+			if (rc < 0 && res.status != IMAP_STATUS_NONE) {
+				g_autofree char *esc = mfs_log_escape(e.wire, strlen(e.wire), 200);
+
+				mfs_log_info("APPEND to %s refused: %s%s%s%s", esc,
 					     res.code ? "[" : "", res.code ? res.code : "",
 					     res.code ? "] " : "", res.text ? res.text : "");
+			}
 			imap_result_clear(&res);
 		}
 		give_back(&ctx);
