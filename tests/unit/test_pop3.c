@@ -274,7 +274,7 @@ static void check_dot(const struct dot_case *c, GByteArray *out, size_t consumed
 	g_assert_cmpuint(consumed, ==, want);
 	g_assert_cmpint(d->done, ==, c->done);
 	g_assert_cmpuint(out->len, ==, strlen(c->out));
-	g_assert_true(memcmp(out->data, c->out, out->len) == 0);
+	g_assert_true(out->len == 0 || memcmp(out->data, c->out, out->len) == 0);
 	g_assert_cmpuint(d->out, ==, out->len);
 }
 
@@ -392,7 +392,7 @@ static void test_dot_large(void)
 	}
 	g_assert_true(d.done);
 	g_assert_cmpuint(out->len, ==, msg->len);
-	g_assert_true(memcmp(out->data, msg->str, msg->len) == 0);
+	g_assert_true(msg->len == 0 || memcmp(out->data, msg->str, msg->len) == 0);
 	g_rand_free(rand);
 	g_string_free(msg, TRUE);
 	g_string_free(wire, TRUE);
