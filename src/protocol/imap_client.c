@@ -409,6 +409,14 @@ static int fail(struct imap_session *s, GError **err, GError *cause)
 	return rc;
 }
 
+/* The session is dead: say so, unless an error already says why. */
+static void set_closed(struct imap_session *s, GError **err)
+{
+	if (err && !*err)
+		g_set_error(err, G_IO_ERROR, G_IO_ERROR_BROKEN_PIPE, "connection to %s is closed",
+			    s->peer);
+}
+
 /* Read and parse what the server sends next. 0 or a negative errno. */
 static int pump(struct imap_session *s, GError **err)
 {
@@ -418,8 +426,7 @@ static int pump(struct imap_session *s, GError **err)
 	gssize used;
 
 	if (!s->alive) {
-		g_set_error(err, G_IO_ERROR, G_IO_ERROR_BROKEN_PIPE, "connection to %s is closed",
-			    s->peer);
+		set_closed(s, err);
 		return -EIO;
 	}
 	if (conn_buffered(s->conn) == 0 && !conn_fill(s->conn, &e))
@@ -466,8 +473,7 @@ static guint send_cmd(struct imap_session *s, gboolean redact, GError **err, con
 	guint id;
 
 	if (!s->alive) {
-		g_set_error(err, G_IO_ERROR, G_IO_ERROR_BROKEN_PIPE, "connection to %s is closed",
-			    s->peer);
+		set_closed(s, err);
 		return 0;
 	}
 	id = register_cmd(s, tag, sizeof(tag));
@@ -559,8 +565,7 @@ guint imap_send_literal(struct imap_session *s, const char *prefix, const void *
 	guint id;
 
 	if (!s->alive) {
-		g_set_error(err, G_IO_ERROR, G_IO_ERROR_BROKEN_PIPE, "connection to %s is closed",
-			    s->peer);
+		set_closed(s, err);
 		return 0;
 	}
 	id = register_cmd(s, tag, sizeof(tag));
@@ -613,9 +618,7 @@ int imap_wait(struct imap_session *s, guint id, const struct imap_handler *h,
 	int rc = 0;
 
 	if (id == 0) {
-		if (err && !*err)
-			g_set_error(err, G_IO_ERROR, G_IO_ERROR_BROKEN_PIPE,
-				    "connection to %s is closed", s->peer);
+		set_closed(s, err);
 		return -EIO;
 	}
 	s->handler = h;
@@ -1273,6 +1276,11 @@ int imap_idle(struct imap_session *s, int seconds, const struct imap_handler *h,
 		return -EIO;
 	s->handler = h;
 	rc = wait_continuation(s, id, err);
+	if (rc < 0) {
+		s->handler = saved;
+		unregister_cmd(s, id);
+		return rc;
+	}
 	if (rc == 0) {
 		/* Refused at once (NO/BAD): report it as the command's result. */
 		s->handler = saved;
