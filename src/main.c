@@ -25,6 +25,7 @@
 
 #include "account/pool.h"
 #include "fs/fs_imap.h"
+#include "fs/fs_pop3.h"
 #include "model/mcache.h"
 #include "model/tree.h"
 #include "startup/options.h"
@@ -54,14 +55,19 @@ static void print_usage(FILE *out)
 		"  -o OPT[,OPT]  mailfs or libfuse options (KEY=VALUE; see mailfs(1))\n"
 		"  -F FILE       config file [$XDG_CONFIG_HOME/mailfs/mailfs.conf]\n"
 		"  -V, --version print versions and exit\n"
-		"  -h, --help    print this help and exit\n"
+		"  -h            print this help and exit (--help: also libfuse's options)\n"
 		"\n"
 		"Unmount with: fusermount3 -u MOUNTPOINT.  Options and files: man mailfs\n");
 }
 
-static void print_help(void)
+/* -h fits a terminal; --help adds libfuse's own options. */
+static void print_help(gboolean full)
 {
 	print_usage(stdout);
+	if (!full) {
+		printf("libfuse's options: mailfs --help\n");
+		return;
+	}
 	printf("\nlibfuse options:\n");
 	fflush(stdout);
 	fuse_cmdline_help();
@@ -210,9 +216,17 @@ static enum imap_auth_mech auth_mech(enum mfs_auth a)
 	}
 }
 
-/* -- the IMAP mount --------------------------------------------------------- */
+/* -- the FUSE session, shared by both views ------------------------------------ */
 
-static int run_fuse(struct mfs_options *o, struct mfs_imap_fs *fs, GError **err)
+/* A view: its operation table, userdata, and the threads it runs while mounted. */
+struct view {
+	const struct fuse_lowlevel_ops *ops;
+	void *fs;
+	void (*attach)(void *fs, struct fuse_session *se);
+	void (*detach)(void *fs);
+};
+
+static int run_fuse(struct mfs_options *o, const struct view *v, GError **err)
 {
 	struct fuse_args args = FUSE_ARGS_INIT(0, NULL);
 	struct fuse_session *se;
@@ -230,7 +244,7 @@ static int run_fuse(struct mfs_options *o, struct mfs_imap_fs *fs, GError **err)
 	if (o->debug)
 		fuse_opt_add_arg(&args, "-d");
 
-	se = fuse_session_new(&args, mfs_imap_fs_ops(), sizeof(*mfs_imap_fs_ops()), fs);
+	se = fuse_session_new(&args, v->ops, sizeof(*v->ops), v->fs);
 	fuse_opt_free_args(&args);
 	if (!se) {
 		g_set_error(err, G_IO_ERROR, G_IO_ERROR_FAILED, "libfuse refused the options");
@@ -252,7 +266,7 @@ static int run_fuse(struct mfs_options *o, struct mfs_imap_fs *fs, GError **err)
 		mfs_log_use_syslog("mailfs");
 	/* Threads start only after this: fork() keeps just the calling thread. */
 	fuse_daemonize(o->foreground);
-	mfs_imap_fs_attach(fs, se);
+	v->attach(v->fs, se);
 
 	if (o->single_thread) {
 		rc = fuse_session_loop(se);
@@ -264,13 +278,25 @@ static int run_fuse(struct mfs_options *o, struct mfs_imap_fs *fs, GError **err)
 		rc = fuse_session_loop_mt(se, cfg);
 		fuse_loop_cfg_destroy(cfg);
 	}
-	mfs_imap_fs_detach(fs);
+	v->detach(v->fs);
 	fuse_session_unmount(se);
 	fuse_remove_signal_handlers(se);
 	fuse_session_destroy(se);
 	if (rc < 0 && rc != -EINTR)
 		mfs_log_error("the FUSE session ended with an error: %s", g_strerror(-rc));
 	return rc < 0 && rc != -EINTR ? 1 : 0;
+}
+
+/* -- the IMAP mount --------------------------------------------------------- */
+
+static void imap_attach(void *fs, struct fuse_session *se)
+{
+	mfs_imap_fs_attach(fs, se);
+}
+
+static void imap_detach(void *fs)
+{
+	mfs_imap_fs_detach(fs);
 }
 
 static int mount_imap(struct mfs_options *o)
@@ -325,7 +351,11 @@ static int mount_imap(struct mfs_options *o)
 				    "cannot list the mailboxes of %s", o->account);
 		goto out;
 	}
-	rc = run_fuse(o, fs, &err);
+	{
+		const struct view v = { mfs_imap_fs_ops(), fs, imap_attach, imap_detach };
+
+		rc = run_fuse(o, &v, &err);
+	}
 out:
 	if (err) {
 		fprintf(stderr, "mailfs: %s\n", err->message);
@@ -347,6 +377,94 @@ out:
 	return rc;
 }
 
+/* -- the POP3 mount (design §3) ------------------------------------------------- */
+
+static enum pop3_tls_mode pop3_tls(enum mfs_tls t)
+{
+	return t == MFS_TLS_IMPLICIT ? POP3_TLS_IMPLICIT :
+	       t == MFS_TLS_STARTTLS ? POP3_TLS_STARTTLS :
+				       POP3_TLS_NONE;
+}
+
+static enum pop3_auth_mech pop3_auth(enum mfs_auth a, GError **err)
+{
+	switch (a) {
+	case MFS_AUTH_PLAIN:
+		return POP3_AUTH_PLAIN;
+	case MFS_AUTH_XOAUTH2:
+		return POP3_AUTH_XOAUTH2;
+	case MFS_AUTH_LOGIN:
+	case MFS_AUTH_OAUTHBEARER:
+		g_set_error(err, G_OPTION_ERROR, G_OPTION_ERROR_BAD_VALUE,
+			    "auth=%s is not available for POP3 (use best, plain or xoauth2)",
+			    a == MFS_AUTH_LOGIN ? "login" : "oauthbearer");
+		return POP3_AUTH_BEST;
+	case MFS_AUTH_BEST:
+	default:
+		return POP3_AUTH_BEST;
+	}
+}
+
+static void pop3_attach(void *fs, struct fuse_session *se)
+{
+	mfs_pop3_fs_attach(fs, se);
+}
+
+static void pop3_detach(void *fs)
+{
+	mfs_pop3_fs_detach(fs);
+}
+
+static int mount_pop3(struct mfs_options *o)
+{
+	struct secret_source src = { .o = o };
+	struct pop3_session_opts so = { 0 };
+	struct mfs_pop3_fs *fs = NULL;
+	GError *err = NULL;
+	int lock_fd = -1;
+	int rc = 1;
+
+	if (!check_mountpoint(o->mountpoint, &err))
+		goto out;
+	so.auth = pop3_auth(o->auth, &err);
+	if (err)
+		goto out;
+	lock_fd = lock_account(o, &err);
+	if (lock_fd < 0)
+		goto out;
+	if (!prompt_if_needed(&src, &err))
+		goto out;
+	so.host = o->host;
+	so.port = o->port;
+	so.tls = pop3_tls(o->tls);
+	so.ca_file = o->ca_file;
+	so.tls_fingerprint = o->tls_fingerprint;
+	so.user = o->user;
+	so.oauth = o->oauth_token_command != NULL;
+	so.secret = get_secret;
+	so.secret_ud = &src;
+	so.timeout_s = (int)o->timeout;
+	fs = mfs_pop3_fs_new(o, &so, &err);
+	if (!fs || !mfs_pop3_fs_start(fs, &err))
+		goto out;
+	{
+		const struct view v = { mfs_pop3_fs_ops(), fs, pop3_attach, pop3_detach };
+
+		rc = run_fuse(o, &v, &err);
+	}
+out:
+	if (err) {
+		fprintf(stderr, "mailfs: %s\n", err->message);
+		g_error_free(err);
+	}
+	mfs_pop3_fs_free(fs);
+	if (src.prompted)
+		secret_free(src.prompted);
+	if (lock_fd >= 0)
+		close(lock_fd);
+	return rc;
+}
+
 int main(int argc, char **argv)
 {
 	struct mfs_options o;
@@ -361,7 +479,7 @@ int main(int argc, char **argv)
 			return EXIT_SUCCESS;
 		}
 		if (strcmp(argv[i], "-h") == 0 || strcmp(argv[i], "--help") == 0) {
-			print_help();
+			print_help(strcmp(argv[i], "--help") == 0);
 			return EXIT_SUCCESS;
 		}
 	}
@@ -379,14 +497,7 @@ int main(int argc, char **argv)
 	}
 	mfs_log_enable(o.log_categories |
 		       (o.debug ? MFS_LOG_IMAP | MFS_LOG_POP3 | MFS_LOG_FUSE | MFS_LOG_CACHE : 0));
-	if (o.proto == MFS_PROTO_POP3) {
-		fprintf(stderr, "mailfs: POP3 mode (%s) is not built yet; use an imap:// or "
-				"imaps:// URL\n",
-			o.url);
-		mfs_options_clear(&o);
-		return EXIT_FAILURE;
-	}
-	rc = mount_imap(&o);
+	rc = o.proto == MFS_PROTO_POP3 ? mount_pop3(&o) : mount_imap(&o);
 	mfs_options_clear(&o);
 	return rc;
 }

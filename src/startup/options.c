@@ -284,6 +284,18 @@ static gboolean parse_fingerprint(struct mfs_options *o, const struct key_def *k
 	return TRUE;
 }
 
+/* A path, or "none": no archive (pop3_archive_none). */
+static gboolean parse_archive(struct mfs_options *o, const struct key_def *k, const char *value,
+			      GError **err)
+{
+	g_autofree char *v = value ? g_strstrip(g_strdup(value)) : NULL;
+
+	o->pop3_archive_none = v && g_ascii_strcasecmp(v, "none") == 0;
+	if (o->pop3_archive_none)
+		return parse_path(o, k, NULL, err);
+	return parse_path(o, k, value, err);
+}
+
 /* ---- the one table of keys ---- */
 
 static const struct word auth_words[] = {
@@ -344,6 +356,9 @@ static const struct key_def keys[] = {
 	KEY("idle", parse_bool, idle, "yes"),
 	KEY_NUM("prefetch", parse_size, prefetch, "64M", 0, G_MAXUINT64),
 	KEY("log", parse_log, log_categories, "none"),
+	KEY("pop3_keep", parse_bool, pop3_keep, "no"),
+	KEY("pop3_archive", parse_archive, pop3_archive, NULL),
+	KEY_NUM("poll", parse_uint, poll, "60", 1, 86400),
 };
 
 static const struct key_def *find_key(const char *name)
@@ -398,6 +413,7 @@ void mfs_options_clear(struct mfs_options *o)
 	g_free(o->tls_fingerprint);
 	g_free(o->cache_dir);
 	g_free(o->trash);
+	g_free(o->pop3_archive);
 	g_strfreev(o->exclude);
 	if (o->fuse_opts)
 		g_ptr_array_unref(o->fuse_opts);
@@ -1064,6 +1080,11 @@ static gboolean finish(struct ctx *c, GError **err)
 	}
 	if (!o->cache_dir)
 		o->cache_dir = g_build_filename(g_get_user_cache_dir(), "mailfs", dirname, NULL);
+	if (!o->pop3_archive && !o->pop3_archive_none)
+		o->pop3_archive = g_build_filename(g_get_user_data_dir(), "mailfs", dirname, NULL);
+	/* Nothing is deleted on the server of a read-only mount. */
+	if (o->readonly)
+		o->pop3_keep = TRUE;
 	return TRUE;
 }
 

@@ -91,6 +91,9 @@
  *   virtual_folders  hide|show           [hide]
  *   mark_seen   bool                     [no]
  *   log         imap,pop3,fuse,cache,all,none   [none]
+ *   pop3_keep   bool                     [no]; `readonly` sets it
+ *   pop3_archive  path, or none          [$XDG_DATA_HOME/mailfs/ACCOUNT]
+ *   poll        seconds 1..86400         [60]
  *
  * Secrets: there is no password key; a URL with a password is refused; no
  * error message repeats a value of password_command or oauth_token_command.
@@ -160,6 +163,10 @@ struct mfs_options {
 	char **exclude;         /* NULL-terminated, never NULL, may be empty */
 	gboolean virtual_folders_show;
 	unsigned log_categories; /* enum mfs_log_cat bits, for mfs_log_enable() */
+	gboolean pop3_keep;     /* never DELE; TRUE whenever readonly */
+	char *pop3_archive;     /* absolute; NULL exactly when pop3_archive_none */
+	gboolean pop3_archive_none;
+	guint poll;             /* seconds between POP3 listings */
 
 	/* libfuse options in fuse_opt form (escapes kept), in order, e.g.
 	 * "allow_other", "max_read=131072"; give each as "-o" ITEM. */

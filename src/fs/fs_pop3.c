@@ -1,0 +1,1214 @@
+/* SPDX-License-Identifier: GPL-2.0-or-later */
+#include "fs/fs_pop3.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <glib/gstdio.h>
+#include <gmime/gmime.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/statvfs.h>
+#include <unistd.h>
+
+#include "fs/notify.h"
+#include "model/headers.h"
+#include "model/names.h"
+#include "model/spool.h"
+#include "util/log.h"
+
+#define STATUS_XATTR "user.mailfs.status"
+/* QUIT (and so commit the DELEs) after this long without work. */
+#define IDLE_QUIT_US (2 * G_USEC_PER_SEC)
+/* After [IN-USE] or [LOGIN-DELAY], readdir tries again at most this often. */
+#define BUSY_RETRY_S 30
+/* Headers read from a downloaded message for its Date. */
+#define DATE_SCAN_MAX (64 * 1024)
+/* readdir offsets: 1 after ".", 2 after "..", ino + DIR_OFF_BASE after a message. */
+#define DIR_OFF_BASE 2
+
+struct msg {
+	guint64 ino;
+	char *uidl;
+	char *name;      /* names_escape(uidl) ".eml" */
+	guint32 num;     /* number in the current session; 0: not on the server in it */
+	guint64 size;    /* LIST size, then the downloaded size */
+	gint64 mtime;
+	int fd;          /* the spool copy, -1 until downloaded */
+	char *spool_path;
+	gboolean taken;
+	gboolean gone;   /* no longer on the server, not taken by us */
+	guint opens;
+};
+
+/* One open file. */
+struct handle {
+	struct msg *m;
+	gboolean at_end; /* a read at an offset >= the size was seen */
+};
+
+struct mfs_pop3_fs {
+	const struct mfs_options *opts;
+	const struct pop3_session_opts *so;
+	struct notify *notify;
+	uid_t uid;
+	gid_t gid;
+	char *spool_dir;
+	char *state_dir;
+	gint64 mount_time; /* wall clock, seconds: the date of a message without one */
+	char *crash_at;    /* MAILFS_CRASH_AT */
+
+	GMutex lock;          /* everything below up to sess_lock; msg fields */
+	GHashTable *by_ino;   /* guint64 * -> struct msg (owned) */
+	GHashTable *by_uidl;  /* uidl -> struct msg */
+	GHashTable *by_name;  /* name -> struct msg: the listing */
+	guint64 next_ino;
+	char *last_error;
+	guint64 taken_count, taken_bytes, sessions, retrieved, retrieved_bytes;
+
+	/* Lock order: sess_lock, then lock. */
+	GMutex sess_lock;     /* the session, the state file, the listing's freshness */
+	struct pop3_session *sess;
+	gint64 last_use;      /* monotonic us of the session's last command */
+	gint64 listed_at;     /* monotonic us of the last listing; 0: never */
+	gint64 retry_after;   /* no listing from readdir before this (busy maildrop) */
+	gboolean busy;        /* the maildrop was busy: only the poll thread retries */
+	guint deles;          /* DELEs sent in this session, not yet committed */
+	gboolean dele_pending; /* taken UIDLs may still be on the server: a session is due */
+	struct spool_state *state;
+	GThread *thread;
+	GCond cond;
+	gboolean stop;
+};
+
+static gint64 now_us(void)
+{
+	return g_get_monotonic_time();
+}
+
+static void crash_point(struct mfs_pop3_fs *fs, const char *where)
+{
+	if (fs->crash_at && strcmp(fs->crash_at, where) == 0) {
+		mfs_log_info("MAILFS_CRASH_AT=%s: exiting", where);
+		_exit(99);
+	}
+}
+
+static void set_last_error(struct mfs_pop3_fs *fs, const char *text)
+{
+	g_mutex_lock(&fs->lock);
+	g_free(fs->last_error);
+	fs->last_error = g_strdup(text);
+	g_mutex_unlock(&fs->lock);
+}
+
+static void msg_free(gpointer p)
+{
+	struct msg *m = p;
+
+	if (m->fd >= 0)
+		close(m->fd);
+	g_free(m->uidl);
+	g_free(m->name);
+	g_free(m->spool_path);
+	g_free(m);
+}
+
+/* Remove what an earlier mount left in the spool store: it is fetched again. */
+static void clear_spool(const char *dir)
+{
+	GDir *d = g_dir_open(dir, 0, NULL);
+	const char *name;
+
+	if (!d)
+		return;
+	while ((name = g_dir_read_name(d))) {
+		g_autofree char *path = g_build_filename(dir, name, NULL);
+
+		g_unlink(path);
+	}
+	g_dir_close(d);
+}
+
+struct mfs_pop3_fs *mfs_pop3_fs_new(const struct mfs_options *opts,
+				    const struct pop3_session_opts *so, GError **err)
+{
+	struct mfs_pop3_fs *fs = g_new0(struct mfs_pop3_fs, 1);
+	g_autofree char *dirname = mfs_options_account_dirname(opts->account);
+
+	fs->opts = opts;
+	fs->so = so;
+	fs->uid = getuid();
+	fs->gid = getgid();
+	fs->mount_time = g_get_real_time() / G_USEC_PER_SEC;
+	fs->crash_at = g_strdup(g_getenv("MAILFS_CRASH_AT"));
+	fs->next_ino = FUSE_ROOT_ID + 1;
+	g_mutex_init(&fs->lock);
+	g_mutex_init(&fs->sess_lock);
+	g_cond_init(&fs->cond);
+	fs->by_ino = g_hash_table_new_full(g_int64_hash, g_int64_equal, NULL, msg_free);
+	fs->by_uidl = g_hash_table_new(g_str_hash, g_str_equal);
+	fs->by_name = g_hash_table_new(g_str_hash, g_str_equal);
+	fs->spool_dir = g_build_filename(opts->cache_dir, "spool", NULL);
+	fs->state_dir = g_build_filename(g_get_user_state_dir(), "mailfs", dirname, NULL);
+	if (!spool_mkdir(opts->cache_dir, 0700, err) || !spool_mkdir(fs->spool_dir, 0700, err))
+		goto fail;
+	clear_spool(fs->spool_dir);
+	fs->state = spool_state_open(fs->state_dir, err);
+	if (!fs->state)
+		goto fail;
+	if (opts->pop3_archive && !spool_mkdir(opts->pop3_archive, 0700, err))
+		goto fail;
+	return fs;
+fail:
+	mfs_pop3_fs_free(fs);
+	return NULL;
+}
+
+void mfs_pop3_fs_free(struct mfs_pop3_fs *fs)
+{
+	if (!fs)
+		return;
+	if (fs->sess) {
+		GError *e = NULL;
+
+		if (pop3_session_alive(fs->sess) && pop3_quit(fs->sess, &e) < 0) {
+			mfs_log_info("%s", e->message);
+			g_clear_error(&e);
+		}
+		pop3_session_free(fs->sess);
+	}
+	spool_state_free(fs->state);
+	g_hash_table_destroy(fs->by_name);
+	g_hash_table_destroy(fs->by_uidl);
+	g_hash_table_destroy(fs->by_ino);
+	g_free(fs->spool_dir);
+	g_free(fs->state_dir);
+	g_free(fs->crash_at);
+	g_free(fs->last_error);
+	g_mutex_clear(&fs->lock);
+	g_mutex_clear(&fs->sess_lock);
+	g_cond_clear(&fs->cond);
+	g_free(fs);
+}
+
+/* -- the session (sess_lock held throughout) --------------------------------- */
+
+static gint64 header_date(const char *data, size_t len, gint64 fallback)
+{
+	struct mail_headers h = { 0 };
+	gint64 t = fallback;
+
+	mail_headers_parse(data, len, &h);
+	if (h.date) {
+		GDateTime *dt = g_mime_utils_header_decode_date(h.date);
+
+		if (dt) {
+			t = g_date_time_to_unix(dt);
+			g_date_time_unref(dt);
+		}
+	}
+	mail_headers_clear(&h);
+	return t;
+}
+
+struct top_ctx {
+	struct mfs_pop3_fs *fs;
+	GHashTable *by_num; /* num -> struct msg */
+};
+
+static void on_top(void *ud, guint32 num, int rc, const GByteArray *headers)
+{
+	struct top_ctx *t = ud;
+	struct msg *m;
+	gint64 date;
+
+	if (rc < 0 || !headers)
+		return;
+	date = header_date((const char *)headers->data, headers->len, t->fs->mount_time);
+	g_mutex_lock(&t->fs->lock);
+	m = g_hash_table_lookup(t->by_num, GUINT_TO_POINTER(num));
+	if (m && m->fd < 0)
+		m->mtime = date;
+	g_mutex_unlock(&t->fs->lock);
+}
+
+static void unlist(struct mfs_pop3_fs *fs, struct msg *m, gboolean tell_kernel)
+{
+	/* Locked. */
+	if (g_hash_table_lookup(fs->by_name, m->name) != m)
+		return;
+	g_hash_table_remove(fs->by_name, m->name);
+	if (tell_kernel && fs->notify)
+		notify_entry_gone(fs->notify, FUSE_ROOT_ID, m->ino, m->name);
+}
+
+/*
+ * UIDL + LIST into the table: new messages get an inode and a TOP for their
+ * date, vanished ones leave the listing, taken ones still there get DELE.
+ */
+static int sync_listing(struct mfs_pop3_fs *fs, GError **err)
+{
+	g_autoptr(GArray) all = NULL;
+	g_autoptr(GHashTable) present = g_hash_table_new(g_str_hash, g_str_equal);
+	g_autoptr(GArray) dele = g_array_new(FALSE, FALSE, sizeof(guint32));
+	g_autoptr(GArray) top = g_array_new(FALSE, FALSE, sizeof(guint32));
+	struct top_ctx t = { .fs = fs };
+	GHashTableIter it;
+	gpointer v;
+	GError *e = NULL;
+	int rc = 0;
+
+	all = pop3_list_all(fs->sess, &e);
+	if (!all) {
+		rc = -pop3_error_errno(e, NULL);
+		g_propagate_error(err, e);
+		return rc;
+	}
+	t.by_num = g_hash_table_new(g_direct_hash, g_direct_equal);
+	g_mutex_lock(&fs->lock);
+	g_hash_table_iter_init(&it, fs->by_ino);
+	while (g_hash_table_iter_next(&it, NULL, &v))
+		((struct msg *)v)->num = 0;
+	for (guint i = 0; i < all->len; i++) {
+		const struct pop3_msg *pm = &g_array_index(all, struct pop3_msg, i);
+		struct msg *m;
+
+		g_hash_table_add(present, pm->uidl);
+		if (spool_state_has(fs->state, pm->uidl)) {
+			if (!fs->opts->pop3_keep)
+				g_array_append_val(dele, pm->num);
+			m = g_hash_table_lookup(fs->by_uidl, pm->uidl);
+			if (m)
+				m->num = pm->num;
+			continue;
+		}
+		m = g_hash_table_lookup(fs->by_uidl, pm->uidl);
+		if (!m) {
+			m = g_new0(struct msg, 1);
+			m->ino = fs->next_ino++;
+			m->uidl = g_strdup(pm->uidl);
+			{
+				g_autofree char *esc = names_escape(pm->uidl, strlen(pm->uidl));
+
+				m->name = g_strconcat(esc, ".eml", NULL);
+			}
+			m->fd = -1;
+			m->size = pm->size;
+			m->mtime = fs->mount_time;
+			g_hash_table_insert(fs->by_ino, &m->ino, m);
+			g_hash_table_insert(fs->by_uidl, m->uidl, m);
+			g_hash_table_insert(fs->by_name, m->name, m);
+			g_array_append_val(top, pm->num);
+		} else if (m->fd < 0) {
+			m->size = pm->size;
+		}
+		m->num = pm->num;
+		m->gone = FALSE;
+		g_hash_table_insert(t.by_num, GUINT_TO_POINTER(pm->num), m);
+	}
+	g_hash_table_iter_init(&it, fs->by_ino);
+	while (g_hash_table_iter_next(&it, NULL, &v)) {
+		struct msg *m = v;
+
+		if (!m->taken && !g_hash_table_contains(present, m->uidl)) {
+			/* Taken by another client: gone, though an open copy still reads. */
+			m->gone = TRUE;
+			unlist(fs, m, TRUE);
+		}
+	}
+	g_mutex_unlock(&fs->lock);
+
+	/* Taken UIDLs no longer on the server were deleted for good. */
+	if (!spool_state_prune(fs->state, present, &e)) {
+		mfs_log_error("%s", e->message);
+		g_clear_error(&e);
+	}
+	if (dele->len) {
+		g_autofree int *rcs = g_new0(int, dele->len);
+
+		rc = pop3_dele_many(fs->sess, (const guint32 *)(void *)dele->data, dele->len, rcs,
+				    &e);
+		fs->deles += dele->len;
+		if (rc < 0)
+			goto out;
+	}
+	/* TOP is optional (RFC 1939) but near universal: try it even when CAPA is silent. */
+	if (top->len)
+		rc = pop3_top_many(fs->sess, (const guint32 *)(void *)top->data, top->len, on_top,
+				   &t, &e);
+out:
+	g_hash_table_destroy(t.by_num);
+	if (rc < 0) {
+		g_propagate_error(err, e);
+		return rc;
+	}
+	fs->listed_at = now_us();
+	/* Every taken UIDL still there was marked again: the QUIT commits them. */
+	fs->dele_pending = FALSE;
+	return 0;
+}
+
+static void drop_session(struct mfs_pop3_fs *fs)
+{
+	/* DELEs of a session that ended without a confirmed QUIT: send them again. */
+	if (fs->deles)
+		fs->dele_pending = TRUE;
+	g_clear_pointer(&fs->sess, pop3_session_free);
+	fs->deles = 0;
+}
+
+/* A live session whose listing is current; connects (and lists) when needed. */
+static int session_get(struct mfs_pop3_fs *fs, gboolean *fresh, GError **err)
+{
+	GError *e = NULL;
+	int rc;
+
+	if (fresh)
+		*fresh = FALSE;
+	if (fs->sess && pop3_session_alive(fs->sess)) {
+		fs->last_use = now_us();
+		return 0;
+	}
+	drop_session(fs);
+	fs->sess = pop3_connect(fs->so, &e);
+	if (!fs->sess) {
+		rc = -pop3_error_errno(e, NULL);
+		set_last_error(fs, e->message);
+		g_propagate_error(err, e);
+		return rc;
+	}
+	g_mutex_lock(&fs->lock);
+	fs->sessions++;
+	g_mutex_unlock(&fs->lock);
+	if (fresh)
+		*fresh = TRUE;
+	rc = sync_listing(fs, &e);
+	if (rc < 0) {
+		set_last_error(fs, e ? e->message : "listing failed");
+		g_propagate_error(err, e);
+		drop_session(fs);
+		return rc;
+	}
+	fs->last_use = now_us();
+	return 0;
+}
+
+static void quit_session(struct mfs_pop3_fs *fs)
+{
+	GError *e = NULL;
+	guint deles = fs->deles;
+
+	if (!fs->sess)
+		return;
+	if (pop3_session_alive(fs->sess)) {
+		if (pop3_quit(fs->sess, &e) == 0) {
+			fs->deles = 0;
+		} else {
+			mfs_log_info("%s", e ? e->message : "QUIT failed");
+			g_clear_error(&e);
+		}
+	}
+	if (deles)
+		crash_point(fs, "before-quit-reply");
+	drop_session(fs);
+}
+
+/* An error worth waiting out rather than reporting: the maildrop is busy. */
+static gboolean busy_error(const GError *e)
+{
+	return g_error_matches(e, POP3_ERROR, POP3_ERROR_IN_USE) ||
+	       g_error_matches(e, POP3_ERROR, POP3_ERROR_LOGIN_DELAY) ||
+	       g_error_matches(e, POP3_ERROR, POP3_ERROR_SYS_TEMP);
+}
+
+/* List again (sess_lock held). Failures keep the last listing. */
+static void refresh_locked(struct mfs_pop3_fs *fs)
+{
+	GError *e = NULL;
+	gboolean fresh;
+	int rc = session_get(fs, &fresh, &e);
+
+	if (rc == 0 && !fresh) {
+		rc = sync_listing(fs, &e);
+		if (rc < 0) {
+			set_last_error(fs, e ? e->message : "listing failed");
+			if (!pop3_session_alive(fs->sess))
+				drop_session(fs);
+		}
+	}
+	if (rc == 0) {
+		fs->busy = FALSE;
+		fs->retry_after = 0;
+		return;
+	}
+	fs->retry_after = now_us() + (gint64)MIN(fs->opts->poll, BUSY_RETRY_S) * G_USEC_PER_SEC;
+	if (busy_error(e)) {
+		if (!fs->busy)
+			mfs_log_info("%s; keeping the last listing, trying again later",
+				     e->message);
+		fs->busy = TRUE;
+	} else {
+		mfs_log_info("cannot list the maildrop: %s", e ? e->message : g_strerror(-rc));
+	}
+	g_clear_error(&e);
+}
+
+/* -- the poll thread ------------------------------------------------------------ */
+
+static gpointer poll_thread(gpointer ud)
+{
+	struct mfs_pop3_fs *fs = ud;
+	gint64 next_poll = now_us() + (gint64)fs->opts->poll * G_USEC_PER_SEC;
+	gint64 next_dele = 0;
+
+	g_mutex_lock(&fs->sess_lock);
+	while (!fs->stop) {
+		gint64 now = now_us();
+		gint64 wake;
+
+		if (fs->sess && !pop3_session_alive(fs->sess))
+			drop_session(fs);
+		if (fs->sess && now - fs->last_use >= IDLE_QUIT_US)
+			quit_session(fs);
+		if (now >= next_poll) {
+			refresh_locked(fs);
+			quit_session(fs);
+			next_poll = now_us() + (gint64)fs->opts->poll * G_USEC_PER_SEC;
+		} else if (!fs->sess && fs->dele_pending && now >= next_dele) {
+			/* DELEs lost with a session: a short session sends them again. */
+			refresh_locked(fs);
+			quit_session(fs);
+			next_dele = now_us() + 5 * G_USEC_PER_SEC;
+		}
+		wake = next_poll;
+		if (!fs->sess && fs->dele_pending)
+			wake = MIN(wake, MAX(next_dele, fs->last_use + IDLE_QUIT_US));
+		if (fs->sess)
+			wake = MIN(wake, fs->last_use + IDLE_QUIT_US);
+		wake = MAX(wake, now_us() + G_USEC_PER_SEC / 20);
+		g_cond_wait_until(&fs->cond, &fs->sess_lock, wake);
+	}
+	/* Unmount: commit, after one more try at DELEs a lost session did not commit. */
+	if (fs->sess && !pop3_session_alive(fs->sess))
+		drop_session(fs);
+	if (fs->dele_pending && !fs->sess)
+		refresh_locked(fs);
+	quit_session(fs);
+	g_mutex_unlock(&fs->sess_lock);
+	return NULL;
+}
+
+gboolean mfs_pop3_fs_start(struct mfs_pop3_fs *fs, GError **err)
+{
+	int rc;
+
+	g_mutex_lock(&fs->sess_lock);
+	rc = session_get(fs, NULL, err);
+	g_mutex_unlock(&fs->sess_lock);
+	return rc == 0;
+}
+
+void mfs_pop3_fs_attach(struct mfs_pop3_fs *fs, struct fuse_session *se)
+{
+	fs->notify = notify_start(se);
+	fs->thread = g_thread_new("pop3-poll", poll_thread, fs);
+}
+
+void mfs_pop3_fs_detach(struct mfs_pop3_fs *fs)
+{
+	if (fs->thread) {
+		g_mutex_lock(&fs->sess_lock);
+		fs->stop = TRUE;
+		g_cond_signal(&fs->cond);
+		g_mutex_unlock(&fs->sess_lock);
+		g_thread_join(fs->thread);
+		fs->thread = NULL;
+	}
+	g_clear_pointer(&fs->notify, notify_stop);
+}
+
+/* -- download and taking (sess_lock held) ----------------------------------------- */
+
+static int sink_write(void *ud, const void *data, size_t len)
+{
+	int fd = *(int *)ud;
+	const char *p = data;
+
+	while (len > 0) {
+		ssize_t n = write(fd, p, len);
+
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n <= 0)
+			return n == 0 ? -EIO : -errno;
+		p += n;
+		len -= (size_t)n;
+	}
+	return 0;
+}
+
+static int retr_once(struct mfs_pop3_fs *fs, struct msg *m, GError **err)
+{
+	g_autofree char *tmp = NULL;
+	g_autofree char *final = g_build_filename(fs->spool_dir, m->name, NULL);
+	char head[DATE_SCAN_MAX];
+	guint64 got = 0;
+	guint32 num;
+	ssize_t hn;
+	int fd, rc;
+
+	g_mutex_lock(&fs->lock);
+	num = m->num;
+	g_mutex_unlock(&fs->lock);
+	if (num == 0)
+		return -ENOENT;
+	tmp = g_strconcat(final, ".part", NULL);
+	fd = open(tmp, O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+	if (fd < 0) {
+		rc = -errno;
+		g_set_error(err, G_FILE_ERROR, g_file_error_from_errno(-rc), "%s: %s", tmp,
+			    g_strerror(-rc));
+		return rc;
+	}
+	rc = pop3_retr(fs->sess, num, sink_write, &fd, &got, err);
+	if (rc == 0 && fsync(fd) != 0) {
+		rc = -errno;
+		g_set_error(err, G_FILE_ERROR, g_file_error_from_errno(-rc), "%s: %s", tmp,
+			    g_strerror(-rc));
+	}
+	if (rc == 0 && rename(tmp, final) != 0) {
+		rc = -errno;
+		g_set_error(err, G_FILE_ERROR, g_file_error_from_errno(-rc), "%s: %s", final,
+			    g_strerror(-rc));
+	}
+	if (rc == 0 && !spool_fsync_dir(fs->spool_dir, err))
+		rc = -EIO;
+	if (rc < 0) {
+		close(fd);
+		g_unlink(tmp);
+		return rc;
+	}
+	hn = pread(fd, head, sizeof(head), 0);
+	g_mutex_lock(&fs->lock);
+	m->fd = fd;
+	m->spool_path = g_steal_pointer(&final);
+	m->size = got;
+	if (hn > 0)
+		m->mtime = header_date(head, (size_t)hn, m->mtime);
+	fs->retrieved++;
+	fs->retrieved_bytes += got;
+	g_mutex_unlock(&fs->lock);
+	if (fs->notify)
+		notify_inode_changed(fs->notify, m->ino);
+	crash_point(fs, "after-retr");
+	return 0;
+}
+
+/* The message's bytes in the spool store. */
+static int download(struct mfs_pop3_fs *fs, struct msg *m, GError **err)
+{
+	for (int attempt = 0;; attempt++) {
+		gboolean fresh = FALSE;
+		GError *e = NULL;
+		int rc;
+
+		if (m->fd >= 0)
+			return 0;
+		rc = session_get(fs, &fresh, &e);
+		if (rc == 0)
+			rc = retr_once(fs, m, &e);
+		if (rc == 0)
+			return 0;
+		/* A session that died while idle: once more on a new one. */
+		if (attempt == 0 && !fresh && rc == -EIO && fs->sess &&
+		    !pop3_session_alive(fs->sess)) {
+			g_clear_error(&e);
+			drop_session(fs);
+			continue;
+		}
+		if (e)
+			set_last_error(fs, e->message);
+		if (fs->sess && !pop3_session_alive(fs->sess))
+			drop_session(fs);
+		g_propagate_error(err, e);
+		return rc;
+	}
+}
+
+/*
+ * Take m: archive, record, DELE — in that order. 0, or a negative errno
+ * (nothing taken) with *err. tell_kernel: the listing change is not the
+ * kernel's own doing (close, not unlink).
+ */
+static int take(struct mfs_pop3_fs *fs, struct msg *m, gboolean tell_kernel, GError **err)
+{
+	const struct mfs_options *o = fs->opts;
+	GError *e = NULL;
+	int rc;
+
+	if (m->taken)
+		return 0;
+	if (m->gone) {
+		/* Another client took it off the server: there is nothing left to take. */
+		(void)err;
+		mfs_log_info("%s was taken off the server by another client", m->uidl);
+		return 0;
+	}
+	if (o->pop3_archive) {
+		rc = download(fs, m, err);
+		if (rc < 0)
+			return rc;
+	}
+	if (m->fd >= 0 && m->size == 0) {
+		g_set_error(err, G_FILE_ERROR, G_FILE_ERROR_IO,
+			    "the download of %s came back empty: not taking it", m->uidl);
+		return -EIO;
+	}
+	if (o->pop3_archive) {
+		if (!spool_archive(o->pop3_archive, m->uidl, m->fd, &e)) {
+			rc = e->domain == G_FILE_ERROR && e->code == G_FILE_ERROR_NOSPC ? -ENOSPC :
+											  -EIO;
+			g_propagate_error(err, e);
+			return rc;
+		}
+		crash_point(fs, "after-archive");
+	}
+	if (!spool_state_add(fs->state, m->uidl, &e)) {
+		rc = e->domain == G_FILE_ERROR && e->code == G_FILE_ERROR_NOSPC ? -ENOSPC : -EIO;
+		g_propagate_error(err, e);
+		return rc;
+	}
+	crash_point(fs, "after-state");
+	if (!o->pop3_keep) {
+		gboolean fresh = FALSE;
+
+		/* A new session sends DELE for every taken UIDL itself. */
+		rc = session_get(fs, &fresh, &e);
+		if (rc == 0 && !fresh && m->num) {
+			rc = pop3_dele(fs->sess, m->num, &e);
+			fs->deles++;
+		}
+		if (rc < 0) {
+			/* Recorded: the next session deletes it. */
+			fs->dele_pending = TRUE;
+			mfs_log_info("DELE of %s deferred: %s", m->uidl,
+				     e ? e->message : g_strerror(-rc));
+			if (fs->sess && !pop3_session_alive(fs->sess))
+				drop_session(fs);
+		}
+		g_clear_error(&e);
+		crash_point(fs, "after-dele");
+	}
+	g_mutex_lock(&fs->lock);
+	m->taken = TRUE;
+	unlist(fs, m, tell_kernel);
+	fs->taken_count++;
+	fs->taken_bytes += m->size;
+	if (m->spool_path) {
+		g_unlink(m->spool_path);
+		g_clear_pointer(&m->spool_path, g_free);
+	}
+	if (m->opens == 0 && m->fd >= 0) {
+		close(m->fd);
+		m->fd = -1;
+	}
+	g_mutex_unlock(&fs->lock);
+	fs->last_use = now_us();
+	g_cond_signal(&fs->cond);
+	return 0;
+}
+
+/* -- attributes and lookup ------------------------------------------------------------ */
+
+static void root_attr(const struct mfs_pop3_fs *fs, struct stat *st)
+{
+	memset(st, 0, sizeof(*st));
+	st->st_ino = FUSE_ROOT_ID;
+	st->st_mode = S_IFDIR | 0700;
+	st->st_nlink = 2;
+	st->st_size = 4096;
+	st->st_blocks = 8;
+	st->st_uid = fs->uid;
+	st->st_gid = fs->gid;
+	st->st_mtime = st->st_ctime = st->st_atime = fs->mount_time;
+	st->st_blksize = 4096;
+}
+
+/* Locked. */
+static void msg_attr(const struct mfs_pop3_fs *fs, const struct msg *m, struct stat *st)
+{
+	memset(st, 0, sizeof(*st));
+	st->st_ino = m->ino;
+	st->st_mode = S_IFREG | 0600;
+	st->st_nlink = m->taken || m->gone ? 0 : 1;
+	st->st_size = (off_t)m->size;
+	st->st_blocks = (blkcnt_t)((m->size + 511) / 512);
+	st->st_uid = fs->uid;
+	st->st_gid = fs->gid;
+	st->st_mtime = st->st_ctime = st->st_atime = m->mtime;
+	st->st_blksize = 4096;
+}
+
+static double entry_timeout(const struct mfs_pop3_fs *fs)
+{
+	return fs->opts->poll;
+}
+
+static void op_lookup(fuse_req_t req, fuse_ino_t parent, const char *name)
+{
+	struct mfs_pop3_fs *fs = fuse_req_userdata(req);
+	struct fuse_entry_param ep = { 0 };
+	struct msg *m;
+
+	if (parent != FUSE_ROOT_ID) {
+		fuse_reply_err(req, ENOTDIR);
+		return;
+	}
+	g_mutex_lock(&fs->lock);
+	m = g_hash_table_lookup(fs->by_name, name);
+	if (m) {
+		msg_attr(fs, m, &ep.attr);
+		ep.ino = m->ino;
+		ep.generation = 1;
+		ep.attr_timeout = 1.0;
+		ep.entry_timeout = entry_timeout(fs);
+	}
+	g_mutex_unlock(&fs->lock);
+	if (!m)
+		fuse_reply_err(req, ENOENT);
+	else
+		fuse_reply_entry(req, &ep);
+}
+
+static void op_forget(fuse_req_t req, fuse_ino_t ino, uint64_t nlookup)
+{
+	/* Messages stay in memory for the mount: inode numbers stay stable. */
+	(void)ino;
+	(void)nlookup;
+	fuse_reply_none(req);
+}
+
+static void op_forget_multi(fuse_req_t req, size_t count, struct fuse_forget_data *forgets)
+{
+	(void)count;
+	(void)forgets;
+	fuse_reply_none(req);
+}
+
+static void op_getattr(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
+{
+	struct mfs_pop3_fs *fs = fuse_req_userdata(req);
+	struct stat st;
+	struct msg *m;
+	guint64 key = ino;
+
+	(void)fi;
+	if (ino == FUSE_ROOT_ID) {
+		root_attr(fs, &st);
+		fuse_reply_attr(req, &st, 1.0);
+		return;
+	}
+	g_mutex_lock(&fs->lock);
+	m = g_hash_table_lookup(fs->by_ino, &key);
+	if (m)
+		msg_attr(fs, m, &st);
+	g_mutex_unlock(&fs->lock);
+	if (!m)
+		fuse_reply_err(req, ENOENT);
+	else
+		fuse_reply_attr(req, &st, 1.0);
+}
+
+/* -- readdir ---------------------------------------------------------------------------- */
+
+static gint cmp_ino(gconstpointer a, gconstpointer b)
+{
+	const struct msg *x = *(struct msg *const *)a;
+	const struct msg *y = *(struct msg *const *)b;
+
+	return x->ino < y->ino ? -1 : x->ino > y->ino;
+}
+
+static void do_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, gboolean plus)
+{
+	struct mfs_pop3_fs *fs = fuse_req_userdata(req);
+	g_autoptr(GPtrArray) list = g_ptr_array_new();
+	char *buf;
+	size_t used = 0;
+	GHashTableIter it;
+	gpointer v;
+
+	if (ino != FUSE_ROOT_ID) {
+		fuse_reply_err(req, ENOTDIR);
+		return;
+	}
+	/* A session busy elsewhere (a download, the poll thread waiting for a
+	   locked maildrop) means a listing is on its way: serve the last one.
+	   So does a maildrop another client holds: a server may make a login
+	   wait seconds for its lock before [IN-USE]; the poll thread retries. */
+	if (off == 0 && g_mutex_trylock(&fs->sess_lock)) {
+		gint64 now = now_us();
+
+		if ((fs->listed_at == 0 ||
+		     now - fs->listed_at >= (gint64)fs->opts->poll * G_USEC_PER_SEC) &&
+		    now >= fs->retry_after && !fs->busy)
+			refresh_locked(fs);
+		g_mutex_unlock(&fs->sess_lock);
+	}
+	buf = g_malloc(size);
+	g_mutex_lock(&fs->lock);
+	g_hash_table_iter_init(&it, fs->by_name);
+	while (g_hash_table_iter_next(&it, NULL, &v)) {
+		struct msg *m = v;
+
+		if ((off_t)(m->ino + DIR_OFF_BASE) > off)
+			g_ptr_array_add(list, m);
+	}
+	g_ptr_array_sort(list, cmp_ino);
+	for (guint i = 0; i < 2 + list->len; i++) {
+		const char *name;
+		struct fuse_entry_param ep = { 0 };
+		off_t next;
+		size_t need;
+
+		if (i < 2) {
+			if (off > (off_t)i)
+				continue;
+			name = i == 0 ? "." : "..";
+			root_attr(fs, &ep.attr);
+			ep.ino = 0; /* no lookup reference for "." and ".." */
+			next = (off_t)i + 1;
+		} else {
+			struct msg *m = list->pdata[i - 2];
+
+			name = m->name;
+			msg_attr(fs, m, &ep.attr);
+			ep.ino = m->ino;
+			ep.generation = 1;
+			ep.attr_timeout = 1.0;
+			ep.entry_timeout = entry_timeout(fs);
+			next = (off_t)(m->ino + DIR_OFF_BASE);
+		}
+		if (plus) {
+			need = fuse_add_direntry_plus(req, buf + used, size - used, name, &ep,
+						      next);
+		} else {
+			if (i < 2)
+				ep.attr.st_ino = FUSE_ROOT_ID;
+			need = fuse_add_direntry(req, buf + used, size - used, name, &ep.attr,
+						 next);
+		}
+		if (need > size - used)
+			break;
+		used += need;
+	}
+	g_mutex_unlock(&fs->lock);
+	fuse_reply_buf(req, buf, used);
+	g_free(buf);
+}
+
+static void op_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
+		       struct fuse_file_info *fi)
+{
+	(void)fi;
+	do_readdir(req, ino, size, off, FALSE);
+}
+
+static void op_readdirplus(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
+			   struct fuse_file_info *fi)
+{
+	(void)fi;
+	do_readdir(req, ino, size, off, TRUE);
+}
+
+/* -- open, read, flush, release, unlink -------------------------------------------------- */
+
+static struct msg *msg_by_ino(struct mfs_pop3_fs *fs, fuse_ino_t ino)
+{
+	guint64 key = ino;
+	struct msg *m;
+
+	g_mutex_lock(&fs->lock);
+	m = g_hash_table_lookup(fs->by_ino, &key);
+	g_mutex_unlock(&fs->lock);
+	return m;
+}
+
+static void op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
+{
+	struct mfs_pop3_fs *fs = fuse_req_userdata(req);
+	struct msg *m = msg_by_ino(fs, ino);
+	struct handle *h;
+	GError *e = NULL;
+	int rc = 0;
+
+	if (!m) {
+		fuse_reply_err(req, ino == FUSE_ROOT_ID ? EISDIR : ENOENT);
+		return;
+	}
+	if ((fi->flags & O_ACCMODE) != O_RDONLY) {
+		fuse_reply_err(req, EROFS);
+		return;
+	}
+	g_mutex_lock(&fs->sess_lock);
+	if (m->taken || m->gone)
+		rc = m->fd >= 0 ? 0 : -ENOENT;
+	else
+		rc = download(fs, m, &e);
+	if (rc == 0) {
+		g_mutex_lock(&fs->lock);
+		m->opens++;
+		g_mutex_unlock(&fs->lock);
+	}
+	g_mutex_unlock(&fs->sess_lock);
+	if (rc < 0) {
+		if (e)
+			mfs_log_info("cannot open %s: %s", m->name, e->message);
+		g_clear_error(&e);
+		fuse_reply_err(req, -rc);
+		return;
+	}
+	h = g_new0(struct handle, 1);
+	h->m = m;
+	fi->fh = (uint64_t)(uintptr_t)h;
+	/* Every read reaches us, so the kernel's read-ahead is never taken for a reader. */
+	fi->direct_io = 1;
+	fi->keep_cache = 0;
+	if (fuse_reply_open(req, fi) != 0) {
+		g_mutex_lock(&fs->lock);
+		m->opens--;
+		g_mutex_unlock(&fs->lock);
+		g_free(h);
+	}
+}
+
+static void op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
+		    struct fuse_file_info *fi)
+{
+	struct mfs_pop3_fs *fs = fuse_req_userdata(req);
+	struct handle *h = (struct handle *)(uintptr_t)fi->fh;
+	char *buf;
+	ssize_t n;
+	int fd;
+	guint64 msize;
+
+	(void)ino;
+	g_mutex_lock(&fs->lock);
+	fd = h->m->fd;
+	msize = h->m->size;
+	if (off >= 0 && (guint64)off >= msize)
+		h->at_end = TRUE;
+	g_mutex_unlock(&fs->lock);
+	if (off < 0 || fd < 0) {
+		fuse_reply_err(req, off < 0 ? EINVAL : EIO);
+		return;
+	}
+	buf = g_malloc(size ? size : 1);
+	do
+		n = pread(fd, buf, size, off);
+	while (n < 0 && errno == EINTR);
+	if (n < 0)
+		fuse_reply_err(req, errno);
+	else
+		fuse_reply_buf(req, buf, (size_t)n);
+	g_free(buf);
+}
+
+static void op_flush(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
+{
+	struct mfs_pop3_fs *fs = fuse_req_userdata(req);
+	struct handle *h = (struct handle *)(uintptr_t)fi->fh;
+	GError *e = NULL;
+	gboolean at_end;
+	int rc = 0;
+
+	(void)ino;
+	g_mutex_lock(&fs->lock);
+	at_end = h->at_end;
+	g_mutex_unlock(&fs->lock);
+	if (!at_end) {
+		fuse_reply_err(req, 0);
+		return;
+	}
+	g_mutex_lock(&fs->sess_lock);
+	rc = take(fs, h->m, TRUE, &e);
+	g_mutex_unlock(&fs->sess_lock);
+	if (rc < 0) {
+		mfs_log_error("not taken: %s", e ? e->message : g_strerror(-rc));
+		set_last_error(fs, e ? e->message : g_strerror(-rc));
+		g_clear_error(&e);
+	}
+	fuse_reply_err(req, -rc);
+}
+
+static void op_release(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
+{
+	struct mfs_pop3_fs *fs = fuse_req_userdata(req);
+	struct handle *h = (struct handle *)(uintptr_t)fi->fh;
+	struct msg *m = h->m;
+
+	(void)ino;
+	g_mutex_lock(&fs->lock);
+	m->opens--;
+	if (m->opens == 0 && (m->taken || m->gone) && m->fd >= 0) {
+		close(m->fd);
+		m->fd = -1;
+		if (m->spool_path) {
+			g_unlink(m->spool_path);
+			g_clear_pointer(&m->spool_path, g_free);
+		}
+	}
+	g_mutex_unlock(&fs->lock);
+	g_free(h);
+	fuse_reply_err(req, 0);
+}
+
+static void op_unlink(fuse_req_t req, fuse_ino_t parent, const char *name)
+{
+	struct mfs_pop3_fs *fs = fuse_req_userdata(req);
+	struct msg *m;
+	GError *e = NULL;
+	int rc;
+
+	if (parent != FUSE_ROOT_ID) {
+		fuse_reply_err(req, ENOENT);
+		return;
+	}
+	if (fs->opts->readonly) {
+		fuse_reply_err(req, EROFS);
+		return;
+	}
+	g_mutex_lock(&fs->sess_lock);
+	g_mutex_lock(&fs->lock);
+	m = g_hash_table_lookup(fs->by_name, name);
+	g_mutex_unlock(&fs->lock);
+	rc = m ? take(fs, m, FALSE, &e) : -ENOENT;
+	g_mutex_unlock(&fs->sess_lock);
+	if (rc < 0 && e) {
+		mfs_log_error("not taken: %s", e->message);
+		set_last_error(fs, e->message);
+	}
+	g_clear_error(&e);
+	fuse_reply_err(req, -rc);
+}
+
+/* -- xattrs, statfs, init ------------------------------------------------------------------ */
+
+static char *status_text(struct mfs_pop3_fs *fs)
+{
+	GString *s = g_string_new(NULL);
+	gboolean connected;
+	guint taken_known;
+
+	g_mutex_lock(&fs->sess_lock);
+	connected = fs->sess && pop3_session_alive(fs->sess);
+	taken_known = spool_state_count(fs->state);
+	g_mutex_unlock(&fs->sess_lock);
+	g_mutex_lock(&fs->lock);
+	g_string_append_printf(s, "state: %s\n", connected ? "connected" : "idle");
+	g_string_append_printf(s, "server: %s\n", fs->opts->url);
+	g_string_append_printf(s, "messages_waiting: %u\n", g_hash_table_size(fs->by_name));
+	g_string_append_printf(s, "messages_taken: %" G_GUINT64_FORMAT "\n", fs->taken_count);
+	g_string_append_printf(s, "bytes_taken: %" G_GUINT64_FORMAT "\n", fs->taken_bytes);
+	g_string_append_printf(s, "messages_retrieved: %" G_GUINT64_FORMAT "\n", fs->retrieved);
+	g_string_append_printf(s, "bytes_retrieved: %" G_GUINT64_FORMAT "\n",
+			       fs->retrieved_bytes);
+	g_string_append_printf(s, "sessions: %" G_GUINT64_FORMAT "\n", fs->sessions);
+	g_string_append_printf(s, "taken_uidls_remembered: %u\n", taken_known);
+	g_string_append_printf(s, "archive: %s\n",
+			       fs->opts->pop3_archive ? fs->opts->pop3_archive : "none");
+	g_string_append_printf(s, "keep: %s\n", fs->opts->pop3_keep ? "yes" : "no");
+	if (fs->last_error)
+		g_string_append_printf(s, "last_error: %s\n", fs->last_error);
+	g_mutex_unlock(&fs->lock);
+	return g_string_free(s, FALSE);
+}
+
+static void op_getxattr(fuse_req_t req, fuse_ino_t ino, const char *name, size_t size)
+{
+	struct mfs_pop3_fs *fs = fuse_req_userdata(req);
+	g_autofree char *text = NULL;
+	size_t len;
+
+	if (ino != FUSE_ROOT_ID || strcmp(name, STATUS_XATTR) != 0) {
+		fuse_reply_err(req, ENODATA);
+		return;
+	}
+	text = status_text(fs);
+	len = strlen(text);
+	if (size == 0)
+		fuse_reply_xattr(req, len);
+	else if (size < len)
+		fuse_reply_err(req, ERANGE);
+	else
+		fuse_reply_buf(req, text, len);
+}
+
+static void op_listxattr(fuse_req_t req, fuse_ino_t ino, size_t size)
+{
+	size_t len = ino == FUSE_ROOT_ID ? sizeof(STATUS_XATTR) : 0;
+
+	if (size == 0)
+		fuse_reply_xattr(req, len);
+	else if (size < len)
+		fuse_reply_err(req, ERANGE);
+	else
+		fuse_reply_buf(req, STATUS_XATTR, len);
+}
+
+static void op_statfs(fuse_req_t req, fuse_ino_t ino)
+{
+	struct mfs_pop3_fs *fs = fuse_req_userdata(req);
+	struct statvfs st = { 0 };
+	struct statvfs local;
+
+	(void)ino;
+	if (statvfs(fs->spool_dir, &local) == 0) {
+		guint64 avail = (guint64)local.f_bavail * local.f_frsize / 4096;
+
+		st.f_bfree = st.f_bavail = MAX(avail, 1);
+		st.f_blocks = MAX((guint64)local.f_blocks * local.f_frsize / 4096, st.f_bfree);
+	} else {
+		st.f_blocks = st.f_bfree = st.f_bavail = 1;
+	}
+	st.f_bsize = 4096;
+	st.f_frsize = 4096;
+	st.f_files = 1000000;
+	st.f_ffree = 1000000;
+	st.f_favail = 1000000;
+	st.f_namemax = 255;
+	fuse_reply_statfs(req, &st);
+}
+
+static void op_init(void *userdata, struct fuse_conn_info *conn)
+{
+	(void)userdata;
+	if (conn->capable & FUSE_CAP_READDIRPLUS)
+		conn->want |= FUSE_CAP_READDIRPLUS;
+	conn->want &= ~FUSE_CAP_READDIRPLUS_AUTO;
+}
+
+static const struct fuse_lowlevel_ops ops = {
+	.init = op_init,
+	.lookup = op_lookup,
+	.forget = op_forget,
+	.forget_multi = op_forget_multi,
+	.getattr = op_getattr,
+	.readdir = op_readdir,
+	.readdirplus = op_readdirplus,
+	.open = op_open,
+	.read = op_read,
+	.flush = op_flush,
+	.release = op_release,
+	.unlink = op_unlink,
+	.statfs = op_statfs,
+	.getxattr = op_getxattr,
+	.listxattr = op_listxattr,
+};
+
+const struct fuse_lowlevel_ops *mfs_pop3_fs_ops(void)
+{
+	return &ops;
+}

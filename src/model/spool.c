@@ -1,0 +1,275 @@
+/* SPDX-License-Identifier: GPL-2.0-or-later */
+#include "model/spool.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <glib/gstdio.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "model/names.h"
+
+#define STATE_NAME "taken"
+/* A UIDL is at most 70 characters (RFC 1939 §7). */
+#define UIDL_MAX 70
+
+struct spool_state {
+	char *dir;
+	char *path;
+	GHashTable *taken; /* UIDL -> itself */
+};
+
+static gboolean errno_error(GError **err, int e, const char *what, const char *path)
+{
+	g_set_error(err, G_FILE_ERROR, g_file_error_from_errno(e), "%s %s: %s", what, path,
+		    g_strerror(e));
+	return FALSE;
+}
+
+gboolean spool_mkdir(const char *path, int mode, GError **err)
+{
+	if (g_mkdir_with_parents(path, mode) != 0)
+		return errno_error(err, errno, "cannot create", path);
+	if (chmod(path, (mode_t)mode) != 0)
+		return errno_error(err, errno, "cannot chmod", path);
+	return TRUE;
+}
+
+gboolean spool_fsync_dir(const char *path, GError **err)
+{
+	int fd = open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	int e;
+
+	if (fd < 0)
+		return errno_error(err, errno, "cannot open", path);
+	if (fsync(fd) != 0) {
+		e = errno;
+		close(fd);
+		return errno_error(err, e, "cannot fsync", path);
+	}
+	close(fd);
+	return TRUE;
+}
+
+static gboolean uidl_ok(const char *s, size_t len)
+{
+	if (len == 0 || len > UIDL_MAX)
+		return FALSE;
+	for (size_t i = 0; i < len; i++) {
+		if ((unsigned char)s[i] < 0x21 || (unsigned char)s[i] > 0x7e)
+			return FALSE;
+	}
+	return TRUE;
+}
+
+struct spool_state *spool_state_open(const char *dir, GError **err)
+{
+	struct spool_state *st;
+	g_autofree char *text = NULL;
+	gsize len = 0;
+	GError *e = NULL;
+
+	if (!spool_mkdir(dir, 0700, err))
+		return NULL;
+	st = g_new0(struct spool_state, 1);
+	st->dir = g_strdup(dir);
+	st->path = g_build_filename(dir, STATE_NAME, NULL);
+	st->taken = g_hash_table_new_full(g_str_hash, g_str_equal, g_free, NULL);
+	if (!g_file_get_contents(st->path, &text, &len, &e)) {
+		if (g_error_matches(e, G_FILE_ERROR, G_FILE_ERROR_NOENT)) {
+			g_error_free(e);
+			return st;
+		}
+		g_propagate_error(err, e);
+		spool_state_free(st);
+		return NULL;
+	}
+	for (gsize i = 0; i < len;) {
+		const char *nl = memchr(text + i, '\n', len - i);
+		size_t l = nl ? (size_t)(nl - (text + i)) : len - i;
+
+		if (uidl_ok(text + i, l))
+			g_hash_table_add(st->taken, g_strndup(text + i, l));
+		i += l + 1;
+	}
+	return st;
+}
+
+void spool_state_free(struct spool_state *st)
+{
+	if (!st)
+		return;
+	g_hash_table_destroy(st->taken);
+	g_free(st->path);
+	g_free(st->dir);
+	g_free(st);
+}
+
+gboolean spool_state_has(const struct spool_state *st, const char *uidl)
+{
+	return g_hash_table_contains(st->taken, uidl);
+}
+
+guint spool_state_count(const struct spool_state *st)
+{
+	return g_hash_table_size(st->taken);
+}
+
+/* Write all of len bytes; FALSE with errno set. */
+static gboolean write_all(int fd, const void *data, size_t len)
+{
+	const char *p = data;
+
+	while (len > 0) {
+		ssize_t n = write(fd, p, len);
+
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n <= 0) {
+			if (n == 0)
+				errno = EIO;
+			return FALSE;
+		}
+		p += n;
+		len -= (size_t)n;
+	}
+	return TRUE;
+}
+
+/* Write data to dir/tmpname, fsync, rename to final, fsync dir. */
+static gboolean write_durably(const char *tmp, const char *final, const char *dir,
+			      const void *data, size_t len, GError **err)
+{
+	int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+	int e;
+
+	if (fd < 0)
+		return errno_error(err, errno, "cannot create", tmp);
+	if (!write_all(fd, data, len) || fsync(fd) != 0) {
+		e = errno;
+		close(fd);
+		g_unlink(tmp);
+		return errno_error(err, e, "cannot write", tmp);
+	}
+	if (close(fd) != 0) {
+		e = errno;
+		g_unlink(tmp);
+		return errno_error(err, e, "cannot write", tmp);
+	}
+	if (rename(tmp, final) != 0) {
+		e = errno;
+		g_unlink(tmp);
+		return errno_error(err, e, "cannot rename to", final);
+	}
+	return spool_fsync_dir(dir, err);
+}
+
+static gboolean state_save(struct spool_state *st, GError **err)
+{
+	GString *s = g_string_new(NULL);
+	g_autofree char *tmp = g_strconcat(st->path, ".new", NULL);
+	GHashTableIter it;
+	gpointer k;
+	gboolean ok;
+
+	g_hash_table_iter_init(&it, st->taken);
+	while (g_hash_table_iter_next(&it, &k, NULL)) {
+		g_string_append(s, k);
+		g_string_append_c(s, '\n');
+	}
+	ok = write_durably(tmp, st->path, st->dir, s->str, s->len, err);
+	g_string_free(s, TRUE);
+	return ok;
+}
+
+gboolean spool_state_add(struct spool_state *st, const char *uidl, GError **err)
+{
+	if (!uidl_ok(uidl, strlen(uidl))) {
+		g_set_error(err, G_FILE_ERROR, G_FILE_ERROR_INVAL, "invalid UIDL");
+		return FALSE;
+	}
+	if (g_hash_table_contains(st->taken, uidl))
+		return TRUE;
+	g_hash_table_add(st->taken, g_strdup(uidl));
+	if (!state_save(st, err)) {
+		/* Not recorded on disk: not taken. */
+		g_hash_table_remove(st->taken, uidl);
+		return FALSE;
+	}
+	return TRUE;
+}
+
+gboolean spool_state_prune(struct spool_state *st, GHashTable *present, GError **err)
+{
+	GHashTableIter it;
+	gpointer k;
+	guint dropped = 0;
+
+	g_hash_table_iter_init(&it, st->taken);
+	while (g_hash_table_iter_next(&it, &k, NULL)) {
+		if (!g_hash_table_contains(present, k)) {
+			g_hash_table_iter_remove(&it);
+			dropped++;
+		}
+	}
+	return dropped == 0 || state_save(st, err);
+}
+
+gboolean spool_archive(const char *maildir, const char *uidl, int src_fd, GError **err)
+{
+	g_autofree char *name = names_escape(uidl, strlen(uidl));
+	g_autofree char *tmpdir = g_build_filename(maildir, "tmp", NULL);
+	g_autofree char *newdir = g_build_filename(maildir, "new", NULL);
+	g_autofree char *curdir = g_build_filename(maildir, "cur", NULL);
+	g_autofree char *tmp = g_build_filename(tmpdir, name, NULL);
+	g_autofree char *final = g_build_filename(newdir, name, NULL);
+	char buf[65536];
+	off_t off = 0;
+	int fd, e;
+
+	if (!spool_mkdir(maildir, 0700, err) || !spool_mkdir(tmpdir, 0700, err) ||
+	    !spool_mkdir(newdir, 0700, err) || !spool_mkdir(curdir, 0700, err))
+		return FALSE;
+	fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+	if (fd < 0)
+		return errno_error(err, errno, "cannot create", tmp);
+	for (;;) {
+		ssize_t n = pread(src_fd, buf, sizeof(buf), off);
+
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0) {
+			e = errno;
+			close(fd);
+			g_unlink(tmp);
+			return errno_error(err, e, "cannot read the spool copy for", tmp);
+		}
+		if (n == 0)
+			break;
+		if (!write_all(fd, buf, (size_t)n)) {
+			e = errno;
+			close(fd);
+			g_unlink(tmp);
+			return errno_error(err, e, "cannot write", tmp);
+		}
+		off += n;
+	}
+	if (fsync(fd) != 0) {
+		e = errno;
+		close(fd);
+		g_unlink(tmp);
+		return errno_error(err, e, "cannot write", tmp);
+	}
+	if (close(fd) != 0) {
+		e = errno;
+		g_unlink(tmp);
+		return errno_error(err, e, "cannot write", tmp);
+	}
+	if (rename(tmp, final) != 0) {
+		e = errno;
+		g_unlink(tmp);
+		return errno_error(err, e, "cannot rename to", final);
+	}
+	return spool_fsync_dir(newdir, err);
+}

@@ -1,0 +1,56 @@
+/* SPDX-License-Identifier: GPL-2.0-or-later */
+/*
+ * spool: the local files of the POP3 read-once spool (design §3) — the
+ * taken-UIDL state file and the Maildir archive — written so that a crash
+ * at any point loses nothing: every file is written under a temporary
+ * name, fsync'd, renamed, and its directory fsync'd.
+ *
+ * State file: one UIDL per line (UIDLs are 0x21-0x7E, so no line breaks or
+ * blanks inside), in the state directory. A line that is not a valid UIDL is
+ * skipped. A missing file is an empty set.
+ *
+ * Archive: a Maildir (tmp/, new/, cur/, mode 0700). A message goes to
+ * tmp/NAME, is fsync'd, renamed to new/NAME, new/ fsync'd. NAME is
+ * names_escape(UIDL): the same UIDL always gives the same name, so writing
+ * it again (after a crash between archive and state) replaces the earlier
+ * copy rather than adding a second one.
+ *
+ * Errors: gboolean + GError (G_FILE_ERROR from errno; the message names the
+ * path). Memory: the state owns its strings. Threads: a spool_state is not
+ * locked; the caller serialises access.
+ */
+#ifndef MFS_SPOOL_H
+#define MFS_SPOOL_H
+
+#include <glib.h>
+
+struct spool_state;
+
+/* Load (or start empty) the state file dir/taken; creates dir (0700). NULL and *err on failure. */
+struct spool_state *spool_state_open(const char *dir, GError **err);
+void spool_state_free(struct spool_state *st);
+gboolean spool_state_has(const struct spool_state *st, const char *uidl);
+guint spool_state_count(const struct spool_state *st);
+/* Add a UIDL and write the file durably (new file, fsync, rename, fsync dir). */
+gboolean spool_state_add(struct spool_state *st, const char *uidl, GError **err);
+/*
+ * Drop the UIDLs not in present (a set of UIDL strings on the server): they
+ * were committed deleted, and a UIDL is never reused (RFC 1939 §7). Writes
+ * the file only when something was dropped.
+ */
+gboolean spool_state_prune(struct spool_state *st, GHashTable *present, GError **err);
+
+/* mkdir -p with mode (and chmod it, for a directory that existed looser). */
+gboolean spool_mkdir(const char *path, int mode, GError **err);
+/* fsync a directory. */
+gboolean spool_fsync_dir(const char *path, GError **err);
+
+/*
+ * Copy the whole of src_fd (from offset 0) into the Maildir at maildir as
+ * new/NAME (NAME = names_escape(uidl)), durably, as above. Creates the
+ * Maildir (0700) if needed; files are 0600. A failure (a full disk) leaves
+ * no file in new/.
+ */
+gboolean spool_archive(const char *maildir, const char *uidl, int src_fd, GError **err);
+
+#endif
