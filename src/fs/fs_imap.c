@@ -64,6 +64,7 @@ struct mfs_imap_fs {
 	GHashTable *folders; /* ino -> struct folder_state */
 	GHashTable *headers; /* ino -> struct mail_headers */
 	GHashTable *staged;  /* ino -> struct staged: new files not yet appended */
+	GHashTable *opens;   /* struct open_msg * set: files the kernel holds open */
 	guint64 staged_counter;
 	char delim;          /* the server's hierarchy delimiter, 0 for a flat namespace */
 	char *trash_wire;    /* the Trash mailbox, or NULL when there is none */
@@ -236,8 +237,11 @@ struct mfs_imap_fs *mfs_imap_fs_new(const struct mfs_options *opts, struct pool 
 	fs->headers = g_hash_table_new_full(g_int64_hash, g_int64_equal, g_free, headers_free);
 	fs->staged = g_hash_table_new_full(g_int64_hash, g_int64_equal, NULL,
 					   (GDestroyNotify)staged_free);
+	fs->opens = g_hash_table_new(g_direct_hash, g_direct_equal);
 	return fs;
 }
+
+static void open_msg_free(struct open_msg *m);
 
 void mfs_imap_fs_free(struct mfs_imap_fs *fs)
 {
@@ -246,6 +250,16 @@ void mfs_imap_fs_free(struct mfs_imap_fs *fs)
 	g_hash_table_destroy(fs->folders);
 	g_hash_table_destroy(fs->headers);
 	g_hash_table_destroy(fs->staged);
+	/* An unmount does not release files still open: free them here. */
+	{
+		GHashTableIter it;
+		gpointer m;
+
+		g_hash_table_iter_init(&it, fs->opens);
+		while (g_hash_table_iter_next(&it, &m, NULL))
+			open_msg_free(m);
+		g_hash_table_destroy(fs->opens);
+	}
 	g_free(fs->trash_wire);
 	g_mutex_clear(&fs->lock);
 	g_mutex_clear(&fs->list_lock);
@@ -1083,8 +1097,15 @@ static void op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 	tree_entry_clear(&e);
 	fi->fh = (uint64_t)(uintptr_t)m;
 	fi->keep_cache = 1;
-	if (fuse_reply_open(req, fi) != 0)
+	g_mutex_lock(&fs->lock);
+	g_hash_table_add(fs->opens, m);
+	g_mutex_unlock(&fs->lock);
+	if (fuse_reply_open(req, fi) != 0) {
+		g_mutex_lock(&fs->lock);
+		g_hash_table_remove(fs->opens, m);
+		g_mutex_unlock(&fs->lock);
 		open_msg_free(m);
+	}
 }
 
 static void op_release(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
@@ -1105,7 +1126,12 @@ static void op_release(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi
 		fuse_reply_err(req, 0);
 		return;
 	}
-	open_msg_free((struct open_msg *)(uintptr_t)fi->fh);
+	struct open_msg *m = (struct open_msg *)(uintptr_t)fi->fh;
+
+	g_mutex_lock(&fs->lock);
+	g_hash_table_remove(fs->opens, m);
+	g_mutex_unlock(&fs->lock);
+	open_msg_free(m);
 	fuse_reply_err(req, 0);
 }
 
