@@ -86,6 +86,7 @@ struct open_msg {
 	guint64 expected;    /* RFC822.SIZE, until the bytes say otherwise */
 	guint64 total;       /* the real size, once known */
 	gboolean total_known;
+	gboolean size_wrong;  /* RFC822.SIZE is known to be wrong, the total not yet */
 	struct mcache_entry *entry;
 	guint64 seq_end;     /* where the last fetch ended: sequential readers */
 	guint64 chunk;
@@ -1043,6 +1044,9 @@ static void maybe_prefetch(struct mfs_imap_fs *fs, guint64 folder, guint32 uid, 
 			 items->len);
 }
 
+static int fetch_range(struct mfs_imap_fs *fs, struct open_msg *m, guint64 off, guint64 len,
+		       fuse_req_t req, guint64 *progress);
+
 static void op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 {
 	struct mfs_imap_fs *fs = fuse_req_userdata(req);
@@ -1094,9 +1098,36 @@ static void op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 		m->total_known = TRUE;
 		__atomic_fetch_add(&fs->bodies_from_cache, 1, __ATOMIC_RELAXED);
 	}
+	if (!m->total_known) {
+		/*
+		 * RFC822.SIZE is a hint some servers get wrong, and the kernel never
+		 * reads past the size it was told: learn the true end now, with the
+		 * first range (which the first read needs anyway) and, for a longer
+		 * message, one byte past the end it claims.
+		 */
+		guint64 progress = 0;
+		guint64 first = MIN(CHUNK_MIN, m->expected + 1);
+
+		if (fetch_range(fs, m, 0, first, req, &progress) == 0 && !m->total_known &&
+		    !m->size_wrong && m->expected > 0)
+			fetch_range(fs, m, m->expected - 1, 2, req, &progress);
+		if (!m->total_known && !m->size_wrong &&
+		    mcache_entry_has(m->entry, m->expected, 1))
+			m->size_wrong = TRUE; /* longer than claimed */
+		m->seq_end = first;
+	}
+	if ((m->total_known && m->total != e.size) || m->size_wrong) {
+		/* Serve it without the kernel's size limit and page cache: the
+		   reader gets every byte the server has, no padding, no cut. */
+		fi->direct_io = 1;
+		if (m->total_known) {
+			tree_message_set_size(fs->tree, ino, m->total);
+			notify_inode_changed(fs->notify, ino);
+		}
+	}
 	tree_entry_clear(&e);
 	fi->fh = (uint64_t)(uintptr_t)m;
-	fi->keep_cache = 1;
+	fi->keep_cache = fi->direct_io ? 0 : 1;
 	g_mutex_lock(&fs->lock);
 	g_hash_table_add(fs->opens, m);
 	g_mutex_unlock(&fs->lock);
@@ -1301,7 +1332,10 @@ static int fetch_range(struct mfs_imap_fs *fs, struct open_msg *m, guint64 off, 
 		__atomic_fetch_add(&fs->messages_fetched, 1, __ATOMIC_RELAXED);
 	keep_range(fs, m, off, r.buf);
 	*progress = r.buf->len;
-	if (r.buf->len < len) {
+	if (r.buf->len == 0 && off > 0 && !mcache_entry_has(m->entry, off - 1, 1)) {
+		/* Nothing at off: the message ends before it, where is not known. */
+		m->size_wrong = TRUE;
+	} else if (r.buf->len < len) {
 		/* A short answer marks the end: the bytes win over RFC822.SIZE. */
 		m->total = off + r.buf->len;
 		m->total_known = TRUE;

@@ -12,6 +12,7 @@ Run it also with an ASan build: pytest-3 <this file> --mailfs-build /work/build-
 """
 
 import os
+import time
 import subprocess
 import threading
 
@@ -280,34 +281,15 @@ def test_unknown_response_code(hostile_mount, where):
 
 # -- RFC822.SIZE that lies -----------------------------------------------------------
 
-NOT_SHORT = ("fs_imap.c fetch_range() corrects the size only on a short answer "
-             "(r.buf->len < len); a body longer than RFC822.SIZE that fills the range "
-             "asked for leaves st_size at the claim, so the kernel stops reading there: "
-             "cat gets the claimed size, not the server's bytes")
-PADDED = ("racy (a few % of first reads): RFC822.SIZE larger than the body; cat got the "
-          "body followed by NULs up to the claimed size. The size correction is queued to "
-          "the notify thread (notify_inode_changed); when the kernel handles that "
-          "invalidation before the READ reply, it skips its own short-read size update "
-          "(attr_version changed), i_size stays at the claim and the zero-filled rest of "
-          "the page cache is served")
-
-
-def padded(data, body):
-    """data is body with NULs after it: the PADDED race, nothing else."""
-    return len(data) > len(body) and data.startswith(body) and not data[len(body):].strip(b"\0")
-
-
 SIZES = [
     # (claimed RFC822.SIZE, true length of BODY[])
     (5000, 300),      # smaller than claimed
     (4097, 4095),     # two bytes short of the claim, near a page boundary
     (50000, 9000),    # many chunks fewer
     (150, 0),         # claimed full, sent empty
-    pytest.param(4096, 4097, marks=pytest.mark.xfail(strict=True, reason=NOT_SHORT)),
-    pytest.param(3000, 20000, marks=pytest.mark.xfail(strict=True, reason=NOT_SHORT)),
-    pytest.param(0, 150, marks=pytest.mark.xfail(strict=True, reason=(
-        "a message claimed empty is never fetched: the kernel sees st_size 0 and "
-        "does not send READ, so the 150 bytes never show"))),
+    (4096, 4097),     # longer than claimed
+    (3000, 20000),    # much longer
+    (0, 150),         # claimed empty
 ]
 
 
@@ -319,8 +301,8 @@ def size_id(p):
 def test_size_lies(hostile_mount, claimed, true):
     """The file's size follows the bytes, whatever RFC822.SIZE said.
 
-    The PADDED race is reported as an xfail when it is hit (after every
-    other check passed); any other difference fails."""
+    A wrong size is learnt when the file is opened, and the file is then
+    served without the kernel's size limit: no cut, no NUL padding."""
     body = make_body("sized", true) if true else b""
     srv = Responder(folders=[b'* LIST () "/" INBOX'],
                     mailboxes=inbox(Message(1, body, size=claimed, subject="sized")))
@@ -331,27 +313,23 @@ def test_size_lies(hostile_mount, claimed, true):
         assert size(path) == claimed  # the hint, before any byte is fetched
         rc, data, err = cat(path)
         assert rc == 0, err
-        race = padded(data, body)
-        assert race or (len(data), data == body) == (true, True), (
+        assert (len(data), data == body) == (true, True), (
             f"cat gave {len(data)} bytes of {true}; beyond: {data[true:][:16]!r}; "
             f"a prefix of the body: {body.startswith(data)}")
+        deadline = time.monotonic() + 10
+        while size(path) != true and time.monotonic() < deadline:
+            time.sleep(0.05)
         assert size(path) == true, "stat after the read must show the true size"
         # A second read (from the cache, with the corrected size) agrees.
         rc, again, err = cat(path)
         assert rc == 0 and again == body, (len(again), err)
         finish(m, srv)
-    if race:
-        pytest.xfail(PADDED)
 
 
 RACES = [
     # (claimed, true, messages): one short answer corrects the size while
     # the kernel's first read of the file is under way.
-    pytest.param(100, 300, 12, marks=pytest.mark.xfail(strict=True, reason=(
-        "racy but nearly always hit in 12 reads: the short answer corrects the size "
-        "(tree_message_set_size + notify_inode_changed, queued to the notify thread) "
-        "while the kernel's first read is already clipped at the claimed i_size: "
-        "about half of first reads by cat return only the claimed 100 bytes of 300"))),
+    (100, 300, 12),
     (5000, 300, 100),
     (4097, 4096, 100),
     (150, 0, 100),
@@ -363,7 +341,7 @@ RACES = [
 def test_size_first_read(hostile_mount, claimed, true, count):
     """The FIRST cat of each of count messages (RFC822.SIZE claimed, true bytes
     sent) already gives exactly the server's bytes, and stat right after the
-    true size. NUL padding (the PADDED race) is an xfail when hit."""
+    true size."""
     bodies = {uid: make_body(f"m{uid}", true) if true else b"" for uid in range(1, count + 1)}
     srv = Responder(folders=[b'* LIST () "/" INBOX'],
                     mailboxes=inbox(*(Message(u, b, size=claimed, subject=f"m{u}")
@@ -371,24 +349,25 @@ def test_size_first_read(hostile_mount, claimed, true, count):
     with srv:
         m = hostile_mount(srv)
         assert len(walk(m.mountpoint)) == count + 1
-        wrong, stale, pads = [], [], []
+        wrong, stale = [], []
         for uid, body in bodies.items():
             path = os.path.join(m.mountpoint, "INBOX", f"{uid}-m{uid}.eml")
             assert size(path) == claimed
             rc, data, err = cat(path)
             assert rc == 0, err
-            if padded(data, body):
-                pads.append(uid)
-            elif data != body:
+            if data != body:
                 wrong.append((uid, len(data), data[true:][:4]))
+            # The kernel's cached size is invalidated from the notify thread,
+            # a moment after the read: give it that moment.
+            deadline = time.monotonic() + 10
+            while size(path) != true and time.monotonic() < deadline:
+                time.sleep(0.05)
             if size(path) != true:
                 stale.append(uid)
         finish(m, srv)
     assert not wrong and not stale, (
         f"first reads not the server's {true} bytes (uid, length, bytes beyond): {wrong}; "
         f"stat after the read not {true}: {stale}")
-    if pads:
-        pytest.xfail(f"{PADDED}: UIDs {pads}")
 
 
 # -- unsolicited FETCH data ------------------------------------------------------------
