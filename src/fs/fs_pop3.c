@@ -61,6 +61,7 @@ struct mfs_pop3_fs {
 
 	GMutex lock;          /* everything below up to sess_lock; msg fields */
 	GHashTable *by_ino;   /* guint64 * -> struct msg (owned) */
+	GHashTable *handles; /* struct handle * set: open files (an unmount releases none) */
 	GHashTable *by_uidl;  /* uidl -> struct msg */
 	GHashTable *by_name;  /* name -> struct msg: the listing */
 	guint64 next_ino;
@@ -148,6 +149,7 @@ struct mfs_pop3_fs *mfs_pop3_fs_new(const struct mfs_options *opts,
 	g_mutex_init(&fs->sess_lock);
 	g_cond_init(&fs->cond);
 	fs->by_ino = g_hash_table_new_full(g_int64_hash, g_int64_equal, NULL, msg_free);
+	fs->handles = g_hash_table_new_full(g_direct_hash, g_direct_equal, g_free, NULL);
 	fs->by_uidl = g_hash_table_new(g_str_hash, g_str_equal);
 	fs->by_name = g_hash_table_new(g_str_hash, g_str_equal);
 	fs->spool_dir = g_build_filename(opts->cache_dir, "spool", NULL);
@@ -183,6 +185,7 @@ void mfs_pop3_fs_free(struct mfs_pop3_fs *fs)
 	g_hash_table_destroy(fs->by_name);
 	g_hash_table_destroy(fs->by_uidl);
 	g_hash_table_destroy(fs->by_ino);
+	g_hash_table_destroy(fs->handles);
 	g_free(fs->spool_dir);
 	g_free(fs->state_dir);
 	g_free(fs->crash_at);
@@ -972,6 +975,9 @@ static void op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 	}
 	h = g_new0(struct handle, 1);
 	h->m = m;
+	g_mutex_lock(&fs->lock);
+	g_hash_table_add(fs->handles, h);
+	g_mutex_unlock(&fs->lock);
 	fi->fh = (uint64_t)(uintptr_t)h;
 	/* Every read reaches us, so the kernel's read-ahead is never taken for a reader. */
 	fi->direct_io = 1;
@@ -979,8 +985,8 @@ static void op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 	if (fuse_reply_open(req, fi) != 0) {
 		g_mutex_lock(&fs->lock);
 		m->opens--;
+		g_hash_table_remove(fs->handles, h); /* frees it */
 		g_mutex_unlock(&fs->lock);
-		g_free(h);
 	}
 }
 
@@ -1060,8 +1066,8 @@ static void op_release(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi
 			g_clear_pointer(&m->spool_path, g_free);
 		}
 	}
+	g_hash_table_remove(fs->handles, h); /* frees it */
 	g_mutex_unlock(&fs->lock);
-	g_free(h);
 	fuse_reply_err(req, 0);
 }
 
