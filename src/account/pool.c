@@ -13,6 +13,7 @@ struct entry {
 	struct imap_session *s;
 	guint64 counted;  /* commands of s already added to pool->commands */
 	gboolean aborted; /* pool_abort_session(): its state is unknown, free it on return */
+	gboolean suspect; /* another session died while this one sat idle: check first */
 };
 
 struct pool {
@@ -159,6 +160,26 @@ struct imap_session *pool_get(struct pool *p, const char *mailbox, GError **err)
 			break;
 		}
 		e = take_idle(p, mailbox);
+		if (e && e->suspect) {
+			gboolean ok;
+
+			/* NOOP outside the lock: one round trip, bounded by the timeout. */
+			g_hash_table_insert(p->busy, e->s, e);
+			g_mutex_unlock(&p->lock);
+			ok = imap_run(e->s, NULL, NULL, NULL, "NOOP") == 0;
+			g_mutex_lock(&p->lock);
+			g_hash_table_remove(p->busy, e->s);
+			account_commands(p, e);
+			if (!ok) {
+				g_mutex_unlock(&p->lock);
+				imap_session_free(e->s);
+				g_free(e);
+				g_mutex_lock(&p->lock);
+				g_cond_broadcast(&p->cond);
+				continue;
+			}
+			e->suspect = FALSE;
+		}
 		if (e) {
 			lend(p, e);
 			g_mutex_unlock(&p->lock);
@@ -279,6 +300,11 @@ void pool_put(struct pool *p, struct imap_session *s)
 	if (imap_session_alive(s) && !e->aborted) {
 		g_queue_push_head(&p->idle, e);
 		e = NULL;
+	} else if (!e->aborted) {
+		/* A lost link (server restarted, network gone) most likely took
+		   the idle ones too: each is checked before it is lent again. */
+		for (GList *l = p->idle.head; l; l = l->next)
+			((struct entry *)l->data)->suspect = TRUE;
 	}
 	g_cond_broadcast(&p->cond);
 	g_mutex_unlock(&p->lock);

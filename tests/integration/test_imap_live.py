@@ -236,9 +236,9 @@ def test_server_restart_during_rsync(mailfs_bin, private_dovecot, workdir, tmp_p
             # Reading every message needs the server for what is not cached
             # (listings alone answer from memory while it is away); the pool
             # reconnects with backoff, so this may take a few tries.
-            inbox = os.path.join(m.mountpoint, "INBOX")
-            r = subprocess.run(["cat"] + [os.path.join(inbox, n) for n in os.listdir(inbox)],
-                               capture_output=True)
+            files = [os.path.join(d, n) for d, _, names in os.walk(m.mountpoint)
+                     for n in names]
+            r = subprocess.run(["cat"] + files, capture_output=True)
             return r.returncode == 0
         wait_for(healthy, timeout=120, what="the mount to reach the server again")
         r = subprocess.run(["rsync", "-a", m.mountpoint + "/", str(copy) + "/"],
