@@ -1593,6 +1593,32 @@ static int message_headers(struct mfs_imap_fs *fs, fuse_req_t req, guint64 ino,
 	return rc;
 }
 
+/* The header a user.mail.* attribute names; *known FALSE for another name. */
+static const char *header_field(const struct mail_headers *h, const char *name, gboolean *known)
+{
+	static const struct {
+		const char *xattr;
+		size_t offset;
+	} fields[] = {
+		{ "user.mail.subject", G_STRUCT_OFFSET(struct mail_headers, subject) },
+		{ "user.mail.from", G_STRUCT_OFFSET(struct mail_headers, from) },
+		{ "user.mail.to", G_STRUCT_OFFSET(struct mail_headers, to) },
+		{ "user.mail.date", G_STRUCT_OFFSET(struct mail_headers, date) },
+		{ "user.mail.message-id", G_STRUCT_OFFSET(struct mail_headers, message_id) },
+	};
+
+	for (size_t i = 0; i < G_N_ELEMENTS(fields); i++) {
+		if (strcmp(name, fields[i].xattr) == 0) {
+			*known = TRUE;
+			const void *field = (const char *)h + fields[i].offset;
+
+			return *(char *const *)field;
+		}
+	}
+	*known = FALSE;
+	return NULL;
+}
+
 static int reply_xattr_value(fuse_req_t req, const char *value, size_t size)
 {
 	size_t len = strlen(value);
@@ -1610,6 +1636,7 @@ static void op_getxattr(fuse_req_t req, fuse_ino_t ino, const char *name, size_t
 	struct tree_entry e = { 0 };
 	struct mail_headers h = { 0 };
 	const char *value = NULL;
+	gboolean known;
 	int rc;
 
 	if (ino == FUSE_ROOT_ID && strcmp(name, STATUS_XATTR) == 0) {
@@ -1652,17 +1679,8 @@ static void op_getxattr(fuse_req_t req, fuse_ino_t ino, const char *name, size_t
 		fuse_reply_err(req, -rc);
 		return;
 	}
-	if (strcmp(name, "user.mail.subject") == 0)
-		value = h.subject;
-	else if (strcmp(name, "user.mail.from") == 0)
-		value = h.from;
-	else if (strcmp(name, "user.mail.to") == 0)
-		value = h.to;
-	else if (strcmp(name, "user.mail.date") == 0)
-		value = h.date;
-	else if (strcmp(name, "user.mail.message-id") == 0)
-		value = h.message_id;
-	else {
+	value = header_field(&h, name, &known);
+	if (!known) {
 		mail_headers_clear(&h);
 		fuse_reply_err(req, ENODATA);
 		return;
@@ -2538,20 +2556,12 @@ static int current_xattr(struct mfs_imap_fs *fs, fuse_req_t req, guint64 ino, co
 	struct mail_headers h = { 0 };
 	const char *v = NULL;
 	int rc = message_headers(fs, req, ino, &h);
+	gboolean known;
 
 	if (rc < 0)
 		return rc;
-	if (strcmp(name, "user.mail.subject") == 0)
-		v = h.subject;
-	else if (strcmp(name, "user.mail.from") == 0)
-		v = h.from;
-	else if (strcmp(name, "user.mail.to") == 0)
-		v = h.to;
-	else if (strcmp(name, "user.mail.date") == 0)
-		v = h.date;
-	else if (strcmp(name, "user.mail.message-id") == 0)
-		v = h.message_id;
-	else
+	v = header_field(&h, name, &known);
+	if (!known)
 		rc = -ENOTSUP;
 	*out = g_strdup(v ? v : "");
 	mail_headers_clear(&h);
