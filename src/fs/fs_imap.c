@@ -703,6 +703,21 @@ static int refresh_dir(struct mfs_imap_fs *fs, guint64 ino, fuse_req_t req)
 
 /* -- lookup, getattr, readdir ----------------------------------------------- */
 
+/* Answer a lookup (or mkdir) with a node the tree counted one reference for;
+   if the kernel does not take the answer, the reference is given back. */
+static void reply_entry(struct mfs_imap_fs *fs, fuse_req_t req, const struct tree_entry *e)
+{
+	struct fuse_entry_param ep = { 0 };
+
+	ep.ino = e->ino;
+	ep.generation = 1;
+	fill_attr(fs, e, &ep.attr);
+	ep.attr_timeout = cache_timeout(fs);
+	ep.entry_timeout = cache_timeout(fs);
+	if (fuse_reply_entry(req, &ep) != 0)
+		tree_forget(fs->tree, e->ino, 1);
+}
+
 static void op_lookup(fuse_req_t req, fuse_ino_t parent, const char *name)
 {
 	struct mfs_imap_fs *fs = fuse_req_userdata(req);
@@ -742,13 +757,7 @@ static void op_lookup(fuse_req_t req, fuse_ino_t parent, const char *name)
 		fuse_reply_err(req, -rc);
 		return;
 	}
-	ep.ino = e.ino;
-	ep.generation = 1;
-	fill_attr(fs, &e, &ep.attr);
-	ep.attr_timeout = cache_timeout(fs);
-	ep.entry_timeout = cache_timeout(fs);
-	if (fuse_reply_entry(req, &ep) != 0)
-		tree_forget(fs->tree, e.ino, 1);
+	reply_entry(fs, req, &e);
 }
 
 static void forget_one(struct mfs_imap_fs *fs, guint64 ino, guint64 n)
@@ -1853,7 +1862,6 @@ static void simple_reply(fuse_req_t req, int rc)
 static void op_mkdir(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t mode)
 {
 	struct mfs_imap_fs *fs = fuse_req_userdata(req);
-	struct fuse_entry_param ep = { 0 };
 	struct tree_entry e = { 0 };
 	g_autofree char *wire = NULL;
 	g_autofree char *q = NULL;
@@ -1887,13 +1895,7 @@ static void op_mkdir(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t
 		simple_reply(req, rc);
 		return;
 	}
-	ep.ino = e.ino;
-	ep.generation = 1;
-	fill_attr(fs, &e, &ep.attr);
-	ep.attr_timeout = cache_timeout(fs);
-	ep.entry_timeout = cache_timeout(fs);
-	if (fuse_reply_entry(req, &ep) != 0)
-		tree_forget(fs->tree, e.ino, 1);
+	reply_entry(fs, req, &e);
 }
 
 static gboolean count_entry(void *ud, const char *name, const struct tree_entry *e,
