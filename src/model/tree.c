@@ -2,6 +2,7 @@
 #include "model/tree.h"
 
 #include "model/names.h"
+#include "protocol/uidset.h"
 #include "protocol/mutf7.h"
 
 #include <errno.h>
@@ -552,6 +553,8 @@ static int cmp_uidx(const void *a, const void *b)
 
 static char *message_name(const struct tree *t, const struct tree_msg_info *mi)
 {
+	if (mi->name)
+		return g_strdup(mi->name);
 	g_autofree char *slug = t->names_uid ? NULL : names_subject_slug(mi->subject);
 
 	return names_message_name(mi->uid, slug);
@@ -577,9 +580,31 @@ static int messages_folder(struct tree *t, guint64 ino, struct folder **out)
 	return 0;
 }
 
+/* Whether the delta says uid was expunged. */
+static gboolean vanished(const struct tree_delta *d, guint32 uid)
+{
+	return d->vanished && uidset_contains(d->vanished, uid);
+}
+
+/* Whether an old message not among the inputs has left the folder. */
+static gboolean implied_gone(const struct tree_delta *d, guint32 uid)
+{
+	return (guint64)uid < d->complete_below || vanished(d, uid);
+}
+
 int tree_folder_set_messages(struct tree *t, guint64 ino, guint32 uidvalidity,
 			     const struct tree_msg_info *msgs, gsize n, GArray *removed)
 {
+	const struct tree_delta d = { .msgs = msgs, .n = n, .complete_below = TREE_COMPLETE };
+
+	return tree_folder_merge(t, ino, uidvalidity, &d, removed);
+}
+
+int tree_folder_merge(struct tree *t, guint64 ino, guint32 uidvalidity, const struct tree_delta *d,
+		      GArray *removed)
+{
+	const struct tree_msg_info *msgs = d->msgs;
+	gsize n = d->n;
 	g_autofree struct uidx *order = NULL;
 	g_autofree gboolean *known = NULL;
 	char **names;
@@ -587,14 +612,14 @@ int tree_folder_set_messages(struct tree *t, guint64 ino, guint32 uidvalidity,
 	struct folder *f;
 	struct msgset *ms;
 	GArray *live;
-	guint oi = 0;
+	guint oi = 0, reserved;
 	int rc;
 
 	if (n > G_MAXUINT32 || (n > 0 && !msgs))
 		return -EINVAL;
 	order = g_new(struct uidx, n ? n : 1);
 	for (gsize i = 0; i < n; i++) {
-		if (msgs[i].uid == 0)
+		if (msgs[i].uid == 0 || vanished(d, msgs[i].uid))
 			continue;
 		order[count].uid = msgs[i].uid;
 		order[count].idx = (guint32)i;
@@ -630,7 +655,7 @@ int tree_folder_set_messages(struct tree *t, guint64 ino, guint32 uidvalidity,
 
 	names = g_new0(char *, count ? count : 1);
 	for (gsize i = 0; i < count; i++)
-		if (!known[i])
+		if (!known[i] && !msgs[order[i].idx].update_only)
 			names[i] = message_name(t, &msgs[order[i].idx]);
 
 	g_mutex_lock(&t->lock);
@@ -652,8 +677,10 @@ int tree_folder_set_messages(struct tree *t, guint64 ino, guint32 uidvalidity,
 	}
 	ms = f->msgs;
 
-	/* Exactly sized: a 100,000-message folder wastes no growth slack. */
-	live = g_array_sized_new(FALSE, FALSE, sizeof(struct tmsg), (guint)count);
+	/* Sized for the worst case, trimmed after: a 100,000-message folder
+	   keeps no growth slack. */
+	reserved = (guint)(count + ms->live->len);
+	live = g_array_sized_new(FALSE, FALSE, sizeof(struct tmsg), reserved);
 	for (gsize i = 0; i <= count; i++) {
 		const struct tree_msg_info *in = i < count ? &msgs[order[i].idx] : NULL;
 		guint32 uid = in ? in->uid : 0;
@@ -661,10 +688,14 @@ int tree_folder_set_messages(struct tree *t, guint64 ino, guint32 uidvalidity,
 		struct tmsg m;
 		guint gpos;
 
-		/* Old messages below this UID are no longer listed. */
+		/* Old messages below this UID: kept unless gone. */
 		while (oi < ms->live->len &&
 		       (!in || g_array_index(ms->live, struct tmsg, oi).uid < uid)) {
 			old = &g_array_index(ms->live, struct tmsg, oi++);
+			if (!implied_gone(d, old->uid)) {
+				g_array_append_val(live, *old);
+				continue;
+			}
 			report(removed, f->ino, msg_ino(ms, old->uid), old->name);
 			if (old->nlookup > 0) {
 				msg_find(ms->gone, old->uid, &gpos);
@@ -677,10 +708,13 @@ int tree_folder_set_messages(struct tree *t, guint64 ino, guint32 uidvalidity,
 			break;
 		if (oi < ms->live->len && g_array_index(ms->live, struct tmsg, oi).uid == uid) {
 			m = g_array_index(ms->live, struct tmsg, oi++);
-			if (strcmp(m.flags, in->flags ? in->flags : "") != 0) {
+			if (in->flags && strcmp(m.flags, in->flags) != 0) {
 				g_ref_string_release(m.flags);
 				m.flags = intern_flags(in->flags);
 			}
+		} else if (in->update_only) {
+			/* Flags of a message this tree no longer holds: nothing to add. */
+			continue;
 		} else if ((old = msg_find(ms->gone, uid, &gpos)) != NULL) {
 			/* Listed again (a partial listing before?): same inode, same name. */
 			m = *old;
@@ -697,12 +731,45 @@ int tree_folder_set_messages(struct tree *t, guint64 ino, guint32 uidvalidity,
 		g_array_append_val(live, m);
 	}
 	g_array_unref(ms->live);
-	ms->live = live;
+	if (live->len == reserved) {
+		ms->live = live;
+	} else {
+		ms->live = g_array_sized_new(FALSE, FALSE, sizeof(struct tmsg), live->len);
+		g_array_append_vals(ms->live, live->data, live->len);
+		g_array_unref(live);
+	}
 out:
 	g_mutex_unlock(&t->lock);
 	for (gsize i = 0; i < count; i++)
 		g_free(names[i]);
 	g_free(names);
+	return rc;
+}
+
+int tree_folder_foreach_message(struct tree *t, guint64 ino, guint32 *uidvalidity,
+				tree_msg_fn fn, void *ud)
+{
+	struct folder *f;
+	int rc;
+
+	g_mutex_lock(&t->lock);
+	rc = messages_folder(t, ino, &f);
+	if (rc == 0 && !f->msgs)
+		rc = -ENODATA;
+	if (rc == 0) {
+		*uidvalidity = f->msgs->uidvalidity;
+		for (guint i = 0; i < f->msgs->live->len; i++) {
+			const struct tmsg *m = &g_array_index(f->msgs->live, struct tmsg, i);
+			const struct tree_msg_info mi = { .uid = m->uid,
+							  .size = m->size,
+							  .internaldate = m->mtime,
+							  .flags = m->flags,
+							  .name = m->name };
+
+			fn(ud, &mi);
+		}
+	}
+	g_mutex_unlock(&t->lock);
 	return rc;
 }
 

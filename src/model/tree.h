@@ -89,6 +89,7 @@
 #define MFS_TREE_H
 
 #include "protocol/imap_client.h"
+#include "protocol/uidset.h"
 
 #include <glib.h>
 
@@ -142,6 +143,10 @@ struct tree_msg_info {
 	gint64 internaldate; /* seconds since the epoch */
 	const char *flags;   /* space-separated, as for user.imap.flags; NULL = "" */
 	const char *subject; /* raw Subject header value; NULL = none */
+	const char *name;    /* the file name, when known already (a saved listing):
+				used instead of one made from subject. Trusted: the
+				caller checked it with names_parse_uid() */
+	gboolean update_only; /* flags of a message that may be held: never added */
 };
 
 /*
@@ -156,6 +161,41 @@ struct tree_msg_info {
  */
 int tree_folder_set_messages(struct tree *t, guint64 folder, guint32 uidvalidity,
 			     const struct tree_msg_info *msgs, gsize n, GArray *removed);
+
+/*
+ * A change to a folder's listing (design §2 "Freshness": QRESYNC, CONDSTORE
+ * or new-UID-range resync). msgs are added (new UIDs) or take new flags
+ * (UIDs held; flags NULL: unchanged); an old message leaves when its UID is
+ * in vanished (struct uid_range, may be NULL) or below complete_below and
+ * not among msgs. A full listing is complete_below = TREE_COMPLETE.
+ */
+#define TREE_COMPLETE ((guint64)G_MAXUINT32 + 1)
+struct tree_delta {
+	const struct tree_msg_info *msgs;
+	gsize n;
+	const GArray *vanished;
+	guint64 complete_below;
+};
+
+/*
+ * Apply d to folder's messages, reporting what left in removed, as
+ * tree_folder_set_messages does (which is this with a complete listing).
+ * A message whose UID is both in msgs and in vanished is gone. When
+ * uidvalidity differs from the folder's, the old messages all leave first,
+ * whatever d says: pass a full listing then.
+ */
+int tree_folder_merge(struct tree *t, guint64 folder, guint32 uidvalidity,
+		      const struct tree_delta *d, GArray *removed);
+
+/*
+ * Call fn for each message of folder's listing, in UID order, with the tree
+ * locked (fn must not call tree functions); *uidvalidity gets the listing's.
+ * name and flags point into the tree for the call only. 0, -ENODATA (no
+ * listing yet), or tree_folder_set_messages' errors.
+ */
+typedef void (*tree_msg_fn)(void *ud, const struct tree_msg_info *m);
+int tree_folder_foreach_message(struct tree *t, guint64 folder, guint32 *uidvalidity,
+				tree_msg_fn fn, void *ud);
 
 /* What tree_get/tree_lookup/tree_readdir tell about a node. */
 enum {

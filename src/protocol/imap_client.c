@@ -9,6 +9,7 @@
 
 #include "config.h"
 #include "protocol/errmap.h"
+#include "protocol/uidset.h"
 #include "transport/conn.h"
 #include "transport/secret.h"
 #include "util/log.h"
@@ -17,6 +18,8 @@
 /* Literals after a body section larger than this that nobody asked for are
    streamed away instead of being buffered (RFC 3501 §7: unsolicited data). */
 #define UNSOLICITED_INLINE_MAX 4096
+/* A VANISHED set longer than this is not counted (EXISTS comes again). */
+#define VANISHED_RANGES_MAX 100000
 
 struct pending {
 	char tag[16];
@@ -51,6 +54,8 @@ struct imap_session {
 	const char *pause_tag; /* pause the parser right after this tagged response */
 	enum { LIT_INLINE, LIT_HANDLER, LIT_DISCARD } lit_mode;
 	gboolean warned_unsolicited;
+
+	gboolean qresync; /* ENABLE QRESYNC answered by * ENABLED QRESYNC */
 
 	char *selected;
 	gboolean selecting;
@@ -304,6 +309,21 @@ static void apply_code(struct imap_session *s, const struct imap_response *r)
 		imap_value_u64(&r->code_args.items[0], &s->sel.highestmodseq);
 }
 
+/* "* VANISHED 4:7" is QRESYNC's EXPUNGE, by UID; "* VANISHED (EARLIER) ..."
+   reports what went before this session looked and changes no count. */
+static void apply_vanished(struct imap_session *s, const struct imap_response *r)
+{
+	const char *set;
+	g_autoptr(GArray) ranges = NULL;
+
+	if (r->args.n != 1 || r->args.items[0].type != IMAP_V_ATOM)
+		return;
+	set = imap_value_str(&r->args.items[0]);
+	ranges = g_array_new(FALSE, FALSE, sizeof(struct uid_range));
+	if (set && uidset_parse(set, G_MAXUINT32, VANISHED_RANGES_MAX, ranges))
+		s->sel.exists -= (guint32)MIN(uidset_count(ranges), s->sel.exists);
+}
+
 static void apply_untagged(struct imap_session *s, const struct imap_response *r)
 {
 	if (!r->keyword)
@@ -315,6 +335,12 @@ static void apply_untagged(struct imap_session *s, const struct imap_response *r
 	} else if (strcmp(r->keyword, "EXPUNGE") == 0 && r->has_number) {
 		if (s->sel.exists > 0)
 			s->sel.exists--;
+	} else if (strcmp(r->keyword, "VANISHED") == 0) {
+		apply_vanished(s, r);
+	} else if (strcmp(r->keyword, "ENABLED") == 0) {
+		for (size_t i = 0; i < r->args.n; i++)
+			if (g_strcmp0(imap_value_str(&r->args.items[i]), "QRESYNC") == 0)
+				s->qresync = TRUE;
 	} else if (strcmp(r->keyword, "BYE") == 0) {
 		g_autofree char *esc = mfs_log_escape(r->text, strlen(r->text), 200);
 
@@ -928,6 +954,36 @@ static gboolean login(struct imap_session *s, const struct imap_session_opts *o,
 	return TRUE;
 }
 
+/*
+ * ID (some providers, Google, ask clients to identify themselves) and
+ * ENABLE QRESYNC (RFC 7162), pipelined: one round trip. QRESYNC only counts
+ * when the server answers * ENABLED QRESYNC; a refusal of either is no
+ * failure, a closed connection is.
+ */
+static gboolean after_login(struct imap_session *s, GError **err)
+{
+	guint id_cmd = 0, enable_cmd = 0;
+
+	if (s->caps & IMAP_CAP_ID) {
+		g_autofree char *id = g_strdup_printf(
+			"ID (\"name\" \"mailfs\" \"version\" \"%s\")", MAILFS_VERSION);
+
+		id_cmd = send_cmd(s, FALSE, NULL, id);
+	}
+	if ((s->caps & IMAP_CAP_QRESYNC) && (s->caps & IMAP_CAP_ENABLE) && s->alive)
+		enable_cmd = send_cmd(s, FALSE, NULL, "ENABLE QRESYNC");
+	if (id_cmd)
+		imap_wait(s, id_cmd, NULL, NULL, NULL);
+	if (enable_cmd)
+		imap_wait(s, enable_cmd, NULL, NULL, NULL);
+	if (!s->alive) {
+		g_set_error(err, G_IO_ERROR, G_IO_ERROR_CONNECTION_CLOSED,
+			    "%s closed the connection after login", s->peer);
+		return FALSE;
+	}
+	return TRUE;
+}
+
 struct imap_session *imap_session_connect(const struct imap_session_opts *o, GError **err)
 {
 	static const struct imap_parser_callbacks cb = {
@@ -994,16 +1050,8 @@ struct imap_session *imap_session_connect(const struct imap_session_opts *o, GEr
 		goto fail;
 	if (!s->caps_known && run_simple(s, err, "CAPABILITY", "CAPABILITY") < 0)
 		goto fail;
-	if (s->caps & IMAP_CAP_ID) {
-		/* Some providers (Google) ask clients to identify themselves. */
-		g_autofree char *id = g_strdup_printf(
-			"ID (\"name\" \"mailfs\" \"version\" \"%s\")", MAILFS_VERSION);
-		if (run_simple(s, NULL, "ID", id) < 0 && !s->alive) {
-			g_set_error(err, G_IO_ERROR, G_IO_ERROR_CONNECTION_CLOSED,
-				    "%s closed the connection after login", s->peer);
-			goto fail;
-		}
-	}
+	if (!after_login(s, err))
+		goto fail;
 	return s;
 fail:
 	imap_session_free(s);
@@ -1155,7 +1203,20 @@ GPtrArray *imap_list_mailboxes(struct imap_session *s, GError **err)
 int imap_select(struct imap_session *s, const char *mailbox, gboolean readonly,
 		struct imap_select_info *info, GError **err)
 {
+	return imap_select_resync(s, mailbox, readonly, NULL, NULL, info, err);
+}
+
+gboolean imap_session_qresync(const struct imap_session *s)
+{
+	return s->qresync;
+}
+
+int imap_select_resync(struct imap_session *s, const char *mailbox, gboolean readonly,
+		       const struct imap_known_state *known, const struct imap_handler *h,
+		       struct imap_select_info *info, GError **err)
+{
 	g_autofree char *q = imap_quote(mailbox);
+	g_autofree char *param = NULL;
 	int rc;
 
 	if (!q) {
@@ -1166,8 +1227,13 @@ int imap_select(struct imap_session *s, const char *mailbox, gboolean readonly,
 	g_clear_pointer(&s->selected, g_free);
 	memset(&s->sel, 0, sizeof(s->sel));
 	s->selecting = TRUE;
-	rc = imap_run(s, NULL, NULL, err, "%s %s%s", readonly ? "EXAMINE" : "SELECT", q,
-		      (s->caps & IMAP_CAP_CONDSTORE) ? " (CONDSTORE)" : "");
+	if (s->qresync && known && known->uidvalidity && known->highestmodseq)
+		param = g_strdup_printf(" (QRESYNC (%u %" G_GUINT64_FORMAT "))", known->uidvalidity,
+					known->highestmodseq);
+	else if (s->caps & IMAP_CAP_CONDSTORE)
+		param = g_strdup(" (CONDSTORE)");
+	rc = imap_run(s, h, NULL, err, "%s %s%s", readonly ? "EXAMINE" : "SELECT", q,
+		      param ? param : "");
 	s->selecting = FALSE;
 	if (rc < 0)
 		return rc;

@@ -247,6 +247,30 @@ struct imap_select_info {
 /* EXAMINE (readonly) or SELECT a mailbox by its wire name. */
 int imap_select(struct imap_session *s, const char *mailbox, gboolean readonly,
 		struct imap_select_info *info, GError **err);
+/* Whether the server confirmed ENABLE QRESYNC on this session (RFC 7162):
+   expunges then come as VANISHED, and SELECT can resynchronise. */
+gboolean imap_session_qresync(const struct imap_session *s);
+
+/* What the client knew of a mailbox when it last looked. */
+struct imap_known_state {
+	guint32 uidvalidity;
+	guint64 highestmodseq;
+};
+
+/*
+ * imap_select, resynchronising from `known` in the same round trip where
+ * the session has QRESYNC (SELECT box (QRESYNC (uidvalidity modseq))): the
+ * server then sends, to h's untagged callback, "* VANISHED (EARLIER) set"
+ * for UIDs expunged since and "* n FETCH (UID u FLAGS (..) MODSEQ (m))" for
+ * messages changed or added since. Without QRESYNC (or with known NULL)
+ * this is imap_select; CONDSTORE is asked for where offered, so info's
+ * highestmodseq is set (0: the server keeps none for this mailbox).
+ * If the UIDVALIDITY differs, the server sends no such data.
+ */
+int imap_select_resync(struct imap_session *s, const char *mailbox, gboolean readonly,
+		       const struct imap_known_state *known, const struct imap_handler *h,
+		       struct imap_select_info *info, GError **err);
+
 /* The selected mailbox's wire name, or NULL. */
 const char *imap_session_selected(const struct imap_session *s);
 /* The selected mailbox's state as the session last saw it. */

@@ -377,7 +377,7 @@ static void test_relist(void)
 
 static struct tree_msg_info msg(guint32 uid, const char *subject, const char *flags)
 {
-	struct tree_msg_info m = { uid, 1000 + uid, 1700000000 + uid, flags, subject };
+	struct tree_msg_info m = { .uid = uid, .size = 1000 + uid, .internaldate = 1700000000 + uid, .flags = flags, .subject = subject };
 
 	return m;
 }
@@ -402,6 +402,102 @@ static const struct mb msgs_list[] = {
 	{ "Lists", '/', NOSEL },
 	{ NULL, 0, 0 },
 };
+
+static void collect_msg(void *ud, const struct tree_msg_info *m)
+{
+	g_string_append_printf(ud, "%u:%s:%s;", m->uid, m->name, m->flags);
+}
+
+static char *dump_msgs(struct tree *t, guint64 ino, guint32 *uv)
+{
+	GString *s = g_string_new(NULL);
+
+	g_assert_cmpint(tree_folder_foreach_message(t, ino, uv, collect_msg, s), ==, 0);
+	return g_string_free(s, FALSE);
+}
+
+/* Deltas as the resync paths make them: QRESYNC, CONDSTORE, new UID range. */
+static void test_merge(void)
+{
+	struct tree *t = tree_new(NULL);
+	g_autoptr(GArray) rm = tree_removed_new();
+	g_autoptr(GArray) gone = g_array_new(FALSE, FALSE, sizeof(struct uid_range));
+	struct tree_msg_info base[] = {
+		msg(1, "one", "\\Seen"), msg(2, "two", ""), msg(3, "three", ""),
+		msg(5, "five", ""), msg(8, "eight", ""),
+	};
+	guint32 uv = 0;
+	guint64 inbox;
+	struct tree_entry e;
+	char *d;
+
+	apply(t, msgs_list, NULL);
+	inbox = path_ino(t, "INBOX");
+	g_assert_cmpint(tree_folder_foreach_message(t, inbox, &uv, collect_msg, NULL), ==,
+			-ENODATA);
+	g_assert_cmpint(tree_folder_set_messages(t, inbox, 7, base, G_N_ELEMENTS(base), rm), ==, 0);
+	g_assert_cmpint(tree_lookup(t, inbox, "3-three.eml", TRUE, 0, &e), ==, 0);
+
+	/* QRESYNC: 2:3 vanished, 5 flagged (update only), 9 added with its
+	   saved name; a flag change for 4 (not held) adds nothing. */
+	{
+		struct tree_msg_info ch[] = { msg(5, NULL, "\\Flagged"), msg(4, NULL, "\\Seen"),
+					      msg(9, "ignored", ""), msg(3, NULL, "\\Seen") };
+		struct tree_delta dl = { .msgs = ch, .n = G_N_ELEMENTS(ch), .vanished = gone };
+
+		ch[0].update_only = ch[1].update_only = ch[3].update_only = TRUE;
+		ch[2].name = "9-saved.eml";
+		g_assert_true(uidset_parse("2:3", 0, 10, gone));
+		g_assert_cmpint(tree_folder_merge(t, inbox, 7, &dl, rm), ==, 0);
+	}
+	d = dump_msgs(t, inbox, &uv);
+	g_assert_cmpuint(uv, ==, 7);
+	g_assert_cmpstr(d, ==, "1:1-one.eml:\\Seen;5:5-five.eml:\\Flagged;8:8-eight.eml:;"
+			       "9:9-saved.eml:;");
+	g_free(d);
+	g_assert_cmpuint(rm->len, ==, 2);
+	g_assert_cmpstr(g_array_index(rm, struct tree_removed, 0).name, ==, "2-two.eml");
+	g_assert_cmpstr(g_array_index(rm, struct tree_removed, 1).name, ==, "3-three.eml");
+	/* Still referenced: answers as gone. */
+	g_assert_cmpint(tree_get(t, e.ino, 0, &e), ==, 0);
+	g_assert_true(e.gone);
+	g_array_set_size(rm, 0);
+
+	/* No CONDSTORE: the flags of every UID below 9 and the new range; 5 is
+	   missing from the part known complete, so it left; 9 stays (not in
+	   the complete part), 10 is new, NULL flags leave 8's alone. */
+	{
+		struct tree_msg_info ch[] = { msg(1, NULL, ""), msg(8, NULL, NULL),
+					      msg(10, "ten", "$Work") };
+		struct tree_delta dl = { .msgs = ch, .n = G_N_ELEMENTS(ch), .complete_below = 9 };
+
+		ch[0].update_only = ch[1].update_only = TRUE;
+		g_assert_cmpint(tree_folder_merge(t, inbox, 7, &dl, rm), ==, 0);
+	}
+	d = dump_msgs(t, inbox, &uv);
+	g_assert_cmpstr(d, ==, "1:1-one.eml:;8:8-eight.eml:;9:9-saved.eml:;10:10-ten.eml:$Work;");
+	g_free(d);
+	g_assert_cmpuint(rm->len, ==, 1);
+	g_assert_cmpstr(g_array_index(rm, struct tree_removed, 0).name, ==, "5-five.eml");
+	g_array_set_size(rm, 0);
+
+	/* An empty delta changes nothing; everything vanishing empties it. */
+	{
+		struct tree_delta dl = { 0 };
+
+		g_assert_cmpint(tree_folder_merge(t, inbox, 7, &dl, rm), ==, 0);
+		g_assert_cmpuint(rm->len, ==, 0);
+		g_assert_true(uidset_parse("1:*", G_MAXUINT32, 10, gone));
+		dl.vanished = gone;
+		g_assert_cmpint(tree_folder_merge(t, inbox, 7, &dl, rm), ==, 0);
+		g_assert_cmpuint(rm->len, ==, 4);
+	}
+	d = dump_msgs(t, inbox, &uv);
+	g_assert_cmpstr(d, ==, "");
+	g_free(d);
+	tree_forget(t, e.ino, 1);
+	tree_free(t);
+}
 
 static void test_messages(void)
 {
@@ -851,6 +947,7 @@ int main(int argc, char **argv)
 	g_test_add_func("/tree/folder-attrs", test_folder_attrs);
 	g_test_add_func("/tree/relist", test_relist);
 	g_test_add_func("/tree/messages", test_messages);
+	g_test_add_func("/tree/merge", test_merge);
 	g_test_add_func("/tree/names-uid", test_names_uid);
 	g_test_add_func("/tree/message-remove-and-keys", test_message_remove_and_keys);
 	g_test_add_func("/tree/readdir-offsets", test_readdir_offsets);
