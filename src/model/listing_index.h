@@ -1,0 +1,67 @@
+/* SPDX-License-Identifier: GPL-2.0-or-later */
+/*
+ * listing_index: a folder's message listing saved on disk (design §2
+ * "Cache": listings are cached with the mailbox's UIDVALIDITY and
+ * HIGHESTMODSEQ), so that a remount of an unchanged folder costs one
+ * CONDSTORE/QRESYNC round trip instead of a listing of every message.
+ *
+ * One file per mailbox: DIR/<first 32 hex of SHA-256(wire name)>.idx, mode
+ * 0600, replaced atomically (temporary file, rename). The content is one
+ * GVariant (GLib's serialisation, safe on untrusted bytes) holding a
+ * format tag, the wire name, the `names` mode the names were made under,
+ * UIDVALIDITY, UIDNEXT, HIGHESTMODSEQ, and the messages column by column:
+ * UIDs (ascending), RFC822.SIZEs, INTERNALDATEs, file names (one
+ * NUL-separated blob), and flags as indices into a table of the distinct
+ * flag strings (most messages share a handful). Columns keep a 100,000-
+ * message listing one allocation per column, both when saving and loading.
+ *
+ * A file that is truncated, of another format, for another mailbox or
+ * names mode, or whose names do not start with their own UID, is not
+ * used: the caller lists the folder in full, as if there were no file.
+ * The HIGHESTMODSEQ saved is the one the listing was brought up to;
+ * saving a listing with a newer value than its content would lose changes.
+ *
+ * Threads: no shared state; callers serialise per mailbox.
+ */
+#ifndef MFS_LISTING_INDEX_H
+#define MFS_LISTING_INDEX_H
+
+#include "model/tree.h"
+
+#include <glib.h>
+
+struct lindex_head {
+	guint32 uidvalidity;
+	guint32 uidnext;       /* 0: the server did not say */
+	guint64 highestmodseq; /* 0: no CONDSTORE for this mailbox */
+	guint32 names_mode;    /* the caller's `names` setting the names were made under */
+};
+
+struct lindex_writer;
+
+struct lindex_writer *lindex_writer_new(void);
+/* Append one message (uid, size, internaldate, flags, name; in UID order).
+   A tree_msg_fn: pass it to tree_folder_foreach_message(). */
+void lindex_writer_add(void *writer, const struct tree_msg_info *m);
+/* Write the file for wire under dir (created 0700); frees w either way. */
+gboolean lindex_writer_save(struct lindex_writer *w, const char *dir, const char *wire,
+			    const struct lindex_head *head, GError **err);
+void lindex_writer_free(struct lindex_writer *w);
+
+struct lindex;
+
+/*
+ * The saved listing of wire made under names_mode, or NULL: *err is
+ * G_FILE_ERROR_NOENT when there is none, G_FILE_ERROR_INVAL when it
+ * cannot be used (the reason in the message).
+ */
+struct lindex *lindex_load(const char *dir, const char *wire, guint32 names_mode, GError **err);
+const struct lindex_head *lindex_head(const struct lindex *l);
+/* The messages, by ascending UID; name and flags point into l. */
+const struct tree_msg_info *lindex_messages(const struct lindex *l, gsize *n);
+void lindex_free(struct lindex *l);
+
+/* Forget wire's saved listing (the mailbox is gone). */
+void lindex_remove(const char *dir, const char *wire);
+
+#endif

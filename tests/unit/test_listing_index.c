@@ -1,0 +1,198 @@
+/* SPDX-License-Identifier: GPL-2.0-or-later */
+#include "model/listing_index.h"
+
+#include <glib/gstdio.h>
+#include <string.h>
+
+struct fixture {
+	char *dir;
+};
+
+static void setup(struct fixture *f, gconstpointer data)
+{
+	(void)data;
+	f->dir = g_dir_make_tmp("lindex-XXXXXX", NULL);
+	g_assert_nonnull(f->dir);
+}
+
+static void teardown(struct fixture *f, gconstpointer data)
+{
+	g_autoptr(GDir) d = g_dir_open(f->dir, 0, NULL);
+	const char *name;
+
+	(void)data;
+	while (d && (name = g_dir_read_name(d))) {
+		g_autofree char *p = g_build_filename(f->dir, name, NULL);
+
+		g_unlink(p);
+	}
+	g_rmdir(f->dir);
+	g_free(f->dir);
+}
+
+static const struct lindex_head head = {
+    .uidvalidity = 1234,
+    .uidnext = 10,
+    .highestmodseq = 1ull << 40,
+    .names_mode = 0,
+};
+
+static void save(struct fixture *f, const char *wire, const struct tree_msg_info *m, gsize n)
+{
+	struct lindex_writer *w = lindex_writer_new();
+	GError *err = NULL;
+
+	for (gsize i = 0; i < n; i++)
+		lindex_writer_add(w, &m[i]);
+	g_assert_true(lindex_writer_save(w, f->dir, wire, &head, &err));
+	g_assert_no_error(err);
+}
+
+static const struct tree_msg_info three[] = {
+    {.uid = 3, .size = 100, .internaldate = -5, .flags = "\\Seen", .name = "3-Hi.eml"},
+    {.uid = 7, .size = 1ull << 33, .internaldate = 1700000000, .flags = "", .name = "7-Grüße.eml"},
+    {.uid = 9, .size = 0, .internaldate = 0, .flags = "\\Seen", .name = "9.eml"},
+};
+
+static void test_roundtrip(struct fixture *f, gconstpointer data)
+{
+	GError *err = NULL;
+	struct lindex *l;
+	const struct tree_msg_info *m;
+	gsize n;
+
+	(void)data;
+	save(f, "INBOX", three, G_N_ELEMENTS(three));
+	l = lindex_load(f->dir, "INBOX", 0, &err);
+	g_assert_no_error(err);
+	g_assert_cmpuint(lindex_head(l)->uidvalidity, ==, 1234);
+	g_assert_cmpuint(lindex_head(l)->uidnext, ==, 10);
+	g_assert_cmpuint(lindex_head(l)->highestmodseq, ==, 1ull << 40);
+	m = lindex_messages(l, &n);
+	g_assert_cmpuint(n, ==, 3);
+	for (gsize i = 0; i < n; i++) {
+		g_assert_cmpuint(m[i].uid, ==, three[i].uid);
+		g_assert_cmpuint(m[i].size, ==, three[i].size);
+		g_assert_cmpint(m[i].internaldate, ==, three[i].internaldate);
+		g_assert_cmpstr(m[i].flags, ==, three[i].flags);
+		g_assert_cmpstr(m[i].name, ==, three[i].name);
+		g_assert_null(m[i].subject);
+	}
+	lindex_free(l);
+
+	/* Another mailbox, another names mode: not this listing. */
+	g_assert_null(lindex_load(f->dir, "INBOX/Sub", 0, &err));
+	g_assert_error(err, G_FILE_ERROR, G_FILE_ERROR_NOENT);
+	g_clear_error(&err);
+	g_assert_null(lindex_load(f->dir, "INBOX", 1, &err));
+	g_assert_error(err, G_FILE_ERROR, G_FILE_ERROR_INVAL);
+	g_clear_error(&err);
+
+	/* Empty listings are listings too; remove forgets. */
+	save(f, "Empty", NULL, 0);
+	l = lindex_load(f->dir, "Empty", 0, &err);
+	g_assert_no_error(err);
+	lindex_messages(l, &n);
+	g_assert_cmpuint(n, ==, 0);
+	lindex_free(l);
+	lindex_remove(f->dir, "Empty");
+	g_assert_null(lindex_load(f->dir, "Empty", 0, &err));
+	g_assert_error(err, G_FILE_ERROR, G_FILE_ERROR_NOENT);
+	g_clear_error(&err);
+}
+
+static char *only_file(struct fixture *f)
+{
+	g_autoptr(GDir) d = g_dir_open(f->dir, 0, NULL);
+
+	return g_build_filename(f->dir, g_dir_read_name(d), NULL);
+}
+
+/* Whatever the bytes, a damaged file is refused, never half-used. */
+static void test_damaged(struct fixture *f, gconstpointer data)
+{
+	g_autofree char *path = NULL;
+	g_autofree char *good = NULL;
+	gsize len;
+	GError *err = NULL;
+
+	(void)data;
+	save(f, "INBOX", three, G_N_ELEMENTS(three));
+	path = only_file(f);
+	g_assert_true(g_file_get_contents(path, &good, &len, NULL));
+	/* Every truncation, and every single-byte change, in the file. */
+	for (gsize cut = 0; cut < len; cut++) {
+		struct lindex *l;
+
+		g_assert_true(g_file_set_contents(path, good, (gssize)cut, NULL));
+		l = lindex_load(f->dir, "INBOX", 0, &err);
+		g_assert_null(l);
+		g_clear_error(&err);
+	}
+	for (gsize at = 0; at < len; at++) {
+		g_autofree char *bad = g_memdup2(good, len);
+		struct lindex *l;
+		const struct tree_msg_info *m;
+		gsize n;
+
+		bad[at] ^= 0x5a;
+		g_assert_true(g_file_set_contents(path, bad, (gssize)len, NULL));
+		l = lindex_load(f->dir, "INBOX", 0, &err);
+		if (!l) {
+			g_clear_error(&err);
+			continue;
+		}
+		/* A change that kept it valid (a size, a date, a flag) must
+		   still give names that fit their UIDs. */
+		m = lindex_messages(l, &n);
+		for (gsize i = 0; i < n; i++) {
+			guint32 uid;
+
+			g_assert_true(g_str_has_suffix(m[i].name, ".eml"));
+			g_assert_null(strchr(m[i].name, '/'));
+			g_assert_nonnull(m[i].flags);
+			(void)uid;
+		}
+		lindex_free(l);
+	}
+}
+
+/* Large listings load fast and in columns; sanity on 100,000 messages. */
+static void test_large(struct fixture *f, gconstpointer data)
+{
+	struct lindex_writer *w = lindex_writer_new();
+	GError *err = NULL;
+	struct lindex *l;
+	const struct tree_msg_info *m;
+	gsize n;
+
+	(void)data;
+	for (guint32 uid = 1; uid <= 100000; uid++) {
+		g_autofree char *name = g_strdup_printf("%u-Subject_number_%u.eml", uid, uid);
+		struct tree_msg_info mi = {.uid = uid,
+					   .size = uid * 3,
+					   .internaldate = uid,
+					   .flags = uid % 3 ? "\\Seen" : "\\Seen \\Answered",
+					   .name = name};
+
+		lindex_writer_add(w, &mi);
+	}
+	g_assert_true(lindex_writer_save(w, f->dir, "Big", &head, &err));
+	l = lindex_load(f->dir, "Big", 0, &err);
+	g_assert_no_error(err);
+	m = lindex_messages(l, &n);
+	g_assert_cmpuint(n, ==, 100000);
+	g_assert_cmpstr(m[99999].name, ==, "100000-Subject_number_100000.eml");
+	g_assert_cmpstr(m[2].flags, ==, "\\Seen \\Answered");
+	lindex_free(l);
+}
+
+int main(int argc, char **argv)
+{
+	g_test_init(&argc, &argv, NULL);
+	g_test_add("/listing-index/roundtrip", struct fixture, NULL, setup, test_roundtrip,
+		   teardown);
+	g_test_add("/listing-index/damaged", struct fixture, NULL, setup, test_damaged, teardown);
+	g_test_add("/listing-index/large", struct fixture, NULL, setup, test_large, teardown);
+	return g_test_run();
+}
