@@ -11,10 +11,12 @@
 #include <unistd.h>
 
 #include "account/prefetch.h"
+#include "account/resync.h"
 #include "account/watch.h"
 #include "fs/notify.h"
 #include "model/append.h"
 #include "model/headers.h"
+#include "model/listing_index.h"
 #include "model/names.h"
 #include "protocol/mutf7.h"
 #include "util/log.h"
@@ -27,11 +29,19 @@
 #define HEADERS_CACHE_MAX 20000
 #define STATUS_XATTR "user.mailfs.status"
 #define FLAGS_XATTR "user.imap.flags"
+/* A listing that keeps changing is written to disk at most this often. */
+#define INDEX_SAVE_INTERVAL_US (10 * G_USEC_PER_SEC)
 
 struct folder_state {
 	GMutex lock; /* one listing fetch of this folder at a time */
 	gint64 fetched_at;
+	/* What the listing was brought up to (resync.h), and its copy on disk. */
 	guint32 uidvalidity;
+	guint32 uidnext;
+	guint64 highestmodseq;
+	gboolean index_tried; /* the saved listing was looked for */
+	gboolean index_dirty; /* the tree holds more than the saved listing */
+	gint64 index_saved_at;
 	/* Reading pattern, under fs->lock: opens one after another are prefetched. */
 	gint64 last_open;
 	guint32 last_uid;
@@ -74,6 +84,8 @@ struct mfs_imap_fs {
 	guint64 messages_fetched;
 	guint64 bytes_fetched;
 	guint64 bodies_from_cache;
+	guint64 listings_full;
+	guint64 listings_resynced;
 };
 
 /* One open message file. */
@@ -296,11 +308,14 @@ void mfs_imap_fs_attach(struct mfs_imap_fs *fs, struct fuse_session *se)
 	}
 }
 
+static void save_dirty_listings(struct mfs_imap_fs *fs);
+
 void mfs_imap_fs_detach(struct mfs_imap_fs *fs)
 {
 	g_clear_pointer(&fs->watch, watch_stop);
 	g_clear_pointer(&fs->prefetch, prefetch_stop);
 	g_clear_pointer(&fs->notify, notify_stop);
+	save_dirty_listings(fs);
 }
 
 /* -- sessions and interrupts ------------------------------------------------ */
@@ -521,90 +536,142 @@ static struct folder_state *folder_state(struct mfs_imap_fs *fs, guint64 ino)
 	return f;
 }
 
-/* Header fields kept per message at most: a subject is cut at 64 bytes anyway. */
-#define HEADER_FIELDS_MAX (64 * 1024)
-
-/* A header-field literal of the response being read, whatever its size
-   (the client would drop a large unclaimed one as unsolicited). */
-struct header_sink {
-	GByteArray *buf;
-	gboolean active;
-};
-
-static gboolean header_begin(void *ud, uint32_t seq, const char *section, uint64_t size)
+/* Counts and highest UID of a folder's listing, for a resync. */
+static void count_msg(void *ud, const struct tree_msg_info *m)
 {
-	struct header_sink *h = ud;
+	struct resync_known *k = ud;
 
-	(void)seq;
-	(void)size;
-	if (!g_str_has_prefix(section, "BODY[HEADER.FIELDS"))
-		return FALSE;
-	g_byte_array_set_size(h->buf, 0);
-	h->active = TRUE;
-	return TRUE;
+	k->count++;
+	k->max_uid = MAX(k->max_uid, m->uid);
 }
 
-static void header_chunk(void *ud, const void *data, size_t len)
+/* Locked (f->lock): what is known of folder ino, from memory or from disk. */
+static struct lindex *known_state(struct mfs_imap_fs *fs, struct folder_state *f, guint64 ino,
+				  const char *wire, struct resync_known *k)
 {
-	struct header_sink *h = ud;
+	struct lindex *idx = NULL;
+	guint32 uv = 0;
 
-	if (h->active && h->buf->len < HEADER_FIELDS_MAX)
-		g_byte_array_append(h->buf, data, (guint)MIN(len, HEADER_FIELDS_MAX - h->buf->len));
-}
-
-struct listing {
-	struct header_sink hdr; /* first: the literal callbacks get the listing */
-	GArray *msgs;           /* struct tree_msg_info, strings owned below */
-	GStringChunk *strings;
-};
-
-/* "Subject: a\r\n b\r\n\r\n" -> "a\r\n b": the raw value, for the slug rule. */
-static const char *subject_value(GStringChunk *chunk, const char *s, size_t len)
-{
-	const char *colon, *end;
-
-	if (len < 8 || g_ascii_strncasecmp(s, "subject", 7) != 0)
+	memset(k, 0, sizeof(*k));
+	if (f->uidvalidity && tree_folder_foreach_message(fs->tree, ino, &uv, count_msg, k) == 0 &&
+	    uv == f->uidvalidity) {
+		k->uidvalidity = f->uidvalidity;
+		k->uidnext = f->uidnext;
+		k->highestmodseq = f->highestmodseq;
 		return NULL;
-	colon = memchr(s, ':', len);
-	if (!colon)
-		return NULL;
-	end = s + len;
-	while (end > colon + 1 && (end[-1] == '\r' || end[-1] == '\n'))
-		end--;
-	return g_string_chunk_insert_len(chunk, colon + 1, end - (colon + 1));
+	}
+	memset(k, 0, sizeof(*k));
+	if (!f->index_tried) {
+		g_autoptr(GError) err = NULL;
+		g_autofree char *dir = g_build_filename(fs->opts->cache_dir, "listings", NULL);
+
+		f->index_tried = TRUE;
+		idx = lindex_load(dir, wire, fs->opts->names, &err);
+		if (!idx && !g_error_matches(err, G_FILE_ERROR, G_FILE_ERROR_NOENT))
+			mfs_log_warn("saved listing not used: %s", err->message);
+	}
+	if (idx) {
+		const struct lindex_head *h = lindex_head(idx);
+		gsize n;
+		const struct tree_msg_info *m = lindex_messages(idx, &n);
+
+		k->uidvalidity = h->uidvalidity;
+		k->uidnext = h->uidnext;
+		k->highestmodseq = h->highestmodseq;
+		k->count = (guint32)n;
+		k->max_uid = n ? m[n - 1].uid : 0;
+	}
+	return idx;
 }
 
-static void on_listing(void *ud, const struct imap_response *r)
+/* Locked (f->lock): write the folder's listing for the next mount. */
+static void save_listing(struct mfs_imap_fs *fs, struct folder_state *f, guint64 ino,
+			 const char *wire)
 {
-	struct listing *l = ud;
-	struct tree_msg_info m = { 0 };
-	const struct imap_value *v;
-	guint64 size;
+	g_autofree char *dir = g_build_filename(fs->opts->cache_dir, "listings", NULL);
+	struct lindex_writer *w = lindex_writer_new();
+	struct lindex_head head = { .uidnext = f->uidnext,
+				    .highestmodseq = f->highestmodseq,
+				    .names_mode = fs->opts->names };
+	g_autoptr(GError) err = NULL;
 
-	if (!r->keyword || strcmp(r->keyword, "FETCH") != 0)
-		return;
-	if (!imap_value_u32(imap_fetch_item(r, "UID"), &m.uid) ||
-	    !imap_value_u64(imap_fetch_item(r, "RFC822.SIZE"), &size)) {
-		/* An unsolicited FETCH (flags of some message): not a listing line. */
+	if (tree_folder_foreach_message(fs->tree, ino, &head.uidvalidity, lindex_writer_add, w) < 0 ||
+	    head.uidvalidity != f->uidvalidity) {
+		lindex_writer_free(w);
 		return;
 	}
-	m.size = size;
-	v = imap_fetch_item(r, "INTERNALDATE");
-	if (!v || !imap_parse_internaldate(imap_value_str(v), &m.internaldate))
-		m.internaldate = 0;
-	v = imap_fetch_item(r, "FLAGS");
-	if (v) {
-		g_autofree char *flags = imap_flags_to_string(v);
+	if (!lindex_writer_save(w, dir, wire, &head, &err))
+		mfs_log_warn("cannot save the listing of %s: %s", wire, err->message);
+	f->index_dirty = FALSE;
+	f->index_saved_at = now_us();
+}
 
-		m.flags = g_string_chunk_insert_const(l->strings, flags);
+/* Listings changed since they were last written go to disk for the next mount. */
+static void save_dirty_listings(struct mfs_imap_fs *fs)
+{
+	g_autoptr(GArray) dirty = g_array_new(FALSE, FALSE, sizeof(guint64));
+	GHashTableIter it;
+	gpointer key, value;
+
+	g_mutex_lock(&fs->lock);
+	g_hash_table_iter_init(&it, fs->folders);
+	while (g_hash_table_iter_next(&it, &key, &value))
+		g_array_append_val(dirty, *(guint64 *)key);
+	g_mutex_unlock(&fs->lock);
+	for (guint i = 0; i < dirty->len; i++) {
+		guint64 ino = g_array_index(dirty, guint64, i);
+		struct folder_state *f = folder_state(fs, ino);
+		struct tree_entry e = { 0 };
+
+		g_mutex_lock(&f->lock);
+		if (f->index_dirty && tree_get(fs->tree, ino, TREE_WANT_WIRE, &e) == 0 && e.wire &&
+		    !e.gone)
+			save_listing(fs, f, ino, e.wire);
+		tree_entry_clear(&e);
+		g_mutex_unlock(&f->lock);
 	}
-	v = imap_fetch_item(r, "BODY[HEADER.FIELDS (SUBJECT)]");
-	if (v && v->type == IMAP_V_STREAMED && l->hdr.active)
-		m.subject = subject_value(l->strings, (const char *)l->hdr.buf->data, l->hdr.buf->len);
-	else if (v && imap_value_str(v))
-		m.subject = subject_value(l->strings, v->str, v->len);
-	l->hdr.active = FALSE;
-	g_array_append_val(l->msgs, m);
+}
+
+/* Locked (f->lock): apply a resync's result to the tree and the disk. */
+static int apply_resync(struct mfs_imap_fs *fs, struct folder_state *f, guint64 ino,
+			const char *wire, struct lindex *idx, const struct resync_known *k,
+			const struct resync_result *res)
+{
+	g_autoptr(GArray) removed = tree_removed_new();
+	int rc = 0;
+
+	if (idx && res->how != RESYNC_FULL) {
+		/* The saved listing still holds: it becomes the tree's, then the
+		   changes since apply. */
+		gsize n;
+		const struct tree_msg_info *m = lindex_messages(idx, &n);
+
+		rc = tree_folder_set_messages(fs->tree, ino, res->uidvalidity, m, n, removed);
+	}
+	/* Bodies of another UIDVALIDITY are other messages now. */
+	if (k->uidvalidity && k->uidvalidity != res->uidvalidity)
+		mcache_drop_mailbox(fs->cache, wire, res->uidvalidity);
+	if (rc == 0)
+		rc = tree_folder_merge(fs->tree, ino, res->uidvalidity, &res->delta, removed);
+	queue_removed(fs, removed);
+	if (rc < 0)
+		return rc;
+	if (res->how == RESYNC_FULL)
+		__atomic_fetch_add(&fs->listings_full, 1, __ATOMIC_RELAXED);
+	else
+		__atomic_fetch_add(&fs->listings_resynced, 1, __ATOMIC_RELAXED);
+	f->uidvalidity = res->uidvalidity;
+	f->uidnext = res->uidnext;
+	f->highestmodseq = res->highestmodseq;
+	f->fetched_at = now_us();
+	if (res->how != RESYNC_UNCHANGED || !idx)
+		f->index_dirty = TRUE;
+	/* A folder changing all the time is saved at most every few seconds;
+	   what is left is saved at unmount. */
+	if (f->index_dirty &&
+	    (!f->index_saved_at || now_us() - f->index_saved_at >= INDEX_SAVE_INTERVAL_US))
+		save_listing(fs, f, ino, wire);
+	return 0;
 }
 
 static int refresh_folder_once(struct mfs_imap_fs *fs, guint64 ino, gboolean force,
@@ -612,9 +679,11 @@ static int refresh_folder_once(struct mfs_imap_fs *fs, guint64 ino, gboolean for
 {
 	struct folder_state *f = folder_state(fs, ino);
 	struct tree_entry e = { 0 };
+	struct resync_known known;
+	struct resync_result res = { 0 };
+	struct lindex *idx;
 	struct req_ctx ctx;
 	struct imap_session *s;
-	struct imap_select_info info;
 	GError *err = NULL;
 	int rc;
 
@@ -630,49 +699,22 @@ static int refresh_folder_once(struct mfs_imap_fs *fs, guint64 ino, gboolean for
 		g_mutex_unlock(&f->lock);
 		return rc < 0 ? rc : 0;
 	}
+	idx = known_state(fs, f, ino, e.wire, &known);
 	req_ctx_init(&ctx, fs, req);
 	rc = borrow(&ctx, e.wire, &s);
 	if (rc == 0) {
-		rc = imap_select(s, e.wire, !fs->opts->mark_seen, &info, &err);
-		if (rc == 0) {
-			struct listing l = {
-				.hdr.buf = g_byte_array_new(),
-				.msgs = g_array_new(FALSE, FALSE, sizeof(struct tree_msg_info)),
-				.strings = g_string_chunk_new(4096),
-			};
-			struct imap_handler h = { .untagged = on_listing,
-						  .literal_begin = header_begin,
-						  .literal_chunk = header_chunk,
-						  .ud = &l };
-			g_autoptr(GArray) removed = tree_removed_new();
-
-			if (info.exists > 0)
-				rc = imap_run(s, &h, NULL, &err, "UID FETCH 1:* (UID RFC822.SIZE "
-						  "INTERNALDATE FLAGS%s)",
-					      fs->opts->names == MFS_NAMES_UID ?
-						      "" :
-						      " BODY.PEEK[HEADER.FIELDS (SUBJECT)]");
-			give_back(&ctx);
-			if (rc == 0) {
-				/* Bodies of another UIDVALIDITY are other messages now. */
-				if (f->uidvalidity && f->uidvalidity != info.uidvalidity)
-					mcache_drop_mailbox(fs->cache, e.wire, info.uidvalidity);
-				rc = tree_folder_set_messages(fs->tree, ino, info.uidvalidity,
-							      (struct tree_msg_info *)l.msgs->data,
-							      l.msgs->len, removed);
-				queue_removed(fs, removed);
-				f->uidvalidity = info.uidvalidity;
-				f->fetched_at = now_us();
-			}
-			g_array_unref(l.msgs);
-			g_string_chunk_free(l.strings);
-			g_byte_array_unref(l.hdr.buf);
-		} else {
-			give_back(&ctx);
-		}
+		rc = resync_folder(s, e.wire, !fs->opts->mark_seen, fs->opts->names != MFS_NAMES_UID,
+				   &known, &res, &err);
+		give_back(&ctx);
+		if (rc == 0)
+			rc = apply_resync(fs, f, ino, e.wire, idx, &known, &res);
+		resync_result_clear(&res);
 		if (rc < 0)
 			rc = imap_errno(&ctx, rc, err, e.wire);
 	}
+	if (idx && rc < 0)
+		f->index_tried = FALSE; /* offline: the saved listing is for the next try */
+	lindex_free(idx);
 	req_ctx_clear(&ctx, req);
 	tree_entry_clear(&e);
 	g_mutex_unlock(&f->lock);
@@ -1482,6 +1524,10 @@ static char *status_text(struct mfs_imap_fs *fs)
 			       __atomic_load_n(&fs->bytes_fetched, __ATOMIC_RELAXED));
 	g_string_append_printf(s, "bodies_from_cache: %" G_GUINT64_FORMAT "\n",
 			       __atomic_load_n(&fs->bodies_from_cache, __ATOMIC_RELAXED));
+	g_string_append_printf(s, "listings_full: %" G_GUINT64_FORMAT "\n",
+			       __atomic_load_n(&fs->listings_full, __ATOMIC_RELAXED));
+	g_string_append_printf(s, "listings_resynced: %" G_GUINT64_FORMAT "\n",
+			       __atomic_load_n(&fs->listings_resynced, __ATOMIC_RELAXED));
 	if (fs->prefetch) {
 		guint64 pm, pb;
 
@@ -1566,8 +1612,8 @@ static int message_headers(struct mfs_imap_fs *fs, fuse_req_t req, guint64 ino,
 		struct header_fetch hf = { .hdr.buf = g_byte_array_new(), .uid = e.uid,
 					   .value = g_byte_array_new() };
 		struct imap_handler h = { .untagged = on_header_fetch,
-					  .literal_begin = header_begin,
-					  .literal_chunk = header_chunk,
+					  .literal_begin = header_sink_begin,
+					  .literal_chunk = header_sink_chunk,
 					  .ud = &hf };
 
 		rc = ensure_selected(s, e.wire, !fs->opts->mark_seen, e.uidvalidity, &err);
@@ -1962,7 +2008,10 @@ static void op_rmdir(fuse_req_t req, fuse_ino_t parent, const char *name)
 	}
 	req_ctx_clear(&ctx, req);
 	if (rc == 0) {
+		g_autofree char *dir = g_build_filename(fs->opts->cache_dir, "listings", NULL);
+
 		mcache_drop_mailbox(fs->cache, key, 0);
+		lindex_remove(dir, key);
 		mfs_imap_fs_refresh_list(fs, TRUE, NULL);
 	}
 	tree_entry_clear(&e);

@@ -1,0 +1,303 @@
+/* SPDX-License-Identifier: GPL-2.0-or-later */
+#include "account/resync.h"
+
+#include "protocol/uidset.h"
+#include "util/log.h"
+
+#include <errno.h>
+#include <string.h>
+
+/* VANISHED text kept at most (a server naming every UID one by one in a
+   huge folder): beyond it, the folder is listed in full instead. */
+#define VANISHED_TEXT_MAX   (16 * 1024 * 1024)
+#define VANISHED_RANGES_MAX 4000000u
+
+gboolean header_sink_begin(void *ud, uint32_t seq, const char *section, uint64_t size)
+{
+	struct header_sink *h = ud;
+
+	(void)seq;
+	(void)size;
+	if (!g_str_has_prefix(section, "BODY[HEADER.FIELDS"))
+		return FALSE;
+	g_byte_array_set_size(h->buf, 0);
+	h->active = TRUE;
+	return TRUE;
+}
+
+void header_sink_chunk(void *ud, const void *data, size_t len)
+{
+	struct header_sink *h = ud;
+
+	if (h->active && h->buf->len < HEADER_FIELDS_MAX)
+		g_byte_array_append(h->buf, data, (guint)MIN(len, HEADER_FIELDS_MAX - h->buf->len));
+}
+
+/* What the untagged responses of one resync are collected into. */
+struct collect {
+	struct header_sink hdr; /* first: the literal callbacks get the collector */
+	struct resync_result *out;
+	GString *vanished; /* the sets of every VANISHED, joined by ',' */
+	gboolean vanished_overflow;
+	/* FETCH responses taken: with RFC822.SIZE (new messages) when their UID
+	   is at least new_from; else FLAGS-only ones (update_only) up to
+	   update_to. */
+	guint32 new_from;
+	guint32 update_to;
+	guint32 new_count;
+};
+
+/* "Subject: a\r\n b\r\n\r\n" -> "a\r\n b": the raw value, for the slug rule. */
+static const char *subject_value(GStringChunk *chunk, const char *s, size_t len)
+{
+	const char *colon, *end;
+
+	if (len < 8 || g_ascii_strncasecmp(s, "subject", 7) != 0)
+		return NULL;
+	colon = memchr(s, ':', len);
+	if (!colon)
+		return NULL;
+	end = s + len;
+	while (end > colon + 1 && (end[-1] == '\r' || end[-1] == '\n'))
+		end--;
+	return g_string_chunk_insert_len(chunk, colon + 1, end - (colon + 1));
+}
+
+static void take_vanished(struct collect *c, const struct imap_response *r)
+{
+	const struct imap_value *set = NULL;
+
+	/* "* VANISHED (EARLIER) 3:5" during a resync; "* VANISHED 7" when
+	   something goes while we list: both are gone. */
+	for (size_t i = 0; i < r->args.n; i++)
+		if (r->args.items[i].type == IMAP_V_ATOM)
+			set = &r->args.items[i];
+	if (!set || c->vanished_overflow)
+		return;
+	if (c->vanished->len + set->len + 1 > VANISHED_TEXT_MAX) {
+		c->vanished_overflow = TRUE;
+		return;
+	}
+	if (c->vanished->len)
+		g_string_append_c(c->vanished, ',');
+	g_string_append_len(c->vanished, set->str, (gssize)set->len);
+}
+
+static void take_fetch(struct collect *c, const struct imap_response *r)
+{
+	struct tree_msg_info m = {0};
+	const struct imap_value *v;
+	guint64 size;
+	gboolean has_size;
+
+	if (!imap_value_u32(imap_fetch_item(r, "UID"), &m.uid) || m.uid == 0)
+		return;
+	has_size = imap_value_u64(imap_fetch_item(r, "RFC822.SIZE"), &size);
+	v = imap_fetch_item(r, "FLAGS");
+	if (v) {
+		g_autofree char *flags = imap_flags_to_string(v);
+
+		m.flags = g_string_chunk_insert_const(c->out->strings, flags);
+	}
+	if (has_size && m.uid >= c->new_from) {
+		m.size = size;
+		v = imap_fetch_item(r, "INTERNALDATE");
+		if (!v || !imap_parse_internaldate(imap_value_str(v), &m.internaldate))
+			m.internaldate = 0;
+		v = imap_fetch_item(r, "BODY[HEADER.FIELDS (SUBJECT)]");
+		if (v && v->type == IMAP_V_STREAMED && c->hdr.active)
+			m.subject = subject_value(c->out->strings, (const char *)c->hdr.buf->data,
+						  c->hdr.buf->len);
+		else if (v && imap_value_str(v))
+			m.subject = subject_value(c->out->strings, v->str, v->len);
+		c->new_count++;
+	} else if (m.uid <= c->update_to) {
+		/* A message the caller holds: its flags (NULL: FETCH (UID) only
+		   says it is still there). */
+		m.update_only = TRUE;
+	} else {
+		/* New, but without what a file needs: the new-range FETCH lists it. */
+		c->hdr.active = FALSE;
+		return;
+	}
+	c->hdr.active = FALSE;
+	g_array_append_val(c->out->msgs, m);
+}
+
+static void on_untagged(void *ud, const struct imap_response *r)
+{
+	struct collect *c = ud;
+
+	if (!r->keyword)
+		return;
+	if (strcmp(r->keyword, "FETCH") == 0)
+		take_fetch(c, r);
+	else if (strcmp(r->keyword, "VANISHED") == 0)
+		take_vanished(c, r);
+}
+
+static int fetch(struct imap_session *s, struct collect *c, GError **err, const char *fmt, ...)
+    G_GNUC_PRINTF(4, 5);
+
+static int fetch(struct imap_session *s, struct collect *c, GError **err, const char *fmt, ...)
+{
+	const struct imap_handler h = {.untagged = on_untagged,
+				       .literal_begin = header_sink_begin,
+				       .literal_chunk = header_sink_chunk,
+				       .ud = c};
+	g_autofree char *cmd = NULL;
+	va_list ap;
+
+	va_start(ap, fmt);
+	cmd = g_strdup_vprintf(fmt, ap);
+	va_end(ap);
+	return imap_run(s, &h, NULL, err, "%s", cmd);
+}
+
+static const char *listing_items(gboolean want_subject)
+{
+	return want_subject
+		   ? "(UID RFC822.SIZE INTERNALDATE FLAGS BODY.PEEK[HEADER.FIELDS (SUBJECT)])"
+		   : "(UID RFC822.SIZE INTERNALDATE FLAGS)";
+}
+
+static void start_over(struct collect *c)
+{
+	g_array_set_size(c->out->msgs, 0);
+	g_string_truncate(c->vanished, 0);
+	c->vanished_overflow = FALSE;
+	c->new_count = 0;
+}
+
+/* Whether the SELECT alone proves nothing changed since known. */
+static gboolean unchanged(const struct resync_known *k, const struct imap_select_info *info)
+{
+	return k->highestmodseq && info->highestmodseq == k->highestmodseq &&
+	       (!k->uidnext || !info->uidnext || info->uidnext == k->uidnext) &&
+	       info->exists == k->count;
+}
+
+/* The messages the caller does not know yet: UIDs from max_uid + 1 on. */
+static int fetch_new(struct imap_session *s, struct collect *c, const struct resync_known *k,
+		     const struct imap_select_info *info, gboolean want_subject, GError **err)
+{
+	if (info->exists == 0 || (info->uidnext && info->uidnext <= k->max_uid + 1))
+		return 0;
+	return fetch(s, c, err, "UID FETCH %u:* %s", k->max_uid + 1, listing_items(want_subject));
+}
+
+static int resync_incremental(struct imap_session *s, struct collect *c,
+			      const struct resync_known *k, const struct imap_select_info *info,
+			      gboolean want_subject, GError **err)
+{
+	struct resync_result *out = c->out;
+	gboolean qresync = imap_session_qresync(s) && k->highestmodseq && info->highestmodseq;
+	gboolean condstore = k->highestmodseq && info->highestmodseq;
+	int rc;
+
+	if (unchanged(k, info)) {
+		out->how = RESYNC_UNCHANGED;
+		return 0;
+	}
+	rc = fetch_new(s, c, k, info, want_subject, err);
+	if (rc < 0 || qresync) {
+		out->how = RESYNC_QRESYNC;
+		return rc;
+	}
+	if (k->max_uid == 0) {
+		out->how = condstore ? RESYNC_CONDSTORE : RESYNC_UIDS;
+		return 0;
+	}
+	if (!condstore) {
+		/* Every known UID with its flags: what is missing below the new
+		   range went away. */
+		out->how = RESYNC_UIDS;
+		out->delta.complete_below = (guint64)k->max_uid + 1;
+		return fetch(s, c, err, "UID FETCH 1:%u (UID FLAGS)", k->max_uid);
+	}
+	out->how = RESYNC_CONDSTORE;
+	rc = fetch(s, c, err, "UID FETCH 1:%u (UID FLAGS) (CHANGEDSINCE %" G_GUINT64_FORMAT ")",
+		   k->max_uid, k->highestmodseq);
+	if (rc < 0)
+		return rc;
+	/* Flags came only for what changed; expunges show in the count. */
+	if (imap_session_select_info(s)->exists == (guint64)k->count + c->new_count)
+		return 0;
+	out->delta.complete_below = (guint64)k->max_uid + 1;
+	return fetch(s, c, err, "UID FETCH 1:%u (UID)", k->max_uid);
+}
+
+static gboolean finish_vanished(struct collect *c)
+{
+	if (c->vanished_overflow)
+		return FALSE;
+	if (c->vanished->len == 0)
+		return TRUE;
+	if (!uidset_parse(c->vanished->str, G_MAXUINT32, VANISHED_RANGES_MAX, c->out->vanished)) {
+		g_autofree char *esc = mfs_log_escape(c->vanished->str, c->vanished->len, 80);
+
+		mfs_log_warn("unusable VANISHED set from the server (%s); listing in full", esc);
+		return FALSE;
+	}
+	c->out->delta.vanished = c->out->vanished;
+	return TRUE;
+}
+
+int resync_folder(struct imap_session *s, const char *wire, gboolean readonly,
+		  gboolean want_subject, const struct resync_known *known,
+		  struct resync_result *out, GError **err)
+{
+	struct imap_known_state ks = {known->uidvalidity, known->highestmodseq};
+	struct imap_select_info info;
+	struct collect c = {
+	    .hdr.buf = g_byte_array_new(),
+	    .out = out,
+	    .vanished = g_string_new(NULL),
+	    .new_from = known->max_uid + 1,
+	    .update_to = known->max_uid,
+	};
+	const struct imap_handler h = {.untagged = on_untagged, .ud = &c};
+	int rc;
+
+	memset(out, 0, sizeof(*out));
+	out->msgs = g_array_new(FALSE, FALSE, sizeof(struct tree_msg_info));
+	out->vanished = g_array_new(FALSE, FALSE, sizeof(struct uid_range));
+	out->strings = g_string_chunk_new(4096);
+	rc = imap_select_resync(s, wire, readonly, known->uidvalidity ? &ks : NULL, &h, &info, err);
+	if (rc < 0)
+		goto out;
+	out->uidvalidity = info.uidvalidity;
+	out->uidnext = info.uidnext;
+	out->highestmodseq = info.highestmodseq;
+	if (known->uidvalidity && info.uidvalidity == known->uidvalidity) {
+		rc = resync_incremental(s, &c, known, &info, want_subject, err);
+		if (rc < 0 || finish_vanished(&c))
+			goto out;
+	}
+	/* First listing, a new UIDVALIDITY, or a resync that cannot be trusted. */
+	start_over(&c);
+	c.new_from = 1;
+	c.update_to = 0;
+	out->how = RESYNC_FULL;
+	out->delta.vanished = NULL;
+	out->delta.complete_below = TREE_COMPLETE;
+	if (info.exists > 0)
+		rc = fetch(s, &c, err, "UID FETCH 1:* %s", listing_items(want_subject));
+out:
+	out->delta.msgs = (const struct tree_msg_info *)out->msgs->data;
+	out->delta.n = out->msgs->len;
+	g_byte_array_unref(c.hdr.buf);
+	g_string_free(c.vanished, TRUE);
+	return rc;
+}
+
+void resync_result_clear(struct resync_result *r)
+{
+	if (r->msgs)
+		g_array_unref(r->msgs);
+	if (r->vanished)
+		g_array_unref(r->vanished);
+	if (r->strings)
+		g_string_chunk_free(r->strings);
+	memset(r, 0, sizeof(*r));
+}

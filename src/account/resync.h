@@ -1,0 +1,86 @@
+/* SPDX-License-Identifier: GPL-2.0-or-later */
+/*
+ * resync: bring one folder's message listing up to date over one session
+ * (design §2 "Freshness", §4 extensions), as cheaply as the server allows:
+ *
+ *   nothing known, or UIDVALIDITY changed:
+ *       SELECT, UID FETCH 1:* (UID RFC822.SIZE INTERNALDATE FLAGS [SUBJECT])
+ *   QRESYNC (ENABLEd on the session) and a known HIGHESTMODSEQ:
+ *       SELECT box (QRESYNC (uidvalidity modseq)): VANISHED (EARLIER) and the
+ *       FLAGS of what changed come with the SELECT; then the new UID range
+ *   CONDSTORE and a known HIGHESTMODSEQ:
+ *       SELECT box (CONDSTORE); UID FETCH 1:max (UID FLAGS) (CHANGEDSINCE m);
+ *       the new UID range; and only when EXISTS says some went away,
+ *       UID FETCH 1:max (UID) to learn which
+ *   neither: SELECT; UID FETCH 1:max (UID FLAGS); the new UID range.
+ * When HIGHESTMODSEQ, UIDNEXT and EXISTS are what they were, the SELECT is
+ * all: a remount of an unchanged folder costs one command, whatever its size.
+ *
+ * The result is a tree_delta for tree_folder_merge() (a full listing when
+ * `full`). No FUSE, no tree access: the caller applies it.
+ */
+#ifndef MFS_RESYNC_H
+#define MFS_RESYNC_H
+
+#include "model/tree.h"
+#include "protocol/imap_client.h"
+
+#include <glib.h>
+
+/* What the caller's listing holds; uidvalidity 0: nothing (list in full). */
+struct resync_known {
+	guint32 uidvalidity;
+	guint32 uidnext;       /* as the server last said; 0: unknown */
+	guint64 highestmodseq; /* 0: unknown */
+	guint32 count;	       /* messages held */
+	guint32 max_uid;       /* highest UID held, 0 if none */
+};
+
+enum resync_how {
+	RESYNC_FULL,	  /* listed in full */
+	RESYNC_UNCHANGED, /* the SELECT said nothing changed */
+	RESYNC_QRESYNC,
+	RESYNC_CONDSTORE,
+	RESYNC_UIDS, /* flags of every known UID, and the new range */
+};
+
+struct resync_result {
+	enum resync_how how;
+	guint32 uidvalidity;
+	guint32 uidnext;
+	guint64 highestmodseq;
+	struct tree_delta delta; /* points into the fields below */
+	GArray *msgs;		 /* struct tree_msg_info; strings in `strings` */
+	GArray *vanished;	 /* struct uid_range */
+	GStringChunk *strings;
+};
+
+/*
+ * Select wire (EXAMINE when readonly) on s and compute what changed since
+ * known. want_subject: fetch the Subject of new messages (the default names
+ * need it). 0 or a negative errno as imap_run gives it; out is filled on
+ * success and must be cleared with resync_result_clear() either way.
+ */
+int resync_folder(struct imap_session *s, const char *wire, gboolean readonly,
+		  gboolean want_subject, const struct resync_known *known,
+		  struct resync_result *out, GError **err);
+void resync_result_clear(struct resync_result *r);
+
+/* Header fields kept per message at most: a subject is cut at 64 bytes anyway. */
+#define HEADER_FIELDS_MAX (64 * 1024)
+
+/*
+ * Where a BODY[HEADER.FIELDS ...] literal of the response being read goes,
+ * whatever its size (the client would drop a large unclaimed one as
+ * unsolicited). Put it first in an imap_handler's ud and use the two
+ * callbacks below; buf holds the literal after the response, when active.
+ */
+struct header_sink {
+	GByteArray *buf;
+	gboolean active;
+};
+
+gboolean header_sink_begin(void *ud, uint32_t seq, const char *section, uint64_t size);
+void header_sink_chunk(void *ud, const void *data, size_t len);
+
+#endif

@@ -1,0 +1,288 @@
+"""Listings kept up to date cheaply, and kept across mounts (design §2 "Cache",
+"Freshness"; issue: live resync and persistent index).
+
+Each test runs against three private dovecots that differ in what they
+advertise after login: everything (QRESYNC and CONDSTORE), CONDSTORE without
+QRESYNC (Gmail), and neither (Exchange Online, Courier). The mount must show
+exactly what the server holds in every case; the status counters tell which
+way it got there (listings_full: UID FETCH 1:* of everything; listings_resynced:
+only what changed).
+"""
+import imaplib
+import os
+import pwd
+import re
+import subprocess
+import time
+
+import pytest
+
+import mailserver
+from conftest import Mount, password_file
+
+# dovecot 2.3's post-login capabilities, less what a mode takes away.
+BASE_CAPS = ("IMAP4rev1 SASL-IR LOGIN-REFERRALS ID ENABLE IDLE SORT SORT=DISPLAY "
+             "THREAD=REFERENCES THREAD=REFS THREAD=ORDEREDSUBJECT MULTIAPPEND URL-PARTIAL "
+             "CATENATE UNSELECT CHILDREN NAMESPACE UIDPLUS LIST-EXTENDED I18NLEVEL=1 ESEARCH "
+             "ESORT SEARCHRES WITHIN CONTEXT=SEARCH LIST-STATUS BINARY MOVE LITERAL+ "
+             "SPECIAL-USE")
+MODES = {
+    "qresync": "",
+    "condstore": f"imap_capability = {BASE_CAPS} CONDSTORE",
+    "plain": f"imap_capability = {BASE_CAPS}",
+}
+BIG = 10000
+SMALL = 20
+
+
+def write_maildir(server, user, folder, n, start=0):
+    """n small messages straight into dovecot's Maildir (APPEND of 10,000 is slow)."""
+    path = os.path.join(server.base, "mail", user, folder)
+    dovecot = pwd.getpwnam("dovecot")
+    for sub in ("cur", "new", "tmp"):
+        os.makedirs(os.path.join(path, sub), exist_ok=True)
+        os.chown(os.path.join(path, sub), dovecot.pw_uid, dovecot.pw_gid)
+    os.chown(path, dovecot.pw_uid, dovecot.pw_gid)
+    for i in range(start, start + n):
+        name = os.path.join(path, "cur", f"1700000000.M{i}P1.mailfs:2,S")
+        with open(name, "wb") as f:
+            f.write(b"From: a@example.org\r\nTo: b@example.org\r\n"
+                    b"Date: Mon, 6 Nov 2023 10:00:00 +0000\r\n"
+                    b"Subject: message %d\r\n\r\nbody %d\r\n" % (i, i))
+        os.chown(name, dovecot.pw_uid, dovecot.pw_gid)
+
+
+@pytest.fixture(scope="module", params=list(MODES))
+def server(request, workdir):
+    mode = request.param
+    s = mailserver.Dovecot(os.path.join(workdir, f"dovecot-resync-{mode}"),
+                           imap_extra=MODES[mode])
+    s.start()
+    s.mode = mode
+    write_maildir(s, "alice", "Big", BIG)
+    write_maildir(s, "alice", "Small", SMALL)
+    write_maildir(s, "alice", "Work", 5)
+    with s.imaps("alice") as c:
+        for box in ("Big", "Small", "Work"):
+            typ, _ = c.select(box)  # dovecot indexes the new files now
+            assert typ == "OK"
+        caps = c.capability()[1][0].decode().upper().split()
+    # The mode is what the server says it is.
+    assert ("QRESYNC" in caps) == (mode == "qresync")
+    assert ("CONDSTORE" in caps) == (mode != "plain")
+    yield s
+    s.stop()
+
+
+class Mounts:
+    def __init__(self, binary, server, workdir, name):
+        self.binary, self.server, self.workdir = binary, server, workdir
+        self.cache = os.path.join(workdir, f"cache-resync-{server.mode}-{name}")
+        self.mp = os.path.join(workdir, f"mnt-resync-{server.mode}-{name}")
+        self.current = None
+
+    def mount(self, **options):
+        opts = {"ca_file": self.server.ca, "idle": "off", "refresh": 3600,
+                "password_file": password_file(self.workdir, self.server, "alice"),
+                "cache_dir": self.cache}
+        opts.update(options)
+        self.current = Mount(self.binary, self.server.url("alice"), self.mp, opts, self.workdir)
+        self.current.start()
+        return self.current
+
+    def unmount(self, allowed=()):
+        m, self.current = self.current, None
+        m.unmount(allowed=allowed)
+
+    def close(self):
+        if self.current:
+            self.current.kill()
+
+
+@pytest.fixture
+def mounts(mailfs_bin, server, workdir, request):
+    made = []
+
+    def make(name):
+        m = Mounts(mailfs_bin, server, workdir, name)
+        made.append(m)
+        return m
+
+    yield make
+    for m in made:
+        m.close()
+
+
+def status(mp):
+    out = subprocess.run(["getfattr", "--only-values", "-n", "user.mailfs.status", mp],
+                         capture_output=True, text=True, check=True).stdout
+    return {k: v.strip() for k, v in (line.split(":", 1) for line in out.splitlines() if ":" in line)}
+
+
+def counter(mp, name):
+    return int(status(mp)[name])
+
+
+def server_listing(server, box):
+    """{uid: (subject, flags)} as the server has it."""
+    with server.imaps("alice") as c:
+        c.select(box, readonly=True)
+        typ, data = c.uid("FETCH", "1:*", "(UID FLAGS BODY.PEEK[HEADER.FIELDS (SUBJECT)])")
+        out = {}
+        for item in data:
+            if not isinstance(item, tuple):
+                continue
+            head = item[0].decode()
+            uid = int(re.search(r"UID (\d+)", head).group(1))
+            flags = re.search(r"FLAGS \(([^)]*)\)", head).group(1)
+            subject = item[1].decode().split(":", 1)[1].strip()
+            out[uid] = (subject, set(f for f in flags.split() if f != "\\Recent"))
+        return out
+
+
+def mount_listing(mp, box):
+    """{uid: file name} of a folder of the mount."""
+    names = os.listdir(os.path.join(mp, box))
+    return {int(n.split("-", 1)[0].split(".", 1)[0]): n for n in names if n.endswith(".eml")}
+
+
+def flags_of(path):
+    out = subprocess.run(["getfattr", "--only-values", "-n", "user.imap.flags", path],
+                         capture_output=True, text=True, check=True).stdout
+    return set(out.split())
+
+
+def assert_same(mp, server, box, check_flags=()):
+    want = server_listing(server, box)
+    got = mount_listing(mp, box)
+    assert sorted(got) == sorted(want)
+    for uid, name in got.items():
+        assert name == f"{uid}-{want[uid][0].replace(' ', '_')}.eml"
+    for uid in check_flags:
+        assert flags_of(os.path.join(mp, box, got[uid])) == want[uid][1], uid
+
+
+def change_behind(server, box):
+    """Another client: append two, expunge one, flag one. Returns the UIDs touched."""
+    with server.imaps("alice") as c:
+        c.select(box)
+        typ, data = c.uid("SEARCH", None, "ALL")
+        uids = [int(u) for u in data[0].split()]
+        for i in range(2):
+            msg = (b"From: x@example.org\r\nSubject: added %d %d\r\n\r\nnew\r\n"
+                   % (i, time.monotonic_ns()))
+            assert c.append(box, None, None, msg)[0] == "OK"
+        gone, flagged = uids[1], uids[2]
+        assert c.uid("STORE", str(flagged), "+FLAGS", "(\\Flagged)")[0] == "OK"
+        assert c.uid("STORE", str(gone), "+FLAGS", "(\\Deleted)")[0] == "OK"
+        assert c.uid("EXPUNGE", str(gone))[0] == "OK"
+    return gone, flagged
+
+
+def test_changes_by_others_are_resynced_not_relisted(mounts, server):
+    ms = mounts("live")
+    m = ms.mount(refresh=1)
+    assert_same(m.mountpoint, server, "Work")
+    full = counter(m.mountpoint, "listings_full")
+    gone, flagged = change_behind(server, "Work")
+    time.sleep(1.5)  # older than `refresh`: the next readdir brings it up to date
+    got = mount_listing(m.mountpoint, "Work")
+    assert gone not in got
+    assert_same(m.mountpoint, server, "Work", check_flags=[flagged])
+    assert counter(m.mountpoint, "listings_full") == full
+    assert counter(m.mountpoint, "listings_resynced") >= 1
+    ms.unmount()
+
+
+def test_remount_uses_the_saved_listing(mounts, server):
+    ms = mounts("saved")
+    m = ms.mount()
+    before = mount_listing(m.mountpoint, "Work")
+    ms.unmount()
+    gone, flagged = change_behind(server, "Work")
+    m = ms.mount()
+    after = mount_listing(m.mountpoint, "Work")
+    assert gone in before and gone not in after
+    assert_same(m.mountpoint, server, "Work", check_flags=[flagged])
+    # Names of the messages that stayed are the same files.
+    assert all(after[u] == before[u] for u in after if u in before)
+    st = status(m.mountpoint)
+    assert int(st["listings_full"]) == 0, st
+    # Bytes of a message listed from the saved listing are the server's.
+    uid = max(after)
+    with server.imaps("alice") as c:
+        c.select("Work", readonly=True)
+        body = c.uid("FETCH", str(uid), "(BODY.PEEK[])")[1][0][1]
+    with open(os.path.join(m.mountpoint, "Work", after[uid]), "rb") as f:
+        assert f.read() == body
+    ms.unmount()
+
+
+def remount_commands(ms, box):
+    """Commands a second mount sends to list box, whose listing the first mount saved."""
+    m = ms.mount()
+    subprocess.run(["ls", "-l", os.path.join(m.mountpoint, box)], check=True,
+                   stdout=subprocess.DEVNULL)
+    ms.unmount()
+    m = ms.mount()
+    base = counter(m.mountpoint, "commands_sent")
+    out = subprocess.run(["ls", "-l", os.path.join(m.mountpoint, box)], check=True,
+                         capture_output=True, text=True).stdout
+    st = status(m.mountpoint)
+    ms.unmount()
+    return int(st["commands_sent"]) - base, int(st["listings_full"]), out.count(".eml")
+
+
+def test_remount_of_unchanged_large_folder_costs_no_listing(mounts, server):
+    big_cmds, big_full, big_n = remount_commands(mounts("big"), "Big")
+    small_cmds, small_full, small_n = remount_commands(mounts("small"), "Small")
+    assert (big_n, small_n) == (BIG, SMALL)
+    assert big_full == small_full == 0
+    # Independent of the message count: the same commands for 10,000 as for 20.
+    assert big_cmds == small_cmds, (big_cmds, small_cmds)
+
+
+def test_uidvalidity_change_while_unmounted(mounts, server):
+    write_maildir(server, "alice", "Renewed", 3, start=100)
+    ms = mounts("uidvalidity")
+    m = ms.mount()
+    old = mount_listing(m.mountpoint, "Renewed")
+    assert len(old) == 3
+    for name in old.values():
+        with open(os.path.join(m.mountpoint, "Renewed", name), "rb") as f:
+            f.read()  # cached now: must not come back after the change
+    ms.unmount()
+    with server.imaps("alice") as c:
+        assert c.delete("Renewed")[0] == "OK"
+        assert c.create("Renewed")[0] == "OK"
+        for i in range(2):
+            assert c.append("Renewed", None, None,
+                            b"Subject: reborn %d\r\n\r\nother bytes %d\r\n" % (i, i))[0] == "OK"
+    m = ms.mount()
+    assert_same(m.mountpoint, server, "Renewed")
+    with server.imaps("alice") as c:
+        c.select("Renewed", readonly=True)
+        for uid, name in mount_listing(m.mountpoint, "Renewed").items():
+            body = c.uid("FETCH", str(uid), "(BODY.PEEK[])")[1][0][1]
+            with open(os.path.join(m.mountpoint, "Renewed", name), "rb") as f:
+                assert f.read() == body
+    ms.unmount()
+
+
+def test_damaged_saved_listing_is_not_used(mounts, server):
+    ms = mounts("damaged")
+    m = ms.mount()
+    mount_listing(m.mountpoint, "Work")
+    ms.unmount()
+    listings = os.path.join(ms.cache, "listings")
+    files = os.listdir(listings)
+    assert files and all(f.endswith(".idx") for f in files)
+    for f in files:
+        p = os.path.join(listings, f)
+        data = bytearray(open(p, "rb").read())
+        with open(p, "wb") as out:
+            out.write(data[: len(data) // 2])
+    m = ms.mount()
+    assert_same(m.mountpoint, server, "Work")
+    assert counter(m.mountpoint, "listings_full") >= 1
+    ms.unmount(allowed=[r"warning: saved listing not used"])
