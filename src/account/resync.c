@@ -284,6 +284,7 @@ int resync_folder(struct imap_session *s, const char *wire, gboolean readonly,
 	if (info.exists > 0)
 		rc = fetch(s, &c, err, "UID FETCH 1:* %s", listing_items(want_subject));
 out:
+	out->exists = imap_session_select_info(s)->exists;
 	out->delta.msgs = (const struct tree_msg_info *)out->msgs->data;
 	out->delta.n = out->msgs->len;
 	g_byte_array_unref(c.hdr.buf);

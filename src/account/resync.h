@@ -49,6 +49,7 @@ struct resync_result {
 	guint32 uidvalidity;
 	guint32 uidnext;
 	guint64 highestmodseq;
+	guint32 exists; /* the server's message count when done: a check */
 	struct tree_delta delta; /* points into the fields below */
 	GArray *msgs;		 /* struct tree_msg_info; strings in `strings` */
 	GArray *vanished;	 /* struct uid_range */

@@ -545,6 +545,15 @@ static void count_msg(void *ud, const struct tree_msg_info *m)
 	k->max_uid = MAX(k->max_uid, m->uid);
 }
 
+static guint32 listing_count(struct mfs_imap_fs *fs, guint64 ino)
+{
+	struct resync_known k = { 0 };
+	guint32 uv;
+
+	tree_folder_foreach_message(fs->tree, ino, &uv, count_msg, &k);
+	return k.count;
+}
+
 /* Locked (f->lock): what is known of folder ino, from memory or from disk. */
 static struct lindex *known_state(struct mfs_imap_fs *fs, struct folder_state *f, guint64 ino,
 				  const char *wire, struct resync_known *k)
@@ -705,9 +714,22 @@ static int refresh_folder_once(struct mfs_imap_fs *fs, guint64 ino, gboolean for
 	if (rc == 0) {
 		rc = resync_folder(s, e.wire, !fs->opts->mark_seen, fs->opts->names != MFS_NAMES_UID,
 				   &known, &res, &err);
-		give_back(&ctx);
 		if (rc == 0)
 			rc = apply_resync(fs, f, ino, e.wire, idx, &known, &res);
+		if (rc == 0 && res.how != RESYNC_FULL && listing_count(fs, ino) != res.exists) {
+			/* A server whose QRESYNC or CONDSTORE answers miss something
+			   (some do): the count tells, and a full listing mends it. */
+			mfs_log_info("%s: %u messages after a resync, the server has %u; "
+				     "listing it in full",
+				     e.wire, listing_count(fs, ino), res.exists);
+			resync_result_clear(&res);
+			memset(&known, 0, sizeof(known));
+			rc = resync_folder(s, e.wire, !fs->opts->mark_seen,
+					   fs->opts->names != MFS_NAMES_UID, &known, &res, &err);
+			if (rc == 0)
+				rc = apply_resync(fs, f, ino, e.wire, NULL, &known, &res);
+		}
+		give_back(&ctx);
 		resync_result_clear(&res);
 		if (rc < 0)
 			rc = imap_errno(&ctx, rc, err, e.wire);

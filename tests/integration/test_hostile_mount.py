@@ -438,3 +438,45 @@ def test_unsolicited_fetch_cache_after_remount(hostile_mount, workdir):
         finish(m, honest)
     assert rc == 0, err
     assert data == one, f"after the remount: {data[:24]!r}..., fetches {honest.body_fetches}"
+
+
+# -- a QRESYNC server that forgets what it expunged ------------------------------------
+
+def test_resync_that_misses_an_expunge_is_mended(hostile_mount, workdir):
+    """iCloud is known for a QRESYNC that misbehaves: here HIGHESTMODSEQ moves
+    on but no VANISHED comes for a message that went while unmounted. The
+    message count after the resync disagrees with EXISTS, and the folder is
+    listed in full: the deleted message does not linger in the mount."""
+    caps = "IMAP4rev1 AUTH=PLAIN SASL-IR ID ENABLE CONDSTORE QRESYNC"
+    state = {"modseq": 5}
+
+    def enable(server, conn, tag, args):
+        return b"* ENABLED QRESYNC\r\n%s OK enabled\r\n" % tag
+
+    def examine(server, conn, tag, args):
+        head = server.do_examine(conn, tag, args)
+        return head + b"* OK [HIGHESTMODSEQ %d] ok\r\n%s OK [READ-ONLY] done\r\n" % (
+            state["modseq"], tag)
+
+    msgs = [Message(1, make_body("one", 100), subject="one"),
+            Message(2, make_body("two", 100), subject="two"),
+            Message(3, make_body("three", 100), subject="three")]
+    cache = os.path.join(workdir, "cache-hm-qresync-liar")
+    for round_ in (1, 2):
+        srv = Responder(folders=[b'* LIST () "/" INBOX'], mailboxes={b"INBOX": list(msgs)},
+                        caps=caps, handlers={"ENABLE": enable, "EXAMINE": examine})
+        with srv:
+            m = hostile_mount(srv, cache_dir=cache)
+            names = sorted(os.listdir(os.path.join(m.mountpoint, "INBOX")))
+            want = sorted(f"{x.uid}-{x.subject}.eml" for x in msgs)
+            assert names == want, (round_, names)
+            fetches = [c for c in srv.commands() if c.startswith("UID FETCH 1:* ")]
+            if round_ == 2:
+                # It did try the cheap way first, and had to list in full.
+                assert any("QRESYNC (" in c for c in srv.commands()), srv.commands()
+                assert len(fetches) == 1, srv.commands()
+                assert "listing it in full" in m.stderr()
+            finish(m, srv)
+        # While unmounted: message 2 goes, HIGHESTMODSEQ moves, no VANISHED.
+        msgs.pop(1)
+        state["modseq"] += 1
