@@ -8,6 +8,7 @@ import ctypes.util
 import errno
 import os
 import select
+import signal
 import struct
 import subprocess
 import time
@@ -215,6 +216,39 @@ def test_frozen_server_gives_eio_and_unmount_works(mailfs_bin, private_dovecot, 
             os.listdir(os.path.join(m.mountpoint, "Archive"))
         assert e.value.errno == errno.EIO
         m.unmount(allowed=OFFLINE)
+    finally:
+        private_dovecot.thaw()
+        if m.proc.poll() is None:
+            m.kill()
+
+
+def test_ctrl_c_on_a_reader_waiting_for_a_frozen_server(mailfs_bin, private_dovecot, workdir):
+    """A reader stuck on a server that does not answer is let go at Ctrl-C
+    (FUSE interrupt: its fetch is aborted, EINTR), long before `timeout`;
+    the mount goes on working once the server is back."""
+    m = private_mount(mailfs_bin, private_dovecot, workdir, "ctrlc", timeout=300)
+    try:
+        inbox = os.path.join(m.mountpoint, "INBOX")
+        name = sorted(os.listdir(inbox))[-1]
+        private_dovecot.freeze()
+        reader = subprocess.Popen(["cat", os.path.join(inbox, name)],
+                                  stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        time.sleep(1)  # let it reach the daemon and wait there
+        assert reader.poll() is None, "the read did not wait for the frozen server"
+        reader.send_signal(signal.SIGINT)
+        try:
+            reader.wait(60)  # far below the 300 s timeout: the interrupt, not a timeout
+        except subprocess.TimeoutExpired:
+            reader.kill()
+            pytest.fail("Ctrl-C did not free a reader waiting for the server")
+        private_dovecot.thaw()
+        with private_dovecot.imaps("alice") as c:
+            c.select("INBOX", readonly=True)
+            uid = name.split("-", 1)[0].split(".", 1)[0]
+            want = c.uid("FETCH", uid, "(BODY.PEEK[])")[1][0][1]
+        with open(os.path.join(inbox, name), "rb") as f:
+            assert f.read() == want
+        m.unmount(allowed=OFFLINE + [r"warning: .*(interrupt|abort)"])
     finally:
         private_dovecot.thaw()
         if m.proc.poll() is None:
