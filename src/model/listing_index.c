@@ -9,12 +9,11 @@
 #include <unistd.h>
 
 /* Bumped whenever the layout below changes: an older file is just not used. */
-#define FORMAT_TAG "mailfs-listing-1"
-/* tag, wire, names mode, UIDVALIDITY, UIDNEXT, HIGHESTMODSEQ, then the columns:
-   UIDs, sizes, dates, names blob, flag indices, flag strings blob. */
-#define FORMAT_TYPE                                                                                \
-	"(ssuuutauatax"                                                                            \
-	"ayauay)"
+#define FORMAT_TAG "mailfs-listing-2"
+/* tag, wire (bytes: a server's mailbox name need not be UTF-8), names mode,
+   UIDVALIDITY, UIDNEXT, HIGHESTMODSEQ, then the columns: UIDs, sizes, dates,
+   names blob, flag indices, flag strings blob. */
+#define FORMAT_TYPE "(sayuuutauataxayauay)"
 /* More messages than an IMAP folder can list (UIDs are 32-bit) is garbage. */
 #define MESSAGES_MAX ((gsize)G_MAXUINT32)
 
@@ -115,7 +114,7 @@ gboolean lindex_writer_save(struct lindex_writer *w, const char *dir, const char
 		return FALSE;
 	}
 	v = g_variant_new(
-	    "(ssuuut@au@at@ax@ay@au@ay)", FORMAT_TAG, wire, head->names_mode, head->uidvalidity,
+	    "(s^ayuuut@au@at@ax@ay@au@ay)", FORMAT_TAG, wire, head->names_mode, head->uidvalidity,
 	    head->uidnext, head->highestmodseq,
 	    column(G_VARIANT_TYPE_UINT32, w->uids->data, w->uids->len, sizeof(guint32)),
 	    column(G_VARIANT_TYPE_UINT64, w->sizes->data, w->sizes->len, sizeof(guint64)),
@@ -221,7 +220,7 @@ struct lindex *lindex_load(const char *dir, const char *wire, guint32 names_mode
 	l = g_new0(struct lindex, 1);
 	l->v =
 	    g_variant_ref_sink(g_variant_new_from_bytes(G_VARIANT_TYPE(FORMAT_TYPE), bytes, FALSE));
-	g_variant_get(l->v, "(&s&suuut@au@at@ax@ay@au@ay)", &tag, &saved_wire, &l->head.names_mode,
+	g_variant_get(l->v, "(&s^&ayuuut@au@at@ax@ay@au@ay)", &tag, &saved_wire, &l->head.names_mode,
 		      &l->head.uidvalidity, &l->head.uidnext, &l->head.highestmodseq, NULL, NULL,
 		      NULL, NULL, NULL, NULL);
 	if (strcmp(tag, FORMAT_TAG) != 0)

@@ -1215,15 +1215,11 @@ int imap_select_resync(struct imap_session *s, const char *mailbox, gboolean rea
 		       const struct imap_known_state *known, const struct imap_handler *h,
 		       struct imap_select_info *info, GError **err)
 {
+	const char *verb = readonly ? "EXAMINE" : "SELECT";
 	g_autofree char *q = imap_quote(mailbox);
 	g_autofree char *param = NULL;
 	int rc;
 
-	if (!q) {
-		g_set_error(err, G_IO_ERROR, G_IO_ERROR_INVALID_ARGUMENT,
-			    "mailbox name cannot be quoted");
-		return -EINVAL;
-	}
 	g_clear_pointer(&s->selected, g_free);
 	memset(&s->sel, 0, sizeof(s->sel));
 	s->selecting = TRUE;
@@ -1232,8 +1228,15 @@ int imap_select_resync(struct imap_session *s, const char *mailbox, gboolean rea
 					known->highestmodseq);
 	else if (s->caps & IMAP_CAP_CONDSTORE)
 		param = g_strdup(" (CONDSTORE)");
-	rc = imap_run(s, h, NULL, err, "%s %s%s", readonly ? "EXAMINE" : "SELECT", q,
-		      param ? param : "");
+	if (q) {
+		rc = imap_run(s, h, NULL, err, "%s %s%s", verb, q, param ? param : "");
+	} else {
+		/* CR, LF or 8-bit bytes in a name the server listed (as a
+		   literal): it goes back the same way. */
+		guint id = imap_send_literal(s, verb, mailbox, strlen(mailbox), param, err);
+
+		rc = id ? imap_wait(s, id, h, NULL, err) : -EIO;
+	}
 	s->selecting = FALSE;
 	if (rc < 0)
 		return rc;
