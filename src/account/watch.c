@@ -3,18 +3,21 @@
 
 #include "util/log.h"
 
+#include <string.h>
+
 struct watch {
 	const struct imap_session_opts *opts;
 	char *mailbox;
 	int renew_s;
 	int poll_s;
-	void (*changed)(void *ud);
+	void (*changed)(void *ud, const char *mailbox);
 	void *ud;
 
 	GMutex lock;
 	GCond cond;
 	gboolean stopping;
 	struct imap_session *session; /* current connection, for watch_stop */
+	gboolean notify;	      /* NOTIFY set up on it */
 	GThread *thread;
 };
 
@@ -42,42 +45,133 @@ static gboolean stopping(struct watch *w)
 	return s;
 }
 
+/* What one IDLE brought: the watched mailbox changed, and other mailboxes' names. */
+struct events {
+	gboolean selected;
+	GPtrArray *others; /* char *, wire names */
+};
+
+static void on_event(void *ud, const struct imap_response *r)
+{
+	struct events *ev = ud;
+	const char *name;
+
+	if (!r->keyword)
+		return;
+	if (strcmp(r->keyword, "STATUS") == 0) {
+		/* NOTIFY's report for a mailbox that is not selected. */
+		if (r->args.n >= 1 && (name = imap_value_str(&r->args.items[0])) != NULL &&
+		    strlen(name) == r->args.items[0].len && ev->others->len < 1000)
+			g_ptr_array_add(ev->others, g_strdup(name));
+		return;
+	}
+	if (strcmp(r->keyword, "EXISTS") == 0 || strcmp(r->keyword, "EXPUNGE") == 0 ||
+	    strcmp(r->keyword, "VANISHED") == 0 || strcmp(r->keyword, "FETCH") == 0)
+		ev->selected = TRUE;
+}
+
+/*
+ * NOTIFY SET for the selected mailbox and every personal one (RFC 5465).
+ * A server that refuses FlagChange outside the selected mailbox still gets
+ * asked for new and expunged mail. FALSE: push stays with the watched
+ * mailbox.
+ */
+static gboolean set_notify(struct imap_session *s)
+{
+	static const char *const forms[] = {
+		"NOTIFY SET (selected (MessageNew MessageExpunge FlagChange)) "
+		"(personal (MessageNew MessageExpunge FlagChange))",
+		"NOTIFY SET (selected (MessageNew MessageExpunge FlagChange)) "
+		"(personal (MessageNew MessageExpunge))",
+	};
+
+	if (!imap_session_has(s, IMAP_CAP_NOTIFY))
+		return FALSE;
+	for (size_t i = 0; i < G_N_ELEMENTS(forms); i++) {
+		GError *err = NULL;
+		int rc = imap_run(s, NULL, NULL, &err, "%s", forms[i]);
+
+		if (rc == 0)
+			return TRUE;
+		mfs_log_debug(MFS_LOG_IMAP, "NOTIFY refused: %s", err ? err->message : "");
+		g_clear_error(&err);
+		if (!imap_session_alive(s))
+			return FALSE;
+	}
+	return FALSE;
+}
+
+static void report(struct watch *w, struct events *ev)
+{
+	for (guint i = 0; i < ev->others->len && !stopping(w); i++)
+		if (strcmp(ev->others->pdata[i], w->mailbox) != 0)
+			w->changed(w->ud, ev->others->pdata[i]);
+	if (ev->selected && !stopping(w))
+		w->changed(w->ud, w->mailbox);
+	g_ptr_array_set_size(ev->others, 0);
+	ev->selected = FALSE;
+}
+
 /* One connection's life: select, then IDLE (or poll) until it fails. */
 static void watch_session(struct watch *w, struct imap_session *s)
 {
+	struct events ev = { .others = g_ptr_array_new_with_free_func(g_free) };
+	const struct imap_handler h = { .untagged = on_event, .ud = &ev };
 	GError *err = NULL;
+	gboolean notify;
 
 	if (imap_select(s, w->mailbox, TRUE, NULL, &err) < 0) {
 		if (!stopping(w))
 			mfs_log_warn("push for %s: %s", w->mailbox,
 				     err ? err->message : "EXAMINE failed");
 		g_clear_error(&err);
-		return;
+		goto out;
 	}
+	notify = imap_session_has(s, IMAP_CAP_IDLE) && set_notify(s);
+	g_mutex_lock(&w->lock);
+	w->notify = notify;
+	g_mutex_unlock(&w->lock);
 	/* Whatever happened while no one watched. */
-	w->changed(w->ud);
+	w->changed(w->ud, NULL);
 	while (!stopping(w)) {
 		int rc;
 
 		if (!imap_session_has(s, IMAP_CAP_IDLE)) {
 			if (!pause_for(w, w->poll_s))
-				return;
+				goto out;
 			rc = imap_run(s, NULL, NULL, &err, "NOOP");
 			if (rc == 0)
-				w->changed(w->ud);
+				w->changed(w->ud, w->mailbox);
 		} else {
-			rc = imap_idle(s, w->renew_s, NULL, &err);
+			rc = imap_idle(s, w->renew_s, &h, &err);
 			if (rc > 0)
-				w->changed(w->ud);
+				report(w, &ev);
 		}
 		if (rc < 0) {
 			if (!stopping(w))
 				mfs_log_warn("push for %s stopped: %s; reconnecting", w->mailbox,
 					     err ? err->message : g_strerror(-rc));
 			g_clear_error(&err);
-			return;
+			goto out;
 		}
 	}
+out:
+	g_mutex_lock(&w->lock);
+	w->notify = FALSE;
+	g_mutex_unlock(&w->lock);
+	g_ptr_array_unref(ev.others);
+}
+
+gboolean watch_covers_all(struct watch *w)
+{
+	gboolean all;
+
+	if (!w)
+		return FALSE;
+	g_mutex_lock(&w->lock);
+	all = w->notify;
+	g_mutex_unlock(&w->lock);
+	return all;
 }
 
 static gpointer run(gpointer data)
@@ -119,7 +213,7 @@ static gpointer run(gpointer data)
 }
 
 struct watch *watch_start(const struct imap_session_opts *opts, const char *mailbox, int renew_s,
-			  int poll_s, void (*changed)(void *ud), void *ud)
+			  int poll_s, void (*changed)(void *ud, const char *mailbox), void *ud)
 {
 	struct watch *w = g_new0(struct watch, 1);
 

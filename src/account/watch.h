@@ -1,15 +1,20 @@
 /* SPDX-License-Identifier: GPL-2.0-or-later */
 /*
- * watch: push for one mailbox (design §2 "Freshness", §7).
+ * watch: push for one mailbox, and for every folder where the server has
+ * NOTIFY (design §2 "Freshness", §7).
  *
  * A thread with an IMAP connection of its own EXAMINEs the mailbox and
  * IDLEs on it, renewing the IDLE every `renew_s` seconds (servers drop it
- * after 10 to 30 minutes). Whenever the server reports anything (new mail,
- * an expunge, a flag change by another client) the `changed` callback runs
- * on the watch thread, outside any FUSE request, so it may fetch and send
- * kernel notifications. Without IDLE it calls `changed` every `poll_s`
- * seconds instead. A lost connection is made again with backoff (1 s
- * doubling to 60 s); `changed` also runs after a reconnect, since anything
+ * after 10 to 30 minutes). Where the server offers NOTIFY (RFC 5465), it
+ * first asks for MessageNew, MessageExpunge and FlagChange in every
+ * personal mailbox too; those come as STATUS responses during the IDLE.
+ * Whenever the server reports anything, `changed` runs on the watch thread,
+ * outside any FUSE request (so it may fetch and send kernel notifications),
+ * with the wire name of the mailbox that changed: the watched one for new
+ * mail, expunges and flag changes there, another for a STATUS. Without IDLE
+ * it calls `changed` for the watched mailbox every `poll_s` seconds
+ * instead. A lost connection is made again with backoff (1 s doubling to
+ * 60 s); after a (re)connect `changed` runs with NULL: anything, anywhere,
  * may have happened meanwhile.
  *
  * Threads: watch_start/watch_stop from one thread; watch_stop aborts the
@@ -25,7 +30,9 @@
 struct watch;
 
 struct watch *watch_start(const struct imap_session_opts *opts, const char *mailbox, int renew_s,
-			  int poll_s, void (*changed)(void *ud), void *ud);
+			  int poll_s, void (*changed)(void *ud, const char *mailbox), void *ud);
+/* Whether the current connection has NOTIFY set up (every folder is pushed). */
+gboolean watch_covers_all(struct watch *w);
 void watch_stop(struct watch *w);
 
 #endif

@@ -227,6 +227,24 @@ static void folder_state_free(gpointer p)
 	g_free(f);
 }
 
+static struct folder_state *folder_state(struct mfs_imap_fs *fs, guint64 ino)
+{
+	struct folder_state *f;
+
+	g_mutex_lock(&fs->lock);
+	f = g_hash_table_lookup(fs->folders, &ino);
+	if (!f) {
+		guint64 *key = g_new(guint64, 1);
+
+		*key = ino;
+		f = g_new0(struct folder_state, 1);
+		g_mutex_init(&f->lock);
+		g_hash_table_insert(fs->folders, key, f);
+	}
+	g_mutex_unlock(&fs->lock);
+	return f;
+}
+
 static void headers_free(gpointer p)
 {
 	mail_headers_clear(p);
@@ -281,14 +299,65 @@ void mfs_imap_fs_free(struct mfs_imap_fs *fs)
 
 static int refresh_folder(struct mfs_imap_fs *fs, guint64 ino, gboolean force, fuse_req_t req);
 
-/* The watch thread saw INBOX change: list it again (and tell the kernel). */
-static void inbox_changed(void *ud)
+/* Every listing is to be brought up to date when next looked at. */
+static void mark_all_stale(struct mfs_imap_fs *fs)
+{
+	g_autoptr(GPtrArray) all = g_ptr_array_new();
+	GHashTableIter it;
+	gpointer value;
+
+	g_mutex_lock(&fs->lock);
+	g_hash_table_iter_init(&it, fs->folders);
+	while (g_hash_table_iter_next(&it, NULL, &value))
+		g_ptr_array_add(all, value);
+	g_mutex_unlock(&fs->lock);
+	/* folder_state objects live as long as fs. */
+	for (guint i = 0; i < all->len; i++) {
+		struct folder_state *f = all->pdata[i];
+
+		g_mutex_lock(&f->lock);
+		f->fetched_at = 0;
+		g_mutex_unlock(&f->lock);
+	}
+	g_mutex_lock(&fs->list_lock);
+	fs->list_fetched_at = 0;
+	g_mutex_unlock(&fs->list_lock);
+}
+
+/*
+ * The watch thread saw a mailbox change (NULL: it does not know which, after
+ * a reconnect). INBOX and folders already listed are brought up to date at
+ * once, so that `ls` and inotify watchers see it; others are listed when
+ * first looked at anyway.
+ */
+static void mailbox_changed(void *ud, const char *wire)
 {
 	struct mfs_imap_fs *fs = ud;
-	guint64 inbox = tree_find_folder(fs->tree, "INBOX");
+	guint64 ino;
 
-	if (inbox)
-		refresh_folder(fs, inbox, TRUE, NULL);
+	if (!wire) {
+		if (watch_covers_all(fs->watch))
+			mark_all_stale(fs);
+		wire = "INBOX";
+	}
+	ino = tree_find_folder(fs->tree, wire);
+	if (!ino) {
+		/* A mailbox this mount has not seen (or hides): the folder list
+		   may be stale; `refresh` bounds how often this lists. */
+		mfs_imap_fs_refresh_list(fs, FALSE, NULL);
+		return;
+	}
+	if (strcmp(wire, "INBOX") != 0) {
+		struct folder_state *f = folder_state(fs, ino);
+		gboolean listed;
+
+		g_mutex_lock(&f->lock);
+		listed = f->fetched_at != 0 || f->uidvalidity != 0;
+		g_mutex_unlock(&f->lock);
+		if (!listed)
+			return;
+	}
+	refresh_folder(fs, ino, TRUE, NULL);
 }
 
 void mfs_imap_fs_attach(struct mfs_imap_fs *fs, struct fuse_session *se)
@@ -304,7 +373,7 @@ void mfs_imap_fs_attach(struct mfs_imap_fs *fs, struct fuse_session *se)
 		int renew = env ? atoi(env) : 9 * 60;
 
 		fs->watch = watch_start(pool_session_opts(fs->pool), "INBOX", renew, 5 * 60,
-					inbox_changed, fs);
+					mailbox_changed, fs);
 	}
 }
 
@@ -518,23 +587,6 @@ out:
 	return rc;
 }
 
-static struct folder_state *folder_state(struct mfs_imap_fs *fs, guint64 ino)
-{
-	struct folder_state *f;
-
-	g_mutex_lock(&fs->lock);
-	f = g_hash_table_lookup(fs->folders, &ino);
-	if (!f) {
-		guint64 *key = g_new(guint64, 1);
-
-		*key = ino;
-		f = g_new0(struct folder_state, 1);
-		g_mutex_init(&f->lock);
-		g_hash_table_insert(fs->folders, key, f);
-	}
-	g_mutex_unlock(&fs->lock);
-	return f;
-}
 
 /* Counts and highest UID of a folder's listing, for a resync. */
 static void count_msg(void *ud, const struct tree_msg_info *m)
@@ -945,7 +997,7 @@ static void do_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, g
 			struct folder_state *f = folder_state(fs, ino);
 			struct tree_entry e = { 0 };
 
-			if (!f->fetched_at && tree_get(fs->tree, ino, 0, &e) == 0 && e.selectable) {
+			if (!f->uidvalidity && tree_get(fs->tree, ino, 0, &e) == 0 && e.selectable) {
 				fuse_reply_err(req, EIO);
 				return;
 			}

@@ -213,6 +213,7 @@ static guint32 cap_bit(const char *name)
 		{ "NAMESPACE", IMAP_CAP_NAMESPACE },
 		{ "QUOTA", IMAP_CAP_QUOTA },
 		{ "UTF8=ACCEPT", IMAP_CAP_UTF8_ACCEPT },
+		{ "NOTIFY", IMAP_CAP_NOTIFY },
 	};
 
 	return lookup_bit(table, G_N_ELEMENTS(table), name);

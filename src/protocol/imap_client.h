@@ -86,6 +86,7 @@ enum imap_cap {
 	IMAP_CAP_LIST_EXTENDED = 1u << 22,
 	IMAP_CAP_QUOTA = 1u << 23,
 	IMAP_CAP_UTF8_ACCEPT = 1u << 24,
+	IMAP_CAP_NOTIFY = 1u << 25,
 };
 
 /*

@@ -42,6 +42,13 @@ def reset_inbox(server):
             c.expunge()
         for i in range(3):
             c.append("INBOX", "()", None, MSG % (i, i))
+        c.create("Elsewhere")
+        typ, data = c.select("Elsewhere")
+        if int(data[0]) > 0:
+            c.store("1:*", "+FLAGS.SILENT", "(\\Deleted)")
+            c.expunge()
+        for i in range(2):
+            c.append("Elsewhere", "()", None, MSG % (50 + i, 50 + i))
 
 
 @pytest.fixture
@@ -136,6 +143,36 @@ def test_flags_set_by_another_client_show(live, dovecot):
     with dovecot.imaps(USER) as c:
         c.select("INBOX")
         c.uid("STORE", name.split("-")[0], "+FLAGS.SILENT", "(\\Flagged)")
+    wait_for(lambda: "\\Flagged" in flags(), what="\\Flagged in user.imap.flags")
+
+
+def test_other_folders_are_pushed_with_notify(live, dovecot):
+    """dovecot offers NOTIFY: a folder other than INBOX that was listed is
+    kept up to date by push too (refresh is 3600 s here)."""
+    folder = os.path.join(live.mountpoint, "Elsewhere")
+    names = sorted(os.listdir(folder))
+    assert len(names) == 2, names
+    with dovecot.imaps(USER) as c:
+        c.append("Elsewhere", "()", None, MSG % (60, 60))
+    wait_for(lambda: any(n.endswith("-Pushed_60.eml") for n in os.listdir(folder)),
+             what="the new message in ls of Elsewhere")
+    victim = os.path.join(folder, names[0])
+    os.stat(victim)
+    with dovecot.imaps(USER) as c:
+        c.select("Elsewhere")
+        c.uid("STORE", names[0].split("-")[0], "+FLAGS.SILENT", "(\\Deleted)")
+        c.expunge()
+    wait_for(lambda: not os.path.exists(victim), what="the expunged message gone")
+    assert names[0] not in os.listdir(folder)
+    path = os.path.join(folder, names[1])
+
+    def flags():
+        return subprocess.run(["getfattr", "-n", "user.imap.flags", "--only-values", path],
+                              capture_output=True, text=True).stdout
+    assert "\\Flagged" not in flags()
+    with dovecot.imaps(USER) as c:
+        c.select("Elsewhere")
+        c.uid("STORE", names[1].split("-")[0], "+FLAGS.SILENT", "(\\Flagged)")
     wait_for(lambda: "\\Flagged" in flags(), what="\\Flagged in user.imap.flags")
 
 
