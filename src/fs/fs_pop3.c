@@ -403,18 +403,25 @@ static void quit_session(struct mfs_pop3_fs *fs)
 	GError *e = NULL;
 	guint deles = fs->deles;
 
+	int rc;
+
 	if (!fs->sess)
 		return;
 	if (pop3_session_alive(fs->sess)) {
-		if (pop3_quit(fs->sess, &e) == 0) {
+		rc = pop3_quit_send(fs->sess, &e);
+		/* The server may commit now, and this reply may never come: the
+		   state file already holds every UIDL a DELE was sent for. */
+		if (rc == 0 && deles)
+			crash_point(fs, "before-quit-reply");
+		if (rc == 0)
+			rc = pop3_quit_reply(fs->sess, &e);
+		if (rc == 0) {
 			fs->deles = 0;
 		} else {
 			mfs_log_info("%s", e ? e->message : "QUIT failed");
 			g_clear_error(&e);
 		}
 	}
-	if (deles)
-		crash_point(fs, "before-quit-reply");
 	drop_session(fs);
 }
 

@@ -25,8 +25,8 @@
  * MAILFS_CRASH_AT=after-retr|after-archive|after-state|after-dele|
  * before-quit-reply makes the daemon _exit(99) at that point (tests of
  * crash safety). before-quit-reply: at the first QUIT after a DELE, once
- * QUIT was sent and before its answer is acted upon (the core reads the
- * answer within pop3_quit()).
+ * QUIT was sent and before its reply is read (a lost reply: the server may
+ * or may not have committed).
  *
  * Threads: every op may run concurrently; kernel notifications go through
  * the notify thread only.

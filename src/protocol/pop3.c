@@ -1417,24 +1417,35 @@ int pop3_noop(struct pop3_session *s, GError **err)
 	return simple(s, err, "NOOP");
 }
 
-int pop3_quit(struct pop3_session *s, GError **err)
+/* The QUIT went out or its reply never came: whether the server reached
+   its UPDATE state (RFC 1939 §6) is unknown. */
+static int quit_unconfirmed(struct pop3_session *s, GError **err, GError *cause)
+{
+	g_set_error(err, POP3_ERROR, POP3_ERROR_QUIT_UNCONFIRMED,
+		    "%s: no answer to QUIT (%s); deletions may or may not be committed", s->peer,
+		    cause ? cause->message : "connection closed");
+	g_clear_error(&cause);
+	s->alive = FALSE;
+	return -ENOTCONN;
+}
+
+int pop3_quit_send(struct pop3_session *s, GError **err)
+{
+	GError *e = NULL;
+
+	if (send_cmd(s, SHOW, &e, "QUIT") < 0)
+		return quit_unconfirmed(s, err, e);
+	return 0;
+}
+
+int pop3_quit_reply(struct pop3_session *s, GError **err)
 {
 	struct pop3_reply r;
 	GError *e = NULL;
 	int rc;
 
-	rc = send_cmd(s, SHOW, &e, "QUIT");
-	if (rc == 0)
-		rc = read_reply(s, "QUIT", &r, &e);
-	if (rc < 0) {
-		/* Whether the server reached its UPDATE state is unknown. */
-		g_set_error(err, POP3_ERROR, POP3_ERROR_QUIT_UNCONFIRMED,
-			    "%s: no answer to QUIT (%s); deletions may or may not be committed",
-			    s->peer, e ? e->message : "connection closed");
-		g_clear_error(&e);
-		s->alive = FALSE;
-		return -ENOTCONN;
-	}
+	if (read_reply(s, "QUIT", &r, &e) < 0)
+		return quit_unconfirmed(s, err, e);
 	if (r.status == POP3_STATUS_OK)
 		rc = 0;
 	else if (r.status == POP3_STATUS_ERR)
@@ -1446,4 +1457,11 @@ int pop3_quit(struct pop3_session *s, GError **err)
 	/* RFC 1939 §6: -ERR to QUIT means some deletions failed; not an errno
 	   of a command, but of the commit. */
 	return rc < 0 ? -EIO : 0;
+}
+
+int pop3_quit(struct pop3_session *s, GError **err)
+{
+	int rc = pop3_quit_send(s, err);
+
+	return rc < 0 ? rc : pop3_quit_reply(s, err);
 }

@@ -228,6 +228,16 @@ int pop3_noop(struct pop3_session *s, GError **err);
  * The session is dead afterwards in every case; free it.
  */
 int pop3_quit(struct pop3_session *s, GError **err);
+/*
+ * pop3_quit() in its two halves, for a caller that acts between them: once
+ * pop3_quit_send() returned 0 the server may commit at any moment, whatever
+ * becomes of the reply (the spool's crash test dies right there, to be a
+ * lost reply). pop3_quit_send() fails as pop3_quit() does when the QUIT
+ * could not be sent (-ENOTCONN, session dead); after it returned 0,
+ * pop3_quit_reply() gives pop3_quit()'s result.
+ */
+int pop3_quit_send(struct pop3_session *s, GError **err);
+int pop3_quit_reply(struct pop3_session *s, GError **err);
 
 /* -- pure helpers, exported for the unit tests and fuzzers ----------------- */
 
