@@ -28,6 +28,7 @@ struct pop3_session {
 	struct conn *conn;
 	char *peer;
 	guint32 caps;
+	guint login_delay; /* seconds, from the latest CAPA */
 	gboolean alive;
 };
 
@@ -223,6 +224,20 @@ guint32 pop3_cap_line(const char *line)
 		if (g_ascii_strcasecmp(words[0], tags[k].tag) == 0)
 			return tags[k].bit;
 	return 0;
+}
+
+guint pop3_cap_login_delay(const char *line)
+{
+	static const char tag[] = "LOGIN-DELAY ";
+	const char *p = line, *end = line + strlen(line);
+	guint64 v;
+
+	if (g_ascii_strncasecmp(line, tag, strlen(tag)) != 0)
+		return 0;
+	p += strlen(tag);
+	if (!parse_number(&p, end, G_MAXUINT32, &v) || (p != end && *p != ' '))
+		return 0;
+	return (guint)MIN(v, (guint64)POP3_LOGIN_DELAY_MAX);
 }
 
 /* -- the multi-line reader --------------------------------------------------- */
@@ -696,6 +711,7 @@ static int simple(struct pop3_session *s, GError **err, const char *cmd)
 
 struct capa_state {
 	guint32 caps;
+	guint login_delay;
 	guint lines;
 };
 
@@ -707,6 +723,7 @@ static void capa_line(void *ud, const char *line, size_t len)
 		return;
 	g_autofree char *copy = g_strndup(line, len);
 	cs->caps |= pop3_cap_line(copy);
+	cs->login_delay = MAX(cs->login_delay, pop3_cap_login_delay(copy));
 }
 
 static int capa(struct pop3_session *s, GError **err)
@@ -723,6 +740,7 @@ static int capa(struct pop3_session *s, GError **err)
 	if (r.status == POP3_STATUS_ERR) {
 		/* An RFC 1939 server without RFC 2449: nothing known. */
 		s->caps = 0;
+		s->login_delay = 0;
 		pop3_reply_clear(&r);
 		return 0;
 	}
@@ -735,6 +753,7 @@ static int capa(struct pop3_session *s, GError **err)
 	if (rc < 0)
 		return rc;
 	s->caps = cs.caps;
+	s->login_delay = cs.login_delay;
 	return 0;
 }
 
@@ -1004,6 +1023,11 @@ guint32 pop3_session_caps(const struct pop3_session *s)
 const char *pop3_session_peer(const struct pop3_session *s)
 {
 	return s->peer;
+}
+
+guint pop3_session_login_delay(const struct pop3_session *s)
+{
+	return s->login_delay;
 }
 
 /* -- maildrop commands --------------------------------------------------------- */
