@@ -14,6 +14,13 @@
  * about 2 s without work, lists again every `poll` seconds (then QUITs),
  * and QUITs at unmount.
  *
+ * A login refused for now ([IN-USE], [LOGIN-DELAY], [SYS/TEMP]) is logged
+ * once, keeps the last listing and is tried again by the background thread
+ * after min(poll, 30 s); DELEs wait for that session. Logins nobody waits
+ * for (the poll, ls, those DELEs) also wait out the LOGIN-DELAY the server
+ * states in CAPA (RFC 2449 §6.5); an open() that must download does not.
+ * The 2 s QUIT stays: the commit and the maildrop's lock come first.
+ *
  * open RETRs the message into the spool store (cache_dir/spool, 0700/0600),
  * fsync'd file and directory, before any byte is served (direct_io). A
  * message is taken when a reader read at an offset >= its size and then

@@ -22,7 +22,9 @@ LIST, TOP n 0, RETR, DELE, RSET, NOOP, QUIT; anything else -ERR.
 Hooks for the test:
     refuse(n)          called at the n-th PASS (1-based, refused ones count):
                        None accepts; a text ("[LOGIN-DELAY] ...") is sent
-                       after "-ERR " and the login is refused
+                       after "-ERR " and the login is refused; it runs
+                       with the maildrop's lock held: it may read .logins,
+                       not call its methods
     on_quit(uidls)     called at a QUIT that commits marks, before anything
                        happens: returns whether to commit them, and may
                        block (to hold the reply back); the reply is sent
@@ -80,6 +82,7 @@ class Maildrop:
         self.committed = []  # uidls deleted by QUITs, in order
         self.errors = []     # what went wrong on the server's side
         self.connections = 0
+        self._logged_in = set()  # connection indexes past an accepted PASS, still open
         self.port = None
         self._stop = threading.Event()
         self._lock = threading.Lock()
@@ -100,6 +103,15 @@ class Maildrop:
     def accepted_logins(self):
         with self._lock:
             return [t for t, ok in self.logins if ok]
+
+    def sessions_open(self):
+        """Sessions past their login whose connection is still open."""
+        with self._lock:
+            return len(self._logged_in)
+
+    def refused_logins(self):
+        with self._lock:
+            return sum(1 for _, ok in self.logins if not ok)
 
     def commands(self):
         with self._lock:
@@ -183,6 +195,7 @@ class Maildrop:
             self.errors.append(f"connection {index}: {type(e).__name__}: {e}")
         finally:
             with self._lock:
+                self._logged_in.discard(index)
                 if sock in self._socks:
                     self._socks.remove(sock)
             try:
@@ -223,6 +236,7 @@ class Maildrop:
             self.logins.append((time.monotonic(), why is None))
             if why is None:
                 sess.msgs = list(self.messages)
+                self._logged_in.add(sess.index)
         if why is not None:
             return f"-ERR {why}\r\n".encode()
         return b"+OK logged in\r\n"
