@@ -577,12 +577,22 @@ static gpointer poll_thread(gpointer ud)
 
 gboolean mfs_pop3_fs_start(struct mfs_pop3_fs *fs, GError **err)
 {
+	GError *e = NULL;
 	int rc;
 
 	g_mutex_lock(&fs->sess_lock);
-	rc = session_get(fs, NULL, err);
+	rc = session_get(fs, NULL, &e);
 	g_mutex_unlock(&fs->sess_lock);
-	return rc == 0;
+	if (rc == 0)
+		return TRUE;
+	/* The server knows the maildrop and says "not now" (logged by
+	   note_busy): mount it empty; the poll thread lists it when let in. */
+	if (busy_error(e)) {
+		g_error_free(e);
+		return TRUE;
+	}
+	g_propagate_error(err, e);
+	return FALSE;
 }
 
 void mfs_pop3_fs_attach(struct mfs_pop3_fs *fs, struct fuse_session *se)

@@ -58,6 +58,8 @@ struct mfs_pop3_fs *mfs_pop3_fs_new(const struct mfs_options *opts,
 /*
  * In the foreground, before mounting: connect, log in, list (refusing a
  * server without UIDL), TOP for dates. The session stays open for the mount.
+ * A login refused for now ([IN-USE], [LOGIN-DELAY], [SYS/TEMP]) is no
+ * error: it is logged, and the mount starts with nothing listed.
  */
 gboolean mfs_pop3_fs_start(struct mfs_pop3_fs *fs, GError **err);
 /* QUITs an open session (commits). NULL is ignored. */

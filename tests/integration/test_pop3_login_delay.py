@@ -6,6 +6,8 @@ the scripted maildrop of hostile_pop3d.py:
   from the last listing, the condition is logged once, and when the server
   lets the spool in again it catches up (a DELE deferred meanwhile reaches
   the server, a new message shows);
+- the first login of a mount refused with [LOGIN-DELAY] or [IN-USE]: the
+  mount starts empty and fills in later; [AUTH] still fails the mount;
 - CAPA LOGIN-DELAY n: no login nobody asked for sooner than n seconds after
   the last one.
 
@@ -15,13 +17,14 @@ sooner than n seconds after another), which a slow machine cannot break.
 """
 
 import os
+import re
 import subprocess
 import threading
 import time
 
 import pytest
 
-from conftest import Mount, sanitizer_env
+from conftest import Mount, mounted, sanitizer_env
 from hostile_pop3d import Maildrop
 
 TLS_NONE = r"warning: .*tls"
@@ -112,6 +115,46 @@ def test_refused_logins_keep_the_listing(mailfs_bin, workdir, spool):
     lines = busy_lines(m)
     assert len(lines) == 1 and "[LOGIN-DELAY]" in lines[0], m.stderr()
     assert not srv.errors, srv.errors
+
+
+@pytest.mark.parametrize("code", ["LOGIN-DELAY", "IN-USE"])
+def test_first_login_refused_mounts_empty(mailfs_bin, workdir, spool, code):
+    a, b = message(1), message(2)
+    refusing = threading.Event()
+    refusing.set()
+    srv = Maildrop([a, b], refuse=lambda n: (
+        f"[{code}] not now" if refusing.is_set() else None))
+    with srv:
+        m = make_mount(mailfs_bin, srv, workdir, spool).start()
+        try:
+            assert listing(m) == []
+            wait_for("two refused logins", lambda: srv.refused_logins() >= 2)
+            assert listing(m) == []
+            refusing.clear()
+            wait_for("the listing", lambda: listing(m) == [name(a[0]), name(b[0])])
+            with open(os.path.join(m.mountpoint, name(a[0])), "rb") as f:
+                assert f.read() == a[1]
+            wait_for("the DELE committed", lambda: srv.uidls() == [b[0]])
+            m.unmount(allowed=[TLS_NONE])
+        finally:
+            m.kill()
+    lines = busy_lines(m)
+    assert len(lines) == 1 and f"[{code}]" in lines[0], m.stderr()
+    assert not srv.errors, srv.errors
+
+
+def test_first_login_refused_for_good_fails_the_mount(mailfs_bin, workdir, spool):
+    """Control: a refusal that is no "not now" is still the mount's error."""
+    srv = Maildrop([message(1)], refuse=lambda n: "[AUTH] invalid password")
+    with srv:
+        m = make_mount(mailfs_bin, srv, workdir, spool)
+        os.makedirs(m.mountpoint, exist_ok=True)
+        r = subprocess.run(m.command(), capture_output=True, text=True, timeout=60,
+                           env=spool["env"])
+    assert r.returncode != 0
+    errors = [l for l in r.stderr.splitlines() if not re.search(TLS_NONE, l)]
+    assert len(errors) == 1 and "[AUTH] invalid password" in errors[0], r.stderr
+    assert not mounted(m.mountpoint)
 
 
 def test_capa_login_delay_spaces_logins(mailfs_bin, workdir, spool):
