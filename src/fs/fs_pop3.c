@@ -21,7 +21,8 @@
 #define STATUS_XATTR "user.mailfs.status"
 /* QUIT (and so commit the DELEs) after this long without work. */
 #define IDLE_QUIT_US (2 * G_USEC_PER_SEC)
-/* After [IN-USE] or [LOGIN-DELAY], readdir tries again at most this often. */
+/* After a refusal ([IN-USE], [LOGIN-DELAY], [SYS/TEMP]) the poll thread logs in
+   again after this long, or after `poll` seconds when that is shorter. */
 #define BUSY_RETRY_S 30
 /* Headers read from a downloaded message for its Date. */
 #define DATE_SCAN_MAX (64 * 1024)
@@ -75,6 +76,8 @@ struct mfs_pop3_fs {
 	gint64 listed_at;     /* monotonic us of the last listing; 0: never */
 	gint64 retry_after;   /* no listing from readdir before this (busy maildrop) */
 	gboolean busy;        /* the maildrop was busy: only the poll thread retries */
+	gint64 login_at;      /* monotonic us of the last login accepted; 0: none yet */
+	gint64 login_delay;   /* us the server wants between logins (CAPA LOGIN-DELAY) */
 	guint deles;          /* DELEs sent in this session, not yet committed */
 	gboolean dele_pending; /* taken UIDLs may still be on the server: a session is due */
 	struct spool_state *state;
@@ -362,6 +365,50 @@ static void drop_session(struct mfs_pop3_fs *fs)
 	fs->deles = 0;
 }
 
+/* An error worth waiting out rather than reporting: the maildrop is busy. */
+static gboolean busy_error(const GError *e)
+{
+	return g_error_matches(e, POP3_ERROR, POP3_ERROR_IN_USE) ||
+	       g_error_matches(e, POP3_ERROR, POP3_ERROR_LOGIN_DELAY) ||
+	       g_error_matches(e, POP3_ERROR, POP3_ERROR_SYS_TEMP);
+}
+
+static gint64 retry_interval(const struct mfs_pop3_fs *fs)
+{
+	return (gint64)MIN(fs->opts->poll, BUSY_RETRY_S) * G_USEC_PER_SEC;
+}
+
+/* The server said "not now": logged once until a session works again. */
+static void note_busy(struct mfs_pop3_fs *fs, const GError *e)
+{
+	if (!fs->busy)
+		mfs_log_info("%s; keeping the last listing, trying again later", e->message);
+	fs->busy = TRUE;
+	fs->retry_after = now_us() + retry_interval(fs);
+}
+
+/* RFC 2449 §6.5: no login within the server's LOGIN-DELAY of the last one. */
+static gint64 delay_ends(const struct mfs_pop3_fs *fs)
+{
+	return fs->login_at ? fs->login_at + fs->login_delay : 0;
+}
+
+/*
+ * The earliest moment for a login nobody is waiting for (a poll, an ls, a
+ * deferred DELE): after the LOGIN-DELAY and, after a refusal, the retry
+ * interval. An open() that must download logs in at once: a reader waits.
+ */
+static gint64 next_login(const struct mfs_pop3_fs *fs)
+{
+	return MAX(delay_ends(fs), fs->busy ? fs->retry_after : 0);
+}
+
+/* Background work can be done now: on the open session, or with a due login. */
+static gboolean may_work(const struct mfs_pop3_fs *fs, gint64 now)
+{
+	return (fs->sess && pop3_session_alive(fs->sess)) || now >= next_login(fs);
+}
+
 /* A live session whose listing is current; connects (and lists) when needed. */
 static int session_get(struct mfs_pop3_fs *fs, gboolean *fresh, GError **err)
 {
@@ -379,9 +426,13 @@ static int session_get(struct mfs_pop3_fs *fs, gboolean *fresh, GError **err)
 	if (!fs->sess) {
 		rc = -pop3_error_errno(e, NULL);
 		set_last_error(fs, e->message);
+		if (busy_error(e))
+			note_busy(fs, e);
 		g_propagate_error(err, e);
 		return rc;
 	}
+	fs->login_at = now_us();
+	fs->login_delay = (gint64)pop3_session_login_delay(fs->sess) * G_USEC_PER_SEC;
 	g_mutex_lock(&fs->lock);
 	fs->sessions++;
 	g_mutex_unlock(&fs->lock);
@@ -390,10 +441,14 @@ static int session_get(struct mfs_pop3_fs *fs, gboolean *fresh, GError **err)
 	rc = sync_listing(fs, &e);
 	if (rc < 0) {
 		set_last_error(fs, e ? e->message : "listing failed");
+		if (busy_error(e))
+			note_busy(fs, e);
 		g_propagate_error(err, e);
 		drop_session(fs);
 		return rc;
 	}
+	fs->busy = FALSE;
+	fs->retry_after = 0;
 	fs->last_use = now_us();
 	return 0;
 }
@@ -403,27 +458,26 @@ static void quit_session(struct mfs_pop3_fs *fs)
 	GError *e = NULL;
 	guint deles = fs->deles;
 
+	int rc;
+
 	if (!fs->sess)
 		return;
 	if (pop3_session_alive(fs->sess)) {
-		if (pop3_quit(fs->sess, &e) == 0) {
+		rc = pop3_quit_send(fs->sess, &e);
+		/* The server may commit now, and this reply may never come: the
+		   state file already holds every UIDL a DELE was sent for. */
+		if (rc == 0 && deles)
+			crash_point(fs, "before-quit-reply");
+		if (rc == 0)
+			rc = pop3_quit_reply(fs->sess, &e);
+		if (rc == 0) {
 			fs->deles = 0;
 		} else {
 			mfs_log_info("%s", e ? e->message : "QUIT failed");
 			g_clear_error(&e);
 		}
 	}
-	if (deles)
-		crash_point(fs, "before-quit-reply");
 	drop_session(fs);
-}
-
-/* An error worth waiting out rather than reporting: the maildrop is busy. */
-static gboolean busy_error(const GError *e)
-{
-	return g_error_matches(e, POP3_ERROR, POP3_ERROR_IN_USE) ||
-	       g_error_matches(e, POP3_ERROR, POP3_ERROR_LOGIN_DELAY) ||
-	       g_error_matches(e, POP3_ERROR, POP3_ERROR_SYS_TEMP);
 }
 
 /* List again (sess_lock held). Failures keep the last listing. */
@@ -446,58 +500,76 @@ static void refresh_locked(struct mfs_pop3_fs *fs)
 		fs->retry_after = 0;
 		return;
 	}
-	fs->retry_after = now_us() + (gint64)MIN(fs->opts->poll, BUSY_RETRY_S) * G_USEC_PER_SEC;
-	if (busy_error(e)) {
-		if (!fs->busy)
-			mfs_log_info("%s; keeping the last listing, trying again later",
-				     e->message);
-		fs->busy = TRUE;
-	} else {
+	fs->retry_after = now_us() + retry_interval(fs);
+	if (busy_error(e))
+		note_busy(fs, e);
+	else
 		mfs_log_info("cannot list the maildrop: %s", e ? e->message : g_strerror(-rc));
-	}
 	g_clear_error(&e);
 }
 
 /* -- the poll thread ------------------------------------------------------------ */
 
+/* When the poll thread has work next (sess_lock held). */
+static gint64 poll_wake(const struct mfs_pop3_fs *fs, gint64 next_poll, gint64 next_dele)
+{
+	gint64 wake = next_poll;
+
+	if (fs->sess) {
+		wake = MIN(wake, fs->last_use + IDLE_QUIT_US);
+	} else {
+		if (fs->busy)
+			wake = MIN(wake, next_login(fs));
+		if (fs->dele_pending)
+			wake = MIN(wake, MAX(next_dele, fs->last_use + IDLE_QUIT_US));
+		/* Without a session, all of it needs a login. */
+		wake = MAX(wake, next_login(fs));
+	}
+	return MAX(wake, now_us() + G_USEC_PER_SEC / 20);
+}
+
 static gpointer poll_thread(gpointer ud)
 {
 	struct mfs_pop3_fs *fs = ud;
-	gint64 next_poll = now_us() + (gint64)fs->opts->poll * G_USEC_PER_SEC;
+	const gint64 poll_us = (gint64)fs->opts->poll * G_USEC_PER_SEC;
+	gint64 next_poll = now_us() + poll_us;
 	gint64 next_dele = 0;
 
 	g_mutex_lock(&fs->sess_lock);
 	while (!fs->stop) {
 		gint64 now = now_us();
-		gint64 wake;
 
 		if (fs->sess && !pop3_session_alive(fs->sess))
 			drop_session(fs);
 		if (fs->sess && now - fs->last_use >= IDLE_QUIT_US)
 			quit_session(fs);
-		if (now >= next_poll) {
+		if (now >= next_poll && may_work(fs, now)) {
 			refresh_locked(fs);
 			quit_session(fs);
-			next_poll = now_us() + (gint64)fs->opts->poll * G_USEC_PER_SEC;
-		} else if (!fs->sess && fs->dele_pending && now >= next_dele) {
+			next_poll = now_us() + poll_us;
+		} else if (!fs->sess && fs->busy && now >= next_login(fs)) {
+			/* Refused: again after the retry interval, not only at the next poll. */
+			refresh_locked(fs);
+			quit_session(fs);
+		} else if (!fs->sess && fs->dele_pending && now >= next_dele &&
+			   may_work(fs, now)) {
 			/* DELEs lost with a session: a short session sends them again. */
 			refresh_locked(fs);
 			quit_session(fs);
 			next_dele = now_us() + 5 * G_USEC_PER_SEC;
 		}
-		wake = next_poll;
-		if (!fs->sess && fs->dele_pending)
-			wake = MIN(wake, MAX(next_dele, fs->last_use + IDLE_QUIT_US));
-		if (fs->sess)
-			wake = MIN(wake, fs->last_use + IDLE_QUIT_US);
-		wake = MAX(wake, now_us() + G_USEC_PER_SEC / 20);
-		g_cond_wait_until(&fs->cond, &fs->sess_lock, wake);
+		g_cond_wait_until(&fs->cond, &fs->sess_lock, poll_wake(fs, next_poll, next_dele));
 	}
-	/* Unmount: commit, after one more try at DELEs a lost session did not commit. */
+	/* Unmount: commit, after one more try at DELEs a lost session did not
+	   commit — unless the server's LOGIN-DELAY forbids the login: the state
+	   file keeps them for the next mount's first session. */
 	if (fs->sess && !pop3_session_alive(fs->sess))
 		drop_session(fs);
-	if (fs->dele_pending && !fs->sess)
+	if (fs->dele_pending && !fs->sess && now_us() >= delay_ends(fs))
 		refresh_locked(fs);
+	else if (fs->dele_pending && !fs->sess)
+		mfs_log_info("within the server's LOGIN-DELAY: taken messages still on the "
+			     "server are deleted by the next mount");
 	quit_session(fs);
 	g_mutex_unlock(&fs->sess_lock);
 	return NULL;
@@ -505,12 +577,22 @@ static gpointer poll_thread(gpointer ud)
 
 gboolean mfs_pop3_fs_start(struct mfs_pop3_fs *fs, GError **err)
 {
+	GError *e = NULL;
 	int rc;
 
 	g_mutex_lock(&fs->sess_lock);
-	rc = session_get(fs, NULL, err);
+	rc = session_get(fs, NULL, &e);
 	g_mutex_unlock(&fs->sess_lock);
-	return rc == 0;
+	if (rc == 0)
+		return TRUE;
+	/* The server knows the maildrop and says "not now" (logged by
+	   note_busy): mount it empty; the poll thread lists it when let in. */
+	if (busy_error(e)) {
+		g_error_free(e);
+		return TRUE;
+	}
+	g_propagate_error(err, e);
+	return FALSE;
 }
 
 void mfs_pop3_fs_attach(struct mfs_pop3_fs *fs, struct fuse_session *se)
@@ -641,6 +723,36 @@ static int download(struct mfs_pop3_fs *fs, struct msg *m, GError **err)
 }
 
 /*
+ * DELE of a message recorded as taken, on the open session, or by the next
+ * one (every new session sends DELE for the taken UIDLs still listed).
+ */
+static void dele_taken(struct mfs_pop3_fs *fs, struct msg *m)
+{
+	GError *e = NULL;
+	gboolean fresh = FALSE;
+	int rc;
+
+	if (!may_work(fs, now_us())) {
+		/* No login the server refuses or asked us not to make, for this. */
+		fs->dele_pending = TRUE;
+		mfs_log_debug(MFS_LOG_POP3, "DELE of %s deferred to the next session", m->uidl);
+		return;
+	}
+	rc = session_get(fs, &fresh, &e);
+	if (rc == 0 && !fresh && m->num) {
+		rc = pop3_dele(fs->sess, m->num, &e);
+		fs->deles++;
+	}
+	if (rc < 0) {
+		fs->dele_pending = TRUE;
+		mfs_log_info("DELE of %s deferred: %s", m->uidl, e ? e->message : g_strerror(-rc));
+		if (fs->sess && !pop3_session_alive(fs->sess))
+			drop_session(fs);
+	}
+	g_clear_error(&e);
+}
+
+/*
  * Take m: archive, record, DELE — in that order. 0, or a negative errno
  * (nothing taken) with *err. tell_kernel: the listing change is not the
  * kernel's own doing (close, not unlink).
@@ -685,23 +797,7 @@ static int take(struct mfs_pop3_fs *fs, struct msg *m, gboolean tell_kernel, GEr
 	}
 	crash_point(fs, "after-state");
 	if (!o->pop3_keep) {
-		gboolean fresh = FALSE;
-
-		/* A new session sends DELE for every taken UIDL itself. */
-		rc = session_get(fs, &fresh, &e);
-		if (rc == 0 && !fresh && m->num) {
-			rc = pop3_dele(fs->sess, m->num, &e);
-			fs->deles++;
-		}
-		if (rc < 0) {
-			/* Recorded: the next session deletes it. */
-			fs->dele_pending = TRUE;
-			mfs_log_info("DELE of %s deferred: %s", m->uidl,
-				     e ? e->message : g_strerror(-rc));
-			if (fs->sess && !pop3_session_alive(fs->sess))
-				drop_session(fs);
-		}
-		g_clear_error(&e);
+		dele_taken(fs, m);
 		crash_point(fs, "after-dele");
 	}
 	g_mutex_lock(&fs->lock);
@@ -850,13 +946,14 @@ static void do_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, g
 	/* A session busy elsewhere (a download, the poll thread waiting for a
 	   locked maildrop) means a listing is on its way: serve the last one.
 	   So does a maildrop another client holds: a server may make a login
-	   wait seconds for its lock before [IN-USE]; the poll thread retries. */
+	   wait seconds for its lock before [IN-USE]; the poll thread retries.
+	   Within the server's LOGIN-DELAY the last listing is served too. */
 	if (off == 0 && g_mutex_trylock(&fs->sess_lock)) {
 		gint64 now = now_us();
 
 		if ((fs->listed_at == 0 ||
 		     now - fs->listed_at >= (gint64)fs->opts->poll * G_USEC_PER_SEC) &&
-		    now >= fs->retry_after && !fs->busy)
+		    now >= fs->retry_after && !fs->busy && may_work(fs, now))
 			refresh_locked(fs);
 		g_mutex_unlock(&fs->sess_lock);
 	}

@@ -14,6 +14,13 @@
  * about 2 s without work, lists again every `poll` seconds (then QUITs),
  * and QUITs at unmount.
  *
+ * A login refused for now ([IN-USE], [LOGIN-DELAY], [SYS/TEMP]) is logged
+ * once, keeps the last listing and is tried again by the background thread
+ * after min(poll, 30 s); DELEs wait for that session. Logins nobody waits
+ * for (the poll, ls, those DELEs) also wait out the LOGIN-DELAY the server
+ * states in CAPA (RFC 2449 §6.5); an open() that must download does not.
+ * The 2 s QUIT stays: the commit and the maildrop's lock come first.
+ *
  * open RETRs the message into the spool store (cache_dir/spool, 0700/0600),
  * fsync'd file and directory, before any byte is served (direct_io). A
  * message is taken when a reader read at an offset >= its size and then
@@ -25,8 +32,8 @@
  * MAILFS_CRASH_AT=after-retr|after-archive|after-state|after-dele|
  * before-quit-reply makes the daemon _exit(99) at that point (tests of
  * crash safety). before-quit-reply: at the first QUIT after a DELE, once
- * QUIT was sent and before its answer is acted upon (the core reads the
- * answer within pop3_quit()).
+ * QUIT was sent and before its reply is read (a lost reply: the server may
+ * or may not have committed).
  *
  * Threads: every op may run concurrently; kernel notifications go through
  * the notify thread only.
@@ -51,6 +58,8 @@ struct mfs_pop3_fs *mfs_pop3_fs_new(const struct mfs_options *opts,
 /*
  * In the foreground, before mounting: connect, log in, list (refusing a
  * server without UIDL), TOP for dates. The session stays open for the mount.
+ * A login refused for now ([IN-USE], [LOGIN-DELAY], [SYS/TEMP]) is no
+ * error: it is logged, and the mount starts with nothing listed.
  */
 gboolean mfs_pop3_fs_start(struct mfs_pop3_fs *fs, GError **err);
 /* QUITs an open session (commits). NULL is ignored. */

@@ -28,6 +28,7 @@ struct pop3_session {
 	struct conn *conn;
 	char *peer;
 	guint32 caps;
+	guint login_delay; /* seconds, from the latest CAPA */
 	gboolean alive;
 };
 
@@ -223,6 +224,20 @@ guint32 pop3_cap_line(const char *line)
 		if (g_ascii_strcasecmp(words[0], tags[k].tag) == 0)
 			return tags[k].bit;
 	return 0;
+}
+
+guint pop3_cap_login_delay(const char *line)
+{
+	static const char tag[] = "LOGIN-DELAY ";
+	const char *p = line, *end = line + strlen(line);
+	guint64 v;
+
+	if (g_ascii_strncasecmp(line, tag, strlen(tag)) != 0)
+		return 0;
+	p += strlen(tag);
+	if (!parse_number(&p, end, G_MAXUINT32, &v) || (p != end && *p != ' '))
+		return 0;
+	return (guint)MIN(v, (guint64)POP3_LOGIN_DELAY_MAX);
 }
 
 /* -- the multi-line reader --------------------------------------------------- */
@@ -696,6 +711,7 @@ static int simple(struct pop3_session *s, GError **err, const char *cmd)
 
 struct capa_state {
 	guint32 caps;
+	guint login_delay;
 	guint lines;
 };
 
@@ -707,6 +723,7 @@ static void capa_line(void *ud, const char *line, size_t len)
 		return;
 	g_autofree char *copy = g_strndup(line, len);
 	cs->caps |= pop3_cap_line(copy);
+	cs->login_delay = MAX(cs->login_delay, pop3_cap_login_delay(copy));
 }
 
 static int capa(struct pop3_session *s, GError **err)
@@ -723,6 +740,7 @@ static int capa(struct pop3_session *s, GError **err)
 	if (r.status == POP3_STATUS_ERR) {
 		/* An RFC 1939 server without RFC 2449: nothing known. */
 		s->caps = 0;
+		s->login_delay = 0;
 		pop3_reply_clear(&r);
 		return 0;
 	}
@@ -735,6 +753,7 @@ static int capa(struct pop3_session *s, GError **err)
 	if (rc < 0)
 		return rc;
 	s->caps = cs.caps;
+	s->login_delay = cs.login_delay;
 	return 0;
 }
 
@@ -1004,6 +1023,11 @@ guint32 pop3_session_caps(const struct pop3_session *s)
 const char *pop3_session_peer(const struct pop3_session *s)
 {
 	return s->peer;
+}
+
+guint pop3_session_login_delay(const struct pop3_session *s)
+{
+	return s->login_delay;
 }
 
 /* -- maildrop commands --------------------------------------------------------- */
@@ -1417,24 +1441,35 @@ int pop3_noop(struct pop3_session *s, GError **err)
 	return simple(s, err, "NOOP");
 }
 
-int pop3_quit(struct pop3_session *s, GError **err)
+/* The QUIT went out or its reply never came: whether the server reached
+   its UPDATE state (RFC 1939 §6) is unknown. */
+static int quit_unconfirmed(struct pop3_session *s, GError **err, GError *cause)
+{
+	g_set_error(err, POP3_ERROR, POP3_ERROR_QUIT_UNCONFIRMED,
+		    "%s: no answer to QUIT (%s); deletions may or may not be committed", s->peer,
+		    cause ? cause->message : "connection closed");
+	g_clear_error(&cause);
+	s->alive = FALSE;
+	return -ENOTCONN;
+}
+
+int pop3_quit_send(struct pop3_session *s, GError **err)
+{
+	GError *e = NULL;
+
+	if (send_cmd(s, SHOW, &e, "QUIT") < 0)
+		return quit_unconfirmed(s, err, e);
+	return 0;
+}
+
+int pop3_quit_reply(struct pop3_session *s, GError **err)
 {
 	struct pop3_reply r;
 	GError *e = NULL;
 	int rc;
 
-	rc = send_cmd(s, SHOW, &e, "QUIT");
-	if (rc == 0)
-		rc = read_reply(s, "QUIT", &r, &e);
-	if (rc < 0) {
-		/* Whether the server reached its UPDATE state is unknown. */
-		g_set_error(err, POP3_ERROR, POP3_ERROR_QUIT_UNCONFIRMED,
-			    "%s: no answer to QUIT (%s); deletions may or may not be committed",
-			    s->peer, e ? e->message : "connection closed");
-		g_clear_error(&e);
-		s->alive = FALSE;
-		return -ENOTCONN;
-	}
+	if (read_reply(s, "QUIT", &r, &e) < 0)
+		return quit_unconfirmed(s, err, e);
 	if (r.status == POP3_STATUS_OK)
 		rc = 0;
 	else if (r.status == POP3_STATUS_ERR)
@@ -1446,4 +1481,11 @@ int pop3_quit(struct pop3_session *s, GError **err)
 	/* RFC 1939 §6: -ERR to QUIT means some deletions failed; not an errno
 	   of a command, but of the commit. */
 	return rc < 0 ? -EIO : 0;
+}
+
+int pop3_quit(struct pop3_session *s, GError **err)
+{
+	int rc = pop3_quit_send(s, err);
+
+	return rc < 0 ? rc : pop3_quit_reply(s, err);
 }

@@ -51,6 +51,8 @@
 #define POP3_LIST_MAX 1000000
 /* Commands in flight at once when the server offers PIPELINING. */
 #define POP3_PIPELINE_WINDOW 32
+/* Longest CAPA LOGIN-DELAY taken, in seconds (a day, the longest poll); more is this. */
+#define POP3_LOGIN_DELAY_MAX 86400
 
 enum pop3_tls_mode {
 	POP3_TLS_IMPLICIT, /* pop3s:// */
@@ -144,6 +146,12 @@ gboolean pop3_session_alive(const struct pop3_session *s);
 guint32 pop3_session_caps(const struct pop3_session *s);
 /* "host:port", for messages. */
 const char *pop3_session_peer(const struct pop3_session *s);
+/*
+ * Seconds the server wants between logins (CAPA LOGIN-DELAY, RFC 2449
+ * §6.5), from the latest CAPA: the one after login, which may be the
+ * user's own value. 0 when it states none.
+ */
+guint pop3_session_login_delay(const struct pop3_session *s);
 
 /* One message of the maildrop. */
 struct pop3_msg {
@@ -228,6 +236,16 @@ int pop3_noop(struct pop3_session *s, GError **err);
  * The session is dead afterwards in every case; free it.
  */
 int pop3_quit(struct pop3_session *s, GError **err);
+/*
+ * pop3_quit() in its two halves, for a caller that acts between them: once
+ * pop3_quit_send() returned 0 the server may commit at any moment, whatever
+ * becomes of the reply (the spool's crash test dies right there, to be a
+ * lost reply). pop3_quit_send() fails as pop3_quit() does when the QUIT
+ * could not be sent (-ENOTCONN, session dead); after it returned 0,
+ * pop3_quit_reply() gives pop3_quit()'s result.
+ */
+int pop3_quit_send(struct pop3_session *s, GError **err);
+int pop3_quit_reply(struct pop3_session *s, GError **err);
 
 /* -- pure helpers, exported for the unit tests and fuzzers ----------------- */
 
@@ -266,6 +284,11 @@ gboolean pop3_uidl_valid(const char *s, size_t len);
 gboolean pop3_parse_stat(const char *text, guint32 *count, guint64 *octets);
 /* One CAPA line -> its bits (0 for a tag the client ignores). */
 guint32 pop3_cap_line(const char *line);
+/*
+ * "LOGIN-DELAY n" or "LOGIN-DELAY n USER" -> n, at most
+ * POP3_LOGIN_DELAY_MAX; 0 for any other line, or a malformed one.
+ */
+guint pop3_cap_login_delay(const char *line);
 
 /*
  * Resumable reader of a multi-line answer's body (after its status line):

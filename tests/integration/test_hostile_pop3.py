@@ -217,6 +217,23 @@ def test_login_in_use_shows_code(probe, pwfile):
     assert "not-a-real-password" not in res.stderr
 
 
+def test_login_delay_after_login_wins(probe, pwfile):
+    """RFC 2449 §6.5: a LOGIN-DELAY marked USER before login may change after it."""
+    script = [
+        Send("+OK ready\r\n"),
+        PopOn("CAPA", capa_reply(("USER", "UIDL", "LOGIN-DELAY 900 USER"))),
+        PopOn("USER", "+OK\r\n"),
+        PopOn("PASS", "+OK in\r\n"),
+        PopOn("CAPA", capa_reply(("UIDL", "TOP", "LOGIN-DELAY 60"))),
+    ] + pop3_quit_steps()
+    with HostileServer(script) as srv:
+        res = run_probe(probe, srv.port, pwfile, "login")
+        srv.wait_done()
+    assert res.rc == 0, res
+    assert "caps TOP UIDL LOGIN-DELAY CAPA" in res.stdout, res
+    assert "login-delay 60" in res.stdout.splitlines(), res
+
+
 def test_lost_quit_reply_is_reported_distinctly(probe, pwfile):
     script = pop3_login_steps() + [PopOn("DELE", "+OK marked\r\n"), PopOn("QUIT", ""), Close()]
     with HostileServer(script) as srv:

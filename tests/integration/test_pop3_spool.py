@@ -24,6 +24,7 @@ import mailserver
 from conftest import Mount, password_file, sanitizer_env
 from hostile import HostileServer
 from hostile_pop3 import PopOn, pop3_login_steps
+from hostile_pop3d import Maildrop
 
 USER = "alice"
 DOTS_SUBJECT = b"Subject: Dots at line starts"
@@ -318,6 +319,88 @@ def test_crash_loses_nothing(mailfs_bin, server, workdir, spool, point):
     assert len(ids) == len(set(ids))
     assert server_uidls(server) == {}
     assert os.listdir(os.path.join(spool.archive, "tmp")) == []
+
+
+def scripted_password(spool):
+    pw = os.path.join(spool.base, "pw")
+    with open(pw, "w") as f:
+        f.write("not-a-real-password\n")
+    os.chmod(pw, 0o600)
+    return pw
+
+
+def scripted_mount(mailfs_bin, srv, workdir, spool, crash=None, **options):
+    """A mount of a scripted maildrop (plain TCP: it has no certificate)."""
+    opts = {"tls": "none", "password_file": scripted_password(spool),
+            "cache_dir": spool.cache, "pop3_archive": spool.archive}
+    opts.update(options)
+    return Mount(mailfs_bin, f"pop3://tester@127.0.0.1:{srv.port}", spool.mnt, opts, workdir,
+                 env=spool.env(crash))
+
+
+TLS_NONE = r"warning: .*tls"
+
+
+@pytest.mark.parametrize("committed", [True, False], ids=["committed", "not-committed"])
+def test_lost_quit_reply(mailfs_bin, workdir, spool, committed):
+    """before-quit-reply is a lost reply: the maildrop holds its reply to the
+    QUIT back until the daemon is dead, so a daemon that waited for the reply
+    before dying would never die here (its timeout is far beyond the wait).
+    Whether the server committed the DELE or not, the next run archives every
+    message exactly once and leaves none on the server."""
+    msgs = [(f"lost-quit-{i}", b"Subject: m%d\r\nMessage-ID: <m%d@example.org>\r\n\r\n"
+             b"body %d\r\n" % (i, i, i)) for i in range(3)]
+    first = msgs[0][0]
+    crash_run = {"mount": None, "held": []}
+
+    def on_quit(uidls):
+        m = crash_run["mount"]
+        if m is None:
+            return True
+        deadline = time.monotonic() + 60
+        while m.proc.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.05)
+        crash_run["held"].append((uidls, m.proc.poll()))
+        return committed
+
+    with Maildrop(msgs, on_quit=on_quit) as srv:
+        m = scripted_mount(mailfs_bin, srv, workdir, spool, crash="before-quit-reply",
+                           poll=3600, timeout=600)
+        crash_run["mount"] = m
+        m.start()
+        try:
+            r = subprocess.run(["cat", os.path.join(m.mountpoint, name_of(first))],
+                               capture_output=True, timeout=60)
+            assert r.returncode == 0 and r.stdout == msgs[0][1], r.stderr
+            deadline = time.monotonic() + 90
+            while not crash_run["held"] and time.monotonic() < deadline:
+                time.sleep(0.1)
+            assert crash_run["held"] == [([first], 99)], (crash_run["held"], m.stderr())
+            assert m.proc.wait(10) == 99
+        finally:
+            crash_run["mount"] = None
+            m.kill()
+        assert (first in srv.uidls()) != committed
+        archived = os.path.join(spool.archive, "new", first)
+        ino = os.stat(archived).st_ino
+
+        m = scripted_mount(mailfs_bin, srv, workdir, spool, poll=3600).start()
+        try:
+            names = sorted(os.listdir(m.mountpoint))
+            assert names == sorted(name_of(u) for u, _ in msgs[1:])
+            for name in names:
+                r = subprocess.run(["cat", os.path.join(m.mountpoint, name)],
+                                   capture_output=True, timeout=60)
+                assert r.returncode == 0, r.stderr
+            assert os.listdir(m.mountpoint) == []
+            m.unmount(allowed=[TLS_NONE])
+        finally:
+            m.kill()
+        assert srv.uidls() == []
+        assert not srv.errors, srv.errors
+    assert spool.archived() == dict(msgs)
+    # The copy archived before the crash was never written again.
+    assert os.stat(archived).st_ino == ino
 
 
 def test_in_use_keeps_the_listing(mailfs_bin, workdir, spool):

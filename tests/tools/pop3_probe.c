@@ -7,7 +7,8 @@
  *              [--password-file F] [--timeout S] [--auth best|user|plain|xoauth2]
  *              [--oauth] [--trace] HOST PORT USER COMMAND [ARGS]
  * COMMAND (each ends with QUIT):
- *   login            connect and log in, print "caps" and the CAPA flags by name
+ *   login            connect and log in, print "caps" and the CAPA flags by name,
+ *                    and "login-delay S" when the server states one
  *   list             print "N UIDL SIZE" for every message (UIDL + LIST)
  *   retr N OUTFILE   RETR N streamed into OUTFILE; prints "size BYTES"
  *   top N            TOP N 0; the headers to stdout
@@ -98,6 +99,8 @@ static int run(struct pop3_session *s, int argc, char **argv, GError **err)
 
 	if (strcmp(cmd, "login") == 0) {
 		print_caps(pop3_session_caps(s));
+		if (pop3_session_login_delay(s))
+			printf("login-delay %u\n", pop3_session_login_delay(s));
 		return 0;
 	}
 	if (strcmp(cmd, "list") == 0 || strcmp(cmd, "tops") == 0) {

@@ -217,6 +217,34 @@ static void test_cap_line(void)
 		g_assert_cmphex(pop3_cap_line(cases[i].line), ==, cases[i].bits);
 }
 
+static void test_cap_login_delay(void)
+{
+	static const struct {
+		const char *line;
+		guint seconds;
+	} cases[] = {
+		{ "LOGIN-DELAY 900", 900 },
+		{ "login-delay 60", 60 },
+		{ "LOGIN-DELAY 300 USER", 300 }, /* the value may differ per user */
+		{ "LOGIN-DELAY 0", 0 },
+		{ "LOGIN-DELAY 86400", POP3_LOGIN_DELAY_MAX },
+		{ "LOGIN-DELAY 86401", POP3_LOGIN_DELAY_MAX },
+		{ "LOGIN-DELAY 4294967295", POP3_LOGIN_DELAY_MAX },
+		{ "LOGIN-DELAY 4294967296", 0 }, /* over 32 bits: malformed */
+		{ "LOGIN-DELAY 99999999999999999999999", 0 },
+		{ "LOGIN-DELAY", 0 },
+		{ "LOGIN-DELAY ", 0 },
+		{ "LOGIN-DELAY -5", 0 },
+		{ "LOGIN-DELAY 5x", 0 },
+		{ "LOGIN-DELAYS 5", 0 },
+		{ "EXPIRE 5", 0 },
+		{ "", 0 },
+	};
+
+	for (size_t i = 0; i < G_N_ELEMENTS(cases); i++)
+		g_assert_cmpuint(pop3_cap_login_delay(cases[i].line), ==, cases[i].seconds);
+}
+
 /* -- the multi-line reader ------------------------------------------------- */
 
 static int collect(void *ud, const void *data, size_t len)
@@ -442,6 +470,7 @@ int main(int argc, char **argv)
 	g_test_add_func("/pop3/list-line", test_list_line);
 	g_test_add_func("/pop3/stat", test_stat);
 	g_test_add_func("/pop3/cap-line", test_cap_line);
+	g_test_add_func("/pop3/cap-login-delay", test_cap_login_delay);
 	g_test_add_func("/pop3/dot/whole", test_dot_whole);
 	g_test_add_func("/pop3/dot/bytewise", test_dot_bytewise);
 	g_test_add_func("/pop3/dot/splits", test_dot_splits);
