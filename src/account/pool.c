@@ -327,6 +327,16 @@ void pool_abort_session(struct pool *p, struct imap_session *s)
 	g_mutex_unlock(&p->lock);
 }
 
+void pool_server_back(struct pool *p)
+{
+	g_mutex_lock(&p->lock);
+	if (p->failures > 0) {
+		p->retry_at = g_get_monotonic_time();
+		g_cond_broadcast(&p->cond);
+	}
+	g_mutex_unlock(&p->lock);
+}
+
 void pool_shutdown(struct pool *p)
 {
 	GHashTableIter it;

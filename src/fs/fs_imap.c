@@ -336,6 +336,7 @@ static void mailbox_changed(void *ud, const char *wire)
 	guint64 ino;
 
 	if (!wire) {
+		pool_server_back(fs->pool);
 		if (watch_covers_all(fs->watch))
 			mark_all_stale(fs);
 		wire = "INBOX";
