@@ -5,8 +5,13 @@
 
 #include "util/log.h"
 
-/* Commands in flight on the prefetch connection at once. */
-#define PIPELINE 64
+/* Commands in flight on the prefetch connection at once: a sliding window,
+   so the link never idles for a round trip between batches. */
+#define PIPELINE 32
+/* Small bodies go several to a command (fewer commands for the server to
+   parse, fewer lines to match), up to this many UIDs or bytes. */
+#define UIDS_PER_COMMAND 16
+#define BYTES_PER_COMMAND ((guint64)1024 * 1024)
 
 struct job {
 	char *mailbox;
@@ -111,9 +116,67 @@ static gboolean cached(struct prefetch *p, const struct job *j, guint32 uid)
 	return done;
 }
 
+/* The UIDs of todo[*next...] that go in one command, as "u1,u2,...". */
+static char *next_command(const struct job *j, const GArray *todo, guint *next)
+{
+	GString *set = g_string_new(NULL);
+	guint64 bytes = 0;
+	guint n = 0;
+
+	while (*next < todo->len && n < UIDS_PER_COMMAND) {
+		const struct prefetch_item *it =
+			&g_array_index(j->items, struct prefetch_item, g_array_index(todo, guint, *next));
+
+		if (n > 0 && bytes + it->size > BYTES_PER_COMMAND)
+			break;
+		g_string_append_printf(set, "%s%u", n ? "," : "", it->uid);
+		bytes += it->size;
+		n++;
+		(*next)++;
+	}
+	return g_string_free(set, FALSE);
+}
+
+static gboolean newer_request(struct prefetch *p)
+{
+	gboolean newer;
+
+	g_mutex_lock(&p->lock);
+	newer = p->next != NULL || p->stopping;
+	g_mutex_unlock(&p->lock);
+	return newer;
+}
+
+/* Fetch todo (indices into j->items) with up to PIPELINE commands in flight. */
+static void fetch_window(struct prefetch *p, struct imap_session *s, const struct job *j,
+			 const GArray *todo, const struct imap_handler *h)
+{
+	guint ids[PIPELINE];
+	guint head = 0, count = 0, next = 0;
+	gboolean stop = FALSE;
+
+	while ((next < todo->len && !stop) || count > 0) {
+		while (!stop && next < todo->len && count < PIPELINE && imap_session_alive(s)) {
+			g_autofree char *set = next_command(j, todo, &next);
+
+			ids[(head + count++) % PIPELINE] =
+				imap_send(s, "UID FETCH %s (BODY.PEEK[])", set);
+		}
+		if (count == 0)
+			break;
+		imap_wait(s, ids[head], h, NULL, NULL);
+		head = (head + 1) % PIPELINE;
+		count--;
+		/* The reader moved on: what is in flight completes, nothing more
+		   is sent, and the newer request is served next. */
+		if (!stop && newer_request(p))
+			stop = TRUE;
+	}
+}
+
 static void run_job(struct prefetch *p, struct job *j)
 {
-	g_autoptr(GArray) todo = g_array_new(FALSE, FALSE, sizeof(guint32));
+	g_autoptr(GArray) todo = g_array_new(FALSE, FALSE, sizeof(guint));
 	struct sink k = { .p = p, .job = j, .buf = g_byte_array_new() };
 	struct imap_handler h = { .untagged = on_fetch, .literal_begin = on_literal,
 				  .literal_chunk = on_chunk, .ud = &k };
@@ -124,7 +187,7 @@ static void run_job(struct prefetch *p, struct job *j)
 		const struct prefetch_item *it = &g_array_index(j->items, struct prefetch_item, i);
 
 		if (it->size <= PREFETCH_MAX_BODY && !cached(p, j, it->uid))
-			g_array_append_val(todo, it->uid);
+			g_array_append_val(todo, i);
 	}
 	if (todo->len == 0)
 		goto out;
@@ -139,25 +202,8 @@ static void run_job(struct prefetch *p, struct job *j)
 	if ((g_strcmp0(imap_session_selected(s), j->mailbox) == 0 &&
 	     imap_session_select_info(s)->uidvalidity == j->uidvalidity) ||
 	    (imap_select(s, j->mailbox, TRUE, NULL, &err) == 0 &&
-	     imap_session_select_info(s)->uidvalidity == j->uidvalidity)) {
-		for (guint done = 0; done < todo->len && imap_session_alive(s);) {
-			guint ids[PIPELINE];
-			guint n = MIN(PIPELINE, todo->len - done);
-
-			for (guint i = 0; i < n; i++)
-				ids[i] = imap_send(s, "UID FETCH %u (BODY.PEEK[])",
-						   g_array_index(todo, guint32, done + i));
-			for (guint i = 0; i < n; i++)
-				imap_wait(s, ids[i], &h, NULL, NULL);
-			done += n;
-			g_mutex_lock(&p->lock);
-			gboolean newer = p->next != NULL || p->stopping;
-			g_mutex_unlock(&p->lock);
-			/* The reader moved on: serve the newer request first. */
-			if (newer)
-				break;
-		}
-	}
+	     imap_session_select_info(s)->uidvalidity == j->uidvalidity))
+		fetch_window(p, s, j, todo, &h);
 	g_mutex_lock(&p->lock);
 	p->busy = NULL;
 	g_mutex_unlock(&p->lock);

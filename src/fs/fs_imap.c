@@ -46,6 +46,7 @@ struct folder_state {
 	gint64 last_open;
 	guint32 last_uid;
 	guint streak;
+	gint64 readdir_at; /* a readdir started: the next open may begin a walk */
 	/* The listing in the two orders readers use (rsync: names; grep, tar:
 	   readdir = UIDs), built once per listing (order_at == fetched_at). */
 	GArray *by_uid;  /* struct listed */
@@ -988,6 +989,11 @@ static void do_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, g
 	int rc;
 
 	if (off == 0) {
+		struct folder_state *fst = folder_state(fs, ino);
+
+		g_mutex_lock(&fs->lock);
+		fst->readdir_at = now_us();
+		g_mutex_unlock(&fs->lock);
 		rc = refresh_dir(fs, ino, req);
 		if (rc == -EINTR || (rc < 0 && rc != -EIO)) {
 			fuse_reply_err(req, -rc);
@@ -1095,7 +1101,7 @@ static void maybe_prefetch(struct mfs_imap_fs *fs, guint64 folder, guint32 uid, 
 	GArray *fresh = NULL;
 	gint64 now = now_us();
 	guint64 budget = fs->opts->prefetch;
-	gboolean stale;
+	gboolean stale, walk;
 	guint streak;
 
 	if (!fs->prefetch)
@@ -1108,9 +1114,13 @@ static void maybe_prefetch(struct mfs_imap_fs *fs, guint64 folder, guint32 uid, 
 	f->last_open = now;
 	f->last_uid = uid;
 	streak = f->streak;
-	stale = streak >= 2 && (!f->by_uid || f->order_at != f->fetched_at);
+	/* rsync, grep -r and tar list a folder and open its first file right
+	   away: that walk is prefetched from its first open, not its second. */
+	walk = streak == 1 && f->readdir_at && now - f->readdir_at < SEQUENTIAL_GAP_US;
+	f->readdir_at = 0;
+	stale = (streak >= 2 || walk) && (!f->by_uid || f->order_at != f->fetched_at);
 	g_mutex_unlock(&fs->lock);
-	if (streak < 2)
+	if (streak < 2 && !walk)
 		return;
 	if (stale) {
 		/* Copied outside fs->lock: the tree has its own. */
@@ -1122,6 +1132,13 @@ static void maybe_prefetch(struct mfs_imap_fs *fs, guint64 folder, guint32 uid, 
 	g_mutex_lock(&fs->lock);
 	if (fresh)
 		build_orders(f, fresh);
+	if (walk && f->by_uid && f->by_uid->len &&
+	    g_array_index(f->by_uid, struct listed, 0).uid != uid &&
+	    ((struct listed *)f->by_name->pdata[0])->uid != uid) {
+		/* Not the first file in either order: someone picked one file. */
+		g_mutex_unlock(&fs->lock);
+		return;
+	}
 	if (f->by_uid && f->by_uid->len) {
 		struct listed key = { .uid = uid, .name = (char *)(uintptr_t)name };
 		struct listed *kp = &key;

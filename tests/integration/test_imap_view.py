@@ -392,6 +392,38 @@ def test_sequential_reader_is_prefetched(mount, dovecot):
     assert int(status(m.mountpoint)["messages_fetched"]) < len(names)
 
 
+def test_walk_is_prefetched_from_its_first_open(mount, dovecot):
+    """rsync, grep -r and tar list a folder, then open its first file: the
+    walk is prefetched from that first open on."""
+    m = mount()
+    folder = os.path.join(m.mountpoint, "PyEmail")
+    names = sorted(os.listdir(folder))
+    assert len(names) > 3
+    with open(os.path.join(folder, names[0]), "rb") as f:
+        f.read()
+    deadline = time.monotonic() + 30
+    while int(status(m.mountpoint)["prefetched_messages"]) == 0:
+        assert time.monotonic() < deadline, "nothing was prefetched after the first open"
+        time.sleep(0.1)
+    expected = server_messages(dovecot, "PyEmail")
+    for name in names[1:]:
+        with open(os.path.join(folder, name), "rb") as f:
+            assert f.read() == expected[int(name.split("-")[0].split(".")[0])][3], name
+
+
+def test_one_file_picked_after_ls_is_not_prefetched(mount):
+    """ls -l, then one file from the middle: a person reading, not a walk."""
+    m = mount()
+    folder = os.path.join(m.mountpoint, "PyEmail")
+    subprocess.run(["ls", "-l", folder], check=True, stdout=subprocess.DEVNULL)
+    names = sorted(os.listdir(folder))
+    with open(os.path.join(folder, names[len(names) // 2]), "rb") as f:
+        f.read()
+    time.sleep(2)  # a prefetch would have started by now
+    assert int(status(m.mountpoint)["prefetched_messages"]) == 0
+    assert int(status(m.mountpoint)["messages_fetched"]) == 1
+
+
 def test_prefetch_off(mount):
     m = mount(options={"prefetch": 0})
     folder = os.path.join(m.mountpoint, "PyEmail")
