@@ -799,11 +799,13 @@ static int refresh_folder_once(struct mfs_imap_fs *fs, guint64 ino, gboolean for
 
 static int refresh_folder(struct mfs_imap_fs *fs, guint64 ino, gboolean force, fuse_req_t req)
 {
+	gint64 start = now_us();
 	int rc = refresh_folder_once(fs, ino, force, req);
 
 	/* A connection the server dropped while it sat idle fails its first
-	   command: once more, on a new one. */
-	if (rc == -EIO)
+	   command at once: once more, on a new one. A failure that took half
+	   the timeout is a server not answering: no second wait. */
+	if (rc == -EIO && now_us() - start < (gint64)fs->opts->timeout * G_USEC_PER_SEC / 2)
 		rc = refresh_folder_once(fs, ino, force, req);
 	return rc;
 }
