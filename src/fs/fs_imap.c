@@ -1788,6 +1788,14 @@ static void op_getxattr(fuse_req_t req, fuse_ino_t ino, const char *name, size_t
 	gboolean known;
 	int rc;
 
+	/* Only user.* names exist here. ENOTSUP for the others (security.selinux,
+	 * system.posix_acl_access), not ENODATA: ls -l asks for both on every
+	 * file, and after ENOTSUP it stops asking for the whole mount, where
+	 * ENODATA costs two round trips through the daemon per file. */
+	if (!g_str_has_prefix(name, "user.")) {
+		fuse_reply_err(req, ENOTSUP);
+		return;
+	}
 	if (ino == FUSE_ROOT_ID && strcmp(name, STATUS_XATTR) == 0) {
 		g_autofree char *text = status_text(fs);
 

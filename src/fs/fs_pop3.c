@@ -1235,6 +1235,12 @@ static void op_getxattr(fuse_req_t req, fuse_ino_t ino, const char *name, size_t
 	g_autofree char *text = NULL;
 	size_t len;
 
+	/* ENOTSUP outside user.*, as in the IMAP view: ls -l then stops asking
+	 * for security.selinux and the ACL of every file. */
+	if (!g_str_has_prefix(name, "user.")) {
+		fuse_reply_err(req, ENOTSUP);
+		return;
+	}
 	if (ino != FUSE_ROOT_ID || strcmp(name, STATUS_XATTR) != 0) {
 		fuse_reply_err(req, ENODATA);
 		return;

@@ -11,6 +11,7 @@ Every test starts from a freshly seeded maildrop; every poplib session QUITs
 
 import email
 import email.utils
+import errno
 import os
 import poplib
 import re
@@ -154,6 +155,19 @@ def test_listing_cat_head_rm(mailfs_bin, server, workdir, spool):
                 assert st.st_mtime == want, (u, date)
         status = os.getxattr(m.mountpoint, "user.mailfs.status").decode()
         assert "messages_taken: 0" in status
+        # Only user.* names: ENOTSUP for the rest, so ls -l asks for
+        # security.selinux and the ACL once per mount, not twice per file.
+        first = os.path.join(m.mountpoint, names[0])
+        for path in (m.mountpoint, first):
+            for name in ("security.selinux", "system.posix_acl_access"):
+                with pytest.raises(OSError) as e:
+                    os.getxattr(path, name)
+                assert e.value.errno == errno.ENOTSUP, (path, name)
+        with pytest.raises(OSError) as e:
+            os.getxattr(first, "user.mailfs.status")
+        assert e.value.errno == errno.ENODATA
+        subprocess.run(["ls", "-l", m.mountpoint], capture_output=True, check=True)
+        assert "messages_taken: 0" in os.getxattr(m.mountpoint, "user.mailfs.status").decode()
 
         # head takes nothing.
         dots = next(u for u, d in expected.items() if DOTS_SUBJECT in d)
