@@ -282,6 +282,44 @@ gboolean pool_prime(struct pool *p, GError **err)
 	return TRUE;
 }
 
+/* One connection opened ahead; p->connecting was counted for it by pool_warm. */
+static gpointer warm_thread(gpointer data)
+{
+	struct pool *p = data;
+	struct imap_session *s = imap_session_connect(&p->opts, NULL);
+
+	g_mutex_lock(&p->lock);
+	p->connecting--;
+	if (s) {
+		struct entry *e = g_new0(struct entry, 1);
+
+		e->s = s;
+		p->connects++;
+		/* Idle from the start; after a shutdown pool_free() logs it out. */
+		g_queue_push_tail(&p->idle, e);
+	}
+	g_cond_broadcast(&p->cond);
+	g_mutex_unlock(&p->lock);
+	return NULL;
+}
+
+void pool_warm(struct pool *p)
+{
+	g_mutex_lock(&p->lock);
+	while (!p->shutdown && p->failures == 0 && live_count(p) + p->connecting < p->eff_max) {
+		GThread *t;
+
+		p->connecting++;
+		t = g_thread_try_new("pool-warm", warm_thread, p, NULL);
+		if (!t) {
+			p->connecting--;
+			break;
+		}
+		g_thread_unref(t);
+	}
+	g_mutex_unlock(&p->lock);
+}
+
 void pool_put(struct pool *p, struct imap_session *s)
 {
 	struct entry *e;

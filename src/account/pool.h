@@ -79,6 +79,10 @@ void pool_put(struct pool *p, struct imap_session *s);
    its own such as the IDLE watcher's. */
 const struct imap_session_opts *pool_session_opts(const struct pool *p);
 
+/* Open the remaining connections (up to `max`) in the background, in
+   parallel, so the first requests that need several (a listing, a reader,
+   prefetch) do not each wait for a login. Failures are left to pool_get. */
+void pool_warm(struct pool *p);
 /* Another connection (the push watcher's) just reached the server: a
    backoff after failed connects ends now, so work goes on at once. */
 void pool_server_back(struct pool *p);

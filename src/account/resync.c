@@ -243,6 +243,40 @@ static gboolean finish_vanished(struct collect *c)
 	return TRUE;
 }
 
+/* Nothing known: SELECT and the listing in one round trip. */
+static int list_cold(struct imap_session *s, struct collect *c, const char *wire,
+		     gboolean readonly, gboolean want_subject, struct imap_select_info *info,
+		     GError **err)
+{
+	const struct imap_handler h = { .untagged = on_untagged,
+					.literal_begin = header_sink_begin,
+					.literal_chunk = header_sink_chunk,
+					.ud = c };
+	struct resync_result *out = c->out;
+	GError *fetch_err = NULL;
+	guint sel, list;
+	int rc, frc;
+
+	out->how = RESYNC_FULL;
+	out->delta.complete_below = TREE_COMPLETE;
+	sel = imap_select_send(s, wire, readonly, NULL, err);
+	list = sel ? imap_send(s, "UID FETCH 1:* %s", listing_items(want_subject)) : 0;
+	rc = imap_select_finish(s, sel, wire, readonly, &h, info, err);
+	frc = list ? imap_wait(s, list, &h, NULL, &fetch_err) : 0;
+	if (rc == 0) {
+		out->uidvalidity = info->uidvalidity;
+		out->uidnext = info->uidnext;
+		out->highestmodseq = info->highestmodseq;
+		/* Some servers refuse "1:*" in an empty mailbox: that is no error. */
+		if (frc < 0 && (info->exists > 0 || !imap_session_alive(s))) {
+			g_propagate_error(err, g_steal_pointer(&fetch_err));
+			rc = frc;
+		}
+	}
+	g_clear_error(&fetch_err);
+	return rc;
+}
+
 int resync_folder(struct imap_session *s, const char *wire, gboolean readonly,
 		  gboolean want_subject, const struct resync_known *known,
 		  struct resync_result *out, GError **err)
@@ -263,7 +297,11 @@ int resync_folder(struct imap_session *s, const char *wire, gboolean readonly,
 	out->msgs = g_array_new(FALSE, FALSE, sizeof(struct tree_msg_info));
 	out->vanished = g_array_new(FALSE, FALSE, sizeof(struct uid_range));
 	out->strings = g_string_chunk_new(4096);
-	rc = imap_select_resync(s, wire, readonly, known->uidvalidity ? &ks : NULL, &h, &info, err);
+	if (!known->uidvalidity) {
+		rc = list_cold(s, &c, wire, readonly, want_subject, &info, err);
+		goto out;
+	}
+	rc = imap_select_resync(s, wire, readonly, &ks, &h, &info, err);
 	if (rc < 0)
 		goto out;
 	out->uidvalidity = info.uidvalidity;

@@ -365,6 +365,7 @@ static void mailbox_changed(void *ud, const char *wire)
 void mfs_imap_fs_attach(struct mfs_imap_fs *fs, struct fuse_session *se)
 {
 	fs->notify = notify_start(se);
+	pool_warm(fs->pool);
 	/* Bodies fetched ahead are read with BODY.PEEK: no prefetch when
 	   reading is to set \Seen. */
 	if (fs->opts->prefetch > 0 && !fs->opts->mark_seen)

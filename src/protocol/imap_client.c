@@ -1212,14 +1212,12 @@ gboolean imap_session_qresync(const struct imap_session *s)
 	return s->qresync;
 }
 
-int imap_select_resync(struct imap_session *s, const char *mailbox, gboolean readonly,
-		       const struct imap_known_state *known, const struct imap_handler *h,
-		       struct imap_select_info *info, GError **err)
+guint imap_select_send(struct imap_session *s, const char *mailbox, gboolean readonly,
+		       const struct imap_known_state *known, GError **err)
 {
 	const char *verb = readonly ? "EXAMINE" : "SELECT";
 	g_autofree char *q = imap_quote(mailbox);
 	g_autofree char *param = NULL;
-	int rc;
 
 	g_clear_pointer(&s->selected, g_free);
 	memset(&s->sel, 0, sizeof(s->sel));
@@ -1230,14 +1228,26 @@ int imap_select_resync(struct imap_session *s, const char *mailbox, gboolean rea
 	else if (s->caps & IMAP_CAP_CONDSTORE)
 		param = g_strdup(" (CONDSTORE)");
 	if (q) {
-		rc = imap_run(s, h, NULL, err, "%s %s%s", verb, q, param ? param : "");
-	} else {
-		/* CR, LF or 8-bit bytes in a name the server listed (as a
-		   literal): it goes back the same way. */
-		guint id = imap_send_literal(s, verb, mailbox, strlen(mailbox), param, err);
+		g_autofree char *cmd = g_strdup_printf("%s %s%s", verb, q, param ? param : "");
 
-		rc = id ? imap_wait(s, id, h, NULL, err) : -EIO;
+		return send_cmd(s, FALSE, err, cmd);
 	}
+	/* CR, LF or 8-bit bytes in a name the server listed (as a literal):
+	   it goes back the same way. */
+	return imap_send_literal(s, verb, mailbox, strlen(mailbox), param, err);
+}
+
+int imap_select_finish(struct imap_session *s, guint id, const char *mailbox, gboolean readonly,
+		       const struct imap_handler *h, struct imap_select_info *info, GError **err)
+{
+	int rc;
+
+	if (id == 0) {
+		/* Not sent: imap_select_send said why. */
+		s->selecting = FALSE;
+		return -EIO;
+	}
+	rc = imap_wait(s, id, h, NULL, err);
 	s->selecting = FALSE;
 	if (rc < 0)
 		return rc;
@@ -1246,6 +1256,15 @@ int imap_select_resync(struct imap_session *s, const char *mailbox, gboolean rea
 	if (info)
 		*info = s->sel;
 	return 0;
+}
+
+int imap_select_resync(struct imap_session *s, const char *mailbox, gboolean readonly,
+		       const struct imap_known_state *known, const struct imap_handler *h,
+		       struct imap_select_info *info, GError **err)
+{
+	guint id = imap_select_send(s, mailbox, readonly, known, err);
+
+	return imap_select_finish(s, id, mailbox, readonly, h, info, err);
 }
 
 const char *imap_session_selected(const struct imap_session *s)

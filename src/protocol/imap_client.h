@@ -272,6 +272,18 @@ int imap_select_resync(struct imap_session *s, const char *mailbox, gboolean rea
 		       const struct imap_known_state *known, const struct imap_handler *h,
 		       struct imap_select_info *info, GError **err);
 
+/*
+ * imap_select_resync in two halves, so that commands for the mailbox can be
+ * pipelined behind the SELECT (one round trip for SELECT + UID FETCH):
+ * send, then imap_send the others, then finish (which reads up to the
+ * SELECT's completion) before waiting for them. A failed SELECT leaves no
+ * mailbox selected, so what was pipelined behind it fails too.
+ */
+guint imap_select_send(struct imap_session *s, const char *mailbox, gboolean readonly,
+		       const struct imap_known_state *known, GError **err);
+int imap_select_finish(struct imap_session *s, guint id, const char *mailbox, gboolean readonly,
+		       const struct imap_handler *h, struct imap_select_info *info, GError **err);
+
 /* The selected mailbox's wire name, or NULL. */
 const char *imap_session_selected(const struct imap_session *s);
 /* The selected mailbox's state as the session last saw it. */
