@@ -36,6 +36,7 @@ struct prefetch {
 struct sink {
 	struct prefetch *p;
 	const struct job *job;
+	GHashTable *wanted; /* UIDs asked for on this connection */
 	GByteArray *buf;
 	gboolean active;
 	gboolean too_big;
@@ -71,14 +72,6 @@ static void on_chunk(void *ud, const void *data, size_t len)
 		g_byte_array_append(k->buf, data, (guint)len);
 }
 
-static gboolean wanted(const struct job *j, guint32 uid)
-{
-	for (guint i = 0; i < j->items->len; i++)
-		if (g_array_index(j->items, struct prefetch_item, i).uid == uid)
-			return TRUE;
-	return FALSE;
-}
-
 static void on_fetch(void *ud, const struct imap_response *r)
 {
 	struct sink *k = ud;
@@ -86,7 +79,8 @@ static void on_fetch(void *ud, const struct imap_response *r)
 	guint32 uid;
 
 	if (!k->active || !v || v->type != IMAP_V_STREAMED || k->too_big ||
-	    !imap_value_u32(imap_fetch_item(r, "UID"), &uid) || !wanted(k->job, uid)) {
+	    !imap_value_u32(imap_fetch_item(r, "UID"), &uid) ||
+	    !g_hash_table_contains(k->wanted, GUINT_TO_POINTER(uid))) {
 		k->active = FALSE;
 		return;
 	}
@@ -116,16 +110,15 @@ static gboolean cached(struct prefetch *p, const struct job *j, guint32 uid)
 	return done;
 }
 
-/* The UIDs of todo[*next...] that go in one command, as "u1,u2,...". */
-static char *next_command(const struct job *j, const GArray *todo, guint *next)
+/* The UIDs of queue[*next...] that go in one command, as "u1,u2,...". */
+static char *next_command(const GArray *queue, guint *next)
 {
 	GString *set = g_string_new(NULL);
 	guint64 bytes = 0;
 	guint n = 0;
 
-	while (*next < todo->len && n < UIDS_PER_COMMAND) {
-		const struct prefetch_item *it =
-			&g_array_index(j->items, struct prefetch_item, g_array_index(todo, guint, *next));
+	while (*next < queue->len && n < UIDS_PER_COMMAND) {
+		const struct prefetch_item *it = &g_array_index(queue, struct prefetch_item, *next);
 
 		if (n > 0 && bytes + it->size > BYTES_PER_COMMAND)
 			break;
@@ -137,27 +130,63 @@ static char *next_command(const struct job *j, const GArray *todo, guint *next)
 	return g_string_free(set, FALSE);
 }
 
-static gboolean newer_request(struct prefetch *p)
+/* Queue what items holds that is neither asked for nor cached yet. */
+static void enqueue(struct prefetch *p, const struct job *j, const GArray *items, GArray *queue,
+		    GHashTable *wanted)
 {
-	gboolean newer;
+	for (guint i = 0; i < items->len; i++) {
+		const struct prefetch_item *it = &g_array_index(items, struct prefetch_item, i);
 
-	g_mutex_lock(&p->lock);
-	newer = p->next != NULL || p->stopping;
-	g_mutex_unlock(&p->lock);
-	return newer;
+		if (it->size > PREFETCH_MAX_BODY ||
+		    g_hash_table_contains(wanted, GUINT_TO_POINTER(it->uid)) ||
+		    cached(p, j, it->uid))
+			continue;
+		g_hash_table_add(wanted, GUINT_TO_POINTER(it->uid));
+		g_array_append_val(queue, *it);
+	}
 }
 
-/* Fetch todo (indices into j->items) with up to PIPELINE commands in flight. */
+/*
+ * A newer request while this job runs: one for the same mailbox (the reader
+ * went on in the same folder) joins the queue, so the pipeline never drains;
+ * FALSE for another mailbox (or a stop): send no more.
+ */
+static gboolean take_newer(struct prefetch *p, const struct job *j, GArray *queue,
+			   GHashTable *wanted)
+{
+	struct job *n = NULL;
+	gboolean go_on = TRUE;
+
+	g_mutex_lock(&p->lock);
+	if (p->stopping) {
+		go_on = FALSE;
+	} else if (p->next && strcmp(p->next->mailbox, j->mailbox) == 0 &&
+		   p->next->uidvalidity == j->uidvalidity) {
+		n = p->next;
+		p->next = NULL;
+	} else if (p->next) {
+		go_on = FALSE;
+	}
+	g_mutex_unlock(&p->lock);
+	if (n) {
+		enqueue(p, j, n->items, queue, wanted);
+		job_free(n);
+	}
+	return go_on;
+}
+
+/* Fetch the queue with up to PIPELINE commands in flight, sending one as
+   each completes. */
 static void fetch_window(struct prefetch *p, struct imap_session *s, const struct job *j,
-			 const GArray *todo, const struct imap_handler *h)
+			 GArray *queue, GHashTable *wanted, const struct imap_handler *h)
 {
 	guint ids[PIPELINE];
 	guint head = 0, count = 0, next = 0;
-	gboolean stop = FALSE;
+	gboolean go_on = TRUE;
 
-	while ((next < todo->len && !stop) || count > 0) {
-		while (!stop && next < todo->len && count < PIPELINE && imap_session_alive(s)) {
-			g_autofree char *set = next_command(j, todo, &next);
+	for (;;) {
+		while (go_on && next < queue->len && count < PIPELINE && imap_session_alive(s)) {
+			g_autofree char *set = next_command(queue, &next);
 
 			ids[(head + count++) % PIPELINE] =
 				imap_send(s, "UID FETCH %s (BODY.PEEK[])", set);
@@ -167,29 +196,23 @@ static void fetch_window(struct prefetch *p, struct imap_session *s, const struc
 		imap_wait(s, ids[head], h, NULL, NULL);
 		head = (head + 1) % PIPELINE;
 		count--;
-		/* The reader moved on: what is in flight completes, nothing more
-		   is sent, and the newer request is served next. */
-		if (!stop && newer_request(p))
-			stop = TRUE;
+		if (go_on)
+			go_on = take_newer(p, j, queue, wanted);
 	}
 }
 
 static void run_job(struct prefetch *p, struct job *j)
 {
-	g_autoptr(GArray) todo = g_array_new(FALSE, FALSE, sizeof(guint));
-	struct sink k = { .p = p, .job = j, .buf = g_byte_array_new() };
+	g_autoptr(GArray) queue = g_array_new(FALSE, FALSE, sizeof(struct prefetch_item));
+	g_autoptr(GHashTable) wanted = g_hash_table_new(g_direct_hash, g_direct_equal);
+	struct sink k = { .p = p, .job = j, .wanted = wanted, .buf = g_byte_array_new() };
 	struct imap_handler h = { .untagged = on_fetch, .literal_begin = on_literal,
 				  .literal_chunk = on_chunk, .ud = &k };
 	struct imap_session *s;
 	GError *err = NULL;
 
-	for (guint i = 0; i < j->items->len; i++) {
-		const struct prefetch_item *it = &g_array_index(j->items, struct prefetch_item, i);
-
-		if (it->size <= PREFETCH_MAX_BODY && !cached(p, j, it->uid))
-			g_array_append_val(todo, i);
-	}
-	if (todo->len == 0)
+	enqueue(p, j, j->items, queue, wanted);
+	if (queue->len == 0)
 		goto out;
 	s = pool_get(p->pool, j->mailbox, &err);
 	if (!s)
@@ -203,7 +226,7 @@ static void run_job(struct prefetch *p, struct job *j)
 	     imap_session_select_info(s)->uidvalidity == j->uidvalidity) ||
 	    (imap_select(s, j->mailbox, TRUE, NULL, &err) == 0 &&
 	     imap_session_select_info(s)->uidvalidity == j->uidvalidity))
-		fetch_window(p, s, j, todo, &h);
+		fetch_window(p, s, j, queue, wanted, &h);
 	g_mutex_lock(&p->lock);
 	p->busy = NULL;
 	g_mutex_unlock(&p->lock);

@@ -18,6 +18,7 @@ struct watch {
 	gboolean stopping;
 	struct imap_session *session; /* current connection, for watch_stop */
 	gboolean notify;	      /* NOTIFY set up on it */
+	gboolean connected_before;    /* a connection was made before this one */
 	GThread *thread;
 };
 
@@ -131,8 +132,10 @@ static void watch_session(struct watch *w, struct imap_session *s)
 	g_mutex_lock(&w->lock);
 	w->notify = notify;
 	g_mutex_unlock(&w->lock);
-	/* Whatever happened while no one watched. */
-	w->changed(w->ud, NULL);
+	/* After a reconnect: whatever happened while no one watched, anywhere.
+	   The first connection only needs the watched mailbox looked at. */
+	w->changed(w->ud, w->connected_before ? NULL : w->mailbox);
+	w->connected_before = TRUE;
 	while (!stopping(w)) {
 		int rc;
 
