@@ -37,6 +37,7 @@ struct sink {
 	struct prefetch *p;
 	const struct job *job;
 	GHashTable *wanted; /* UIDs asked for on this connection */
+	gboolean discard;   /* the mailbox is not the one asked for: keep nothing */
 	GByteArray *buf;
 	gboolean active;
 	gboolean too_big;
@@ -78,7 +79,7 @@ static void on_fetch(void *ud, const struct imap_response *r)
 	const struct imap_value *v = imap_fetch_item(r, "BODY[]");
 	guint32 uid;
 
-	if (!k->active || !v || v->type != IMAP_V_STREAMED || k->too_big ||
+	if (!k->active || k->discard || !v || v->type != IMAP_V_STREAMED || k->too_big ||
 	    !imap_value_u32(imap_fetch_item(r, "UID"), &uid) ||
 	    !g_hash_table_contains(k->wanted, GUINT_TO_POINTER(uid))) {
 		k->active = FALSE;
@@ -178,8 +179,10 @@ static gboolean take_newer(struct prefetch *p, const struct job *j, GArray *queu
 /* Fetch the queue with up to PIPELINE commands in flight, sending one as
    each completes. */
 static void fetch_window(struct prefetch *p, struct imap_session *s, const struct job *j,
-			 GArray *queue, GHashTable *wanted, const struct imap_handler *h)
+			 GArray *queue, GHashTable *wanted, const struct imap_handler *h,
+			 guint select_id, GError **err)
 {
+	struct sink *k = h->ud;
 	guint ids[PIPELINE];
 	guint head = 0, count = 0, next = 0;
 	gboolean go_on = TRUE;
@@ -190,6 +193,17 @@ static void fetch_window(struct prefetch *p, struct imap_session *s, const struc
 
 			ids[(head + count++) % PIPELINE] =
 				imap_send(s, "UID FETCH %s (BODY.PEEK[])", set);
+		}
+		if (select_id) {
+			/* The EXAMINE the fetches were pipelined behind: its answer
+			   comes before theirs. Another UIDVALIDITY means other
+			   messages under these UIDs: nothing of them is kept. */
+			if (imap_select_finish(s, select_id, j->mailbox, TRUE, h, NULL, err) < 0 ||
+			    imap_session_select_info(s)->uidvalidity != j->uidvalidity) {
+				k->discard = TRUE;
+				go_on = FALSE;
+			}
+			select_id = 0;
 		}
 		if (count == 0)
 			break;
@@ -222,11 +236,16 @@ static void run_job(struct prefetch *p, struct job *j)
 	if (p->stopping)
 		pool_abort_session(p->pool, s);
 	g_mutex_unlock(&p->lock);
-	if ((g_strcmp0(imap_session_selected(s), j->mailbox) == 0 &&
-	     imap_session_select_info(s)->uidvalidity == j->uidvalidity) ||
-	    (imap_select(s, j->mailbox, TRUE, NULL, &err) == 0 &&
-	     imap_session_select_info(s)->uidvalidity == j->uidvalidity))
-		fetch_window(p, s, j, queue, wanted, &h);
+	if (g_strcmp0(imap_session_selected(s), j->mailbox) == 0 &&
+	    imap_session_select_info(s)->uidvalidity == j->uidvalidity) {
+		fetch_window(p, s, j, queue, wanted, &h, 0, &err);
+	} else {
+		/* EXAMINE and the first fetches in one round trip. */
+		guint id = imap_select_send(s, j->mailbox, TRUE, NULL, &err);
+
+		if (id)
+			fetch_window(p, s, j, queue, wanted, &h, id, &err);
+	}
 	g_mutex_lock(&p->lock);
 	p->busy = NULL;
 	g_mutex_unlock(&p->lock);
