@@ -18,7 +18,6 @@ struct watch {
 	gboolean stopping;
 	struct imap_session *session; /* current connection, for watch_stop */
 	gboolean notify;	      /* NOTIFY set up on it */
-	gboolean connected_before;    /* a connection was made before this one */
 	GThread *thread;
 };
 
@@ -132,10 +131,9 @@ static void watch_session(struct watch *w, struct imap_session *s)
 	g_mutex_lock(&w->lock);
 	w->notify = notify;
 	g_mutex_unlock(&w->lock);
-	/* After a reconnect: whatever happened while no one watched, anywhere.
-	   The first connection only needs the watched mailbox looked at. */
-	w->changed(w->ud, w->connected_before ? NULL : w->mailbox);
-	w->connected_before = TRUE;
+	/* Whatever happened while no one watched, anywhere: before the first
+	   connection too, for what was listed while it was being made. */
+	w->changed(w->ud, NULL);
 	while (!stopping(w)) {
 		int rc;
 

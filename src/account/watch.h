@@ -14,9 +14,8 @@
  * mail, expunges and flag changes there, another for a STATUS. Without IDLE
  * it calls `changed` for the watched mailbox every `poll_s` seconds
  * instead. A lost connection is made again with backoff (1 s doubling to
- * 60 s); after the first connect `changed` runs for the watched mailbox,
- * after a reconnect with NULL: anything, anywhere, may have happened
- * meanwhile.
+ * 60 s); after each connect `changed` runs with NULL: anything, anywhere,
+ * may have happened while no one watched.
  *
  * Threads: watch_start/watch_stop from one thread; watch_stop aborts the
  * connection at once and joins.

@@ -300,7 +300,9 @@ void mfs_imap_fs_free(struct mfs_imap_fs *fs)
 
 static int refresh_folder(struct mfs_imap_fs *fs, guint64 ino, gboolean force, fuse_req_t req);
 
-/* Every listing is to be brought up to date when next looked at. */
+/* Every listing is to be brought up to date when next looked at (cheap with
+   QRESYNC: one EXAMINE). The folder list itself waits for `refresh`: NOTIFY
+   is not asked for mailbox names. */
 static void mark_all_stale(struct mfs_imap_fs *fs)
 {
 	g_autoptr(GPtrArray) all = g_ptr_array_new();
@@ -320,9 +322,6 @@ static void mark_all_stale(struct mfs_imap_fs *fs)
 		f->fetched_at = 0;
 		g_mutex_unlock(&f->lock);
 	}
-	g_mutex_lock(&fs->list_lock);
-	fs->list_fetched_at = 0;
-	g_mutex_unlock(&fs->list_lock);
 }
 
 /*
