@@ -163,7 +163,7 @@ struct mfs_pop3_fs *mfs_pop3_fs_new(const struct mfs_options *opts,
 	fs->state = spool_state_open(fs->state_dir, err);
 	if (!fs->state)
 		goto fail;
-	if (opts->pop3_archive && !spool_mkdir(opts->pop3_archive, 0700, err))
+	if (opts->pop3_archive && !spool_archive_prepare(opts->pop3_archive, err))
 		goto fail;
 	return fs;
 fail:
