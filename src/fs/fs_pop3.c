@@ -1081,7 +1081,11 @@ static int take(struct mfs_pop3_fs *fs, struct msg *m, gboolean tell_kernel, GEr
 		return -EIO;
 	}
 	if (o->pop3_archive) {
-		if (!spool_archive(o->pop3_archive, m->uidl, m->fd, &e)) {
+		gboolean ok = m->spool_path ? spool_archive_link(o->pop3_archive, m->uidl,
+								  m->spool_path, m->fd, &e) :
+					      spool_archive(o->pop3_archive, m->uidl, m->fd, &e);
+
+		if (!ok) {
 			rc = e->domain == G_FILE_ERROR && e->code == G_FILE_ERROR_NOSPC ? -ENOSPC :
 											  -EIO;
 			g_propagate_error(err, e);

@@ -293,3 +293,28 @@ gboolean spool_archive(const char *maildir, const char *uidl, int src_fd, GError
 	}
 	return spool_fsync_dir(newdir, err);
 }
+
+gboolean spool_archive_link(const char *maildir, const char *uidl, const char *src_path,
+			    int src_fd, GError **err)
+{
+	g_autofree char *name = names_escape(uidl, strlen(uidl));
+	g_autofree char *tmp = g_build_filename(maildir, "tmp", name, NULL);
+	g_autofree char *newdir = g_build_filename(maildir, "new", NULL);
+	g_autofree char *final = g_build_filename(newdir, name, NULL);
+	int e;
+
+	/* A tmp/ entry left by a crash is this message's: replaced. */
+	g_unlink(tmp);
+	if (link(src_path, tmp) != 0 && (errno != ENOENT || !spool_archive_prepare(maildir, NULL) ||
+					 link(src_path, tmp) != 0))
+		return spool_archive(maildir, uidl, src_fd, err);
+	if (rename(tmp, final) != 0 && (errno != ENOENT || !spool_archive_prepare(maildir, NULL) ||
+					rename(tmp, final) != 0)) {
+		e = errno;
+		g_unlink(tmp);
+		return errno_error(err, e, "cannot rename to", final);
+	}
+	/* The bytes were fsync'd in the spool store; the new name and the link
+	   count reach the disk with new/ (one journal commit on ext4 and xfs). */
+	return spool_fsync_dir(newdir, err);
+}

@@ -58,5 +58,14 @@ gboolean spool_archive_prepare(const char *maildir, GError **err);
  * A failure (a full disk) leaves no file in new/.
  */
 gboolean spool_archive(const char *maildir, const char *uidl, int src_fd, GError **err);
+/*
+ * As spool_archive(), when src_path names src_fd's file and that file is
+ * already fsync'd (the spool store's copy): it is hard-linked into tmp/
+ * and renamed to new/, new/ fsync'd — the same bytes, durable, without a
+ * second write and fsync of them. Falls back to the copy when it cannot
+ * link (another file system: EXDEV; a file system without links).
+ */
+gboolean spool_archive_link(const char *maildir, const char *uidl, const char *src_path,
+			    int src_fd, GError **err);
 
 #endif
