@@ -28,6 +28,9 @@
 #define DATE_SCAN_MAX (64 * 1024)
 /* readdir offsets: 1 after ".", 2 after "..", ino + DIR_OFF_BASE after a message. */
 #define DIR_OFF_BASE 2
+/* Messages RETR'd at most in one read-ahead batch (the opened one included):
+   two pipeline windows; the opener waits for the batch, so it stays short. */
+#define AHEAD_BATCH_MAX (2 * POP3_PIPELINE_WINDOW)
 
 struct msg {
 	guint64 ino;
@@ -40,6 +43,7 @@ struct msg {
 	char *spool_path;
 	gboolean taken;
 	gboolean gone;   /* no longer on the server, not taken by us */
+	gboolean ahead;  /* downloaded ahead of a reader, not opened since */
 	guint opens;
 };
 
@@ -68,6 +72,9 @@ struct mfs_pop3_fs {
 	guint64 next_ino;
 	char *last_error;
 	guint64 taken_count, taken_bytes, sessions, retrieved, retrieved_bytes;
+	guint64 ahead_count;  /* messages downloaded ahead of a reader */
+	char *last_open;      /* name of the message opened last: the reader's pattern */
+	guint streak;         /* opens in a row, each the next listed name after the last */
 
 	/* Lock order: sess_lock, then lock. */
 	GMutex sess_lock;     /* the session, the state file, the listing's freshness */
@@ -163,7 +170,7 @@ struct mfs_pop3_fs *mfs_pop3_fs_new(const struct mfs_options *opts,
 	fs->state = spool_state_open(fs->state_dir, err);
 	if (!fs->state)
 		goto fail;
-	if (opts->pop3_archive && !spool_mkdir(opts->pop3_archive, 0700, err))
+	if (opts->pop3_archive && !spool_archive_prepare(opts->pop3_archive, err))
 		goto fail;
 	return fs;
 fail:
@@ -193,6 +200,7 @@ void mfs_pop3_fs_free(struct mfs_pop3_fs *fs)
 	g_free(fs->state_dir);
 	g_free(fs->crash_at);
 	g_free(fs->last_error);
+	g_free(fs->last_open);
 	g_mutex_clear(&fs->lock);
 	g_mutex_clear(&fs->sess_lock);
 	g_cond_clear(&fs->cond);
@@ -322,6 +330,16 @@ static int sync_listing(struct mfs_pop3_fs *fs, GError **err)
 			/* Taken by another client: gone, though an open copy still reads. */
 			m->gone = TRUE;
 			unlist(fs, m, TRUE);
+			if (m->opens == 0 && m->fd >= 0) {
+				/* A copy read ahead that nobody will open now. */
+				close(m->fd);
+				m->fd = -1;
+				m->ahead = FALSE;
+				if (m->spool_path) {
+					g_unlink(m->spool_path);
+					g_clear_pointer(&m->spool_path, g_free);
+				}
+			}
 		}
 	}
 	g_mutex_unlock(&fs->lock);
@@ -634,14 +652,82 @@ static int sink_write(void *ud, const void *data, size_t len)
 	return 0;
 }
 
+static int file_error(GError **err, int e, const char *path)
+{
+	g_set_error(err, G_FILE_ERROR, g_file_error_from_errno(e), "%s: %s", path, g_strerror(e));
+	return -e;
+}
+
+/* A new spool file NAME.part for m; -errno and *err on failure. */
+static int part_open(struct mfs_pop3_fs *fs, const struct msg *m, char **tmp_out, GError **err)
+{
+	g_autofree char *tmp = g_strconcat(fs->spool_dir, G_DIR_SEPARATOR_S, m->name, ".part",
+					   NULL);
+	int fd = open(tmp, O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+
+	if (fd < 0)
+		return file_error(err, errno, tmp);
+	*tmp_out = g_steal_pointer(&tmp);
+	return fd;
+}
+
+/*
+ * fsync a complete NAME.part and rename it to NAME, the spool store's name
+ * for m (*final_out). The directory is fsync'd by the caller, once for all
+ * files of a batch, before any of them is served. On failure the part is
+ * removed and fd closed.
+ */
+static int part_finish(struct mfs_pop3_fs *fs, const struct msg *m, int fd, const char *tmp,
+		       char **final_out, GError **err)
+{
+	g_autofree char *final = g_build_filename(fs->spool_dir, m->name, NULL);
+	int rc = 0;
+
+	if (fsync(fd) != 0)
+		rc = file_error(err, errno, tmp);
+	else if (rename(tmp, final) != 0)
+		rc = file_error(err, errno, final);
+	if (rc < 0) {
+		close(fd);
+		g_unlink(tmp);
+		return rc;
+	}
+	*final_out = g_steal_pointer(&final);
+	return 0;
+}
+
+/* A downloaded, fsync'd spool file becomes m's bytes (locks fs->lock). */
+static void install(struct mfs_pop3_fs *fs, struct msg *m, int fd, char *final, guint64 got,
+		    gboolean ahead)
+{
+	char head[DATE_SCAN_MAX];
+	ssize_t hn = pread(fd, head, sizeof(head), 0);
+
+	g_mutex_lock(&fs->lock);
+	m->fd = fd;
+	g_free(m->spool_path);
+	m->spool_path = final;
+	m->size = got;
+	m->ahead = ahead;
+	if (hn > 0)
+		m->mtime = header_date(head, (size_t)hn, m->mtime);
+	fs->retrieved++;
+	fs->retrieved_bytes += got;
+	if (ahead)
+		fs->ahead_count++;
+	g_mutex_unlock(&fs->lock);
+	if (fs->notify)
+		notify_inode_changed(fs->notify, m->ino);
+}
+
+static int download(struct mfs_pop3_fs *fs, struct msg *m, GError **err);
+
 static int retr_once(struct mfs_pop3_fs *fs, struct msg *m, GError **err)
 {
 	g_autofree char *tmp = NULL;
-	g_autofree char *final = g_build_filename(fs->spool_dir, m->name, NULL);
-	char head[DATE_SCAN_MAX];
+	char *final = NULL;
 	guint64 got = 0;
 	guint32 num;
-	ssize_t hn;
 	int fd, rc;
 
 	g_mutex_lock(&fs->lock);
@@ -649,46 +735,259 @@ static int retr_once(struct mfs_pop3_fs *fs, struct msg *m, GError **err)
 	g_mutex_unlock(&fs->lock);
 	if (num == 0)
 		return -ENOENT;
-	tmp = g_strconcat(final, ".part", NULL);
-	fd = open(tmp, O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
-	if (fd < 0) {
-		rc = -errno;
-		g_set_error(err, G_FILE_ERROR, g_file_error_from_errno(-rc), "%s: %s", tmp,
-			    g_strerror(-rc));
-		return rc;
-	}
+	fd = part_open(fs, m, &tmp, err);
+	if (fd < 0)
+		return fd;
 	rc = pop3_retr(fs->sess, num, sink_write, &fd, &got, err);
-	if (rc == 0 && fsync(fd) != 0) {
-		rc = -errno;
-		g_set_error(err, G_FILE_ERROR, g_file_error_from_errno(-rc), "%s: %s", tmp,
-			    g_strerror(-rc));
-	}
-	if (rc == 0 && rename(tmp, final) != 0) {
-		rc = -errno;
-		g_set_error(err, G_FILE_ERROR, g_file_error_from_errno(-rc), "%s: %s", final,
-			    g_strerror(-rc));
-	}
-	if (rc == 0 && !spool_fsync_dir(fs->spool_dir, err))
-		rc = -EIO;
 	if (rc < 0) {
 		close(fd);
 		g_unlink(tmp);
 		return rc;
 	}
-	hn = pread(fd, head, sizeof(head), 0);
-	g_mutex_lock(&fs->lock);
-	m->fd = fd;
-	m->spool_path = g_steal_pointer(&final);
-	m->size = got;
-	if (hn > 0)
-		m->mtime = header_date(head, (size_t)hn, m->mtime);
-	fs->retrieved++;
-	fs->retrieved_bytes += got;
-	g_mutex_unlock(&fs->lock);
-	if (fs->notify)
-		notify_inode_changed(fs->notify, m->ino);
+	rc = part_finish(fs, m, fd, tmp, &final, err);
+	if (rc < 0)
+		return rc;
+	if (!spool_fsync_dir(fs->spool_dir, err)) {
+		close(fd);
+		g_unlink(final);
+		g_free(final);
+		return -EIO;
+	}
+	install(fs, m, fd, final, got, FALSE);
 	crash_point(fs, "after-retr");
 	return 0;
+}
+
+/* -- read-ahead ---------------------------------------------------------------------------- */
+
+static gint cmp_name(gconstpointer a, gconstpointer b)
+{
+	const struct msg *x = *(struct msg *const *)a;
+	const struct msg *y = *(struct msg *const *)b;
+
+	return strcmp(x->name, y->name);
+}
+
+/*
+ * Note an open of m (listed, fs->lock held) in the reader's pattern: TRUE
+ * when it is the second or later of opens in a row each of the next listed
+ * name after the one before — a reader walking the spool in name order
+ * (cat *, cp -r, rsync). Taken messages have left the listing, so "next"
+ * skips them. ls and stat never open: they never count.
+ */
+static gboolean note_open(struct mfs_pop3_fs *fs, const struct msg *m)
+{
+	gboolean next = fs->last_open && strcmp(fs->last_open, m->name) < 0;
+	GHashTableIter it;
+	gpointer v;
+
+	if (next) {
+		g_hash_table_iter_init(&it, fs->by_name);
+		while (next && g_hash_table_iter_next(&it, NULL, &v)) {
+			const struct msg *o = v;
+
+			next = !(strcmp(o->name, fs->last_open) > 0 && strcmp(o->name, m->name) < 0);
+		}
+	}
+	fs->streak = next ? fs->streak + 1 : 1;
+	g_free(fs->last_open);
+	fs->last_open = g_strdup(m->name);
+	return fs->streak >= 2;
+}
+
+/*
+ * m and the listed messages after it in name order that are not downloaded
+ * yet, while the bytes read ahead and not opened stay within the prefetch
+ * budget (fs->lock held). m is always first.
+ */
+static GPtrArray *ahead_batch(struct mfs_pop3_fs *fs, struct msg *m)
+{
+	GPtrArray *batch = g_ptr_array_new();
+	g_autoptr(GPtrArray) after = g_ptr_array_new();
+	guint64 held = 0;
+	GHashTableIter it;
+	gpointer v;
+
+	g_ptr_array_add(batch, m);
+	g_hash_table_iter_init(&it, fs->by_ino);
+	while (g_hash_table_iter_next(&it, NULL, &v)) {
+		struct msg *o = v;
+
+		if (o->ahead && o->fd >= 0)
+			held += o->size;
+		else if (o != m && o->fd < 0 && o->num && !o->taken && !o->gone &&
+			 g_hash_table_lookup(fs->by_name, o->name) == o &&
+			 strcmp(o->name, m->name) > 0)
+			g_ptr_array_add(after, o);
+	}
+	g_ptr_array_sort(after, cmp_name);
+	for (guint i = 0; i < after->len && batch->len < AHEAD_BATCH_MAX; i++) {
+		struct msg *o = after->pdata[i];
+
+		if (held + o->size > fs->opts->prefetch)
+			break;
+		held += o->size;
+		g_ptr_array_add(batch, o);
+	}
+	return batch;
+}
+
+/* One message of a batch being RETR'd. */
+struct ahead_item {
+	struct msg *m;
+	guint32 num;
+	int fd;          /* -1 when not begun or dropped */
+	char *tmp;
+	char *final;     /* set once the file is complete and renamed */
+	guint64 got;
+};
+
+struct ahead_ctx {
+	struct mfs_pop3_fs *fs;
+	struct ahead_item *items;
+	guint cur;
+	int write_err;   /* the sink's first local failure for items[cur] */
+};
+
+static void ahead_begin(void *ud, guint i)
+{
+	struct ahead_ctx *c = ud;
+	struct ahead_item *it = &c->items[i];
+	GError *e = NULL;
+
+	c->cur = i;
+	c->write_err = 0;
+	it->fd = part_open(c->fs, it->m, &it->tmp, &e);
+	if (it->fd < 0) {
+		c->write_err = it->fd;
+		it->fd = -1;
+		mfs_log_info("read-ahead: %s", e->message);
+		g_error_free(e);
+	}
+}
+
+/* A local failure (a full disk) drops this message's bytes but keeps the
+   session: the others of the pipeline are still coming. */
+static int ahead_sink(void *ud, const void *data, size_t len)
+{
+	struct ahead_ctx *c = ud;
+	struct ahead_item *it = &c->items[c->cur];
+
+	if (c->write_err == 0 && it->fd >= 0)
+		c->write_err = sink_write(&it->fd, data, len);
+	return 0;
+}
+
+static void ahead_end(void *ud, guint i, int rc, guint64 size)
+{
+	struct ahead_ctx *c = ud;
+	struct ahead_item *it = &c->items[i];
+	GError *e = NULL;
+
+	if (rc == 0 && c->write_err == 0 && it->fd >= 0) {
+		it->got = size;
+		if (part_finish(c->fs, it->m, it->fd, it->tmp, &it->final, &e) < 0) {
+			it->fd = -1;
+			mfs_log_info("read-ahead: %s", e->message);
+			g_error_free(e);
+		}
+		return;
+	}
+	if (it->fd >= 0) {
+		close(it->fd);
+		g_unlink(it->tmp);
+		it->fd = -1;
+	}
+}
+
+/*
+ * Download m and the messages after it (ahead_batch) with pipelined RETRs
+ * into the spool store: each file fsync'd and renamed, then the directory
+ * fsync'd once, before any is served. Reading ahead takes nothing: the
+ * messages stay on the server until a reader takes them. A crash leaves
+ * complete files or .part files, and the next mount clears the store
+ * (clear_spool). Failures of messages after m are dropped silently (they
+ * are RETR'd again when opened); m's outcome comes from download().
+ */
+static int download_ahead(struct mfs_pop3_fs *fs, struct msg *m, GError **err)
+{
+	g_autoptr(GPtrArray) batch = NULL;
+	g_autofree guint32 *nums = NULL;
+	struct ahead_ctx c = { .fs = fs };
+	static const struct pop3_retr_many_cb cb = { ahead_begin, ahead_sink, ahead_end };
+	GError *e = NULL;
+	gboolean dir_ok = TRUE, any = FALSE;
+	int rc;
+
+	/* Read ahead already: no login for it. */
+	if (m->fd >= 0)
+		return 0;
+	rc = session_get(fs, NULL, &e);
+	if (rc < 0) {
+		/* As download() reports it; no second login straight after a refusal. */
+		if (e)
+			set_last_error(fs, e->message);
+		g_propagate_error(err, e);
+		return rc;
+	}
+	g_mutex_lock(&fs->lock);
+	batch = m->fd < 0 && m->num ? ahead_batch(fs, m) : NULL;
+	g_mutex_unlock(&fs->lock);
+	if (!batch || batch->len < 2)
+		return download(fs, m, err);
+	c.items = g_new0(struct ahead_item, batch->len);
+	nums = g_new0(guint32, batch->len);
+	g_mutex_lock(&fs->lock);
+	for (guint i = 0; i < batch->len; i++) {
+		c.items[i].m = batch->pdata[i];
+		c.items[i].fd = -1;
+		nums[i] = c.items[i].num = c.items[i].m->num;
+	}
+	g_mutex_unlock(&fs->lock);
+	mfs_log_debug(MFS_LOG_POP3, "read-ahead: RETR of %u messages from %s", batch->len,
+		      m->name);
+	rc = pop3_retr_many(fs->sess, nums, batch->len, &cb, &c, &e);
+	if (rc < 0) {
+		mfs_log_info("read-ahead: %s", e ? e->message : g_strerror(-rc));
+		g_clear_error(&e);
+		/* A part begun when the session failed: its end() never came. */
+		for (guint i = 0; i < batch->len; i++) {
+			struct ahead_item *it = &c.items[i];
+
+			if (it->fd >= 0 && !it->final) {
+				close(it->fd);
+				g_unlink(it->tmp);
+				it->fd = -1;
+			}
+		}
+		if (fs->sess && !pop3_session_alive(fs->sess))
+			drop_session(fs);
+	}
+	for (guint i = 0; i < batch->len; i++)
+		any = any || c.items[i].final;
+	if (any && !spool_fsync_dir(fs->spool_dir, &e)) {
+		mfs_log_info("read-ahead: %s", e->message);
+		g_clear_error(&e);
+		dir_ok = FALSE;
+	}
+	for (guint i = 0; i < batch->len; i++) {
+		struct ahead_item *it = &c.items[i];
+
+		if (it->final && dir_ok) {
+			install(fs, it->m, it->fd, it->final, it->got, it->m != m);
+		} else if (it->final) {
+			close(it->fd);
+			g_unlink(it->final);
+			g_free(it->final);
+		}
+		g_free(it->tmp);
+	}
+	g_free(c.items);
+	if (any && dir_ok)
+		crash_point(fs, "after-retr");
+	/* m itself failed (refused, a dropped session): the one-message path,
+	   with its retry on a new session and its error for the reader. */
+	return download(fs, m, err);
 }
 
 /* The message's bytes in the spool store. */
@@ -782,7 +1081,11 @@ static int take(struct mfs_pop3_fs *fs, struct msg *m, gboolean tell_kernel, GEr
 		return -EIO;
 	}
 	if (o->pop3_archive) {
-		if (!spool_archive(o->pop3_archive, m->uidl, m->fd, &e)) {
+		gboolean ok = m->spool_path ? spool_archive_link(o->pop3_archive, m->uidl,
+								  m->spool_path, m->fd, &e) :
+					      spool_archive(o->pop3_archive, m->uidl, m->fd, &e);
+
+		if (!ok) {
 			rc = e->domain == G_FILE_ERROR && e->code == G_FILE_ERROR_NOSPC ? -ENOSPC :
 											  -EIO;
 			g_propagate_error(err, e);
@@ -802,6 +1105,7 @@ static int take(struct mfs_pop3_fs *fs, struct msg *m, gboolean tell_kernel, GEr
 	}
 	g_mutex_lock(&fs->lock);
 	m->taken = TRUE;
+	m->ahead = FALSE;
 	unlist(fs, m, tell_kernel);
 	fs->taken_count++;
 	fs->taken_bytes += m->size;
@@ -1053,13 +1357,20 @@ static void op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 		return;
 	}
 	g_mutex_lock(&fs->sess_lock);
-	if (m->taken || m->gone)
+	if (m->taken || m->gone) {
 		rc = m->fd >= 0 ? 0 : -ENOENT;
-	else
-		rc = download(fs, m, &e);
+	} else {
+		gboolean walking;
+
+		g_mutex_lock(&fs->lock);
+		walking = note_open(fs, m) && fs->opts->prefetch > 0;
+		g_mutex_unlock(&fs->lock);
+		rc = walking ? download_ahead(fs, m, &e) : download(fs, m, &e);
+	}
 	if (rc == 0) {
 		g_mutex_lock(&fs->lock);
 		m->opens++;
+		m->ahead = FALSE;
 		g_mutex_unlock(&fs->lock);
 	}
 	g_mutex_unlock(&fs->sess_lock);
@@ -1218,6 +1529,8 @@ static char *status_text(struct mfs_pop3_fs *fs)
 	g_string_append_printf(s, "messages_retrieved: %" G_GUINT64_FORMAT "\n", fs->retrieved);
 	g_string_append_printf(s, "bytes_retrieved: %" G_GUINT64_FORMAT "\n",
 			       fs->retrieved_bytes);
+	g_string_append_printf(s, "messages_read_ahead: %" G_GUINT64_FORMAT "\n",
+			       fs->ahead_count);
 	g_string_append_printf(s, "sessions: %" G_GUINT64_FORMAT "\n", fs->sessions);
 	g_string_append_printf(s, "taken_uidls_remembered: %u\n", taken_known);
 	g_string_append_printf(s, "archive: %s\n",

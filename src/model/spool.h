@@ -46,11 +46,26 @@ gboolean spool_mkdir(const char *path, int mode, GError **err);
 gboolean spool_fsync_dir(const char *path, GError **err);
 
 /*
+ * Create the Maildir maildir and its tmp/, new/, cur/ (0700, tightened if
+ * looser). Done once per mount: spool_archive() does it again only when it
+ * finds tmp/ or new/ missing (removed while mounted).
+ */
+gboolean spool_archive_prepare(const char *maildir, GError **err);
+
+/*
  * Copy the whole of src_fd (from offset 0) into the Maildir at maildir as
- * new/NAME (NAME = names_escape(uidl)), durably, as above. Creates the
- * Maildir (0700) if needed; files are 0600. A failure (a full disk) leaves
- * no file in new/.
+ * new/NAME (NAME = names_escape(uidl)), durably, as above. Files are 0600.
+ * A failure (a full disk) leaves no file in new/.
  */
 gboolean spool_archive(const char *maildir, const char *uidl, int src_fd, GError **err);
+/*
+ * As spool_archive(), when src_path names src_fd's file and that file is
+ * already fsync'd (the spool store's copy): it is hard-linked into tmp/
+ * and renamed to new/, new/ fsync'd — the same bytes, durable, without a
+ * second write and fsync of them. Falls back to the copy when it cannot
+ * link (another file system: EXDEV; a file system without links).
+ */
+gboolean spool_archive_link(const char *maildir, const char *uidl, const char *src_path,
+			    int src_fd, GError **err);
 
 #endif

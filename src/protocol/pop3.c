@@ -1384,6 +1384,60 @@ int pop3_retr(struct pop3_session *s, guint32 num, pop3_sink_fn sink, void *ud,
 	return rc;
 }
 
+struct retr_many {
+	const guint32 *nums;
+	const struct pop3_retr_many_cb *cb;
+	void *ud;
+};
+
+static void retr_build(void *ud, guint i, GString *out)
+{
+	struct retr_many *t = ud;
+
+	g_string_append_printf(out, "RETR %u\r\n", t->nums[i]);
+}
+
+static int retr_answer(struct pop3_session *s, void *ud, guint i, struct pop3_reply *r,
+		       GError **err)
+{
+	struct retr_many *t = ud;
+	guint32 num = t->nums[i];
+	guint64 size = 0;
+	int rc;
+
+	if (r->status == POP3_STATUS_ERR) {
+		GError *e = NULL;
+
+		/* One message refused (deleted by another session): the rest go on. */
+		rc = reply_error(s, r, &e, "refused RETR %u", num);
+		mfs_log_debug(MFS_LOG_POP3, "%s", e->message);
+		g_error_free(e);
+		t->cb->end(t->ud, i, rc, 0);
+		return 0;
+	}
+	if (r->status != POP3_STATUS_OK) {
+		rc = protocol_error(s, err, "RETR", "+", 1);
+		t->cb->end(t->ud, i, rc, 0);
+		return rc;
+	}
+	{
+		g_autofree char *what = g_strdup_printf("RETR %u", num);
+
+		t->cb->begin(t->ud, i);
+		rc = read_body(s, what, t->cb->sink, t->ud, &size, err);
+	}
+	t->cb->end(t->ud, i, rc, size);
+	return rc;
+}
+
+int pop3_retr_many(struct pop3_session *s, const guint32 *nums, guint n,
+		   const struct pop3_retr_many_cb *cb, void *ud, GError **err)
+{
+	struct retr_many t = { .nums = nums, .cb = cb, .ud = ud };
+
+	return pipeline(s, n, retr_build, retr_answer, &t, err);
+}
+
 int pop3_dele(struct pop3_session *s, guint32 num, GError **err)
 {
 	g_autofree char *cmd = g_strdup_printf("DELE %u", num);

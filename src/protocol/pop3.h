@@ -210,6 +210,28 @@ typedef int (*pop3_sink_fn)(void *ud, const void *data, size_t len);
 int pop3_retr(struct pop3_session *s, guint32 num, pop3_sink_fn sink, void *ud,
 	      guint64 *size_out, GError **err);
 
+/*
+ * RETR for every n of nums, pipelined (in windows of POP3_PIPELINE_WINDOW)
+ * when the server offers PIPELINING, one at a time otherwise. For each
+ * message in order: begin(ud, i) before its bytes (which then go to
+ * sink(ud, ...) as for pop3_retr()), then end(ud, i, rc, size): rc 0 and
+ * the bytes passed to the sink, or a negative errno — the server's -ERR
+ * (nothing was passed; the session goes on) or the sink's error (the
+ * session is dead, as for pop3_retr()). Returns 0 when every answer was
+ * read, else the session's failure and *err: end() was called for each
+ * message whose status line came (with the failure, for the one being
+ * read), and not for the rest. A sink
+ * that wants the session to survive a local failure (a full disk) drops
+ * the bytes and returns 0, and remembers the error itself.
+ */
+struct pop3_retr_many_cb {
+	void (*begin)(void *ud, guint i);
+	pop3_sink_fn sink;
+	void (*end)(void *ud, guint i, int rc, guint64 size);
+};
+int pop3_retr_many(struct pop3_session *s, const guint32 *nums, guint n,
+		   const struct pop3_retr_many_cb *cb, void *ud, GError **err);
+
 /* DELE num: marked, committed only by a successful QUIT. */
 int pop3_dele(struct pop3_session *s, guint32 num, GError **err);
 

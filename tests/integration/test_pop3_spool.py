@@ -256,6 +256,62 @@ def test_no_archive(mailfs_bin, server, workdir, spool):
     assert u not in server_uidls(server).values()
 
 
+def status_counts(mountpoint):
+    text = os.getxattr(mountpoint, "user.mailfs.status").decode()
+    return {k: int(v) for k, v in re.findall(r"^(\w+): (\d+)$", text, re.M)}
+
+
+def test_read_ahead(mailfs_bin, server, workdir, spool):
+    """A reader walking the spool in name order gets the next messages
+    downloaded ahead (pipelined RETRs); ls -l and stat download nothing, and
+    reading ahead takes nothing: what is not read stays on the server."""
+    seed(server, inbox_messages()[:10])
+    expected = server_messages(server)
+    names = sorted(name_of(u) for u in expected)
+    m = spool_mount(mailfs_bin, server, workdir, spool)
+    try:
+        subprocess.run(["ls", "-l", m.mountpoint], capture_output=True, check=True)
+        for n in names:
+            os.stat(os.path.join(m.mountpoint, n))
+        c = status_counts(m.mountpoint)
+        assert c["messages_retrieved"] == 0 and c["messages_read_ahead"] == 0, c
+
+        def cat(n):
+            r = subprocess.run(["cat", os.path.join(m.mountpoint, n)], capture_output=True)
+            assert r.returncode == 0 and r.stdout == expected[n[:-4]], (n, r.stderr)
+
+        # One open alone is no pattern, nor is a jump back: one RETR each.
+        cat(names[5])
+        cat(names[0])
+        c = status_counts(m.mountpoint)
+        assert c["messages_retrieved"] == 2 and c["messages_read_ahead"] == 0, c
+
+        # The next name: the messages after it come along.
+        cat(names[1])
+        c = status_counts(m.mountpoint)
+        assert c["messages_read_ahead"] >= 1, c
+        assert c["messages_retrieved"] > 3, c
+        assert c["messages_taken"] == 3, c
+        stored = [f for f in os.listdir(os.path.join(spool.cache, "spool"))
+                  if not f.endswith(".part")]
+        assert len(stored) == c["messages_retrieved"] - 3, stored
+        # Downloaded ahead, not taken: still listed, still on the server.
+        left = [n for n in names if n not in names[:2] + [names[5]]]
+        assert sorted(os.listdir(m.mountpoint)) == left
+        time.sleep(3)  # the QUIT after 2 s of quiet commits what was taken
+        assert set(server_uidls(server).values()) == {n[:-4] for n in left}
+
+        # The rest, in order: every byte exact, every message archived once.
+        for n in left:
+            cat(n)
+        assert os.listdir(m.mountpoint) == []
+        m.unmount()
+    finally:
+        m.kill()
+    assert spool.archived() == expected
+    assert server_uidls(server) == {}
+
+
 def test_refused_at_mount(mailfs_bin, server, workdir, spool):
     seed(server, inbox_messages()[:1])
     wrong = os.path.join(workdir, "spool-wrong.password")

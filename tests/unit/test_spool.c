@@ -160,6 +160,86 @@ static void test_archive(void)
 	rm_rf(tmp);
 }
 
+/* The Maildir is made once (prepare); one removed while mounted is made again. */
+static void test_archive_prepared_once(void)
+{
+	g_autofree char *tmp = make_tmpdir();
+	g_autofree char *maildir = g_build_filename(tmp, "archive", NULL);
+	g_autofree char *newd = g_build_filename(maildir, "new", NULL);
+	g_autofree char *tmpd = g_build_filename(maildir, "tmp", NULL);
+	g_autofree char *src = g_build_filename(tmp, "src", NULL);
+	g_autofree char *dst = g_build_filename(newd, "u1", NULL);
+	GError *err = NULL;
+	int fd;
+
+	g_assert_true(spool_archive_prepare(maildir, &err));
+	g_assert_no_error(err);
+	g_assert_cmpuint(mode_of(newd), ==, 0700);
+	g_assert_true(g_file_set_contents(src, "Subject: y\r\n\r\nbody\r\n", -1, &err));
+	fd = open(src, O_RDONLY);
+	g_assert_cmpint(fd, >=, 0);
+	/* new/ gone: made again at the rename. */
+	g_assert_cmpint(rmdir(newd), ==, 0);
+	g_assert_true(spool_archive(maildir, "u1", fd, &err));
+	g_assert_no_error(err);
+	g_assert_true(g_file_test(dst, G_FILE_TEST_IS_REGULAR));
+	/* tmp/ gone as well: made again before the copy. */
+	rm_rf(maildir);
+	g_assert_true(spool_archive(maildir, "u1", fd, &err));
+	g_assert_no_error(err);
+	g_assert_true(g_file_test(dst, G_FILE_TEST_IS_REGULAR));
+	g_assert_true(g_file_test(tmpd, G_FILE_TEST_IS_DIR));
+	close(fd);
+	rm_rf(tmp);
+}
+
+/* From a file already fsync'd: a hard link, the same inode, nothing left in tmp/. */
+static void test_archive_link(void)
+{
+	g_autofree char *tmp = make_tmpdir();
+	g_autofree char *maildir = g_build_filename(tmp, "archive", NULL);
+	g_autofree char *src = g_build_filename(tmp, "src", NULL);
+	g_autofree char *dst = g_build_filename(maildir, "new", "u1", NULL);
+	g_autofree char *tmpd = g_build_filename(maildir, "tmp", NULL);
+	g_autofree char *stale = g_build_filename(tmpd, "u1", NULL);
+	struct stat a, b;
+	GError *err = NULL;
+	GDir *d;
+	int fd;
+
+	g_assert_true(g_file_set_contents(src, "Subject: z\r\n\r\nbody\r\n", -1, &err));
+	fd = open(src, O_RDONLY);
+	g_assert_cmpint(fd, >=, 0);
+	g_assert_true(spool_archive_prepare(maildir, &err));
+	/* A tmp/ entry a crash left behind is replaced. */
+	g_assert_true(g_file_set_contents(stale, "junk", -1, &err));
+	g_assert_true(spool_archive_link(maildir, "u1", src, fd, &err));
+	g_assert_no_error(err);
+	g_assert_cmpint(stat(src, &a), ==, 0);
+	g_assert_cmpint(stat(dst, &b), ==, 0);
+	g_assert_cmpuint(a.st_ino, ==, b.st_ino);
+	d = g_dir_open(tmpd, 0, NULL);
+	g_assert_null(g_dir_read_name(d));
+	g_dir_close(d);
+	/* Again (a crash between archive and state): one copy. */
+	g_assert_true(spool_archive_link(maildir, "u1", src, fd, &err));
+	g_assert_no_error(err);
+	/* A source name that cannot be linked: the copy. */
+	g_assert_cmpint(unlink(src), ==, 0);
+	g_assert_true(spool_archive_link(maildir, "u2", src, fd, &err));
+	g_assert_no_error(err);
+	{
+		g_autofree char *dst2 = g_build_filename(maildir, "new", "u2", NULL);
+		g_autofree char *got = NULL;
+		gsize len;
+
+		g_assert_true(g_file_get_contents(dst2, &got, &len, &err));
+		g_assert_cmpstr(got, ==, "Subject: z\r\n\r\nbody\r\n");
+	}
+	close(fd);
+	rm_rf(tmp);
+}
+
 /* A copy that fails (here: the source cannot be read) leaves nothing in new/. */
 static void test_archive_read_error(void)
 {
@@ -185,5 +265,7 @@ int main(int argc, char **argv)
 	g_test_add_func("/spool/state-bad-lines", test_state_bad_lines);
 	g_test_add_func("/spool/archive", test_archive);
 	g_test_add_func("/spool/archive-read-error", test_archive_read_error);
+	g_test_add_func("/spool/archive-prepared-once", test_archive_prepared_once);
+	g_test_add_func("/spool/archive-link", test_archive_link);
 	return g_test_run();
 }
