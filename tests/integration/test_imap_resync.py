@@ -58,20 +58,22 @@ def server(request, workdir):
     s = mailserver.Dovecot(os.path.join(workdir, f"dovecot-resync-{mode}"),
                            imap_extra=MODES[mode])
     s.start()
-    s.mode = mode
-    write_maildir(s, "alice", "Big", BIG)
-    write_maildir(s, "alice", "Small", SMALL)
-    write_maildir(s, "alice", "Work", 5)
-    with s.imaps("alice") as c:
-        for box in ("Big", "Small", "Work"):
-            typ, _ = c.select(box)  # dovecot indexes the new files now
-            assert typ == "OK"
-        caps = c.capability()[1][0].decode().upper().split()
-    # The mode is what the server says it is.
-    assert ("QRESYNC" in caps) == (mode == "qresync")
-    assert ("CONDSTORE" in caps) == (mode != "plain")
-    yield s
-    s.stop()
+    try:
+        s.mode = mode
+        write_maildir(s, "alice", "Big", BIG)
+        write_maildir(s, "alice", "Small", SMALL)
+        write_maildir(s, "alice", "Work", 5)
+        with s.imaps("alice") as c:
+            for box in ("Big", "Small", "Work"):
+                typ, _ = c.select(box)  # dovecot indexes the new files now
+                assert typ == "OK"
+            caps = c.capability()[1][0].decode().upper().split()
+        # The mode is what the server says it is.
+        assert ("QRESYNC" in caps) == (mode == "qresync")
+        assert ("CONDSTORE" in caps) == (mode != "plain")
+        yield s
+    finally:
+        s.stop()
 
 
 class Mounts:
