@@ -87,6 +87,7 @@ struct mfs_imap_fs {
 	guint64 bodies_from_cache;
 	guint64 listings_full;
 	guint64 listings_resynced;
+	guint64 headers_from_cache;
 };
 
 /* One open message file. */
@@ -1618,6 +1619,8 @@ static char *status_text(struct mfs_imap_fs *fs)
 			       __atomic_load_n(&fs->bytes_fetched, __ATOMIC_RELAXED));
 	g_string_append_printf(s, "bodies_from_cache: %" G_GUINT64_FORMAT "\n",
 			       __atomic_load_n(&fs->bodies_from_cache, __ATOMIC_RELAXED));
+	g_string_append_printf(s, "headers_from_cache: %" G_GUINT64_FORMAT "\n",
+			       __atomic_load_n(&fs->headers_from_cache, __ATOMIC_RELAXED));
 	g_string_append_printf(s, "listings_full: %" G_GUINT64_FORMAT "\n",
 			       __atomic_load_n(&fs->listings_full, __ATOMIC_RELAXED));
 	g_string_append_printf(s, "listings_resynced: %" G_GUINT64_FORMAT "\n",
@@ -1676,6 +1679,51 @@ static void on_header_fetch(void *ud, const struct imap_response *r)
 	hf->hdr.active = FALSE;
 }
 
+/* Keep h (owned by the table from now on) as ino's decoded headers. */
+static void keep_headers(struct mfs_imap_fs *fs, guint64 ino, struct mail_headers *h)
+{
+	guint64 *key = g_new(guint64, 1);
+
+	*key = ino;
+	g_mutex_lock(&fs->lock);
+	if (g_hash_table_size(fs->headers) >= HEADERS_CACHE_MAX)
+		g_hash_table_remove_all(fs->headers);
+	g_hash_table_replace(fs->headers, key, h);
+	g_mutex_unlock(&fs->lock);
+}
+
+/*
+ * The headers from the message's cached body, when it is complete there: a
+ * remount's rsync -aX of mail already copied asks the server nothing. The
+ * parser reads the fields it wants up to the first empty line, as in the
+ * server's HEADER.FIELDS answer.
+ */
+static gboolean headers_from_cache(struct mfs_imap_fs *fs, const struct tree_entry *e,
+				   struct mail_headers *out)
+{
+	struct mcache_entry *ce = mcache_get(fs->cache, e->wire, e->uidvalidity, e->uid);
+	g_autofree char *buf = NULL;
+	guint64 total;
+	gssize got = -1;
+
+	if (mcache_entry_complete(ce, &total)) {
+		size_t want = (size_t)MIN(total, (guint64)HEADER_FIELDS_MAX);
+
+		buf = g_malloc(want ? want : 1);
+		got = mcache_entry_read(ce, buf, want, 0);
+	}
+	mcache_entry_unref(ce);
+	if (got < 0)
+		return FALSE;
+	struct mail_headers *h = g_new0(struct mail_headers, 1);
+
+	mail_headers_parse(buf, (size_t)got, h);
+	copy_headers(out, h);
+	keep_headers(fs, e->ino, h);
+	__atomic_fetch_add(&fs->headers_from_cache, 1, __ATOMIC_RELAXED);
+	return TRUE;
+}
+
 /* The decoded headers of a message, fetched once and kept. */
 static int message_headers(struct mfs_imap_fs *fs, fuse_req_t req, guint64 ino,
 			   struct mail_headers *out)
@@ -1700,6 +1748,10 @@ static int message_headers(struct mfs_imap_fs *fs, fuse_req_t req, guint64 ino,
 		tree_entry_clear(&e);
 		return rc < 0 ? rc : -ENOENT;
 	}
+	if (headers_from_cache(fs, &e, out)) {
+		tree_entry_clear(&e);
+		return 0;
+	}
 	req_ctx_init(&ctx, fs, req);
 	rc = borrow(&ctx, e.wire, &s);
 	if (rc == 0) {
@@ -1721,16 +1773,10 @@ static int message_headers(struct mfs_imap_fs *fs, fuse_req_t req, guint64 ino,
 			rc = -ENOENT; /* expunged meanwhile */
 		if (rc == 0) {
 			struct mail_headers *h2 = g_new0(struct mail_headers, 1);
-			guint64 *key = g_new(guint64, 1);
 
 			mail_headers_parse((const char *)hf.value->data, hf.value->len, h2);
 			copy_headers(out, h2);
-			*key = ino;
-			g_mutex_lock(&fs->lock);
-			if (g_hash_table_size(fs->headers) >= HEADERS_CACHE_MAX)
-				g_hash_table_remove_all(fs->headers);
-			g_hash_table_replace(fs->headers, key, h2);
-			g_mutex_unlock(&fs->lock);
+			keep_headers(fs, ino, h2);
 		} else {
 			rc = imap_errno(&ctx, rc, err, e.wire);
 		}

@@ -268,6 +268,37 @@ def test_getfattr_shows_flags_and_decoded_headers(mount):
     assert out == "\\Flagged"
 
 
+def test_headers_of_cached_bodies_ask_the_server_nothing(mount, workdir):
+    """rsync -aX after a remount: the user.mail.* attributes of messages whose
+    bodies are cached come from the cache, and equal what the server says."""
+    def dump(mp):
+        folder = os.path.join(mp, "Archive", "2024", "Q1")
+        paths = sorted(os.path.join(folder, n) for n in os.listdir(folder))
+        out = subprocess.run(["getfattr", "-d", "-m", "^user\\.mail\\.", "-e", "text"]
+                             + paths, capture_output=True, text=True, check=True).stdout
+        return paths, out.replace(mp.lstrip("/"), "MNT")
+
+    cache = os.path.join(workdir, "cache-headers-from-cache")
+    m = mount(options={"cache_dir": cache})
+    paths, _ = dump(m.mountpoint)
+    for p in paths:
+        with open(p, "rb") as f:
+            f.read()
+    m.unmount()
+    m = mount(options={"cache_dir": cache})
+    os.listdir(os.path.join(m.mountpoint, "Archive", "2024", "Q1"))
+    before = int(status(m.mountpoint)["commands_sent"])
+    paths, cached = dump(m.mountpoint)
+    assert int(status(m.mountpoint)["commands_sent"]) == before
+    assert int(status(m.mountpoint)["headers_from_cache"]) == len(paths)
+    # The same values as from the server (a mount with an empty cache).
+    fresh = mount(options={"cache_dir": os.path.join(workdir, "cache-headers-fresh")})
+    _, served = dump(fresh.mountpoint)
+    assert int(status(fresh.mountpoint)["headers_from_cache"]) == 0
+    assert cached == served
+    assert "user.mail.subject=" in cached
+
+
 def test_only_user_xattrs_exist(mount):
     """Names outside user.* answer ENOTSUP, not ENODATA: ls -l asks for
     security.selinux and system.posix_acl_access of every file, and stops
