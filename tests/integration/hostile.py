@@ -345,6 +345,91 @@ class HostileServer:
             self._close_conn()
 
 
+# -- a server of many connections ----------------------------------------------------
+
+class ConnectionServer:
+    """Accept every connection on 127.0.0.1:port and serve each in a thread of
+    its own (a mount's pool opens several). Subclasses define _serve(sock,
+    index) and thread_prefix. Up to max_conns connections are served; more
+    are closed and recorded in errors. The with block's end sets the stop
+    flag, joins every thread and closes every socket, whatever state the
+    connections were in."""
+
+    thread_prefix = "server"
+
+    def __init__(self, max_conns):
+        self.max_conns = max_conns
+        self.errors = []      # what went wrong on the server's side
+        self.connections = 0
+        self.port = None
+        self._stop = threading.Event()
+        self._lock = threading.Lock()
+        self._listener = None
+        self._socks = []
+        self._threads = []
+
+    def __enter__(self):
+        self._listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        self._listener.bind(("127.0.0.1", 0))
+        self._listener.listen(4)
+        self._listener.settimeout(POLL)
+        self.port = self._listener.getsockname()[1]
+        t = threading.Thread(target=self._accept_loop,
+                             name=f"{self.thread_prefix}-{self.port}", daemon=True)
+        self._threads.append(t)
+        t.start()
+        return self
+
+    def __exit__(self, *exc):
+        self.stop()
+        return False
+
+    def stop(self, timeout=10):
+        self._stop.set()
+        for t in list(self._threads):
+            t.join(timeout)
+        with self._lock:
+            socks, self._socks = self._socks, []
+        for s in socks:
+            try:
+                s.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+            s.close()
+        alive = [t.name for t in self._threads if t.is_alive()]
+        self._threads = []
+        if self._listener:
+            self._listener.close()
+            self._listener = None
+        if alive:
+            raise RuntimeError(f"{self.thread_prefix} threads did not stop: {alive}")
+
+    def _accept_loop(self):
+        while not self._stop.is_set():
+            try:
+                sock, _ = self._listener.accept()
+            except socket.timeout:
+                continue
+            except OSError:
+                return
+            with self._lock:
+                if self.connections >= self.max_conns:
+                    self.errors.append("too many connections")
+                    sock.close()
+                    continue
+                self.connections += 1
+                index = self.connections
+                self._socks.append(sock)
+                self._threads = [t for t in self._threads if t.is_alive()]
+            t = threading.Thread(target=self._serve, args=(sock, index),
+                                 name=f"{self.thread_prefix}-{self.port}-{index}", daemon=True)
+            self._threads.append(t)
+            t.start()
+
+    def _serve(self, sock, index):
+        raise NotImplementedError
+
+
 def login_steps(caps="IMAP4rev1", post_caps=None):
     """A greeting that states caps, then any LOGIN or one-line AUTHENTICATE accepted.
 

@@ -41,11 +41,9 @@ Words are upper case; "UID FETCH" and the like are two words.
 """
 
 import re
-import socket
-import threading
 import time
 
-from hostile import POLL, ClientGone, Link, Stopped
+from hostile import ClientGone, ConnectionServer, Link, Stopped
 
 MAX_LITERAL = 1 << 20  # client literals larger than this end the connection
 IDLE_LIMIT = 120        # a connection with no command for this long is closed
@@ -152,8 +150,10 @@ class Conn:
             line += self.link.readline(timeout=15)
 
 
-class Responder:
+class Responder(ConnectionServer):
     """Serve every connection on 127.0.0.1:port from the table and the model."""
+
+    thread_prefix = "hostile-imapd"
 
     def __init__(self, folders=(), mailboxes=None, caps="IMAP4rev1 AUTH=PLAIN SASL-IR ID",
                  greeting=None, ok_text=None, before=None, after_listing=b"",
@@ -170,77 +170,12 @@ class Responder:
         self.after_body = dict(after_body or {})
         self.handlers = dict(handlers or {})
         self.uidvalidity = uidvalidity
-        self.max_conns = max_conns
+        super().__init__(max_conns)
         self.lines = []       # (connection index, raw command) in arrival order
         self.examined = []    # mailbox names as the client sent them (decoded bytes)
         self.body_fetches = []  # (uid, offset, length) asked for
-        self.errors = []      # what went wrong on the server's side
-        self.connections = 0
-        self.port = None
-        self._stop = threading.Event()
-        self._lock = threading.Lock()
-        self._listener = None
-        self._socks = []
-        self._threads = []
 
-    # -- life cycle --
-
-    def __enter__(self):
-        self._listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        self._listener.bind(("127.0.0.1", 0))
-        self._listener.listen(4)
-        self._listener.settimeout(POLL)
-        self.port = self._listener.getsockname()[1]
-        t = threading.Thread(target=self._accept_loop, name=f"hostile-imapd-{self.port}",
-                             daemon=True)
-        self._threads.append(t)
-        t.start()
-        return self
-
-    def __exit__(self, *exc):
-        self.stop()
-        return False
-
-    def stop(self, timeout=10):
-        self._stop.set()
-        for t in list(self._threads):
-            t.join(timeout)
-        with self._lock:
-            socks, self._socks = self._socks, []
-        for s in socks:
-            try:
-                s.shutdown(socket.SHUT_RDWR)
-            except OSError:
-                pass
-            s.close()
-        alive = [t.name for t in self._threads if t.is_alive()]
-        self._threads = []
-        if self._listener:
-            self._listener.close()
-            self._listener = None
-        if alive:
-            raise RuntimeError(f"responder threads did not stop: {alive}")
-
-    def _accept_loop(self):
-        while not self._stop.is_set():
-            try:
-                sock, _ = self._listener.accept()
-            except socket.timeout:
-                continue
-            except OSError:
-                return
-            with self._lock:
-                if self.connections >= self.max_conns:
-                    self.errors.append("too many connections")
-                    sock.close()
-                    continue
-                self.connections += 1
-                index = self.connections
-                self._socks.append(sock)
-            t = threading.Thread(target=self._serve, args=(sock, index),
-                                 name=f"hostile-imapd-{self.port}-{index}", daemon=True)
-            self._threads.append(t)
-            t.start()
+    # -- one connection --
 
     def _serve(self, sock, index):
         conn = Conn(self, sock, index)

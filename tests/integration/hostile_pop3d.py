@@ -35,11 +35,9 @@ block's end stops them within a fraction of a second and closes every
 socket.
 """
 
-import socket
-import threading
 import time
 
-from hostile import POLL, ClientGone, Link, ScriptError, Stopped
+from hostile import ClientGone, ConnectionServer, Link, ScriptError, Stopped
 from hostile_pop3 import capa_reply
 
 IDLE_LIMIT = 120  # a session with no command for this long is closed
@@ -66,8 +64,10 @@ class Session:
         return n, self.msgs[n - 1]
 
 
-class Maildrop:
+class Maildrop(ConnectionServer):
     """Serve every connection on 127.0.0.1:port from the maildrop model."""
+
+    thread_prefix = "maildrop"
 
     def __init__(self, messages=(), caps=("USER", "UIDL", "TOP", "RESP-CODES"),
                  login_caps=(), refuse=None, on_quit=None, max_conns=500):
@@ -76,19 +76,11 @@ class Maildrop:
         self.login_caps = list(login_caps)
         self.refuse = refuse
         self.on_quit = on_quit
-        self.max_conns = max_conns
+        super().__init__(max_conns)
         self.logins = []     # (time.monotonic(), accepted) of every PASS, in order
         self.lines = []      # (connection index, raw command line)
         self.committed = []  # uidls deleted by QUITs, in order
-        self.errors = []     # what went wrong on the server's side
-        self.connections = 0
         self._logged_in = set()  # connection indexes past an accepted PASS, still open
-        self.port = None
-        self._stop = threading.Event()
-        self._lock = threading.Lock()
-        self._listener = None
-        self._socks = []
-        self._threads = []
 
     # -- the model, for the test --
 
@@ -117,65 +109,7 @@ class Maildrop:
         with self._lock:
             return [l.decode("latin-1") for _, l in self.lines]
 
-    # -- life cycle --
-
-    def __enter__(self):
-        self._listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        self._listener.bind(("127.0.0.1", 0))
-        self._listener.listen(4)
-        self._listener.settimeout(POLL)
-        self.port = self._listener.getsockname()[1]
-        t = threading.Thread(target=self._accept_loop, name=f"maildrop-{self.port}",
-                             daemon=True)
-        self._threads.append(t)
-        t.start()
-        return self
-
-    def __exit__(self, *exc):
-        self.stop()
-        return False
-
-    def stop(self, timeout=10):
-        self._stop.set()
-        for t in list(self._threads):
-            t.join(timeout)
-        with self._lock:
-            socks, self._socks = self._socks, []
-        for s in socks:
-            try:
-                s.shutdown(socket.SHUT_RDWR)
-            except OSError:
-                pass
-            s.close()
-        alive = [t.name for t in self._threads if t.is_alive()]
-        self._threads = []
-        if self._listener:
-            self._listener.close()
-            self._listener = None
-        if alive:
-            raise RuntimeError(f"maildrop threads did not stop: {alive}")
-
-    def _accept_loop(self):
-        while not self._stop.is_set():
-            try:
-                sock, _ = self._listener.accept()
-            except socket.timeout:
-                continue
-            except OSError:
-                return
-            with self._lock:
-                if self.connections >= self.max_conns:
-                    self.errors.append("too many connections")
-                    sock.close()
-                    continue
-                self.connections += 1
-                index = self.connections
-                self._socks.append(sock)
-                self._threads = [t for t in self._threads if t.is_alive()]
-            t = threading.Thread(target=self._serve, args=(sock, index),
-                                 name=f"maildrop-{self.port}-{index}", daemon=True)
-            self._threads.append(t)
-            t.start()
+    # -- one connection --
 
     def _serve(self, sock, index):
         link = Link(self, sock)
