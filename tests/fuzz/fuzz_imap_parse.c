@@ -5,6 +5,7 @@
  * and then); both runs must give the same responses, literal bytes and error.
  * Literals alternate between streamed and buffered.
  */
+#include "fuzz.h"
 #include "protocol/imap_parse.h"
 
 #include <stdlib.h>
@@ -159,8 +160,6 @@ static GString *parse(const uint8_t *data, size_t size, uint32_t seed)
 	imap_parser_free(f.p);
 	return f.out;
 }
-
-int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {

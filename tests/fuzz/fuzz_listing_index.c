@@ -6,6 +6,7 @@
  * The same input as a UID set (protocol/uidset) parses to sorted, disjoint
  * ranges or is refused.
  */
+#include "fuzz.h"
 #include "model/listing_index.h"
 #include "model/names.h"
 #include "protocol/uidset.h"
@@ -14,14 +15,6 @@
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
-
-int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
-
-#define CHECK(cond)                                                                                \
-	do {                                                                                       \
-		if (!(cond))                                                                       \
-			abort();                                                                   \
-	} while (0)
 
 static char *dir;
 static char *path;

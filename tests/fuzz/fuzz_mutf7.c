@@ -3,19 +3,12 @@
  * Properties: decode(encode(x)) == x for valid UTF-8 x; decoding arbitrary
  * bytes never crashes, and what decodes re-encodes to the same wire bytes.
  */
+#include "fuzz.h"
 #include "protocol/mutf7.h"
 
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
-
-int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
-
-#define CHECK(cond)                                                                                \
-	do {                                                                                       \
-		if (!(cond))                                                                       \
-			abort();                                                                   \
-	} while (0)
 
 static gboolean printable_ascii(const char *s)
 {

@@ -5,19 +5,12 @@
  * taken for a message file, and unescapes to the input bytes exactly; a
  * component that unescapes escapes back to itself.
  */
+#include "fuzz.h"
 #include "model/names.h"
 
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
-
-int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
-
-#define CHECK(cond)                                                                                \
-	do {                                                                                       \
-		if (!(cond))                                                                       \
-			abort();                                                                   \
-	} while (0)
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {

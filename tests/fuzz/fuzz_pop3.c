@@ -9,19 +9,12 @@
  *    the message again, byte for byte.
  * The status-line and listing-line parsers get the same bytes too.
  */
+#include "fuzz.h"
 #include "protocol/pop3.h"
 
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
-
-int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
-
-#define CHECK(cond)                                                                                \
-	do {                                                                                       \
-		if (!(cond))                                                                       \
-			abort();                                                                   \
-	} while (0)
 
 static int collect(void *ud, const void *p, size_t len)
 {

@@ -4,19 +4,12 @@
  * slug is valid UTF-8, at most NAMES_SLUG_MAX bytes, made only of letters,
  * digits and . - _ + , @ = ; the message name built from it parses back.
  */
+#include "fuzz.h"
 #include "model/names.h"
 
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
-
-int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
-
-#define CHECK(cond)                                                                                \
-	do {                                                                                       \
-		if (!(cond))                                                                       \
-			abort();                                                                   \
-	} while (0)
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
