@@ -31,6 +31,9 @@
 /* Messages RETR'd at most in one read-ahead batch (the opened one included):
    two pipeline windows; the opener waits for the batch, so it stays short. */
 #define AHEAD_BATCH_MAX (2 * POP3_PIPELINE_WINDOW)
+/* ... and bytes beyond the opened one: whatever `prefetch` allows, the open
+   that reads ahead never waits for more than this besides its own message. */
+#define AHEAD_BATCH_BYTES ((guint64)2 * 1024 * 1024)
 
 struct msg {
 	guint64 ino;
@@ -804,7 +807,7 @@ static GPtrArray *ahead_batch(struct mfs_pop3_fs *fs, struct msg *m)
 {
 	GPtrArray *batch = g_ptr_array_new();
 	g_autoptr(GPtrArray) after = g_ptr_array_new();
-	guint64 held = 0;
+	guint64 held = 0, extra = 0;
 	GHashTableIter it;
 	gpointer v;
 
@@ -824,9 +827,11 @@ static GPtrArray *ahead_batch(struct mfs_pop3_fs *fs, struct msg *m)
 	for (guint i = 0; i < after->len && batch->len < AHEAD_BATCH_MAX; i++) {
 		struct msg *o = after->pdata[i];
 
-		if (held + o->size > fs->opts->prefetch)
+		if (held + o->size > fs->opts->prefetch ||
+		    (batch->len > 1 && extra + o->size > AHEAD_BATCH_BYTES))
 			break;
 		held += o->size;
+		extra += o->size;
 		g_ptr_array_add(batch, o);
 	}
 	return batch;
