@@ -139,12 +139,20 @@ static void on_untagged(void *ud, const struct imap_response *r)
 static int fetch(struct imap_session *s, struct collect *c, GError **err, const char *fmt, ...)
     G_GNUC_PRINTF(4, 5);
 
+/* The handler every command of a resync is read with. */
+static struct imap_handler collector(struct collect *c)
+{
+	const struct imap_handler h = { .untagged = on_untagged,
+					.literal_begin = header_sink_begin,
+					.literal_chunk = header_sink_chunk,
+					.ud = c };
+
+	return h;
+}
+
 static int fetch(struct imap_session *s, struct collect *c, GError **err, const char *fmt, ...)
 {
-	const struct imap_handler h = {.untagged = on_untagged,
-				       .literal_begin = header_sink_begin,
-				       .literal_chunk = header_sink_chunk,
-				       .ud = c};
+	const struct imap_handler h = collector(c);
 	g_autofree char *cmd = NULL;
 	va_list ap;
 
@@ -200,9 +208,12 @@ static int resync_incremental(struct imap_session *s, struct collect *c,
 		return 0;
 	}
 	rc = fetch_new(s, c, k, info, want_subject, err);
-	if (rc < 0 || qresync) {
-		out->how = RESYNC_QRESYNC;
+	if (rc < 0)
 		return rc;
+	if (qresync) {
+		/* What vanished and what changed came with the SELECT. */
+		out->how = RESYNC_QRESYNC;
+		return 0;
 	}
 	if (k->max_uid == 0) {
 		out->how = condstore ? RESYNC_CONDSTORE : RESYNC_UIDS;
@@ -248,10 +259,7 @@ static int list_cold(struct imap_session *s, struct collect *c, const char *wire
 		     gboolean readonly, gboolean want_subject, struct imap_select_info *info,
 		     GError **err)
 {
-	const struct imap_handler h = { .untagged = on_untagged,
-					.literal_begin = header_sink_begin,
-					.literal_chunk = header_sink_chunk,
-					.ud = c };
+	const struct imap_handler h = collector(c);
 	struct resync_result *out = c->out;
 	GError *fetch_err = NULL;
 	guint sel, list;
@@ -290,7 +298,7 @@ int resync_folder(struct imap_session *s, const char *wire, gboolean readonly,
 	    .new_from = known->max_uid + 1,
 	    .update_to = known->max_uid,
 	};
-	const struct imap_handler h = {.untagged = on_untagged, .ud = &c};
+	const struct imap_handler h = collector(&c);
 	int rc;
 
 	memset(out, 0, sizeof(*out));

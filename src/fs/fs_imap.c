@@ -749,6 +749,7 @@ static int refresh_folder_once(struct mfs_imap_fs *fs, guint64 ino, gboolean for
 	struct req_ctx ctx;
 	struct imap_session *s;
 	GError *err = NULL;
+	guint32 held;
 	int rc;
 
 	g_mutex_lock(&f->lock);
@@ -771,12 +772,13 @@ static int refresh_folder_once(struct mfs_imap_fs *fs, guint64 ino, gboolean for
 				   &known, &res, &err);
 		if (rc == 0)
 			rc = apply_resync(fs, f, ino, e.wire, idx, &known, &res);
-		if (rc == 0 && res.how != RESYNC_FULL && listing_count(fs, ino) != res.exists) {
+		held = rc == 0 && res.how != RESYNC_FULL ? listing_count(fs, ino) : res.exists;
+		if (held != res.exists) {
 			/* A server whose QRESYNC or CONDSTORE answers miss something
 			   (some do): the count tells, and a full listing mends it. */
 			mfs_log_info("%s: %u messages after a resync, the server has %u; "
 				     "listing it in full",
-				     e.wire, listing_count(fs, ino), res.exists);
+				     e.wire, held, res.exists);
 			resync_result_clear(&res);
 			memset(&known, 0, sizeof(known));
 			rc = resync_folder(s, e.wire, !fs->opts->mark_seen,
@@ -1595,6 +1597,13 @@ static const char *const message_xattrs[] = {
 	"user.mail.message-id",
 };
 
+/* "name: N" for one of the counters other threads add to. */
+static void append_counter(GString *s, const char *name, guint64 *counter)
+{
+	g_string_append_printf(s, "%s: %" G_GUINT64_FORMAT "\n", name,
+			       __atomic_load_n(counter, __ATOMIC_RELAXED));
+}
+
 static char *status_text(struct mfs_imap_fs *fs)
 {
 	struct pool_stats ps = { 0 };
@@ -1613,18 +1622,12 @@ static char *status_text(struct mfs_imap_fs *fs)
 	if (ps.last_error)
 		g_string_append_printf(s, "last_error: %s\n", ps.last_error);
 	g_string_append_printf(s, "commands_sent: %" G_GUINT64_FORMAT "\n", ps.commands);
-	g_string_append_printf(s, "messages_fetched: %" G_GUINT64_FORMAT "\n",
-			       __atomic_load_n(&fs->messages_fetched, __ATOMIC_RELAXED));
-	g_string_append_printf(s, "bytes_fetched: %" G_GUINT64_FORMAT "\n",
-			       __atomic_load_n(&fs->bytes_fetched, __ATOMIC_RELAXED));
-	g_string_append_printf(s, "bodies_from_cache: %" G_GUINT64_FORMAT "\n",
-			       __atomic_load_n(&fs->bodies_from_cache, __ATOMIC_RELAXED));
-	g_string_append_printf(s, "headers_from_cache: %" G_GUINT64_FORMAT "\n",
-			       __atomic_load_n(&fs->headers_from_cache, __ATOMIC_RELAXED));
-	g_string_append_printf(s, "listings_full: %" G_GUINT64_FORMAT "\n",
-			       __atomic_load_n(&fs->listings_full, __ATOMIC_RELAXED));
-	g_string_append_printf(s, "listings_resynced: %" G_GUINT64_FORMAT "\n",
-			       __atomic_load_n(&fs->listings_resynced, __ATOMIC_RELAXED));
+	append_counter(s, "messages_fetched", &fs->messages_fetched);
+	append_counter(s, "bytes_fetched", &fs->bytes_fetched);
+	append_counter(s, "bodies_from_cache", &fs->bodies_from_cache);
+	append_counter(s, "headers_from_cache", &fs->headers_from_cache);
+	append_counter(s, "listings_full", &fs->listings_full);
+	append_counter(s, "listings_resynced", &fs->listings_resynced);
 	if (fs->prefetch) {
 		guint64 pm, pb;
 

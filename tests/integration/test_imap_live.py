@@ -34,6 +34,12 @@ def wait_for(predicate, timeout=30, what="condition"):
     raise AssertionError(f"timed out waiting for {what}")
 
 
+def flags_of(path):
+    """user.imap.flags of a file, "" when it cannot be read (gone)."""
+    return subprocess.run(["getfattr", "-n", "user.imap.flags", "--only-values", path],
+                          capture_output=True, text=True).stdout
+
+
 def reset_inbox(server):
     with server.imaps(USER) as c:
         typ, data = c.select("INBOX")
@@ -135,15 +141,11 @@ def test_flags_set_by_another_client_show(live, dovecot):
     inbox = os.path.join(live.mountpoint, "INBOX")
     name = sorted(os.listdir(inbox))[0]
     path = os.path.join(inbox, name)
-
-    def flags():
-        return subprocess.run(["getfattr", "-n", "user.imap.flags", "--only-values", path],
-                              capture_output=True, text=True).stdout
-    assert "\\Flagged" not in flags()
+    assert "\\Flagged" not in flags_of(path)
     with dovecot.imaps(USER) as c:
         c.select("INBOX")
         c.uid("STORE", name.split("-")[0], "+FLAGS.SILENT", "(\\Flagged)")
-    wait_for(lambda: "\\Flagged" in flags(), what="\\Flagged in user.imap.flags")
+    wait_for(lambda: "\\Flagged" in flags_of(path), what="\\Flagged in user.imap.flags")
 
 
 def test_other_folders_are_pushed_with_notify(live, dovecot):
@@ -165,15 +167,11 @@ def test_other_folders_are_pushed_with_notify(live, dovecot):
     wait_for(lambda: not os.path.exists(victim), what="the expunged message gone")
     assert names[0] not in os.listdir(folder)
     path = os.path.join(folder, names[1])
-
-    def flags():
-        return subprocess.run(["getfattr", "-n", "user.imap.flags", "--only-values", path],
-                              capture_output=True, text=True).stdout
-    assert "\\Flagged" not in flags()
+    assert "\\Flagged" not in flags_of(path)
     with dovecot.imaps(USER) as c:
         c.select("Elsewhere")
         c.uid("STORE", names[1].split("-")[0], "+FLAGS.SILENT", "(\\Flagged)")
-    wait_for(lambda: "\\Flagged" in flags(), what="\\Flagged in user.imap.flags")
+    wait_for(lambda: "\\Flagged" in flags_of(path), what="\\Flagged in user.imap.flags")
 
 
 def test_open_file_of_expunged_message_keeps_its_bytes(live, dovecot):
