@@ -34,6 +34,14 @@
 /* ... and bytes beyond the opened one: whatever `prefetch` allows, the open
    that reads ahead never waits for more than this besides its own message. */
 #define AHEAD_BATCH_BYTES ((guint64)2 * 1024 * 1024)
+/* Past the message a walking reader opened, the read-ahead thread keeps this
+   much downloaded (within `prefetch`), in batches of half of it: enough that
+   the transfer never pauses for the reader. */
+#define AHEAD_LEAD_BYTES ((guint64)16 * 1024 * 1024)
+/* The taker commits (three fsyncs and DELEs) once no take came for
+   TAKE_GATHER_US, or TAKE_GATHER_MAX_US after the first of a batch. */
+#define TAKE_GATHER_US (20 * 1000)
+#define TAKE_GATHER_MAX_US (250 * 1000)
 
 struct msg {
 	guint64 ino;
@@ -45,6 +53,7 @@ struct msg {
 	int fd;          /* the spool copy, -1 until downloaded */
 	char *spool_path;
 	gboolean taken;
+	gboolean taking; /* archived, off the listing, waiting for take_commit() */
 	gboolean gone;   /* no longer on the server, not taken by us */
 	gboolean ahead;  /* downloaded ahead of a reader, not opened since */
 	guint opens;
@@ -78,9 +87,22 @@ struct mfs_pop3_fs {
 	guint64 ahead_count;  /* messages downloaded ahead of a reader */
 	char *last_open;      /* name of the message opened last: the reader's pattern */
 	guint streak;         /* opens in a row, each the next listed name after the last */
+	GPtrArray *takes;     /* struct msg *: archived, for the taker to commit */
+	guint committing;     /* messages the taker is committing now */
+	GCond take_cond;      /* takes has work, or take_stop */
+	gboolean take_stop;
+	GThread *taker;
+	struct msg *ahead_from; /* read ahead past this one: a walking reader opened it */
+	GCond ahead_cond;     /* ahead_from set, or ahead_stop */
+	gboolean ahead_stop;
+	GThread *ahead;
+	GThreadPool *syncers; /* fsync and rename parts of a read-ahead batch */
 
-	/* Lock order: sess_lock, then lock. */
-	GMutex sess_lock;     /* the session, the state file, the listing's freshness */
+	/* Lock order: sess_lock, state_lock, lock. */
+	GMutex state_lock;    /* state */
+	struct spool_state *state;
+
+	GMutex sess_lock;     /* the session, the listing's freshness */
 	struct pop3_session *sess;
 	gint64 last_use;      /* monotonic us of the session's last command */
 	gint64 listed_at;     /* monotonic us of the last listing; 0: never */
@@ -90,7 +112,6 @@ struct mfs_pop3_fs {
 	gint64 login_delay;   /* us the server wants between logins (CAPA LOGIN-DELAY) */
 	guint deles;          /* DELEs sent in this session, not yet committed */
 	gboolean dele_pending; /* taken UIDLs may still be on the server: a session is due */
-	struct spool_state *state;
 	GThread *thread;
 	GCond cond;
 	gboolean stop;
@@ -129,6 +150,8 @@ static void msg_free(gpointer p)
 	g_free(m);
 }
 
+static void ahead_sync(gpointer data, gpointer ud);
+
 /* Remove what an earlier mount left in the spool store: it is fetched again. */
 static void clear_spool(const char *dir)
 {
@@ -160,7 +183,13 @@ struct mfs_pop3_fs *mfs_pop3_fs_new(const struct mfs_options *opts,
 	fs->next_ino = FUSE_ROOT_ID + 1;
 	g_mutex_init(&fs->lock);
 	g_mutex_init(&fs->sess_lock);
+	g_mutex_init(&fs->state_lock);
 	g_cond_init(&fs->cond);
+	g_cond_init(&fs->take_cond);
+	g_cond_init(&fs->ahead_cond);
+	/* Two: a batch's fsyncs overlap its transfer and each other. */
+	fs->syncers = g_thread_pool_new(ahead_sync, NULL, 2, FALSE, NULL);
+	fs->takes = g_ptr_array_new();
 	fs->by_ino = g_hash_table_new_full(g_int64_hash, g_int64_equal, NULL, msg_free);
 	fs->handles = g_hash_table_new_full(g_direct_hash, g_direct_equal, g_free, NULL);
 	fs->by_uidl = g_hash_table_new(g_str_hash, g_str_equal);
@@ -204,9 +233,15 @@ void mfs_pop3_fs_free(struct mfs_pop3_fs *fs)
 	g_free(fs->crash_at);
 	g_free(fs->last_error);
 	g_free(fs->last_open);
+	g_ptr_array_free(fs->takes, TRUE);
+	if (fs->syncers)
+		g_thread_pool_free(fs->syncers, FALSE, TRUE);
 	g_mutex_clear(&fs->lock);
 	g_mutex_clear(&fs->sess_lock);
+	g_mutex_clear(&fs->state_lock);
 	g_cond_clear(&fs->cond);
+	g_cond_clear(&fs->take_cond);
+	g_cond_clear(&fs->ahead_cond);
 	g_free(fs);
 }
 
@@ -284,6 +319,7 @@ static int sync_listing(struct mfs_pop3_fs *fs, GError **err)
 		return rc;
 	}
 	t.by_num = g_hash_table_new(g_direct_hash, g_direct_equal);
+	g_mutex_lock(&fs->state_lock);
 	g_mutex_lock(&fs->lock);
 	g_hash_table_iter_init(&it, fs->by_ino);
 	while (g_hash_table_iter_next(&it, NULL, &v))
@@ -329,7 +365,7 @@ static int sync_listing(struct mfs_pop3_fs *fs, GError **err)
 	while (g_hash_table_iter_next(&it, NULL, &v)) {
 		struct msg *m = v;
 
-		if (!m->taken && !g_hash_table_contains(present, m->uidl)) {
+		if (!m->taken && !m->taking && !g_hash_table_contains(present, m->uidl)) {
 			/* Taken by another client: gone, though an open copy still reads. */
 			m->gone = TRUE;
 			unlist(fs, m, TRUE);
@@ -352,6 +388,7 @@ static int sync_listing(struct mfs_pop3_fs *fs, GError **err)
 		mfs_log_error("%s", e->message);
 		g_clear_error(&e);
 	}
+	g_mutex_unlock(&fs->state_lock);
 	if (dele->len) {
 		g_autofree int *rcs = g_new0(int, dele->len);
 
@@ -616,22 +653,36 @@ gboolean mfs_pop3_fs_start(struct mfs_pop3_fs *fs, GError **err)
 	return FALSE;
 }
 
+static gpointer taker_thread(gpointer ud);
+static gpointer ahead_thread(gpointer ud);
+
 void mfs_pop3_fs_attach(struct mfs_pop3_fs *fs, struct fuse_session *se)
 {
 	fs->notify = notify_start(se);
+	fs->taker = g_thread_new("pop3-take", taker_thread, fs);
+	fs->ahead = g_thread_new("pop3-ahead", ahead_thread, fs);
 	fs->thread = g_thread_new("pop3-poll", poll_thread, fs);
+}
+
+/* Tell a thread that waits on cond under mu to stop (*flag), and join it. */
+static void stop_thread(GThread **t, GMutex *mu, GCond *cond, gboolean *flag)
+{
+	if (!*t)
+		return;
+	g_mutex_lock(mu);
+	*flag = TRUE;
+	g_cond_signal(cond);
+	g_mutex_unlock(mu);
+	g_thread_join(*t);
+	*t = NULL;
 }
 
 void mfs_pop3_fs_detach(struct mfs_pop3_fs *fs)
 {
-	if (fs->thread) {
-		g_mutex_lock(&fs->sess_lock);
-		fs->stop = TRUE;
-		g_cond_signal(&fs->cond);
-		g_mutex_unlock(&fs->sess_lock);
-		g_thread_join(fs->thread);
-		fs->thread = NULL;
-	}
+	stop_thread(&fs->ahead, &fs->lock, &fs->ahead_cond, &fs->ahead_stop);
+	/* Takes before the poll thread: their DELEs go out before its last QUIT. */
+	stop_thread(&fs->taker, &fs->lock, &fs->take_cond, &fs->take_stop);
+	stop_thread(&fs->thread, &fs->sess_lock, &fs->cond, &fs->stop);
 	g_clear_pointer(&fs->notify, notify_stop);
 }
 
@@ -799,41 +850,52 @@ static gboolean note_open(struct mfs_pop3_fs *fs, const struct msg *m)
 }
 
 /*
- * m and the listed messages after it in name order that are not downloaded
- * yet, while the bytes read ahead and not opened stay within the prefetch
- * budget (fs->lock held). m is always first.
+ * The listed messages after m in name order that are not downloaded yet,
+ * while the bytes read ahead and not opened stay within the prefetch budget
+ * (fs->lock held); m first when it is not downloaded either (a reader waits
+ * for it); batch_bytes at most besides the first. NULL when there is
+ * nothing to fetch, or when lead_max is set and the bytes already read
+ * ahead after m reach it.
  */
-static GPtrArray *ahead_batch(struct mfs_pop3_fs *fs, struct msg *m)
+static GPtrArray *ahead_batch(struct mfs_pop3_fs *fs, struct msg *m, guint64 lead_max,
+			      guint64 batch_bytes)
 {
 	GPtrArray *batch = g_ptr_array_new();
 	g_autoptr(GPtrArray) after = g_ptr_array_new();
-	guint64 held = 0, extra = 0;
+	guint64 held = 0, extra = 0, lead = 0;
 	GHashTableIter it;
 	gpointer v;
 
-	g_ptr_array_add(batch, m);
+	if (m->fd < 0 && m->num && !m->taken && !m->taking && !m->gone)
+		g_ptr_array_add(batch, m);
 	g_hash_table_iter_init(&it, fs->by_ino);
 	while (g_hash_table_iter_next(&it, NULL, &v)) {
 		struct msg *o = v;
 
-		if (o->ahead && o->fd >= 0)
+		if (o->ahead && o->fd >= 0) {
 			held += o->size;
-		else if (o != m && o->fd < 0 && o->num && !o->taken && !o->gone &&
+			if (strcmp(o->name, m->name) > 0)
+				lead += o->size;
+		} else if (o != m && o->fd < 0 && o->num && !o->taken && !o->taking && !o->gone &&
 			 g_hash_table_lookup(fs->by_name, o->name) == o &&
 			 strcmp(o->name, m->name) > 0)
 			g_ptr_array_add(after, o);
 	}
+	if (lead_max && lead >= lead_max)
+		after->len = 0;
 	g_ptr_array_sort(after, cmp_name);
 	for (guint i = 0; i < after->len && batch->len < AHEAD_BATCH_MAX; i++) {
 		struct msg *o = after->pdata[i];
 
 		if (held + o->size > fs->opts->prefetch ||
-		    (batch->len > 1 && extra + o->size > AHEAD_BATCH_BYTES))
+		    (extra > 0 && extra + o->size > batch_bytes))
 			break;
 		held += o->size;
 		extra += o->size;
 		g_ptr_array_add(batch, o);
 	}
+	if (batch->len == 0)
+		g_clear_pointer(&batch, g_ptr_array_unref);
 	return batch;
 }
 
@@ -845,6 +907,7 @@ struct ahead_item {
 	char *tmp;
 	char *final;     /* set once the file is complete and renamed */
 	guint64 got;
+	struct ahead_ctx *ctx;
 };
 
 struct ahead_ctx {
@@ -852,7 +915,34 @@ struct ahead_ctx {
 	struct ahead_item *items;
 	guint cur;
 	int write_err;   /* the sink's first local failure for items[cur] */
+	GMutex mu;       /* pending, and the items handed to the syncers */
+	GCond done;
+	guint pending;   /* items the syncers have not finished */
 };
+
+/* A syncer (fs->syncers): fsync and rename one complete part while the
+   batch's next messages keep arriving. */
+static void ahead_sync(gpointer data, gpointer ud)
+{
+	struct ahead_item *it = data;
+	struct ahead_ctx *c = it->ctx;
+	GError *e = NULL;
+	char *final = NULL;
+	int fd = it->fd;
+
+	(void)ud;
+	if (part_finish(c->fs, it->m, fd, it->tmp, &final, &e) < 0) {
+		fd = -1;
+		mfs_log_info("read-ahead: %s", e->message);
+		g_error_free(e);
+	}
+	g_mutex_lock(&c->mu);
+	it->fd = fd;
+	it->final = final;
+	c->pending--;
+	g_cond_signal(&c->done);
+	g_mutex_unlock(&c->mu);
+}
 
 static void ahead_begin(void *ud, guint i)
 {
@@ -891,7 +981,12 @@ static void ahead_end(void *ud, guint i, int rc, guint64 size)
 
 	if (rc == 0 && c->write_err == 0 && it->fd >= 0) {
 		it->got = size;
-		if (part_finish(c->fs, it->m, it->fd, it->tmp, &it->final, &e) < 0) {
+		if (c->fs->syncers) {
+			g_mutex_lock(&c->mu);
+			c->pending++;
+			g_mutex_unlock(&c->mu);
+			g_thread_pool_push(c->fs->syncers, it, NULL);
+		} else if (part_finish(c->fs, it->m, it->fd, it->tmp, &it->final, &e) < 0) {
 			it->fd = -1;
 			mfs_log_info("read-ahead: %s", e->message);
 			g_error_free(e);
@@ -906,52 +1001,43 @@ static void ahead_end(void *ud, guint i, int rc, guint64 size)
 }
 
 /*
- * Download m and the messages after it (ahead_batch) with pipelined RETRs
- * into the spool store: each file fsync'd and renamed, then the directory
- * fsync'd once, before any is served. Reading ahead takes nothing: the
- * messages stay on the server until a reader takes them. A crash leaves
- * complete files or .part files, and the next mount clears the store
- * (clear_spool). Failures of messages after m are dropped silently (they
- * are RETR'd again when opened); m's outcome comes from download().
+ * RETR a batch (ahead_batch) pipelined on the live session into the spool
+ * store: each file fsync'd and renamed, then the directory fsync'd once,
+ * before any is served. Reading ahead takes nothing: the messages stay on
+ * the server until a reader takes them. A crash leaves complete files or
+ * .part files, and the next mount clears the store (clear_spool). Failures
+ * are dropped silently (each is RETR'd again when opened). opener: the
+ * message a reader is waiting for, if it is in the batch (not "ahead").
  */
-static int download_ahead(struct mfs_pop3_fs *fs, struct msg *m, GError **err)
+static void retr_batch(struct mfs_pop3_fs *fs, GPtrArray *batch, const struct msg *opener)
 {
-	g_autoptr(GPtrArray) batch = NULL;
-	g_autofree guint32 *nums = NULL;
+	g_autofree guint32 *nums = g_new0(guint32, batch->len);
 	struct ahead_ctx c = { .fs = fs };
 	static const struct pop3_retr_many_cb cb = { ahead_begin, ahead_sink, ahead_end };
 	GError *e = NULL;
 	gboolean dir_ok = TRUE, any = FALSE;
 	int rc;
 
-	/* Read ahead already: no login for it. */
-	if (m->fd >= 0)
-		return 0;
-	rc = session_get(fs, NULL, &e);
-	if (rc < 0) {
-		/* As download() reports it; no second login straight after a refusal. */
-		if (e)
-			set_last_error(fs, e->message);
-		g_propagate_error(err, e);
-		return rc;
-	}
-	g_mutex_lock(&fs->lock);
-	batch = m->fd < 0 && m->num ? ahead_batch(fs, m) : NULL;
-	g_mutex_unlock(&fs->lock);
-	if (!batch || batch->len < 2)
-		return download(fs, m, err);
 	c.items = g_new0(struct ahead_item, batch->len);
-	nums = g_new0(guint32, batch->len);
+	g_mutex_init(&c.mu);
+	g_cond_init(&c.done);
 	g_mutex_lock(&fs->lock);
 	for (guint i = 0; i < batch->len; i++) {
+		c.items[i].ctx = &c;
 		c.items[i].m = batch->pdata[i];
 		c.items[i].fd = -1;
 		nums[i] = c.items[i].num = c.items[i].m->num;
 	}
 	g_mutex_unlock(&fs->lock);
 	mfs_log_debug(MFS_LOG_POP3, "read-ahead: RETR of %u messages from %s", batch->len,
-		      m->name);
+		      c.items[0].m->name);
 	rc = pop3_retr_many(fs->sess, nums, batch->len, &cb, &c, &e);
+	g_mutex_lock(&c.mu);
+	while (c.pending)
+		g_cond_wait(&c.done, &c.mu);
+	g_mutex_unlock(&c.mu);
+	g_mutex_clear(&c.mu);
+	g_cond_clear(&c.done);
 	if (rc < 0) {
 		mfs_log_info("read-ahead: %s", e ? e->message : g_strerror(-rc));
 		g_clear_error(&e);
@@ -979,7 +1065,7 @@ static int download_ahead(struct mfs_pop3_fs *fs, struct msg *m, GError **err)
 		struct ahead_item *it = &c.items[i];
 
 		if (it->final && dir_ok) {
-			install(fs, it->m, it->fd, it->final, it->got, it->m != m);
+			install(fs, it->m, it->fd, it->final, it->got, it->m != opener);
 		} else if (it->final) {
 			close(it->fd);
 			g_unlink(it->final);
@@ -990,9 +1076,83 @@ static int download_ahead(struct mfs_pop3_fs *fs, struct msg *m, GError **err)
 	g_free(c.items);
 	if (any && dir_ok)
 		crash_point(fs, "after-retr");
+}
+
+/*
+ * Download m, which a reader walking the spool opens, and the messages
+ * after it in one pipelined batch; m's outcome comes from download().
+ */
+static int download_ahead(struct mfs_pop3_fs *fs, struct msg *m, GError **err)
+{
+	g_autoptr(GPtrArray) batch = NULL;
+	GError *e = NULL;
+	int rc;
+
+	/* Read ahead already: no login for it. */
+	if (m->fd >= 0)
+		return 0;
+	rc = session_get(fs, NULL, &e);
+	if (rc < 0) {
+		/* As download() reports it; no second login straight after a refusal. */
+		if (e)
+			set_last_error(fs, e->message);
+		g_propagate_error(err, e);
+		return rc;
+	}
+	g_mutex_lock(&fs->lock);
+	batch = ahead_batch(fs, m, 0, AHEAD_BATCH_BYTES);
+	g_mutex_unlock(&fs->lock);
+	if (batch && batch->len >= 2)
+		retr_batch(fs, batch, m);
 	/* m itself failed (refused, a dropped session): the one-message path,
 	   with its retry on a new session and its error for the reader. */
 	return download(fs, m, err);
+}
+
+/*
+ * The read-ahead thread: while a reader walks through messages read ahead,
+ * keep up to AHEAD_LEAD_BYTES downloaded past the one it opened, so that it
+ * never waits for a batch. Only on a live session: no login for this.
+ */
+static gpointer ahead_thread(gpointer ud)
+{
+	struct mfs_pop3_fs *fs = ud;
+
+	g_mutex_lock(&fs->lock);
+	for (;;) {
+		struct msg *from;
+		g_autoptr(GPtrArray) batch = NULL;
+
+		while (!fs->ahead_from && !fs->ahead_stop)
+			g_cond_wait(&fs->ahead_cond, &fs->lock);
+		if (fs->ahead_stop)
+			break;
+		from = fs->ahead_from;
+		fs->ahead_from = NULL;
+		g_mutex_unlock(&fs->lock);
+		g_mutex_lock(&fs->sess_lock);
+		/* Batch after batch until the lead is kept, or the reader stops. */
+		while (fs->sess && pop3_session_alive(fs->sess)) {
+			g_mutex_lock(&fs->lock);
+			if (fs->ahead_from) {
+				from = fs->ahead_from;
+				fs->ahead_from = NULL;
+			}
+			batch = fs->ahead_stop ? NULL :
+						 ahead_batch(fs, from, AHEAD_LEAD_BYTES,
+							     AHEAD_LEAD_BYTES / 2);
+			g_mutex_unlock(&fs->lock);
+			if (!batch)
+				break;
+			fs->last_use = now_us();
+			retr_batch(fs, batch, NULL);
+			g_clear_pointer(&batch, g_ptr_array_unref);
+		}
+		g_mutex_unlock(&fs->sess_lock);
+		g_mutex_lock(&fs->lock);
+	}
+	g_mutex_unlock(&fs->lock);
+	return NULL;
 }
 
 /* The message's bytes in the spool store. */
@@ -1027,11 +1187,14 @@ static int download(struct mfs_pop3_fs *fs, struct msg *m, GError **err)
 }
 
 /*
- * DELE of a message recorded as taken, on the open session, or by the next
- * one (every new session sends DELE for the taken UIDLs still listed).
+ * DELE of messages recorded as taken (sess_lock held), pipelined on the
+ * open session, or by the next one (every new session sends DELE for the
+ * taken UIDLs still listed).
  */
-static void dele_taken(struct mfs_pop3_fs *fs, struct msg *m)
+static void dele_taken(struct mfs_pop3_fs *fs, GPtrArray *batch)
 {
+	g_autoptr(GArray) nums = g_array_new(FALSE, FALSE, sizeof(guint32));
+	g_autofree int *rcs = NULL;
 	GError *e = NULL;
 	gboolean fresh = FALSE;
 	int rc;
@@ -1039,93 +1202,226 @@ static void dele_taken(struct mfs_pop3_fs *fs, struct msg *m)
 	if (!may_work(fs, now_us())) {
 		/* No login the server refuses or asked us not to make, for this. */
 		fs->dele_pending = TRUE;
-		mfs_log_debug(MFS_LOG_POP3, "DELE of %s deferred to the next session", m->uidl);
+		mfs_log_debug(MFS_LOG_POP3, "DELE of %u taken deferred to the next session",
+			      batch->len);
 		return;
 	}
 	rc = session_get(fs, &fresh, &e);
-	if (rc == 0 && !fresh && m->num) {
-		rc = pop3_dele(fs->sess, m->num, &e);
-		fs->deles++;
+	if (rc == 0 && !fresh) {
+		g_mutex_lock(&fs->lock);
+		for (guint i = 0; i < batch->len; i++) {
+			const struct msg *m = batch->pdata[i];
+
+			if (m->num)
+				g_array_append_val(nums, m->num);
+		}
+		g_mutex_unlock(&fs->lock);
+		rcs = g_new0(int, MAX(nums->len, 1));
+		if (nums->len) {
+			rc = pop3_dele_many(fs->sess, (const guint32 *)(void *)nums->data, nums->len,
+					    rcs, &e);
+			fs->deles += nums->len;
+		}
 	}
 	if (rc < 0) {
 		fs->dele_pending = TRUE;
-		mfs_log_info("DELE of %s deferred: %s", m->uidl, e ? e->message : g_strerror(-rc));
+		mfs_log_info("DELE of %u taken deferred: %s", batch->len,
+			     e ? e->message : g_strerror(-rc));
 		if (fs->sess && !pop3_session_alive(fs->sess))
 			drop_session(fs);
 	}
 	g_clear_error(&e);
 }
 
+/* Back into the listing: a take that failed (fs->lock held). */
+static void relist(struct mfs_pop3_fs *fs, struct msg *m)
+{
+	m->taking = FALSE;
+	if (m->gone || g_hash_table_contains(fs->by_name, m->name))
+		return;
+	g_hash_table_insert(fs->by_name, m->name, m);
+	/* A negative entry the kernel may hold for the name. */
+	if (fs->notify)
+		notify_entry_gone(fs->notify, FUSE_ROOT_ID, 0, m->name);
+}
+
+static int file_errno(const GError *e)
+{
+	return e->domain == G_FILE_ERROR && e->code == G_FILE_ERROR_NOSPC ? -ENOSPC : -EIO;
+}
+
 /*
- * Take m: archive, record, DELE — in that order. 0, or a negative errno
- * (nothing taken) with *err. tell_kernel: the listing change is not the
- * kernel's own doing (close, not unlink).
+ * Take m, the part a reader waits for: the bytes into the archive (the
+ * copy's file fsync'd or the spool copy linked; not yet new/), then m
+ * leaves the listing and is queued for take_commit(). 0, or a negative
+ * errno (nothing taken: still listed) with *err. tell_kernel: the listing
+ * change is not the kernel's own doing (close, not unlink).
  */
 static int take(struct mfs_pop3_fs *fs, struct msg *m, gboolean tell_kernel, GError **err)
 {
 	const struct mfs_options *o = fs->opts;
 	GError *e = NULL;
-	int rc;
+	int rc = 0;
 
-	if (m->taken)
+	g_mutex_lock(&fs->lock);
+	if (m->taken || m->taking) {
+		g_mutex_unlock(&fs->lock);
 		return 0;
+	}
 	if (m->gone) {
 		/* Another client took it off the server: there is nothing left to take. */
-		(void)err;
+		g_mutex_unlock(&fs->lock);
 		mfs_log_info("%s was taken off the server by another client", m->uidl);
 		return 0;
 	}
-	if (o->pop3_archive) {
-		rc = download(fs, m, err);
-		if (rc < 0)
-			return rc;
+	/* Claimed: a second close or an rm of it meanwhile finds it taken. */
+	m->taking = TRUE;
+	g_mutex_unlock(&fs->lock);
+	if (o->pop3_archive && m->fd < 0) {
+		g_mutex_lock(&fs->sess_lock);
+		rc = download(fs, m, &e);
+		g_mutex_unlock(&fs->sess_lock);
 	}
-	if (m->fd >= 0 && m->size == 0) {
-		g_set_error(err, G_FILE_ERROR, G_FILE_ERROR_IO,
+	if (rc == 0 && m->fd >= 0 && m->size == 0) {
+		g_set_error(&e, G_FILE_ERROR, G_FILE_ERROR_IO,
 			    "the download of %s came back empty: not taking it", m->uidl);
-		return -EIO;
+		rc = -EIO;
 	}
-	if (o->pop3_archive) {
-		gboolean ok = m->spool_path ? spool_archive_link(o->pop3_archive, m->uidl,
-								  m->spool_path, m->fd, &e) :
-					      spool_archive(o->pop3_archive, m->uidl, m->fd, &e);
-
-		if (!ok) {
-			rc = e->domain == G_FILE_ERROR && e->code == G_FILE_ERROR_NOSPC ? -ENOSPC :
-											  -EIO;
-			g_propagate_error(err, e);
-			return rc;
-		}
-		crash_point(fs, "after-archive");
-	}
-	if (!spool_state_add(fs->state, m->uidl, &e)) {
-		rc = e->domain == G_FILE_ERROR && e->code == G_FILE_ERROR_NOSPC ? -ENOSPC : -EIO;
-		g_propagate_error(err, e);
-		return rc;
-	}
-	crash_point(fs, "after-state");
-	if (!o->pop3_keep) {
-		dele_taken(fs, m);
-		crash_point(fs, "after-dele");
-	}
+	if (rc == 0 && o->pop3_archive &&
+	    !(m->spool_path ? spool_archive_link(o->pop3_archive, m->uidl, m->spool_path, m->fd, &e) :
+			      spool_archive(o->pop3_archive, m->uidl, m->fd, &e)))
+		rc = file_errno(e);
 	g_mutex_lock(&fs->lock);
-	m->taken = TRUE;
-	m->ahead = FALSE;
-	unlist(fs, m, tell_kernel);
-	fs->taken_count++;
-	fs->taken_bytes += m->size;
-	if (m->spool_path) {
-		g_unlink(m->spool_path);
-		g_clear_pointer(&m->spool_path, g_free);
-	}
-	if (m->opens == 0 && m->fd >= 0) {
-		close(m->fd);
-		m->fd = -1;
+	if (rc < 0) {
+		relist(fs, m);
+	} else {
+		m->ahead = FALSE;
+		unlist(fs, m, tell_kernel);
+		fs->taken_count++;
+		fs->taken_bytes += m->size;
+		g_ptr_array_add(fs->takes, m);
+		g_cond_signal(&fs->take_cond);
 	}
 	g_mutex_unlock(&fs->lock);
+	if (rc < 0)
+		g_propagate_error(err, e);
+	return rc;
+}
+
+/*
+ * The durable rest of taking, for a batch of messages take() queued, in
+ * design order: new/ fsync'd (archived), the UIDLs recorded as taken (one
+ * state file write), then DELE, pipelined. A reader walking the spool
+ * queues messages faster than they commit, so one commit serves many. A
+ * failure before the record puts the batch back into the listing.
+ */
+static void take_commit(struct mfs_pop3_fs *fs, GPtrArray *batch)
+{
+	const struct mfs_options *o = fs->opts;
+	g_autofree const char **uidls = g_new(const char *, batch->len);
+	GError *e = NULL;
+	gboolean ok = TRUE;
+
+	for (guint i = 0; i < batch->len; i++)
+		uidls[i] = ((struct msg *)batch->pdata[i])->uidl;
+	if (o->pop3_archive) {
+		ok = spool_archive_sync(o->pop3_archive, &e);
+		if (ok)
+			crash_point(fs, "after-archive");
+	}
+	if (ok) {
+		g_mutex_lock(&fs->state_lock);
+		ok = spool_state_add_many(fs->state, uidls, batch->len, &e);
+		g_mutex_unlock(&fs->state_lock);
+	}
+	if (!ok) {
+		mfs_log_error("not taken: %s", e->message);
+		set_last_error(fs, e->message);
+		g_clear_error(&e);
+		g_mutex_lock(&fs->lock);
+		for (guint i = 0; i < batch->len; i++) {
+			struct msg *m = batch->pdata[i];
+
+			relist(fs, m);
+			fs->taken_count--;
+			fs->taken_bytes -= m->size;
+		}
+		g_mutex_unlock(&fs->lock);
+		return;
+	}
+	crash_point(fs, "after-state");
+	g_mutex_lock(&fs->sess_lock);
+	if (!o->pop3_keep) {
+		dele_taken(fs, batch);
+		crash_point(fs, "after-dele");
+	}
 	fs->last_use = now_us();
 	g_cond_signal(&fs->cond);
-	return 0;
+	g_mutex_unlock(&fs->sess_lock);
+	g_mutex_lock(&fs->lock);
+	for (guint i = 0; i < batch->len; i++) {
+		struct msg *m = batch->pdata[i];
+
+		m->taking = FALSE;
+		m->taken = TRUE;
+		if (m->spool_path) {
+			g_unlink(m->spool_path);
+			g_clear_pointer(&m->spool_path, g_free);
+		}
+		if (m->opens == 0 && m->fd >= 0) {
+			close(m->fd);
+			m->fd = -1;
+		}
+	}
+	g_mutex_unlock(&fs->lock);
+}
+
+/*
+ * While takes keep coming (a reader walking the spool), wait for more
+ * before committing: up to TAKE_GATHER_US after the last one, at most
+ * TAKE_GATHER_MAX_US in all (fs->lock held).
+ */
+static void gather_takes(struct mfs_pop3_fs *fs)
+{
+	const gint64 until = g_get_monotonic_time() + TAKE_GATHER_MAX_US;
+
+	while (!fs->take_stop) {
+		guint had = fs->takes->len;
+		gint64 end = MIN(until, g_get_monotonic_time() + TAKE_GATHER_US);
+
+		while (!fs->take_stop && fs->takes->len == had &&
+		       g_cond_wait_until(&fs->take_cond, &fs->lock, end))
+			;
+		if (fs->takes->len == had || g_get_monotonic_time() >= until)
+			return;
+	}
+}
+
+/* The taker thread: commits what take() queued until told to stop, then the rest. */
+static gpointer taker_thread(gpointer ud)
+{
+	struct mfs_pop3_fs *fs = ud;
+
+	g_mutex_lock(&fs->lock);
+	for (;;) {
+		GPtrArray *batch;
+
+		while (fs->takes->len == 0 && !fs->take_stop)
+			g_cond_wait(&fs->take_cond, &fs->lock);
+		if (fs->takes->len == 0)
+			break;
+		gather_takes(fs);
+		batch = fs->takes;
+		fs->takes = g_ptr_array_new();
+		fs->committing = batch->len;
+		g_mutex_unlock(&fs->lock);
+		take_commit(fs, batch);
+		g_ptr_array_free(batch, TRUE);
+		g_mutex_lock(&fs->lock);
+		fs->committing = 0;
+	}
+	g_mutex_unlock(&fs->lock);
+	return NULL;
 }
 
 /* -- attributes and lookup ------------------------------------------------------------ */
@@ -1150,7 +1446,7 @@ static void msg_attr(const struct mfs_pop3_fs *fs, const struct msg *m, struct s
 	memset(st, 0, sizeof(*st));
 	st->st_ino = m->ino;
 	st->st_mode = S_IFREG | 0600;
-	st->st_nlink = m->taken || m->gone ? 0 : 1;
+	st->st_nlink = m->taken || m->taking || m->gone ? 0 : 1;
 	st->st_size = (off_t)m->size;
 	st->st_blocks = (blkcnt_t)((m->size + 511) / 512);
 	st->st_uid = fs->uid;
@@ -1361,24 +1657,32 @@ static void op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 		fuse_reply_err(req, EROFS);
 		return;
 	}
-	g_mutex_lock(&fs->sess_lock);
-	if (m->taken || m->gone) {
+	g_mutex_lock(&fs->lock);
+	if (m->taken || m->taking || m->gone) {
 		rc = m->fd >= 0 ? 0 : -ENOENT;
 	} else {
-		gboolean walking;
+		gboolean walking = note_open(fs, m) && fs->opts->prefetch > 0;
 
-		g_mutex_lock(&fs->lock);
-		walking = note_open(fs, m) && fs->opts->prefetch > 0;
-		g_mutex_unlock(&fs->lock);
-		rc = walking ? download_ahead(fs, m, &e) : download(fs, m, &e);
+		/* Downloaded already (read ahead): no session needed, and the
+		   read-ahead thread keeps the lead. */
+		rc = m->fd >= 0 ? 0 : 1;
+		if (rc == 0 && walking) {
+			fs->ahead_from = m;
+			g_cond_signal(&fs->ahead_cond);
+		}
+		if (rc == 1) {
+			g_mutex_unlock(&fs->lock);
+			g_mutex_lock(&fs->sess_lock);
+			rc = walking ? download_ahead(fs, m, &e) : download(fs, m, &e);
+			g_mutex_unlock(&fs->sess_lock);
+			g_mutex_lock(&fs->lock);
+		}
 	}
 	if (rc == 0) {
-		g_mutex_lock(&fs->lock);
 		m->opens++;
 		m->ahead = FALSE;
-		g_mutex_unlock(&fs->lock);
 	}
-	g_mutex_unlock(&fs->sess_lock);
+	g_mutex_unlock(&fs->lock);
 	if (rc < 0) {
 		if (e)
 			mfs_log_info("cannot open %s: %s", m->name, e->message);
@@ -1451,9 +1755,7 @@ static void op_flush(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 		fuse_reply_err(req, 0);
 		return;
 	}
-	g_mutex_lock(&fs->sess_lock);
 	rc = take(fs, h->m, TRUE, &e);
-	g_mutex_unlock(&fs->sess_lock);
 	if (rc < 0) {
 		mfs_log_error("not taken: %s", e ? e->message : g_strerror(-rc));
 		set_last_error(fs, e ? e->message : g_strerror(-rc));
@@ -1471,7 +1773,8 @@ static void op_release(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi
 	(void)ino;
 	g_mutex_lock(&fs->lock);
 	m->opens--;
-	if (m->opens == 0 && (m->taken || m->gone) && m->fd >= 0) {
+	/* A message being taken is closed by take_commit(). */
+	if (m->opens == 0 && (m->taken || m->gone) && !m->taking && m->fd >= 0) {
 		close(m->fd);
 		m->fd = -1;
 		if (m->spool_path) {
@@ -1499,12 +1802,10 @@ static void op_unlink(fuse_req_t req, fuse_ino_t parent, const char *name)
 		fuse_reply_err(req, EROFS);
 		return;
 	}
-	g_mutex_lock(&fs->sess_lock);
 	g_mutex_lock(&fs->lock);
 	m = g_hash_table_lookup(fs->by_name, name);
 	g_mutex_unlock(&fs->lock);
 	rc = m ? take(fs, m, FALSE, &e) : -ENOENT;
-	g_mutex_unlock(&fs->sess_lock);
 	if (rc < 0 && e) {
 		mfs_log_error("not taken: %s", e->message);
 		set_last_error(fs, e->message);
@@ -1523,14 +1824,17 @@ static char *status_text(struct mfs_pop3_fs *fs)
 
 	g_mutex_lock(&fs->sess_lock);
 	connected = fs->sess && pop3_session_alive(fs->sess);
-	taken_known = spool_state_count(fs->state);
 	g_mutex_unlock(&fs->sess_lock);
+	g_mutex_lock(&fs->state_lock);
+	taken_known = spool_state_count(fs->state);
+	g_mutex_unlock(&fs->state_lock);
 	g_mutex_lock(&fs->lock);
 	g_string_append_printf(s, "state: %s\n", connected ? "connected" : "idle");
 	g_string_append_printf(s, "server: %s\n", fs->opts->url);
 	g_string_append_printf(s, "messages_waiting: %u\n", g_hash_table_size(fs->by_name));
 	g_string_append_printf(s, "messages_taken: %" G_GUINT64_FORMAT "\n", fs->taken_count);
 	g_string_append_printf(s, "bytes_taken: %" G_GUINT64_FORMAT "\n", fs->taken_bytes);
+	g_string_append_printf(s, "takes_uncommitted: %u\n", fs->takes->len + fs->committing);
 	g_string_append_printf(s, "messages_retrieved: %" G_GUINT64_FORMAT "\n", fs->retrieved);
 	g_string_append_printf(s, "bytes_retrieved: %" G_GUINT64_FORMAT "\n",
 			       fs->retrieved_bytes);

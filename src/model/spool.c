@@ -183,21 +183,35 @@ static gboolean state_save(struct spool_state *st, GError **err)
 	return ok;
 }
 
+gboolean spool_state_add_many(struct spool_state *st, const char *const *uidls, guint n,
+			      GError **err)
+{
+	g_autoptr(GPtrArray) added = g_ptr_array_new();
+
+	for (guint i = 0; i < n; i++) {
+		if (!uidl_ok(uidls[i], strlen(uidls[i]))) {
+			g_set_error(err, G_FILE_ERROR, G_FILE_ERROR_INVAL, "invalid UIDL");
+			goto undo;
+		}
+		if (!g_hash_table_contains(st->taken, uidls[i])) {
+			char *copy = g_strdup(uidls[i]);
+
+			g_hash_table_add(st->taken, copy);
+			g_ptr_array_add(added, copy);
+		}
+	}
+	if (added->len == 0 || state_save(st, err))
+		return TRUE;
+undo:
+	/* Not recorded on disk: not taken. */
+	for (guint i = 0; i < added->len; i++)
+		g_hash_table_remove(st->taken, added->pdata[i]);
+	return FALSE;
+}
+
 gboolean spool_state_add(struct spool_state *st, const char *uidl, GError **err)
 {
-	if (!uidl_ok(uidl, strlen(uidl))) {
-		g_set_error(err, G_FILE_ERROR, G_FILE_ERROR_INVAL, "invalid UIDL");
-		return FALSE;
-	}
-	if (g_hash_table_contains(st->taken, uidl))
-		return TRUE;
-	g_hash_table_add(st->taken, g_strdup(uidl));
-	if (!state_save(st, err)) {
-		/* Not recorded on disk: not taken. */
-		g_hash_table_remove(st->taken, uidl);
-		return FALSE;
-	}
-	return TRUE;
+	return spool_state_add_many(st, &uidl, 1, err);
 }
 
 gboolean spool_state_prune(struct spool_state *st, GHashTable *present, GError **err)
@@ -291,7 +305,7 @@ gboolean spool_archive(const char *maildir, const char *uidl, int src_fd, GError
 		g_unlink(tmp);
 		return errno_error(err, e, "cannot rename to", final);
 	}
-	return spool_fsync_dir(newdir, err);
+	return TRUE;
 }
 
 gboolean spool_archive_link(const char *maildir, const char *uidl, const char *src_path,
@@ -315,6 +329,14 @@ gboolean spool_archive_link(const char *maildir, const char *uidl, const char *s
 		return errno_error(err, e, "cannot rename to", final);
 	}
 	/* The bytes were fsync'd in the spool store; the new name and the link
-	   count reach the disk with new/ (one journal commit on ext4 and xfs). */
+	   count reach the disk with new/ (spool_archive_sync: one journal commit
+	   on ext4 and xfs). */
+	return TRUE;
+}
+
+gboolean spool_archive_sync(const char *maildir, GError **err)
+{
+	g_autofree char *newdir = g_build_filename(maildir, "new", NULL);
+
 	return spool_fsync_dir(newdir, err);
 }

@@ -10,7 +10,9 @@
  * skipped. A missing file is an empty set.
  *
  * Archive: a Maildir (tmp/, new/, cur/, mode 0700). A message goes to
- * tmp/NAME, is fsync'd, renamed to new/NAME, new/ fsync'd. NAME is
+ * tmp/NAME, is fsync'd, renamed to new/NAME; new/ is fsync'd once for a
+ * batch of messages (spool_archive_sync) before any of them counts as
+ * archived. NAME is
  * names_escape(UIDL): the same UIDL always gives the same name, so writing
  * it again (after a crash between archive and state) replaces the earlier
  * copy rather than adding a second one.
@@ -33,6 +35,9 @@ gboolean spool_state_has(const struct spool_state *st, const char *uidl);
 guint spool_state_count(const struct spool_state *st);
 /* Add a UIDL and write the file durably (new file, fsync, rename, fsync dir). */
 gboolean spool_state_add(struct spool_state *st, const char *uidl, GError **err);
+/* Add n UIDLs with one durable write; on failure none of them is added. */
+gboolean spool_state_add_many(struct spool_state *st, const char *const *uidls, guint n,
+			      GError **err);
 /*
  * Drop the UIDLs not in present (a set of UIDL strings on the server): they
  * were committed deleted, and a UIDL is never reused (RFC 1939 §7). Writes
@@ -54,18 +59,21 @@ gboolean spool_archive_prepare(const char *maildir, GError **err);
 
 /*
  * Copy the whole of src_fd (from offset 0) into the Maildir at maildir as
- * new/NAME (NAME = names_escape(uidl)), durably, as above. Files are 0600.
- * A failure (a full disk) leaves no file in new/.
+ * new/NAME (NAME = names_escape(uidl)): tmp/NAME written and fsync'd,
+ * renamed to new/NAME. Durable once spool_archive_sync() returned TRUE.
+ * Files are 0600. A failure (a full disk) leaves no file in new/.
  */
 gboolean spool_archive(const char *maildir, const char *uidl, int src_fd, GError **err);
 /*
  * As spool_archive(), when src_path names src_fd's file and that file is
  * already fsync'd (the spool store's copy): it is hard-linked into tmp/
- * and renamed to new/, new/ fsync'd — the same bytes, durable, without a
- * second write and fsync of them. Falls back to the copy when it cannot
+ * and renamed to new/ — the same bytes, without a second write and fsync
+ * of them; durable once spool_archive_sync() returned TRUE. Falls back to the copy when it cannot
  * link (another file system: EXDEV; a file system without links).
  */
 gboolean spool_archive_link(const char *maildir, const char *uidl, const char *src_path,
 			    int src_fd, GError **err);
+/* fsync new/: every message put there so far is archived durably. */
+gboolean spool_archive_sync(const char *maildir, GError **err);
 
 #endif

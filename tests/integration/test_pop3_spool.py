@@ -261,6 +261,16 @@ def status_counts(mountpoint):
     return {k: int(v) for k, v in re.findall(r"^(\w+): (\d+)$", text, re.M)}
 
 
+def committed_counts(mountpoint, timeout=30):
+    """status_counts once the background part of every take is done."""
+    deadline = time.monotonic() + timeout
+    while True:
+        c = status_counts(mountpoint)
+        if c["takes_uncommitted"] == 0 or time.monotonic() > deadline:
+            return c
+        time.sleep(0.05)
+
+
 def test_read_ahead(mailfs_bin, server, workdir, spool):
     """A reader walking the spool in name order gets the next messages
     downloaded ahead (pipelined RETRs); ls -l and stat download nothing, and
@@ -288,7 +298,7 @@ def test_read_ahead(mailfs_bin, server, workdir, spool):
 
         # The next name: the messages after it come along.
         cat(names[1])
-        c = status_counts(m.mountpoint)
+        c = committed_counts(m.mountpoint)
         assert c["messages_read_ahead"] >= 1, c
         assert c["messages_retrieved"] > 3, c
         assert c["messages_taken"] == 3, c
@@ -305,6 +315,38 @@ def test_read_ahead(mailfs_bin, server, workdir, spool):
         for n in left:
             cat(n)
         assert os.listdir(m.mountpoint) == []
+        m.unmount()
+    finally:
+        m.kill()
+    assert spool.archived() == expected
+    assert server_uidls(server) == {}
+
+
+def test_read_ahead_stays_within_prefetch(mailfs_bin, server, workdir, spool):
+    """While a reader walks the spool, the messages downloaded ahead of it
+    and not opened never exceed `prefetch` bytes; whatever was read ahead,
+    every message is served exactly, archived once and deleted."""
+    msgs = inbox_messages()
+    seed(server, msgs)
+    expected = server_messages(server)
+    names = sorted(name_of(u) for u in expected)
+    budget = 256 * 1024
+    m = spool_mount(mailfs_bin, server, workdir, spool, prefetch="256K")
+    store = os.path.join(spool.cache, "spool")
+    try:
+        for i, n in enumerate(names):
+            r = subprocess.run(["cat", os.path.join(m.mountpoint, n)], capture_output=True)
+            assert r.returncode == 0 and r.stdout == expected[n[:-4]], (n, r.stderr)
+            committed_counts(m.mountpoint)
+            # Taken files have left the store: what is there was read ahead
+            # (complete files; .part ones are still arriving).
+            ahead = {f: os.path.getsize(os.path.join(store, f)) for f in os.listdir(store)
+                     if not f.endswith(".part")}
+            assert set(ahead) <= set(names[i + 1:]), (n, sorted(ahead))
+            assert sum(ahead.values()) <= budget, (n, ahead)
+        c = committed_counts(m.mountpoint)
+        assert c["messages_read_ahead"] > 0 and c["messages_taken"] == len(names), c
+        assert c["messages_retrieved"] == len(names), c
         m.unmount()
     finally:
         m.kill()
@@ -509,19 +551,28 @@ def test_in_use_keeps_the_listing(mailfs_bin, workdir, spool):
         locked.stop()
 
 
-def test_full_disk_takes_nothing(mailfs_bin, server, workdir, spool):
-    """The archive's disk is full: close() fails, the message stays listed and on the server."""
+def seed_one_small(server):
+    """The maildrop holds one small message: (UIDL, its bytes)."""
+    seed(server, [m for m in inbox_messages() if b"Small attachment" in m[1]])
+    (u, data), = server_messages(server).items()
+    return u, data
+
+
+def small_tmpfs(path, size):
+    """Mount a tmpfs of size at path (made here), or skip the test."""
     if os.geteuid() != 0:
         pytest.skip("needs root to mount a small tmpfs")
-    msgs = [m for m in inbox_messages() if b"Small attachment" in m[1]]
-    seed(server, msgs)
-    expected = server_messages(server)
-    (u, data), = expected.items()
-    os.makedirs(spool.archive)
-    r = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=16k,mode=0700", "tmpfs",
-                        spool.archive], capture_output=True, text=True)
+    os.makedirs(path)
+    r = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size},mode=0700", "tmpfs", path],
+                       capture_output=True, text=True)
     if r.returncode != 0:
         pytest.skip(f"cannot mount a tmpfs: {r.stderr.strip()}")
+
+
+def test_full_disk_takes_nothing(mailfs_bin, server, workdir, spool):
+    """The archive's disk is full: close() fails, the message stays listed and on the server."""
+    u, data = seed_one_small(server)
+    small_tmpfs(spool.archive, "16k")
     try:
         m = spool_mount(mailfs_bin, server, workdir, spool)
         try:
@@ -547,6 +598,50 @@ def test_full_disk_takes_nothing(mailfs_bin, server, workdir, spool):
         assert u in server_uidls(server).values()
     finally:
         subprocess.run(["umount", "-l", spool.archive], capture_output=True)
+
+
+def test_full_state_disk_brings_the_message_back(mailfs_bin, server, workdir, spool):
+    """The state file's disk is full when a take is committed in the
+    background: the message comes back into the listing and stays on the
+    server; once there is room, it is taken, and archived once."""
+    u, data = seed_one_small(server)
+    small_tmpfs(spool.state, "64k")
+    filler = os.path.join(spool.state, "filler")
+    try:
+        m = spool_mount(mailfs_bin, server, workdir, spool)
+        try:
+            fd = os.open(filler, os.O_WRONLY | os.O_CREAT, 0o600)
+            try:
+                with pytest.raises(OSError) as e:
+                    while True:
+                        os.write(fd, b"\0" * 4096)
+                assert e.value.errno == errno.ENOSPC
+            finally:
+                os.close(fd)
+            path = os.path.join(m.mountpoint, name_of(u))
+            r = subprocess.run(["cat", path], capture_output=True)
+            assert r.returncode == 0 and r.stdout == data
+            c = committed_counts(m.mountpoint)
+            assert c["takes_uncommitted"] == 0 and c["messages_taken"] == 0, c
+            assert os.listdir(m.mountpoint) == [name_of(u)]
+            status = os.getxattr(m.mountpoint, "user.mailfs.status").decode()
+            assert "No space left" in status, status
+            time.sleep(3)  # a QUIT after 2 s of quiet: nothing was marked deleted
+            assert u in server_uidls(server).values()
+
+            os.unlink(filler)
+            r = subprocess.run(["cat", path], capture_output=True)
+            assert r.returncode == 0 and r.stdout == data
+            c = committed_counts(m.mountpoint)
+            assert c["messages_taken"] == 1 and c["taken_uidls_remembered"] == 1, c
+            assert os.listdir(m.mountpoint) == []
+            m.unmount(allowed=[r"not taken: .*No space left"])
+        finally:
+            m.kill()
+        assert spool.archived() == {u: data}
+        assert server_uidls(server) == {}
+    finally:
+        subprocess.run(["umount", "-l", spool.state], capture_output=True)
 
 
 def test_empty_download_is_never_deleted(mailfs_bin, workdir, spool):

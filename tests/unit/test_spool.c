@@ -89,6 +89,49 @@ static void test_state_roundtrip(void)
 	rm_rf(tmp);
 }
 
+static void test_state_add_many(void)
+{
+	g_autofree char *tmp = make_tmpdir();
+	g_autofree char *dir = g_build_filename(tmp, "state", NULL);
+	g_autofree char *file = g_build_filename(dir, "taken", NULL);
+	static const char *const batch[] = { "u1", "u2", "u1", "u3" };
+	static const char *const bad[] = { "u4", "with space" };
+	static const char *const late[] = { "u5", "u6" };
+	GError *err = NULL;
+	struct spool_state *st = spool_state_open(dir, &err);
+
+	g_assert_no_error(err);
+	g_assert_true(spool_state_add_many(st, batch, G_N_ELEMENTS(batch), &err));
+	g_assert_no_error(err);
+	g_assert_cmpuint(spool_state_count(st), ==, 3);
+	/* One invalid UIDL: none of the batch is recorded. */
+	g_assert_false(spool_state_add_many(st, bad, G_N_ELEMENTS(bad), &err));
+	g_clear_error(&err);
+	g_assert_false(spool_state_has(st, "u4"));
+	/* A write that fails (the directory is gone): none of it counts. */
+	g_assert_cmpint(g_unlink(file), ==, 0);
+	g_assert_cmpint(g_rmdir(dir), ==, 0);
+	g_assert_false(spool_state_add_many(st, late, G_N_ELEMENTS(late), &err));
+	g_assert_nonnull(err);
+	g_clear_error(&err);
+	g_assert_false(spool_state_has(st, "u5"));
+	g_assert_false(spool_state_has(st, "u6"));
+	g_assert_true(spool_state_has(st, "u2"));
+	spool_state_free(st);
+	/* Written once, whole: reopened, the first batch is there. */
+	g_assert_cmpint(g_mkdir(dir, 0700), ==, 0);
+	st = spool_state_open(dir, &err);
+	g_assert_cmpuint(spool_state_count(st), ==, 0);
+	g_assert_true(spool_state_add_many(st, late, G_N_ELEMENTS(late), &err));
+	spool_state_free(st);
+	st = spool_state_open(dir, &err);
+	g_assert_no_error(err);
+	g_assert_cmpuint(spool_state_count(st), ==, 2);
+	g_assert_true(spool_state_has(st, "u6"));
+	spool_state_free(st);
+	rm_rf(tmp);
+}
+
 static void test_state_bad_lines(void)
 {
 	g_autofree char *tmp = make_tmpdir();
@@ -106,6 +149,18 @@ static void test_state_bad_lines(void)
 	g_assert_true(spool_state_has(st, "good1"));
 	g_assert_true(spool_state_has(st, "good2"));
 	spool_state_free(st);
+	rm_rf(tmp);
+}
+
+static void test_archive_sync_error(void)
+{
+	g_autofree char *tmp = make_tmpdir();
+	GError *err = NULL;
+
+	/* No new/: the batch is not archived, and says why. */
+	g_assert_false(spool_archive_sync(tmp, &err));
+	g_assert_error(err, G_FILE_ERROR, G_FILE_ERROR_NOENT);
+	g_clear_error(&err);
 	rm_rf(tmp);
 }
 
@@ -128,6 +183,8 @@ static void test_archive(void)
 	g_assert_cmpint(fd, >=, 0);
 	/* A UIDL with '/' and a leading '.' goes through the name encoder. */
 	g_assert_true(spool_archive(maildir, ".a/b", fd, &err));
+	g_assert_no_error(err);
+	g_assert_true(spool_archive_sync(maildir, &err));
 	g_assert_no_error(err);
 	dst = g_build_filename(maildir, "new", "%2Ea%2Fb", NULL);
 	g_assert_true(g_file_get_contents(dst, &got, &len, &err));
@@ -262,8 +319,10 @@ int main(int argc, char **argv)
 {
 	g_test_init(&argc, &argv, NULL);
 	g_test_add_func("/spool/state-roundtrip", test_state_roundtrip);
+	g_test_add_func("/spool/state-add-many", test_state_add_many);
 	g_test_add_func("/spool/state-bad-lines", test_state_bad_lines);
 	g_test_add_func("/spool/archive", test_archive);
+	g_test_add_func("/spool/archive-sync-error", test_archive_sync_error);
 	g_test_add_func("/spool/archive-read-error", test_archive_read_error);
 	g_test_add_func("/spool/archive-prepared-once", test_archive_prepared_once);
 	g_test_add_func("/spool/archive-link", test_archive_link);
