@@ -16,7 +16,8 @@
 struct job {
 	char *mailbox;
 	guint32 uidvalidity;
-	GArray *items; /* struct prefetch_item */
+	char *cache_key; /* mcache_folder_key() */
+	GArray *items;   /* struct prefetch_item */
 };
 
 struct prefetch {
@@ -48,6 +49,7 @@ static void job_free(struct job *j)
 	if (!j)
 		return;
 	g_free(j->mailbox);
+	g_free(j->cache_key);
 	g_array_unref(j->items);
 	g_free(j);
 }
@@ -103,12 +105,7 @@ static void on_fetch(void *ud, const struct imap_response *r)
 
 static gboolean cached(struct prefetch *p, const struct job *j, guint32 uid)
 {
-	struct mcache_entry *e = mcache_get(p->cache, j->mailbox, j->uidvalidity, uid);
-	guint64 size;
-	gboolean done = mcache_entry_complete(e, &size);
-
-	mcache_entry_unref(e);
-	return done;
+	return mcache_peek_complete(p->cache, j->cache_key, uid);
 }
 
 /* The UIDs of queue[*next...] that go in one command, as "u1,u2,...". */
@@ -319,6 +316,7 @@ void prefetch_request(struct prefetch *p, const char *mailbox, guint32 uidvalidi
 	j = g_new0(struct job, 1);
 	j->mailbox = g_strdup(mailbox);
 	j->uidvalidity = uidvalidity;
+	j->cache_key = mcache_folder_key(mailbox, uidvalidity);
 	j->items = g_array_sized_new(FALSE, FALSE, sizeof(struct prefetch_item), n);
 	g_array_append_vals(j->items, items, n);
 	g_mutex_lock(&p->lock);

@@ -60,7 +60,12 @@ struct mcache_entry {
 	guint64 size;	   /* when complete */
 	guint64 accounted; /* bytes of this entry in c->used */
 	GList lru_link;	   /* in c->lru while complete and cached */
+	gint64 touched;	   /* monotonic us of the last mtime update by a hit; 0: none */
 };
+
+/* A hit updates the file's mtime (the next mount's LRU order) at most this
+   often: a warm grep -r would otherwise write an inode per file it reads. */
+#define TOUCH_INTERVAL_US (60 * G_USEC_PER_SEC)
 
 /* ------------------------------------------------------------------ names */
 
@@ -544,10 +549,15 @@ struct mcache_entry *mcache_get(struct mcache *c, const char *mailbox, guint32 u
 	if (e) {
 		e->refs++;
 		if (e->complete) {
+			gint64 now = g_get_monotonic_time();
+
 			c->hits++;
 			g_queue_unlink(&c->lru, &e->lru_link);
 			g_queue_push_head_link(&c->lru, &e->lru_link);
-			touch_fd = e->fd;
+			if (!e->touched || now - e->touched >= TOUCH_INTERVAL_US) {
+				touch_fd = e->fd;
+				e->touched = now;
+			}
 		} else {
 			c->misses++;
 		}
@@ -566,6 +576,26 @@ struct mcache_entry *mcache_get(struct mcache *c, const char *mailbox, guint32 u
 	if (touch_fd >= 0)
 		(void)futimens(touch_fd, NULL);
 	return e;
+}
+
+char *mcache_folder_key(const char *mailbox, guint32 uidvalidity)
+{
+	g_autofree char *hash = mailbox_hash(mailbox);
+
+	return make_dirname(hash, uidvalidity);
+}
+
+gboolean mcache_peek_complete(struct mcache *c, const char *folder_key, guint32 uid)
+{
+	g_autofree char *key = g_strdup_printf("%s/%" G_GUINT32_FORMAT, folder_key, uid);
+	struct mcache_entry *e;
+	gboolean complete;
+
+	g_mutex_lock(&c->lock);
+	e = g_hash_table_lookup(c->entries, key);
+	complete = e && e->complete;
+	g_mutex_unlock(&c->lock);
+	return complete;
 }
 
 struct mcache_entry *mcache_entry_ref(struct mcache_entry *e)

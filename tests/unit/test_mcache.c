@@ -188,6 +188,35 @@ static void test_basic(void)
 	rm_rf(root);
 }
 
+static void test_peek(void)
+{
+	g_autofree char *root = make_tmpdir();
+	g_autofree char *inbox = mcache_folder_key("INBOX", 7);
+	g_autofree char *other = mcache_folder_key("INBOX", 8);
+	struct mcache *c = open_cache(root, 1 << 20);
+	struct mcache_entry *e;
+	struct mcache_stats before, after;
+
+	g_assert_false(mcache_peek_complete(c, inbox, 42));
+	store(c, "INBOX", 7, 42, 5000);
+	/* Partly written: not complete. */
+	e = mcache_get(c, "INBOX", 7, 43);
+	g_assert_cmpint(mcache_entry_write(e, 0, "abc", 3), ==, 0);
+	mcache_get_stats(c, &before);
+	g_assert_true(mcache_peek_complete(c, inbox, 42));
+	g_assert_false(mcache_peek_complete(c, inbox, 43));
+	g_assert_false(mcache_peek_complete(c, inbox, 44));
+	g_assert_false(mcache_peek_complete(c, other, 42));
+	/* A look only: no hit, no miss, no entry made. */
+	mcache_get_stats(c, &after);
+	g_assert_cmpuint(after.hits, ==, before.hits);
+	g_assert_cmpuint(after.misses, ==, before.misses);
+	g_assert_cmpuint(after.partial, ==, before.partial);
+	mcache_entry_unref(e);
+	mcache_close(c);
+	rm_rf(root);
+}
+
 static void test_remount(void)
 {
 	g_autofree char *root = make_tmpdir();
@@ -819,6 +848,7 @@ int main(int argc, char **argv)
 {
 	g_test_init(&argc, &argv, NULL);
 	g_test_add_func("/mcache/basic", test_basic);
+	g_test_add_func("/mcache/peek", test_peek);
 	g_test_add_func("/mcache/remount", test_remount);
 	g_test_add_func("/mcache/modes", test_modes);
 	g_test_add_func("/mcache/lru", test_lru);
