@@ -1260,8 +1260,10 @@ static int file_errno(const GError *e)
 static int take(struct mfs_pop3_fs *fs, struct msg *m, gboolean tell_kernel, GError **err)
 {
 	const struct mfs_options *o = fs->opts;
+	g_autofree char *path = NULL;
 	GError *e = NULL;
-	int rc = 0;
+	guint64 size;
+	int rc = 0, fd;
 
 	g_mutex_lock(&fs->lock);
 	if (m->taken || m->taking) {
@@ -1282,14 +1284,21 @@ static int take(struct mfs_pop3_fs *fs, struct msg *m, gboolean tell_kernel, GEr
 		rc = download(fs, m, &e);
 		g_mutex_unlock(&fs->sess_lock);
 	}
-	if (rc == 0 && m->fd >= 0 && m->size == 0) {
+	/* The spool copy as it stands: a read-ahead may still be installing
+	   one when there is no archive to wait for it. */
+	g_mutex_lock(&fs->lock);
+	fd = m->fd;
+	size = m->size;
+	path = g_strdup(m->spool_path);
+	g_mutex_unlock(&fs->lock);
+	if (rc == 0 && fd >= 0 && size == 0) {
 		g_set_error(&e, G_FILE_ERROR, G_FILE_ERROR_IO,
 			    "the download of %s came back empty: not taking it", m->uidl);
 		rc = -EIO;
 	}
 	if (rc == 0 && o->pop3_archive &&
-	    !(m->spool_path ? spool_archive_link(o->pop3_archive, m->uidl, m->spool_path, m->fd, &e) :
-			      spool_archive(o->pop3_archive, m->uidl, m->fd, &e)))
+	    !(path ? spool_archive_link(o->pop3_archive, m->uidl, path, fd, &e) :
+		     spool_archive(o->pop3_archive, m->uidl, fd, &e)))
 		rc = file_errno(e);
 	g_mutex_lock(&fs->lock);
 	if (rc < 0) {
