@@ -1059,7 +1059,8 @@ static void open_msg_free(struct open_msg *m)
 #define SEQUENTIAL_GAP_US (10 * G_USEC_PER_SEC)
 /* Messages asked for ahead at most per open. */
 #define AHEAD_MAX 256
-/* Opens whose next this many messages are cached ask for nothing. */
+/* Opens whose next this many messages (and the farthest asked for) are
+   cached ask for nothing. */
 #define NEXT_CACHED_ENOUGH 8
 
 static gboolean collect_listed(void *ud, const char *name, const struct tree_entry *e,
@@ -1099,9 +1100,10 @@ static void build_orders(struct folder_state *f, GArray *fresh)
 }
 
 /*
- * The next few messages the reader will open are cached already (a warm
- * walk, or one well inside what was fetched ahead): no request now; an
- * open closer to the first uncached one makes it, still well ahead.
+ * The next few messages the reader will open and the farthest one asked
+ * for are cached already (a warm walk): no request. A cold walk always
+ * asks: each request keeps the prefetcher's running pipeline fed, and
+ * letting it drain costs a round trip to start again.
  */
 static gboolean next_ones_cached(struct mfs_imap_fs *fs, const char *wire, guint32 uidvalidity,
 				 const GArray *items)
@@ -1111,6 +1113,9 @@ static gboolean next_ones_cached(struct mfs_imap_fs *fs, const char *wire, guint
 	if (items->len < NEXT_CACHED_ENOUGH)
 		return FALSE;
 	key = mcache_folder_key(wire, uidvalidity);
+	if (!mcache_peek_complete(fs->cache, key,
+				  g_array_index(items, struct prefetch_item, items->len - 1).uid))
+		return FALSE;
 	for (guint i = 0; i < NEXT_CACHED_ENOUGH; i++) {
 		if (!mcache_peek_complete(fs->cache, key,
 					  g_array_index(items, struct prefetch_item, i).uid))
@@ -1360,6 +1365,7 @@ struct range_sink {
 	GByteArray *buf;  /* the accepted bytes */
 	gboolean matched; /* the answer for uid at off arrived */
 	gboolean too_big;
+	gboolean discard; /* the mailbox turned out another generation: keep nothing */
 };
 
 static gboolean range_begin(void *ud, uint32_t seq, const char *section, uint64_t size)
@@ -1401,7 +1407,7 @@ static void range_response(void *ud, const struct imap_response *resp)
 	if (!r->cur_open || !resp->keyword || strcmp(resp->keyword, "FETCH") != 0)
 		return;
 	r->cur_open = FALSE;
-	if (!imap_value_u32(imap_fetch_item(resp, "UID"), &uid) || uid != r->uid ||
+	if (r->discard || !imap_value_u32(imap_fetch_item(resp, "UID"), &uid) || uid != r->uid ||
 	    r->cur_origin != r->off)
 		return; /* someone else's bytes */
 	if (r->cur_too_big) {
@@ -1423,18 +1429,57 @@ static void range_response(void *ud, const struct imap_response *resp)
  * deciding. 0, -ESTALE (the mailbox was recreated: other messages now), or
  * the SELECT's error.
  */
+static gboolean needs_select(struct imap_session *s, const char *wire, gboolean readonly,
+			     guint32 uidvalidity)
+{
+	const struct imap_select_info *si = imap_session_select_info(s);
+
+	return g_strcmp0(imap_session_selected(s), wire) != 0 || si->readonly != readonly ||
+	       si->uidvalidity != uidvalidity;
+}
+
 static int ensure_selected(struct imap_session *s, const char *wire, gboolean readonly,
 			   guint32 uidvalidity, GError **err)
 {
-	const struct imap_select_info *si = imap_session_select_info(s);
 	int rc = 0;
 
-	if (g_strcmp0(imap_session_selected(s), wire) != 0 || si->readonly != readonly ||
-	    si->uidvalidity != uidvalidity)
+	if (needs_select(s, wire, readonly, uidvalidity))
 		rc = imap_select(s, wire, readonly, NULL, err);
 	if (rc == 0 && imap_session_select_info(s)->uidvalidity != uidvalidity)
 		rc = -ESTALE;
 	return rc;
+}
+
+/*
+ * Run a UID FETCH of a message of wire (listed under uidvalidity) on s,
+ * selecting wire first when s is elsewhere: the SELECT and the FETCH go out
+ * together (one round trip on a reader's entry into a folder). The SELECT's
+ * answer comes before the FETCH's, so another UIDVALIDITY is known before
+ * any byte is taken: r->discard, and -ESTALE once the FETCH is drained.
+ */
+static int select_and_fetch(struct imap_session *s, const char *wire, gboolean readonly,
+			    guint32 uidvalidity, const struct imap_handler *h,
+			    struct range_sink *r, GError **err, const char *fetch)
+{
+	guint sel, id;
+	int rc;
+
+	if (!needs_select(s, wire, readonly, uidvalidity))
+		return imap_run(s, h, NULL, err, "%s", fetch);
+	sel = imap_select_send(s, wire, readonly, NULL, err);
+	id = sel ? imap_send(s, "%s", fetch) : 0;
+	rc = imap_select_finish(s, sel, wire, readonly, h, NULL, err);
+	if (rc == 0 && imap_session_select_info(s)->uidvalidity != uidvalidity)
+		rc = -ESTALE;
+	if (rc < 0) {
+		/* Whatever the FETCH brings (or its NO, with no mailbox
+		   selected) is drained and dropped. */
+		r->discard = TRUE;
+		if (id && imap_session_alive(s))
+			imap_wait(s, id, h, NULL, NULL);
+		return rc;
+	}
+	return id ? imap_wait(s, id, h, NULL, err) : -EIO;
 }
 
 /* Keep fetched bytes of m at off: in the cache, or in memory when it is full. */
@@ -1471,16 +1516,20 @@ static int fetch_range(struct mfs_imap_fs *fs, struct open_msg *m, guint64 off, 
 	rc = borrow(&ctx, m->wire, &s);
 	if (rc < 0)
 		goto out;
-	rc = ensure_selected(s, m->wire, !fs->opts->mark_seen, m->uidvalidity, &err);
-	if (rc < 0) {
+	{
+		g_autofree char *fetch = g_strdup_printf(
+			"UID FETCH %u (BODY%s[]<%" G_GUINT64_FORMAT ".%" G_GUINT64_FORMAT ">)",
+			m->uid, fs->opts->mark_seen ? "" : ".PEEK", off, len);
+
+		rc = select_and_fetch(s, m->wire, !fs->opts->mark_seen, m->uidvalidity, &h, &r,
+				      &err, fetch);
+	}
+	give_back(&ctx);
+	if (rc < 0 && r.discard) {
 		/* -ESTALE: another generation of the mailbox, other messages. */
-		give_back(&ctx);
 		rc = imap_errno(&ctx, rc, err, m->wire);
 		goto out;
 	}
-	rc = imap_run(s, &h, NULL, &err, "UID FETCH %u (BODY%s[]<%" G_GUINT64_FORMAT ".%" G_GUINT64_FORMAT ">)",
-		      m->uid, fs->opts->mark_seen ? "" : ".PEEK", off, len);
-	give_back(&ctx);
 	if (rc < 0) {
 		/* The link broke in the middle of the answer: keep what arrived of
 		   the literal at the origin asked for. */

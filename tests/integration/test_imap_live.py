@@ -215,6 +215,38 @@ def test_uidvalidity_change_drops_everything(mount, dovecot):
     assert all("Pushed_20" in n for n in names)
 
 
+def test_recreated_mailbox_never_serves_the_new_generation_under_old_names(mount, dovecot):
+    """Box is deleted and made again with other messages under the same UIDs
+    while the mount still holds the old listing (no push, no refresh): an old
+    name read afterwards fails with ESTALE, it never gives the new bytes,
+    although the reader's SELECT and FETCH go out together."""
+    with dovecot.imaps(USER) as c:
+        c.delete('"Box"')
+        c.create('"Box"')
+        for i in range(3):
+            c.append('"Box"', "()", None, MSG % (300 + i, 300 + i))
+    m = mount(user=USER, options={"refresh": 3600, "idle": "no", "prefetch": 0})
+    box = os.path.join(m.mountpoint, "Box")
+    old = sorted(os.listdir(box))
+    assert len(old) == 3
+    new_msgs = [MSG % (400 + i, 400 + i) for i in range(3)]
+    with dovecot.imaps(USER) as c:
+        c.delete('"Box"')
+        c.create('"Box"')
+        for msg in new_msgs:
+            c.append('"Box"', "()", None, msg)
+    for n in old:
+        try:
+            with open(os.path.join(box, n), "rb") as f:
+                data = f.read()
+        except OSError as e:
+            assert e.errno == errno.ESTALE, (n, e)
+            continue
+        raise AssertionError(f"{n} read {data!r} from another generation of Box")
+    # dovecot drops a connection whose selected mailbox was deleted.
+    m.unmount(allowed=[r"warning: Box: .* closed the connection"])
+
+
 # -- a server that goes away --------------------------------------------------------
 
 @pytest.fixture(scope="module")
