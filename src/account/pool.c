@@ -26,6 +26,9 @@ struct pool {
 	GQueue idle;	  /* struct entry *, most recently returned first */
 	GHashTable *busy; /* struct imap_session * -> struct entry * */
 	guint connecting; /* connects in progress, outside the lock */
+	/* pool_warm's threads, joined by pool_free: one still exiting when
+	   the process ends would leave OpenSSL's per-thread state behind. */
+	GPtrArray *warmers;
 	gboolean priming;  /* pool_prime at startup: its caller reports failures */
 	guint max;
 	guint eff_max;	  /* max, or less after a connection limit was met */
@@ -58,6 +61,7 @@ struct pool *pool_new(const struct imap_session_opts *opts, guint max)
 	g_cond_init(&p->cond);
 	g_queue_init(&p->idle);
 	p->busy = g_hash_table_new(g_direct_hash, g_direct_equal);
+	p->warmers = g_ptr_array_new();
 	p->max = MAX(max, 1);
 	p->eff_max = p->max;
 	return p;
@@ -315,7 +319,7 @@ void pool_warm(struct pool *p)
 			p->connecting--;
 			break;
 		}
-		g_thread_unref(t);
+		g_ptr_array_add(p->warmers, t);
 	}
 	g_mutex_unlock(&p->lock);
 }
@@ -412,6 +416,9 @@ void pool_free(struct pool *p)
 	while (p->connecting > 0)
 		g_cond_wait(&p->cond, &p->lock);
 	g_mutex_unlock(&p->lock);
+	for (guint i = 0; i < p->warmers->len; i++)
+		g_thread_join(p->warmers->pdata[i]);
+	g_ptr_array_free(p->warmers, TRUE);
 	if (g_hash_table_size(p->busy) > 0)
 		mfs_log_error("pool_free: %u sessions still borrowed", g_hash_table_size(p->busy));
 
