@@ -1421,14 +1421,8 @@ static void range_response(void *ud, const struct imap_response *resp)
 	r->matched = TRUE;
 }
 
-/* Fetch [off, off+len) of m from the server into the cache (or m->mem). */
-/*
- * Have wire selected on s (read-only or read-write as asked) under the
- * UIDVALIDITY a message was listed with. A session that selected the
- * mailbox earlier may know an older generation: select it again before
- * deciding. 0, -ESTALE (the mailbox was recreated: other messages now), or
- * the SELECT's error.
- */
+/* s must select wire first: it is elsewhere, in the other mode, or on
+   another UIDVALIDITY than the one the message was listed under. */
 static gboolean needs_select(struct imap_session *s, const char *wire, gboolean readonly,
 			     guint32 uidvalidity)
 {
@@ -1438,6 +1432,13 @@ static gboolean needs_select(struct imap_session *s, const char *wire, gboolean 
 	       si->uidvalidity != uidvalidity;
 }
 
+/*
+ * Have wire selected on s (read-only or read-write as asked) under the
+ * UIDVALIDITY a message was listed with. A session that selected the
+ * mailbox earlier may know an older generation: select it again before
+ * deciding. 0, -ESTALE (the mailbox was recreated: other messages now), or
+ * the SELECT's error.
+ */
 static int ensure_selected(struct imap_session *s, const char *wire, gboolean readonly,
 			   guint32 uidvalidity, GError **err)
 {
@@ -1458,8 +1459,8 @@ static int ensure_selected(struct imap_session *s, const char *wire, gboolean re
  * any byte is taken: r->discard, and -ESTALE once the FETCH is drained.
  */
 static int select_and_fetch(struct imap_session *s, const char *wire, gboolean readonly,
-			    guint32 uidvalidity, const struct imap_handler *h,
-			    struct range_sink *r, GError **err, const char *fetch)
+			    guint32 uidvalidity, const char *fetch, const struct imap_handler *h,
+			    struct range_sink *r, GError **err)
 {
 	guint sel, id;
 	int rc;
@@ -1521,8 +1522,8 @@ static int fetch_range(struct mfs_imap_fs *fs, struct open_msg *m, guint64 off, 
 			"UID FETCH %u (BODY%s[]<%" G_GUINT64_FORMAT ".%" G_GUINT64_FORMAT ">)",
 			m->uid, fs->opts->mark_seen ? "" : ".PEEK", off, len);
 
-		rc = select_and_fetch(s, m->wire, !fs->opts->mark_seen, m->uidvalidity, &h, &r,
-				      &err, fetch);
+		rc = select_and_fetch(s, m->wire, !fs->opts->mark_seen, m->uidvalidity, fetch, &h,
+				      &r, &err);
 	}
 	give_back(&ctx);
 	if (rc < 0 && r.discard) {

@@ -234,8 +234,7 @@ void mfs_pop3_fs_free(struct mfs_pop3_fs *fs)
 	g_free(fs->last_error);
 	g_free(fs->last_open);
 	g_ptr_array_free(fs->takes, TRUE);
-	if (fs->syncers)
-		g_thread_pool_free(fs->syncers, FALSE, TRUE);
+	g_thread_pool_free(fs->syncers, FALSE, TRUE);
 	g_mutex_clear(&fs->lock);
 	g_mutex_clear(&fs->sess_lock);
 	g_mutex_clear(&fs->state_lock);
@@ -977,20 +976,13 @@ static void ahead_end(void *ud, guint i, int rc, guint64 size)
 {
 	struct ahead_ctx *c = ud;
 	struct ahead_item *it = &c->items[i];
-	GError *e = NULL;
 
 	if (rc == 0 && c->write_err == 0 && it->fd >= 0) {
 		it->got = size;
-		if (c->fs->syncers) {
-			g_mutex_lock(&c->mu);
-			c->pending++;
-			g_mutex_unlock(&c->mu);
-			g_thread_pool_push(c->fs->syncers, it, NULL);
-		} else if (part_finish(c->fs, it->m, it->fd, it->tmp, &it->final, &e) < 0) {
-			it->fd = -1;
-			mfs_log_info("read-ahead: %s", e->message);
-			g_error_free(e);
-		}
+		g_mutex_lock(&c->mu);
+		c->pending++;
+		g_mutex_unlock(&c->mu);
+		g_thread_pool_push(c->fs->syncers, it, NULL);
 		return;
 	}
 	if (it->fd >= 0) {
@@ -1194,7 +1186,6 @@ static int download(struct mfs_pop3_fs *fs, struct msg *m, GError **err)
 static void dele_taken(struct mfs_pop3_fs *fs, GPtrArray *batch)
 {
 	g_autoptr(GArray) nums = g_array_new(FALSE, FALSE, sizeof(guint32));
-	g_autofree int *rcs = NULL;
 	GError *e = NULL;
 	gboolean fresh = FALSE;
 	int rc;
@@ -1216,8 +1207,9 @@ static void dele_taken(struct mfs_pop3_fs *fs, GPtrArray *batch)
 				g_array_append_val(nums, m->num);
 		}
 		g_mutex_unlock(&fs->lock);
-		rcs = g_new0(int, MAX(nums->len, 1));
 		if (nums->len) {
+			g_autofree int *rcs = g_new0(int, nums->len);
+
 			rc = pop3_dele_many(fs->sess, (const guint32 *)(void *)nums->data, nums->len,
 					    rcs, &e);
 			fs->deles += nums->len;
@@ -1672,14 +1664,12 @@ static void op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 	} else {
 		gboolean walking = note_open(fs, m) && fs->opts->prefetch > 0;
 
-		/* Downloaded already (read ahead): no session needed, and the
-		   read-ahead thread keeps the lead. */
-		rc = m->fd >= 0 ? 0 : 1;
-		if (rc == 0 && walking) {
+		if (m->fd >= 0 && walking) {
+			/* Read ahead already: no session needed, and the
+			   read-ahead thread keeps the lead. */
 			fs->ahead_from = m;
 			g_cond_signal(&fs->ahead_cond);
-		}
-		if (rc == 1) {
+		} else if (m->fd < 0) {
 			g_mutex_unlock(&fs->lock);
 			g_mutex_lock(&fs->sess_lock);
 			rc = walking ? download_ahead(fs, m, &e) : download(fs, m, &e);

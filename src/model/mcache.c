@@ -85,6 +85,12 @@ static char *make_dirname(const char *hash, guint32 uidvalidity)
 	return g_strdup_printf("%s-%" G_GUINT32_FORMAT, hash, uidvalidity);
 }
 
+/* An entry's table key: "<dirname>/<uid>", also its path under the cache. */
+static char *entry_key(const char *dirname, guint32 uid)
+{
+	return g_strdup_printf("%s/%" G_GUINT32_FORMAT, dirname, uid);
+}
+
 /* A canonical decimal guint32 (no sign, no leading zero, no junk), as we print them. */
 static gboolean parse_u32(const char *s, guint32 *out)
 {
@@ -210,7 +216,7 @@ static struct mcache_entry *entry_new(struct mcache *c, const char *dirname, gui
 
 	e->c = c;
 	e->dirname = g_strdup(dirname);
-	e->key = g_strdup_printf("%s/%" G_GUINT32_FORMAT, dirname, uid);
+	e->key = entry_key(dirname, uid);
 	e->uid = uid;
 	e->uidvalidity = uidvalidity;
 	e->fd = -1;
@@ -510,9 +516,8 @@ void mcache_close(struct mcache *c)
 struct mcache_entry *mcache_get(struct mcache *c, const char *mailbox, guint32 uidvalidity,
 				guint32 uid)
 {
-	g_autofree char *hash = mailbox_hash(mailbox);
-	g_autofree char *dirname = make_dirname(hash, uidvalidity);
-	g_autofree char *key = g_strdup_printf("%s/%" G_GUINT32_FORMAT, dirname, uid);
+	g_autofree char *dirname = mcache_folder_key(mailbox, uidvalidity);
+	g_autofree char *key = entry_key(dirname, uid);
 	struct mcache_entry *e;
 	int touch_fd = -1, open_error = 0;
 
@@ -587,7 +592,7 @@ char *mcache_folder_key(const char *mailbox, guint32 uidvalidity)
 
 gboolean mcache_peek_complete(struct mcache *c, const char *folder_key, guint32 uid)
 {
-	g_autofree char *key = g_strdup_printf("%s/%" G_GUINT32_FORMAT, folder_key, uid);
+	g_autofree char *key = entry_key(folder_key, uid);
 	struct mcache_entry *e;
 	gboolean complete;
 
@@ -872,9 +877,8 @@ static void drop_locked(struct mcache *c, struct mcache_entry *e)
 
 void mcache_drop(struct mcache *c, const char *mailbox, guint32 uidvalidity, guint32 uid)
 {
-	g_autofree char *hash = mailbox_hash(mailbox);
-	g_autofree char *dirname = make_dirname(hash, uidvalidity);
-	g_autofree char *key = g_strdup_printf("%s/%" G_GUINT32_FORMAT, dirname, uid);
+	g_autofree char *dirname = mcache_folder_key(mailbox, uidvalidity);
+	g_autofree char *key = entry_key(dirname, uid);
 	struct mcache_entry *e;
 
 	g_mutex_lock(&c->lock);

@@ -68,8 +68,9 @@ gboolean spool_archive(const char *maildir, const char *uidl, int src_fd, GError
  * As spool_archive(), when src_path names src_fd's file and that file is
  * already fsync'd (the spool store's copy): it is hard-linked into tmp/
  * and renamed to new/ — the same bytes, without a second write and fsync
- * of them; durable once spool_archive_sync() returned TRUE. Falls back to the copy when it cannot
- * link (another file system: EXDEV; a file system without links).
+ * of them; durable once spool_archive_sync() returned TRUE. Falls back to
+ * the copy when it cannot link (another file system: EXDEV; a file system
+ * without links).
  */
 gboolean spool_archive_link(const char *maildir, const char *uidl, const char *src_path,
 			    int src_fd, GError **err);
