@@ -1,6 +1,7 @@
 /* SPDX-License-Identifier: GPL-2.0-or-later */
 #include "account/resync.h"
 
+#include "model/names.h"
 #include "protocol/uidset.h"
 #include "util/log.h"
 
@@ -11,6 +12,8 @@
    huge folder): beyond it, the folder is listed in full instead. */
 #define VANISHED_TEXT_MAX   (16 * 1024 * 1024)
 #define VANISHED_RANGES_MAX 4000000u
+/* Messages a first listing makes room for before they arrive, at most. */
+#define PRESIZE_MAX (1u << 20)
 
 gboolean header_sink_begin(void *ud, uint32_t seq, const char *section, uint64_t size)
 {
@@ -45,6 +48,9 @@ struct collect {
 	guint32 new_from;
 	guint32 update_to;
 	guint32 new_count;
+	/* Name new messages as they arrive (names=subject): the slugs are
+	   made while the server is still sending, not after the last byte. */
+	gboolean name_new;
 };
 
 /* "Subject: a\r\n b\r\n\r\n" -> "a\r\n b": the raw value, for the slug rule. */
@@ -110,6 +116,12 @@ static void take_fetch(struct collect *c, const struct imap_response *r)
 						  c->hdr.buf->len);
 		else if (v && imap_value_str(v))
 			m.subject = subject_value(c->out->strings, v->str, v->len);
+		if (c->name_new) {
+			g_autofree char *slug = names_subject_slug(m.subject);
+			g_autofree char *name = names_message_name(m.uid, slug);
+
+			m.name = g_string_chunk_insert(c->out->strings, name);
+		}
 		c->new_count++;
 	} else if (m.uid <= c->update_to) {
 		/* A message the caller holds: its flags (NULL: FETCH (UID) only
@@ -270,6 +282,13 @@ static int list_cold(struct imap_session *s, struct collect *c, const char *wire
 	sel = imap_select_send(s, wire, readonly, NULL, err);
 	list = sel ? imap_send(s, "UID FETCH 1:* %s", listing_items(want_subject)) : 0;
 	rc = imap_select_finish(s, sel, wire, readonly, &h, info, err);
+	if (rc == 0 && out->msgs->len == 0 && info->exists > 0) {
+		/* Room for the listing at once, not by doubling (the count is
+		   the server's word: bounded). */
+		g_array_unref(out->msgs);
+		out->msgs = g_array_sized_new(FALSE, FALSE, sizeof(struct tree_msg_info),
+					      (guint)MIN(info->exists, PRESIZE_MAX));
+	}
 	frc = list ? imap_wait(s, list, &h, NULL, &fetch_err) : 0;
 	if (rc == 0) {
 		out->uidvalidity = info->uidvalidity;
@@ -297,6 +316,7 @@ int resync_folder(struct imap_session *s, const char *wire, gboolean readonly,
 	    .vanished = g_string_new(NULL),
 	    .new_from = known->max_uid + 1,
 	    .update_to = known->max_uid,
+	    .name_new = want_subject,
 	};
 	const struct imap_handler h = collector(&c);
 	int rc;

@@ -59,7 +59,7 @@ struct resync_result {
 /*
  * Select wire (EXAMINE when readonly) on s and compute what changed since
  * known. want_subject: fetch the Subject of new messages (the default names
- * need it). 0 or a negative errno as imap_run gives it; out is filled on
+ * need it) and give them their names (tree_msg_info.name). 0 or a negative errno as imap_run gives it; out is filled on
  * success and must be cleared with resync_result_clear() either way.
  */
 int resync_folder(struct imap_session *s, const char *wire, gboolean readonly,

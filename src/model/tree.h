@@ -143,9 +143,11 @@ struct tree_msg_info {
 	gint64 internaldate; /* seconds since the epoch */
 	const char *flags;   /* space-separated, as for user.imap.flags; NULL = "" */
 	const char *subject; /* raw Subject header value; NULL = none */
-	const char *name;    /* the file name, when known already (a saved listing):
-				used instead of one made from subject. Trusted: the
-				caller checked it with names_parse_uid() */
+	const char *name;    /* the file name, when known already (a saved listing,
+				or made as the listing arrived): used instead of one
+				made from subject. Trusted: the caller made it with
+				names_message_name() or checked it with
+				names_parse_uid() */
 	gboolean update_only; /* flags of a message that may be held: never added */
 };
 

@@ -4,6 +4,7 @@
  * at a time, and in pieces of 7 bytes; the three runs must agree exactly
  * (responses, literal events, error message).
  */
+#include "protocol/imap_client.h"
 #include "protocol/imap_parse.h"
 
 #include <string.h>
@@ -839,6 +840,79 @@ static void test_value_helpers(void)
 	g_assert_false(imap_value_is_atom(NULL, "X"));
 }
 
+/* INTERNALDATE (RFC 3501 date-time) -> seconds since the epoch. */
+static void test_internaldate(void)
+{
+	static const struct {
+		const char *text;
+		gboolean ok;
+		gint64 t;
+	} v[] = {
+		{ "17-Jul-1996 02:44:25 -0700", TRUE, 837596665 },
+		{ " 1-Jan-2000 00:00:00 +0000", TRUE, 946684800 },
+		{ "1-Jan-2000 00:00:00 +0000", TRUE, 946684800 },
+		{ "01-Jan-2000 00:00:00 -0000", TRUE, 946684800 },
+		{ "31-Dec-1969 23:59:59 +0000", TRUE, -1 },
+		{ "29-Feb-2024 12:00:00 +0530", TRUE, 1709188200 },
+		{ "01-Jan-1900 00:00:00 +0000", TRUE, -2208988800 },
+		{ "10-Jan-2024 23:59:60 +0000", TRUE, 1704931199 }, /* a leap second */
+		{ "10-Jan-2024 1:2:3 +0000", TRUE, 1704848523 },
+		{ "31-Dec-2099 23:59:59 -2359", TRUE, 4102531139 },
+		{ "10-Jan-2024 01:02:03 +0000 trailing", TRUE, 1704848523 },
+		{ "10-jAN-2024 01:02:03 +0000", TRUE, 1704848523 },
+		{ "29-Feb-2023 12:00:00 +0000", FALSE, 0 },
+		{ "30-Feb-2024 12:00:00 +0000", FALSE, 0 },
+		{ "31-Apr-2024 12:00:00 +0000", FALSE, 0 },
+		{ "32-Jan-2024 12:00:00 +0000", FALSE, 0 },
+		{ "00-Jan-2024 12:00:00 +0000", FALSE, 0 },
+		{ "10-Foo-2024 12:00:00 +0000", FALSE, 0 },
+		{ "10-Janx-2024 12:00:00 +0000", FALSE, 0 },
+		{ "10-Jan-1899 12:00:00 +0000", FALSE, 0 },
+		{ "10-Jan-20245 12:00:00 +0000", FALSE, 0 },
+		{ "10-Jan-2024 24:00:00 +0000", FALSE, 0 },
+		{ "10-Jan-2024 12:60:00 +0000", FALSE, 0 },
+		{ "10-Jan-2024 12:00:61 +0000", FALSE, 0 },
+		{ "10-Jan-2024 12:00:00 +2400", FALSE, 0 },
+		{ "10-Jan-2024 12:00:00 +0060", FALSE, 0 },
+		{ "10-Jan-2024 12:00:00 0000", FALSE, 0 },
+		{ "10-Jan-2024 12:00:00", FALSE, 0 },
+		{ "10-Jan-2024", FALSE, 0 },
+		{ "10-Jan-", FALSE, 0 },
+		{ "10-Ja", FALSE, 0 },
+		{ "", FALSE, 0 },
+		{ "10-Jan-2024 12:00:00 +0000                    long", FALSE, 0 },
+	};
+
+	for (size_t i = 0; i < G_N_ELEMENTS(v); i++) {
+		gint64 t = 42;
+		gboolean ok = imap_parse_internaldate(v[i].text, &t);
+
+		if (ok != v[i].ok || (ok && t != v[i].t))
+			g_error("'%s': got %d %" G_GINT64_FORMAT ", want %d %" G_GINT64_FORMAT,
+				v[i].text, ok, t, v[i].ok, v[i].t);
+	}
+	g_assert_false(imap_parse_internaldate(NULL, NULL));
+
+	/* Every 13th day from 1900 to 2100 against GDateTime's arithmetic. */
+	static const char *const mon[] = { "Jan", "Feb", "Mar", "Apr", "May", "Jun",
+					   "Jul", "Aug", "Sep", "Oct", "Nov", "Dec" };
+	g_autoptr(GDateTime) day = g_date_time_new_utc(1900, 1, 1, 13, 7, 9);
+
+	while (g_date_time_get_year(day) < 2100) {
+		g_autofree char *text = g_strdup_printf(
+		    "%02d-%s-%04d 13:07:09 -0130", g_date_time_get_day_of_month(day),
+		    mon[g_date_time_get_month(day) - 1], g_date_time_get_year(day));
+		gint64 t = 0;
+		GDateTime *next;
+
+		g_assert_true(imap_parse_internaldate(text, &t));
+		g_assert_cmpint(t, ==, g_date_time_to_unix(day) + 5400);
+		next = g_date_time_add_days(day, 13);
+		g_date_time_unref(day);
+		day = next;
+	}
+}
+
 int main(int argc, char **argv)
 {
 	g_test_init(&argc, &argv, NULL);
@@ -851,5 +925,6 @@ int main(int argc, char **argv)
 	g_test_add_func("/imap_parse/need_more", test_need_more);
 	g_test_add_func("/imap_parse/no_callbacks", test_no_callbacks);
 	g_test_add_func("/imap_parse/value_helpers", test_value_helpers);
+	g_test_add_func("/imap_parse/internaldate", test_internaldate);
 	return g_test_run();
 }

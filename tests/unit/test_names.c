@@ -39,6 +39,7 @@ static const struct {
 	{ 4711, "v1.2.3-rc_4", "4711-v1.2.3-rc_4.eml" },
 	{ 4711, ".hidden", "4711-.hidden.eml" },
 	{ 4711, "a\x01" "b\x7f" "c", "4711-abc.eml" },
+	{ 4711, "a\vb\fc\x1f" "d", "4711-ab_cd.eml" },
 	/* RFC 2047 */
 	{ 4711, "=?UTF-8?B?R3LDvMOfZQ==?=", "4711-Gr\xc3\xbc\xc3\x9f" "e.eml" },
 	{ 4711, "=?UTF-8?Q?Gr=C3=BC=C3=9Fe_aus_K=C3=B6ln?=",
@@ -112,6 +113,32 @@ static void test_subject_vectors(void)
 		g_assert_null(strchr(name, '/'));
 		g_assert_true(names_parse_uid(name, &uid));
 		g_assert_cmpuint(uid, ==, subject_vectors[i].uid);
+	}
+}
+
+/* Every ASCII byte is classed as GLib's Unicode tables class it (names.c
+   answers ASCII without them), alone and next to an encoded word, which
+   takes the decoding path. */
+static void test_ascii_follows_unicode_classes(void)
+{
+	for (int c = 1; c < 0x80; c++) {
+		char plain[] = { 'x', (char)c, 'y', '\0' };
+		g_autofree char *decoded = g_strdup_printf("=?UTF-8?Q?x?=%cy", c);
+		g_autofree char *slug = names_subject_slug(plain);
+		g_autofree char *slug2 = names_subject_slug(decoded);
+		char want[4] = "x";
+
+		if (g_unichar_isspace((gunichar)c))
+			strcat(want, "_");
+		else if (g_unichar_isalpha((gunichar)c) || g_unichar_isdigit((gunichar)c) ||
+			 strchr(".-_+,@=", c))
+			want[1] = (char)c;
+		strcat(want, "y");
+		if (strcmp(slug, want) != 0)
+			g_error("byte 0x%02x: got '%s', want '%s'", c, slug, want);
+		if (c != '=' && c != '?' && strcmp(slug2, want) != 0)
+			g_error("byte 0x%02x after an encoded word: got '%s', want '%s'", c,
+				slug2, want);
 	}
 }
 
@@ -361,6 +388,7 @@ int main(int argc, char **argv)
 {
 	g_test_init(&argc, &argv, NULL);
 	g_test_add_func("/names/subject-vectors", test_subject_vectors);
+	g_test_add_func("/names/ascii-classes", test_ascii_follows_unicode_classes);
 	g_test_add_func("/names/message-name", test_message_name);
 	g_test_add_func("/names/parse-uid", test_parse_uid);
 	g_test_add_func("/names/escape-vectors", test_escape_vectors);
