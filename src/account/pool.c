@@ -8,6 +8,11 @@
 #define BACKOFF_MAX_S 60
 /* How long a pool shrunk by a connection limit stays at its size. */
 #define REGROW_S 60
+/* A login faster than this (a near server) is made when first needed: the
+   handshakes of a warm-up would compete for the CPU with the first
+   requests, which on a near server gain little from connections made
+   ahead. */
+#define WARM_WORTH_US (50 * 1000)
 
 struct entry {
 	struct imap_session *s;
@@ -30,6 +35,7 @@ struct pool {
 	   the process ends would leave OpenSSL's per-thread state behind. */
 	GPtrArray *warmers;
 	gboolean priming;  /* pool_prime at startup: its caller reports failures */
+	gint64 prime_us;   /* how long pool_prime's login took; 0: none made */
 	guint max;
 	guint eff_max;	  /* max, or less after a connection limit was met */
 	gint64 regrow_at; /* when eff_max may grow by one again (monotonic µs) */
@@ -268,6 +274,7 @@ struct imap_session *pool_get(struct pool *p, const char *mailbox, GError **err)
 gboolean pool_prime(struct pool *p, GError **err)
 {
 	struct imap_session *s;
+	gint64 start;
 
 	g_mutex_lock(&p->lock);
 	if (live_count(p) > 0) {
@@ -276,9 +283,12 @@ gboolean pool_prime(struct pool *p, GError **err)
 	}
 	p->priming = TRUE;
 	g_mutex_unlock(&p->lock);
+	start = g_get_monotonic_time();
 	s = pool_get(p, NULL, err);
 	g_mutex_lock(&p->lock);
 	p->priming = FALSE;
+	if (s)
+		p->prime_us = g_get_monotonic_time() - start;
 	g_mutex_unlock(&p->lock);
 	if (!s)
 		return FALSE;
@@ -310,6 +320,13 @@ static gpointer warm_thread(gpointer data)
 void pool_warm(struct pool *p)
 {
 	g_mutex_lock(&p->lock);
+	if (p->prime_us && p->prime_us < WARM_WORTH_US) {
+		mfs_log_debug(MFS_LOG_IMAP, "login took %" G_GINT64_FORMAT " ms: "
+			      "further connections are made when needed",
+			      p->prime_us / 1000);
+		g_mutex_unlock(&p->lock);
+		return;
+	}
 	while (!p->shutdown && p->failures == 0 && live_count(p) + p->connecting < p->eff_max) {
 		GThread *t;
 
