@@ -31,6 +31,13 @@
 #define FLAGS_XATTR "user.imap.flags"
 /* A listing that keeps changing is written to disk at most this often. */
 #define INDEX_SAVE_INTERVAL_US (10 * G_USEC_PER_SEC)
+/* A walk (rsync, find, ls -R) reads folder after folder, each listing a
+   round trip it waits for: when a folder is read within WALK_WINDOW_US of
+   another, the next LIST_AHEAD folders of the walk are listed meanwhile,
+   by LISTERS threads. */
+#define WALK_WINDOW_US (2 * G_USEC_PER_SEC)
+#define LIST_AHEAD 6
+#define LISTERS 2
 
 struct folder_state {
 	GMutex lock; /* one listing fetch of this folder at a time */
@@ -42,6 +49,7 @@ struct folder_state {
 	gboolean index_tried; /* the saved listing was looked for */
 	gboolean index_dirty; /* the tree holds more than the saved listing */
 	gboolean save_queued; /* with the saver thread */
+	gboolean ahead_queued; /* with the listers (under fs->lock) */
 	gint64 index_saved_at;
 	/* Reading pattern, under fs->lock: opens one after another are prefetched. */
 	gint64 last_open;
@@ -70,6 +78,7 @@ struct mfs_imap_fs {
 	struct watch *watch;
 	struct prefetch *prefetch;
 	GThreadPool *saver; /* one thread writing listings to disk */
+	GThreadPool *lister; /* listings ahead of a walk */
 	uid_t uid;
 	gid_t gid;
 
@@ -83,6 +92,8 @@ struct mfs_imap_fs {
 	char *trash_wire;    /* the Trash mailbox, or NULL when there is none */
 	GMutex list_lock;    /* one LIST at a time */
 	gint64 list_fetched_at;
+	gint64 dir_read_at; /* the last readdir from the start, under lock */
+	guint64 dir_read_ino;
 
 	guint64 messages_fetched;
 	guint64 bytes_fetched;
@@ -256,6 +267,7 @@ static void headers_free(gpointer p)
 }
 
 static void save_job(gpointer data, gpointer user_data);
+static void list_job(gpointer data, gpointer user_data);
 
 struct mfs_imap_fs *mfs_imap_fs_new(const struct mfs_options *opts, struct pool *pool,
 				    struct mcache *cache, struct tree *tree)
@@ -277,6 +289,7 @@ struct mfs_imap_fs *mfs_imap_fs_new(const struct mfs_options *opts, struct pool 
 	fs->opens = g_hash_table_new(g_direct_hash, g_direct_equal);
 	/* Unstarted jobs are dropped at detach: save_dirty_listings does them. */
 	fs->saver = g_thread_pool_new_full(save_job, fs, g_free, 1, FALSE, NULL);
+	fs->lister = g_thread_pool_new_full(list_job, fs, g_free, LISTERS, FALSE, NULL);
 	return fs;
 }
 
@@ -288,6 +301,8 @@ void mfs_imap_fs_free(struct mfs_imap_fs *fs)
 		return;
 	if (fs->saver)
 		g_thread_pool_free(fs->saver, TRUE, TRUE);
+	if (fs->lister)
+		g_thread_pool_free(fs->lister, TRUE, TRUE);
 	g_hash_table_destroy(fs->folders);
 	g_hash_table_destroy(fs->headers);
 	g_hash_table_destroy(fs->staged);
@@ -395,6 +410,11 @@ void mfs_imap_fs_detach(struct mfs_imap_fs *fs)
 	g_clear_pointer(&fs->watch, watch_stop);
 	g_clear_pointer(&fs->prefetch, prefetch_stop);
 	g_clear_pointer(&fs->notify, notify_stop);
+	if (fs->lister) {
+		/* A listing ahead waiting on the server ends at once. */
+		pool_shutdown(fs->pool);
+		g_thread_pool_free(g_steal_pointer(&fs->lister), TRUE, TRUE);
+	}
 	if (fs->saver)
 		g_thread_pool_free(g_steal_pointer(&fs->saver), TRUE, TRUE);
 	save_dirty_listings(fs);
@@ -867,6 +887,52 @@ static int refresh_dir(struct mfs_imap_fs *fs, guint64 ino, fuse_req_t req)
 	return refresh_folder(fs, ino, FALSE, req);
 }
 
+static void list_job(gpointer data, gpointer user_data)
+{
+	struct mfs_imap_fs *fs = user_data;
+	guint64 ino = *(guint64 *)data;
+	struct folder_state *f = folder_state(fs, ino);
+
+	g_free(data);
+	g_mutex_lock(&fs->lock);
+	f->ahead_queued = FALSE;
+	g_mutex_unlock(&fs->lock);
+	/* Not forced: a folder listed meanwhile (by the walk itself) is fresh. */
+	(void)refresh_folder(fs, ino, FALSE, NULL);
+}
+
+/* A readdir of ino from its start: when it follows another folder's within
+   WALK_WINDOW_US, the folders the walk comes to next are listed ahead. */
+static void list_ahead(struct mfs_imap_fs *fs, guint64 ino)
+{
+	g_autoptr(GArray) next = NULL;
+	gint64 now = now_us();
+	gboolean walking;
+
+	g_mutex_lock(&fs->lock);
+	walking = fs->dir_read_at && fs->dir_read_ino != ino &&
+		  now - fs->dir_read_at < WALK_WINDOW_US;
+	fs->dir_read_at = now;
+	fs->dir_read_ino = ino;
+	g_mutex_unlock(&fs->lock);
+	if (!walking || !fs->lister)
+		return;
+	next = g_array_new(FALSE, FALSE, sizeof(guint64));
+	tree_folders_after(fs->tree, ino, LIST_AHEAD, next);
+	for (guint i = 0; i < next->len; i++) {
+		guint64 n = g_array_index(next, guint64, i);
+		struct folder_state *f = folder_state(fs, n);
+		gboolean queue;
+
+		g_mutex_lock(&fs->lock);
+		queue = !f->ahead_queued;
+		f->ahead_queued = TRUE;
+		g_mutex_unlock(&fs->lock);
+		if (queue)
+			g_thread_pool_push(fs->lister, g_memdup2(&n, sizeof(n)), NULL);
+	}
+}
+
 /* -- lookup, getattr, readdir ----------------------------------------------- */
 
 /* Answer a lookup (or mkdir) with a node the tree counted one reference for;
@@ -1042,6 +1108,7 @@ static void do_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, g
 		g_mutex_lock(&fs->lock);
 		fst->readdir_at = now_us();
 		g_mutex_unlock(&fs->lock);
+		list_ahead(fs, ino);
 		rc = refresh_dir(fs, ino, req);
 		if (rc == -EINTR || (rc < 0 && rc != -EIO)) {
 			fuse_reply_err(req, -rc);

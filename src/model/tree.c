@@ -515,6 +515,49 @@ void tree_apply_list(struct tree *t, GPtrArray *mailboxes, GArray *removed)
 	g_mutex_unlock(&t->lock);
 }
 
+static gint cmp_folder_name(gconstpointer a, gconstpointer b)
+{
+	const struct folder *x = *(struct folder *const *)a;
+	const struct folder *y = *(struct folder *const *)b;
+
+	return strcmp(x->name, y->name);
+}
+
+/* Locked. f's subfolders, depth first in name order, after f itself. */
+static void walk_order(const struct folder *f, GPtrArray *order)
+{
+	g_autoptr(GPtrArray) kids = g_ptr_array_sized_new(f->children->len);
+
+	for (guint i = 0; i < f->children->len; i++)
+		g_ptr_array_add(kids, f->children->pdata[i]);
+	g_ptr_array_sort(kids, cmp_folder_name);
+	for (guint i = 0; i < kids->len; i++) {
+		g_ptr_array_add(order, kids->pdata[i]);
+		walk_order(kids->pdata[i], order);
+	}
+}
+
+void tree_folders_after(struct tree *t, guint64 from, guint max, GArray *out)
+{
+	g_autoptr(GPtrArray) order = g_ptr_array_new();
+	guint i = 0;
+
+	g_mutex_lock(&t->lock);
+	g_ptr_array_add(order, t->root);
+	walk_order(t->root, order);
+	while (i < order->len && ((struct folder *)order->pdata[i])->ino != from)
+		i++;
+	for (i++; i < order->len && max > 0; i++) {
+		const struct folder *f = order->pdata[i];
+
+		if (folder_selectable(f)) {
+			g_array_append_val(out, f->ino);
+			max--;
+		}
+	}
+	g_mutex_unlock(&t->lock);
+}
+
 guint64 tree_find_folder(struct tree *t, const char *wire)
 {
 	GHashTableIter it;

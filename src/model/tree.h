@@ -284,4 +284,11 @@ char *tree_folder_key(struct tree *t, guint64 ino);
 /* The inode number of the folder listed with this wire name, or 0. */
 guint64 tree_find_folder(struct tree *t, const char *wire);
 
+/*
+ * The selectable folders a depth-first walk in name order (as rsync, find
+ * and ls -R go) comes to after folder `from`, at most max, appended to out
+ * (guint64 inode numbers). Nothing when from is not a folder.
+ */
+void tree_folders_after(struct tree *t, guint64 from, guint max, GArray *out);
+
 #endif

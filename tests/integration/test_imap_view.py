@@ -478,6 +478,38 @@ def test_one_file_picked_after_ls_is_not_prefetched(mount):
     assert int(status(m.mountpoint)["prefetched_messages"]) == 0
     assert int(status(m.mountpoint)["messages_fetched"]) == 1
 
+def wait_counter(mnt, name, at_least, timeout=30):
+    deadline = time.monotonic() + timeout
+    while counter(mnt, name) < at_least:
+        assert time.monotonic() < deadline, f"{name} stayed at {counter(mnt, name)}"
+        time.sleep(0.1)
+
+
+def test_a_walk_lists_the_next_folders_ahead(mount, dovecot):
+    """rsync, find and ls -R read folder after folder, each listing a round
+    trip: a folder read right after another (within 2 s) has the next six
+    folders of the walk (depth first, name order) listed in the background.
+    One folder read on its own lists nothing more."""
+    m = mount(options={"idle": "no"})
+    mp = m.mountpoint
+    os.listdir(os.path.join(mp, "Archive"))
+    time.sleep(2.5)
+    os.listdir(os.path.join(mp, "Archive", "2024"))
+    time.sleep(2.5)
+    assert counter(mp, "listings_full") == 2
+    # A walk: Project X right after Lists/debian. Ahead of it: PyEmail,
+    # Sent, Trash, Отправленные (the end of the walk).
+    os.listdir(os.path.join(mp, "Lists", "debian"))
+    os.listdir(os.path.join(mp, "Project X"))
+    wait_counter(mp, "listings_full", 4 + 4)
+    sent = counter(mp, "commands_sent")
+    for folder in ("PyEmail", "Sent", "Trash", "Отправленные"):
+        assert sorted(files_by_uid(os.path.join(mp, folder))) == \
+            sorted(server_messages(dovecot, folder)), folder
+    # Listed already and fresh: the walk itself sent nothing for them.
+    assert counter(mp, "commands_sent") == sent
+    assert counter(mp, "listings_full") == 8
+
 
 def test_prefetch_off(mount):
     m = mount(options={"prefetch": 0})

@@ -911,6 +911,46 @@ static void *race_reader(void *p)
 }
 
 /* Listings replaced while another thread reads: run under ASan / valgrind. */
+/* The folders a walk comes to next: depth first, in name order, selectable. */
+static void test_folders_after(void)
+{
+	struct tree *t = tree_new(NULL);
+	g_autoptr(GArray) got = g_array_new(FALSE, FALSE, sizeof(guint64));
+	static const char *const after_2024[] = { "Archive/2024/Q1", "Empty", "Entwürfe",
+						   "INBOX" };
+	static const char *const after_drafts[] = { "INBOX", "Lists/debian", "Project X" };
+
+	apply(t, corpus, NULL);
+	tree_folders_after(t, path_ino(t, "Archive/2024"), 4, got);
+	g_assert_cmpuint(got->len, ==, G_N_ELEMENTS(after_2024));
+	for (guint i = 0; i < got->len; i++)
+		g_assert_cmpuint(g_array_index(got, guint64, i), ==, path_ino(t, after_2024[i]));
+
+	/* "Lists" cannot be selected: its child comes, it does not. */
+	g_array_set_size(got, 0);
+	tree_folders_after(t, path_ino(t, "Entwürfe"), 3, got);
+	g_assert_cmpuint(got->len, ==, G_N_ELEMENTS(after_drafts));
+	for (guint i = 0; i < got->len; i++)
+		g_assert_cmpuint(g_array_index(got, guint64, i), ==, path_ino(t, after_drafts[i]));
+
+	/* The walk's end (the Cyrillic name sorts last), no room, no folder. */
+	g_array_set_size(got, 0);
+	tree_folders_after(t, path_ino(t, "Trash"), 10, got);
+	g_assert_cmpuint(got->len, ==, 1);
+	g_assert_cmpuint(g_array_index(got, guint64, 0), ==,
+			 tree_find_folder(t, "&BB4EQgQ,BEAEMAQyBDsENQQ9BD0ESwQ1-"));
+	g_array_set_size(got, 0);
+	tree_folders_after(t, tree_find_folder(t, "&BB4EQgQ,BEAEMAQyBDsENQQ9BD0ESwQ1-"), 10, got);
+	tree_folders_after(t, path_ino(t, "INBOX"), 0, got);
+	tree_folders_after(t, 987654321, 10, got);
+	g_assert_cmpuint(got->len, ==, 0);
+
+	/* From the root: the whole walk. */
+	tree_folders_after(t, TREE_ROOT_INO, 100, got);
+	g_assert_cmpuint(got->len, ==, 11);
+	tree_free(t);
+}
+
 static void test_threads(void)
 {
 	struct race r = { tree_new(NULL), 0, 0 };
@@ -952,6 +992,7 @@ int main(int argc, char **argv)
 	g_test_add_func("/tree/message-remove-and-keys", test_message_remove_and_keys);
 	g_test_add_func("/tree/readdir-offsets", test_readdir_offsets);
 	g_test_add_func("/tree/resurrect", test_resurrect);
+	g_test_add_func("/tree/folders-after", test_folders_after);
 	g_test_add_func("/tree/threads", test_threads);
 	g_test_add_func("/tree/large", test_large);
 	return g_test_run();
