@@ -13,11 +13,16 @@
 #define UIDS_PER_COMMAND 16
 #define BYTES_PER_COMMAND ((guint64)1024 * 1024)
 
-struct job {
+/* One mailbox's part of a job. */
+struct seg {
 	char *mailbox;
 	guint32 uidvalidity;
 	char *cache_key; /* mcache_folder_key() */
 	GArray *items;   /* struct prefetch_item */
+};
+
+struct job {
+	GPtrArray *segs; /* struct seg *, fetched in order */
 };
 
 struct prefetch {
@@ -36,7 +41,7 @@ struct prefetch {
 /* The body being received; it is stored once its response names the UID. */
 struct sink {
 	struct prefetch *p;
-	const struct job *job;
+	const struct seg *seg; /* the mailbox selected for the fetches in flight */
 	GHashTable *wanted; /* UIDs asked for on this connection */
 	gboolean discard;   /* the mailbox is not the one asked for: keep nothing */
 	GByteArray *buf;
@@ -44,13 +49,23 @@ struct sink {
 	gboolean too_big;
 };
 
+static void seg_free(gpointer data)
+{
+	struct seg *g = data;
+
+	if (!g)
+		return; /* moved to another job */
+	g_free(g->mailbox);
+	g_free(g->cache_key);
+	g_array_unref(g->items);
+	g_free(g);
+}
+
 static void job_free(struct job *j)
 {
 	if (!j)
 		return;
-	g_free(j->mailbox);
-	g_free(j->cache_key);
-	g_array_unref(j->items);
+	g_ptr_array_unref(j->segs);
 	g_free(j);
 }
 
@@ -88,7 +103,7 @@ static void on_fetch(void *ud, const struct imap_response *r)
 		return;
 	}
 	k->active = FALSE;
-	struct mcache_entry *e = mcache_get(k->p->cache, k->job->mailbox, k->job->uidvalidity, uid);
+	struct mcache_entry *e = mcache_get(k->p->cache, k->seg->mailbox, k->seg->uidvalidity, uid);
 	guint64 have;
 
 	/* A reader may have finished it meanwhile; a failed write is no error. */
@@ -103,9 +118,9 @@ static void on_fetch(void *ud, const struct imap_response *r)
 	mcache_entry_unref(e);
 }
 
-static gboolean cached(struct prefetch *p, const struct job *j, guint32 uid)
+static gboolean cached(struct prefetch *p, const struct seg *g, guint32 uid)
 {
-	return mcache_peek_complete(p->cache, j->cache_key, uid);
+	return mcache_peek_complete(p->cache, g->cache_key, uid);
 }
 
 /* The UIDs of queue[*next...] that go in one command, as "u1,u2,...". */
@@ -128,8 +143,20 @@ static char *next_command(const GArray *queue, guint *next)
 	return g_string_free(set, FALSE);
 }
 
+/* Whether segment g holds a message neither cached nor too big to prefetch. */
+static gboolean seg_has_work(struct prefetch *p, const struct seg *g)
+{
+	for (guint n = 0; n < g->items->len; n++) {
+		const struct prefetch_item *it = &g_array_index(g->items, struct prefetch_item, n);
+
+		if (it->size <= PREFETCH_MAX_BODY && !cached(p, g, it->uid))
+			return TRUE;
+	}
+	return FALSE;
+}
+
 /* Queue what items holds that is neither asked for nor cached yet. */
-static void enqueue(struct prefetch *p, const struct job *j, const GArray *items, GArray *queue,
+static void enqueue(struct prefetch *p, const struct seg *g, const GArray *items, GArray *queue,
 		    GHashTable *wanted)
 {
 	for (guint i = 0; i < items->len; i++) {
@@ -137,7 +164,7 @@ static void enqueue(struct prefetch *p, const struct job *j, const GArray *items
 
 		if (it->size > PREFETCH_MAX_BODY ||
 		    g_hash_table_contains(wanted, GUINT_TO_POINTER(it->uid)) ||
-		    cached(p, j, it->uid))
+		    cached(p, g, it->uid))
 			continue;
 		g_hash_table_add(wanted, GUINT_TO_POINTER(it->uid));
 		g_array_append_val(queue, *it);
@@ -145,44 +172,67 @@ static void enqueue(struct prefetch *p, const struct job *j, const GArray *items
 }
 
 /*
- * A newer request while this job runs: one for the same mailbox (the reader
- * went on in the same folder) joins the queue, so the pipeline never drains;
- * FALSE for another mailbox (or a stop): send no more.
+ * A newer request while segment `at` of job j runs. When it holds the same
+ * mailbox at some segment q and has nothing to fetch before q (the reader
+ * went on in the same folder, or, for the folders ahead, the walk asks for
+ * the same ones again), it joins: that segment's items go into the queue,
+ * its later segments replace j's, and the pipeline never drains. Else (or
+ * on a stop) FALSE: send no more.
  */
-static gboolean take_newer(struct prefetch *p, const struct job *j, GArray *queue,
+static gboolean take_newer(struct prefetch *p, struct job *j, guint at, GArray *queue,
 			   GHashTable *wanted)
 {
-	struct job *n = NULL;
-	gboolean go_on = TRUE;
+	const struct seg *g = j->segs->pdata[at];
+	struct job *n;
+	guint q;
 
 	g_mutex_lock(&p->lock);
 	if (p->stopping) {
-		go_on = FALSE;
-	} else if (p->next && strcmp(p->next->mailbox, j->mailbox) == 0 &&
-		   p->next->uidvalidity == j->uidvalidity) {
-		n = p->next;
-		p->next = NULL;
-	} else if (p->next) {
-		go_on = FALSE;
+		g_mutex_unlock(&p->lock);
+		return FALSE;
 	}
+	n = g_steal_pointer(&p->next);
 	g_mutex_unlock(&p->lock);
-	if (n) {
-		enqueue(p, j, n->items, queue, wanted);
-		job_free(n);
+	if (!n)
+		return TRUE;
+	for (q = 0; q < n->segs->len; q++) {
+		const struct seg *h = n->segs->pdata[q];
+
+		if (strcmp(h->mailbox, g->mailbox) == 0 && h->uidvalidity == g->uidvalidity)
+			break;
+		if (seg_has_work(p, h)) {
+			q = n->segs->len; /* something to fetch before it: no join */
+			break;
+		}
 	}
-	return go_on;
+	if (q == n->segs->len) {
+		/* Put it back for the loop to start, unless a newer one came. */
+		g_mutex_lock(&p->lock);
+		if (!p->next)
+			p->next = g_steal_pointer(&n);
+		g_mutex_unlock(&p->lock);
+		job_free(n);
+		return FALSE;
+	}
+	enqueue(p, g, ((struct seg *)n->segs->pdata[q])->items, queue, wanted);
+	g_ptr_array_remove_range(j->segs, at + 1, j->segs->len - (at + 1));
+	for (guint i = q + 1; i < n->segs->len; i++)
+		g_ptr_array_add(j->segs, g_steal_pointer(&n->segs->pdata[i]));
+	job_free(n);
+	return TRUE;
 }
 
 /* Fetch the queue with up to PIPELINE commands in flight, sending one as
-   each completes. */
-static void fetch_window(struct prefetch *p, struct imap_session *s, const struct job *j,
-			 GArray *queue, GHashTable *wanted, const struct imap_handler *h,
-			 guint select_id, GError **err)
+   each completes. FALSE: a stop, or a newer request elsewhere. */
+static gboolean fetch_window(struct prefetch *p, struct imap_session *s, struct job *j, guint at,
+			     GArray *queue, GHashTable *wanted, const struct imap_handler *h,
+			     guint select_id, GError **err)
 {
 	struct sink *k = h->ud;
+	const struct seg *g = j->segs->pdata[at];
 	guint ids[PIPELINE];
 	guint head = 0, count = 0, next = 0;
-	gboolean go_on = TRUE;
+	gboolean go_on = TRUE, newer_ok = TRUE;
 
 	for (;;) {
 		while (go_on && next < queue->len && count < PIPELINE && imap_session_alive(s)) {
@@ -195,8 +245,8 @@ static void fetch_window(struct prefetch *p, struct imap_session *s, const struc
 			/* The EXAMINE the fetches were pipelined behind: its answer
 			   comes before theirs. Another UIDVALIDITY means other
 			   messages under these UIDs: nothing of them is kept. */
-			if (imap_select_finish(s, select_id, j->mailbox, TRUE, h, NULL, err) < 0 ||
-			    imap_session_select_info(s)->uidvalidity != j->uidvalidity) {
+			if (imap_select_finish(s, select_id, g->mailbox, TRUE, h, NULL, err) < 0 ||
+			    imap_session_select_info(s)->uidvalidity != g->uidvalidity) {
 				k->discard = TRUE;
 				go_on = FALSE;
 			}
@@ -207,25 +257,59 @@ static void fetch_window(struct prefetch *p, struct imap_session *s, const struc
 		imap_wait(s, ids[head], h, NULL, NULL);
 		head = (head + 1) % PIPELINE;
 		count--;
-		if (go_on)
-			go_on = take_newer(p, j, queue, wanted);
+		if (go_on && !take_newer(p, j, at, queue, wanted))
+			go_on = newer_ok = FALSE;
 	}
+	return newer_ok && imap_session_alive(s);
+}
+
+/* Segment `at` of j on s: what of it is not cached yet. FALSE: stop the job. */
+static gboolean run_seg(struct prefetch *p, struct imap_session *s, struct job *j, guint at,
+			struct sink *k, const struct imap_handler *h, GError **err)
+{
+	g_autoptr(GArray) queue = g_array_new(FALSE, FALSE, sizeof(struct prefetch_item));
+	g_autoptr(GHashTable) wanted = g_hash_table_new(g_direct_hash, g_direct_equal);
+	const struct seg *g = j->segs->pdata[at];
+	guint id = 0;
+
+	enqueue(p, g, g->items, queue, wanted);
+	if (queue->len == 0)
+		return TRUE;
+	k->seg = g;
+	k->wanted = wanted;
+	k->discard = FALSE;
+	if (g_strcmp0(imap_session_selected(s), g->mailbox) != 0 ||
+	    imap_session_select_info(s)->uidvalidity != g->uidvalidity) {
+		/* EXAMINE and the first fetches in one round trip. */
+		id = imap_select_send(s, g->mailbox, TRUE, NULL, err);
+		if (!id)
+			return FALSE;
+	}
+	return fetch_window(p, s, j, at, queue, wanted, h, id, err);
+}
+
+/* Whether any segment holds a message to fetch: else no connection is borrowed. */
+static gboolean has_work(struct prefetch *p, const struct job *j)
+{
+	for (guint i = 0; i < j->segs->len; i++) {
+		if (seg_has_work(p, j->segs->pdata[i]))
+			return TRUE;
+	}
+	return FALSE;
 }
 
 static void run_job(struct prefetch *p, struct job *j)
 {
-	g_autoptr(GArray) queue = g_array_new(FALSE, FALSE, sizeof(struct prefetch_item));
-	g_autoptr(GHashTable) wanted = g_hash_table_new(g_direct_hash, g_direct_equal);
-	struct sink k = { .p = p, .job = j, .wanted = wanted, .buf = g_byte_array_new() };
+	struct sink k = { .p = p, .buf = g_byte_array_new() };
 	struct imap_handler h = { .untagged = on_fetch, .literal_begin = on_literal,
 				  .literal_chunk = on_chunk, .ud = &k };
+	const struct seg *first = j->segs->pdata[0];
 	struct imap_session *s;
 	GError *err = NULL;
 
-	enqueue(p, j, j->items, queue, wanted);
-	if (queue->len == 0)
+	if (!has_work(p, j))
 		goto out;
-	s = pool_get(p->pool, j->mailbox, &err);
+	s = pool_get(p->pool, first->mailbox, &err);
 	if (!s)
 		goto out;
 	g_mutex_lock(&p->lock);
@@ -233,15 +317,20 @@ static void run_job(struct prefetch *p, struct job *j)
 	if (p->stopping)
 		pool_abort_session(p->pool, s);
 	g_mutex_unlock(&p->lock);
-	if (g_strcmp0(imap_session_selected(s), j->mailbox) == 0 &&
-	    imap_session_select_info(s)->uidvalidity == j->uidvalidity) {
-		fetch_window(p, s, j, queue, wanted, &h, 0, &err);
-	} else {
-		/* EXAMINE and the first fetches in one round trip. */
-		guint id = imap_select_send(s, j->mailbox, TRUE, NULL, &err);
+	/* j->segs may change while a segment runs (take_newer): its length is
+	   read again each time. */
+	for (guint at = 0; at < j->segs->len; at++) {
+		gboolean go_on = run_seg(p, s, j, at, &k, &h, &err);
 
-		if (id)
-			fetch_window(p, s, j, queue, wanted, &h, id, &err);
+		k.wanted = NULL;
+		if (err) {
+			/* A folder that cannot be selected: the next may be. */
+			mfs_log_debug(MFS_LOG_CACHE, "prefetch in %s: %s", k.seg->mailbox,
+				      err->message);
+			g_clear_error(&err);
+		}
+		if (!go_on)
+			break;
 	}
 	g_mutex_lock(&p->lock);
 	p->busy = NULL;
@@ -249,7 +338,7 @@ static void run_job(struct prefetch *p, struct job *j)
 	pool_put(p->pool, s);
 out:
 	if (err)
-		mfs_log_debug(MFS_LOG_CACHE, "prefetch in %s stopped: %s", j->mailbox,
+		mfs_log_debug(MFS_LOG_CACHE, "prefetch in %s stopped: %s", first->mailbox,
 			      err->message);
 	g_clear_error(&err);
 	g_byte_array_unref(k.buf);
@@ -306,19 +395,28 @@ void prefetch_stop(struct prefetch *p)
 	g_free(p);
 }
 
-void prefetch_request(struct prefetch *p, const char *mailbox, guint32 uidvalidity,
-		      const struct prefetch_item *items, guint n)
+void prefetch_request(struct prefetch *p, const struct prefetch_segment *segs, guint nsegs)
 {
 	struct job *j;
+	guint total = 0;
 
-	if (!p || n == 0)
+	for (guint i = 0; i < nsegs; i++)
+		total += segs[i].n;
+	/* Nothing to ask for: whatever is queued or running goes on. */
+	if (!p || total == 0)
 		return;
 	j = g_new0(struct job, 1);
-	j->mailbox = g_strdup(mailbox);
-	j->uidvalidity = uidvalidity;
-	j->cache_key = mcache_folder_key(mailbox, uidvalidity);
-	j->items = g_array_sized_new(FALSE, FALSE, sizeof(struct prefetch_item), n);
-	g_array_append_vals(j->items, items, n);
+	j->segs = g_ptr_array_new_with_free_func(seg_free);
+	for (guint i = 0; i < nsegs; i++) {
+		struct seg *g = g_new0(struct seg, 1);
+
+		g->mailbox = g_strdup(segs[i].mailbox);
+		g->uidvalidity = segs[i].uidvalidity;
+		g->cache_key = mcache_folder_key(segs[i].mailbox, segs[i].uidvalidity);
+		g->items = g_array_sized_new(FALSE, FALSE, sizeof(struct prefetch_item), segs[i].n);
+		g_array_append_vals(g->items, segs[i].items, segs[i].n);
+		g_ptr_array_add(j->segs, g);
+	}
 	g_mutex_lock(&p->lock);
 	job_free(p->next);
 	p->next = j;

@@ -33,9 +33,22 @@ struct prefetch_item {
 struct prefetch *prefetch_start(struct pool *pool, struct mcache *cache);
 void prefetch_stop(struct prefetch *p);
 
-/* Fetch these messages of mailbox (under uidvalidity) into the cache, in order. */
-void prefetch_request(struct prefetch *p, const char *mailbox, guint32 uidvalidity,
-		      const struct prefetch_item *items, guint n);
+/* Messages of one mailbox (under uidvalidity), in the order to fetch them. */
+struct prefetch_segment {
+	const char *mailbox;
+	guint32 uidvalidity;
+	const struct prefetch_item *items;
+	guint n;
+};
+
+/*
+ * Fetch these segments' messages into the cache, segment after segment: the
+ * first is the folder being read, the others the folders a walk comes to
+ * next. The request replaces one not started yet; a running one goes on
+ * when the new one begins with the mailbox it is fetching (its queue grows,
+ * its later segments become the new ones), else it stops.
+ */
+void prefetch_request(struct prefetch *p, const struct prefetch_segment *segs, guint nsegs);
 
 /* Bodies and bytes fetched ahead so far. */
 void prefetch_counters(struct prefetch *p, guint64 *messages, guint64 *bytes);

@@ -61,6 +61,7 @@ struct folder_state {
 	GArray *by_uid;  /* struct listed */
 	GPtrArray *by_name; /* struct listed *, into by_uid */
 	gint64 order_at;
+	guint32 order_uidvalidity;
 };
 
 struct listed {
@@ -77,6 +78,7 @@ struct mfs_imap_fs {
 	struct notify *notify;
 	struct watch *watch;
 	struct prefetch *prefetch;
+	struct prefetch *prefetch_next; /* the folders a tree walk comes to next */
 	GThreadPool *saver; /* one thread writing listings to disk */
 	GThreadPool *lister; /* listings ahead of a walk */
 	uid_t uid;
@@ -94,6 +96,7 @@ struct mfs_imap_fs {
 	gint64 list_fetched_at;
 	gint64 dir_read_at; /* the last readdir from the start, under lock */
 	guint64 dir_read_ino;
+	gint64 tree_walk_at; /* list_ahead last saw a walk, under lock */
 
 	guint64 messages_fetched;
 	guint64 bytes_fetched;
@@ -391,8 +394,10 @@ void mfs_imap_fs_attach(struct mfs_imap_fs *fs, struct fuse_session *se)
 	pool_warm(fs->pool);
 	/* Bodies fetched ahead are read with BODY.PEEK: no prefetch when
 	   reading is to set \Seen. */
-	if (fs->opts->prefetch > 0 && !fs->opts->mark_seen)
+	if (fs->opts->prefetch > 0 && !fs->opts->mark_seen) {
 		fs->prefetch = prefetch_start(fs->pool, fs->cache);
+		fs->prefetch_next = prefetch_start(fs->pool, fs->cache);
+	}
 	if (fs->opts->idle) {
 		/* Tests shorten the renewal; servers drop an IDLE after 10-30 min. */
 		const char *env = g_getenv("MAILFS_IDLE_RENEW");
@@ -409,6 +414,7 @@ void mfs_imap_fs_detach(struct mfs_imap_fs *fs)
 {
 	g_clear_pointer(&fs->watch, watch_stop);
 	g_clear_pointer(&fs->prefetch, prefetch_stop);
+	g_clear_pointer(&fs->prefetch_next, prefetch_stop);
 	g_clear_pointer(&fs->notify, notify_stop);
 	if (fs->lister) {
 		/* A listing ahead waiting on the server ends at once. */
@@ -912,6 +918,8 @@ static void list_ahead(struct mfs_imap_fs *fs, guint64 ino)
 	g_mutex_lock(&fs->lock);
 	walking = fs->dir_read_at && fs->dir_read_ino != ino &&
 		  now - fs->dir_read_at < WALK_WINDOW_US;
+	if (walking)
+		fs->tree_walk_at = now;
 	fs->dir_read_at = now;
 	fs->dir_read_ino = ino;
 	g_mutex_unlock(&fs->lock);
@@ -1172,11 +1180,23 @@ static void open_msg_free(struct open_msg *m)
 /* Opens whose next this many messages (and the farthest asked for) are
    cached ask for nothing. */
 #define NEXT_CACHED_ENOUGH 8
+/* In a tree walk (list_ahead saw one within TREE_WALK_RECENT_US), entering a
+   folder has the first messages of the next NEXT_FOLDERS folders fetched,
+   at most 1/NEXT_FOLDERS_SHARE of `prefetch` bytes. */
+#define TREE_WALK_RECENT_US (30 * G_USEC_PER_SEC)
+#define NEXT_FOLDERS 4
+#define NEXT_FOLDERS_SHARE 4
+
+/* A folder's messages as tree_readdir gives them, for the reading orders. */
+struct listing_copy_ctx {
+	GArray *listed; /* struct listed */
+	guint32 uidvalidity;
+};
 
 static gboolean collect_listed(void *ud, const char *name, const struct tree_entry *e,
 			       guint64 next_off)
 {
-	GArray *a = ud;
+	struct listing_copy_ctx *c = ud;
 	struct listed l;
 
 	(void)next_off;
@@ -1185,8 +1205,18 @@ static gboolean collect_listed(void *ud, const char *name, const struct tree_ent
 	l.uid = e->uid;
 	l.size = e->size;
 	l.name = g_strdup(name);
-	g_array_append_val(a, l);
+	g_array_append_val(c->listed, l);
+	c->uidvalidity = e->uidvalidity;
 	return TRUE;
+}
+
+/* Folder ino's messages, copied outside fs->lock (the tree has its own). */
+static void copy_listing_of(struct mfs_imap_fs *fs, guint64 ino, struct listing_copy_ctx *c)
+{
+	c->listed = g_array_new(FALSE, FALSE, sizeof(struct listed));
+	g_array_set_clear_func(c->listed, listed_clear);
+	c->uidvalidity = 0;
+	tree_readdir(fs->tree, ino, 0, FALSE, collect_listed, c);
 }
 
 static gint cmp_listed_name(gconstpointer a, gconstpointer b)
@@ -1195,8 +1225,10 @@ static gint cmp_listed_name(gconstpointer a, gconstpointer b)
 }
 
 /* Locked (fs->lock): the two orders of folder f's listing, built if stale. */
-static void build_orders(struct folder_state *f, GArray *fresh)
+static void build_orders(struct folder_state *f, struct listing_copy_ctx *c)
 {
+	GArray *fresh = c->listed;
+
 	if (f->by_name)
 		g_ptr_array_unref(f->by_name);
 	if (f->by_uid)
@@ -1207,6 +1239,7 @@ static void build_orders(struct folder_state *f, GArray *fresh)
 		g_ptr_array_add(f->by_name, &g_array_index(fresh, struct listed, i));
 	g_ptr_array_sort(f->by_name, cmp_listed_name);
 	f->order_at = f->fetched_at;
+	f->order_uidvalidity = c->uidvalidity;
 }
 
 /*
@@ -1234,17 +1267,137 @@ static gboolean next_ones_cached(struct mfs_imap_fs *fs, const char *wire, guint
 	return TRUE;
 }
 
+/* Locked (fs->lock): from position pu of f's UID order and pn of its name
+   order, the messages to fetch ahead, the two orders alternating (the reader
+   may be rsync or grep), each once, within *budget (what they take is taken
+   off it). */
+static void pick_ahead(const struct folder_state *f, guint pu, guint pn, guint64 *budget,
+		       GArray *items)
+{
+	g_autoptr(GHashTable) seen = g_hash_table_new(g_direct_hash, g_direct_equal);
+	guint n = f->by_uid->len;
+
+	while (items->len < AHEAD_MAX && *budget > 0 && (pu < n || pn < f->by_name->len)) {
+		for (int order = 0; order < 2; order++) {
+			const struct listed *l = NULL;
+
+			if (order == 0 && pn < f->by_name->len)
+				l = f->by_name->pdata[pn++];
+			else if (order == 1 && pu < n)
+				l = &g_array_index(f->by_uid, struct listed, pu++);
+			if (!l || g_hash_table_contains(seen, GUINT_TO_POINTER(l->uid)))
+				continue;
+			g_hash_table_add(seen, GUINT_TO_POINTER(l->uid));
+			if (l->size > PREFETCH_MAX_BODY)
+				continue;
+			struct prefetch_item it = { l->uid, l->size };
+
+			g_array_append_val(items, it);
+			*budget = *budget > l->size ? *budget - l->size : 0;
+		}
+	}
+}
+
+/* Locked (fs->lock): whether f's reading orders are older than its listing. */
+static gboolean orders_stale(const struct folder_state *f)
+{
+	return !f->by_uid || f->order_at != f->fetched_at;
+}
+
+/* One segment of a prefetch request, owned. */
+struct ahead {
+	char *wire;
+	guint32 uidvalidity;
+	GArray *items; /* struct prefetch_item */
+};
+
+static void ahead_free(gpointer p)
+{
+	struct ahead *a = p;
+
+	g_free(a->wire);
+	g_array_unref(a->items);
+	g_free(a);
+}
+
+/*
+ * A tree walk entered folder `folder`: the first messages of the folders it
+ * comes to next (listed already: list_ahead saw to it) are fetched
+ * meanwhile by a prefetcher of their own, within a quarter of `prefetch`, so
+ * the walk finds them cached instead of starting each folder with round
+ * trips; in parallel with the folder being read, which may be a long one.
+ */
+static void prefetch_next_folders(struct mfs_imap_fs *fs, guint64 folder)
+{
+	g_autoptr(GArray) after = g_array_new(FALSE, FALSE, sizeof(guint64));
+	g_autoptr(GPtrArray) ahead = g_ptr_array_new_with_free_func(ahead_free);
+	g_autofree struct prefetch_segment *segs = NULL;
+	guint64 budget = fs->opts->prefetch / NEXT_FOLDERS_SHARE;
+
+	if (!fs->prefetch_next)
+		return;
+	tree_folders_after(fs->tree, folder, NEXT_FOLDERS, after);
+	for (guint i = 0; i < after->len && budget > 0; i++) {
+		guint64 ino = g_array_index(after, guint64, i);
+		struct folder_state *g = folder_state(fs, ino);
+		struct tree_entry e = { 0 };
+		struct listing_copy_ctx c = { 0 };
+		struct ahead *a;
+		gboolean stale;
+
+		if (tree_get(fs->tree, ino, TREE_WANT_WIRE, &e) < 0 || !e.wire) {
+			tree_entry_clear(&e);
+			continue;
+		}
+		g_mutex_lock(&fs->lock);
+		stale = orders_stale(g);
+		g_mutex_unlock(&fs->lock);
+		if (stale)
+			copy_listing_of(fs, ino, &c);
+		a = g_new0(struct ahead, 1);
+		a->wire = g_steal_pointer(&e.wire);
+		a->items = g_array_new(FALSE, FALSE, sizeof(struct prefetch_item));
+		g_mutex_lock(&fs->lock);
+		if (c.listed && c.listed->len)
+			build_orders(g, &c);
+		else if (c.listed)
+			g_array_unref(c.listed);
+		/* Not listed yet (fetched_at 0): nothing to go on. */
+		if (g->fetched_at && g->by_uid && g->by_uid->len) {
+			a->uidvalidity = g->order_uidvalidity;
+			pick_ahead(g, 0, 0, &budget, a->items);
+		}
+		g_mutex_unlock(&fs->lock);
+		tree_entry_clear(&e);
+		if (a->items->len)
+			g_ptr_array_add(ahead, a);
+		else
+			ahead_free(a);
+	}
+	segs = g_new0(struct prefetch_segment, ahead->len + 1);
+	for (guint i = 0; i < ahead->len; i++) {
+		const struct ahead *a = ahead->pdata[i];
+
+		segs[i] = (struct prefetch_segment){ a->wire, a->uidvalidity,
+						     (const struct prefetch_item *)a->items->data,
+						     a->items->len };
+	}
+	prefetch_request(fs->prefetch_next, segs, ahead->len);
+}
+
 /* A file of folder was opened: if files are being read one after another,
-   ask for the next ones (in name order and in UID order) ahead. */
+   ask for the next ones (in name order and in UID order) ahead, and in a
+   tree walk for the first ones of the folders after it. */
 static void maybe_prefetch(struct mfs_imap_fs *fs, guint64 folder, guint32 uid, const char *name,
 			   const char *wire, guint32 uidvalidity)
 {
 	struct folder_state *f = folder_state(fs, folder);
 	g_autoptr(GArray) items = NULL;
-	GArray *fresh = NULL;
+	struct prefetch_segment seg;
+	struct listing_copy_ctx fresh = { 0 };
 	gint64 now = now_us();
 	guint64 budget = fs->opts->prefetch;
-	gboolean stale, walk;
+	gboolean stale, walk, tree_walk;
 	guint streak;
 
 	if (!fs->prefetch)
@@ -1261,20 +1414,17 @@ static void maybe_prefetch(struct mfs_imap_fs *fs, guint64 folder, guint32 uid, 
 	   away: that walk is prefetched from its first open, not its second. */
 	walk = streak == 1 && f->readdir_at && now - f->readdir_at < SEQUENTIAL_GAP_US;
 	f->readdir_at = 0;
-	stale = (streak >= 2 || walk) && (!f->by_uid || f->order_at != f->fetched_at);
+	stale = (streak >= 2 || walk) && orders_stale(f);
+	tree_walk = fs->tree_walk_at && now - fs->tree_walk_at < TREE_WALK_RECENT_US;
 	g_mutex_unlock(&fs->lock);
 	if (streak < 2 && !walk)
 		return;
-	if (stale) {
-		/* Copied outside fs->lock: the tree has its own. */
-		fresh = g_array_new(FALSE, FALSE, sizeof(struct listed));
-		g_array_set_clear_func(fresh, listed_clear);
-		tree_readdir(fs->tree, folder, 0, FALSE, collect_listed, fresh);
-	}
+	if (stale)
+		copy_listing_of(fs, folder, &fresh);
 	items = g_array_new(FALSE, FALSE, sizeof(struct prefetch_item));
 	g_mutex_lock(&fs->lock);
-	if (fresh)
-		build_orders(f, fresh);
+	if (fresh.listed)
+		build_orders(f, &fresh);
 	if (walk && f->by_uid && f->by_uid->len &&
 	    g_array_index(f->by_uid, struct listed, 0).uid != uid &&
 	    ((struct listed *)f->by_name->pdata[0])->uid != uid) {
@@ -1303,33 +1453,16 @@ static void maybe_prefetch(struct mfs_imap_fs *fs, guint64 folder, guint32 uid, 
 			}
 			pn = lo;
 		}
-		/* Alternate the two orders, each message once, within the budget. */
-		g_autoptr(GHashTable) seen = g_hash_table_new(g_direct_hash, g_direct_equal);
-		while (items->len < AHEAD_MAX && budget > 0 && (pu < n || pn < f->by_name->len)) {
-			for (int order = 0; order < 2; order++) {
-				const struct listed *l = NULL;
-
-				if (order == 0 && pn < f->by_name->len)
-					l = f->by_name->pdata[pn++];
-				else if (order == 1 && pu < n)
-					l = &g_array_index(f->by_uid, struct listed, pu++);
-				if (!l || g_hash_table_contains(seen, GUINT_TO_POINTER(l->uid)))
-					continue;
-				g_hash_table_add(seen, GUINT_TO_POINTER(l->uid));
-				if (l->size > PREFETCH_MAX_BODY)
-					continue;
-				struct prefetch_item it = { l->uid, l->size };
-
-				g_array_append_val(items, it);
-				budget = budget > l->size ? budget - l->size : 0;
-			}
-		}
+		pick_ahead(f, pu, pn, &budget, items);
 	}
 	g_mutex_unlock(&fs->lock);
+	if (walk && tree_walk)
+		prefetch_next_folders(fs, folder);
 	if (next_ones_cached(fs, wire, uidvalidity, items))
 		return;
-	prefetch_request(fs->prefetch, wire, uidvalidity, (struct prefetch_item *)items->data,
-			 items->len);
+	seg = (struct prefetch_segment){ wire, uidvalidity,
+					 (const struct prefetch_item *)items->data, items->len };
+	prefetch_request(fs->prefetch, &seg, 1);
 }
 
 static int fetch_range(struct mfs_imap_fs *fs, struct open_msg *m, guint64 off, guint64 len,
@@ -1817,9 +1950,13 @@ static char *status_text(struct mfs_imap_fs *fs)
 	append_counter(s, "listings_full", &fs->listings_full);
 	append_counter(s, "listings_resynced", &fs->listings_resynced);
 	if (fs->prefetch) {
-		guint64 pm, pb;
+		guint64 pm, pb, nm = 0, nb = 0;
 
 		prefetch_counters(fs->prefetch, &pm, &pb);
+		if (fs->prefetch_next)
+			prefetch_counters(fs->prefetch_next, &nm, &nb);
+		pm += nm;
+		pb += nb;
 		g_string_append_printf(s, "prefetched_messages: %" G_GUINT64_FORMAT "\n", pm);
 		g_string_append_printf(s, "prefetched_bytes: %" G_GUINT64_FORMAT "\n", pb);
 	}

@@ -510,6 +510,28 @@ def test_a_walk_lists_the_next_folders_ahead(mount, dovecot):
     assert counter(mp, "commands_sent") == sent
     assert counter(mp, "listings_full") == 8
 
+def test_a_tree_walk_fetches_the_next_folders_ahead(mount, dovecot):
+    """A walk that enters a folder has the first messages of the folders it
+    comes to next fetched meanwhile (rsync of a whole mount otherwise starts
+    each small folder with round trips): it then reads them from the cache."""
+    m = mount(options={"idle": "no"})
+    mp = m.mountpoint
+    # A tree walk: Project X right after Lists/debian; PyEmail and the rest
+    # are listed ahead.
+    os.listdir(os.path.join(mp, "Lists", "debian"))
+    names = sorted(os.listdir(os.path.join(mp, "Project X")))
+    wait_counter(mp, "listings_full", 6)
+    with open(os.path.join(mp, "Project X", names[0]), "rb") as f:
+        f.read()
+    expected = server_messages(dovecot, "PyEmail")
+    wait_counter(mp, "prefetched_messages", len(expected))
+    fetched = counter(mp, "messages_fetched")
+    folder = os.path.join(mp, "PyEmail")
+    for name in sorted(os.listdir(folder)):
+        with open(os.path.join(folder, name), "rb") as f:
+            assert f.read() == expected[int(name.split("-")[0].split(".")[0])][3], name
+    assert counter(mp, "messages_fetched") == fetched
+
 
 def test_prefetch_off(mount):
     m = mount(options={"prefetch": 0})
