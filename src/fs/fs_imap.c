@@ -686,15 +686,15 @@ static struct lindex *known_state(struct mfs_imap_fs *fs, struct folder_state *f
 
 /* A folder's listing for the next mount: taken under the folder's lock,
    written to disk without it (a 10,000-message listing takes ~15 ms). */
-struct listing_copy {
+struct listing_snapshot {
 	struct lindex_writer *w;
 	struct lindex_head head;
 	char *wire;
 };
 
 /* Locked (f->lock). FALSE: the tree holds no listing of this generation. */
-static gboolean copy_listing(struct mfs_imap_fs *fs, struct folder_state *f, guint64 ino,
-			     const char *wire, struct listing_copy *out)
+static gboolean snapshot_listing(struct mfs_imap_fs *fs, struct folder_state *f, guint64 ino,
+				 const char *wire, struct listing_snapshot *out)
 {
 	out->w = lindex_writer_new();
 	out->head = (struct lindex_head){ .uidnext = f->uidnext,
@@ -712,7 +712,7 @@ static gboolean copy_listing(struct mfs_imap_fs *fs, struct folder_state *f, gui
 	return TRUE;
 }
 
-static void write_listing(struct mfs_imap_fs *fs, struct listing_copy *c)
+static void write_listing(struct mfs_imap_fs *fs, struct listing_snapshot *c)
 {
 	g_autofree char *dir = g_build_filename(fs->opts->cache_dir, "listings", NULL);
 	g_autoptr(GError) err = NULL;
@@ -727,13 +727,13 @@ static void save_if_dirty(struct mfs_imap_fs *fs, guint64 ino)
 {
 	struct folder_state *f = folder_state(fs, ino);
 	struct tree_entry e = { 0 };
-	struct listing_copy c;
+	struct listing_snapshot c;
 	gboolean copied;
 
 	g_mutex_lock(&f->lock);
 	f->save_queued = FALSE;
 	copied = f->index_dirty && tree_get(fs->tree, ino, TREE_WANT_WIRE, &e) == 0 && e.wire &&
-		 !e.gone && copy_listing(fs, f, ino, e.wire, &c);
+		 !e.gone && snapshot_listing(fs, f, ino, e.wire, &c);
 	g_mutex_unlock(&f->lock);
 	tree_entry_clear(&e);
 	if (copied)
@@ -1188,7 +1188,7 @@ static void open_msg_free(struct open_msg *m)
 #define NEXT_FOLDERS_SHARE 4
 
 /* A folder's messages as tree_readdir gives them, for the reading orders. */
-struct listing_copy_ctx {
+struct listed_set {
 	GArray *listed; /* struct listed */
 	guint32 uidvalidity;
 };
@@ -1196,7 +1196,7 @@ struct listing_copy_ctx {
 static gboolean collect_listed(void *ud, const char *name, const struct tree_entry *e,
 			       guint64 next_off)
 {
-	struct listing_copy_ctx *c = ud;
+	struct listed_set *c = ud;
 	struct listed l;
 
 	(void)next_off;
@@ -1211,7 +1211,7 @@ static gboolean collect_listed(void *ud, const char *name, const struct tree_ent
 }
 
 /* Folder ino's messages, copied outside fs->lock (the tree has its own). */
-static void copy_listing_of(struct mfs_imap_fs *fs, guint64 ino, struct listing_copy_ctx *c)
+static void listed_set_of(struct mfs_imap_fs *fs, guint64 ino, struct listed_set *c)
 {
 	c->listed = g_array_new(FALSE, FALSE, sizeof(struct listed));
 	g_array_set_clear_func(c->listed, listed_clear);
@@ -1225,7 +1225,7 @@ static gint cmp_listed_name(gconstpointer a, gconstpointer b)
 }
 
 /* Locked (fs->lock): the two orders of folder f's listing, built if stale. */
-static void build_orders(struct folder_state *f, struct listing_copy_ctx *c)
+static void build_orders(struct folder_state *f, struct listed_set *c)
 {
 	GArray *fresh = c->listed;
 
@@ -1341,7 +1341,7 @@ static void prefetch_next_folders(struct mfs_imap_fs *fs, guint64 folder)
 		guint64 ino = g_array_index(after, guint64, i);
 		struct folder_state *g = folder_state(fs, ino);
 		struct tree_entry e = { 0 };
-		struct listing_copy_ctx c = { 0 };
+		struct listed_set c = { 0 };
 		struct ahead *a;
 		gboolean stale;
 
@@ -1353,7 +1353,7 @@ static void prefetch_next_folders(struct mfs_imap_fs *fs, guint64 folder)
 		stale = orders_stale(g);
 		g_mutex_unlock(&fs->lock);
 		if (stale)
-			copy_listing_of(fs, ino, &c);
+			listed_set_of(fs, ino, &c);
 		a = g_new0(struct ahead, 1);
 		a->wire = g_steal_pointer(&e.wire);
 		a->items = g_array_new(FALSE, FALSE, sizeof(struct prefetch_item));
@@ -1394,7 +1394,7 @@ static void maybe_prefetch(struct mfs_imap_fs *fs, guint64 folder, guint32 uid, 
 	struct folder_state *f = folder_state(fs, folder);
 	g_autoptr(GArray) items = NULL;
 	struct prefetch_segment seg;
-	struct listing_copy_ctx fresh = { 0 };
+	struct listed_set fresh = { 0 };
 	gint64 now = now_us();
 	guint64 budget = fs->opts->prefetch;
 	gboolean stale, walk, tree_walk;
@@ -1420,7 +1420,7 @@ static void maybe_prefetch(struct mfs_imap_fs *fs, guint64 folder, guint32 uid, 
 	if (streak < 2 && !walk)
 		return;
 	if (stale)
-		copy_listing_of(fs, folder, &fresh);
+		listed_set_of(fs, folder, &fresh);
 	items = g_array_new(FALSE, FALSE, sizeof(struct prefetch_item));
 	g_mutex_lock(&fs->lock);
 	if (fresh.listed)
