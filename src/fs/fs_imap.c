@@ -1224,7 +1224,7 @@ static gint cmp_listed_name(gconstpointer a, gconstpointer b)
 	return strcmp((*(struct listed *const *)a)->name, (*(struct listed *const *)b)->name);
 }
 
-/* Locked (fs->lock): the two orders of folder f's listing, built if stale. */
+/* Locked (fs->lock): the two orders of folder f's listing, from c. */
 static void build_orders(struct folder_state *f, struct listed_set *c)
 {
 	GArray *fresh = c->listed;
@@ -1240,6 +1240,29 @@ static void build_orders(struct folder_state *f, struct listed_set *c)
 	g_ptr_array_sort(f->by_name, cmp_listed_name);
 	f->order_at = f->fetched_at;
 	f->order_uidvalidity = c->uidvalidity;
+}
+
+/* Locked (fs->lock): whether f's reading orders are older than its listing. */
+static gboolean orders_stale(const struct folder_state *f)
+{
+	return !f->by_uid || f->order_at != f->fetched_at;
+}
+
+/* Take fs->lock with folder f's reading orders (folder ino) up to date: when
+   older than its listing, copied from the tree outside the lock first. */
+static void lock_orders(struct mfs_imap_fs *fs, struct folder_state *f, guint64 ino)
+{
+	struct listed_set c = { 0 };
+	gboolean stale;
+
+	g_mutex_lock(&fs->lock);
+	stale = orders_stale(f);
+	g_mutex_unlock(&fs->lock);
+	if (stale)
+		listed_set_of(fs, ino, &c);
+	g_mutex_lock(&fs->lock);
+	if (c.listed)
+		build_orders(f, &c);
 }
 
 /*
@@ -1298,12 +1321,6 @@ static void pick_ahead(const struct folder_state *f, guint pu, guint pn, guint64
 	}
 }
 
-/* Locked (fs->lock): whether f's reading orders are older than its listing. */
-static gboolean orders_stale(const struct folder_state *f)
-{
-	return !f->by_uid || f->order_at != f->fetched_at;
-}
-
 /* One segment of a prefetch request, owned. */
 struct ahead {
 	char *wire;
@@ -1341,29 +1358,18 @@ static void prefetch_next_folders(struct mfs_imap_fs *fs, guint64 folder)
 		guint64 ino = g_array_index(after, guint64, i);
 		struct folder_state *g = folder_state(fs, ino);
 		struct tree_entry e = { 0 };
-		struct listed_set c = { 0 };
 		struct ahead *a;
-		gboolean stale;
 
 		if (tree_get(fs->tree, ino, TREE_WANT_WIRE, &e) < 0 || !e.wire) {
 			tree_entry_clear(&e);
 			continue;
 		}
-		g_mutex_lock(&fs->lock);
-		stale = orders_stale(g);
-		g_mutex_unlock(&fs->lock);
-		if (stale)
-			listed_set_of(fs, ino, &c);
 		a = g_new0(struct ahead, 1);
 		a->wire = g_steal_pointer(&e.wire);
 		a->items = g_array_new(FALSE, FALSE, sizeof(struct prefetch_item));
-		g_mutex_lock(&fs->lock);
-		if (c.listed && c.listed->len)
-			build_orders(g, &c);
-		else if (c.listed)
-			g_array_unref(c.listed);
+		lock_orders(fs, g, ino);
 		/* Not listed yet (fetched_at 0): nothing to go on. */
-		if (g->fetched_at && g->by_uid && g->by_uid->len) {
+		if (g->fetched_at && g->by_uid->len) {
 			a->uidvalidity = g->order_uidvalidity;
 			pick_ahead(g, 0, 0, &budget, a->items);
 		}
@@ -1394,10 +1400,9 @@ static void maybe_prefetch(struct mfs_imap_fs *fs, guint64 folder, guint32 uid, 
 	struct folder_state *f = folder_state(fs, folder);
 	g_autoptr(GArray) items = NULL;
 	struct prefetch_segment seg;
-	struct listed_set fresh = { 0 };
 	gint64 now = now_us();
 	guint64 budget = fs->opts->prefetch;
-	gboolean stale, walk, tree_walk;
+	gboolean walk, tree_walk;
 	guint streak;
 
 	if (!fs->prefetch)
@@ -1414,25 +1419,20 @@ static void maybe_prefetch(struct mfs_imap_fs *fs, guint64 folder, guint32 uid, 
 	   away: that walk is prefetched from its first open, not its second. */
 	walk = streak == 1 && f->readdir_at && now - f->readdir_at < SEQUENTIAL_GAP_US;
 	f->readdir_at = 0;
-	stale = (streak >= 2 || walk) && orders_stale(f);
 	tree_walk = fs->tree_walk_at && now - fs->tree_walk_at < TREE_WALK_RECENT_US;
 	g_mutex_unlock(&fs->lock);
 	if (streak < 2 && !walk)
 		return;
-	if (stale)
-		listed_set_of(fs, folder, &fresh);
 	items = g_array_new(FALSE, FALSE, sizeof(struct prefetch_item));
-	g_mutex_lock(&fs->lock);
-	if (fresh.listed)
-		build_orders(f, &fresh);
-	if (walk && f->by_uid && f->by_uid->len &&
+	lock_orders(fs, f, folder);
+	if (walk && f->by_uid->len &&
 	    g_array_index(f->by_uid, struct listed, 0).uid != uid &&
 	    ((struct listed *)f->by_name->pdata[0])->uid != uid) {
 		/* Not the first file in either order: someone picked one file. */
 		g_mutex_unlock(&fs->lock);
 		return;
 	}
-	if (f->by_uid && f->by_uid->len) {
+	if (f->by_uid->len) {
 		struct listed key = { .uid = uid, .name = (char *)(uintptr_t)name };
 		struct listed *kp = &key;
 		guint pu = 0, pn = 0, n = f->by_uid->len;

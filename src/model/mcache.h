@@ -80,12 +80,13 @@ void mcache_close(struct mcache *c);
 struct mcache_entry *mcache_get(struct mcache *c, const char *mailbox, guint32 uidvalidity,
 				guint32 uid);
 
+/* The cache's name for a mailbox under one UIDVALIDITY (g_free it). */
+char *mcache_folder_key(const char *mailbox, guint32 uidvalidity);
 /*
  * Whether the body of uid in the mailbox folder_key names (mcache_folder_key)
  * is cached whole: a look only, for callers that probe many (prefetch), so
  * no use is recorded, nothing is opened, and no hit or miss counted.
  */
-char *mcache_folder_key(const char *mailbox, guint32 uidvalidity);
 gboolean mcache_peek_complete(struct mcache *c, const char *folder_key, guint32 uid);
 struct mcache_entry *mcache_entry_ref(struct mcache_entry *e);
 void mcache_entry_unref(struct mcache_entry *e);
