@@ -3,6 +3,7 @@
 
 #include <string.h>
 
+#include "util/lock.h"
 #include "util/log.h"
 
 #define BACKOFF_MAX_S 60
@@ -26,8 +27,8 @@ struct pool {
 	struct imap_limits limits;
 	char *host, *port, *ca_file, *tls_fingerprint, *user; /* owned copies behind opts */
 
-	GMutex lock;
-	GCond cond;	  /* a session came back or died, a connect ended, shutdown */
+	mfs_mutex lock;
+	mfs_cond cond;	  /* a session came back or died, a connect ended, shutdown */
 	GQueue idle;	  /* struct entry *, most recently returned first */
 	GHashTable *busy; /* struct imap_session * -> struct entry * */
 	guint connecting; /* connects in progress, outside the lock */
@@ -63,8 +64,8 @@ struct pool *pool_new(const struct imap_session_opts *opts, guint max)
 		p->limits = *opts->limits;
 		p->opts.limits = &p->limits;
 	}
-	g_mutex_init(&p->lock);
-	g_cond_init(&p->cond);
+	mfs_mutex_init(&p->lock);
+	mfs_cond_init(&p->cond);
 	g_queue_init(&p->idle);
 	p->busy = g_hash_table_new(g_direct_hash, g_direct_equal);
 	p->warmers = g_ptr_array_new();
@@ -160,7 +161,7 @@ struct imap_session *pool_get(struct pool *p, const char *mailbox, GError **err)
 
 	if (p->opts.timeout_s > 0)
 		deadline = g_get_monotonic_time() + (gint64)p->opts.timeout_s * G_USEC_PER_SEC;
-	g_mutex_lock(&p->lock);
+	mfs_mutex_lock(&p->lock);
 	for (;;) {
 		gint64 now, wake;
 		guint live;
@@ -175,24 +176,24 @@ struct imap_session *pool_get(struct pool *p, const char *mailbox, GError **err)
 
 			/* NOOP outside the lock: one round trip, bounded by the timeout. */
 			g_hash_table_insert(p->busy, e->s, e);
-			g_mutex_unlock(&p->lock);
+			mfs_mutex_unlock(&p->lock);
 			ok = imap_run(e->s, NULL, NULL, NULL, "NOOP") == 0;
-			g_mutex_lock(&p->lock);
+			mfs_mutex_lock(&p->lock);
 			g_hash_table_remove(p->busy, e->s);
 			account_commands(p, e);
 			if (!ok) {
-				g_mutex_unlock(&p->lock);
+				mfs_mutex_unlock(&p->lock);
 				imap_session_free(e->s);
 				g_free(e);
-				g_mutex_lock(&p->lock);
-				g_cond_broadcast(&p->cond);
+				mfs_mutex_lock(&p->lock);
+				mfs_cond_broadcast(&p->cond);
 				continue;
 			}
 			e->suspect = FALSE;
 		}
 		if (e) {
 			lend(p, e);
-			g_mutex_unlock(&p->lock);
+			mfs_mutex_unlock(&p->lock);
 			return e->s;
 		}
 		now = g_get_monotonic_time();
@@ -217,11 +218,11 @@ struct imap_session *pool_get(struct pool *p, const char *mailbox, GError **err)
 				GError *ce = NULL;
 
 				p->connecting++;
-				g_mutex_unlock(&p->lock);
+				mfs_mutex_unlock(&p->lock);
 				s = imap_session_connect(&p->opts, &ce);
-				g_mutex_lock(&p->lock);
+				mfs_mutex_lock(&p->lock);
 				p->connecting--;
-				g_cond_broadcast(&p->cond);
+				mfs_cond_broadcast(&p->cond);
 				if (s) {
 					if (p->failures > 0)
 						mfs_log_info("connected to %s again",
@@ -237,7 +238,7 @@ struct imap_session *pool_get(struct pool *p, const char *mailbox, GError **err)
 						break;
 					}
 					lend(p, e);
-					g_mutex_unlock(&p->lock);
+					mfs_mutex_unlock(&p->lock);
 					return s;
 				}
 				if (connect_failed(p, ce)) {
@@ -263,11 +264,11 @@ struct imap_session *pool_get(struct pool *p, const char *mailbox, GError **err)
 		if (p->eff_max < p->max && (!wake || p->regrow_at < wake))
 			wake = p->regrow_at;
 		if (wake)
-			g_cond_wait_until(&p->cond, &p->lock, wake);
+			mfs_cond_wait_until(&p->cond, &p->lock, wake);
 		else
-			g_cond_wait(&p->cond, &p->lock);
+			mfs_cond_wait(&p->cond, &p->lock);
 	}
-	g_mutex_unlock(&p->lock);
+	mfs_mutex_unlock(&p->lock);
 	return NULL;
 }
 
@@ -276,20 +277,20 @@ gboolean pool_prime(struct pool *p, GError **err)
 	struct imap_session *s;
 	gint64 start;
 
-	g_mutex_lock(&p->lock);
+	mfs_mutex_lock(&p->lock);
 	if (live_count(p) > 0) {
-		g_mutex_unlock(&p->lock);
+		mfs_mutex_unlock(&p->lock);
 		return TRUE;
 	}
 	p->priming = TRUE;
-	g_mutex_unlock(&p->lock);
+	mfs_mutex_unlock(&p->lock);
 	start = g_get_monotonic_time();
 	s = pool_get(p, NULL, err);
-	g_mutex_lock(&p->lock);
+	mfs_mutex_lock(&p->lock);
 	p->priming = FALSE;
 	if (s)
 		p->prime_us = g_get_monotonic_time() - start;
-	g_mutex_unlock(&p->lock);
+	mfs_mutex_unlock(&p->lock);
 	if (!s)
 		return FALSE;
 	pool_put(p, s);
@@ -302,7 +303,7 @@ static gpointer warm_thread(gpointer data)
 	struct pool *p = data;
 	struct imap_session *s = imap_session_connect(&p->opts, NULL);
 
-	g_mutex_lock(&p->lock);
+	mfs_mutex_lock(&p->lock);
 	p->connecting--;
 	if (s) {
 		struct entry *e = g_new0(struct entry, 1);
@@ -312,19 +313,19 @@ static gpointer warm_thread(gpointer data)
 		/* Idle from the start; after a shutdown pool_free() logs it out. */
 		g_queue_push_tail(&p->idle, e);
 	}
-	g_cond_broadcast(&p->cond);
-	g_mutex_unlock(&p->lock);
+	mfs_cond_broadcast(&p->cond);
+	mfs_mutex_unlock(&p->lock);
 	return NULL;
 }
 
 void pool_warm(struct pool *p)
 {
-	g_mutex_lock(&p->lock);
+	mfs_mutex_lock(&p->lock);
 	if (p->prime_us && p->prime_us < WARM_WORTH_US) {
 		mfs_log_debug(MFS_LOG_IMAP, "login took %" G_GINT64_FORMAT " ms: "
 			      "further connections are made when needed",
 			      p->prime_us / 1000);
-		g_mutex_unlock(&p->lock);
+		mfs_mutex_unlock(&p->lock);
 		return;
 	}
 	while (!p->shutdown && p->failures == 0 && live_count(p) + p->connecting < p->eff_max) {
@@ -338,7 +339,7 @@ void pool_warm(struct pool *p)
 		}
 		g_ptr_array_add(p->warmers, t);
 	}
-	g_mutex_unlock(&p->lock);
+	mfs_mutex_unlock(&p->lock);
 }
 
 void pool_put(struct pool *p, struct imap_session *s)
@@ -347,10 +348,10 @@ void pool_put(struct pool *p, struct imap_session *s)
 
 	if (!s)
 		return;
-	g_mutex_lock(&p->lock);
+	mfs_mutex_lock(&p->lock);
 	e = g_hash_table_lookup(p->busy, s);
 	if (!e) {
-		g_mutex_unlock(&p->lock);
+		mfs_mutex_unlock(&p->lock);
 		mfs_log_error("pool_put: a session that was not borrowed");
 		return;
 	}
@@ -365,8 +366,8 @@ void pool_put(struct pool *p, struct imap_session *s)
 		for (GList *l = p->idle.head; l; l = l->next)
 			((struct entry *)l->data)->suspect = TRUE;
 	}
-	g_cond_broadcast(&p->cond);
-	g_mutex_unlock(&p->lock);
+	mfs_cond_broadcast(&p->cond);
+	mfs_mutex_unlock(&p->lock);
 	if (e) {
 		imap_session_free(e->s);
 		g_free(e);
@@ -377,23 +378,23 @@ void pool_abort_session(struct pool *p, struct imap_session *s)
 {
 	struct entry *e;
 
-	g_mutex_lock(&p->lock);
+	mfs_mutex_lock(&p->lock);
 	e = g_hash_table_lookup(p->busy, s);
 	if (e) {
 		e->aborted = TRUE;
 		imap_session_abort(s);
 	}
-	g_mutex_unlock(&p->lock);
+	mfs_mutex_unlock(&p->lock);
 }
 
 void pool_server_back(struct pool *p)
 {
-	g_mutex_lock(&p->lock);
+	mfs_mutex_lock(&p->lock);
 	if (p->failures > 0) {
 		p->retry_at = g_get_monotonic_time();
-		g_cond_broadcast(&p->cond);
+		mfs_cond_broadcast(&p->cond);
 	}
-	g_mutex_unlock(&p->lock);
+	mfs_mutex_unlock(&p->lock);
 }
 
 void pool_shutdown(struct pool *p)
@@ -401,7 +402,7 @@ void pool_shutdown(struct pool *p)
 	GHashTableIter it;
 	gpointer v;
 
-	g_mutex_lock(&p->lock);
+	mfs_mutex_lock(&p->lock);
 	p->shutdown = TRUE;
 	g_hash_table_iter_init(&it, p->busy);
 	while (g_hash_table_iter_next(&it, NULL, &v)) {
@@ -410,8 +411,8 @@ void pool_shutdown(struct pool *p)
 		e->aborted = TRUE;
 		imap_session_abort(e->s);
 	}
-	g_cond_broadcast(&p->cond);
-	g_mutex_unlock(&p->lock);
+	mfs_cond_broadcast(&p->cond);
+	mfs_mutex_unlock(&p->lock);
 }
 
 static gpointer close_thread(gpointer data)
@@ -427,12 +428,12 @@ void pool_free(struct pool *p)
 
 	if (!p)
 		return;
-	g_mutex_lock(&p->lock);
+	mfs_mutex_lock(&p->lock);
 	/* A connect still running belongs to a pool_get() the caller should
 	   have waited for; it is bounded by the timeout, so let it finish. */
 	while (p->connecting > 0)
-		g_cond_wait(&p->cond, &p->lock);
-	g_mutex_unlock(&p->lock);
+		mfs_cond_wait(&p->cond, &p->lock);
+	mfs_mutex_unlock(&p->lock);
 	for (guint i = 0; i < p->warmers->len; i++)
 		g_thread_join(p->warmers->pdata[i]);
 	g_ptr_array_free(p->warmers, TRUE);
@@ -457,8 +458,8 @@ void pool_free(struct pool *p)
 
 	g_hash_table_destroy(p->busy);
 	g_clear_error(&p->last_error);
-	g_cond_clear(&p->cond);
-	g_mutex_clear(&p->lock);
+	mfs_cond_clear(&p->cond);
+	mfs_mutex_clear(&p->lock);
 	g_free(p->host);
 	g_free(p->port);
 	g_free(p->ca_file);
@@ -469,7 +470,7 @@ void pool_free(struct pool *p)
 
 void pool_get_stats(struct pool *p, struct pool_stats *out)
 {
-	g_mutex_lock(&p->lock);
+	mfs_mutex_lock(&p->lock);
 	out->live = live_count(p);
 	out->busy = g_hash_table_size(p->busy);
 	out->max = p->eff_max;
@@ -477,7 +478,7 @@ void pool_get_stats(struct pool *p, struct pool_stats *out)
 	out->connects = p->connects;
 	out->connect_failures = p->connect_failures;
 	out->last_error = p->last_error ? g_strdup(p->last_error->message) : NULL;
-	g_mutex_unlock(&p->lock);
+	mfs_mutex_unlock(&p->lock);
 }
 
 void pool_stats_clear(struct pool_stats *s)

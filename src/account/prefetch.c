@@ -3,6 +3,7 @@
 
 #include <string.h>
 
+#include "util/lock.h"
 #include "util/log.h"
 
 /* Commands in flight on the prefetch connection at once: a sliding window,
@@ -28,8 +29,8 @@ struct job {
 struct prefetch {
 	struct pool *pool;
 	struct mcache *cache;
-	GMutex lock;
-	GCond cond;
+	mfs_mutex lock;
+	mfs_cond cond;
 	struct job *next; /* the request waiting to start; a newer one replaces it */
 	gboolean stopping;
 	struct imap_session *busy; /* borrowed now, for prefetch_stop */
@@ -110,10 +111,10 @@ static void on_fetch(void *ud, const struct imap_response *r)
 	if (!mcache_entry_complete(e, &have) &&
 	    mcache_entry_write(e, 0, k->buf->data, k->buf->len) == 0 &&
 	    mcache_entry_finish(e, k->buf->len) == 0) {
-		g_mutex_lock(&k->p->lock);
+		mfs_mutex_lock(&k->p->lock);
 		k->p->messages++;
 		k->p->bytes += k->buf->len;
-		g_mutex_unlock(&k->p->lock);
+		mfs_mutex_unlock(&k->p->lock);
 	}
 	mcache_entry_unref(e);
 }
@@ -186,13 +187,13 @@ static gboolean take_newer(struct prefetch *p, struct job *j, guint at, GArray *
 	struct job *n;
 	guint q;
 
-	g_mutex_lock(&p->lock);
+	mfs_mutex_lock(&p->lock);
 	if (p->stopping) {
-		g_mutex_unlock(&p->lock);
+		mfs_mutex_unlock(&p->lock);
 		return FALSE;
 	}
 	n = g_steal_pointer(&p->next);
-	g_mutex_unlock(&p->lock);
+	mfs_mutex_unlock(&p->lock);
 	if (!n)
 		return TRUE;
 	for (q = 0; q < n->segs->len; q++) {
@@ -207,10 +208,10 @@ static gboolean take_newer(struct prefetch *p, struct job *j, guint at, GArray *
 	}
 	if (q == n->segs->len) {
 		/* Put it back for the loop to start, unless a newer one came. */
-		g_mutex_lock(&p->lock);
+		mfs_mutex_lock(&p->lock);
 		if (!p->next)
 			p->next = g_steal_pointer(&n);
-		g_mutex_unlock(&p->lock);
+		mfs_mutex_unlock(&p->lock);
 		job_free(n);
 		return FALSE;
 	}
@@ -312,11 +313,11 @@ static void run_job(struct prefetch *p, struct job *j)
 	s = pool_get(p->pool, first->mailbox, &err);
 	if (!s)
 		goto out;
-	g_mutex_lock(&p->lock);
+	mfs_mutex_lock(&p->lock);
 	p->busy = s;
 	if (p->stopping)
 		pool_abort_session(p->pool, s);
-	g_mutex_unlock(&p->lock);
+	mfs_mutex_unlock(&p->lock);
 	/* j->segs may change while a segment runs (take_newer): its length is
 	   read again each time. */
 	for (guint at = 0; at < j->segs->len; at++) {
@@ -332,9 +333,9 @@ static void run_job(struct prefetch *p, struct job *j)
 		if (!go_on)
 			break;
 	}
-	g_mutex_lock(&p->lock);
+	mfs_mutex_lock(&p->lock);
 	p->busy = NULL;
-	g_mutex_unlock(&p->lock);
+	mfs_mutex_unlock(&p->lock);
 	pool_put(p->pool, s);
 out:
 	if (err)
@@ -351,16 +352,16 @@ static gpointer run(gpointer data)
 	for (;;) {
 		struct job *j;
 
-		g_mutex_lock(&p->lock);
+		mfs_mutex_lock(&p->lock);
 		while (!p->next && !p->stopping)
-			g_cond_wait(&p->cond, &p->lock);
+			mfs_cond_wait(&p->cond, &p->lock);
 		if (p->stopping) {
-			g_mutex_unlock(&p->lock);
+			mfs_mutex_unlock(&p->lock);
 			return NULL;
 		}
 		j = p->next;
 		p->next = NULL;
-		g_mutex_unlock(&p->lock);
+		mfs_mutex_unlock(&p->lock);
 		run_job(p, j);
 		job_free(j);
 	}
@@ -372,8 +373,8 @@ struct prefetch *prefetch_start(struct pool *pool, struct mcache *cache)
 
 	p->pool = pool;
 	p->cache = cache;
-	g_mutex_init(&p->lock);
-	g_cond_init(&p->cond);
+	mfs_mutex_init(&p->lock);
+	mfs_cond_init(&p->cond);
 	p->thread = g_thread_new("mailfs-prefetch", run, p);
 	return p;
 }
@@ -382,16 +383,16 @@ void prefetch_stop(struct prefetch *p)
 {
 	if (!p)
 		return;
-	g_mutex_lock(&p->lock);
+	mfs_mutex_lock(&p->lock);
 	p->stopping = TRUE;
 	if (p->busy)
 		pool_abort_session(p->pool, p->busy);
-	g_cond_broadcast(&p->cond);
-	g_mutex_unlock(&p->lock);
+	mfs_cond_broadcast(&p->cond);
+	mfs_mutex_unlock(&p->lock);
 	g_thread_join(p->thread);
 	job_free(p->next);
-	g_mutex_clear(&p->lock);
-	g_cond_clear(&p->cond);
+	mfs_mutex_clear(&p->lock);
+	mfs_cond_clear(&p->cond);
 	g_free(p);
 }
 
@@ -417,17 +418,17 @@ void prefetch_request(struct prefetch *p, const struct prefetch_segment *segs, g
 		g_array_append_vals(g->items, segs[i].items, segs[i].n);
 		g_ptr_array_add(j->segs, g);
 	}
-	g_mutex_lock(&p->lock);
+	mfs_mutex_lock(&p->lock);
 	job_free(p->next);
 	p->next = j;
-	g_cond_signal(&p->cond);
-	g_mutex_unlock(&p->lock);
+	mfs_cond_signal(&p->cond);
+	mfs_mutex_unlock(&p->lock);
 }
 
 void prefetch_counters(struct prefetch *p, guint64 *messages, guint64 *bytes)
 {
-	g_mutex_lock(&p->lock);
+	mfs_mutex_lock(&p->lock);
 	*messages = p->messages;
 	*bytes = p->bytes;
-	g_mutex_unlock(&p->lock);
+	mfs_mutex_unlock(&p->lock);
 }

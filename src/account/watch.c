@@ -1,6 +1,7 @@
 /* SPDX-License-Identifier: GPL-2.0-or-later */
 #include "account/watch.h"
 
+#include "util/lock.h"
 #include "util/log.h"
 
 #include <string.h>
@@ -13,8 +14,8 @@ struct watch {
 	void (*changed)(void *ud, const char *mailbox);
 	void *ud;
 
-	GMutex lock;
-	GCond cond;
+	mfs_mutex lock;
+	mfs_cond cond;
 	gboolean stopping;
 	struct imap_session *session; /* current connection, for watch_stop */
 	gboolean notify;	      /* NOTIFY set up on it */
@@ -27,11 +28,11 @@ static gboolean pause_for(struct watch *w, int seconds)
 	gint64 until = g_get_monotonic_time() + (gint64)seconds * G_USEC_PER_SEC;
 	gboolean go_on;
 
-	g_mutex_lock(&w->lock);
-	while (!w->stopping && g_cond_wait_until(&w->cond, &w->lock, until))
+	mfs_mutex_lock(&w->lock);
+	while (!w->stopping && mfs_cond_wait_until(&w->cond, &w->lock, until))
 		;
 	go_on = !w->stopping;
-	g_mutex_unlock(&w->lock);
+	mfs_mutex_unlock(&w->lock);
 	return go_on;
 }
 
@@ -39,9 +40,9 @@ static gboolean stopping(struct watch *w)
 {
 	gboolean s;
 
-	g_mutex_lock(&w->lock);
+	mfs_mutex_lock(&w->lock);
 	s = w->stopping;
-	g_mutex_unlock(&w->lock);
+	mfs_mutex_unlock(&w->lock);
 	return s;
 }
 
@@ -128,9 +129,9 @@ static void watch_session(struct watch *w, struct imap_session *s)
 		goto out;
 	}
 	notify = imap_session_has(s, IMAP_CAP_IDLE) && set_notify(s);
-	g_mutex_lock(&w->lock);
+	mfs_mutex_lock(&w->lock);
 	w->notify = notify;
-	g_mutex_unlock(&w->lock);
+	mfs_mutex_unlock(&w->lock);
 	/* Whatever happened while no one watched, anywhere: before the first
 	   connection too, for what was listed while it was being made. */
 	w->changed(w->ud, NULL);
@@ -157,9 +158,9 @@ static void watch_session(struct watch *w, struct imap_session *s)
 		}
 	}
 out:
-	g_mutex_lock(&w->lock);
+	mfs_mutex_lock(&w->lock);
 	w->notify = FALSE;
-	g_mutex_unlock(&w->lock);
+	mfs_mutex_unlock(&w->lock);
 	g_ptr_array_unref(ev.others);
 }
 
@@ -169,9 +170,9 @@ gboolean watch_covers_all(struct watch *w)
 
 	if (!w)
 		return FALSE;
-	g_mutex_lock(&w->lock);
+	mfs_mutex_lock(&w->lock);
 	all = w->notify;
-	g_mutex_unlock(&w->lock);
+	mfs_mutex_unlock(&w->lock);
 	return all;
 }
 
@@ -194,15 +195,15 @@ static gpointer run(gpointer data)
 			continue;
 		}
 		backoff = 1;
-		g_mutex_lock(&w->lock);
+		mfs_mutex_lock(&w->lock);
 		w->session = s;
 		if (w->stopping)
 			imap_session_abort(s);
-		g_mutex_unlock(&w->lock);
+		mfs_mutex_unlock(&w->lock);
 		watch_session(w, s);
-		g_mutex_lock(&w->lock);
+		mfs_mutex_lock(&w->lock);
 		w->session = NULL;
-		g_mutex_unlock(&w->lock);
+		mfs_mutex_unlock(&w->lock);
 		if (imap_session_alive(s))
 			imap_session_close(s);
 		else
@@ -224,8 +225,8 @@ struct watch *watch_start(const struct imap_session_opts *opts, const char *mail
 	w->poll_s = poll_s > 0 ? poll_s : 5 * 60;
 	w->changed = changed;
 	w->ud = ud;
-	g_mutex_init(&w->lock);
-	g_cond_init(&w->cond);
+	mfs_mutex_init(&w->lock);
+	mfs_cond_init(&w->cond);
 	w->thread = g_thread_new("mailfs-watch", run, w);
 	return w;
 }
@@ -234,15 +235,15 @@ void watch_stop(struct watch *w)
 {
 	if (!w)
 		return;
-	g_mutex_lock(&w->lock);
+	mfs_mutex_lock(&w->lock);
 	w->stopping = TRUE;
 	if (w->session)
 		imap_session_abort(w->session);
-	g_cond_broadcast(&w->cond);
-	g_mutex_unlock(&w->lock);
+	mfs_cond_broadcast(&w->cond);
+	mfs_mutex_unlock(&w->lock);
 	g_thread_join(w->thread);
-	g_mutex_clear(&w->lock);
-	g_cond_clear(&w->cond);
+	mfs_mutex_clear(&w->lock);
+	mfs_cond_clear(&w->cond);
 	g_free(w->mailbox);
 	g_free(w);
 }

@@ -19,7 +19,9 @@
 #include "model/listing_index.h"
 #include "model/names.h"
 #include "protocol/mutf7.h"
+#include "util/lock.h"
 #include "util/log.h"
+#include "util/workers.h"
 
 /* Ranges of a message fetched at once: small first, so `head` and `file`
    stay cheap, doubling while a reader goes on sequentially. */
@@ -40,7 +42,7 @@
 #define LISTERS 2
 
 struct folder_state {
-	GMutex lock; /* one listing fetch of this folder at a time */
+	mfs_mutex lock; /* one listing fetch of this folder at a time */
 	gint64 fetched_at;
 	/* What the listing was brought up to (resync.h), and its copy on disk. */
 	guint32 uidvalidity;
@@ -79,12 +81,12 @@ struct mfs_imap_fs {
 	struct watch *watch;
 	struct prefetch *prefetch;
 	struct prefetch *prefetch_next; /* the folders a tree walk comes to next */
-	GThreadPool *saver; /* one thread writing listings to disk */
-	GThreadPool *lister; /* listings ahead of a walk */
+	struct workers *saver; /* one thread writing listings to disk */
+	struct workers *lister; /* listings ahead of a walk */
 	uid_t uid;
 	gid_t gid;
 
-	GMutex lock;         /* folders, headers, staged, delim, trash_wire */
+	mfs_mutex lock;         /* folders, headers, staged, delim, trash_wire */
 	GHashTable *folders; /* ino -> struct folder_state */
 	GHashTable *headers; /* ino -> struct mail_headers */
 	GHashTable *staged;  /* ino -> struct staged: new files not yet appended */
@@ -92,7 +94,7 @@ struct mfs_imap_fs {
 	guint64 staged_counter;
 	char delim;          /* the server's hierarchy delimiter, 0 for a flat namespace */
 	char *trash_wire;    /* the Trash mailbox, or NULL when there is none */
-	GMutex list_lock;    /* one LIST at a time */
+	mfs_mutex list_lock;    /* one LIST at a time */
 	gint64 list_fetched_at;
 	gint64 dir_read_at; /* the last readdir from the start, under lock */
 	guint64 dir_read_ino;
@@ -108,7 +110,7 @@ struct mfs_imap_fs {
 
 /* One open message file. */
 struct open_msg {
-	GMutex lock; /* one fetch per open file at a time */
+	mfs_mutex lock; /* one fetch per open file at a time */
 	guint64 ino;
 	guint32 uid;
 	guint32 uidvalidity;
@@ -127,7 +129,7 @@ struct open_msg {
 
 /* A request that may be waiting for the server, for FUSE interrupts. */
 struct req_ctx {
-	GMutex lock;
+	mfs_mutex lock;
 	struct mfs_imap_fs *fs;
 	struct imap_session *session;
 	gboolean interrupted;
@@ -176,9 +178,9 @@ static struct staged *staged_get(struct mfs_imap_fs *fs, guint64 ino)
 {
 	struct staged *st;
 
-	g_mutex_lock(&fs->lock);
+	mfs_mutex_lock(&fs->lock);
 	st = g_hash_table_lookup(fs->staged, &ino);
-	g_mutex_unlock(&fs->lock);
+	mfs_mutex_unlock(&fs->lock);
 	return st;
 }
 
@@ -241,7 +243,7 @@ static void folder_state_free(gpointer p)
 		g_ptr_array_unref(f->by_name);
 	if (f->by_uid)
 		g_array_unref(f->by_uid);
-	g_mutex_clear(&f->lock);
+	mfs_mutex_clear(&f->lock);
 	g_free(f);
 }
 
@@ -249,17 +251,17 @@ static struct folder_state *folder_state(struct mfs_imap_fs *fs, guint64 ino)
 {
 	struct folder_state *f;
 
-	g_mutex_lock(&fs->lock);
+	mfs_mutex_lock(&fs->lock);
 	f = g_hash_table_lookup(fs->folders, &ino);
 	if (!f) {
 		guint64 *key = g_new(guint64, 1);
 
 		*key = ino;
 		f = g_new0(struct folder_state, 1);
-		g_mutex_init(&f->lock);
+		mfs_mutex_init(&f->lock);
 		g_hash_table_insert(fs->folders, key, f);
 	}
-	g_mutex_unlock(&fs->lock);
+	mfs_mutex_unlock(&fs->lock);
 	return f;
 }
 
@@ -269,8 +271,8 @@ static void headers_free(gpointer p)
 	g_free(p);
 }
 
-static void save_job(gpointer data, gpointer user_data);
-static void list_job(gpointer data, gpointer user_data);
+static void save_job(void *data, void *user_data);
+static void list_job(void *data, void *user_data);
 
 struct mfs_imap_fs *mfs_imap_fs_new(const struct mfs_options *opts, struct pool *pool,
 				    struct mcache *cache, struct tree *tree)
@@ -283,16 +285,16 @@ struct mfs_imap_fs *mfs_imap_fs_new(const struct mfs_options *opts, struct pool 
 	fs->tree = tree;
 	fs->uid = getuid();
 	fs->gid = getgid();
-	g_mutex_init(&fs->lock);
-	g_mutex_init(&fs->list_lock);
+	mfs_mutex_init(&fs->lock);
+	mfs_mutex_init(&fs->list_lock);
 	fs->folders = g_hash_table_new_full(g_int64_hash, g_int64_equal, g_free, folder_state_free);
 	fs->headers = g_hash_table_new_full(g_int64_hash, g_int64_equal, g_free, headers_free);
 	fs->staged = g_hash_table_new_full(g_int64_hash, g_int64_equal, NULL,
 					   (GDestroyNotify)staged_free);
 	fs->opens = g_hash_table_new(g_direct_hash, g_direct_equal);
 	/* Unstarted jobs are dropped at detach: save_dirty_listings does them. */
-	fs->saver = g_thread_pool_new_full(save_job, fs, g_free, 1, FALSE, NULL);
-	fs->lister = g_thread_pool_new_full(list_job, fs, g_free, LISTERS, FALSE, NULL);
+	fs->saver = workers_new("mailfs-saver", 1, save_job, fs, g_free);
+	fs->lister = workers_new("mailfs-lister", LISTERS, list_job, fs, g_free);
 	return fs;
 }
 
@@ -303,9 +305,9 @@ void mfs_imap_fs_free(struct mfs_imap_fs *fs)
 	if (!fs)
 		return;
 	if (fs->saver)
-		g_thread_pool_free(fs->saver, TRUE, TRUE);
+		workers_free(fs->saver, FALSE);
 	if (fs->lister)
-		g_thread_pool_free(fs->lister, TRUE, TRUE);
+		workers_free(fs->lister, FALSE);
 	g_hash_table_destroy(fs->folders);
 	g_hash_table_destroy(fs->headers);
 	g_hash_table_destroy(fs->staged);
@@ -320,8 +322,8 @@ void mfs_imap_fs_free(struct mfs_imap_fs *fs)
 		g_hash_table_destroy(fs->opens);
 	}
 	g_free(fs->trash_wire);
-	g_mutex_clear(&fs->lock);
-	g_mutex_clear(&fs->list_lock);
+	mfs_mutex_clear(&fs->lock);
+	mfs_mutex_clear(&fs->list_lock);
 	g_free(fs);
 }
 
@@ -336,18 +338,18 @@ static void mark_all_stale(struct mfs_imap_fs *fs)
 	GHashTableIter it;
 	gpointer value;
 
-	g_mutex_lock(&fs->lock);
+	mfs_mutex_lock(&fs->lock);
 	g_hash_table_iter_init(&it, fs->folders);
 	while (g_hash_table_iter_next(&it, NULL, &value))
 		g_ptr_array_add(all, value);
-	g_mutex_unlock(&fs->lock);
+	mfs_mutex_unlock(&fs->lock);
 	/* folder_state objects live as long as fs. */
 	for (guint i = 0; i < all->len; i++) {
 		struct folder_state *f = all->pdata[i];
 
-		g_mutex_lock(&f->lock);
+		mfs_mutex_lock(&f->lock);
 		f->fetched_at = 0;
-		g_mutex_unlock(&f->lock);
+		mfs_mutex_unlock(&f->lock);
 	}
 }
 
@@ -379,9 +381,9 @@ static void mailbox_changed(void *ud, const char *wire)
 		struct folder_state *f = folder_state(fs, ino);
 		gboolean listed;
 
-		g_mutex_lock(&f->lock);
+		mfs_mutex_lock(&f->lock);
 		listed = f->fetched_at != 0 || f->uidvalidity != 0;
-		g_mutex_unlock(&f->lock);
+		mfs_mutex_unlock(&f->lock);
 		if (!listed)
 			return;
 	}
@@ -419,10 +421,10 @@ void mfs_imap_fs_detach(struct mfs_imap_fs *fs)
 	if (fs->lister) {
 		/* A listing ahead waiting on the server ends at once. */
 		pool_shutdown(fs->pool);
-		g_thread_pool_free(g_steal_pointer(&fs->lister), TRUE, TRUE);
+		workers_free(g_steal_pointer(&fs->lister), FALSE);
 	}
 	if (fs->saver)
-		g_thread_pool_free(g_steal_pointer(&fs->saver), TRUE, TRUE);
+		workers_free(g_steal_pointer(&fs->saver), FALSE);
 	save_dirty_listings(fs);
 }
 
@@ -433,17 +435,17 @@ static void on_interrupt(fuse_req_t req, void *data)
 	struct req_ctx *ctx = data;
 
 	(void)req;
-	g_mutex_lock(&ctx->lock);
+	mfs_mutex_lock(&ctx->lock);
 	ctx->interrupted = TRUE;
 	if (ctx->session)
 		pool_abort_session(ctx->fs->pool, ctx->session);
-	g_mutex_unlock(&ctx->lock);
+	mfs_mutex_unlock(&ctx->lock);
 }
 
 static void req_ctx_init(struct req_ctx *ctx, struct mfs_imap_fs *fs, fuse_req_t req)
 {
 	memset(ctx, 0, sizeof(*ctx));
-	g_mutex_init(&ctx->lock);
+	mfs_mutex_init(&ctx->lock);
 	ctx->fs = fs;
 	if (req)
 		fuse_req_interrupt_func(req, on_interrupt, ctx);
@@ -453,7 +455,7 @@ static void req_ctx_clear(struct req_ctx *ctx, fuse_req_t req)
 {
 	if (req)
 		fuse_req_interrupt_func(req, NULL, NULL);
-	g_mutex_clear(&ctx->lock);
+	mfs_mutex_clear(&ctx->lock);
 }
 
 /* Borrow a session for ctx; -errno on failure (logged). */
@@ -473,22 +475,22 @@ static int borrow(struct req_ctx *ctx, const char *mailbox, struct imap_session 
 		g_error_free(err);
 		return rc;
 	}
-	g_mutex_lock(&ctx->lock);
+	mfs_mutex_lock(&ctx->lock);
 	ctx->session = s;
 	if (ctx->interrupted)
 		pool_abort_session(ctx->fs->pool, s);
-	g_mutex_unlock(&ctx->lock);
+	mfs_mutex_unlock(&ctx->lock);
 	*out = s;
 	return 0;
 }
 
 static void give_back(struct req_ctx *ctx)
 {
-	g_mutex_lock(&ctx->lock);
+	mfs_mutex_lock(&ctx->lock);
 	if (ctx->session)
 		pool_put(ctx->fs->pool, ctx->session);
 	ctx->session = NULL;
-	g_mutex_unlock(&ctx->lock);
+	mfs_mutex_unlock(&ctx->lock);
 }
 
 /* An IMAP failure as an errno for the kernel, with one log line when the link failed. */
@@ -539,9 +541,9 @@ static void queue_removed(struct mfs_imap_fs *fs, GArray *removed)
 		const struct tree_removed *r = &g_array_index(removed, struct tree_removed, i);
 
 		notify_entry_gone(fs->notify, r->parent, r->ino, r->name);
-		g_mutex_lock(&fs->lock);
+		mfs_mutex_lock(&fs->lock);
 		g_hash_table_remove(fs->headers, &r->ino);
-		g_mutex_unlock(&fs->lock);
+		mfs_mutex_unlock(&fs->lock);
 	}
 }
 
@@ -577,11 +579,11 @@ static void learn_namespace(struct mfs_imap_fs *fs, GPtrArray *boxes)
 			if (strcmp(m->name, names[n]) == 0 && !(m->attrs & IMAP_MBOX_NOSELECT))
 				trash = m->name;
 		}
-	g_mutex_lock(&fs->lock);
+	mfs_mutex_lock(&fs->lock);
 	fs->delim = delim;
 	g_free(fs->trash_wire);
 	fs->trash_wire = g_strdup(trash);
-	g_mutex_unlock(&fs->lock);
+	mfs_mutex_unlock(&fs->lock);
 }
 
 int mfs_imap_fs_refresh_list(struct mfs_imap_fs *fs, gboolean force, GError **err)
@@ -591,7 +593,7 @@ int mfs_imap_fs_refresh_list(struct mfs_imap_fs *fs, gboolean force, GError **er
 	GPtrArray *boxes;
 	int rc = 0;
 
-	g_mutex_lock(&fs->list_lock);
+	mfs_mutex_lock(&fs->list_lock);
 	if (!force && fs->list_fetched_at &&
 	    now_us() - fs->list_fetched_at < (gint64)fs->opts->refresh * G_USEC_PER_SEC)
 		goto out;
@@ -622,7 +624,7 @@ int mfs_imap_fs_refresh_list(struct mfs_imap_fs *fs, gboolean force, GError **er
 	}
 	req_ctx_clear(&ctx, NULL);
 out:
-	g_mutex_unlock(&fs->list_lock);
+	mfs_mutex_unlock(&fs->list_lock);
 	return rc;
 }
 
@@ -730,17 +732,17 @@ static void save_if_dirty(struct mfs_imap_fs *fs, guint64 ino)
 	struct listing_snapshot c;
 	gboolean copied;
 
-	g_mutex_lock(&f->lock);
+	mfs_mutex_lock(&f->lock);
 	f->save_queued = FALSE;
 	copied = f->index_dirty && tree_get(fs->tree, ino, TREE_WANT_WIRE, &e) == 0 && e.wire &&
 		 !e.gone && snapshot_listing(fs, f, ino, e.wire, &c);
-	g_mutex_unlock(&f->lock);
+	mfs_mutex_unlock(&f->lock);
 	tree_entry_clear(&e);
 	if (copied)
 		write_listing(fs, &c);
 }
 
-static void save_job(gpointer data, gpointer user_data)
+static void save_job(void *data, void *user_data)
 {
 	save_if_dirty(user_data, *(guint64 *)data);
 	g_free(data);
@@ -753,11 +755,11 @@ static void save_dirty_listings(struct mfs_imap_fs *fs)
 	GHashTableIter it;
 	gpointer key, value;
 
-	g_mutex_lock(&fs->lock);
+	mfs_mutex_lock(&fs->lock);
 	g_hash_table_iter_init(&it, fs->folders);
 	while (g_hash_table_iter_next(&it, &key, &value))
 		g_array_append_val(dirty, *(guint64 *)key);
-	g_mutex_unlock(&fs->lock);
+	mfs_mutex_unlock(&fs->lock);
 	for (guint i = 0; i < dirty->len; i++)
 		save_if_dirty(fs, g_array_index(dirty, guint64, i));
 }
@@ -802,7 +804,7 @@ static int apply_resync(struct mfs_imap_fs *fs, struct folder_state *f, guint64 
 	if (f->index_dirty && !f->save_queued && fs->saver &&
 	    (!f->index_saved_at || now_us() - f->index_saved_at >= INDEX_SAVE_INTERVAL_US)) {
 		f->save_queued = TRUE;
-		g_thread_pool_push(fs->saver, g_memdup2(&ino, sizeof(ino)), NULL);
+		workers_push(fs->saver, g_memdup2(&ino, sizeof(ino)));
 	}
 	return 0;
 }
@@ -821,16 +823,16 @@ static int refresh_folder_once(struct mfs_imap_fs *fs, guint64 ino, gboolean for
 	guint32 held;
 	int rc;
 
-	g_mutex_lock(&f->lock);
+	mfs_mutex_lock(&f->lock);
 	if (!force && f->fetched_at &&
 	    now_us() - f->fetched_at < (gint64)fs->opts->refresh * G_USEC_PER_SEC) {
-		g_mutex_unlock(&f->lock);
+		mfs_mutex_unlock(&f->lock);
 		return 0;
 	}
 	rc = tree_get(fs->tree, ino, TREE_WANT_WIRE, &e);
 	if (rc < 0 || e.kind != TREE_FOLDER || !e.selectable || !e.wire || e.gone) {
 		tree_entry_clear(&e);
-		g_mutex_unlock(&f->lock);
+		mfs_mutex_unlock(&f->lock);
 		return rc < 0 ? rc : 0;
 	}
 	idx = known_state(fs, f, ino, e.wire, &known);
@@ -865,7 +867,7 @@ static int refresh_folder_once(struct mfs_imap_fs *fs, guint64 ino, gboolean for
 	lindex_free(idx);
 	req_ctx_clear(&ctx, req);
 	tree_entry_clear(&e);
-	g_mutex_unlock(&f->lock);
+	mfs_mutex_unlock(&f->lock);
 	return rc;
 }
 
@@ -893,16 +895,16 @@ static int refresh_dir(struct mfs_imap_fs *fs, guint64 ino, fuse_req_t req)
 	return refresh_folder(fs, ino, FALSE, req);
 }
 
-static void list_job(gpointer data, gpointer user_data)
+static void list_job(void *data, void *user_data)
 {
 	struct mfs_imap_fs *fs = user_data;
 	guint64 ino = *(guint64 *)data;
 	struct folder_state *f = folder_state(fs, ino);
 
 	g_free(data);
-	g_mutex_lock(&fs->lock);
+	mfs_mutex_lock(&fs->lock);
 	f->ahead_queued = FALSE;
-	g_mutex_unlock(&fs->lock);
+	mfs_mutex_unlock(&fs->lock);
 	/* Not forced: a folder listed meanwhile (by the walk itself) is fresh. */
 	(void)refresh_folder(fs, ino, FALSE, NULL);
 }
@@ -915,14 +917,14 @@ static void list_ahead(struct mfs_imap_fs *fs, guint64 ino)
 	gint64 now = now_us();
 	gboolean walking;
 
-	g_mutex_lock(&fs->lock);
+	mfs_mutex_lock(&fs->lock);
 	walking = fs->dir_read_at && fs->dir_read_ino != ino &&
 		  now - fs->dir_read_at < WALK_WINDOW_US;
 	if (walking)
 		fs->tree_walk_at = now;
 	fs->dir_read_at = now;
 	fs->dir_read_ino = ino;
-	g_mutex_unlock(&fs->lock);
+	mfs_mutex_unlock(&fs->lock);
 	if (!walking || !fs->lister)
 		return;
 	next = g_array_new(FALSE, FALSE, sizeof(guint64));
@@ -932,12 +934,12 @@ static void list_ahead(struct mfs_imap_fs *fs, guint64 ino)
 		struct folder_state *f = folder_state(fs, n);
 		gboolean queue;
 
-		g_mutex_lock(&fs->lock);
+		mfs_mutex_lock(&fs->lock);
 		queue = !f->ahead_queued;
 		f->ahead_queued = TRUE;
-		g_mutex_unlock(&fs->lock);
+		mfs_mutex_unlock(&fs->lock);
 		if (queue)
-			g_thread_pool_push(fs->lister, g_memdup2(&n, sizeof(n)), NULL);
+			workers_push(fs->lister, g_memdup2(&n, sizeof(n)));
 	}
 }
 
@@ -974,7 +976,7 @@ static void op_lookup(fuse_req_t req, fuse_ino_t parent, const char *name)
 	if (rc == -ENOENT) {
 		struct staged *st;
 
-		g_mutex_lock(&fs->lock);
+		mfs_mutex_lock(&fs->lock);
 		st = staged_by_name(fs, parent, name);
 		if (st) {
 			st->nlookup++;
@@ -982,7 +984,7 @@ static void op_lookup(fuse_req_t req, fuse_ino_t parent, const char *name)
 			ep.generation = 1;
 			staged_attr(fs, st, &ep.attr);
 		}
-		g_mutex_unlock(&fs->lock);
+		mfs_mutex_unlock(&fs->lock);
 		if (st) {
 			fuse_reply_entry(req, &ep);
 			return;
@@ -1005,7 +1007,7 @@ static void forget_one(struct mfs_imap_fs *fs, guint64 ino, guint64 n)
 	if (is_staged(ino)) {
 		struct staged *st;
 
-		g_mutex_lock(&fs->lock);
+		mfs_mutex_lock(&fs->lock);
 		st = g_hash_table_lookup(fs->staged, &ino);
 		if (st) {
 			st->nlookup -= MIN(n, st->nlookup);
@@ -1013,7 +1015,7 @@ static void forget_one(struct mfs_imap_fs *fs, guint64 ino, guint64 n)
 				st->done = TRUE;
 			staged_maybe_free(fs, st);
 		}
-		g_mutex_unlock(&fs->lock);
+		mfs_mutex_unlock(&fs->lock);
 		return;
 	}
 	tree_forget(fs->tree, ino, n);
@@ -1113,9 +1115,9 @@ static void do_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, g
 	if (off == 0) {
 		struct folder_state *fst = folder_state(fs, ino);
 
-		g_mutex_lock(&fs->lock);
+		mfs_mutex_lock(&fs->lock);
 		fst->readdir_at = now_us();
-		g_mutex_unlock(&fs->lock);
+		mfs_mutex_unlock(&fs->lock);
 		list_ahead(fs, ino);
 		rc = refresh_dir(fs, ino, req);
 		if (rc == -EINTR || (rc < 0 && rc != -EIO)) {
@@ -1167,7 +1169,7 @@ static void open_msg_free(struct open_msg *m)
 	if (m->mem)
 		g_byte_array_unref(m->mem);
 	g_free(m->wire);
-	g_mutex_clear(&m->lock);
+	mfs_mutex_clear(&m->lock);
 	g_free(m);
 }
 
@@ -1255,12 +1257,12 @@ static void lock_orders(struct mfs_imap_fs *fs, struct folder_state *f, guint64 
 	struct listed_set c = { 0 };
 	gboolean stale;
 
-	g_mutex_lock(&fs->lock);
+	mfs_mutex_lock(&fs->lock);
 	stale = orders_stale(f);
-	g_mutex_unlock(&fs->lock);
+	mfs_mutex_unlock(&fs->lock);
 	if (stale)
 		listed_set_of(fs, ino, &c);
-	g_mutex_lock(&fs->lock);
+	mfs_mutex_lock(&fs->lock);
 	if (c.listed)
 		build_orders(f, &c);
 }
@@ -1373,7 +1375,7 @@ static void prefetch_next_folders(struct mfs_imap_fs *fs, guint64 folder)
 			a->uidvalidity = g->order_uidvalidity;
 			pick_ahead(g, 0, 0, &budget, a->items);
 		}
-		g_mutex_unlock(&fs->lock);
+		mfs_mutex_unlock(&fs->lock);
 		tree_entry_clear(&e);
 		if (a->items->len)
 			g_ptr_array_add(ahead, a);
@@ -1407,7 +1409,7 @@ static void maybe_prefetch(struct mfs_imap_fs *fs, guint64 folder, guint32 uid, 
 
 	if (!fs->prefetch)
 		return;
-	g_mutex_lock(&fs->lock);
+	mfs_mutex_lock(&fs->lock);
 	if (f->last_open && now - f->last_open < SEQUENTIAL_GAP_US && uid != f->last_uid)
 		f->streak++;
 	else if (uid != f->last_uid)
@@ -1420,7 +1422,7 @@ static void maybe_prefetch(struct mfs_imap_fs *fs, guint64 folder, guint32 uid, 
 	walk = streak == 1 && f->readdir_at && now - f->readdir_at < SEQUENTIAL_GAP_US;
 	f->readdir_at = 0;
 	tree_walk = fs->tree_walk_at && now - fs->tree_walk_at < TREE_WALK_RECENT_US;
-	g_mutex_unlock(&fs->lock);
+	mfs_mutex_unlock(&fs->lock);
 	if (streak < 2 && !walk)
 		return;
 	items = g_array_new(FALSE, FALSE, sizeof(struct prefetch_item));
@@ -1429,7 +1431,7 @@ static void maybe_prefetch(struct mfs_imap_fs *fs, guint64 folder, guint32 uid, 
 	    g_array_index(f->by_uid, struct listed, 0).uid != uid &&
 	    ((struct listed *)f->by_name->pdata[0])->uid != uid) {
 		/* Not the first file in either order: someone picked one file. */
-		g_mutex_unlock(&fs->lock);
+		mfs_mutex_unlock(&fs->lock);
 		return;
 	}
 	if (f->by_uid->len) {
@@ -1455,7 +1457,7 @@ static void maybe_prefetch(struct mfs_imap_fs *fs, guint64 folder, guint32 uid, 
 		}
 		pick_ahead(f, pu, pn, &budget, items);
 	}
-	g_mutex_unlock(&fs->lock);
+	mfs_mutex_unlock(&fs->lock);
 	if (walk && tree_walk)
 		prefetch_next_folders(fs, folder);
 	if (next_ones_cached(fs, wire, uidvalidity, items))
@@ -1478,11 +1480,11 @@ static void op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 	if (is_staged(ino)) {
 		struct staged *st;
 
-		g_mutex_lock(&fs->lock);
+		mfs_mutex_lock(&fs->lock);
 		st = g_hash_table_lookup(fs->staged, &ino);
 		if (st && !st->done)
 			st->opens++;
-		g_mutex_unlock(&fs->lock);
+		mfs_mutex_unlock(&fs->lock);
 		if (!st || st->done) {
 			fuse_reply_err(req, ENOENT);
 			return;
@@ -1507,7 +1509,7 @@ static void op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 	}
 	maybe_prefetch(fs, e.parent, e.uid, e.name, e.wire, e.uidvalidity);
 	m = g_new0(struct open_msg, 1);
-	g_mutex_init(&m->lock);
+	mfs_mutex_init(&m->lock);
 	m->ino = ino;
 	m->uid = e.uid;
 	m->uidvalidity = e.uidvalidity;
@@ -1552,13 +1554,13 @@ static void op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 	/* A message is read-only: its close has nothing to flush, so the
 	   kernel need not ask (one request fewer per file for grep -r). */
 	fi->noflush = 1;
-	g_mutex_lock(&fs->lock);
+	mfs_mutex_lock(&fs->lock);
 	g_hash_table_add(fs->opens, m);
-	g_mutex_unlock(&fs->lock);
+	mfs_mutex_unlock(&fs->lock);
 	if (fuse_reply_open(req, fi) != 0) {
-		g_mutex_lock(&fs->lock);
+		mfs_mutex_lock(&fs->lock);
 		g_hash_table_remove(fs->opens, m);
-		g_mutex_unlock(&fs->lock);
+		mfs_mutex_unlock(&fs->lock);
 		open_msg_free(m);
 	}
 }
@@ -1570,22 +1572,22 @@ static void op_release(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi
 	if (is_staged(ino)) {
 		struct staged *st;
 
-		g_mutex_lock(&fs->lock);
+		mfs_mutex_lock(&fs->lock);
 		st = g_hash_table_lookup(fs->staged, &ino);
 		if (st) {
 			if (st->opens > 0)
 				st->opens--;
 			staged_maybe_free(fs, st);
 		}
-		g_mutex_unlock(&fs->lock);
+		mfs_mutex_unlock(&fs->lock);
 		fuse_reply_err(req, 0);
 		return;
 	}
 	struct open_msg *m = (struct open_msg *)(uintptr_t)fi->fh;
 
-	g_mutex_lock(&fs->lock);
+	mfs_mutex_lock(&fs->lock);
 	g_hash_table_remove(fs->opens, m);
-	g_mutex_unlock(&fs->lock);
+	mfs_mutex_unlock(&fs->lock);
 	open_msg_free(m);
 	fuse_reply_err(req, 0);
 }
@@ -1857,7 +1859,7 @@ static void op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t offset,
 			fuse_reply_buf(req, buf, (size_t)n);
 		return;
 	}
-	g_mutex_lock(&m->lock);
+	mfs_mutex_lock(&m->lock);
 	buf = g_malloc(size);
 	while (got < size) {
 		guint64 pos = off + got;
@@ -1904,7 +1906,7 @@ static void op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t offset,
 		if (m->total_known && pos >= m->total)
 			break;
 	}
-	g_mutex_unlock(&m->lock);
+	mfs_mutex_unlock(&m->lock);
 	if (rc < 0 && got == 0)
 		fuse_reply_err(req, -rc);
 	else
@@ -2013,11 +2015,11 @@ static void keep_headers(struct mfs_imap_fs *fs, guint64 ino, struct mail_header
 	guint64 *key = g_new(guint64, 1);
 
 	*key = ino;
-	g_mutex_lock(&fs->lock);
+	mfs_mutex_lock(&fs->lock);
 	if (g_hash_table_size(fs->headers) >= HEADERS_CACHE_MAX)
 		g_hash_table_remove_all(fs->headers);
 	g_hash_table_replace(fs->headers, key, h);
-	g_mutex_unlock(&fs->lock);
+	mfs_mutex_unlock(&fs->lock);
 }
 
 /*
@@ -2063,11 +2065,11 @@ static int message_headers(struct mfs_imap_fs *fs, fuse_req_t req, guint64 ino,
 	GError *err = NULL;
 	int rc;
 
-	g_mutex_lock(&fs->lock);
+	mfs_mutex_lock(&fs->lock);
 	cached = g_hash_table_lookup(fs->headers, &ino);
 	if (cached)
 		copy_headers(out, cached);
-	g_mutex_unlock(&fs->lock);
+	mfs_mutex_unlock(&fs->lock);
 	if (cached)
 		return 0;
 
@@ -2180,9 +2182,9 @@ static void op_getxattr(fuse_req_t req, fuse_ino_t ino, const char *name, size_t
 		struct staged *st = staged_get(fs, ino);
 		g_autofree char *flags = NULL;
 
-		g_mutex_lock(&fs->lock);
+		mfs_mutex_lock(&fs->lock);
 		flags = st ? g_strdup(st->flags) : NULL;
-		g_mutex_unlock(&fs->lock);
+		mfs_mutex_unlock(&fs->lock);
 		if (flags && strcmp(name, FLAGS_XATTR) == 0)
 			reply_xattr_value(req, flags, size);
 		else
@@ -2302,9 +2304,9 @@ static void mark_stale(struct mfs_imap_fs *fs, guint64 folder)
 {
 	struct folder_state *f = folder_state(fs, folder);
 
-	g_mutex_lock(&f->lock);
+	mfs_mutex_lock(&f->lock);
 	f->fetched_at = 0;
-	g_mutex_unlock(&f->lock);
+	mfs_mutex_unlock(&f->lock);
 }
 
 /* The wire name of a new child `name` (a path component) of folder parent. */
@@ -2322,9 +2324,9 @@ static int child_wire(struct mfs_imap_fs *fs, guint64 parent, const char *name, 
 	/* A name the escape could not have made, or one holding NUL: not a mailbox name. */
 	if (!plain || strlen(plain) != len || !*plain)
 		return -EINVAL;
-	g_mutex_lock(&fs->lock);
+	mfs_mutex_lock(&fs->lock);
 	delim = fs->delim;
-	g_mutex_unlock(&fs->lock);
+	mfs_mutex_unlock(&fs->lock);
 	if (delim && strchr(plain, delim))
 		return -EINVAL;
 	enc = mutf7_encode(plain, NULL);
@@ -2346,9 +2348,9 @@ static gboolean protected_mailbox(struct mfs_imap_fs *fs, const char *wire)
 
 	if (!wire)
 		return FALSE;
-	g_mutex_lock(&fs->lock);
+	mfs_mutex_lock(&fs->lock);
 	trash = fs->trash_wire && strcmp(fs->trash_wire, wire) == 0;
-	g_mutex_unlock(&fs->lock);
+	mfs_mutex_unlock(&fs->lock);
 	return trash || g_ascii_strcasecmp(wire, "INBOX") == 0;
 }
 
@@ -2559,9 +2561,9 @@ static int remove_message(struct mfs_imap_fs *fs, fuse_req_t req, const struct t
 	gboolean expunge;
 	int rc;
 
-	g_mutex_lock(&fs->lock);
+	mfs_mutex_lock(&fs->lock);
 	trash = g_strdup(fs->trash_wire);
-	g_mutex_unlock(&fs->lock);
+	mfs_mutex_unlock(&fs->lock);
 	expunge = fs->opts->delete_mode == MFS_DELETE_EXPUNGE || g_strcmp0(trash, e->wire) == 0;
 	if (!expunge && !trash) {
 		mfs_log_warn("rm of %s: no Trash mailbox (set trash= or delete=expunge)", e->name);
@@ -2598,14 +2600,14 @@ static void op_unlink(fuse_req_t req, fuse_ino_t parent, const char *name)
 	struct staged *st;
 	int rc;
 
-	g_mutex_lock(&fs->lock);
+	mfs_mutex_lock(&fs->lock);
 	st = staged_by_name(fs, parent, name);
 	if (st) {
 		/* Local scratch: gone without a word to the server. */
 		st->done = TRUE;
 		staged_maybe_free(fs, st);
 	}
-	g_mutex_unlock(&fs->lock);
+	mfs_mutex_unlock(&fs->lock);
 	if (st) {
 		fuse_reply_err(req, 0);
 		return;
@@ -2809,10 +2811,10 @@ static void op_create(fuse_req_t req, fuse_ino_t parent, const char *name, mode_
 	st->opens = 1;
 	st->nlookup = 1;
 	st->mtime = g_get_real_time() / G_USEC_PER_SEC;
-	g_mutex_lock(&fs->lock);
+	mfs_mutex_lock(&fs->lock);
 	st->ino = STAGED_INO_BIT | ++fs->staged_counter;
 	g_hash_table_insert(fs->staged, &st->ino, st);
-	g_mutex_unlock(&fs->lock);
+	mfs_mutex_unlock(&fs->lock);
 
 	ep.ino = st->ino;
 	ep.generation = 1;
@@ -2823,12 +2825,12 @@ static void op_create(fuse_req_t req, fuse_ino_t parent, const char *name, mode_
 	fi->fh = 0;
 	fi->direct_io = 1;
 	if (fuse_reply_create(req, &ep, fi) != 0) {
-		g_mutex_lock(&fs->lock);
+		mfs_mutex_lock(&fs->lock);
 		st->done = TRUE;
 		st->opens = 0;
 		st->nlookup = 0;
 		staged_maybe_free(fs, st);
-		g_mutex_unlock(&fs->lock);
+		mfs_mutex_unlock(&fs->lock);
 	}
 }
 
@@ -2869,9 +2871,9 @@ static void op_flush(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 	    !append_is_scratch_name(st->name)) {
 		rc = commit_staged(fs, req, st, st->parent);
 		if (rc == 0) {
-			g_mutex_lock(&fs->lock);
+			mfs_mutex_lock(&fs->lock);
 			st->done = TRUE;
-			g_mutex_unlock(&fs->lock);
+			mfs_mutex_unlock(&fs->lock);
 			notify_entry_gone(fs->notify, st->parent, 0, st->name);
 		}
 	}
@@ -2962,26 +2964,26 @@ static void op_rename(fuse_req_t req, fuse_ino_t parent, const char *name, fuse_
 		fuse_reply_err(req, EINVAL);
 		return;
 	}
-	g_mutex_lock(&fs->lock);
+	mfs_mutex_lock(&fs->lock);
 	st = staged_by_name(fs, parent, name);
-	g_mutex_unlock(&fs->lock);
+	mfs_mutex_unlock(&fs->lock);
 	if (st) {
 		/* rsync: a dot-named temporary becomes the visible file: complete. */
 		rc = 0;
 		if (!append_is_scratch_name(newname)) {
 			rc = commit_staged(fs, req, st, newparent);
 			if (rc == 0) {
-				g_mutex_lock(&fs->lock);
+				mfs_mutex_lock(&fs->lock);
 				st->done = TRUE;
-				g_mutex_unlock(&fs->lock);
+				mfs_mutex_unlock(&fs->lock);
 				notify_entry_gone(fs->notify, newparent, 0, newname);
 			}
 		} else {
-			g_mutex_lock(&fs->lock);
+			mfs_mutex_lock(&fs->lock);
 			g_free(st->name);
 			st->name = g_strdup(newname);
 			st->parent = newparent;
-			g_mutex_unlock(&fs->lock);
+			mfs_mutex_unlock(&fs->lock);
 		}
 		simple_reply(req, rc);
 		return;
@@ -3115,10 +3117,10 @@ static void op_setxattr(fuse_req_t req, fuse_ino_t ino, const char *name, const 
 			return;
 		}
 		if (st) {
-			g_mutex_lock(&fs->lock);
+			mfs_mutex_lock(&fs->lock);
 			g_free(st->flags);
 			st->flags = g_steal_pointer(&canonical);
-			g_mutex_unlock(&fs->lock);
+			mfs_mutex_unlock(&fs->lock);
 		} else {
 			rc = store_flags(fs, req, ino, canonical);
 		}
@@ -3150,9 +3152,9 @@ static void op_removexattr(fuse_req_t req, fuse_ino_t ino, const char *name)
 		struct staged *st = is_staged(ino) ? staged_get(fs, ino) : NULL;
 
 		if (st) {
-			g_mutex_lock(&fs->lock);
+			mfs_mutex_lock(&fs->lock);
 			g_clear_pointer(&st->flags, g_free);
-			g_mutex_unlock(&fs->lock);
+			mfs_mutex_unlock(&fs->lock);
 			rc = 0;
 		} else {
 			rc = store_flags(fs, req, ino, "");

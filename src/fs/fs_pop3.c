@@ -16,7 +16,9 @@
 #include "model/headers.h"
 #include "model/names.h"
 #include "model/spool.h"
+#include "util/lock.h"
 #include "util/log.h"
+#include "util/workers.h"
 
 #define STATUS_XATTR "user.mailfs.status"
 /* QUIT (and so commit the DELEs) after this long without work. */
@@ -76,7 +78,7 @@ struct mfs_pop3_fs {
 	gint64 mount_time; /* wall clock, seconds: the date of a message without one */
 	char *crash_at;    /* MAILFS_CRASH_AT */
 
-	GMutex lock;          /* everything below up to sess_lock; msg fields */
+	mfs_mutex lock;          /* everything below up to sess_lock; msg fields */
 	GHashTable *by_ino;   /* guint64 * -> struct msg (owned) */
 	GHashTable *handles; /* struct handle * set: open files (an unmount releases none) */
 	GHashTable *by_uidl;  /* uidl -> struct msg */
@@ -89,20 +91,20 @@ struct mfs_pop3_fs {
 	guint streak;         /* opens in a row, each the next listed name after the last */
 	GPtrArray *takes;     /* struct msg *: archived, for the taker to commit */
 	guint committing;     /* messages the taker is committing now */
-	GCond take_cond;      /* takes has work, or take_stop */
+	mfs_cond take_cond;      /* takes has work, or take_stop */
 	gboolean take_stop;
 	GThread *taker;
 	struct msg *ahead_from; /* read ahead past this one: a walking reader opened it */
-	GCond ahead_cond;     /* ahead_from set, or ahead_stop */
+	mfs_cond ahead_cond;     /* ahead_from set, or ahead_stop */
 	gboolean ahead_stop;
 	GThread *ahead;
-	GThreadPool *syncers; /* fsync and rename parts of a read-ahead batch */
+	struct workers *syncers; /* fsync and rename parts of a read-ahead batch */
 
 	/* Lock order: sess_lock, state_lock, lock. */
-	GMutex state_lock;    /* state */
+	mfs_mutex state_lock;    /* state */
 	struct spool_state *state;
 
-	GMutex sess_lock;     /* the session, the listing's freshness */
+	mfs_mutex sess_lock;     /* the session, the listing's freshness */
 	struct pop3_session *sess;
 	gint64 last_use;      /* monotonic us of the session's last command */
 	gint64 listed_at;     /* monotonic us of the last listing; 0: never */
@@ -113,7 +115,7 @@ struct mfs_pop3_fs {
 	guint deles;          /* DELEs sent in this session, not yet committed */
 	gboolean dele_pending; /* taken UIDLs may still be on the server: a session is due */
 	GThread *thread;
-	GCond cond;
+	mfs_cond cond;
 	gboolean stop;
 };
 
@@ -132,10 +134,10 @@ static void crash_point(struct mfs_pop3_fs *fs, const char *where)
 
 static void set_last_error(struct mfs_pop3_fs *fs, const char *text)
 {
-	g_mutex_lock(&fs->lock);
+	mfs_mutex_lock(&fs->lock);
 	g_free(fs->last_error);
 	fs->last_error = g_strdup(text);
-	g_mutex_unlock(&fs->lock);
+	mfs_mutex_unlock(&fs->lock);
 }
 
 static void msg_free(gpointer p)
@@ -181,14 +183,14 @@ struct mfs_pop3_fs *mfs_pop3_fs_new(const struct mfs_options *opts,
 	fs->mount_time = g_get_real_time() / G_USEC_PER_SEC;
 	fs->crash_at = g_strdup(g_getenv("MAILFS_CRASH_AT"));
 	fs->next_ino = FUSE_ROOT_ID + 1;
-	g_mutex_init(&fs->lock);
-	g_mutex_init(&fs->sess_lock);
-	g_mutex_init(&fs->state_lock);
-	g_cond_init(&fs->cond);
-	g_cond_init(&fs->take_cond);
-	g_cond_init(&fs->ahead_cond);
+	mfs_mutex_init(&fs->lock);
+	mfs_mutex_init(&fs->sess_lock);
+	mfs_mutex_init(&fs->state_lock);
+	mfs_cond_init(&fs->cond);
+	mfs_cond_init(&fs->take_cond);
+	mfs_cond_init(&fs->ahead_cond);
 	/* Two: a batch's fsyncs overlap its transfer and each other. */
-	fs->syncers = g_thread_pool_new(ahead_sync, NULL, 2, FALSE, NULL);
+	fs->syncers = workers_new("pop3-sync", 2, ahead_sync, NULL, NULL);
 	fs->takes = g_ptr_array_new();
 	fs->by_ino = g_hash_table_new_full(g_int64_hash, g_int64_equal, NULL, msg_free);
 	fs->handles = g_hash_table_new_full(g_direct_hash, g_direct_equal, g_free, NULL);
@@ -234,13 +236,13 @@ void mfs_pop3_fs_free(struct mfs_pop3_fs *fs)
 	g_free(fs->last_error);
 	g_free(fs->last_open);
 	g_ptr_array_free(fs->takes, TRUE);
-	g_thread_pool_free(fs->syncers, FALSE, TRUE);
-	g_mutex_clear(&fs->lock);
-	g_mutex_clear(&fs->sess_lock);
-	g_mutex_clear(&fs->state_lock);
-	g_cond_clear(&fs->cond);
-	g_cond_clear(&fs->take_cond);
-	g_cond_clear(&fs->ahead_cond);
+	workers_free(fs->syncers, TRUE);
+	mfs_mutex_clear(&fs->lock);
+	mfs_mutex_clear(&fs->sess_lock);
+	mfs_mutex_clear(&fs->state_lock);
+	mfs_cond_clear(&fs->cond);
+	mfs_cond_clear(&fs->take_cond);
+	mfs_cond_clear(&fs->ahead_cond);
 	g_free(fs);
 }
 
@@ -278,11 +280,11 @@ static void on_top(void *ud, guint32 num, int rc, const GByteArray *headers)
 	if (rc < 0 || !headers)
 		return;
 	date = header_date((const char *)headers->data, headers->len, t->fs->mount_time);
-	g_mutex_lock(&t->fs->lock);
+	mfs_mutex_lock(&t->fs->lock);
 	m = g_hash_table_lookup(t->by_num, GUINT_TO_POINTER(num));
 	if (m && m->fd < 0)
 		m->mtime = date;
-	g_mutex_unlock(&t->fs->lock);
+	mfs_mutex_unlock(&t->fs->lock);
 }
 
 static void unlist(struct mfs_pop3_fs *fs, struct msg *m, gboolean tell_kernel)
@@ -318,8 +320,8 @@ static int sync_listing(struct mfs_pop3_fs *fs, GError **err)
 		return rc;
 	}
 	t.by_num = g_hash_table_new(g_direct_hash, g_direct_equal);
-	g_mutex_lock(&fs->state_lock);
-	g_mutex_lock(&fs->lock);
+	mfs_mutex_lock(&fs->state_lock);
+	mfs_mutex_lock(&fs->lock);
 	g_hash_table_iter_init(&it, fs->by_ino);
 	while (g_hash_table_iter_next(&it, NULL, &v))
 		((struct msg *)v)->num = 0;
@@ -380,14 +382,14 @@ static int sync_listing(struct mfs_pop3_fs *fs, GError **err)
 			}
 		}
 	}
-	g_mutex_unlock(&fs->lock);
+	mfs_mutex_unlock(&fs->lock);
 
 	/* Taken UIDLs no longer on the server were deleted for good. */
 	if (!spool_state_prune(fs->state, present, &e)) {
 		mfs_log_error("%s", e->message);
 		g_clear_error(&e);
 	}
-	g_mutex_unlock(&fs->state_lock);
+	mfs_mutex_unlock(&fs->state_lock);
 	if (dele->len) {
 		g_autofree int *rcs = g_new0(int, dele->len);
 
@@ -490,9 +492,9 @@ static int session_get(struct mfs_pop3_fs *fs, gboolean *fresh, GError **err)
 	}
 	fs->login_at = now_us();
 	fs->login_delay = (gint64)pop3_session_login_delay(fs->sess) * G_USEC_PER_SEC;
-	g_mutex_lock(&fs->lock);
+	mfs_mutex_lock(&fs->lock);
 	fs->sessions++;
-	g_mutex_unlock(&fs->lock);
+	mfs_mutex_unlock(&fs->lock);
 	if (fresh)
 		*fresh = TRUE;
 	rc = sync_listing(fs, &e);
@@ -592,7 +594,7 @@ static gpointer poll_thread(gpointer ud)
 	gint64 next_poll = now_us() + poll_us;
 	gint64 next_dele = 0;
 
-	g_mutex_lock(&fs->sess_lock);
+	mfs_mutex_lock(&fs->sess_lock);
 	while (!fs->stop) {
 		gint64 now = now_us();
 
@@ -615,7 +617,7 @@ static gpointer poll_thread(gpointer ud)
 			quit_session(fs);
 			next_dele = now_us() + 5 * G_USEC_PER_SEC;
 		}
-		g_cond_wait_until(&fs->cond, &fs->sess_lock, poll_wake(fs, next_poll, next_dele));
+		mfs_cond_wait_until(&fs->cond, &fs->sess_lock, poll_wake(fs, next_poll, next_dele));
 	}
 	/* Unmount: commit, after one more try at DELEs a lost session did not
 	   commit — unless the server's LOGIN-DELAY forbids the login: the state
@@ -628,7 +630,7 @@ static gpointer poll_thread(gpointer ud)
 		mfs_log_info("within the server's LOGIN-DELAY: taken messages still on the "
 			     "server are deleted by the next mount");
 	quit_session(fs);
-	g_mutex_unlock(&fs->sess_lock);
+	mfs_mutex_unlock(&fs->sess_lock);
 	return NULL;
 }
 
@@ -637,9 +639,9 @@ gboolean mfs_pop3_fs_start(struct mfs_pop3_fs *fs, GError **err)
 	GError *e = NULL;
 	int rc;
 
-	g_mutex_lock(&fs->sess_lock);
+	mfs_mutex_lock(&fs->sess_lock);
 	rc = session_get(fs, NULL, &e);
-	g_mutex_unlock(&fs->sess_lock);
+	mfs_mutex_unlock(&fs->sess_lock);
 	if (rc == 0)
 		return TRUE;
 	/* The server knows the maildrop and says "not now" (logged by
@@ -664,14 +666,14 @@ void mfs_pop3_fs_attach(struct mfs_pop3_fs *fs, struct fuse_session *se)
 }
 
 /* Tell a thread that waits on cond under mu to stop (*flag), and join it. */
-static void stop_thread(GThread **t, GMutex *mu, GCond *cond, gboolean *flag)
+static void stop_thread(GThread **t, mfs_mutex *mu, mfs_cond *cond, gboolean *flag)
 {
 	if (!*t)
 		return;
-	g_mutex_lock(mu);
+	mfs_mutex_lock(mu);
 	*flag = TRUE;
-	g_cond_signal(cond);
-	g_mutex_unlock(mu);
+	mfs_cond_signal(cond);
+	mfs_mutex_unlock(mu);
 	g_thread_join(*t);
 	*t = NULL;
 }
@@ -756,7 +758,7 @@ static void install(struct mfs_pop3_fs *fs, struct msg *m, int fd, char *final, 
 	char head[DATE_SCAN_MAX];
 	ssize_t hn = pread(fd, head, sizeof(head), 0);
 
-	g_mutex_lock(&fs->lock);
+	mfs_mutex_lock(&fs->lock);
 	m->fd = fd;
 	g_free(m->spool_path);
 	m->spool_path = final;
@@ -768,7 +770,7 @@ static void install(struct mfs_pop3_fs *fs, struct msg *m, int fd, char *final, 
 	fs->retrieved_bytes += got;
 	if (ahead)
 		fs->ahead_count++;
-	g_mutex_unlock(&fs->lock);
+	mfs_mutex_unlock(&fs->lock);
 	if (fs->notify)
 		notify_inode_changed(fs->notify, m->ino);
 }
@@ -783,9 +785,9 @@ static int retr_once(struct mfs_pop3_fs *fs, struct msg *m, GError **err)
 	guint32 num;
 	int fd, rc;
 
-	g_mutex_lock(&fs->lock);
+	mfs_mutex_lock(&fs->lock);
 	num = m->num;
-	g_mutex_unlock(&fs->lock);
+	mfs_mutex_unlock(&fs->lock);
 	if (num == 0)
 		return -ENOENT;
 	fd = part_open(fs, m, &tmp, err);
@@ -914,8 +916,8 @@ struct ahead_ctx {
 	struct ahead_item *items;
 	guint cur;
 	int write_err;   /* the sink's first local failure for items[cur] */
-	GMutex mu;       /* pending, and the items handed to the syncers */
-	GCond done;
+	mfs_mutex mu;       /* pending, and the items handed to the syncers */
+	mfs_cond done;
 	guint pending;   /* items the syncers have not finished */
 };
 
@@ -935,12 +937,12 @@ static void ahead_sync(gpointer data, gpointer ud)
 		mfs_log_info("read-ahead: %s", e->message);
 		g_error_free(e);
 	}
-	g_mutex_lock(&c->mu);
+	mfs_mutex_lock(&c->mu);
 	it->fd = fd;
 	it->final = final;
 	c->pending--;
-	g_cond_signal(&c->done);
-	g_mutex_unlock(&c->mu);
+	mfs_cond_signal(&c->done);
+	mfs_mutex_unlock(&c->mu);
 }
 
 static void ahead_begin(void *ud, guint i)
@@ -979,10 +981,10 @@ static void ahead_end(void *ud, guint i, int rc, guint64 size)
 
 	if (rc == 0 && c->write_err == 0 && it->fd >= 0) {
 		it->got = size;
-		g_mutex_lock(&c->mu);
+		mfs_mutex_lock(&c->mu);
 		c->pending++;
-		g_mutex_unlock(&c->mu);
-		g_thread_pool_push(c->fs->syncers, it, NULL);
+		mfs_mutex_unlock(&c->mu);
+		workers_push(c->fs->syncers, it);
 		return;
 	}
 	if (it->fd >= 0) {
@@ -1011,25 +1013,25 @@ static void retr_batch(struct mfs_pop3_fs *fs, GPtrArray *batch, const struct ms
 	int rc;
 
 	c.items = g_new0(struct ahead_item, batch->len);
-	g_mutex_init(&c.mu);
-	g_cond_init(&c.done);
-	g_mutex_lock(&fs->lock);
+	mfs_mutex_init(&c.mu);
+	mfs_cond_init(&c.done);
+	mfs_mutex_lock(&fs->lock);
 	for (guint i = 0; i < batch->len; i++) {
 		c.items[i].ctx = &c;
 		c.items[i].m = batch->pdata[i];
 		c.items[i].fd = -1;
 		nums[i] = c.items[i].num = c.items[i].m->num;
 	}
-	g_mutex_unlock(&fs->lock);
+	mfs_mutex_unlock(&fs->lock);
 	mfs_log_debug(MFS_LOG_POP3, "read-ahead: RETR of %u messages from %s", batch->len,
 		      c.items[0].m->name);
 	rc = pop3_retr_many(fs->sess, nums, batch->len, &cb, &c, &e);
-	g_mutex_lock(&c.mu);
+	mfs_mutex_lock(&c.mu);
 	while (c.pending)
-		g_cond_wait(&c.done, &c.mu);
-	g_mutex_unlock(&c.mu);
-	g_mutex_clear(&c.mu);
-	g_cond_clear(&c.done);
+		mfs_cond_wait(&c.done, &c.mu);
+	mfs_mutex_unlock(&c.mu);
+	mfs_mutex_clear(&c.mu);
+	mfs_cond_clear(&c.done);
 	if (rc < 0) {
 		mfs_log_info("read-ahead: %s", e ? e->message : g_strerror(-rc));
 		g_clear_error(&e);
@@ -1091,9 +1093,9 @@ static int download_ahead(struct mfs_pop3_fs *fs, struct msg *m, GError **err)
 		g_propagate_error(err, e);
 		return rc;
 	}
-	g_mutex_lock(&fs->lock);
+	mfs_mutex_lock(&fs->lock);
 	batch = ahead_batch(fs, m, 0, AHEAD_BATCH_BYTES);
-	g_mutex_unlock(&fs->lock);
+	mfs_mutex_unlock(&fs->lock);
 	if (batch && batch->len >= 2)
 		retr_batch(fs, batch, m);
 	/* m itself failed (refused, a dropped session): the one-message path,
@@ -1110,22 +1112,22 @@ static gpointer ahead_thread(gpointer ud)
 {
 	struct mfs_pop3_fs *fs = ud;
 
-	g_mutex_lock(&fs->lock);
+	mfs_mutex_lock(&fs->lock);
 	for (;;) {
 		struct msg *from;
 		g_autoptr(GPtrArray) batch = NULL;
 
 		while (!fs->ahead_from && !fs->ahead_stop)
-			g_cond_wait(&fs->ahead_cond, &fs->lock);
+			mfs_cond_wait(&fs->ahead_cond, &fs->lock);
 		if (fs->ahead_stop)
 			break;
 		from = fs->ahead_from;
 		fs->ahead_from = NULL;
-		g_mutex_unlock(&fs->lock);
-		g_mutex_lock(&fs->sess_lock);
+		mfs_mutex_unlock(&fs->lock);
+		mfs_mutex_lock(&fs->sess_lock);
 		/* Batch after batch until the lead is kept, or the reader stops. */
 		while (fs->sess && pop3_session_alive(fs->sess)) {
-			g_mutex_lock(&fs->lock);
+			mfs_mutex_lock(&fs->lock);
 			if (fs->ahead_from) {
 				from = fs->ahead_from;
 				fs->ahead_from = NULL;
@@ -1133,17 +1135,17 @@ static gpointer ahead_thread(gpointer ud)
 			batch = fs->ahead_stop ? NULL :
 						 ahead_batch(fs, from, AHEAD_LEAD_BYTES,
 							     AHEAD_LEAD_BYTES / 2);
-			g_mutex_unlock(&fs->lock);
+			mfs_mutex_unlock(&fs->lock);
 			if (!batch)
 				break;
 			fs->last_use = now_us();
 			retr_batch(fs, batch, NULL);
 			g_clear_pointer(&batch, g_ptr_array_unref);
 		}
-		g_mutex_unlock(&fs->sess_lock);
-		g_mutex_lock(&fs->lock);
+		mfs_mutex_unlock(&fs->sess_lock);
+		mfs_mutex_lock(&fs->lock);
 	}
-	g_mutex_unlock(&fs->lock);
+	mfs_mutex_unlock(&fs->lock);
 	return NULL;
 }
 
@@ -1199,14 +1201,14 @@ static void dele_taken(struct mfs_pop3_fs *fs, GPtrArray *batch)
 	}
 	rc = session_get(fs, &fresh, &e);
 	if (rc == 0 && !fresh) {
-		g_mutex_lock(&fs->lock);
+		mfs_mutex_lock(&fs->lock);
 		for (guint i = 0; i < batch->len; i++) {
 			const struct msg *m = batch->pdata[i];
 
 			if (m->num)
 				g_array_append_val(nums, m->num);
 		}
-		g_mutex_unlock(&fs->lock);
+		mfs_mutex_unlock(&fs->lock);
 		if (nums->len) {
 			g_autofree int *rcs = g_new0(int, nums->len);
 
@@ -1257,32 +1259,32 @@ static int take(struct mfs_pop3_fs *fs, struct msg *m, gboolean tell_kernel, GEr
 	guint64 size;
 	int rc = 0, fd;
 
-	g_mutex_lock(&fs->lock);
+	mfs_mutex_lock(&fs->lock);
 	if (m->taken || m->taking) {
-		g_mutex_unlock(&fs->lock);
+		mfs_mutex_unlock(&fs->lock);
 		return 0;
 	}
 	if (m->gone) {
 		/* Another client took it off the server: there is nothing left to take. */
-		g_mutex_unlock(&fs->lock);
+		mfs_mutex_unlock(&fs->lock);
 		mfs_log_info("%s was taken off the server by another client", m->uidl);
 		return 0;
 	}
 	/* Claimed: a second close or an rm of it meanwhile finds it taken. */
 	m->taking = TRUE;
-	g_mutex_unlock(&fs->lock);
+	mfs_mutex_unlock(&fs->lock);
 	if (o->pop3_archive && m->fd < 0) {
-		g_mutex_lock(&fs->sess_lock);
+		mfs_mutex_lock(&fs->sess_lock);
 		rc = download(fs, m, &e);
-		g_mutex_unlock(&fs->sess_lock);
+		mfs_mutex_unlock(&fs->sess_lock);
 	}
 	/* The spool copy as it stands: a read-ahead may still be installing
 	   one when there is no archive to wait for it. */
-	g_mutex_lock(&fs->lock);
+	mfs_mutex_lock(&fs->lock);
 	fd = m->fd;
 	size = m->size;
 	path = g_strdup(m->spool_path);
-	g_mutex_unlock(&fs->lock);
+	mfs_mutex_unlock(&fs->lock);
 	if (rc == 0 && fd >= 0 && size == 0) {
 		g_set_error(&e, G_FILE_ERROR, G_FILE_ERROR_IO,
 			    "the download of %s came back empty: not taking it", m->uidl);
@@ -1292,7 +1294,7 @@ static int take(struct mfs_pop3_fs *fs, struct msg *m, gboolean tell_kernel, GEr
 	    !(path ? spool_archive_link(o->pop3_archive, m->uidl, path, fd, &e) :
 		     spool_archive(o->pop3_archive, m->uidl, fd, &e)))
 		rc = file_errno(e);
-	g_mutex_lock(&fs->lock);
+	mfs_mutex_lock(&fs->lock);
 	if (rc < 0) {
 		relist(fs, m);
 	} else {
@@ -1301,9 +1303,9 @@ static int take(struct mfs_pop3_fs *fs, struct msg *m, gboolean tell_kernel, GEr
 		fs->taken_count++;
 		fs->taken_bytes += m->size;
 		g_ptr_array_add(fs->takes, m);
-		g_cond_signal(&fs->take_cond);
+		mfs_cond_signal(&fs->take_cond);
 	}
-	g_mutex_unlock(&fs->lock);
+	mfs_mutex_unlock(&fs->lock);
 	if (rc < 0)
 		g_propagate_error(err, e);
 	return rc;
@@ -1331,15 +1333,15 @@ static void take_commit(struct mfs_pop3_fs *fs, GPtrArray *batch)
 			crash_point(fs, "after-archive");
 	}
 	if (ok) {
-		g_mutex_lock(&fs->state_lock);
+		mfs_mutex_lock(&fs->state_lock);
 		ok = spool_state_add_many(fs->state, uidls, batch->len, &e);
-		g_mutex_unlock(&fs->state_lock);
+		mfs_mutex_unlock(&fs->state_lock);
 	}
 	if (!ok) {
 		mfs_log_error("not taken: %s", e->message);
 		set_last_error(fs, e->message);
 		g_clear_error(&e);
-		g_mutex_lock(&fs->lock);
+		mfs_mutex_lock(&fs->lock);
 		for (guint i = 0; i < batch->len; i++) {
 			struct msg *m = batch->pdata[i];
 
@@ -1347,19 +1349,19 @@ static void take_commit(struct mfs_pop3_fs *fs, GPtrArray *batch)
 			fs->taken_count--;
 			fs->taken_bytes -= m->size;
 		}
-		g_mutex_unlock(&fs->lock);
+		mfs_mutex_unlock(&fs->lock);
 		return;
 	}
 	crash_point(fs, "after-state");
-	g_mutex_lock(&fs->sess_lock);
+	mfs_mutex_lock(&fs->sess_lock);
 	if (!o->pop3_keep) {
 		dele_taken(fs, batch);
 		crash_point(fs, "after-dele");
 	}
 	fs->last_use = now_us();
-	g_cond_signal(&fs->cond);
-	g_mutex_unlock(&fs->sess_lock);
-	g_mutex_lock(&fs->lock);
+	mfs_cond_signal(&fs->cond);
+	mfs_mutex_unlock(&fs->sess_lock);
+	mfs_mutex_lock(&fs->lock);
 	for (guint i = 0; i < batch->len; i++) {
 		struct msg *m = batch->pdata[i];
 
@@ -1374,7 +1376,7 @@ static void take_commit(struct mfs_pop3_fs *fs, GPtrArray *batch)
 			m->fd = -1;
 		}
 	}
-	g_mutex_unlock(&fs->lock);
+	mfs_mutex_unlock(&fs->lock);
 }
 
 /*
@@ -1391,7 +1393,7 @@ static void gather_takes(struct mfs_pop3_fs *fs)
 		gint64 end = MIN(until, g_get_monotonic_time() + TAKE_GATHER_US);
 
 		while (!fs->take_stop && fs->takes->len == had &&
-		       g_cond_wait_until(&fs->take_cond, &fs->lock, end))
+		       mfs_cond_wait_until(&fs->take_cond, &fs->lock, end))
 			;
 		if (fs->takes->len == had || g_get_monotonic_time() >= until)
 			return;
@@ -1403,25 +1405,25 @@ static gpointer taker_thread(gpointer ud)
 {
 	struct mfs_pop3_fs *fs = ud;
 
-	g_mutex_lock(&fs->lock);
+	mfs_mutex_lock(&fs->lock);
 	for (;;) {
 		GPtrArray *batch;
 
 		while (fs->takes->len == 0 && !fs->take_stop)
-			g_cond_wait(&fs->take_cond, &fs->lock);
+			mfs_cond_wait(&fs->take_cond, &fs->lock);
 		if (fs->takes->len == 0)
 			break;
 		gather_takes(fs);
 		batch = fs->takes;
 		fs->takes = g_ptr_array_new();
 		fs->committing = batch->len;
-		g_mutex_unlock(&fs->lock);
+		mfs_mutex_unlock(&fs->lock);
 		take_commit(fs, batch);
 		g_ptr_array_free(batch, TRUE);
-		g_mutex_lock(&fs->lock);
+		mfs_mutex_lock(&fs->lock);
 		fs->committing = 0;
 	}
-	g_mutex_unlock(&fs->lock);
+	mfs_mutex_unlock(&fs->lock);
 	return NULL;
 }
 
@@ -1471,7 +1473,7 @@ static void op_lookup(fuse_req_t req, fuse_ino_t parent, const char *name)
 		fuse_reply_err(req, ENOTDIR);
 		return;
 	}
-	g_mutex_lock(&fs->lock);
+	mfs_mutex_lock(&fs->lock);
 	m = g_hash_table_lookup(fs->by_name, name);
 	if (m) {
 		msg_attr(fs, m, &ep.attr);
@@ -1480,7 +1482,7 @@ static void op_lookup(fuse_req_t req, fuse_ino_t parent, const char *name)
 		ep.attr_timeout = 1.0;
 		ep.entry_timeout = entry_timeout(fs);
 	}
-	g_mutex_unlock(&fs->lock);
+	mfs_mutex_unlock(&fs->lock);
 	if (!m)
 		fuse_reply_err(req, ENOENT);
 	else
@@ -1515,11 +1517,11 @@ static void op_getattr(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi
 		fuse_reply_attr(req, &st, 1.0);
 		return;
 	}
-	g_mutex_lock(&fs->lock);
+	mfs_mutex_lock(&fs->lock);
 	m = g_hash_table_lookup(fs->by_ino, &key);
 	if (m)
 		msg_attr(fs, m, &st);
-	g_mutex_unlock(&fs->lock);
+	mfs_mutex_unlock(&fs->lock);
 	if (!m)
 		fuse_reply_err(req, ENOENT);
 	else
@@ -1554,17 +1556,17 @@ static void do_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, g
 	   So does a maildrop another client holds: a server may make a login
 	   wait seconds for its lock before [IN-USE]; the poll thread retries.
 	   Within the server's LOGIN-DELAY the last listing is served too. */
-	if (off == 0 && g_mutex_trylock(&fs->sess_lock)) {
+	if (off == 0 && mfs_mutex_trylock(&fs->sess_lock)) {
 		gint64 now = now_us();
 
 		if ((fs->listed_at == 0 ||
 		     now - fs->listed_at >= (gint64)fs->opts->poll * G_USEC_PER_SEC) &&
 		    now >= fs->retry_after && !fs->busy && may_work(fs, now))
 			refresh_locked(fs);
-		g_mutex_unlock(&fs->sess_lock);
+		mfs_mutex_unlock(&fs->sess_lock);
 	}
 	buf = g_malloc(size);
-	g_mutex_lock(&fs->lock);
+	mfs_mutex_lock(&fs->lock);
 	g_hash_table_iter_init(&it, fs->by_name);
 	while (g_hash_table_iter_next(&it, NULL, &v)) {
 		struct msg *m = v;
@@ -1610,7 +1612,7 @@ static void do_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, g
 			break;
 		used += need;
 	}
-	g_mutex_unlock(&fs->lock);
+	mfs_mutex_unlock(&fs->lock);
 	fuse_reply_buf(req, buf, used);
 	g_free(buf);
 }
@@ -1636,9 +1638,9 @@ static struct msg *msg_by_ino(struct mfs_pop3_fs *fs, fuse_ino_t ino)
 	guint64 key = ino;
 	struct msg *m;
 
-	g_mutex_lock(&fs->lock);
+	mfs_mutex_lock(&fs->lock);
 	m = g_hash_table_lookup(fs->by_ino, &key);
-	g_mutex_unlock(&fs->lock);
+	mfs_mutex_unlock(&fs->lock);
 	return m;
 }
 
@@ -1658,7 +1660,7 @@ static void op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 		fuse_reply_err(req, EROFS);
 		return;
 	}
-	g_mutex_lock(&fs->lock);
+	mfs_mutex_lock(&fs->lock);
 	if (m->taken || m->taking || m->gone) {
 		rc = m->fd >= 0 ? 0 : -ENOENT;
 	} else {
@@ -1668,20 +1670,20 @@ static void op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 			/* Read ahead already: no session needed, and the
 			   read-ahead thread keeps the lead. */
 			fs->ahead_from = m;
-			g_cond_signal(&fs->ahead_cond);
+			mfs_cond_signal(&fs->ahead_cond);
 		} else if (m->fd < 0) {
-			g_mutex_unlock(&fs->lock);
-			g_mutex_lock(&fs->sess_lock);
+			mfs_mutex_unlock(&fs->lock);
+			mfs_mutex_lock(&fs->sess_lock);
 			rc = walking ? download_ahead(fs, m, &e) : download(fs, m, &e);
-			g_mutex_unlock(&fs->sess_lock);
-			g_mutex_lock(&fs->lock);
+			mfs_mutex_unlock(&fs->sess_lock);
+			mfs_mutex_lock(&fs->lock);
 		}
 	}
 	if (rc == 0) {
 		m->opens++;
 		m->ahead = FALSE;
 	}
-	g_mutex_unlock(&fs->lock);
+	mfs_mutex_unlock(&fs->lock);
 	if (rc < 0) {
 		if (e)
 			mfs_log_info("cannot open %s: %s", m->name, e->message);
@@ -1691,18 +1693,18 @@ static void op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 	}
 	h = g_new0(struct handle, 1);
 	h->m = m;
-	g_mutex_lock(&fs->lock);
+	mfs_mutex_lock(&fs->lock);
 	g_hash_table_add(fs->handles, h);
-	g_mutex_unlock(&fs->lock);
+	mfs_mutex_unlock(&fs->lock);
 	fi->fh = (uint64_t)(uintptr_t)h;
 	/* Every read reaches us, so the kernel's read-ahead is never taken for a reader. */
 	fi->direct_io = 1;
 	fi->keep_cache = 0;
 	if (fuse_reply_open(req, fi) != 0) {
-		g_mutex_lock(&fs->lock);
+		mfs_mutex_lock(&fs->lock);
 		m->opens--;
 		g_hash_table_remove(fs->handles, h); /* frees it */
-		g_mutex_unlock(&fs->lock);
+		mfs_mutex_unlock(&fs->lock);
 	}
 }
 
@@ -1717,12 +1719,12 @@ static void op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 	guint64 msize;
 
 	(void)ino;
-	g_mutex_lock(&fs->lock);
+	mfs_mutex_lock(&fs->lock);
 	fd = h->m->fd;
 	msize = h->m->size;
 	if (off >= 0 && (guint64)off >= msize)
 		h->at_end = TRUE;
-	g_mutex_unlock(&fs->lock);
+	mfs_mutex_unlock(&fs->lock);
 	if (off < 0 || fd < 0) {
 		fuse_reply_err(req, off < 0 ? EINVAL : EIO);
 		return;
@@ -1747,9 +1749,9 @@ static void op_flush(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 	int rc = 0;
 
 	(void)ino;
-	g_mutex_lock(&fs->lock);
+	mfs_mutex_lock(&fs->lock);
 	at_end = h->at_end;
-	g_mutex_unlock(&fs->lock);
+	mfs_mutex_unlock(&fs->lock);
 	if (!at_end) {
 		fuse_reply_err(req, 0);
 		return;
@@ -1770,7 +1772,7 @@ static void op_release(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi
 	struct msg *m = h->m;
 
 	(void)ino;
-	g_mutex_lock(&fs->lock);
+	mfs_mutex_lock(&fs->lock);
 	m->opens--;
 	/* A message being taken is closed by take_commit(). */
 	if (m->opens == 0 && (m->taken || m->gone) && !m->taking && m->fd >= 0) {
@@ -1782,7 +1784,7 @@ static void op_release(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi
 		}
 	}
 	g_hash_table_remove(fs->handles, h); /* frees it */
-	g_mutex_unlock(&fs->lock);
+	mfs_mutex_unlock(&fs->lock);
 	fuse_reply_err(req, 0);
 }
 
@@ -1801,9 +1803,9 @@ static void op_unlink(fuse_req_t req, fuse_ino_t parent, const char *name)
 		fuse_reply_err(req, EROFS);
 		return;
 	}
-	g_mutex_lock(&fs->lock);
+	mfs_mutex_lock(&fs->lock);
 	m = g_hash_table_lookup(fs->by_name, name);
-	g_mutex_unlock(&fs->lock);
+	mfs_mutex_unlock(&fs->lock);
 	rc = m ? take(fs, m, FALSE, &e) : -ENOENT;
 	if (rc < 0 && e) {
 		mfs_log_error("not taken: %s", e->message);
@@ -1821,13 +1823,13 @@ static char *status_text(struct mfs_pop3_fs *fs)
 	gboolean connected;
 	guint taken_known;
 
-	g_mutex_lock(&fs->sess_lock);
+	mfs_mutex_lock(&fs->sess_lock);
 	connected = fs->sess && pop3_session_alive(fs->sess);
-	g_mutex_unlock(&fs->sess_lock);
-	g_mutex_lock(&fs->state_lock);
+	mfs_mutex_unlock(&fs->sess_lock);
+	mfs_mutex_lock(&fs->state_lock);
 	taken_known = spool_state_count(fs->state);
-	g_mutex_unlock(&fs->state_lock);
-	g_mutex_lock(&fs->lock);
+	mfs_mutex_unlock(&fs->state_lock);
+	mfs_mutex_lock(&fs->lock);
 	g_string_append_printf(s, "state: %s\n", connected ? "connected" : "idle");
 	g_string_append_printf(s, "server: %s\n", fs->opts->url);
 	g_string_append_printf(s, "messages_waiting: %u\n", g_hash_table_size(fs->by_name));
@@ -1846,7 +1848,7 @@ static char *status_text(struct mfs_pop3_fs *fs)
 	g_string_append_printf(s, "keep: %s\n", fs->opts->pop3_keep ? "yes" : "no");
 	if (fs->last_error)
 		g_string_append_printf(s, "last_error: %s\n", fs->last_error);
-	g_mutex_unlock(&fs->lock);
+	mfs_mutex_unlock(&fs->lock);
 	return g_string_free(s, FALSE);
 }
 

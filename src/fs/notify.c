@@ -5,8 +5,9 @@
 #include <string.h>
 
 #include "util/log.h"
+#include "util/workers.h"
 
-enum note_kind { NOTE_ENTRY_GONE, NOTE_INODE, NOTE_STOP };
+enum note_kind { NOTE_ENTRY_GONE, NOTE_INODE };
 
 struct note {
 	enum note_kind kind;
@@ -17,18 +18,21 @@ struct note {
 
 struct notify {
 	struct fuse_session *se;
-	GAsyncQueue *queue;
-	GThread *thread;
+	struct workers *sender; /* one thread, so notes go out in order */
 };
 
-static void note_free(struct note *n)
+static void note_free(void *p)
 {
+	struct note *n = p;
+
 	g_free(n->name);
 	g_free(n);
 }
 
-static void send_note(struct notify *nt, const struct note *n)
+static void send_note(void *data, void *user_data)
 {
+	struct note *n = data;
+	struct notify *nt = user_data;
 	int rc = 0;
 
 	switch (n->kind) {
@@ -44,29 +48,12 @@ static void send_note(struct notify *nt, const struct note *n)
 	case NOTE_INODE:
 		rc = fuse_lowlevel_notify_inval_inode(nt->se, n->ino, 0, 0);
 		break;
-	case NOTE_STOP:
-		break;
 	}
 	/* ENOENT: the kernel did not have it cached, which is fine. */
 	if (rc < 0 && rc != -ENOENT)
 		mfs_log_debug(MFS_LOG_FUSE, "notification for inode %lu failed: %s",
 			      (unsigned long)(n->ino ? n->ino : n->parent), g_strerror(-rc));
-}
-
-static gpointer run(gpointer data)
-{
-	struct notify *nt = data;
-
-	for (;;) {
-		struct note *n = g_async_queue_pop(nt->queue);
-		gboolean stop = n->kind == NOTE_STOP;
-
-		if (!stop)
-			send_note(nt, n);
-		note_free(n);
-		if (stop)
-			return NULL;
-	}
+	note_free(data);
 }
 
 struct notify *notify_start(struct fuse_session *se)
@@ -74,22 +61,15 @@ struct notify *notify_start(struct fuse_session *se)
 	struct notify *nt = g_new0(struct notify, 1);
 
 	nt->se = se;
-	nt->queue = g_async_queue_new();
-	nt->thread = g_thread_new("mailfs-notify", run, nt);
+	nt->sender = workers_new("mailfs-notify", 1, send_note, nt, note_free);
 	return nt;
 }
 
 void notify_stop(struct notify *nt)
 {
-	struct note *stop;
-
 	if (!nt)
 		return;
-	stop = g_new0(struct note, 1);
-	stop->kind = NOTE_STOP;
-	g_async_queue_push(nt->queue, stop);
-	g_thread_join(nt->thread);
-	g_async_queue_unref(nt->queue);
+	workers_free(nt->sender, TRUE);
 	g_free(nt);
 }
 
@@ -105,7 +85,7 @@ static void push(struct notify *nt, enum note_kind kind, fuse_ino_t parent, fuse
 	n->parent = parent;
 	n->ino = ino;
 	n->name = g_strdup(name);
-	g_async_queue_push(nt->queue, n);
+	workers_push(nt->sender, n);
 }
 
 void notify_entry_gone(struct notify *nt, fuse_ino_t parent, fuse_ino_t child, const char *name)

@@ -1,6 +1,7 @@
 /* SPDX-License-Identifier: GPL-2.0-or-later */
 #include "model/mcache.h"
 
+#include "util/lock.h"
 #include "util/log.h"
 
 #include <errno.h>
@@ -22,7 +23,7 @@ struct mcache {
 	char *dir;
 	guint64 max_bytes;
 
-	GMutex lock;
+	mfs_mutex lock;
 	/* Everything below is guarded by lock. */
 	GHashTable *entries; /* key -> entry: complete bodies on disk, and partial ones in use */
 	GQueue lru;	     /* complete cached bodies, most recently used at the head */
@@ -442,7 +443,7 @@ struct mcache *mcache_open(const char *dir, guint64 max_bytes, GError **err)
 	c = g_new0(struct mcache, 1);
 	c->dir = g_strdup(dir);
 	c->max_bytes = max_bytes;
-	g_mutex_init(&c->lock);
+	mfs_mutex_init(&c->lock);
 	c->entries = g_hash_table_new(g_str_hash, g_str_equal);
 	g_queue_init(&c->lru);
 
@@ -469,9 +470,9 @@ struct mcache *mcache_open(const char *dir, guint64 max_bytes, GError **err)
 	g_array_free(found, TRUE);
 
 	/* cache_size may have shrunk since the last mount. */
-	g_mutex_lock(&c->lock);
+	mfs_mutex_lock(&c->lock);
 	(void)evict_locked(c, 0);
-	g_mutex_unlock(&c->lock);
+	mfs_mutex_unlock(&c->lock);
 
 	mfs_log_debug(MFS_LOG_CACHE,
 		      "cache: %s: %" G_GUINT64_FORMAT " bodies, %" G_GUINT64_FORMAT " bytes", dir,
@@ -487,7 +488,7 @@ void mcache_close(struct mcache *c)
 
 	if (!c)
 		return;
-	g_mutex_lock(&c->lock);
+	mfs_mutex_lock(&c->lock);
 	g_hash_table_iter_init(&it, c->entries);
 	while (g_hash_table_iter_next(&it, NULL, &v)) {
 		struct mcache_entry *e = v;
@@ -499,14 +500,14 @@ void mcache_close(struct mcache *c)
 		g_hash_table_iter_remove(&it);
 		entry_free(e);
 	}
-	g_mutex_unlock(&c->lock);
+	mfs_mutex_unlock(&c->lock);
 	if (leaked) {
 		/* Freeing them would turn the holders' next call into a use after free. */
 		mfs_log_error("cache: closed with %u bodies still in use", leaked);
 		return;
 	}
 	g_hash_table_destroy(c->entries);
-	g_mutex_clear(&c->lock);
+	mfs_mutex_clear(&c->lock);
 	g_free(c->dir);
 	g_free(c);
 }
@@ -521,7 +522,7 @@ struct mcache_entry *mcache_get(struct mcache *c, const char *mailbox, guint32 u
 	struct mcache_entry *e;
 	int touch_fd = -1, open_error = 0;
 
-	g_mutex_lock(&c->lock);
+	mfs_mutex_lock(&c->lock);
 	e = g_hash_table_lookup(c->entries, key);
 	if (e && e->complete && e->fd < 0) {
 		g_autofree char *path = entry_final_path(e);
@@ -545,7 +546,7 @@ struct mcache_entry *mcache_get(struct mcache *c, const char *mailbox, guint32 u
 			e->dead = TRUE;
 			e->error = open_error;
 			c->misses++;
-			g_mutex_unlock(&c->lock);
+			mfs_mutex_unlock(&c->lock);
 			mfs_log_warn("cache: cannot open a cached body: %s",
 				     g_strerror(-open_error));
 			return e;
@@ -575,7 +576,7 @@ struct mcache_entry *mcache_get(struct mcache *c, const char *mailbox, guint32 u
 		c->partial++;
 		c->misses++;
 	}
-	g_mutex_unlock(&c->lock);
+	mfs_mutex_unlock(&c->lock);
 
 	/* The mtime is the last use, so the next mount rebuilds the same LRU order. */
 	if (touch_fd >= 0)
@@ -596,19 +597,19 @@ gboolean mcache_peek_complete(struct mcache *c, const char *folder_key, guint32 
 	struct mcache_entry *e;
 	gboolean complete;
 
-	g_mutex_lock(&c->lock);
+	mfs_mutex_lock(&c->lock);
 	e = g_hash_table_lookup(c->entries, key);
 	complete = e && e->complete;
-	g_mutex_unlock(&c->lock);
+	mfs_mutex_unlock(&c->lock);
 	return complete;
 }
 
 struct mcache_entry *mcache_entry_ref(struct mcache_entry *e)
 {
-	g_mutex_lock(&e->c->lock);
+	mfs_mutex_lock(&e->c->lock);
 	g_assert(e->refs > 0);
 	e->refs++;
-	g_mutex_unlock(&e->c->lock);
+	mfs_mutex_unlock(&e->c->lock);
 	return e;
 }
 
@@ -621,7 +622,7 @@ void mcache_entry_unref(struct mcache_entry *e)
 	if (!e)
 		return;
 	c = e->c;
-	g_mutex_lock(&c->lock);
+	mfs_mutex_lock(&c->lock);
 	g_assert(e->refs > 0);
 	if (--e->refs == 0) {
 		if (e->dead) {
@@ -635,7 +636,7 @@ void mcache_entry_unref(struct mcache_entry *e)
 			e->fd = -1;
 		}
 	}
-	g_mutex_unlock(&c->lock);
+	mfs_mutex_unlock(&c->lock);
 	if (close_fd >= 0)
 		close(close_fd);
 	if (free_it)
@@ -646,11 +647,11 @@ gboolean mcache_entry_complete(struct mcache_entry *e, guint64 *size)
 {
 	gboolean complete;
 
-	g_mutex_lock(&e->c->lock);
+	mfs_mutex_lock(&e->c->lock);
 	complete = e->complete;
 	if (complete && size)
 		*size = e->size;
-	g_mutex_unlock(&e->c->lock);
+	mfs_mutex_unlock(&e->c->lock);
 	return complete;
 }
 
@@ -660,7 +661,7 @@ gboolean mcache_entry_first_gap(struct mcache_entry *e, guint64 off, guint64 len
 	guint64 end = len > G_MAXUINT64 - off ? G_MAXUINT64 : off + len;
 	gboolean gap = FALSE;
 
-	g_mutex_lock(&e->c->lock);
+	mfs_mutex_lock(&e->c->lock);
 	if (e->complete || len == 0) {
 		gap = FALSE;
 	} else {
@@ -693,7 +694,7 @@ gboolean mcache_entry_first_gap(struct mcache_entry *e, guint64 off, guint64 len
 				*gap_len = stop - pos;
 		}
 	}
-	g_mutex_unlock(&e->c->lock);
+	mfs_mutex_unlock(&e->c->lock);
 	return gap;
 }
 
@@ -712,20 +713,20 @@ gssize mcache_entry_read(struct mcache_entry *e, void *buf, size_t len, guint64 
 		return 0;
 	if (len > G_MAXSSIZE)
 		len = G_MAXSSIZE;
-	g_mutex_lock(&e->c->lock);
+	mfs_mutex_lock(&e->c->lock);
 	if (e->complete) {
 		n = off >= e->size ? 0 : (size_t)MIN((guint64)len, e->size - off);
 	} else {
 		const struct range *r = ranges_find(e->ranges, off);
 
 		if (!r) {
-			g_mutex_unlock(&e->c->lock);
+			mfs_mutex_unlock(&e->c->lock);
 			return -ENODATA;
 		}
 		n = (size_t)MIN((guint64)len, r->end - off);
 	}
 	fd = e->fd;
-	g_mutex_unlock(&e->c->lock);
+	mfs_mutex_unlock(&e->c->lock);
 
 	while (done < n) {
 		ssize_t r = pread(fd, p + done, n - done, (off_t)(off + done));
@@ -759,21 +760,21 @@ int mcache_entry_write(struct mcache_entry *e, guint64 off, const void *data, si
 		return -EINVAL;
 	end = off + len;
 
-	g_mutex_lock(&c->lock);
+	mfs_mutex_lock(&c->lock);
 	if (e->dead) {
 		r = e->error;
-		g_mutex_unlock(&c->lock);
+		mfs_mutex_unlock(&c->lock);
 		return r;
 	}
 	if (e->complete) {
-		g_mutex_unlock(&c->lock);
+		mfs_mutex_unlock(&c->lock);
 		return 0;
 	}
 	if (e->fd < 0) {
 		r = create_temp_locked(c, e);
 		if (r < 0) {
 			entry_fail_locked(c, e, r);
-			g_mutex_unlock(&c->lock);
+			mfs_mutex_unlock(&c->lock);
 			return r;
 		}
 	}
@@ -782,17 +783,17 @@ int mcache_entry_write(struct mcache_entry *e, guint64 off, const void *data, si
 	if (e->accounted + need > c->max_bytes || !evict_locked(c, need)) {
 		mfs_log_debug(MFS_LOG_CACHE, "cache: %s does not fit in cache_size", e->key);
 		entry_uncache_locked(c, e, -ENOSPC);
-		g_mutex_unlock(&c->lock);
+		mfs_mutex_unlock(&c->lock);
 		return -ENOSPC;
 	}
 	/* Reserve now so concurrent writers cannot overshoot max_bytes together. */
 	c->used += need;
 	fd = e->fd;
-	g_mutex_unlock(&c->lock);
+	mfs_mutex_unlock(&c->lock);
 
 	r = pwrite_all(fd, data, len, off);
 
-	g_mutex_lock(&c->lock);
+	mfs_mutex_lock(&c->lock);
 	c->used -= need;
 	if (r == 0 && !e->complete) {
 		/* Even a dead entry gets the range: the bytes are in its (unlinked) file. */
@@ -808,7 +809,7 @@ int mcache_entry_write(struct mcache_entry *e, guint64 off, const void *data, si
 		entry_fail_locked(c, e, r);
 	else if (r == 0 && e->dead)
 		r = e->error;
-	g_mutex_unlock(&c->lock);
+	mfs_mutex_unlock(&c->lock);
 	return r;
 }
 
@@ -818,7 +819,7 @@ int mcache_entry_finish(struct mcache_entry *e, guint64 total_size)
 	g_autofree char *path = NULL;
 	int r = 0;
 
-	g_mutex_lock(&c->lock);
+	mfs_mutex_lock(&c->lock);
 	if (e->dead) {
 		r = e->error;
 		goto out;
@@ -862,7 +863,7 @@ int mcache_entry_finish(struct mcache_entry *e, guint64 total_size)
 	c->disk_failing = FALSE;
 	g_queue_push_head_link(&c->lru, &e->lru_link);
 out:
-	g_mutex_unlock(&c->lock);
+	mfs_mutex_unlock(&c->lock);
 	return r;
 }
 
@@ -881,11 +882,11 @@ void mcache_drop(struct mcache *c, const char *mailbox, guint32 uidvalidity, gui
 	g_autofree char *key = entry_key(dirname, uid);
 	struct mcache_entry *e;
 
-	g_mutex_lock(&c->lock);
+	mfs_mutex_lock(&c->lock);
 	e = g_hash_table_lookup(c->entries, key);
 	if (e)
 		drop_locked(c, e);
-	g_mutex_unlock(&c->lock);
+	mfs_mutex_unlock(&c->lock);
 }
 
 void mcache_drop_mailbox(struct mcache *c, const char *mailbox, guint32 keep_uidvalidity)
@@ -896,7 +897,7 @@ void mcache_drop_mailbox(struct mcache *c, const char *mailbox, guint32 keep_uid
 	gpointer v;
 	guint dropped;
 
-	g_mutex_lock(&c->lock);
+	mfs_mutex_lock(&c->lock);
 	g_hash_table_iter_init(&it, c->entries);
 	while (g_hash_table_iter_next(&it, NULL, &v)) {
 		struct mcache_entry *e = v;
@@ -907,7 +908,7 @@ void mcache_drop_mailbox(struct mcache *c, const char *mailbox, guint32 keep_uid
 	for (guint i = 0; i < victims->len; i++)
 		drop_locked(c, victims->pdata[i]);
 	dropped = victims->len;
-	g_mutex_unlock(&c->lock);
+	mfs_mutex_unlock(&c->lock);
 	g_ptr_array_free(victims, TRUE);
 	if (dropped)
 		mfs_log_debug(MFS_LOG_CACHE, "cache: UIDVALIDITY changed, %u bodies dropped",
@@ -918,7 +919,7 @@ void mcache_drop_mailbox(struct mcache *c, const char *mailbox, guint32 keep_uid
 
 void mcache_get_stats(struct mcache *c, struct mcache_stats *s)
 {
-	g_mutex_lock(&c->lock);
+	mfs_mutex_lock(&c->lock);
 	s->bytes = c->used;
 	s->max_bytes = c->max_bytes;
 	s->files = c->files;
@@ -926,7 +927,7 @@ void mcache_get_stats(struct mcache *c, struct mcache_stats *s)
 	s->hits = c->hits;
 	s->misses = c->misses;
 	s->evictions = c->evictions;
-	g_mutex_unlock(&c->lock);
+	mfs_mutex_unlock(&c->lock);
 }
 
 guint64 mcache_free_space(struct mcache *c)

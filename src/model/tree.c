@@ -4,6 +4,7 @@
 #include "model/names.h"
 #include "protocol/uidset.h"
 #include "protocol/mutf7.h"
+#include "util/lock.h"
 
 #include <errno.h>
 #include <stdlib.h>
@@ -56,7 +57,7 @@ struct folder {
 };
 
 struct tree {
-	GMutex lock;
+	mfs_mutex lock;
 	gboolean names_uid;
 	gboolean vshow;
 	GPtrArray *excl; /* GPatternSpec * */
@@ -233,7 +234,7 @@ struct tree *tree_new(const struct tree_options *opts)
 {
 	struct tree *t = g_new0(struct tree, 1);
 
-	g_mutex_init(&t->lock);
+	mfs_mutex_init(&t->lock);
 	t->excl = g_ptr_array_new_with_free_func((GDestroyNotify)g_pattern_spec_free);
 	if (opts) {
 		t->names_uid = opts->names_uid;
@@ -264,7 +265,7 @@ void tree_free(struct tree *t)
 	g_hash_table_unref(t->epochs);
 	g_hash_table_unref(t->folders);
 	g_ptr_array_unref(t->excl);
-	g_mutex_clear(&t->lock);
+	mfs_mutex_clear(&t->lock);
 	g_free(t);
 }
 
@@ -453,7 +454,7 @@ void tree_apply_list(struct tree *t, GPtrArray *mailboxes, GArray *removed)
 		}
 	}
 
-	g_mutex_lock(&t->lock);
+	mfs_mutex_lock(&t->lock);
 	g_hash_table_iter_init(&it, t->folders);
 	while (g_hash_table_iter_next(&it, NULL, &v)) {
 		struct folder *f = v;
@@ -512,7 +513,7 @@ void tree_apply_list(struct tree *t, GPtrArray *mailboxes, GArray *removed)
 		if (!folder_selectable(f))
 			msgset_retire(t, f, TRUE, removed);
 	}
-	g_mutex_unlock(&t->lock);
+	mfs_mutex_unlock(&t->lock);
 }
 
 static gint cmp_folder_name(gconstpointer a, gconstpointer b)
@@ -542,7 +543,7 @@ void tree_folders_after(struct tree *t, guint64 from, guint max, GArray *out)
 	g_autoptr(GPtrArray) order = g_ptr_array_new();
 	guint i = 0;
 
-	g_mutex_lock(&t->lock);
+	mfs_mutex_lock(&t->lock);
 	g_ptr_array_add(order, t->root);
 	walk_order(t->root, order);
 	while (i < order->len && ((struct folder *)order->pdata[i])->ino != from)
@@ -555,7 +556,7 @@ void tree_folders_after(struct tree *t, guint64 from, guint max, GArray *out)
 			max--;
 		}
 	}
-	g_mutex_unlock(&t->lock);
+	mfs_mutex_unlock(&t->lock);
 }
 
 guint64 tree_find_folder(struct tree *t, const char *wire)
@@ -564,7 +565,7 @@ guint64 tree_find_folder(struct tree *t, const char *wire)
 	void *v;
 	guint64 ino = 0;
 
-	g_mutex_lock(&t->lock);
+	mfs_mutex_lock(&t->lock);
 	g_hash_table_iter_init(&it, t->keys);
 	while (g_hash_table_iter_next(&it, NULL, &v)) {
 		struct folder *f = v;
@@ -574,7 +575,7 @@ guint64 tree_find_folder(struct tree *t, const char *wire)
 			break;
 		}
 	}
-	g_mutex_unlock(&t->lock);
+	mfs_mutex_unlock(&t->lock);
 	return ino;
 }
 
@@ -685,14 +686,14 @@ int tree_folder_merge(struct tree *t, guint64 ino, guint32 uidvalidity, const st
 	 * 100,000-message first listing). Phase 3: merge.
 	 */
 	known = g_new0(gboolean, count ? count : 1);
-	g_mutex_lock(&t->lock);
+	mfs_mutex_lock(&t->lock);
 	rc = messages_folder(t, ino, &f);
 	if (rc == 0 && f->msgs && f->msgs->uidvalidity == uidvalidity) {
 		for (gsize i = 0; i < count; i++)
 			known[i] = msg_find(f->msgs->live, order[i].uid, NULL) ||
 				   msg_find(f->msgs->gone, order[i].uid, NULL);
 	}
-	g_mutex_unlock(&t->lock);
+	mfs_mutex_unlock(&t->lock);
 	if (rc < 0)
 		return rc;
 
@@ -701,7 +702,7 @@ int tree_folder_merge(struct tree *t, guint64 ino, guint32 uidvalidity, const st
 		if (!known[i] && !msgs[order[i].idx].update_only)
 			names[i] = message_name(t, &msgs[order[i].idx]);
 
-	g_mutex_lock(&t->lock);
+	mfs_mutex_lock(&t->lock);
 	rc = messages_folder(t, ino, &f);
 	if (rc < 0)
 		goto out;
@@ -782,7 +783,7 @@ int tree_folder_merge(struct tree *t, guint64 ino, guint32 uidvalidity, const st
 		g_array_unref(live);
 	}
 out:
-	g_mutex_unlock(&t->lock);
+	mfs_mutex_unlock(&t->lock);
 	for (gsize i = 0; i < count; i++)
 		g_free(names[i]);
 	g_free(names);
@@ -795,7 +796,7 @@ int tree_folder_foreach_message(struct tree *t, guint64 ino, guint32 *uidvalidit
 	struct folder *f;
 	int rc;
 
-	g_mutex_lock(&t->lock);
+	mfs_mutex_lock(&t->lock);
 	rc = messages_folder(t, ino, &f);
 	if (rc == 0 && !f->msgs)
 		rc = -ENODATA;
@@ -812,7 +813,7 @@ int tree_folder_foreach_message(struct tree *t, guint64 ino, guint32 *uidvalidit
 			fn(ud, &mi);
 		}
 	}
-	g_mutex_unlock(&t->lock);
+	mfs_mutex_unlock(&t->lock);
 	return rc;
 }
 
@@ -874,14 +875,14 @@ int tree_get(struct tree *t, guint64 ino, unsigned want, struct tree_entry *out)
 	gboolean gone;
 	int rc = 0;
 
-	g_mutex_lock(&t->lock);
+	mfs_mutex_lock(&t->lock);
 	if ((f = folder_get(t, ino)) != NULL)
 		fill_folder(f, want, out);
 	else if ((m = msg_get(t, ino, &ms, &gone)) != NULL)
 		fill_msg(t, ms, m, gone, want, out);
 	else
 		rc = -ENOENT;
-	g_mutex_unlock(&t->lock);
+	mfs_mutex_unlock(&t->lock);
 	return rc;
 }
 
@@ -901,7 +902,7 @@ int tree_lookup(struct tree *t, guint64 parent, const char *name, gboolean ref, 
 	guint32 uid;
 	int rc = -ENOENT;
 
-	g_mutex_lock(&t->lock);
+	mfs_mutex_lock(&t->lock);
 	p = folder_get(t, parent);
 	if (!p) {
 		rc = parent >= MSG_INO_MIN &&
@@ -924,7 +925,7 @@ int tree_lookup(struct tree *t, guint64 parent, const char *name, gboolean ref, 
 		rc = 0;
 	}
 out:
-	g_mutex_unlock(&t->lock);
+	mfs_mutex_unlock(&t->lock);
 	return rc;
 }
 
@@ -935,7 +936,7 @@ void tree_forget(struct tree *t, guint64 ino, guint64 n)
 	struct tmsg *m;
 	gboolean gone;
 
-	g_mutex_lock(&t->lock);
+	mfs_mutex_lock(&t->lock);
 	if ((f = folder_get(t, ino)) != NULL) {
 		f->nlookup -= MIN(n, f->nlookup);
 		if (f->detached && f->nlookup == 0)
@@ -954,7 +955,7 @@ void tree_forget(struct tree *t, guint64 ino, guint64 n)
 		}
 		msgset_maybe_free(t, ms);
 	}
-	g_mutex_unlock(&t->lock);
+	mfs_mutex_unlock(&t->lock);
 }
 
 int tree_readdir(struct tree *t, guint64 dir, guint64 off, gboolean plus, tree_dir_fn fn, void *ud)
@@ -964,7 +965,7 @@ int tree_readdir(struct tree *t, guint64 dir, guint64 off, gboolean plus, tree_d
 	struct msgset *ms;
 	int rc = 0;
 
-	g_mutex_lock(&t->lock);
+	mfs_mutex_lock(&t->lock);
 	f = folder_get(t, dir);
 	if (!f) {
 		rc = dir >= MSG_INO_MIN ? -ENOTDIR : -ENOENT;
@@ -1022,7 +1023,7 @@ int tree_readdir(struct tree *t, guint64 dir, guint64 off, gboolean plus, tree_d
 		}
 	}
 out:
-	g_mutex_unlock(&t->lock);
+	mfs_mutex_unlock(&t->lock);
 	return rc;
 }
 
@@ -1046,12 +1047,12 @@ int tree_message_set_flags(struct tree *t, guint64 ino, const char *flags)
 	struct tmsg *m;
 	int rc;
 
-	g_mutex_lock(&t->lock);
+	mfs_mutex_lock(&t->lock);
 	if ((m = msg_for_update(t, ino, &rc)) != NULL) {
 		g_ref_string_release(m->flags);
 		m->flags = intern_flags(flags);
 	}
-	g_mutex_unlock(&t->lock);
+	mfs_mutex_unlock(&t->lock);
 	return rc;
 }
 
@@ -1060,10 +1061,10 @@ int tree_message_set_size(struct tree *t, guint64 ino, guint64 size)
 	struct tmsg *m;
 	int rc;
 
-	g_mutex_lock(&t->lock);
+	mfs_mutex_lock(&t->lock);
 	if ((m = msg_for_update(t, ino, &rc)) != NULL)
 		m->size = size;
-	g_mutex_unlock(&t->lock);
+	mfs_mutex_unlock(&t->lock);
 	return rc;
 }
 
@@ -1075,7 +1076,7 @@ int tree_message_remove(struct tree *t, guint64 ino, GArray *removed)
 	guint pos, gpos;
 	int rc = 0;
 
-	g_mutex_lock(&t->lock);
+	mfs_mutex_lock(&t->lock);
 	if (folder_get(t, ino)) {
 		rc = -EISDIR;
 		goto out;
@@ -1096,7 +1097,7 @@ int tree_message_remove(struct tree *t, guint64 ino, GArray *removed)
 		tmsg_clear(&copy);
 	}
 out:
-	g_mutex_unlock(&t->lock);
+	mfs_mutex_unlock(&t->lock);
 	return rc;
 }
 
@@ -1105,10 +1106,10 @@ char *tree_folder_key(struct tree *t, guint64 ino)
 	struct folder *f;
 	char *key = NULL;
 
-	g_mutex_lock(&t->lock);
+	mfs_mutex_lock(&t->lock);
 	f = folder_get(t, ino);
 	if (f && !f->detached)
 		key = g_strdup(f->key ? f->key : "");
-	g_mutex_unlock(&t->lock);
+	mfs_mutex_unlock(&t->lock);
 	return key;
 }

@@ -16,6 +16,8 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include "util/lock.h"
+
 #define BUF_INITIAL ((size_t)16 * 1024)
 /* Pieces of a conn_writev() up to this size are joined into one SSL_write. */
 #define JOIN_MAX ((size_t)64 * 1024)
@@ -358,8 +360,8 @@ static gssize io_write(struct conn *c, const void *buf, size_t len, short *event
  */
 struct resolve_job {
 	int ref;
-	GMutex lock;
-	GCond cond;
+	mfs_mutex lock;
+	mfs_cond cond;
 	gboolean done;
 	char *host, *port;
 	struct addrinfo *res;
@@ -373,8 +375,8 @@ static void resolve_job_unref(struct resolve_job *j)
 		return;
 	if (j->res)
 		freeaddrinfo(j->res);
-	g_mutex_clear(&j->lock);
-	g_cond_clear(&j->cond);
+	mfs_mutex_clear(&j->lock);
+	mfs_cond_clear(&j->cond);
 	g_free(j->host);
 	g_free(j->port);
 	g_free(j);
@@ -388,13 +390,13 @@ static gpointer resolve_thread(gpointer data)
 	int rc = getaddrinfo(j->host, j->port, &hints, &res);
 	int e = errno;
 
-	g_mutex_lock(&j->lock);
+	mfs_mutex_lock(&j->lock);
 	j->rc = rc;
 	j->sys_errno = e;
 	j->res = res;
 	j->done = TRUE;
-	g_cond_signal(&j->cond);
-	g_mutex_unlock(&j->lock);
+	mfs_cond_signal(&j->cond);
+	mfs_mutex_unlock(&j->lock);
 	resolve_job_unref(j);
 	return NULL;
 }
@@ -408,8 +410,8 @@ static struct addrinfo *resolve(const char *host, const char *port, int timeout_
 	GError *terr = NULL;
 
 	j->ref = 2;
-	g_mutex_init(&j->lock);
-	g_cond_init(&j->cond);
+	mfs_mutex_init(&j->lock);
+	mfs_cond_init(&j->cond);
 	j->host = g_strdup(host);
 	j->port = g_strdup(port);
 	t = g_thread_try_new("mailfs-resolve", resolve_thread, j, &terr);
@@ -421,14 +423,14 @@ static struct addrinfo *resolve(const char *host, const char *port, int timeout_
 	}
 	g_thread_unref(t);
 
-	g_mutex_lock(&j->lock);
+	mfs_mutex_lock(&j->lock);
 	while (!j->done) {
 		if (deadline == G_MAXINT64)
-			g_cond_wait(&j->cond, &j->lock);
-		else if (!g_cond_wait_until(&j->cond, &j->lock, deadline))
+			mfs_cond_wait(&j->cond, &j->lock);
+		else if (!mfs_cond_wait_until(&j->cond, &j->lock, deadline))
 			break;
 	}
-	g_mutex_unlock(&j->lock);
+	mfs_mutex_unlock(&j->lock);
 	if (!j->done) {
 		resolve_job_unref(j);
 		g_set_error(err, G_IO_ERROR, G_IO_ERROR_TIMED_OUT,

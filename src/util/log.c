@@ -6,9 +6,11 @@
 #include <string.h>
 #include <syslog.h>
 
+#include "util/lock.h"
+
 static unsigned enabled_cats;
 static gboolean to_syslog;
-static GMutex log_lock;
+static mfs_mutex log_lock = MFS_MUTEX_INIT;
 
 gboolean mfs_log_parse_categories(const char *spec, unsigned *out, GError **err)
 {
@@ -75,9 +77,9 @@ static void emit(int prio, const char *prefix, const char *fmt, va_list ap)
 		syslog(prio, "%s%s", prefix, msg);
 		return;
 	}
-	g_mutex_lock(&log_lock);
+	mfs_mutex_lock(&log_lock);
 	fprintf(stderr, "mailfs: %s%s\n", prefix, msg);
-	g_mutex_unlock(&log_lock);
+	mfs_mutex_unlock(&log_lock);
 }
 
 void mfs_log_error(const char *fmt, ...)
