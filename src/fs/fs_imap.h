@@ -1,20 +1,19 @@
 /* SPDX-License-Identifier: GPL-2.0-or-later */
 /*
- * fs_imap: the FUSE operations of the IMAP view (design §2), on libfuse's
- * low-level API.
+ * fs_imap: the FUSE operations of the IMAP view, on libfuse's low-level API.
  *
- * Requests run in libfuse's worker threads. A request that needs the server
- * borrows a session from the pool, does its commands and gives it back; the
- * reply is sent from the same thread. The tree (model/tree) answers lookup,
- * getattr and readdir; a folder's listing is fetched again when it is older
- * than `refresh` seconds (one pipelined UID FETCH per folder). Message bytes
- * are fetched in ranges (BODY.PEEK[]<offset.length>, the range growing while
- * a reader reads on sequentially) into the body cache, so `head` of a large
- * message fetches little and a second `cat` fetches nothing. Kernel caches
- * are invalidated through the notify thread only, never from a handler.
+ * Folders are directories, messages files (named by model/names.h), read
+ * on demand through the body cache; mkdir, rmdir, rm, mv, cp, setfattr of
+ * user.imap.flags change the server (doc/mailfs.1 says how). This layer
+ * only translates: each request becomes calls of the account
+ * (account/imap_account.h, account/body.h), which holds every folder's
+ * state and sends every command, and a reply. New files are kept in the
+ * staging (model/staging.h) until complete, then appended.
  *
- * Nothing here writes to the server yet: writes are refused (EROFS; writing
- * into a message: EPERM).
+ * Requests run in libfuse's worker threads; one that may wait for the
+ * server holds a lease (account/lease.h), so the kernel's interrupt aborts
+ * its command. Kernel caches are invalidated through the notify thread
+ * (fs/notify.h) only, never from a handler.
  */
 #ifndef MFS_FS_IMAP_H
 #define MFS_FS_IMAP_H
@@ -41,9 +40,11 @@ void mfs_imap_fs_free(struct mfs_imap_fs *fs);
 /* The operation table; userdata for fuse_session_new() is the fs. */
 const struct fuse_lowlevel_ops *mfs_imap_fs_ops(void);
 
-/* Once the session exists: start the notification thread. */
+/* Once the session exists (after the daemon forked): start the notify
+   thread and the account's threads (imap_account_start). */
 void mfs_imap_fs_attach(struct mfs_imap_fs *fs, struct fuse_session *se);
-/* Before the session is destroyed: stop it. */
+/* After the session loop ended, before the session is destroyed: stop and
+   join them, account first (its threads feed the notify thread). */
 void mfs_imap_fs_detach(struct mfs_imap_fs *fs);
 
 /* Fetch the folder list (LIST) into the tree; used at startup too. */

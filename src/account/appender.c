@@ -1,0 +1,170 @@
+/* SPDX-License-Identifier: GPL-2.0-or-later */
+/*
+ * APPEND of a new message: the bytes of a local file, checked and made a
+ * message by model/append.h, sent as one literal. A message whose
+ * Message-ID and size are in the folder already is not sent again
+ * (imapsync's rule): an interrupted `cp -r` or `rsync` run again does not
+ * duplicate mail.
+ */
+#include <errno.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "account/imap_account_internal.h"
+#include "model/append.h"
+#include "util/log.h"
+
+/* Messages a Message-ID search may name, at most, for the size check. */
+#define SEARCH_HITS_MAX 1000
+
+static void on_search(void *ud, const struct imap_response *r)
+{
+	GArray *uids = ud;
+
+	if (!r->keyword || strcmp(r->keyword, "SEARCH") != 0)
+		return;
+	for (size_t i = 0; i < r->args.n; i++) {
+		guint32 uid;
+
+		if (imap_value_u32(&r->args.items[i], &uid))
+			g_array_append_val(uids, uid);
+	}
+}
+
+static void on_sizes(void *ud, const struct imap_response *r)
+{
+	GArray *sizes = ud;
+	guint64 size;
+
+	if (imap_value_u64(imap_fetch_item(r, "RFC822.SIZE"), &size))
+		g_array_append_val(sizes, size);
+}
+
+/* A message with this Message-ID and size is in wire already. */
+static gboolean already_there(struct imap_session *s, const char *wire, const char *message_id,
+			      guint64 size)
+{
+	g_autofree char *q = imap_quote(message_id);
+	g_autoptr(GArray) uids = g_array_new(FALSE, FALSE, sizeof(guint32));
+	g_autoptr(GArray) sizes = g_array_new(FALSE, FALSE, sizeof(guint64));
+	struct imap_handler hs = { .untagged = on_search, .ud = uids };
+	struct imap_handler hz = { .untagged = on_sizes, .ud = sizes };
+	GString *set;
+
+	if (!q || strlen(message_id) > 998)
+		return FALSE;
+	if (g_strcmp0(imap_session_selected(s), wire) != 0 &&
+	    imap_select(s, wire, TRUE, NULL, NULL) < 0)
+		return FALSE;
+	if (imap_run(s, &hs, NULL, NULL, "UID SEARCH HEADER Message-ID %s", q) < 0 ||
+	    uids->len == 0)
+		return FALSE;
+	set = g_string_new(NULL);
+	for (guint i = 0; i < uids->len && i < SEARCH_HITS_MAX; i++)
+		g_string_append_printf(set, "%s%u", i ? "," : "", g_array_index(uids, guint32, i));
+	if (imap_run(s, &hz, NULL, NULL, "UID FETCH %s (RFC822.SIZE)", set->str) < 0)
+		sizes->len = 0;
+	g_string_free(set, TRUE);
+	for (guint i = 0; i < sizes->len; i++)
+		if (g_array_index(sizes, guint64, i) == size)
+			return TRUE;
+	return FALSE;
+}
+
+/* The file's bytes as a message ready to send, or -errno (logged). */
+static int prepare(const struct new_message *m, const char *wire, GByteArray **out)
+{
+	g_autoptr(GByteArray) raw = NULL;
+	GError *err = NULL;
+	struct stat fst;
+
+	if (fstat(m->fd, &fst) != 0 || (guint64)fst.st_size > APPEND_MAX)
+		return -EFBIG;
+	raw = g_byte_array_sized_new((guint)fst.st_size);
+	g_byte_array_set_size(raw, (guint)fst.st_size);
+	if (fst.st_size > 0 && pread(m->fd, raw->data, raw->len, 0) != (ssize_t)raw->len)
+		return -EIO;
+	if (!append_prepare(raw->data, raw->len, out, &err)) {
+		g_autofree char *esc = mfs_log_escape(wire, strlen(wire), 200);
+
+		mfs_log_info("not appending %s to %s: %s", m->name, esc, err->message);
+		g_error_free(err);
+		return -EINVAL;
+	}
+	return 0;
+}
+
+/* The APPEND itself; the server's refusal logged with its words. */
+static int send_append(struct imap_session *s, const char *wire, const char *prefix,
+		       const GByteArray *msg, GError **err)
+{
+	struct imap_result res = { 0 };
+	guint id = imap_send_literal(s, prefix, msg->data, msg->len, NULL, err);
+	int rc = id ? imap_wait(s, id, NULL, &res, err) : -EIO;
+
+	if (rc < 0 && res.status != IMAP_STATUS_NONE) {
+		g_autofree char *esc = mfs_log_escape(wire, strlen(wire), 200);
+
+		mfs_log_info("APPEND to %s refused: %s%s%s%s", esc, res.code ? "[" : "",
+			     res.code ? res.code : "", res.code ? "] " : "",
+			     res.text ? res.text : "");
+	}
+	imap_result_clear(&res);
+	return rc;
+}
+
+int imap_account_append(struct imap_account *a, struct lease *l, guint64 folder,
+			const struct new_message *m)
+{
+	struct tree_entry e = { 0 };
+	g_autoptr(GByteArray) msg = NULL;
+	g_autofree char *date = NULL;
+	g_autofree char *mid = NULL;
+	g_autofree char *q = NULL;
+	g_autofree char *prefix = NULL;
+	struct imap_session *s;
+	GError *err = NULL;
+	int rc;
+
+	if (a->opts->readonly)
+		return -EROFS;
+	rc = tree_get(a->tree, folder, TREE_WANT_WIRE, &e);
+	if (rc < 0 || e.kind != TREE_FOLDER || !e.wire) {
+		tree_entry_clear(&e);
+		return rc < 0 ? rc : -EPERM; /* a \Noselect folder holds no messages */
+	}
+	rc = prepare(m, e.wire, &msg);
+	if (rc < 0) {
+		tree_entry_clear(&e);
+		return rc;
+	}
+	mid = append_message_id(msg->data, msg->len);
+	date = append_internaldate(m->mtime);
+	q = imap_quote(e.wire);
+	prefix = g_strdup_printf("APPEND %s (%s) \"%s\"", q ? q : "\"\"", m->flags ? m->flags : "",
+				 date);
+	rc = q ? lease_borrow(l, e.wire, &s) : -EINVAL;
+	if (rc == 0) {
+		guint64 limit = imap_session_append_limit(s);
+
+		if (limit && msg->len > limit) {
+			/* Refused before a byte is sent (the server's APPENDLIMIT). */
+			mfs_log_info("not appending %s: %u bytes, the server takes at most %"
+				     G_GUINT64_FORMAT, m->name, msg->len, limit);
+			rc = -EFBIG;
+		} else if (mid && already_there(s, e.wire, mid, msg->len)) {
+			mfs_log_debug(MFS_LOG_IMAP, "%s is already in %s: not appended again",
+				      m->name, e.wire);
+		} else {
+			rc = send_append(s, e.wire, prefix, msg, &err);
+		}
+		lease_give_back(l);
+		if (rc < 0)
+			rc = lease_errno(l, rc, err, "APPEND");
+	}
+	if (rc == 0)
+		account_mark_stale(a, folder);
+	tree_entry_clear(&e);
+	return rc;
+}

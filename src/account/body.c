@@ -1,0 +1,274 @@
+/* SPDX-License-Identifier: GPL-2.0-or-later */
+#include "account/body.h"
+
+#include <errno.h>
+#include <string.h>
+
+#include "account/imap_account_internal.h"
+#include "util/log.h"
+
+/* Ranges of a message fetched at once: small first, so `head` and `file`
+   stay cheap, doubling while a reader goes on sequentially. */
+#define CHUNK_MIN (128 * 1024)
+#define CHUNK_MAX (4 * 1024 * 1024)
+
+struct body_reader {
+	struct imap_account *a;
+	/* set at open, then read-only */
+	guint64 ino;
+	guint32 uid;
+	guint32 uidvalidity;
+	char *wire;
+	struct mcache_entry *entry;
+
+	mfs_mutex lock;	      /* one fetch at a time; guards what follows */
+	guint64 expected;     /* RFC822.SIZE, until the bytes say otherwise */
+	guint64 total;	      /* the real size, once known */
+	gboolean total_known;
+	gboolean size_wrong;  /* RFC822.SIZE is known to be wrong, the total not yet */
+	guint64 seq_end;      /* where the last fetch ended: sequential readers */
+	guint64 chunk;
+	/* The last fetched range, for when the cache cannot keep it (full disk). */
+	GByteArray *mem;
+	guint64 mem_off;
+};
+
+/* Locked (r->lock). Keep fetched bytes at off: in the cache, or in memory when it is full. */
+static void keep_range(struct body_reader *r, guint64 off, GByteArray *buf)
+{
+	__atomic_fetch_add(&r->a->bytes_fetched, buf->len, __ATOMIC_RELAXED);
+	if (buf->len && mcache_entry_write(r->entry, off, buf->data, buf->len) < 0) {
+		/* A full disk: serve this range from memory, never fail the reader. */
+		if (r->mem)
+			g_byte_array_unref(r->mem);
+		r->mem = g_byte_array_ref(buf);
+		r->mem_off = off;
+	}
+}
+
+/* Locked (r->lock): the message is known to be `total` bytes long. */
+static void learn_total(struct body_reader *r, guint64 total)
+{
+	struct imap_account *a = r->a;
+
+	r->total = total;
+	r->total_known = TRUE;
+	mcache_entry_finish(r->entry, total);
+	if (total != r->expected) {
+		tree_message_set_size(a->tree, r->ino, total);
+		if (a->ev.inode_changed)
+			a->ev.inode_changed(a->ev.ud, r->ino);
+		r->expected = total;
+	}
+}
+
+/*
+ * Locked (r->lock). Fetch [off, off+len) into the cache. 0 or -errno;
+ * *progress gets the bytes kept, also when the link broke in the middle
+ * (the caller resumes from there on a new connection, so a cut link still
+ * makes progress).
+ */
+static int fetch_range(struct body_reader *r, struct lease *l, guint64 off, guint64 len,
+		       guint64 *progress)
+{
+	struct imap_account *a = r->a;
+	struct range_answer ans = { .buf = g_byte_array_new() };
+	struct imap_session *s;
+	GError *err = NULL;
+	int rc;
+
+	rc = lease_borrow(l, r->wire, &s);
+	if (rc < 0)
+		goto out;
+	rc = fetch_body_range(s, r->wire, r->uidvalidity, !a->opts->mark_seen, r->uid, off, len,
+			      &ans, &err);
+	lease_give_back(l);
+	if (rc < 0) {
+		/* -ESTALE: another generation of the mailbox, other messages. */
+		if (ans.partial) {
+			keep_range(r, off, ans.buf);
+			*progress = ans.buf->len;
+		}
+		rc = lease_errno(l, rc, err, r->wire);
+		goto out;
+	}
+	if (ans.too_big) {
+		g_autofree char *esc = mfs_log_escape(r->wire, strlen(r->wire), 200);
+
+		mfs_log_warn("%s: the server sent more of UID %u than asked for; refused", esc,
+			     r->uid);
+		rc = -EIO;
+		goto out;
+	}
+	if (!ans.matched) {
+		/* No body at all: the message was expunged meanwhile. */
+		rc = -ESTALE;
+		goto out;
+	}
+	if (off == 0)
+		__atomic_fetch_add(&a->messages_fetched, 1, __ATOMIC_RELAXED);
+	keep_range(r, off, ans.buf);
+	*progress = ans.buf->len;
+	if (ans.buf->len == 0 && off > 0 && !mcache_entry_has(r->entry, off - 1, 1)) {
+		/* Nothing at off: the message ends before it, where is not known. */
+		r->size_wrong = TRUE;
+	} else if (ans.buf->len < len) {
+		/* A short answer marks the end: the bytes win over RFC822.SIZE. */
+		learn_total(r, off + ans.buf->len);
+	}
+out:
+	g_byte_array_unref(ans.buf);
+	return rc;
+}
+
+/* Locked (r->lock): learn the true end now, with the first range (which
+   the first read needs anyway) and, for a longer message, one byte past
+   the end it claims. */
+static void probe_size(struct body_reader *r, struct lease *l)
+{
+	guint64 progress = 0;
+	guint64 first = MIN(CHUNK_MIN, r->expected + 1);
+
+	if (fetch_range(r, l, 0, first, &progress) == 0 && !r->total_known && !r->size_wrong &&
+	    r->expected > 0)
+		fetch_range(r, l, r->expected - 1, 2, &progress);
+	if (!r->total_known && !r->size_wrong && mcache_entry_has(r->entry, r->expected, 1))
+		r->size_wrong = TRUE; /* longer than claimed */
+	r->seq_end = first;
+}
+
+struct body_reader *body_open(struct imap_account *a, struct lease *l, guint64 ino,
+			      gboolean *direct_io, int *err)
+{
+	struct tree_entry e = { 0 };
+	struct body_reader *r;
+	int rc;
+
+	rc = tree_get(a->tree, ino, TREE_WANT_WIRE | TREE_WANT_NAME, &e);
+	if (rc < 0 || e.gone || e.kind != TREE_MESSAGE || !e.wire) {
+		tree_entry_clear(&e);
+		*err = rc < 0 ? rc : e.kind == TREE_FOLDER ? -EISDIR : -ENOENT;
+		return NULL;
+	}
+	imap_account_reader_came(a, e.parent, e.uid, e.name, e.wire, e.uidvalidity);
+	r = g_new0(struct body_reader, 1);
+	mfs_mutex_init(&r->lock);
+	r->a = a;
+	r->ino = ino;
+	r->uid = e.uid;
+	r->uidvalidity = e.uidvalidity;
+	r->wire = g_steal_pointer(&e.wire);
+	r->expected = e.size;
+	r->chunk = CHUNK_MIN;
+	r->entry = mcache_get(a->cache, r->wire, r->uidvalidity, r->uid);
+	mfs_mutex_lock(&r->lock);
+	if (mcache_entry_complete(r->entry, &r->total)) {
+		r->total_known = TRUE;
+		__atomic_fetch_add(&a->bodies_from_cache, 1, __ATOMIC_RELAXED);
+	} else {
+		probe_size(r, l);
+	}
+	/* Served without the kernel's size limit and page cache when the size
+	   it was told is wrong: the reader gets every byte the server has, no
+	   padding, no cut. */
+	*direct_io = (r->total_known && r->total != e.size) || r->size_wrong;
+	if (r->total_known && r->total != e.size) {
+		tree_message_set_size(a->tree, ino, r->total);
+		if (a->ev.inode_changed)
+			a->ev.inode_changed(a->ev.ud, ino);
+	}
+	mfs_mutex_unlock(&r->lock);
+	tree_entry_clear(&e);
+	return r;
+}
+
+void body_close(struct body_reader *r)
+{
+	if (!r)
+		return;
+	if (r->entry)
+		mcache_entry_unref(r->entry);
+	if (r->mem)
+		g_byte_array_unref(r->mem);
+	g_free(r->wire);
+	mfs_mutex_clear(&r->lock);
+	g_free(r);
+}
+
+/* Locked (r->lock). Copy what is present at [off, off+size) into buf;
+   bytes copied, or -errno (-ENODATA: not fetched yet). */
+static gssize read_present(struct body_reader *r, char *buf, size_t size, guint64 off)
+{
+	if (r->mem && off >= r->mem_off && off < r->mem_off + r->mem->len) {
+		size_t n = MIN(size, r->mem_off + r->mem->len - off);
+
+		memcpy(buf, r->mem->data + (off - r->mem_off), n);
+		return (gssize)n;
+	}
+	return mcache_entry_read(r->entry, buf, size, off);
+}
+
+/* Locked (r->lock): the length of the range to fetch at pos for a read
+   wanting `want` more bytes. A sequential reader gets growing ranges; near
+   the end one byte more than RFC822.SIZE is asked for, so a longer message
+   is noticed. */
+static guint64 range_length(struct body_reader *r, guint64 pos, size_t want)
+{
+	guint64 len;
+
+	if (pos == r->seq_end && pos != 0)
+		r->chunk = MIN(r->chunk * 2, CHUNK_MAX);
+	else if (pos != r->seq_end)
+		r->chunk = CHUNK_MIN;
+	len = MAX(r->chunk, want);
+	if (pos + len >= r->expected)
+		len = MAX(r->expected + 1 - MIN(pos, r->expected), want);
+	return len;
+}
+
+gssize body_read(struct body_reader *r, struct lease *l, char *buf, size_t size, guint64 off)
+{
+	size_t got = 0;
+	int retries = 0;
+	int rc = 0;
+
+	mfs_mutex_lock(&r->lock);
+	while (got < size) {
+		guint64 pos = off + got;
+		guint64 end = r->total_known ? r->total : G_MAXUINT64;
+		guint64 len, progress = 0;
+		gssize n;
+
+		if (pos >= end)
+			break;
+		n = read_present(r, buf + got, MIN(size - got, end - pos), pos);
+		if (n > 0) {
+			got += (size_t)n;
+			continue;
+		}
+		if (n < 0 && n != -ENODATA) {
+			rc = (int)n;
+			break;
+		}
+		if (n == 0 && r->total_known)
+			break;
+		/* Not here yet: fetch a range from pos. */
+		len = range_length(r, pos, size - got);
+		rc = fetch_range(r, l, pos, len, &progress);
+		if (rc == -EIO && (progress > 0 || retries++ == 0)) {
+			/* A broken link: go on from what arrived, on a new connection;
+			   give up after a failure that brought nothing twice. */
+			if (progress > 0)
+				retries = 0;
+			rc = 0;
+			continue;
+		}
+		if (rc < 0)
+			break;
+		r->seq_end = pos + len;
+		if (r->total_known && pos >= r->total)
+			break;
+	}
+	mfs_mutex_unlock(&r->lock);
+	return rc < 0 && got == 0 ? rc : (gssize)got;
+}

@@ -1,0 +1,43 @@
+/* SPDX-License-Identifier: GPL-2.0-or-later */
+/*
+ * body: reading one message's bytes, for one open file.
+ *
+ * Bytes are fetched in ranges (BODY.PEEK[]<offset.length>) into the body
+ * cache (model/mcache.h): small first, so `head` and `file` stay cheap,
+ * doubling while a reader goes on sequentially; a second `cat` fetches
+ * nothing. RFC822.SIZE is a hint some servers get wrong, and the kernel
+ * never reads past the size it was told: body_open learns the true end
+ * with the first range, and the reader is told to bypass the kernel's page
+ * cache (direct I/O) when the size differs. When the cache cannot keep a
+ * range (a full disk), the last range is served from memory: a reader
+ * never fails for the cache's sake.
+ *
+ * Threads: one reader may be used by several threads (the kernel may send
+ * reads of one open file in parallel): its lock makes one fetch at a time.
+ */
+#ifndef MFS_BODY_H
+#define MFS_BODY_H
+
+#include <glib.h>
+
+#include "account/imap_account.h"
+
+struct body_reader;
+
+/*
+ * Open message ino for reading; the open also tells the read-ahead policy
+ * (account/walk.h) that a reader came. NULL and *err (-ENOENT: no such
+ * message, -EISDIR: a folder); else *direct_io says whether the kernel is
+ * to bypass its page cache (the size it was told is wrong).
+ */
+struct body_reader *body_open(struct imap_account *a, struct lease *l, guint64 ino,
+			      gboolean *direct_io, int *err);
+
+/* Up to size bytes at off into buf: the count (0 at the end), or -errno
+   when nothing could be read (-ESTALE: the message is gone from the
+   server, and this range was never fetched). */
+gssize body_read(struct body_reader *r, struct lease *l, char *buf, size_t size, guint64 off);
+
+void body_close(struct body_reader *r);
+
+#endif

@@ -1,0 +1,388 @@
+/* SPDX-License-Identifier: GPL-2.0-or-later */
+/*
+ * Folders: the folder list and namespace, each folder's listing and its
+ * freshness, and the changes the push watcher reports.
+ *
+ * A folder's listing is brought up to date when it is older than `refresh`
+ * seconds (or marked stale by a change this mount made or push reported),
+ * with a resync (account/resync.h): cheap with QRESYNC or CONDSTORE, one
+ * EXAMINE when nothing changed.
+ */
+#include <errno.h>
+#include <string.h>
+
+#include "account/imap_account_internal.h"
+#include "account/resync.h"
+#include "model/listing_index.h"
+#include "protocol/mutf7.h"
+#include "util/log.h"
+
+static void folder_state_free(gpointer p)
+{
+	struct folder_state *f = p;
+
+	reading_orders_clear(&f->orders);
+	mfs_mutex_clear(&f->lock);
+	g_free(f);
+}
+
+GHashTable *account_folders_new(void)
+{
+	return g_hash_table_new_full(g_int64_hash, g_int64_equal, g_free, folder_state_free);
+}
+
+struct folder_state *account_folder(struct imap_account *a, guint64 ino)
+{
+	struct folder_state *f;
+
+	mfs_mutex_lock(&a->lock);
+	f = g_hash_table_lookup(a->folders, &ino);
+	if (!f) {
+		guint64 *key = g_new(guint64, 1);
+
+		*key = ino;
+		f = g_new0(struct folder_state, 1);
+		mfs_mutex_init(&f->lock);
+		g_hash_table_insert(a->folders, key, f);
+	}
+	mfs_mutex_unlock(&a->lock);
+	return f;
+}
+
+void account_removed(struct imap_account *a, GArray *removed)
+{
+	for (guint i = 0; i < removed->len; i++) {
+		const struct tree_removed *r = &g_array_index(removed, struct tree_removed, i);
+
+		if (a->ev.entry_gone)
+			a->ev.entry_gone(a->ev.ud, r->parent, r->ino, r->name);
+		mfs_mutex_lock(&a->headers_lock);
+		g_hash_table_remove(a->headers, &r->ino);
+		mfs_mutex_unlock(&a->headers_lock);
+	}
+}
+
+char *account_trash(struct imap_account *a)
+{
+	char *t;
+
+	mfs_mutex_lock(&a->lock);
+	t = g_strdup(a->trash_wire);
+	mfs_mutex_unlock(&a->lock);
+	return t;
+}
+
+/* The delimiter, and which mailbox is the Trash (the `trash` option, else
+   the \Trash special use, else a usual name). */
+static void learn_namespace(struct imap_account *a, GPtrArray *boxes)
+{
+	static const char *const names[] = { "Trash", "Deleted Items", "Deleted Messages",
+					     "INBOX.Trash" };
+	const char *trash = NULL;
+	char delim = 0;
+
+	for (guint i = 0; i < boxes->len; i++) {
+		const struct imap_mailbox_info *m = boxes->pdata[i];
+
+		if (!delim && m->delimiter)
+			delim = m->delimiter;
+		if (a->opts->trash) {
+			g_autofree char *dec = mutf7_decode(m->name, NULL);
+
+			if (strcmp(m->name, a->opts->trash) == 0 ||
+			    g_strcmp0(dec, a->opts->trash) == 0)
+				trash = m->name;
+		} else if ((m->attrs & IMAP_MBOX_TRASH) && !(m->attrs & IMAP_MBOX_NOSELECT)) {
+			trash = m->name;
+		}
+	}
+	for (size_t n = 0; !trash && !a->opts->trash && n < G_N_ELEMENTS(names); n++)
+		for (guint i = 0; !trash && i < boxes->len; i++) {
+			const struct imap_mailbox_info *m = boxes->pdata[i];
+
+			if (strcmp(m->name, names[n]) == 0 && !(m->attrs & IMAP_MBOX_NOSELECT))
+				trash = m->name;
+		}
+	mfs_mutex_lock(&a->lock);
+	a->delim = delim;
+	g_free(a->trash_wire);
+	a->trash_wire = g_strdup(trash);
+	mfs_mutex_unlock(&a->lock);
+}
+
+int imap_account_refresh_list(struct imap_account *a, gboolean force, GError **err)
+{
+	struct lease l;
+	struct imap_session *s;
+	GPtrArray *boxes;
+	int rc = 0;
+
+	mfs_mutex_lock(&a->list_lock);
+	if (!force && a->list_fetched_at &&
+	    account_now() - a->list_fetched_at < (gint64)a->opts->refresh * G_USEC_PER_SEC)
+		goto out;
+	lease_init(&l, a->pool);
+	rc = lease_borrow(&l, NULL, &s);
+	if (rc == 0) {
+		GError *e = NULL;
+
+		boxes = imap_list_mailboxes(s, &e);
+		lease_give_back(&l);
+		if (!boxes) {
+			if (err)
+				g_propagate_error(err, e);
+			else
+				lease_errno(&l, -EIO, e, "LIST");
+			rc = -EIO;
+		} else {
+			g_autoptr(GArray) removed = tree_removed_new();
+
+			learn_namespace(a, boxes);
+			tree_apply_list(a->tree, boxes, removed);
+			account_removed(a, removed);
+			g_ptr_array_unref(boxes);
+			a->list_fetched_at = account_now();
+		}
+	} else if (err) {
+		g_set_error(err, G_IO_ERROR, G_IO_ERROR_FAILED, "no connection to the server");
+	}
+	lease_clear(&l);
+out:
+	mfs_mutex_unlock(&a->list_lock);
+	return rc;
+}
+
+/* Locked (f->lock): apply a resync's result to the tree and the disk. */
+static int apply_resync(struct imap_account *a, struct folder_state *f, guint64 ino,
+			const char *wire, struct lindex *idx, const struct resync_known *k,
+			const struct resync_result *res)
+{
+	g_autoptr(GArray) removed = tree_removed_new();
+	int rc = 0;
+
+	if (idx && res->how != RESYNC_FULL) {
+		/* The saved listing still holds: it becomes the tree's, then the
+		   changes since apply. */
+		gsize n;
+		const struct tree_msg_info *m = lindex_messages(idx, &n);
+
+		rc = tree_folder_set_messages(a->tree, ino, res->uidvalidity, m, n, removed);
+	}
+	/* Bodies of another UIDVALIDITY are other messages now. */
+	if (k->uidvalidity && k->uidvalidity != res->uidvalidity)
+		mcache_drop_mailbox(a->cache, wire, res->uidvalidity);
+	if (rc == 0)
+		rc = tree_folder_merge(a->tree, ino, res->uidvalidity, &res->delta, removed);
+	account_removed(a, removed);
+	if (rc < 0)
+		return rc;
+	if (res->how == RESYNC_FULL)
+		__atomic_fetch_add(&a->listings_full, 1, __ATOMIC_RELAXED);
+	else
+		__atomic_fetch_add(&a->listings_resynced, 1, __ATOMIC_RELAXED);
+	f->uidvalidity = res->uidvalidity;
+	f->uidnext = res->uidnext;
+	f->highestmodseq = res->highestmodseq;
+	f->fetched_at = account_now();
+	__atomic_fetch_add(&f->listed_gen, 1, __ATOMIC_RELEASE);
+	if (res->how != RESYNC_UNCHANGED || !idx)
+		f->index_dirty = TRUE;
+	listing_save_soon(a, f, ino);
+	return 0;
+}
+
+/* Locked (f->lock): resync folder ino (wire) on s and apply it; when the
+   message count then differs from the server's, list it in full. */
+static int resync_and_apply(struct imap_account *a, struct folder_state *f, guint64 ino,
+			    const char *wire, struct imap_session *s, struct lindex *idx,
+			    struct resync_known *known, GError **err)
+{
+	gboolean readonly = !a->opts->mark_seen;
+	gboolean subjects = a->opts->names != MFS_NAMES_UID;
+	struct resync_result res = { 0 };
+	guint32 held;
+	int rc;
+
+	rc = resync_folder(s, wire, readonly, subjects, known, &res, err);
+	if (rc == 0)
+		rc = apply_resync(a, f, ino, wire, idx, known, &res);
+	held = rc == 0 && res.how != RESYNC_FULL ? listing_count(a, ino) : res.exists;
+	if (held != res.exists) {
+		/* A server whose QRESYNC or CONDSTORE answers miss something
+		   (some do): the count tells, and a full listing mends it. */
+		mfs_log_info("%s: %u messages after a resync, the server has %u; "
+			     "listing it in full",
+			     wire, held, res.exists);
+		resync_result_clear(&res);
+		memset(known, 0, sizeof(*known));
+		rc = resync_folder(s, wire, readonly, subjects, known, &res, err);
+		if (rc == 0)
+			rc = apply_resync(a, f, ino, wire, NULL, known, &res);
+	}
+	resync_result_clear(&res);
+	return rc;
+}
+
+static int refresh_folder_once(struct imap_account *a, struct lease *l, guint64 ino,
+			       gboolean force)
+{
+	struct folder_state *f = account_folder(a, ino);
+	struct tree_entry e = { 0 };
+	struct resync_known known;
+	struct lindex *idx;
+	struct imap_session *s;
+	GError *err = NULL;
+	int rc;
+
+	mfs_mutex_lock(&f->lock);
+	if (!force && f->fetched_at &&
+	    account_now() - f->fetched_at < (gint64)a->opts->refresh * G_USEC_PER_SEC) {
+		mfs_mutex_unlock(&f->lock);
+		return 0;
+	}
+	rc = tree_get(a->tree, ino, TREE_WANT_WIRE, &e);
+	if (rc < 0 || e.kind != TREE_FOLDER || !e.selectable || !e.wire || e.gone) {
+		tree_entry_clear(&e);
+		mfs_mutex_unlock(&f->lock);
+		return rc < 0 ? rc : 0;
+	}
+	idx = listing_known(a, f, ino, e.wire, &known);
+	rc = lease_borrow(l, e.wire, &s);
+	if (rc == 0) {
+		rc = resync_and_apply(a, f, ino, e.wire, s, idx, &known, &err);
+		lease_give_back(l);
+		if (rc < 0)
+			rc = lease_errno(l, rc, err, e.wire);
+	}
+	if (idx && rc < 0)
+		f->index_tried = FALSE; /* offline: the saved listing is for the next try */
+	lindex_free(idx);
+	tree_entry_clear(&e);
+	mfs_mutex_unlock(&f->lock);
+	return rc;
+}
+
+int imap_account_refresh_folder(struct imap_account *a, struct lease *l, guint64 ino,
+				gboolean force)
+{
+	gint64 start = account_now();
+	int rc = refresh_folder_once(a, l, ino, force);
+
+	/* A connection the server dropped while it sat idle fails its first
+	   command at once: once more, on a new one. A failure that took half
+	   the timeout is a server not answering: no second wait. */
+	if (rc == -EIO && account_now() - start < (gint64)a->opts->timeout * G_USEC_PER_SEC / 2)
+		rc = refresh_folder_once(a, l, ino, force);
+	return rc;
+}
+
+int imap_account_refresh_dir(struct imap_account *a, struct lease *l, guint64 ino)
+{
+	int rc = imap_account_refresh_list(a, FALSE, NULL);
+
+	if (rc < 0 && rc != -EIO)
+		return rc;
+	/* Offline: a folder listed before still answers from what is known. */
+	return imap_account_refresh_folder(a, l, ino, FALSE);
+}
+
+int imap_account_read_dir(struct imap_account *a, struct lease *l, guint64 ino)
+{
+	struct tree_entry e = { 0 };
+	struct folder_state *f;
+	gboolean listed;
+	int rc;
+
+	imap_account_dir_read_from_start(a, ino);
+	rc = imap_account_refresh_dir(a, l, ino);
+	if (rc != -EIO)
+		return rc;
+	/* Never listed and the server cannot be reached: say so. */
+	f = account_folder(a, ino);
+	mfs_mutex_lock(&f->lock);
+	listed = f->uidvalidity != 0;
+	mfs_mutex_unlock(&f->lock);
+	if (!listed && tree_get(a->tree, ino, 0, &e) == 0 && e.selectable)
+		return -EIO;
+	return 0;
+}
+
+void account_mark_stale(struct imap_account *a, guint64 folder)
+{
+	struct folder_state *f = account_folder(a, folder);
+
+	mfs_mutex_lock(&f->lock);
+	f->fetched_at = 0;
+	mfs_mutex_unlock(&f->lock);
+}
+
+/* Every listing is to be brought up to date when next looked at (cheap with
+   QRESYNC: one EXAMINE). The folder list itself waits for `refresh`: NOTIFY
+   is not asked for mailbox names. */
+static void mark_all_stale(struct imap_account *a)
+{
+	g_autoptr(GPtrArray) all = g_ptr_array_new();
+	GHashTableIter it;
+	gpointer value;
+
+	mfs_mutex_lock(&a->lock);
+	g_hash_table_iter_init(&it, a->folders);
+	while (g_hash_table_iter_next(&it, NULL, &value))
+		g_ptr_array_add(all, value);
+	mfs_mutex_unlock(&a->lock);
+	/* folder_state objects live as long as the account. */
+	for (guint i = 0; i < all->len; i++) {
+		struct folder_state *f = all->pdata[i];
+
+		mfs_mutex_lock(&f->lock);
+		f->fetched_at = 0;
+		mfs_mutex_unlock(&f->lock);
+	}
+}
+
+/*
+ * The watch thread saw a mailbox change (NULL: it does not know which, after
+ * a reconnect). INBOX and folders already listed are brought up to date at
+ * once, so that `ls` and inotify watchers see it; others are listed when
+ * first looked at anyway.
+ */
+void account_mailbox_changed(void *ud, const char *wire)
+{
+	struct imap_account *a = ud;
+	struct lease l;
+	guint64 ino;
+
+	if (!wire) {
+		struct watch *w;
+
+		pool_server_back(a->pool);
+		/* NULL while imap_account_start has not stored it yet: then
+		   nothing was listed to be marked stale. */
+		mfs_mutex_lock(&a->lock);
+		w = a->watch;
+		mfs_mutex_unlock(&a->lock);
+		if (watch_covers_all(w))
+			mark_all_stale(a);
+		wire = "INBOX";
+	}
+	ino = tree_find_folder(a->tree, wire);
+	if (!ino) {
+		/* A mailbox this mount has not seen (or hides): the folder list
+		   may be stale; `refresh` bounds how often this lists. */
+		imap_account_refresh_list(a, FALSE, NULL);
+		return;
+	}
+	if (strcmp(wire, "INBOX") != 0) {
+		struct folder_state *f = account_folder(a, ino);
+		gboolean listed;
+
+		mfs_mutex_lock(&f->lock);
+		listed = f->fetched_at != 0 || f->uidvalidity != 0;
+		mfs_mutex_unlock(&f->lock);
+		if (!listed)
+			return;
+	}
+	lease_init(&l, a->pool);
+	imap_account_refresh_folder(a, &l, ino, TRUE);
+	lease_clear(&l);
+}

@@ -1,0 +1,144 @@
+/* SPDX-License-Identifier: GPL-2.0-or-later */
+/*
+ * imap_account: everything the IMAP view knows and does about the account,
+ * below the filesystem. The filesystem layer (fs/fs_imap*.c) translates
+ * FUSE requests into these calls and replies; it never speaks IMAP. The
+ * account owns each folder's freshness and listing, the folder list and
+ * namespace, the policies (refresh, walks, reading ahead, saving listings)
+ * and every command sent to the server; the body reader is account/body.h.
+ *
+ * What is where:
+ *   imap_account.c     life cycle, threads, status counters
+ *   folders.c          folder list (LIST), namespace, folder freshness,
+ *                      resync applied to the tree, push notifications
+ *   listing_saver.c    listings saved to disk and loaded at remount
+ *   readahead.c        walks: listing ahead, prefetch of what is read next
+ *   message_headers.c  decoded headers for the user.mail.* attributes
+ *   mutate.c           CREATE, DELETE, RENAME, STORE, MOVE, EXPUNGE
+ *   appender.c         APPEND of new messages
+ *   fetch.c            the select-then-fetch and the FETCH data sinks
+ *   body.c             reading a message's bytes through the body cache
+ *
+ * Threads: every function may be called from any FUSE worker thread at
+ * once, except new/free/start/stop, which the daemon calls once each from
+ * its main thread. The account starts these threads in imap_account_start
+ * and joins them in imap_account_stop: two prefetchers (account/prefetch.h),
+ * the push watcher (account/watch.h), one listing saver and two listers.
+ *
+ * Errors are negative errno values for the kernel, each failure logged once
+ * (account/lease.h): -EIO the link or the server failed, -EINTR the request
+ * was interrupted, -ESTALE the mailbox became another generation, -EROFS a
+ * read-only mount, -EPERM a change the server or the rules refuse.
+ */
+#ifndef MFS_IMAP_ACCOUNT_H
+#define MFS_IMAP_ACCOUNT_H
+
+#include <glib.h>
+
+#include "account/lease.h"
+#include "account/pool.h"
+#include "model/headers.h"
+#include "model/mcache.h"
+#include "model/tree.h"
+#include "startup/options.h"
+
+struct imap_account;
+
+/* What the account tells the filesystem about changes it learns of (the
+   kernel's caches are to forget them). Called from any thread, with
+   account locks held: they must queue the news, never wait. */
+struct account_events {
+	void (*entry_gone)(void *ud, guint64 parent, guint64 ino, const char *name);
+	void (*inode_changed)(void *ud, guint64 ino);
+	void *ud;
+};
+
+/* The account over a connected pool, an open cache and a tree. Ownership
+   of pool, cache and tree stays with the caller; opts must outlive it.
+   Starts no thread (the daemon forks after this). */
+struct imap_account *imap_account_new(const struct mfs_options *opts, struct pool *pool,
+				      struct mcache *cache, struct tree *tree);
+/* After imap_account_stop (or without a start). */
+void imap_account_free(struct imap_account *a);
+/* Start the threads; ev is copied and used until imap_account_stop. */
+void imap_account_start(struct imap_account *a, const struct account_events *ev);
+/* Stop and join every thread (a frozen server ends them at once: the pool
+   is shut down first), then save the listings changed since last saved. */
+void imap_account_stop(struct imap_account *a);
+
+struct pool *imap_account_pool(struct imap_account *a);
+
+/* "name: value" lines for user.mailfs.status. */
+char *imap_account_status(struct imap_account *a);
+
+/* -- folders.c ------------------------------------------------------------ */
+
+/* Fetch the folder list (LIST) into the tree, unless fetched within
+   `refresh` seconds (force: always). With err, the failure goes there
+   instead of the log. */
+int imap_account_refresh_list(struct imap_account *a, gboolean force, GError **err);
+
+/* Bring a folder's listing up to date if older than `refresh` (force:
+   always); a folder not selectable, or not a folder, is left alone. */
+int imap_account_refresh_folder(struct imap_account *a, struct lease *l, guint64 ino,
+				gboolean force);
+
+/* What directory ino shows, up to date: the folder list, then its messages.
+   Offline (-EIO) a folder listed before still answers from what is known. */
+int imap_account_refresh_dir(struct imap_account *a, struct lease *l, guint64 ino);
+
+/* A readdir of ino from its start: notes the reading pattern (walks), then
+   refreshes as imap_account_refresh_dir. 0, or the error the readdir is to
+   fail with (-EIO only for a folder never listed: offline, a listed one
+   answers from what is known). */
+int imap_account_read_dir(struct imap_account *a, struct lease *l, guint64 ino);
+
+/* -- message_headers.c ---------------------------------------------------- */
+
+/* The decoded headers of message ino (from memory, the cached body, or one
+   FETCH of their fields), copied into out (mail_headers_clear() it). */
+int imap_account_headers(struct imap_account *a, struct lease *l, guint64 ino,
+			 struct mail_headers *out);
+
+/* The header a user.mail.* attribute names; *known FALSE for another name. */
+const char *imap_account_header_field(const struct mail_headers *h, const char *xattr,
+				      gboolean *known);
+
+/* -- mutate.c -------------------------------------------------------------- */
+
+/* mkdir: CREATE of child `name` of folder parent; the tree lists it on 0. */
+int imap_account_mkdir(struct imap_account *a, struct lease *l, guint64 parent,
+		       const char *name);
+/* rmdir: DELETE of an empty folder (not INBOX, not the Trash). */
+int imap_account_rmdir(struct imap_account *a, struct lease *l, guint64 parent,
+		       const char *name);
+/* rm of a message: MOVE to the Trash, or expunge (delete=expunge, or in the
+   Trash); -EISDIR for a folder. */
+int imap_account_remove(struct imap_account *a, struct lease *l, guint64 parent,
+			const char *name);
+/* mv of a message to another folder (MOVE), or of a folder (RENAME). */
+int imap_account_rename(struct imap_account *a, struct lease *l, guint64 parent,
+			const char *name, guint64 newparent, const char *newname);
+/* The flags of message ino become `flags` (canonical, append_parse_flags). */
+int imap_account_store_flags(struct imap_account *a, struct lease *l, guint64 ino,
+			     const char *flags);
+
+/* A new message for folder: the bytes of fd (read with pread), its date
+   (mtime), its flags (canonical, or NULL) and the local name (for the log). */
+struct new_message {
+	int fd;
+	gint64 mtime;
+	const char *flags;
+	const char *name;
+};
+
+/* APPEND it, unless a message with its Message-ID and size is there
+   already. -EFBIG over the server's APPENDLIMIT or 256 MiB, -EINVAL for
+   bytes that are not a message. */
+int imap_account_append(struct imap_account *a, struct lease *l, guint64 folder,
+			const struct new_message *m);
+
+/* A message larger than this is refused (EFBIG) rather than read into memory. */
+#define APPEND_MAX ((guint64)256 * 1024 * 1024)
+
+#endif

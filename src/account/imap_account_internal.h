@@ -1,0 +1,137 @@
+/* SPDX-License-Identifier: GPL-2.0-or-later */
+/*
+ * The IMAP account's state, shared by the account/ files that implement
+ * account/imap_account.h. Not for the filesystem layer.
+ *
+ * Locks, in the one order they may be taken (a lock may be taken while
+ * holding the ones above it, never the reverse; doc/architecture.md has the
+ * table for the whole daemon):
+ *
+ *   1. a->list_lock    one LIST at a time; held across the round trip
+ *   2. f->lock         one listing refresh of folder f at a time; held across
+ *                      the round trips. Never two folders' at once.
+ *   3. r->lock         (body.c) one fetch per open file; held across the fetch
+ *   4. a->lock         the folder table, the namespace, the walk state and
+ *                      every folder's reading pattern and orders; never held
+ *                      across I/O
+ *   5. a->headers_lock the decoded header cache; never held across I/O
+ * Below all of them, and taken with any of them held: the tree's, the
+ * cache's, the pool's, the worker sets' and the filesystem's notification
+ * queue's own locks, which call nothing back.
+ *
+ * Counters are updated and read with __atomic builtins, no lock.
+ */
+#ifndef MFS_IMAP_ACCOUNT_INTERNAL_H
+#define MFS_IMAP_ACCOUNT_INTERNAL_H
+
+#include "account/imap_account.h"
+#include "account/lease.h"
+#include "account/prefetch.h"
+#include "account/resync.h"
+#include "account/walk.h"
+#include "account/watch.h"
+#include "util/lock.h"
+#include "util/workers.h"
+
+/* A listing that keeps changing is written to disk at most this often. */
+#define INDEX_SAVE_INTERVAL_US (10 * G_USEC_PER_SEC)
+
+/* One folder's state. Lives as long as the account (never removed from
+   a->folders), so a pointer to it may be kept without a->lock. */
+struct folder_state {
+	mfs_mutex lock;
+	/* guarded by lock: the listing's freshness and what it was brought up
+	   to (account/resync.h), and its copy on disk */
+	gint64 fetched_at;
+	guint32 uidvalidity;
+	guint32 uidnext;
+	guint64 highestmodseq;
+	gboolean index_tried; /* the saved listing was looked for */
+	gboolean index_dirty; /* the tree holds more than the saved listing */
+	gboolean save_queued; /* with the saver thread */
+	gint64 index_saved_at;
+	/* Written under lock, read anywhere with __atomic_load_n: bumped each
+	   time a listing is applied, so reading orders can tell they are old
+	   without waiting for a refresh that holds lock. 0: never listed. */
+	guint64 listed_gen;
+
+	/* guarded by the account's a->lock */
+	gboolean ahead_queued; /* with the listers */
+	struct open_pattern pattern;
+	struct reading_orders orders;
+};
+
+struct imap_account {
+	const struct mfs_options *opts;
+	struct pool *pool;
+	struct mcache *cache;
+	struct tree *tree;
+	/* Set by imap_account_start, cleared by imap_account_stop; the
+	   threads using them run only in between. */
+	struct account_events ev;
+	struct prefetch *prefetch;
+	struct prefetch *prefetch_next; /* the folders a tree walk comes to next */
+	struct watch *watch;
+	struct workers *saver;	/* one thread writing listings to disk */
+	struct workers *lister; /* listings ahead of a walk */
+
+	mfs_mutex list_lock;
+	gint64 list_fetched_at; /* guarded by list_lock */
+
+	mfs_mutex lock;
+	GHashTable *folders; /* guarded by lock: ino -> struct folder_state */
+	char delim;	     /* guarded by lock: the hierarchy delimiter, 0: flat */
+	char *trash_wire;    /* guarded by lock: the Trash mailbox, or NULL */
+	struct walk_state walk; /* guarded by lock */
+
+	mfs_mutex headers_lock;
+	GHashTable *headers; /* guarded by headers_lock: ino -> struct mail_headers */
+
+	/* atomics */
+	guint64 messages_fetched;
+	guint64 bytes_fetched;
+	guint64 bodies_from_cache;
+	guint64 listings_full;
+	guint64 listings_resynced;
+	guint64 headers_from_cache;
+};
+
+static inline gint64 account_now(void)
+{
+	return g_get_monotonic_time();
+}
+
+/* folders.c */
+GHashTable *account_folders_new(void);
+struct folder_state *account_folder(struct imap_account *a, guint64 ino);
+/* Tell the filesystem, and forget the headers of, what a tree change removed. */
+void account_removed(struct imap_account *a, GArray *removed);
+void account_mark_stale(struct imap_account *a, guint64 folder);
+void account_mailbox_changed(void *ud, const char *wire);
+/* The Trash mailbox (a copy), or NULL. */
+char *account_trash(struct imap_account *a);
+
+/* listing_saver.c */
+/* The messages the tree holds for folder ino. */
+guint32 listing_count(struct imap_account *a, guint64 ino);
+/* Locked (f->lock): what is known of folder ino, from memory or from disk. */
+struct lindex *listing_known(struct imap_account *a, struct folder_state *f, guint64 ino,
+			     const char *wire, struct resync_known *k);
+/* Locked (f->lock): after a change to f's listing, have it saved in time. */
+void listing_save_soon(struct imap_account *a, struct folder_state *f, guint64 ino);
+void listing_save_job(void *data, void *user_data);
+void listing_save_all(struct imap_account *a);
+
+/* readahead.c */
+void readahead_list_job(void *data, void *user_data);
+/* Folder ino is read from its start: note it, and list ahead of a walk. */
+void imap_account_dir_read_from_start(struct imap_account *a, guint64 ino);
+/* A reader opened message uid (name) of folder: fetch ahead of it when it
+   reads one file after another. */
+void imap_account_reader_came(struct imap_account *a, guint64 folder, guint32 uid,
+			      const char *name, const char *wire, guint32 uidvalidity);
+
+/* fetch.c: the one select-then-fetch of body ranges and header fields */
+#include "account/fetch.h"
+
+#endif

@@ -1,0 +1,89 @@
+/* SPDX-License-Identifier: GPL-2.0-or-later */
+#include "account/lease.h"
+
+#include <errno.h>
+#include <string.h>
+
+#include "util/log.h"
+
+void lease_init(struct lease *l, struct pool *pool)
+{
+	memset(l, 0, sizeof(*l));
+	l->pool = pool;
+	mfs_mutex_init(&l->lock);
+}
+
+void lease_clear(struct lease *l)
+{
+	mfs_mutex_clear(&l->lock);
+}
+
+void lease_interrupt(struct lease *l)
+{
+	mfs_mutex_lock(&l->lock);
+	l->interrupted = TRUE;
+	if (l->session)
+		pool_abort_session(l->pool, l->session);
+	mfs_mutex_unlock(&l->lock);
+}
+
+gboolean lease_interrupted(struct lease *l)
+{
+	gboolean i;
+
+	mfs_mutex_lock(&l->lock);
+	i = l->interrupted;
+	mfs_mutex_unlock(&l->lock);
+	return i;
+}
+
+int lease_borrow(struct lease *l, const char *mailbox, struct imap_session **out)
+{
+	GError *err = NULL;
+	struct imap_session *s;
+
+	if (lease_interrupted(l))
+		return -EINTR;
+	s = pool_get(l->pool, mailbox, &err);
+	if (!s) {
+		int rc = g_error_matches(err, G_IO_ERROR, G_IO_ERROR_CANCELLED) ? -EINTR : -EIO;
+
+		if (rc == -EIO)
+			mfs_log_warn("%s", err->message);
+		g_error_free(err);
+		return rc;
+	}
+	mfs_mutex_lock(&l->lock);
+	l->session = s;
+	/* An interrupt that came while pool_get waited. */
+	if (l->interrupted)
+		pool_abort_session(l->pool, s);
+	mfs_mutex_unlock(&l->lock);
+	*out = s;
+	return 0;
+}
+
+void lease_give_back(struct lease *l)
+{
+	mfs_mutex_lock(&l->lock);
+	if (l->session)
+		pool_put(l->pool, l->session);
+	l->session = NULL;
+	mfs_mutex_unlock(&l->lock);
+}
+
+int lease_errno(struct lease *l, int rc, GError *err, const char *what)
+{
+	/* `what` may be a mailbox name: the server's bytes, escaped for the log. */
+	g_autofree char *esc = mfs_log_escape(what, strlen(what), 200);
+
+	if (lease_interrupted(l))
+		rc = -EINTR;
+	else if (rc == -EIO && err)
+		mfs_log_warn("%s: %s", esc, err->message);
+	else if (err)
+		mfs_log_debug(MFS_LOG_IMAP, "%s: %s", esc, err->message);
+	if (err)
+		g_error_free(err);
+	return rc;
+}

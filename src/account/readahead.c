@@ -1,0 +1,258 @@
+/* SPDX-License-Identifier: GPL-2.0-or-later */
+/*
+ * Reading ahead of walks: folders listed before a walk gets to them, and
+ * message bodies fetched before a reader opens them. The patterns are
+ * account/walk.h's; this file applies them with the account's locks and
+ * hands the work to the listers and the two prefetchers.
+ */
+#include <string.h>
+
+#include "account/imap_account_internal.h"
+
+/* The next LIST_AHEAD folders of a walk are listed by the listers. */
+#define LIST_AHEAD 6
+/* Opens whose next this many messages (and the farthest asked for) are
+   cached ask for nothing. */
+#define NEXT_CACHED_ENOUGH 8
+/* In a tree walk (seen within TREE_WALK_RECENT_US), entering a folder has
+   the first messages of the next NEXT_FOLDERS folders fetched, at most
+   1/NEXT_FOLDERS_SHARE of `prefetch` bytes. */
+#define TREE_WALK_RECENT_US (30 * G_USEC_PER_SEC)
+#define NEXT_FOLDERS 4
+#define NEXT_FOLDERS_SHARE 4
+
+void readahead_list_job(void *data, void *user_data)
+{
+	struct imap_account *a = user_data;
+	guint64 ino = *(guint64 *)data;
+	struct folder_state *f = account_folder(a, ino);
+	struct lease l;
+
+	g_free(data);
+	mfs_mutex_lock(&a->lock);
+	f->ahead_queued = FALSE;
+	mfs_mutex_unlock(&a->lock);
+	/* Not forced: a folder listed meanwhile (by the walk itself) is fresh. */
+	lease_init(&l, a->pool);
+	(void)imap_account_refresh_folder(a, &l, ino, FALSE);
+	lease_clear(&l);
+}
+
+void imap_account_dir_read_from_start(struct imap_account *a, guint64 ino)
+{
+	g_autoptr(GArray) next = NULL;
+	struct folder_state *f = account_folder(a, ino);
+	gint64 now = account_now();
+	gboolean walking;
+
+	mfs_mutex_lock(&a->lock);
+	f->pattern.readdir_at = now;
+	walking = walk_note_dir_read(&a->walk, ino, now);
+	mfs_mutex_unlock(&a->lock);
+	if (!walking || !a->lister)
+		return;
+	next = g_array_new(FALSE, FALSE, sizeof(guint64));
+	tree_folders_after(a->tree, ino, LIST_AHEAD, next);
+	for (guint i = 0; i < next->len; i++) {
+		guint64 n = g_array_index(next, guint64, i);
+		struct folder_state *g = account_folder(a, n);
+		gboolean queue;
+
+		mfs_mutex_lock(&a->lock);
+		queue = !g->ahead_queued;
+		g->ahead_queued = TRUE;
+		mfs_mutex_unlock(&a->lock);
+		if (queue)
+			workers_push(a->lister, g_memdup2(&n, sizeof(n)));
+	}
+}
+
+/* A folder's messages as tree_readdir gives them, for the reading orders. */
+struct listed_set {
+	GArray *listed; /* struct listed */
+	guint32 uidvalidity;
+};
+
+static gboolean collect_listed(void *ud, const char *name, const struct tree_entry *e,
+			       guint64 next_off)
+{
+	struct listed_set *c = ud;
+	struct listed l;
+
+	(void)next_off;
+	if (e->kind != TREE_MESSAGE)
+		return TRUE;
+	l.uid = e->uid;
+	l.size = e->size;
+	l.name = g_strdup(name);
+	g_array_append_val(c->listed, l);
+	c->uidvalidity = e->uidvalidity;
+	return TRUE;
+}
+
+/* Bring folder f's (folder ino's) reading orders up to its listing: when
+   older, copied from the tree outside a->lock (the tree has its own). */
+static void refresh_orders(struct imap_account *a, struct folder_state *f, guint64 ino)
+{
+	guint64 gen = __atomic_load_n(&f->listed_gen, __ATOMIC_ACQUIRE);
+	struct listed_set c = { 0 };
+	gboolean stale;
+
+	mfs_mutex_lock(&a->lock);
+	stale = !f->orders.by_uid || f->orders.gen != gen;
+	mfs_mutex_unlock(&a->lock);
+	if (!stale)
+		return;
+	c.listed = listed_array_new();
+	tree_readdir(a->tree, ino, 0, FALSE, collect_listed, &c);
+	mfs_mutex_lock(&a->lock);
+	reading_orders_set(&f->orders, c.listed, c.uidvalidity, gen);
+	mfs_mutex_unlock(&a->lock);
+}
+
+/*
+ * The next few messages the reader will open and the farthest one asked
+ * for are cached already (a warm walk): no request. A cold walk always
+ * asks: each request keeps the prefetcher's running pipeline fed, and
+ * letting it drain costs a round trip to start again.
+ */
+static gboolean next_ones_cached(struct imap_account *a, const char *wire, guint32 uidvalidity,
+				 const GArray *items)
+{
+	g_autofree char *key = NULL;
+
+	if (items->len < NEXT_CACHED_ENOUGH)
+		return FALSE;
+	key = mcache_folder_key(wire, uidvalidity);
+	if (!mcache_peek_complete(a->cache, key,
+				  g_array_index(items, struct prefetch_item, items->len - 1).uid))
+		return FALSE;
+	for (guint i = 0; i < NEXT_CACHED_ENOUGH; i++) {
+		if (!mcache_peek_complete(a->cache, key,
+					  g_array_index(items, struct prefetch_item, i).uid))
+			return FALSE;
+	}
+	return TRUE;
+}
+
+/* One segment of a prefetch request, owned. */
+struct ahead {
+	char *wire;
+	guint32 uidvalidity;
+	GArray *items; /* struct prefetch_item */
+};
+
+static void ahead_free(gpointer p)
+{
+	struct ahead *x = p;
+
+	g_free(x->wire);
+	g_array_unref(x->items);
+	g_free(x);
+}
+
+/* The first messages of folder ino worth fetching within *budget, or NULL. */
+static struct ahead *folder_start(struct imap_account *a, guint64 ino, guint64 *budget)
+{
+	struct folder_state *g = account_folder(a, ino);
+	struct tree_entry e = { 0 };
+	struct ahead *x;
+
+	/* Not listed yet: nothing to go on. */
+	if (!__atomic_load_n(&g->listed_gen, __ATOMIC_ACQUIRE) ||
+	    tree_get(a->tree, ino, TREE_WANT_WIRE, &e) < 0 || !e.wire) {
+		tree_entry_clear(&e);
+		return NULL;
+	}
+	x = g_new0(struct ahead, 1);
+	x->wire = g_steal_pointer(&e.wire);
+	x->items = g_array_new(FALSE, FALSE, sizeof(struct prefetch_item));
+	refresh_orders(a, g, ino);
+	mfs_mutex_lock(&a->lock);
+	x->uidvalidity = g->orders.uidvalidity;
+	reading_orders_pick(&g->orders, 0, 0, budget, x->items);
+	mfs_mutex_unlock(&a->lock);
+	tree_entry_clear(&e);
+	if (!x->items->len) {
+		ahead_free(x);
+		return NULL;
+	}
+	return x;
+}
+
+/*
+ * A tree walk entered folder `folder`: the first messages of the folders it
+ * comes to next (listed already: the listers saw to it) are fetched
+ * meanwhile by a prefetcher of their own, within a quarter of `prefetch`, so
+ * the walk finds them cached instead of starting each folder with round
+ * trips; in parallel with the folder being read, which may be a long one.
+ */
+static void prefetch_next_folders(struct imap_account *a, guint64 folder)
+{
+	g_autoptr(GArray) after = g_array_new(FALSE, FALSE, sizeof(guint64));
+	g_autoptr(GPtrArray) ahead = g_ptr_array_new_with_free_func(ahead_free);
+	g_autofree struct prefetch_segment *segs = NULL;
+	guint64 budget = a->opts->prefetch / NEXT_FOLDERS_SHARE;
+
+	if (!a->prefetch_next)
+		return;
+	tree_folders_after(a->tree, folder, NEXT_FOLDERS, after);
+	for (guint i = 0; i < after->len && budget > 0; i++) {
+		struct ahead *x = folder_start(a, g_array_index(after, guint64, i), &budget);
+
+		if (x)
+			g_ptr_array_add(ahead, x);
+	}
+	segs = g_new0(struct prefetch_segment, ahead->len + 1);
+	for (guint i = 0; i < ahead->len; i++) {
+		const struct ahead *x = ahead->pdata[i];
+
+		segs[i] = (struct prefetch_segment){ x->wire, x->uidvalidity,
+						     (const struct prefetch_item *)x->items->data,
+						     x->items->len };
+	}
+	prefetch_request(a->prefetch_next, segs, ahead->len);
+}
+
+void imap_account_reader_came(struct imap_account *a, guint64 folder, guint32 uid,
+			      const char *name, const char *wire, guint32 uidvalidity)
+{
+	struct folder_state *f = account_folder(a, folder);
+	g_autoptr(GArray) items = NULL;
+	struct prefetch_segment seg;
+	struct open_verdict v;
+	gint64 now = account_now();
+	guint64 budget = a->opts->prefetch;
+	gboolean tree_walk, picked_one;
+
+	if (!a->prefetch)
+		return;
+	mfs_mutex_lock(&a->lock);
+	v = open_pattern_note(&f->pattern, uid, now);
+	tree_walk = walk_recent(&a->walk, now, TREE_WALK_RECENT_US);
+	mfs_mutex_unlock(&a->lock);
+	if (!v.ahead)
+		return;
+	items = g_array_new(FALSE, FALSE, sizeof(struct prefetch_item));
+	refresh_orders(a, f, folder);
+	mfs_mutex_lock(&a->lock);
+	/* Right after a readdir, a file first in neither order: someone
+	   picked one file, no walk. */
+	picked_one = v.walk && reading_orders_not_first(&f->orders, uid);
+	if (!picked_one && f->orders.by_uid->len) {
+		guint pu, pn;
+
+		reading_orders_after(&f->orders, uid, name, &pu, &pn);
+		reading_orders_pick(&f->orders, pu, pn, &budget, items);
+	}
+	mfs_mutex_unlock(&a->lock);
+	if (picked_one)
+		return;
+	if (v.walk && tree_walk)
+		prefetch_next_folders(a, folder);
+	if (next_ones_cached(a, wire, uidvalidity, items))
+		return;
+	seg = (struct prefetch_segment){ wire, uidvalidity,
+					 (const struct prefetch_item *)items->data, items->len };
+	prefetch_request(a->prefetch, &seg, 1);
+}

@@ -1,0 +1,219 @@
+/* SPDX-License-Identifier: GPL-2.0-or-later */
+/* The IMAP view's names and attributes: lookup, forget, getattr, readdir, statfs. */
+#include "fs/fs_imap_internal.h"
+
+#include <errno.h>
+#include <string.h>
+
+void fs_imap_fill_attr(const struct mfs_imap_fs *fs, const struct tree_entry *e,
+		       struct stat *st)
+{
+	memset(st, 0, sizeof(*st));
+	st->st_ino = e->ino;
+	st->st_uid = fs->uid;
+	st->st_gid = fs->gid;
+	if (e->kind == TREE_FOLDER) {
+		st->st_mode = S_IFDIR | 0700;
+		st->st_nlink = 2;
+		st->st_size = 4096;
+		st->st_blocks = 8;
+	} else {
+		st->st_mode = S_IFREG | 0600;
+		st->st_nlink = 1;
+		st->st_size = (off_t)e->size;
+		st->st_blocks = (blkcnt_t)((e->size + 511) / 512);
+		st->st_mtime = e->mtime;
+		st->st_ctime = e->mtime;
+		st->st_atime = e->mtime;
+	}
+	st->st_blksize = 4096;
+}
+
+void fs_imap_reply_entry(struct mfs_imap_fs *fs, fuse_req_t req, const struct tree_entry *e)
+{
+	struct fuse_entry_param ep = { 0 };
+
+	ep.ino = e->ino;
+	ep.generation = 1;
+	fs_imap_fill_attr(fs, e, &ep.attr);
+	ep.attr_timeout = fs_imap_timeout(fs);
+	ep.entry_timeout = fs_imap_timeout(fs);
+	if (fuse_reply_entry(req, &ep) != 0)
+		tree_forget(fs->tree, e->ino, 1);
+}
+
+void fs_imap_lookup(fuse_req_t req, fuse_ino_t parent, const char *name)
+{
+	struct mfs_imap_fs *fs = fuse_req_userdata(req);
+	struct fuse_entry_param ep = { 0 };
+	struct tree_entry e = { 0 };
+	struct lease l;
+	int rc;
+
+	fs_lease_begin(fs, req, &l);
+	rc = imap_account_refresh_dir(fs->account, &l, parent);
+	fs_lease_end(req, &l);
+	if (rc == -EINTR) {
+		fuse_reply_err(req, EINTR);
+		return;
+	}
+	rc = tree_lookup(fs->tree, parent, name, TRUE, 0, &e);
+	if (rc == -ENOENT) {
+		if (staging_lookup(fs->staging, parent, name, &ep.attr)) {
+			ep.ino = ep.attr.st_ino;
+			ep.generation = 1;
+			fuse_reply_entry(req, &ep);
+			return;
+		}
+		/* A negative entry, cached like the listing it comes from. */
+		ep.ino = 0;
+		ep.entry_timeout = fs_imap_timeout(fs);
+		fuse_reply_entry(req, &ep);
+		return;
+	}
+	if (rc < 0) {
+		fuse_reply_err(req, -rc);
+		return;
+	}
+	fs_imap_reply_entry(fs, req, &e);
+}
+
+static void forget_one(struct mfs_imap_fs *fs, guint64 ino, guint64 n)
+{
+	if (staging_is_staged(ino))
+		staging_forget(fs->staging, ino, n);
+	else
+		tree_forget(fs->tree, ino, n);
+}
+
+void fs_imap_forget(fuse_req_t req, fuse_ino_t ino, uint64_t nlookup)
+{
+	forget_one(fuse_req_userdata(req), ino, nlookup);
+	fuse_reply_none(req);
+}
+
+void fs_imap_forget_multi(fuse_req_t req, size_t count, struct fuse_forget_data *forgets)
+{
+	struct mfs_imap_fs *fs = fuse_req_userdata(req);
+
+	for (size_t i = 0; i < count; i++)
+		forget_one(fs, forgets[i].ino, forgets[i].nlookup);
+	fuse_reply_none(req);
+}
+
+void fs_imap_getattr(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
+{
+	struct mfs_imap_fs *fs = fuse_req_userdata(req);
+	struct tree_entry e = { 0 };
+	struct stat st;
+	int rc;
+
+	(void)fi;
+	if (staging_is_staged(ino)) {
+		rc = staging_getattr(fs->staging, ino, &st);
+		if (rc < 0)
+			fuse_reply_err(req, -rc);
+		else
+			fuse_reply_attr(req, &st, 0);
+		return;
+	}
+	rc = tree_get(fs->tree, ino, 0, &e);
+	if (rc < 0 || e.gone) {
+		fuse_reply_err(req, rc < 0 ? -rc : ENOENT);
+		return;
+	}
+	fs_imap_fill_attr(fs, &e, &st);
+	fuse_reply_attr(req, &st, fs_imap_timeout(fs));
+}
+
+struct dirbuf {
+	struct mfs_imap_fs *fs;
+	fuse_req_t req;
+	char *buf;
+	size_t size;
+	size_t used;
+	gboolean plus;
+};
+
+static gboolean add_dirent(void *ud, const char *name, const struct tree_entry *e,
+			   guint64 next_off)
+{
+	struct dirbuf *d = ud;
+	size_t room = d->size - d->used;
+	size_t need;
+
+	if (d->plus) {
+		struct fuse_entry_param ep = { 0 };
+		gboolean dot = strcmp(name, ".") == 0 || strcmp(name, "..") == 0;
+
+		fs_imap_fill_attr(d->fs, e, &ep.attr);
+		/* "." and ".." carry no lookup reference: inode 0 tells the kernel. */
+		ep.ino = dot ? 0 : e->ino;
+		ep.generation = 1;
+		ep.attr_timeout = fs_imap_timeout(d->fs);
+		ep.entry_timeout = fs_imap_timeout(d->fs);
+		need = fuse_add_direntry_plus(d->req, d->buf + d->used, room, name, &ep,
+					      (off_t)next_off);
+	} else {
+		struct stat st = { 0 };
+
+		st.st_ino = e->ino;
+		st.st_mode = e->kind == TREE_FOLDER ? S_IFDIR : S_IFREG;
+		need = fuse_add_direntry(d->req, d->buf + d->used, room, name, &st,
+					 (off_t)next_off);
+	}
+	if (need > room)
+		return FALSE;
+	d->used += need;
+	return TRUE;
+}
+
+static void do_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, gboolean plus)
+{
+	struct mfs_imap_fs *fs = fuse_req_userdata(req);
+	struct dirbuf d = { .fs = fs, .req = req, .size = size, .plus = plus };
+	int rc;
+
+	if (off == 0) {
+		struct lease l;
+
+		fs_lease_begin(fs, req, &l);
+		rc = imap_account_read_dir(fs->account, &l, ino);
+		fs_lease_end(req, &l);
+		if (rc < 0) {
+			fuse_reply_err(req, -rc);
+			return;
+		}
+	}
+	d.buf = g_malloc(size);
+	rc = tree_readdir(fs->tree, ino, (guint64)off, plus, add_dirent, &d);
+	if (rc < 0)
+		fuse_reply_err(req, -rc);
+	else
+		fuse_reply_buf(req, d.buf, d.used);
+	g_free(d.buf);
+}
+
+void fs_imap_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
+		     struct fuse_file_info *fi)
+{
+	(void)fi;
+	do_readdir(req, ino, size, off, FALSE);
+}
+
+void fs_imap_readdirplus(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
+			 struct fuse_file_info *fi)
+{
+	(void)fi;
+	do_readdir(req, ino, size, off, TRUE);
+}
+
+void fs_imap_statfs(fuse_req_t req, fuse_ino_t ino)
+{
+	struct mfs_imap_fs *fs = fuse_req_userdata(req);
+	struct mcache_stats cs;
+
+	(void)ino;
+	mcache_get_stats(fs->cache, &cs);
+	fs_reply_statfs(req, mcache_free_space(fs->cache), cs.max_bytes);
+}

@@ -1,0 +1,420 @@
+/* SPDX-License-Identifier: GPL-2.0-or-later */
+#include "model/staging.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <glib/gstdio.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "model/append.h"
+#include "util/lock.h"
+
+struct staged {
+	guint64 ino;
+	guint64 parent;
+	char *name;
+	int fd; /* the unlinked file */
+	guint opens;
+	guint64 nlookup;
+	gint64 mtime;
+	char *flags;	/* canonical user.imap.flags, or NULL */
+	gboolean dirty; /* written since the last APPEND */
+	gboolean done;	/* appended (or removed): kept only for the kernel */
+};
+
+struct staging {
+	char *dir;
+	uid_t uid;
+	gid_t gid;
+	mfs_mutex lock;
+	GHashTable *files; /* guarded by lock: ino -> struct staged, every field */
+	guint64 counter;   /* guarded by lock */
+};
+
+static void staged_free(gpointer p)
+{
+	struct staged *st = p;
+
+	if (st->fd >= 0)
+		close(st->fd);
+	g_free(st->name);
+	g_free(st->flags);
+	g_free(st);
+}
+
+struct staging *staging_new(const char *dir, uid_t uid, gid_t gid)
+{
+	struct staging *sg = g_new0(struct staging, 1);
+
+	sg->dir = g_strdup(dir);
+	sg->uid = uid;
+	sg->gid = gid;
+	mfs_mutex_init(&sg->lock);
+	sg->files = g_hash_table_new_full(g_int64_hash, g_int64_equal, NULL, staged_free);
+	return sg;
+}
+
+void staging_free(struct staging *sg)
+{
+	if (!sg)
+		return;
+	g_hash_table_destroy(sg->files);
+	mfs_mutex_clear(&sg->lock);
+	g_free(sg->dir);
+	g_free(sg);
+}
+
+/* Locked. */
+static struct staged *find(struct staging *sg, guint64 ino)
+{
+	return g_hash_table_lookup(sg->files, &ino);
+}
+
+/* Locked. The live (not yet appended) file called name in parent. */
+static struct staged *find_name(struct staging *sg, guint64 parent, const char *name)
+{
+	GHashTableIter it;
+	gpointer v;
+
+	g_hash_table_iter_init(&it, sg->files);
+	while (g_hash_table_iter_next(&it, NULL, &v)) {
+		struct staged *st = v;
+
+		if (!st->done && st->parent == parent && strcmp(st->name, name) == 0)
+			return st;
+	}
+	return NULL;
+}
+
+/* Locked: drop st once nobody refers to it. */
+static void maybe_free(struct staging *sg, struct staged *st)
+{
+	if (st->opens == 0 && st->nlookup == 0 && st->done)
+		g_hash_table_remove(sg->files, &st->ino);
+}
+
+/* Locked. */
+static void attr_of(const struct staging *sg, const struct staged *st, struct stat *out)
+{
+	struct stat fst;
+
+	memset(out, 0, sizeof(*out));
+	out->st_ino = st->ino;
+	out->st_mode = S_IFREG | 0600;
+	out->st_nlink = st->done ? 0 : 1;
+	out->st_uid = sg->uid;
+	out->st_gid = sg->gid;
+	if (fstat(st->fd, &fst) == 0) {
+		out->st_size = fst.st_size;
+		out->st_blocks = fst.st_blocks;
+	}
+	out->st_mtime = st->mtime;
+	out->st_atime = st->mtime;
+	out->st_ctime = st->mtime;
+	out->st_blksize = 4096;
+}
+
+int staging_create(struct staging *sg, guint64 parent, const char *name, guint64 *ino,
+		   struct stat *attr)
+{
+	g_autofree char *tmpl = NULL;
+	struct staged *st;
+	int fd;
+
+	if (g_mkdir_with_parents(sg->dir, 0700) != 0)
+		return -errno;
+	tmpl = g_build_filename(sg->dir, "new-XXXXXX", NULL);
+	fd = g_mkstemp_full(tmpl, O_RDWR | O_CLOEXEC, 0600);
+	if (fd < 0)
+		return -errno;
+	unlink(tmpl); /* nothing of it outlives the mount */
+	st = g_new0(struct staged, 1);
+	st->parent = parent;
+	st->name = g_strdup(name);
+	st->fd = fd;
+	st->opens = 1;
+	st->nlookup = 1;
+	st->mtime = g_get_real_time() / G_USEC_PER_SEC;
+	mfs_mutex_lock(&sg->lock);
+	st->ino = STAGED_INO_BIT | ++sg->counter;
+	g_hash_table_insert(sg->files, &st->ino, st);
+	*ino = st->ino;
+	attr_of(sg, st, attr);
+	mfs_mutex_unlock(&sg->lock);
+	return 0;
+}
+
+gboolean staging_lookup(struct staging *sg, guint64 parent, const char *name, struct stat *attr)
+{
+	struct staged *st;
+
+	mfs_mutex_lock(&sg->lock);
+	st = find_name(sg, parent, name);
+	if (st) {
+		st->nlookup++;
+		attr_of(sg, st, attr);
+	}
+	mfs_mutex_unlock(&sg->lock);
+	return st != NULL;
+}
+
+int staging_getattr(struct staging *sg, guint64 ino, struct stat *attr)
+{
+	struct staged *st;
+
+	mfs_mutex_lock(&sg->lock);
+	st = find(sg, ino);
+	if (st)
+		attr_of(sg, st, attr);
+	mfs_mutex_unlock(&sg->lock);
+	return st ? 0 : -ENOENT;
+}
+
+void staging_forget(struct staging *sg, guint64 ino, guint64 n)
+{
+	struct staged *st;
+
+	mfs_mutex_lock(&sg->lock);
+	st = find(sg, ino);
+	if (st) {
+		st->nlookup -= MIN(n, st->nlookup);
+		if (st->nlookup == 0 && st->opens == 0)
+			st->done = TRUE;
+		maybe_free(sg, st);
+	}
+	mfs_mutex_unlock(&sg->lock);
+}
+
+int staging_open(struct staging *sg, guint64 ino, gboolean trunc)
+{
+	struct staged *st;
+	int rc = 0;
+
+	mfs_mutex_lock(&sg->lock);
+	st = find(sg, ino);
+	if (!st || st->done) {
+		rc = -ENOENT;
+	} else {
+		st->opens++;
+		if (trunc && ftruncate(st->fd, 0) == 0)
+			st->dirty = TRUE;
+	}
+	mfs_mutex_unlock(&sg->lock);
+	return rc;
+}
+
+void staging_release(struct staging *sg, guint64 ino)
+{
+	struct staged *st;
+
+	mfs_mutex_lock(&sg->lock);
+	st = find(sg, ino);
+	if (st) {
+		if (st->opens > 0)
+			st->opens--;
+		maybe_free(sg, st);
+	}
+	mfs_mutex_unlock(&sg->lock);
+}
+
+/* The descriptor of file ino (a dup, for I/O outside the lock), or -errno:
+   `missing` for an unknown ino, -EPERM for a done one unless done_ok. */
+static int file_fd(struct staging *sg, guint64 ino, int missing, gboolean done_ok)
+{
+	struct staged *st;
+	int fd;
+
+	mfs_mutex_lock(&sg->lock);
+	st = find(sg, ino);
+	if (!st)
+		fd = missing;
+	else if (st->done && !done_ok)
+		fd = -EPERM;
+	else if ((fd = dup(st->fd)) < 0)
+		fd = -errno;
+	mfs_mutex_unlock(&sg->lock);
+	return fd;
+}
+
+gssize staging_pread(struct staging *sg, guint64 ino, void *buf, size_t size, off_t off)
+{
+	int fd = file_fd(sg, ino, -ENOENT, TRUE);
+	ssize_t n;
+
+	if (fd < 0)
+		return fd;
+	n = pread(fd, buf, size, off);
+	n = n < 0 ? -errno : n;
+	close(fd);
+	return n;
+}
+
+gssize staging_pwrite(struct staging *sg, guint64 ino, const void *buf, size_t size, off_t off)
+{
+	int fd = file_fd(sg, ino, -EPERM, FALSE);
+	struct staged *st;
+	ssize_t n;
+
+	if (fd < 0)
+		return fd;
+	n = pwrite(fd, buf, size, off);
+	n = n < 0 ? -errno : n;
+	close(fd);
+	if (n >= 0) {
+		mfs_mutex_lock(&sg->lock);
+		st = find(sg, ino);
+		if (st)
+			st->dirty = TRUE;
+		mfs_mutex_unlock(&sg->lock);
+	}
+	return n;
+}
+
+int staging_setattr(struct staging *sg, guint64 ino, const struct stat *in, int to_set,
+		    struct stat *attr)
+{
+	struct staged *st;
+	int rc = 0;
+
+	mfs_mutex_lock(&sg->lock);
+	st = find(sg, ino);
+	if (!st) {
+		rc = -ENOENT;
+	} else if ((to_set & STAGING_SET_SIZE) && ftruncate(st->fd, in->st_size) != 0) {
+		rc = -errno;
+	} else {
+		if (to_set & STAGING_SET_SIZE)
+			st->dirty = TRUE;
+		if (to_set & STAGING_SET_MTIME)
+			st->mtime = in->st_mtime;
+		if (to_set & STAGING_SET_MTIME_NOW)
+			st->mtime = g_get_real_time() / G_USEC_PER_SEC;
+		attr_of(sg, st, attr);
+	}
+	mfs_mutex_unlock(&sg->lock);
+	return rc;
+}
+
+int staging_set_flags(struct staging *sg, guint64 ino, const char *flags)
+{
+	struct staged *st;
+
+	mfs_mutex_lock(&sg->lock);
+	st = find(sg, ino);
+	if (st) {
+		g_free(st->flags);
+		st->flags = g_strdup(flags);
+	}
+	mfs_mutex_unlock(&sg->lock);
+	return st ? 0 : -ENOENT;
+}
+
+char *staging_get_flags(struct staging *sg, guint64 ino, gboolean *exists)
+{
+	struct staged *st;
+	char *flags = NULL;
+
+	mfs_mutex_lock(&sg->lock);
+	st = find(sg, ino);
+	*exists = st != NULL;
+	if (st)
+		flags = g_strdup(st->flags);
+	mfs_mutex_unlock(&sg->lock);
+	return flags;
+}
+
+void staged_copy_clear(struct staged_copy *c)
+{
+	if (c->fd >= 0)
+		close(c->fd);
+	c->fd = -1;
+	g_clear_pointer(&c->flags, g_free);
+	g_clear_pointer(&c->name, g_free);
+}
+
+/* Locked. */
+static gboolean copy_of(struct staged *st, struct staged_copy *out)
+{
+	out->fd = dup(st->fd);
+	if (out->fd < 0)
+		return FALSE;
+	out->mtime = st->mtime;
+	out->flags = g_strdup(st->flags);
+	out->name = g_strdup(st->name);
+	out->parent = st->parent;
+	return TRUE;
+}
+
+gboolean staging_copy_by_name(struct staging *sg, guint64 parent, const char *name,
+			      guint64 *ino, struct staged_copy *out)
+{
+	struct staged *st;
+	gboolean ok = FALSE;
+
+	mfs_mutex_lock(&sg->lock);
+	st = find_name(sg, parent, name);
+	if (st) {
+		*ino = st->ino;
+		ok = copy_of(st, out);
+	}
+	mfs_mutex_unlock(&sg->lock);
+	return ok;
+}
+
+gboolean staging_copy_to_flush(struct staging *sg, guint64 ino, struct staged_copy *out)
+{
+	struct staged *st;
+	gboolean ok = FALSE;
+
+	mfs_mutex_lock(&sg->lock);
+	st = find(sg, ino);
+	/* The last close of a file made under a visible name completes it (cp);
+	   a scratch name (editors', rsync's temporaries) waits for its rename. */
+	if (st && !st->done && st->dirty && st->opens == 1 && !append_is_scratch_name(st->name))
+		ok = copy_of(st, out);
+	mfs_mutex_unlock(&sg->lock);
+	return ok;
+}
+
+void staging_appended(struct staging *sg, guint64 ino)
+{
+	struct staged *st;
+
+	mfs_mutex_lock(&sg->lock);
+	st = find(sg, ino);
+	if (st) {
+		st->dirty = FALSE;
+		st->done = TRUE;
+		maybe_free(sg, st);
+	}
+	mfs_mutex_unlock(&sg->lock);
+}
+
+void staging_rename(struct staging *sg, guint64 ino, guint64 newparent, const char *newname)
+{
+	struct staged *st;
+
+	mfs_mutex_lock(&sg->lock);
+	st = find(sg, ino);
+	if (st) {
+		g_free(st->name);
+		st->name = g_strdup(newname);
+		st->parent = newparent;
+	}
+	mfs_mutex_unlock(&sg->lock);
+}
+
+gboolean staging_unlink(struct staging *sg, guint64 parent, const char *name)
+{
+	struct staged *st;
+
+	mfs_mutex_lock(&sg->lock);
+	st = find_name(sg, parent, name);
+	if (st) {
+		st->done = TRUE;
+		maybe_free(sg, st);
+	}
+	mfs_mutex_unlock(&sg->lock);
+	return st != NULL;
+}

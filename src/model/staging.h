@@ -1,0 +1,105 @@
+/* SPDX-License-Identifier: GPL-2.0-or-later */
+/*
+ * staging: new files of the IMAP view, kept locally until they are complete
+ * and appended as messages.
+ *
+ * `cp`, `rsync` and editors create a file, write it, and close or rename
+ * it; only then is it a message the server can take. Until then it lives in
+ * an unlinked file under cache_dir/staging (nothing of it outlives the
+ * mount), under an inode number no message or folder can have
+ * (STAGED_INO_BIT). A file is "done" once appended, or removed: it is then
+ * kept only while the kernel still refers to it (lookups and opens).
+ *
+ * Threads: every function may be called from any thread; one lock guards
+ * the table and every field of its files, and is never held across I/O
+ * other than fstat/ftruncate of a local file. A file's descriptor stays
+ * valid while it is open or looked up.
+ */
+#ifndef MFS_STAGING_H
+#define MFS_STAGING_H
+
+#include <glib.h>
+#include <sys/stat.h>
+
+/* Local files being written: inode numbers no message or folder can have. */
+#define STAGED_INO_BIT ((guint64)1 << 63)
+
+static inline gboolean staging_is_staged(guint64 ino)
+{
+	return (ino & STAGED_INO_BIT) != 0;
+}
+
+struct staging;
+
+struct staging *staging_new(const char *dir, uid_t uid, gid_t gid);
+void staging_free(struct staging *sg);
+
+/* A new file `name` in folder parent, open once and looked up once.
+   0 (*ino, *attr set) or -errno. */
+int staging_create(struct staging *sg, guint64 parent, const char *name, guint64 *ino,
+		   struct stat *attr);
+
+/* The live (not done) file called name in parent: one more lookup, its
+   attributes in *attr. FALSE when there is none. */
+gboolean staging_lookup(struct staging *sg, guint64 parent, const char *name, struct stat *attr);
+/* Attributes of ino; -ENOENT when unknown. */
+int staging_getattr(struct staging *sg, guint64 ino, struct stat *attr);
+/* The kernel dropped n lookups of ino. */
+void staging_forget(struct staging *sg, guint64 ino, guint64 n);
+
+/* An open of ino (truncated first with trunc): 0 or -ENOENT (done or unknown). */
+int staging_open(struct staging *sg, guint64 ino, gboolean trunc);
+void staging_release(struct staging *sg, guint64 ino);
+
+/* Reading works until the file is forgotten (-ENOENT after); writing only
+   while it is live (-EPERM once done or unknown). Bytes, or -errno. */
+gssize staging_pread(struct staging *sg, guint64 ino, void *buf, size_t size, off_t off);
+gssize staging_pwrite(struct staging *sg, guint64 ino, const void *buf, size_t size, off_t off);
+
+enum {
+	STAGING_SET_SIZE = 1 << 0,
+	STAGING_SET_MTIME = 1 << 1,	/* to in->st_mtime */
+	STAGING_SET_MTIME_NOW = 1 << 2,
+};
+
+/* setattr of a file (what to_set says, STAGING_SET_*); the attributes
+   after it in *attr. 0 or -errno. */
+int staging_setattr(struct staging *sg, guint64 ino, const struct stat *in, int to_set,
+		    struct stat *attr);
+
+/* The flags (canonical, or NULL: none) the message is to be appended with. */
+int staging_set_flags(struct staging *sg, guint64 ino, const char *flags);
+/* A copy of the flags, or NULL; *exists FALSE for an unknown ino. */
+char *staging_get_flags(struct staging *sg, guint64 ino, gboolean *exists);
+
+/* What an APPEND of a file needs, taken at one moment. */
+struct staged_copy {
+	int fd;		/* a dup of the file's descriptor: close it */
+	gint64 mtime;
+	char *flags;	/* or NULL */
+	char *name;
+	guint64 parent;
+};
+void staged_copy_clear(struct staged_copy *c);
+
+/*
+ * The live file called name in parent (by_name), or ino, as a copy for an
+ * APPEND. For a flush (ino, at_last_close): only when written since the
+ * last APPEND and this is its only open. FALSE when nothing is to be sent.
+ */
+gboolean staging_copy_by_name(struct staging *sg, guint64 parent, const char *name,
+			      guint64 *ino, struct staged_copy *out);
+gboolean staging_copy_to_flush(struct staging *sg, guint64 ino, struct staged_copy *out);
+
+/* The APPEND of ino succeeded: the file is done (the name now shows the
+   message the server lists). */
+void staging_appended(struct staging *sg, guint64 ino);
+
+/* rename of a live file to another scratch name: it stays local. */
+void staging_rename(struct staging *sg, guint64 ino, guint64 newparent, const char *newname);
+
+/* unlink of the live file name in parent: TRUE when there was one (gone,
+   without a word to the server). */
+gboolean staging_unlink(struct staging *sg, guint64 parent, const char *name);
+
+#endif

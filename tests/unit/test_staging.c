@@ -1,0 +1,151 @@
+/* SPDX-License-Identifier: GPL-2.0-or-later */
+/* New files of the IMAP view before they are appended: model/staging.h. */
+#include <errno.h>
+#include <glib/gstdio.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "model/staging.h"
+
+struct fixture {
+	char *dir;
+	struct staging *sg;
+};
+
+static void setup(struct fixture *f, gconstpointer data)
+{
+	(void)data;
+	f->dir = g_dir_make_tmp("staging-XXXXXX", NULL);
+	g_assert_nonnull(f->dir);
+	f->sg = staging_new(f->dir, getuid(), getgid());
+}
+
+static void teardown(struct fixture *f, gconstpointer data)
+{
+	g_autofree char *sub = g_build_filename(f->dir, "staging", NULL);
+
+	(void)data;
+	staging_free(f->sg);
+	g_rmdir(sub);
+	g_rmdir(f->dir);
+	g_free(f->dir);
+}
+
+/* cp: create, write, the last close sends it once; after the APPEND the
+   name is gone from the staging and the file is freed when forgotten. */
+static void test_cp(struct fixture *f, gconstpointer data)
+{
+	struct staged_copy c = { .fd = -1 };
+	struct stat st;
+	guint64 ino;
+	char buf[16];
+
+	(void)data;
+	g_assert_cmpint(staging_create(f->sg, 7, "new.eml", &ino, &st), ==, 0);
+	g_assert_true(staging_is_staged(ino));
+	g_assert_cmpuint(st.st_ino, ==, ino);
+	g_assert_cmpint(st.st_size, ==, 0);
+	/* Not written yet: a close has nothing to send. */
+	g_assert_false(staging_copy_to_flush(f->sg, ino, &c));
+	g_assert_cmpint(staging_pwrite(f->sg, ino, "Subject: x\n\nhi\n", 15, 0), ==, 15);
+	g_assert_true(staging_copy_to_flush(f->sg, ino, &c));
+	g_assert_cmpuint(c.parent, ==, 7);
+	g_assert_cmpstr(c.name, ==, "new.eml");
+	g_assert_cmpint(pread(c.fd, buf, sizeof(buf), 0), ==, 15);
+	g_assert_cmpint(memcmp(buf, "Subject: x\n\nhi\n", 15), ==, 0);
+	staged_copy_clear(&c);
+	staging_appended(f->sg, ino);
+	/* Done: not found by name, no more writes, and no second APPEND. */
+	g_assert_false(staging_lookup(f->sg, 7, "new.eml", &st));
+	g_assert_cmpint(staging_pwrite(f->sg, ino, "x", 1, 0), ==, -EPERM);
+	g_assert_false(staging_copy_to_flush(f->sg, ino, &c));
+	/* Still there for the kernel until released and forgotten. */
+	g_assert_cmpint(staging_getattr(f->sg, ino, &st), ==, 0);
+	g_assert_cmpuint(st.st_nlink, ==, 0);
+	staging_release(f->sg, ino);
+	staging_forget(f->sg, ino, 1);
+	g_assert_cmpint(staging_getattr(f->sg, ino, &st), ==, -ENOENT);
+}
+
+/* A second open of the file: the first close does not send it. */
+static void test_two_opens(struct fixture *f, gconstpointer data)
+{
+	struct staged_copy c = { .fd = -1 };
+	struct stat st;
+	guint64 ino;
+
+	(void)data;
+	g_assert_cmpint(staging_create(f->sg, 7, "a.eml", &ino, &st), ==, 0);
+	g_assert_cmpint(staging_pwrite(f->sg, ino, "x", 1, 0), ==, 1);
+	g_assert_cmpint(staging_open(f->sg, ino, FALSE), ==, 0);
+	g_assert_false(staging_copy_to_flush(f->sg, ino, &c));
+	staging_release(f->sg, ino);
+	g_assert_true(staging_copy_to_flush(f->sg, ino, &c));
+	staged_copy_clear(&c);
+}
+
+/* rsync: a scratch name is never sent at close; found by name for its
+   rename; renamed to another scratch name it stays local. */
+static void test_scratch_rename(struct fixture *f, gconstpointer data)
+{
+	struct staged_copy c = { .fd = -1 };
+	struct stat st;
+	guint64 ino, found = 0;
+
+	(void)data;
+	g_assert_cmpint(staging_create(f->sg, 7, ".msg.eml.Ab12Cd", &ino, &st), ==, 0);
+	g_assert_cmpint(staging_pwrite(f->sg, ino, "x", 1, 0), ==, 1);
+	g_assert_false(staging_copy_to_flush(f->sg, ino, &c));
+	staging_rename(f->sg, ino, 8, ".other.eml.Zz99Yy");
+	g_assert_false(staging_copy_by_name(f->sg, 7, ".msg.eml.Ab12Cd", &found, &c));
+	g_assert_true(staging_copy_by_name(f->sg, 8, ".other.eml.Zz99Yy", &found, &c));
+	g_assert_cmpuint(found, ==, ino);
+	staged_copy_clear(&c);
+}
+
+/* Flags, truncation, times, unlink. */
+static void test_attributes(struct fixture *f, gconstpointer data)
+{
+	struct stat st, in = { 0 };
+	gboolean exists;
+	guint64 ino;
+	char *flags;
+
+	(void)data;
+	g_assert_cmpint(staging_create(f->sg, 7, "f.eml", &ino, &st), ==, 0);
+	flags = staging_get_flags(f->sg, ino, &exists);
+	g_assert_true(exists);
+	g_assert_null(flags);
+	g_assert_cmpint(staging_set_flags(f->sg, ino, "\\Seen"), ==, 0);
+	flags = staging_get_flags(f->sg, ino, &exists);
+	g_assert_cmpstr(flags, ==, "\\Seen");
+	g_free(flags);
+	g_assert_cmpint(staging_pwrite(f->sg, ino, "abcdef", 6, 0), ==, 6);
+	in.st_size = 2;
+	in.st_mtime = 1000;
+	g_assert_cmpint(staging_setattr(f->sg, ino, &in, STAGING_SET_SIZE | STAGING_SET_MTIME, &st),
+			==, 0);
+	g_assert_cmpint(st.st_size, ==, 2);
+	g_assert_cmpint(st.st_mtime, ==, 1000);
+	g_assert_true(staging_lookup(f->sg, 7, "f.eml", &st));
+	g_assert_true(staging_unlink(f->sg, 7, "f.eml"));
+	g_assert_false(staging_unlink(f->sg, 7, "f.eml"));
+	/* Removed but open: readable until released. */
+	g_assert_cmpint(staging_pread(f->sg, ino, &st, 2, 0), ==, 2);
+	staging_release(f->sg, ino);
+	staging_forget(f->sg, ino, 2);
+	g_assert_cmpint(staging_pread(f->sg, ino, &st, 2, 0), ==, -ENOENT);
+	g_assert_null(staging_get_flags(f->sg, ino, &exists));
+	g_assert_false(exists);
+}
+
+int main(int argc, char **argv)
+{
+	g_test_init(&argc, &argv, NULL);
+	g_test_add("/staging/cp", struct fixture, NULL, setup, test_cp, teardown);
+	g_test_add("/staging/two-opens", struct fixture, NULL, setup, test_two_opens, teardown);
+	g_test_add("/staging/scratch-rename", struct fixture, NULL, setup, test_scratch_rename,
+		   teardown);
+	g_test_add("/staging/attributes", struct fixture, NULL, setup, test_attributes, teardown);
+	return g_test_run();
+}
