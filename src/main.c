@@ -24,6 +24,7 @@
 #include <unistd.h>
 
 #include "account/pool.h"
+#include "account/pop3_account.h"
 #include "fs/fs_imap.h"
 #include "fs/fs_pop3.h"
 #include "model/mcache.h"
@@ -377,7 +378,7 @@ out:
 	return rc;
 }
 
-/* -- the POP3 mount (design §3) ------------------------------------------------- */
+/* -- the POP3 mount (account/pop3_account.h) ----------------------------------- */
 
 static enum pop3_tls_mode pop3_tls(enum mfs_tls t)
 {

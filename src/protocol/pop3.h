@@ -2,10 +2,13 @@
 /*
  * pop3: one POP3 session over one connection (RFC 1939, CAPA and response
  * codes RFC 2449, STLS RFC 2595, SASL RFC 5034) — connect, TLS or STLS,
- * authenticate, then the maildrop commands the read-once spool needs
- * (design §3): UIDL + LIST, TOP n 0, RETR streamed, DELE, QUIT.
+ * authenticate, then the maildrop commands the read-once spool
+ * (account/pop3_account.h) needs: UIDL + LIST, TOP n 0, RETR streamed,
+ * DELE, QUIT, pipelined when the server offers PIPELINING. The pure
+ * parsers (status, listing and CAPA lines, the dot-unstuffing reader) are
+ * in protocol/pop3_parse.h.
  *
- * Security rules kept here (design §4): STLS is mandatory for
+ * Security rules kept here: STLS is mandatory for
  * POP3_TLS_STARTTLS (refused if not offered); any byte after the +OK to
  * STLS and before the handshake is an error (CVE-2020-14954); CAPA is asked
  * again after TLS; no password goes over an unencrypted link unless the
@@ -24,15 +27,15 @@
  * through errmap_pop3() ([IN-USE] -EBUSY, [LOGIN-DELAY] and [SYS/TEMP]
  * -EAGAIN, [AUTH] -EACCES, others -EIO); -EIO for a lost connection, a
  * timeout or a protocol violation (the session is then dead:
- * pop3_session_alive() is FALSE; free it and connect again); -EINTR after
- * pop3_session_abort(). *err, where given, names the server and quotes its
- * words (escaped, bounded). A -ERR answer's GError is in POP3_ERROR with
+ * pop3_session_alive() is FALSE; free it and connect again). *err, where
+ * given, names the server and quotes its words (escaped, bounded). A -ERR answer's GError is in POP3_ERROR with
  * the code below, so a caller can tell "maildrop locked, retry later" from
  * "wrong password"; pop3_error_errno() maps any GError to errno and retry
  * class.
  *
- * Threads: a session is used by one thread at a time; pop3_session_abort()
- * may be called from any thread while the session exists.
+ * Threads: none of its own. A session is used by one thread at a time
+ * (the caller serialises; the spool holds its session lock); the pure
+ * parsers and pop3_error_errno() may be called from any thread.
  */
 #ifndef MFS_POP3_H
 #define MFS_POP3_H
@@ -42,6 +45,7 @@
 #include <stddef.h>
 
 #include "protocol/errmap.h"
+#include "protocol/pop3_parse.h"
 
 /* Longest status or listing line accepted, without CRLF (lenient: RFC 1939 says 512). */
 #define POP3_LINE_MAX 8192
@@ -51,8 +55,6 @@
 #define POP3_LIST_MAX 1000000
 /* Commands in flight at once when the server offers PIPELINING. */
 #define POP3_PIPELINE_WINDOW 32
-/* Longest CAPA LOGIN-DELAY taken, in seconds (a day, the longest poll); more is this. */
-#define POP3_LOGIN_DELAY_MAX 86400
 
 enum pop3_tls_mode {
 	POP3_TLS_IMPLICIT, /* pop3s:// */
@@ -65,23 +67,6 @@ enum pop3_auth_mech {
 	POP3_AUTH_USER,    /* USER/PASS */
 	POP3_AUTH_PLAIN,   /* AUTH PLAIN with initial response */
 	POP3_AUTH_XOAUTH2, /* AUTH XOAUTH2, the secret is a token */
-};
-
-/* CAPA tags the client acts on (RFC 2449 §6); anything else is ignored. */
-enum pop3_cap {
-	POP3_CAP_TOP = 1u << 0,
-	POP3_CAP_USER = 1u << 1,
-	POP3_CAP_UIDL = 1u << 2,
-	POP3_CAP_STLS = 1u << 3,
-	POP3_CAP_PIPELINING = 1u << 4,
-	POP3_CAP_RESP_CODES = 1u << 5,
-	POP3_CAP_AUTH_RESP_CODE = 1u << 6,
-	POP3_CAP_LOGIN_DELAY = 1u << 7,
-	POP3_CAP_SASL_PLAIN = 1u << 8,
-	POP3_CAP_SASL_LOGIN = 1u << 9,
-	POP3_CAP_SASL_XOAUTH2 = 1u << 10,
-	POP3_CAP_SASL_OAUTHBEARER = 1u << 11,
-	POP3_CAP_CAPA = 1u << 12, /* the server answered CAPA at all */
 };
 
 /* GError domain for failures the server stated, and for its refusals. */
@@ -140,8 +125,6 @@ struct pop3_session *pop3_connect(const struct pop3_session_opts *o, GError **er
 
 /* Close without QUIT (nothing marked deleted is committed) and free. NULL is ignored. */
 void pop3_session_free(struct pop3_session *s);
-/* Any thread: make current and future waits fail with -EINTR at once. */
-void pop3_session_abort(struct pop3_session *s);
 gboolean pop3_session_alive(const struct pop3_session *s);
 guint32 pop3_session_caps(const struct pop3_session *s);
 /* "host:port", for messages. */
@@ -159,9 +142,6 @@ struct pop3_msg {
 	char *uidl;   /* 1-70 characters 0x21-0x7E; may contain '/' or ".." */
 	guint64 size; /* LIST size: octets as the server counts them (CRLF, stuffed dots) */
 };
-
-/* STAT: message count and total octets. */
-int pop3_stat(struct pop3_session *s, guint32 *count, guint64 *octets, GError **err);
 
 /*
  * UIDL and LIST of all messages (pipelined when offered), merged by number
@@ -193,13 +173,6 @@ int pop3_top_headers(struct pop3_session *s, guint32 num, GByteArray *out, gbool
 typedef void (*pop3_top_fn)(void *ud, guint32 num, int rc, const GByteArray *headers);
 int pop3_top_many(struct pop3_session *s, const guint32 *nums, guint n, pop3_top_fn fn, void *ud,
 		  GError **err);
-
-/*
- * Receives message bytes in order: return 0 to go on, or a negative errno to
- * stop (a full disk): the command then fails with it and the session is
- * dead, since the rest of the answer was not read.
- */
-typedef int (*pop3_sink_fn)(void *ud, const void *data, size_t len);
 
 /*
  * RETR num, streamed to sink in chunks as they arrive: the message exactly,
@@ -242,11 +215,6 @@ int pop3_dele(struct pop3_session *s, guint32 num, GError **err);
  */
 int pop3_dele_many(struct pop3_session *s, const guint32 *nums, guint n, int *rcs, GError **err);
 
-/* RSET: unmark every DELE of this session. */
-int pop3_rset(struct pop3_session *s, GError **err);
-/* NOOP: keep the session alive; also a liveness probe. */
-int pop3_noop(struct pop3_session *s, GError **err);
-
 /*
  * QUIT: the server commits the DELEs (UPDATE state, RFC 1939 §6) and
  * closes. 0: committed. A -ERR answer: -EIO (some deletions failed; the
@@ -268,72 +236,5 @@ int pop3_quit(struct pop3_session *s, GError **err);
  */
 int pop3_quit_send(struct pop3_session *s, GError **err);
 int pop3_quit_reply(struct pop3_session *s, GError **err);
-
-/* -- pure helpers, exported for the unit tests and fuzzers ----------------- */
-
-enum pop3_status {
-	POP3_STATUS_OK,   /* "+OK" */
-	POP3_STATUS_ERR,  /* "-ERR" */
-	POP3_STATUS_CONT, /* "+ " SASL continuation */
-};
-
-struct pop3_reply {
-	enum pop3_status status;
-	char *code; /* "IN-USE", "SYS/TEMP", ... without brackets (-ERR and +OK), or NULL */
-	char *text; /* the rest of the line, raw (after the code), never NULL */
-};
-void pop3_reply_clear(struct pop3_reply *r);
-
-/*
- * Parse one status line (without CRLF). FALSE when it is none of "+OK",
- * "-ERR" (either followed by end or a space; any case) or "+" (SASL,
- * followed by end or a space). A response code is taken only in RFC 2449
- * form: "[" 1-64 of ALPHA DIGIT "-" "/" "]".
- */
-gboolean pop3_parse_reply(const char *line, size_t len, struct pop3_reply *out);
-
-/*
- * A listing line "NUM VALUE" (UIDL: VALUE a valid UIDL, copied to
- * *uidl_out; LIST: VALUE a size, with optional further words ignored).
- * FALSE for anything malformed, a number 0 or over G_MAXUINT32, a size
- * over G_MAXUINT64.
- */
-gboolean pop3_parse_uidl_line(const char *line, size_t len, guint32 *num, char **uidl_out);
-gboolean pop3_parse_list_line(const char *line, size_t len, guint32 *num, guint64 *size);
-/* A UIDL as RFC 1939 allows: 1-70 characters 0x21-0x7E. */
-gboolean pop3_uidl_valid(const char *s, size_t len);
-/* "+OK 2 320" after STAT: the text part "2 320 ..." -> count, octets. */
-gboolean pop3_parse_stat(const char *text, guint32 *count, guint64 *octets);
-/* One CAPA line -> its bits (0 for a tag the client ignores). */
-guint32 pop3_cap_line(const char *line);
-/*
- * "LOGIN-DELAY n" or "LOGIN-DELAY n USER" -> n, at most
- * POP3_LOGIN_DELAY_MAX; 0 for any other line, or a malformed one.
- */
-guint pop3_cap_login_delay(const char *line);
-
-/*
- * Resumable reader of a multi-line answer's body (after its status line):
- * feed it bytes in any pieces, it passes the unstuffed bytes to the sink and
- * stops right after the terminating line ("." CRLF; "." LF accepted). Per
- * RFC 1939 §3 a line starting with "." has that dot removed ("..x" -> ".x",
- * ".x" -> "x"). Output never exceeds input. No allocation, no limits needed:
- * lines of any length pass through.
- */
-struct pop3_dot_reader {
-	int state;
-	gboolean done;   /* the terminator was read */
-	int sink_rc;     /* the sink's negative errno when it stopped us */
-	guint64 out;     /* bytes passed to the sink */
-};
-void pop3_dot_reader_init(struct pop3_dot_reader *d);
-/*
- * Returns the bytes consumed: all of len, or fewer when the terminator ended
- * the answer (the rest belongs to the next answer) or the sink returned an
- * error (d->sink_rc; bytes offered to it count as consumed). After done or a
- * sink error it consumes nothing.
- */
-size_t pop3_dot_reader_feed(struct pop3_dot_reader *d, const void *data, size_t len,
-			    pop3_sink_fn sink, void *ud);
 
 #endif

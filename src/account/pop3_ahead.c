@@ -1,0 +1,355 @@
+/* SPDX-License-Identifier: GPL-2.0-or-later */
+/*
+ * Read-ahead for a reader walking the POP3 spool in name order: the opener
+ * RETRs a short pipelined batch, the read-ahead thread keeps a lead past
+ * it on the open session. Contract and lock order: account/pop3_account.h.
+ */
+#include "account/pop3_internal.h"
+
+#include <glib/gstdio.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "util/log.h"
+
+/* -- read-ahead ---------------------------------------------------------------------------- */
+
+static gint cmp_name(gconstpointer a, gconstpointer b)
+{
+	const struct msg *x = *(struct msg *const *)a;
+	const struct msg *y = *(struct msg *const *)b;
+
+	return strcmp(x->name, y->name);
+}
+
+/*
+ * Note an open of m (listed, lock held) in the reader's pattern: TRUE
+ * when it is the second or later of opens in a row each of the next listed
+ * name after the one before — a reader walking the spool in name order
+ * (cat *, cp -r, rsync). Taken messages have left the listing, so "next"
+ * skips them. ls and stat never open: they never count.
+ */
+gboolean p3_note_open(struct pop3_account *a, const struct msg *m)
+{
+	gboolean next = a->last_open && strcmp(a->last_open, m->name) < 0;
+	GHashTableIter it;
+	gpointer v;
+
+	if (next) {
+		g_hash_table_iter_init(&it, a->by_name);
+		while (next && g_hash_table_iter_next(&it, NULL, &v)) {
+			const struct msg *o = v;
+
+			next = !(strcmp(o->name, a->last_open) > 0 && strcmp(o->name, m->name) < 0);
+		}
+	}
+	a->streak = next ? a->streak + 1 : 1;
+	g_free(a->last_open);
+	a->last_open = g_strdup(m->name);
+	return a->streak >= 2;
+}
+
+/*
+ * The listed messages after m in name order that are not downloaded yet,
+ * while the bytes read ahead and not opened stay within the prefetch budget
+ * (lock held); m first when it is not downloaded either (a reader waits
+ * for it); batch_bytes at most besides the first. NULL when there is
+ * nothing to fetch, or when lead_max is set and the bytes already read
+ * ahead after m reach it.
+ */
+static GPtrArray *ahead_batch(struct pop3_account *a, struct msg *m, guint64 lead_max,
+			      guint64 batch_bytes)
+{
+	GPtrArray *batch = g_ptr_array_new();
+	g_autoptr(GPtrArray) after = g_ptr_array_new();
+	guint64 held = 0, extra = 0, lead = 0;
+	GHashTableIter it;
+	gpointer v;
+
+	if (m->fd < 0 && m->num && !m->taken && !m->taking && !m->gone)
+		g_ptr_array_add(batch, m);
+	g_hash_table_iter_init(&it, a->by_ino);
+	while (g_hash_table_iter_next(&it, NULL, &v)) {
+		struct msg *o = v;
+
+		if (o->ahead && o->fd >= 0) {
+			held += o->size;
+			if (strcmp(o->name, m->name) > 0)
+				lead += o->size;
+		} else if (o != m && o->fd < 0 && o->num && !o->taken && !o->taking && !o->gone &&
+			 g_hash_table_lookup(a->by_name, o->name) == o &&
+			 strcmp(o->name, m->name) > 0)
+			g_ptr_array_add(after, o);
+	}
+	if (lead_max && lead >= lead_max)
+		after->len = 0;
+	g_ptr_array_sort(after, cmp_name);
+	for (guint i = 0; i < after->len && batch->len < AHEAD_BATCH_MAX; i++) {
+		struct msg *o = after->pdata[i];
+
+		if (held + o->size > a->opts->prefetch ||
+		    (extra > 0 && extra + o->size > batch_bytes))
+			break;
+		held += o->size;
+		extra += o->size;
+		g_ptr_array_add(batch, o);
+	}
+	if (batch->len == 0)
+		g_clear_pointer(&batch, g_ptr_array_unref);
+	return batch;
+}
+
+/*
+ * One message of a batch being RETR'd. The session thread owns it until
+ * ahead_end() hands it to a syncer (workers_push); the syncer's writes
+ * are under the batch's mu, and the session thread reads them again only
+ * once pending is back to 0.
+ */
+struct ahead_item {
+	struct msg *m;
+	guint32 num;
+	int fd;          /* -1 when not begun or dropped; a syncer's write under ctx->mu */
+	char *tmp;
+	char *final;     /* a syncer's write under ctx->mu: the file is complete and renamed */
+	guint64 got;
+	struct ahead_ctx *ctx;
+};
+
+/* A batch; on the stack of the thread holding sess_lock for it. */
+struct ahead_ctx {
+	struct pop3_account *a;
+	struct ahead_item *items;
+	guint cur;       /* session thread only */
+	int write_err;   /* session thread only; the sink's first local failure for items[cur] */
+	mfs_mutex mu;    /* a leaf lock: taken under none other, nothing taken under it */
+	mfs_cond done;   /* with mu: pending went down */
+	guint pending;   /* guarded by mu; items the syncers have not finished */
+};
+
+/* A syncer (a->syncers): fsync and rename one complete part while the
+   batch's next messages keep arriving. */
+void p3_ahead_sync(gpointer data, gpointer ud)
+{
+	struct ahead_item *it = data;
+	struct ahead_ctx *c = it->ctx;
+	GError *e = NULL;
+	char *final = NULL;
+	int fd = it->fd;
+
+	(void)ud;
+	if (p3_part_finish(c->a, it->m, fd, it->tmp, &final, &e) < 0) {
+		fd = -1;
+		mfs_log_info("read-ahead: %s", e->message);
+		g_error_free(e);
+	}
+	mfs_mutex_lock(&c->mu);
+	it->fd = fd;
+	it->final = final;
+	c->pending--;
+	mfs_cond_signal(&c->done);
+	mfs_mutex_unlock(&c->mu);
+}
+
+static void ahead_begin(void *ud, guint i)
+{
+	struct ahead_ctx *c = ud;
+	struct ahead_item *it = &c->items[i];
+	GError *e = NULL;
+
+	c->cur = i;
+	c->write_err = 0;
+	it->fd = p3_part_open(c->a, it->m, &it->tmp, &e);
+	if (it->fd < 0) {
+		c->write_err = it->fd;
+		it->fd = -1;
+		mfs_log_info("read-ahead: %s", e->message);
+		g_error_free(e);
+	}
+}
+
+/* A local failure (a full disk) drops this message's bytes but keeps the
+   session: the others of the pipeline are still coming. */
+static int ahead_sink(void *ud, const void *data, size_t len)
+{
+	struct ahead_ctx *c = ud;
+	struct ahead_item *it = &c->items[c->cur];
+
+	if (c->write_err == 0 && it->fd >= 0)
+		c->write_err = p3_sink_write(&it->fd, data, len);
+	return 0;
+}
+
+static void ahead_end(void *ud, guint i, int rc, guint64 size)
+{
+	struct ahead_ctx *c = ud;
+	struct ahead_item *it = &c->items[i];
+
+	if (rc == 0 && c->write_err == 0 && it->fd >= 0) {
+		it->got = size;
+		mfs_mutex_lock(&c->mu);
+		c->pending++;
+		mfs_mutex_unlock(&c->mu);
+		workers_push(c->a->syncers, it);
+		return;
+	}
+	if (it->fd >= 0) {
+		close(it->fd);
+		g_unlink(it->tmp);
+		it->fd = -1;
+	}
+}
+
+/*
+ * RETR a batch (ahead_batch) pipelined on the live session into the spool
+ * store: each file fsync'd and renamed, then the directory fsync'd once,
+ * before any is served. Reading ahead takes nothing: the messages stay on
+ * the server until a reader takes them. A crash leaves complete files or
+ * .part files, and the next mount clears the store (pop3_account_new). Failures
+ * are dropped silently (each is RETR'd again when opened). opener: the
+ * message a reader is waiting for, if it is in the batch (not "ahead").
+ */
+static void retr_batch(struct pop3_account *a, GPtrArray *batch, const struct msg *opener)
+{
+	g_autofree guint32 *nums = g_new0(guint32, batch->len);
+	struct ahead_ctx c = { .a = a };
+	static const struct pop3_retr_many_cb cb = { ahead_begin, ahead_sink, ahead_end };
+	GError *e = NULL;
+	gboolean dir_ok = TRUE, any = FALSE;
+	int rc;
+
+	c.items = g_new0(struct ahead_item, batch->len);
+	mfs_mutex_init(&c.mu);
+	mfs_cond_init(&c.done);
+	mfs_mutex_lock(&a->lock);
+	for (guint i = 0; i < batch->len; i++) {
+		c.items[i].ctx = &c;
+		c.items[i].m = batch->pdata[i];
+		c.items[i].fd = -1;
+		nums[i] = c.items[i].num = c.items[i].m->num;
+	}
+	mfs_mutex_unlock(&a->lock);
+	mfs_log_debug(MFS_LOG_POP3, "read-ahead: RETR of %u messages from %s", batch->len,
+		      c.items[0].m->name);
+	rc = pop3_retr_many(a->sess, nums, batch->len, &cb, &c, &e);
+	mfs_mutex_lock(&c.mu);
+	while (c.pending)
+		mfs_cond_wait(&c.done, &c.mu);
+	mfs_mutex_unlock(&c.mu);
+	mfs_mutex_clear(&c.mu);
+	mfs_cond_clear(&c.done);
+	if (rc < 0) {
+		mfs_log_info("read-ahead: %s", e ? e->message : g_strerror(-rc));
+		g_clear_error(&e);
+		/* A part begun when the session failed: its end() never came. */
+		for (guint i = 0; i < batch->len; i++) {
+			struct ahead_item *it = &c.items[i];
+
+			if (it->fd >= 0 && !it->final) {
+				close(it->fd);
+				g_unlink(it->tmp);
+				it->fd = -1;
+			}
+		}
+		if (a->sess && !pop3_session_alive(a->sess))
+			p3_drop_session(a);
+	}
+	for (guint i = 0; i < batch->len; i++)
+		any = any || c.items[i].final;
+	if (any && !spool_fsync_dir(a->spool_dir, &e)) {
+		mfs_log_info("read-ahead: %s", e->message);
+		g_clear_error(&e);
+		dir_ok = FALSE;
+	}
+	for (guint i = 0; i < batch->len; i++) {
+		struct ahead_item *it = &c.items[i];
+
+		if (it->final && dir_ok) {
+			p3_install(a, it->m, it->fd, it->final, it->got, it->m != opener);
+		} else if (it->final) {
+			close(it->fd);
+			g_unlink(it->final);
+			g_free(it->final);
+		}
+		g_free(it->tmp);
+	}
+	g_free(c.items);
+	if (any && dir_ok)
+		p3_crash_point(a, "after-retr");
+}
+
+/*
+ * Download m, which a reader walking the spool opens, and the messages
+ * after it in one pipelined batch; m's outcome comes from p3_download().
+ */
+int p3_download_ahead(struct pop3_account *a, struct msg *m, GError **err)
+{
+	g_autoptr(GPtrArray) batch = NULL;
+	GError *e = NULL;
+	int rc;
+
+	/* Read ahead already: no login for it. */
+	if (p3_msg_downloaded(a, m))
+		return 0;
+	rc = p3_session_get(a, NULL, &e);
+	if (rc < 0) {
+		/* As p3_download() reports it; no second login straight after a refusal. */
+		if (e)
+			p3_set_last_error(a, e->message);
+		g_propagate_error(err, e);
+		return rc;
+	}
+	mfs_mutex_lock(&a->lock);
+	batch = ahead_batch(a, m, 0, AHEAD_BATCH_BYTES);
+	mfs_mutex_unlock(&a->lock);
+	if (batch && batch->len >= 2)
+		retr_batch(a, batch, m);
+	/* m itself failed (refused, a dropped session): the one-message path,
+	   with its retry on a new session and its error for the reader. */
+	return p3_download(a, m, err);
+}
+
+/*
+ * The read-ahead thread: while a reader walks through messages read ahead,
+ * keep up to AHEAD_LEAD_BYTES downloaded past the one it opened, so that it
+ * never waits for a batch. Only on a live session: no login for this.
+ */
+gpointer p3_ahead_thread(gpointer ud)
+{
+	struct pop3_account *a = ud;
+
+	mfs_mutex_lock(&a->lock);
+	for (;;) {
+		struct msg *from;
+		g_autoptr(GPtrArray) batch = NULL;
+
+		while (!a->ahead_from && !a->ahead_stop)
+			mfs_cond_wait(&a->ahead_cond, &a->lock);
+		if (a->ahead_stop)
+			break;
+		from = a->ahead_from;
+		a->ahead_from = NULL;
+		mfs_mutex_unlock(&a->lock);
+		mfs_mutex_lock(&a->sess_lock);
+		/* Batch after batch until the lead is kept, or the reader stops. */
+		while (a->sess && pop3_session_alive(a->sess)) {
+			mfs_mutex_lock(&a->lock);
+			if (a->ahead_from) {
+				from = a->ahead_from;
+				a->ahead_from = NULL;
+			}
+			batch = a->ahead_stop ?
+					NULL :
+					ahead_batch(a, from, AHEAD_LEAD_BYTES, AHEAD_LEAD_BYTES / 2);
+			mfs_mutex_unlock(&a->lock);
+			if (!batch)
+				break;
+			a->last_use = p3_now_us();
+			retr_batch(a, batch, NULL);
+			g_clear_pointer(&batch, g_ptr_array_unref);
+		}
+		mfs_mutex_unlock(&a->sess_lock);
+		mfs_mutex_lock(&a->lock);
+	}
+	mfs_mutex_unlock(&a->lock);
+	return NULL;
+}
