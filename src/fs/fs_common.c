@@ -38,11 +38,9 @@ void fs_reply_statfs(fuse_req_t req, guint64 free_bytes, guint64 max_bytes)
 	fuse_reply_statfs(req, &st);
 }
 
-void fs_want_capabilities(struct fuse_conn_info *conn)
+void fs_want_readdirplus(struct fuse_conn_info *conn)
 {
 	if (conn->capable & FUSE_CAP_READDIRPLUS)
 		conn->want |= FUSE_CAP_READDIRPLUS;
 	conn->want &= ~FUSE_CAP_READDIRPLUS_AUTO;
-	if (conn->capable & FUSE_CAP_PARALLEL_DIROPS)
-		conn->want |= FUSE_CAP_PARALLEL_DIROPS;
 }

@@ -22,8 +22,8 @@ void fs_reply_xattr_names(fuse_req_t req, const char *names, size_t len, size_t 
    free_bytes left of max_bytes (0: as free). */
 void fs_reply_statfs(fuse_req_t req, guint64 free_bytes, guint64 max_bytes);
 
-/* The capabilities both views want: readdirplus always (a listing is in
-   memory; `ls -l` then needs no lookup per file), parallel dirops. */
-void fs_want_capabilities(struct fuse_conn_info *conn);
+/* Readdirplus always, in both views: a listing is in memory, attributes
+   cost nothing, and `ls -l` then needs no lookup per file. */
+void fs_want_readdirplus(struct fuse_conn_info *conn);
 
 #endif

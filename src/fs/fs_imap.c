@@ -104,7 +104,11 @@ void fs_reply_rc(fuse_req_t req, int rc)
 static void op_init(void *userdata, struct fuse_conn_info *conn)
 {
 	(void)userdata;
-	fs_want_capabilities(conn);
+	fs_want_readdirplus(conn);
+	/* Lookups and readdirs of one folder in parallel: a walk's listers
+	   and readers do not queue behind each other. */
+	if (conn->capable & FUSE_CAP_PARALLEL_DIROPS)
+		conn->want |= FUSE_CAP_PARALLEL_DIROPS;
 }
 
 static const struct fuse_lowlevel_ops ops = {

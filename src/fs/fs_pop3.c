@@ -9,9 +9,9 @@
 #include <sys/statvfs.h>
 
 #include "account/pop3_account.h"
+#include "fs/fs_common.h"
 #include "fs/notify.h"
 
-#define STATUS_XATTR "user.mailfs.status"
 /* readdir offsets: 1 after ".", 2 after "..", ino + DIR_OFF_BASE after a message. */
 #define DIR_OFF_BASE 2
 
@@ -336,7 +336,6 @@ static void op_getxattr(fuse_req_t req, fuse_ino_t ino, const char *name, size_t
 {
 	struct mfs_pop3_fs *fs = fuse_req_userdata(req);
 	g_autofree char *text = NULL;
-	size_t len;
 
 	/* ENOTSUP outside user.*, as in the IMAP view: ls -l then stops asking
 	 * for security.selinux and the ACL of every file. */
@@ -349,57 +348,33 @@ static void op_getxattr(fuse_req_t req, fuse_ino_t ino, const char *name, size_t
 		return;
 	}
 	text = pop3_account_status(fs->acct);
-	len = strlen(text);
-	if (size == 0)
-		fuse_reply_xattr(req, len);
-	else if (size < len)
-		fuse_reply_err(req, ERANGE);
-	else
-		fuse_reply_buf(req, text, len);
+	fs_reply_xattr_value(req, text, size);
 }
 
 static void op_listxattr(fuse_req_t req, fuse_ino_t ino, size_t size)
 {
-	size_t len = ino == FUSE_ROOT_ID ? sizeof(STATUS_XATTR) : 0;
-
-	if (size == 0)
-		fuse_reply_xattr(req, len);
-	else if (size < len)
-		fuse_reply_err(req, ERANGE);
-	else
-		fuse_reply_buf(req, STATUS_XATTR, len);
+	fs_reply_xattr_names(req, STATUS_XATTR, ino == FUSE_ROOT_ID ? sizeof(STATUS_XATTR) : 0,
+			     size);
 }
 
+/* The spool's file system is where the messages go. */
 static void op_statfs(fuse_req_t req, fuse_ino_t ino)
 {
 	struct mfs_pop3_fs *fs = fuse_req_userdata(req);
-	struct statvfs st = { 0 };
 	struct statvfs local;
 
 	(void)ino;
-	if (statvfs(pop3_account_spool_dir(fs->acct), &local) == 0) {
-		guint64 avail = (guint64)local.f_bavail * local.f_frsize / 4096;
-
-		st.f_bfree = st.f_bavail = MAX(avail, 1);
-		st.f_blocks = MAX((guint64)local.f_blocks * local.f_frsize / 4096, st.f_bfree);
-	} else {
-		st.f_blocks = st.f_bfree = st.f_bavail = 1;
-	}
-	st.f_bsize = 4096;
-	st.f_frsize = 4096;
-	st.f_files = 1000000;
-	st.f_ffree = 1000000;
-	st.f_favail = 1000000;
-	st.f_namemax = 255;
-	fuse_reply_statfs(req, &st);
+	if (statvfs(pop3_account_spool_dir(fs->acct), &local) == 0)
+		fs_reply_statfs(req, (guint64)local.f_bavail * local.f_frsize,
+				(guint64)local.f_blocks * local.f_frsize);
+	else
+		fs_reply_statfs(req, 0, 0);
 }
 
 static void op_init(void *userdata, struct fuse_conn_info *conn)
 {
 	(void)userdata;
-	if (conn->capable & FUSE_CAP_READDIRPLUS)
-		conn->want |= FUSE_CAP_READDIRPLUS;
-	conn->want &= ~FUSE_CAP_READDIRPLUS_AUTO;
+	fs_want_readdirplus(conn);
 }
 
 static const struct fuse_lowlevel_ops ops = {
