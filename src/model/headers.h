@@ -35,7 +35,7 @@
  * it may be called again on a cleared struct.
  *
  * Threads: any thread, concurrently. GMime is initialised once on first use
- * (g_once); the parser options are shared and never changed after that.
+ * (pthread_once); the parser options are shared and never changed after that.
  */
 #ifndef MFS_HEADERS_H
 #define MFS_HEADERS_H
