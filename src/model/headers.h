@@ -1,7 +1,7 @@
 /* SPDX-License-Identifier: GPL-2.0-or-later */
 /*
- * headers: the values behind the read-only header xattrs (design §2:
- * user.mail.subject, .from, .to, .date, .message-id).
+ * headers: the values behind the read-only header xattrs (mailfs(1),
+ * EXTENDED ATTRIBUTES: user.mail.subject, .from, .to, .date, .message-id).
  *
  * Input is what the server sends for
  * BODY.PEEK[HEADER.FIELDS (SUBJECT FROM TO DATE MESSAGE-ID)]: raw bytes,
