@@ -2,7 +2,7 @@
 /*
  * mailfs: mount a remote mailbox (IMAP or POP3) as a directory tree.
  *
- * Startup order matters (style.md): parse options, load the config, get
+ * Startup order matters: parse options, load the config, get
  * credentials, connect and log in in the foreground, then mount and
  * daemonize, so that every failure reaches the terminal as one line.
  */
@@ -378,7 +378,7 @@ out:
 	return rc;
 }
 
-/* -- the POP3 mount (account/pop3_account.h) ----------------------------------- */
+/* -- the POP3 mount (mailfs(1) POP3 VIEW; account/pop3_account.h) ------------------ */
 
 static enum pop3_tls_mode pop3_tls(enum mfs_tls t)
 {

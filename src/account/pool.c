@@ -118,7 +118,7 @@ static void account_commands(struct pool *p, struct entry *e)
 }
 
 /* Locked. Record a failed connect; TRUE when the borrower should wait for a
-   live session instead of failing (a connection limit, design §7). */
+   live session instead of failing (a connection limit: see pool.h). */
 static gboolean connect_failed(struct pool *p, GError *e)
 {
 	gint64 now = g_get_monotonic_time();

@@ -9,13 +9,14 @@
  * (saves a SELECT round trip), else any idle one, else a new connection,
  * else it waits for a session to come back.
  *
- * A dead server must not hang the filesystem (design §4): after a failed
- * connect, connecting again is held off for 1 s, 2 s, 4 s ... up to 60 s;
- * meanwhile, when no session is live at all, pool_get fails at once with
- * the last connect error (the caller turns it into EIO). One connect at a
- * time probes a server that failed; other borrowers wait for its outcome.
+ * A dead server must not hang the filesystem, every call must end in bounded
+ * time: after a failed connect, connecting again is held off for 1 s, 2 s,
+ * 4 s ... up to 60 s; meanwhile, when no session is live at all, pool_get
+ * fails at once with the last connect error (the caller turns it into EIO).
+ * One connect at a time probes a server that failed; other borrowers wait
+ * for its outcome.
  *
- * Connection limits (design §7: Gmail's ~15 per account, "Too many
+ * Connection limits (servers cap sessions per account: Gmail's ~15, "Too many
  * simultaneous connections", [UNAVAILABLE], [LIMIT]): when a connect fails
  * while other sessions are live, the pool shrinks to the live count (one
  * info line) and the borrower waits for a session to come back instead of

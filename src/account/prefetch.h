@@ -1,6 +1,6 @@
 /* SPDX-License-Identifier: GPL-2.0-or-later */
 /*
- * prefetch: fetch bodies ahead of a sequential reader (design §5).
+ * prefetch: fetch bodies ahead of a sequential reader (mailfs(1), prefetch).
  *
  * rsync, grep -r and tar open the files of a folder one after another, and
  * every open of an uncached message would cost a round trip. The filesystem

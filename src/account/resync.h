@@ -1,7 +1,7 @@
 /* SPDX-License-Identifier: GPL-2.0-or-later */
 /*
  * resync: bring one folder's message listing up to date over one session
- * (design §2 "Freshness", §4 extensions), as cheaply as the server allows:
+ * (mailfs(1), CACHING AND FRESHNESS), as cheaply as the server allows:
  *
  *   nothing known, or UIDVALIDITY changed:
  *       SELECT, UID FETCH 1:* (UID RFC822.SIZE INTERNALDATE FLAGS [SUBJECT])

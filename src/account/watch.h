@@ -1,7 +1,7 @@
 /* SPDX-License-Identifier: GPL-2.0-or-later */
 /*
  * watch: push for one mailbox, and for every folder where the server has
- * NOTIFY (design §2 "Freshness", §7).
+ * NOTIFY (mailfs(1), CACHING AND FRESHNESS).
  *
  * A thread with an IMAP connection of its own EXAMINEs the mailbox and
  * IDLEs on it, renewing the IDLE every `renew_s` seconds (servers drop it

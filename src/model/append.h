@@ -1,7 +1,7 @@
 /* SPDX-License-Identifier: GPL-2.0-or-later */
 /*
  * append: what a file written into an IMAP folder becomes before APPEND
- * (design §2 "Writing"). Pure functions, no I/O: the filesystem layer reads
+ * (mailfs(1), WRITING). Pure functions, no I/O: the filesystem layer reads
  * the finished file, the IMAP client sends the result.
  *
  * Errors are G_FILE_ERROR_INVAL (g_file_error_from_errno(EINVAL)); the

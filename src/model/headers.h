@@ -1,7 +1,7 @@
 /* SPDX-License-Identifier: GPL-2.0-or-later */
 /*
- * headers: the values behind the read-only header xattrs (design §2:
- * user.mail.subject, .from, .to, .date, .message-id).
+ * headers: the values behind the read-only header xattrs (mailfs(1),
+ * EXTENDED ATTRIBUTES: user.mail.subject, .from, .to, .date, .message-id).
  *
  * Input is what the server sends for
  * BODY.PEEK[HEADER.FIELDS (SUBJECT FROM TO DATE MESSAGE-ID)]: raw bytes,
@@ -35,7 +35,7 @@
  * it may be called again on a cleared struct.
  *
  * Threads: any thread, concurrently. GMime is initialised once on first use
- * (g_once); the parser options are shared and never changed after that.
+ * (pthread_once); the parser options are shared and never changed after that.
  */
 #ifndef MFS_HEADERS_H
 #define MFS_HEADERS_H

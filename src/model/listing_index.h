@@ -1,7 +1,7 @@
 /* SPDX-License-Identifier: GPL-2.0-or-later */
 /*
- * listing_index: a folder's message listing saved on disk (design §2
- * "Cache": listings are cached with the mailbox's UIDVALIDITY and
+ * listing_index: a folder's message listing saved on disk (mailfs(1),
+ * CACHING AND FRESHNESS: listings are cached with the mailbox's UIDVALIDITY and
  * HIGHESTMODSEQ), so that a remount of an unchanged folder costs one
  * CONDSTORE/QRESYNC round trip instead of a listing of every message.
  *

@@ -325,7 +325,7 @@ static int create_temp_locked(struct mcache *c, struct mcache_entry *e)
 
 	if (g_mkdir_with_parents(dirpath, 0700) < 0)
 		return -errno;
-	/* An older or foreign directory may be looser than design §6 allows. */
+	/* An older or foreign directory may be looser than 0700: mail is private. */
 	if (g_chmod(dirpath, 0700) < 0)
 		return -errno;
 	tmpl = g_strdup_printf("%s/" TMP_PREFIX "%" G_GUINT32_FORMAT "-XXXXXX", dirpath, e->uid);
@@ -602,15 +602,6 @@ gboolean mcache_peek_complete(struct mcache *c, const char *folder_key, guint32 
 	complete = e && e->complete;
 	mfs_mutex_unlock(&c->lock);
 	return complete;
-}
-
-struct mcache_entry *mcache_entry_ref(struct mcache_entry *e)
-{
-	mfs_mutex_lock(&e->c->lock);
-	g_assert(e->refs > 0);
-	e->refs++;
-	mfs_mutex_unlock(&e->c->lock);
-	return e;
 }
 
 void mcache_entry_unref(struct mcache_entry *e)

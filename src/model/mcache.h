@@ -9,9 +9,9 @@
  *   DIR/<same>/.tmp-<uid>-XXXXXX                                  being filled
  *
  * The mailbox's wire name is arbitrary bytes, so it is hashed, never used as a
- * path. Directories are 0700, files 0600 (design §6). A body gets its final
- * name only when it is complete (rename of the temporary), so a reader never
- * sees half a file under that name. mcache_open() deletes temporaries left by
+ * path. Directories are 0700, files 0600: mail is private to its owner. A
+ * body gets its final name only when it is complete (rename of the
+ * temporary), so a reader never sees half a file under that name. mcache_open() deletes temporaries left by
  * a crash and rebuilds the LRU from the complete files (size, mtime as last
  * use): a remount serves cached bodies without fetching them again.
  *
@@ -21,7 +21,9 @@
  * handle. The DIR is the cache's alone: pass e.g. `cache_dir/bodies`; only
  * names of the form above are touched.
  *
- * Entries and pinning. mcache_get() returns a refcounted handle; while any
+ * Entries and pinning. Each mcache_get() returns a handle holding one
+ * reference of the key's entry (released by mcache_entry_unref(); a handle
+ * is not copied, a second user calls mcache_get() again); while any
  * handle of a key is held, the body is pinned (not evicted, its fd stays open).
  * There is one entry object per key while it is referenced, so two readers of
  * the same message share it and see each other's ranges. Waiting for a range
@@ -44,8 +46,9 @@
  *
  * Dropping (expunge, UIDVALIDITY change): the body leaves the cache at once
  * (its file is unlinked, a later mcache_get() of the key is a miss), but
- * handles already held keep reading the bytes present, as design §2 asks for a
- * message expunged while open. Writes to a dropped entry fail with -ESTALE.
+ * handles already held keep reading the bytes present, as a local file
+ * unlinked while open would (mailfs(1), CACHING AND FRESHNESS). Writes to a
+ * dropped entry fail with -ESTALE.
  *
  * Threads: every function may be called from any thread; one mutex guards
  * the index, and body bytes are read and written with pread/pwrite outside it.
@@ -88,7 +91,6 @@ char *mcache_folder_key(const char *mailbox, guint32 uidvalidity);
  * no use is recorded, nothing is opened, and no hit or miss counted.
  */
 gboolean mcache_peek_complete(struct mcache *c, const char *folder_key, guint32 uid);
-struct mcache_entry *mcache_entry_ref(struct mcache_entry *e);
 void mcache_entry_unref(struct mcache_entry *e);
 
 /* TRUE when the whole body is present; then *size (if not NULL) is its size. */

@@ -1,6 +1,8 @@
 /* SPDX-License-Identifier: GPL-2.0-or-later */
 /*
- * names: how server strings become file names (design §2). Two frozen rules:
+ * names: how server strings become file names (mailfs(1), Message names).
+ * Two frozen rules: names already on users' disks and in their scripts must
+ * not change between versions:
  *
  * 1. The one reversible escape (names_escape / names_unescape). A string from
  *    the server (a decoded mailbox name, a POP3 UIDL) becomes a path component
@@ -13,7 +15,7 @@
  *      - every byte that is not part of a valid UTF-8 sequence (RFC 3629: no
  *        overlong forms, no surrogates, nothing above U+10FFFF);
  *      - a leading '.' (no ".", "..", nor a hidden or scratch name: dot-named
- *        files are local temporaries, design §2 "Writing");
+ *        files are local temporaries, mailfs(1) WRITING);
  *      - the first character of a result that would look like a message file,
  *        i.e. match ^[0-9]+(-.*)?\.eml$, becomes %3X, so that a folder is never
  *        resolved as a message (see names_parse_uid);

@@ -1,6 +1,6 @@
 /* SPDX-License-Identifier: GPL-2.0-or-later */
 /*
- * spool: the local files of the POP3 read-once spool (design §3) — the
+ * spool: the local files of the POP3 read-once spool (mailfs(1), POP3 VIEW) — the
  * taken-UIDL state file and the Maildir archive — written so that a crash
  * at any point loses nothing: every file is written under a temporary
  * name, fsync'd, renamed, and its directory fsync'd.

@@ -1,7 +1,7 @@
 /* SPDX-License-Identifier: GPL-2.0-or-later */
 /*
- * tree: the IMAP account as a directory tree of inode numbers (design §2
- * "Folders", "Message names", "Attributes"). Pure model: no I/O, no FUSE
+ * tree: the IMAP account as a directory tree of inode numbers (mailfs(1),
+ * IMAP VIEW: Folders, Message names, Attributes). Pure model: no I/O, no FUSE
  * header. The FUSE layer feeds it LIST results and message listings, and asks
  * it lookup / getattr / readdir / forget questions.
  *
@@ -165,8 +165,8 @@ int tree_folder_set_messages(struct tree *t, guint64 folder, guint32 uidvalidity
 			     const struct tree_msg_info *msgs, gsize n, GArray *removed);
 
 /*
- * A change to a folder's listing (design §2 "Freshness": QRESYNC, CONDSTORE
- * or new-UID-range resync). msgs are added (new UIDs) or take new flags
+ * A change to a folder's listing (QRESYNC, CONDSTORE or new-UID-range
+ * resync: account/resync.h). msgs are added (new UIDs) or take new flags
  * (UIDs held; flags NULL: unchanged); an old message leaves when its UID is
  * in vanished (struct uid_range, may be NULL) or below complete_below and
  * not among msgs. A full listing is complete_below = TREE_COMPLETE.
@@ -263,7 +263,8 @@ int tree_readdir(struct tree *t, guint64 dir, guint64 off, gboolean plus, tree_d
 /* New flags of a message (after UID STORE); 0, -ENOENT or -EISDIR. */
 int tree_message_set_flags(struct tree *t, guint64 ino, const char *flags);
 
-/* The real size of a message once its bytes are known (design §2 "Contents"). */
+/* The real size of a message once its bytes are known: they win over the
+   server's RFC822.SIZE (mailfs(1), Contents). */
 int tree_message_set_size(struct tree *t, guint64 ino, guint64 size);
 
 /*

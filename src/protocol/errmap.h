@@ -46,7 +46,7 @@
  *   BYE     none or any other                      EIO          TEMPORARY
  *
  * LIMIT is WAIT because its common case is "too many connections" at login
- * (design §7: shrink the pool and wait); an operation that still meets it
+ * (the pool shrinks and waits for a session: account/pool.h); an operation that still meets it
  * after waiting reports ENOSPC.
  *
  * POP3 (RFC 2449 / RFC 3206 codes, hierarchical: "SYS/TEMP/X" falls back to

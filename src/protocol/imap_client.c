@@ -42,8 +42,6 @@ struct imap_session {
 	guint64 commands;
 	guint64 untagged; /* untagged responses seen, for IDLE */
 
-	imap_observer_fn observer;
-	void *observer_ud;
 	const struct imap_handler *handler; /* the reader's, during imap_wait() */
 
 	/* parser callback state */
@@ -412,8 +410,6 @@ static void on_response(void *ud, struct imap_response *r)
 	case IMAP_RESP_UNTAGGED:
 		s->untagged++;
 		apply_untagged(s, r);
-		if (s->observer)
-			s->observer(s->observer_ud, r);
 		if (s->handler && s->handler->untagged)
 			s->handler->untagged(s->handler->ud, r);
 		break;
@@ -1086,12 +1082,6 @@ void imap_session_close(struct imap_session *s)
 		run_simple(s, NULL, "LOGOUT", "LOGOUT");
 	}
 	imap_session_free(s);
-}
-
-void imap_session_set_observer(struct imap_session *s, imap_observer_fn fn, void *ud)
-{
-	s->observer = fn;
-	s->observer_ud = ud;
 }
 
 gboolean imap_session_alive(const struct imap_session *s)

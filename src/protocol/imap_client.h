@@ -8,22 +8,22 @@
  * completion. Responses are dispatched as they arrive, whichever command
  * they come with:
  *   - tagged completions are matched by tag and kept until waited for;
- *   - untagged data goes to the session's observer (the owner of the
- *     mailbox model: EXISTS, EXPUNGE, VANISHED, FETCH FLAGS, BYE apply
- *     wherever they arrive, RFC 3501 §7) and to the handler passed to the
- *     imap_wait() that is reading at the time;
+ *   - untagged data updates the session's own state (below) and goes to
+ *     the handler passed to the imap_wait() that is reading at the time:
+ *     EXISTS, EXPUNGE, VANISHED, FETCH FLAGS and BYE may arrive with any
+ *     command (RFC 3501 §7), so that handler sees them whichever it is;
  *   - literals are offered to that handler, which may stream them (large
  *     bodies never buffered whole) or let the parser buffer them.
  * The session itself tracks CAPABILITY (after TLS and after login, as the
  * RFC requires) and the selected mailbox's UIDVALIDITY, UIDNEXT, EXISTS
  * and HIGHESTMODSEQ.
  *
- * Security rules kept here (design §4): STARTTLS is mandatory for
- * IMAP_TLS_STARTTLS (refused if not offered); any byte after the OK to
- * STARTTLS and before the handshake is an error (CVE-2020-14954); a
- * PREAUTH greeting on a link that must be encrypted is refused
- * (CVE-2020-14093); no password is sent over an unencrypted link unless
- * the user chose IMAP_TLS_NONE. The protocol trace (log=imap) never shows
+ * Security rules kept here, so that a password or mail never crosses an
+ * unencrypted link unasked: STARTTLS is mandatory for IMAP_TLS_STARTTLS
+ * (refused if not offered); any byte after the OK to STARTTLS and before
+ * the handshake is an error (CVE-2020-14954); a PREAUTH greeting on a link
+ * that must be encrypted is refused (CVE-2020-14093); no password is sent
+ * over an unencrypted link unless the user chose IMAP_TLS_NONE. The protocol trace (log=imap) never shows
  * LOGIN/AUTHENTICATE arguments or message bodies.
  *
  * Errors: functions returning int give 0 or a negative errno: the server's
@@ -111,9 +111,6 @@ struct imap_session_opts {
 	const struct imap_limits *limits;  /* NULL: defaults */
 };
 
-/* Untagged responses, whichever command they arrive with (borrowed). */
-typedef void (*imap_observer_fn)(void *ud, const struct imap_response *r);
-
 /* What the reader of a command wants to see while it waits. Members may be NULL. */
 struct imap_handler {
 	/* every untagged response while this handler is reading (borrowed) */
@@ -149,7 +146,6 @@ void imap_session_close(struct imap_session *s);
 /* Free without talking to the server (after an error). */
 void imap_session_free(struct imap_session *s);
 
-void imap_session_set_observer(struct imap_session *s, imap_observer_fn fn, void *ud);
 gboolean imap_session_alive(const struct imap_session *s);
 guint32 imap_session_caps(const struct imap_session *s);
 gboolean imap_session_has(const struct imap_session *s, enum imap_cap cap);
@@ -185,8 +181,8 @@ guint imap_send_literal(struct imap_session *s, const char *prefix, const void *
 			size_t len, const char *suffix, GError **err);
 
 /*
- * Read until command id completes. Untagged responses meanwhile go to the
- * observer and to h (may be NULL). res (may be NULL) gets the completion.
+ * Read until command id completes. Untagged responses meanwhile go to h
+ * (may be NULL). res (may be NULL) gets the completion.
  * Returns 0 for OK, else a negative errno as described above.
  */
 int imap_wait(struct imap_session *s, guint id, const struct imap_handler *h,
@@ -198,8 +194,7 @@ int imap_run(struct imap_session *s, const struct imap_handler *h, struct imap_r
 
 /*
  * IDLE (RFC 2177) on the selected mailbox for up to `seconds`. Returns as
- * soon as the server reports anything (the untagged data went to the
- * observer and to h), or when the time is up; DONE is sent and the IDLE
+ * soon as the server reports anything (the untagged data went to h), or when the time is up; DONE is sent and the IDLE
  * completed either way, which also proves the link alive. 1: something
  * arrived, 0: nothing did, else a negative errno (-EOPNOTSUPP without IDLE).
  */

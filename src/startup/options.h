@@ -1,7 +1,7 @@
 /* SPDX-License-Identifier: GPL-2.0-or-later */
 /*
  * options: how mailfs was invoked and how the account is configured
- * (design §1). Turns argv and the config file into one struct mfs_options,
+ * (mailfs(1), OPTIONS and CONFIGURATION FILE). Turns argv and the config file into one struct mfs_options,
  * or into one user-facing line saying what is wrong.
  *
  * Command line:  mailfs [options] SOURCE MOUNTPOINT
@@ -71,7 +71,7 @@
  *             to split as an argv (g_shell_parse_argv); never run by a shell.
  *   An empty value ("KEY=") restores the key's built-in default.
  *
- * Keys and defaults (design §1; a key arrives with its feature):
+ * Keys and defaults (documented in mailfs(1), OPTIONS):
  *   url                                  (account sections, or -o for a NAME)
  *   password_command, password_file      [unset]
  *   auth        best|plain|login|xoauth2|oauthbearer   [best]

@@ -1,5 +1,5 @@
 # SPDX-License-Identifier: GPL-2.0-or-later
-"""fstab (issue 10, design §1): `mount -t fuse.mailfs` goes through mount.fuse3,
+"""fstab (issue 10, mailfs(1) FSTAB): `mount -t fuse.mailfs` goes through mount.fuse3,
 which runs `mailfs SOURCE MOUNTPOINT -o OPTS` from PATH without -f: mailfs must
 take the generic fstab options, mount, daemonize, serve, and exit once unmounted."""
 

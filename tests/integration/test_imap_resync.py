@@ -1,4 +1,4 @@
-"""Listings kept up to date cheaply, and kept across mounts (design §2 "Cache",
+"""Listings kept up to date cheaply, and kept across mounts (mailfs(1) CACHING AND FRESHNESS,
 "Freshness"; issue: live resync and persistent index).
 
 Each test runs against three private dovecots that differ in what they

@@ -1,5 +1,5 @@
 # SPDX-License-Identifier: GPL-2.0-or-later
-"""A POP3 server that asks the spool to wait (design §3, RFC 2449), against
+"""A POP3 server that asks the spool to wait (mailfs(1) POP3 VIEW, RFC 2449), against
 the scripted maildrop of hostile_pop3d.py:
 
 - logins refused with [LOGIN-DELAY] after a good one: `ls` keeps answering

@@ -1,5 +1,5 @@
 # SPDX-License-Identifier: GPL-2.0-or-later
-"""The POP3 read-once spool (design §3) against a private dovecot: the listing
+"""The POP3 read-once spool (mailfs(1) POP3 VIEW) against a private dovecot: the listing
 equals the server's UIDL list, `cat` takes a message (archived byte for byte,
 gone from the listing and from the server), `head` takes nothing, `rm` takes
 without reading, pop3_keep keeps everything on the server and hides what was
@@ -790,7 +790,7 @@ def test_connection_cuts_lose_nothing(mailfs_bin, server, workdir):
             proxy.stop()
         if server_uidls(server):
             # The last QUIT may have been cut (or met the lock of a session the
-            # server had not yet noticed was gone): design §3 — the next
+            # server had not yet noticed was gone): a take is never lost — the next
             # session sends DELE again for taken UIDLs still on the server.
             m = Mount(mailfs_bin, f"pop3s://{USER}@localhost:{server.ports['pop3s']}",
                       spool.mnt, opts, workdir, env=spool.env()).start()

@@ -1,5 +1,5 @@
 # SPDX-License-Identifier: GPL-2.0-or-later
-"""Privacy (issue 9, design §6): mail is private. The mount is closed to other
+"""Privacy (issue 9): mail is private. The mount is closed to other
 users, files are 0600 and directories 0700, so is the cache, and the password and
 message bodies never reach argv, the environment, /proc/mounts or the -d trace."""
 
