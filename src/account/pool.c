@@ -154,6 +154,126 @@ static gboolean connect_failed(struct pool *p, GError *e)
 	return FALSE;
 }
 
+/*
+ * Locked. An idle session ready to lend (one suspect of having died while
+ * idle is checked with a NOOP first, the lock dropped meanwhile), or NULL.
+ * *again: one was found dead and dropped, which changes what the pool may
+ * do: look again.
+ */
+static struct entry *idle_checked(struct pool *p, const char *mailbox, gboolean *again)
+{
+	struct entry *e = take_idle(p, mailbox);
+	gboolean ok;
+
+	*again = FALSE;
+	if (!e || !e->suspect)
+		return e;
+	/* NOOP outside the lock: one round trip, bounded by the timeout. */
+	g_hash_table_insert(p->busy, e->s, e);
+	mfs_mutex_unlock(&p->lock);
+	ok = imap_run(e->s, NULL, NULL, NULL, "NOOP") == 0;
+	mfs_mutex_lock(&p->lock);
+	g_hash_table_remove(p->busy, e->s);
+	account_commands(p, e);
+	if (!ok) {
+		mfs_mutex_unlock(&p->lock);
+		imap_session_free(e->s);
+		g_free(e);
+		mfs_mutex_lock(&p->lock);
+		mfs_cond_broadcast(&p->cond);
+		*again = TRUE;
+		return NULL;
+	}
+	e->suspect = FALSE;
+	return e;
+}
+
+enum connect_outcome {
+	CONNECT_GOT,	/* a new session, to lend */
+	CONNECT_FAILED, /* *err set: the borrower fails */
+	CONNECT_AGAIN,	/* a connection limit was met: look again */
+	CONNECT_NOT_NOW, /* at the limit, or another connect probes the server */
+};
+
+/* Locked (dropped while connecting). A new connection, when the pool may
+   make one now. */
+static enum connect_outcome maybe_connect(struct pool *p, struct entry **out, GError **err)
+{
+	gint64 now = g_get_monotonic_time();
+	guint live = live_count(p);
+	struct imap_session *s;
+	GError *ce = NULL;
+
+	if (p->eff_max < p->max && now >= p->regrow_at) {
+		p->eff_max++;
+		p->regrow_at = now + (gint64)REGROW_S * G_USEC_PER_SEC;
+	}
+	if (live + p->connecting >= p->eff_max)
+		return CONNECT_NOT_NOW;
+	if (p->failures > 0 && now < p->retry_at && live == 0) {
+		/* A dead server: fast EIO rather than a hang. */
+		g_set_error(err, p->last_error->domain, p->last_error->code,
+			    "%s (next attempt in %" G_GINT64_FORMAT " s)", p->last_error->message,
+			    (p->retry_at - now + G_USEC_PER_SEC - 1) / G_USEC_PER_SEC);
+		return CONNECT_FAILED;
+	}
+	/* After a failure, one connect probes the server at a time. */
+	if (p->failures > 0 && (now < p->retry_at || p->connecting > 0))
+		return CONNECT_NOT_NOW;
+	p->connecting++;
+	mfs_mutex_unlock(&p->lock);
+	s = imap_session_connect(&p->opts, &ce);
+	mfs_mutex_lock(&p->lock);
+	p->connecting--;
+	mfs_cond_broadcast(&p->cond);
+	if (!s) {
+		if (connect_failed(p, ce)) {
+			g_clear_error(&ce);
+			return CONNECT_AGAIN;
+		}
+		g_propagate_error(err, ce);
+		return CONNECT_FAILED;
+	}
+	if (p->failures > 0)
+		mfs_log_info("connected to %s again", imap_session_peer(s));
+	p->failures = 0;
+	p->connects++;
+	*out = g_new0(struct entry, 1);
+	(*out)->s = s;
+	if (p->shutdown) {
+		/* pool_free() logs it out. */
+		g_queue_push_head(&p->idle, g_steal_pointer(out));
+		set_cancelled(err, p);
+		return CONNECT_FAILED;
+	}
+	return CONNECT_GOT;
+}
+
+/* Locked. Wait for whatever may let a borrower go on: a returned session
+   (signalled), the end of a backoff, a regrow. FALSE (and *err) once the
+   deadline (0: none) has passed. */
+static gboolean wait_for_change(struct pool *p, gint64 deadline, GError **err)
+{
+	gint64 now = g_get_monotonic_time();
+	gint64 wake = deadline;
+
+	if (deadline && now >= deadline) {
+		g_set_error(err, G_IO_ERROR, G_IO_ERROR_TIMED_OUT,
+			    "no connection to %s became free within %d s (%u in use)", p->opts.host,
+			    p->opts.timeout_s, g_hash_table_size(p->busy));
+		return FALSE;
+	}
+	if (p->failures > 0 && p->retry_at > now && (!wake || p->retry_at < wake))
+		wake = p->retry_at;
+	if (p->eff_max < p->max && (!wake || p->regrow_at < wake))
+		wake = p->regrow_at;
+	if (wake)
+		mfs_cond_wait_until(&p->cond, &p->lock, wake);
+	else
+		mfs_cond_wait(&p->cond, &p->lock);
+	return TRUE;
+}
+
 struct imap_session *pool_get(struct pool *p, const char *mailbox, GError **err)
 {
 	gint64 deadline = 0;
@@ -163,110 +283,30 @@ struct imap_session *pool_get(struct pool *p, const char *mailbox, GError **err)
 		deadline = g_get_monotonic_time() + (gint64)p->opts.timeout_s * G_USEC_PER_SEC;
 	mfs_mutex_lock(&p->lock);
 	for (;;) {
-		gint64 now, wake;
-		guint live;
+		gboolean again;
 
 		if (p->shutdown) {
 			set_cancelled(err, p);
 			break;
 		}
-		e = take_idle(p, mailbox);
-		if (e && e->suspect) {
-			gboolean ok;
+		e = idle_checked(p, mailbox, &again);
+		if (again)
+			continue;
+		if (!e) {
+			enum connect_outcome c = maybe_connect(p, &e, err);
 
-			/* NOOP outside the lock: one round trip, bounded by the timeout. */
-			g_hash_table_insert(p->busy, e->s, e);
-			mfs_mutex_unlock(&p->lock);
-			ok = imap_run(e->s, NULL, NULL, NULL, "NOOP") == 0;
-			mfs_mutex_lock(&p->lock);
-			g_hash_table_remove(p->busy, e->s);
-			account_commands(p, e);
-			if (!ok) {
-				mfs_mutex_unlock(&p->lock);
-				imap_session_free(e->s);
-				g_free(e);
-				mfs_mutex_lock(&p->lock);
-				mfs_cond_broadcast(&p->cond);
+			if (c == CONNECT_FAILED)
+				break;
+			if (c == CONNECT_AGAIN)
 				continue;
-			}
-			e->suspect = FALSE;
 		}
 		if (e) {
 			lend(p, e);
 			mfs_mutex_unlock(&p->lock);
 			return e->s;
 		}
-		now = g_get_monotonic_time();
-		live = live_count(p);
-		if (p->eff_max < p->max && now >= p->regrow_at) {
-			p->eff_max++;
-			p->regrow_at = now + (gint64)REGROW_S * G_USEC_PER_SEC;
-		}
-		if (live + p->connecting < p->eff_max) {
-			if (p->failures > 0 && now < p->retry_at && live == 0) {
-				/* A dead server: fast EIO rather than a hang. */
-				g_set_error(err, p->last_error->domain, p->last_error->code,
-					    "%s (next attempt in %" G_GINT64_FORMAT " s)",
-					    p->last_error->message,
-					    (p->retry_at - now + G_USEC_PER_SEC - 1) /
-						G_USEC_PER_SEC);
-				break;
-			}
-			/* After a failure, one connect probes the server at a time. */
-			if (p->failures == 0 || (now >= p->retry_at && p->connecting == 0)) {
-				struct imap_session *s;
-				GError *ce = NULL;
-
-				p->connecting++;
-				mfs_mutex_unlock(&p->lock);
-				s = imap_session_connect(&p->opts, &ce);
-				mfs_mutex_lock(&p->lock);
-				p->connecting--;
-				mfs_cond_broadcast(&p->cond);
-				if (s) {
-					if (p->failures > 0)
-						mfs_log_info("connected to %s again",
-							     imap_session_peer(s));
-					p->failures = 0;
-					p->connects++;
-					e = g_new0(struct entry, 1);
-					e->s = s;
-					if (p->shutdown) {
-						/* pool_free() logs it out. */
-						g_queue_push_head(&p->idle, e);
-						set_cancelled(err, p);
-						break;
-					}
-					lend(p, e);
-					mfs_mutex_unlock(&p->lock);
-					return s;
-				}
-				if (connect_failed(p, ce)) {
-					g_clear_error(&ce);
-					continue;
-				}
-				g_propagate_error(err, ce);
-				break;
-			}
-		}
-		now = g_get_monotonic_time();
-		if (deadline && now >= deadline) {
-			g_set_error(err, G_IO_ERROR, G_IO_ERROR_TIMED_OUT,
-				    "no connection to %s became free within %d s (%u in use)",
-				    p->opts.host, p->opts.timeout_s, g_hash_table_size(p->busy));
+		if (!wait_for_change(p, deadline, err))
 			break;
-		}
-		/* Wake for whatever may let this borrower go on: a returned
-		   session (signalled), the end of a backoff, a regrow. */
-		wake = deadline;
-		if (p->failures > 0 && p->retry_at > now && (!wake || p->retry_at < wake))
-			wake = p->retry_at;
-		if (p->eff_max < p->max && (!wake || p->regrow_at < wake))
-			wake = p->regrow_at;
-		if (wake)
-			mfs_cond_wait_until(&p->cond, &p->lock, wake);
-		else
-			mfs_cond_wait(&p->cond, &p->lock);
 	}
 	mfs_mutex_unlock(&p->lock);
 	return NULL;

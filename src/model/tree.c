@@ -644,135 +644,143 @@ int tree_folder_set_messages(struct tree *t, guint64 ino, guint32 uidvalidity,
 	return tree_folder_merge(t, ino, uidvalidity, &d, removed);
 }
 
-int tree_folder_merge(struct tree *t, guint64 ino, guint32 uidvalidity, const struct tree_delta *d,
-		      GArray *removed)
+/* The delta's messages by UID, each UID once (the first given wins), the
+   vanished left out. *count gets how many. */
+static struct uidx *delta_order(const struct tree_delta *d, gsize *count)
 {
-	const struct tree_msg_info *msgs = d->msgs;
-	gsize n = d->n;
-	g_autofree struct uidx *order = NULL;
-	g_autofree gboolean *known = NULL;
-	char **names;
-	gsize count = 0;
-	struct folder *f;
-	struct msgset *ms;
-	GArray *live;
-	guint oi = 0, reserved;
-	int rc;
+	struct uidx *order = g_new(struct uidx, d->n ? d->n : 1);
+	gsize n = 0, w = 0;
 
-	if (n > G_MAXUINT32 || (n > 0 && !msgs))
-		return -EINVAL;
-	order = g_new(struct uidx, n ? n : 1);
-	for (gsize i = 0; i < n; i++) {
-		if (msgs[i].uid == 0 || vanished(d, msgs[i].uid))
+	for (gsize i = 0; i < d->n; i++) {
+		if (d->msgs[i].uid == 0 || vanished(d, d->msgs[i].uid))
 			continue;
-		order[count].uid = msgs[i].uid;
-		order[count].idx = (guint32)i;
-		count++;
+		order[n].uid = d->msgs[i].uid;
+		order[n].idx = (guint32)i;
+		n++;
 	}
-	qsort(order, count, sizeof(*order), cmp_uidx);
+	qsort(order, n, sizeof(*order), cmp_uidx);
 	/* Drop repeated UIDs: the first given (lowest index) sorts first. */
-	{
-		gsize w = 0;
+	for (gsize i = 0; i < n; i++)
+		if (w == 0 || order[w - 1].uid != order[i].uid)
+			order[w++] = order[i];
+	*count = w;
+	return order;
+}
 
-		for (gsize i = 0; i < count; i++)
-			if (w == 0 || order[w - 1].uid != order[i].uid)
-				order[w++] = order[i];
-		count = w;
-	}
-
-	/*
-	 * Phase 1: which UIDs already have a name. Phase 2, without the lock:
-	 * the slugs of the others (RFC 2047, iconv, NFC: the slow part of a
-	 * 100,000-message first listing). Phase 3: merge.
-	 */
-	known = g_new0(gboolean, count ? count : 1);
-	mfs_mutex_lock(&t->lock);
-	rc = messages_folder(t, ino, &f);
-	if (rc == 0 && f->msgs && f->msgs->uidvalidity == uidvalidity) {
-		for (gsize i = 0; i < count; i++)
-			known[i] = msg_find(f->msgs->live, order[i].uid, NULL) ||
-				   msg_find(f->msgs->gone, order[i].uid, NULL);
-	}
-	mfs_mutex_unlock(&t->lock);
-	if (rc < 0)
-		return rc;
-
-	names = g_new0(char *, count ? count : 1);
+/* Locked. Which of the UIDs in order the folder already has a name for. */
+static void mark_known(struct folder *f, guint32 uidvalidity, const struct uidx *order,
+		       gsize count, gboolean *known)
+{
+	if (!f->msgs || f->msgs->uidvalidity != uidvalidity)
+		return;
 	for (gsize i = 0; i < count; i++)
-		if (!known[i] && !msgs[order[i].idx].update_only)
-			names[i] = message_name(t, &msgs[order[i].idx]);
+		known[i] = msg_find(f->msgs->live, order[i].uid, NULL) ||
+			   msg_find(f->msgs->gone, order[i].uid, NULL);
+}
 
-	mfs_mutex_lock(&t->lock);
-	rc = messages_folder(t, ino, &f);
-	if (rc < 0)
-		goto out;
+/* Locked. Folder f's message set for uidvalidity: a set of another
+   UIDVALIDITY is retired (its messages reported in removed), a new one
+   made. */
+static struct msgset *current_msgset(struct tree *t, struct folder *f, guint32 uidvalidity,
+				     GArray *removed)
+{
+	struct msgset *ms;
+
 	if (f->msgs && f->msgs->uidvalidity != uidvalidity)
 		msgset_retire(t, f, TRUE, removed);
-	if (!f->msgs) {
-		ms = g_new0(struct msgset, 1);
-		ms->epoch = t->next_epoch++;
-		ms->uidvalidity = uidvalidity;
-		ms->folder = f->ino;
-		ms->current = TRUE;
-		ms->live = g_array_new(FALSE, FALSE, sizeof(struct tmsg));
-		ms->gone = g_array_new(FALSE, FALSE, sizeof(struct tmsg));
-		g_hash_table_insert(t->epochs, GUINT_TO_POINTER(ms->epoch), ms);
-		f->msgs = ms;
-	}
-	ms = f->msgs;
+	if (f->msgs)
+		return f->msgs;
+	ms = g_new0(struct msgset, 1);
+	ms->epoch = t->next_epoch++;
+	ms->uidvalidity = uidvalidity;
+	ms->folder = f->ino;
+	ms->current = TRUE;
+	ms->live = g_array_new(FALSE, FALSE, sizeof(struct tmsg));
+	ms->gone = g_array_new(FALSE, FALSE, sizeof(struct tmsg));
+	g_hash_table_insert(t->epochs, GUINT_TO_POINTER(ms->epoch), ms);
+	f->msgs = ms;
+	return ms;
+}
 
+/* Locked. Old message *old, not in the delta: kept in live unless the
+   delta implies it is gone (then reported, and kept as gone while the
+   kernel still refers to it). */
+static void carry_old(const struct tree_delta *d, struct folder *f, struct msgset *ms,
+		      struct tmsg *old, GArray *live, GArray *removed)
+{
+	guint gpos;
+
+	if (!implied_gone(d, old->uid)) {
+		g_array_append_val(live, *old);
+		return;
+	}
+	report(removed, f->ino, msg_ino(ms, old->uid), old->name);
+	if (old->nlookup > 0) {
+		msg_find(ms->gone, old->uid, &gpos);
+		g_array_insert_val(ms->gone, gpos, *old);
+	} else {
+		tmsg_clear(old);
+	}
+}
+
+/* Locked. The message the delta gives as in: the old one updated, one
+   listed again, or a new one named *name (taken) or named now. FALSE when
+   there is nothing to add (flags of a message no longer held). */
+static gboolean merged_message(struct tree *t, struct msgset *ms, guint *oi,
+			       const struct tree_msg_info *in, char **name, struct tmsg *m)
+{
+	struct tmsg *old;
+	guint gpos;
+
+	if (*oi < ms->live->len && g_array_index(ms->live, struct tmsg, *oi).uid == in->uid) {
+		*m = g_array_index(ms->live, struct tmsg, (*oi)++);
+		if (in->flags && strcmp(m->flags, in->flags) != 0) {
+			g_ref_string_release(m->flags);
+			m->flags = intern_flags(in->flags);
+		}
+	} else if (in->update_only) {
+		return FALSE;
+	} else if ((old = msg_find(ms->gone, in->uid, &gpos)) != NULL) {
+		/* Listed again (a partial listing before?): same inode, same name. */
+		*m = *old;
+		g_array_remove_index(ms->gone, gpos);
+	} else {
+		m->uid = in->uid;
+		m->nlookup = 0;
+		m->size = in->size;
+		m->mtime = in->internaldate;
+		/* Known in phase 1 but removed since: name it now. */
+		m->name = *name ? g_steal_pointer(name) : message_name(t, in);
+		m->flags = intern_flags(in->flags);
+	}
+	return TRUE;
+}
+
+/* Locked. Merge the delta (in UID order) into folder f's current set. */
+static void merge_delta(struct tree *t, struct folder *f, const struct tree_delta *d,
+			const struct uidx *order, gsize count, char **names, guint32 uidvalidity,
+			GArray *removed)
+{
+	struct msgset *ms = current_msgset(t, f, uidvalidity, removed);
 	/* Sized for the worst case, trimmed after: a 100,000-message folder
 	   keeps no growth slack. */
-	reserved = (guint)(count + ms->live->len);
-	live = g_array_sized_new(FALSE, FALSE, sizeof(struct tmsg), reserved);
+	guint reserved = (guint)(count + ms->live->len);
+	GArray *live = g_array_sized_new(FALSE, FALSE, sizeof(struct tmsg), reserved);
+	guint oi = 0;
+
 	for (gsize i = 0; i <= count; i++) {
-		const struct tree_msg_info *in = i < count ? &msgs[order[i].idx] : NULL;
-		guint32 uid = in ? in->uid : 0;
-		struct tmsg *old;
+		const struct tree_msg_info *in = i < count ? &d->msgs[order[i].idx] : NULL;
 		struct tmsg m;
-		guint gpos;
 
 		/* Old messages below this UID: kept unless gone. */
 		while (oi < ms->live->len &&
-		       (!in || g_array_index(ms->live, struct tmsg, oi).uid < uid)) {
-			old = &g_array_index(ms->live, struct tmsg, oi++);
-			if (!implied_gone(d, old->uid)) {
-				g_array_append_val(live, *old);
-				continue;
-			}
-			report(removed, f->ino, msg_ino(ms, old->uid), old->name);
-			if (old->nlookup > 0) {
-				msg_find(ms->gone, old->uid, &gpos);
-				g_array_insert_val(ms->gone, gpos, *old);
-			} else {
-				tmsg_clear(old);
-			}
-		}
+		       (!in || g_array_index(ms->live, struct tmsg, oi).uid < in->uid))
+			carry_old(d, f, ms, &g_array_index(ms->live, struct tmsg, oi++), live,
+				  removed);
 		if (!in)
 			break;
-		if (oi < ms->live->len && g_array_index(ms->live, struct tmsg, oi).uid == uid) {
-			m = g_array_index(ms->live, struct tmsg, oi++);
-			if (in->flags && strcmp(m.flags, in->flags) != 0) {
-				g_ref_string_release(m.flags);
-				m.flags = intern_flags(in->flags);
-			}
-		} else if (in->update_only) {
-			/* Flags of a message this tree no longer holds: nothing to add. */
-			continue;
-		} else if ((old = msg_find(ms->gone, uid, &gpos)) != NULL) {
-			/* Listed again (a partial listing before?): same inode, same name. */
-			m = *old;
-			g_array_remove_index(ms->gone, gpos);
-		} else {
-			m.uid = uid;
-			m.nlookup = 0;
-			m.size = in->size;
-			m.mtime = in->internaldate;
-			/* Known in phase 1 but removed since: name it now. */
-			m.name = names[i] ? g_steal_pointer(&names[i]) : message_name(t, in);
-			m.flags = intern_flags(in->flags);
-		}
-		g_array_append_val(live, m);
+		if (merged_message(t, ms, &oi, in, &names[i], &m))
+			g_array_append_val(live, m);
 	}
 	g_array_unref(ms->live);
 	if (live->len == reserved) {
@@ -782,7 +790,45 @@ int tree_folder_merge(struct tree *t, guint64 ino, guint32 uidvalidity, const st
 		g_array_append_vals(ms->live, live->data, live->len);
 		g_array_unref(live);
 	}
-out:
+}
+
+int tree_folder_merge(struct tree *t, guint64 ino, guint32 uidvalidity, const struct tree_delta *d,
+		      GArray *removed)
+{
+	g_autofree struct uidx *order = NULL;
+	g_autofree gboolean *known = NULL;
+	char **names;
+	gsize count = 0;
+	struct folder *f;
+	int rc;
+
+	if (d->n > G_MAXUINT32 || (d->n > 0 && !d->msgs))
+		return -EINVAL;
+	order = delta_order(d, &count);
+
+	/*
+	 * Phase 1: which UIDs already have a name. Phase 2, without the lock:
+	 * the slugs of the others (RFC 2047, iconv, NFC: the slow part of a
+	 * 100,000-message first listing). Phase 3: merge.
+	 */
+	known = g_new0(gboolean, count ? count : 1);
+	mfs_mutex_lock(&t->lock);
+	rc = messages_folder(t, ino, &f);
+	if (rc == 0)
+		mark_known(f, uidvalidity, order, count, known);
+	mfs_mutex_unlock(&t->lock);
+	if (rc < 0)
+		return rc;
+
+	names = g_new0(char *, count ? count : 1);
+	for (gsize i = 0; i < count; i++)
+		if (!known[i] && !d->msgs[order[i].idx].update_only)
+			names[i] = message_name(t, &d->msgs[order[i].idx]);
+
+	mfs_mutex_lock(&t->lock);
+	rc = messages_folder(t, ino, &f);
+	if (rc == 0)
+		merge_delta(t, f, d, order, count, names, uidvalidity, removed);
 	mfs_mutex_unlock(&t->lock);
 	for (gsize i = 0; i < count; i++)
 		g_free(names[i]);
