@@ -4,29 +4,15 @@
 #include <errno.h>
 #include <string.h>
 
-#include "account/resync.h"
 
-/* Receives body literals of a UID FETCH answer; see range_answer. */
-struct range_sink {
-	guint32 uid;
-	guint64 off;
-	guint64 limit;	  /* bytes asked for; a server sending more is broken */
-	GByteArray *cur;  /* the body literal being received */
-	gboolean cur_open;
-	guint64 cur_origin;
-	gboolean cur_too_big;
-	struct range_answer *out;
-	gboolean discard; /* the mailbox turned out another generation: keep nothing */
-};
-
-static gboolean range_begin(void *ud, uint32_t seq, const char *section, uint64_t size)
+static gboolean body_begin(void *ud, uint32_t seq, const char *section, uint64_t size)
 {
-	struct range_sink *r = ud;
+	struct body_sink *k = ud;
 	const char *lt = strchr(section, '<');
 	guint64 origin = 0;
 
 	(void)seq;
-	if (strncmp(section, "BODY[]", 6) != 0)
+	if (k->ranged ? strncmp(section, "BODY[]", 6) != 0 : strcmp(section, "BODY[]") != 0)
 		return FALSE;
 	if (lt) {
 		char *end;
@@ -35,41 +21,66 @@ static gboolean range_begin(void *ud, uint32_t seq, const char *section, uint64_
 		if (end == lt + 1 || *end != '>')
 			origin = G_MAXUINT64;
 	}
-	g_byte_array_set_size(r->cur, 0);
-	r->cur_open = TRUE;
-	r->cur_origin = origin;
-	r->cur_too_big = size > r->limit;
+	g_byte_array_set_size(k->cur, 0);
+	k->cur_open = TRUE;
+	k->cur_origin = origin;
+	k->cur_too_big = size > k->limit;
 	return TRUE; /* streamed: kept below, or dropped */
 }
 
-static void range_chunk(void *ud, const void *data, size_t len)
+static void body_chunk(void *ud, const void *data, size_t len)
 {
-	struct range_sink *r = ud;
+	struct body_sink *k = ud;
 
-	if (r->cur_open && !r->cur_too_big && r->cur->len + len <= r->limit)
-		g_byte_array_append(r->cur, data, (guint)len);
+	if (k->cur_open && !k->cur_too_big && k->cur->len + len <= k->limit)
+		g_byte_array_append(k->cur, data, (guint)len);
 }
 
-static void range_response(void *ud, const struct imap_response *resp)
+static gboolean body_wanted(const struct body_sink *k, guint32 uid)
 {
-	struct range_sink *r = ud;
+	return k->uid ? uid == k->uid : g_hash_table_contains(k->wanted, GUINT_TO_POINTER(uid));
+}
+
+static void body_response(void *ud, const struct imap_response *resp)
+{
+	struct body_sink *k = ud;
 	guint32 uid;
 
-	if (!r->cur_open || !resp->keyword || strcmp(resp->keyword, "FETCH") != 0)
+	if (!k->cur_open || !resp->keyword || strcmp(resp->keyword, "FETCH") != 0)
 		return;
-	r->cur_open = FALSE;
-	if (r->discard || !imap_value_u32(imap_fetch_item(resp, "UID"), &uid) || uid != r->uid ||
-	    r->cur_origin != r->off)
+	k->cur_open = FALSE;
+	if (k->discard || !imap_value_u32(imap_fetch_item(resp, "UID"), &uid) ||
+	    !body_wanted(k, uid) || (k->ranged && k->cur_origin != k->origin))
 		return; /* someone else's bytes */
-	if (r->cur_too_big) {
-		r->out->too_big = TRUE;
+	if (k->cur_too_big) {
+		k->too_big = TRUE;
 		return;
 	}
-	/* Said twice (an unsolicited FETCH before the answer): the last one,
-	   nearest the command's completion, wins. */
-	g_byte_array_set_size(r->out->buf, 0);
-	g_byte_array_append(r->out->buf, r->cur->data, r->cur->len);
-	r->out->matched = TRUE;
+	k->take(k->ud, uid, k->cur);
+}
+
+void body_sink_init(struct body_sink *k, struct imap_handler *h)
+{
+	k->cur = g_byte_array_new();
+	*h = (struct imap_handler){ .untagged = body_response, .literal_begin = body_begin,
+				    .literal_chunk = body_chunk, .ud = k };
+}
+
+void body_sink_clear(struct body_sink *k)
+{
+	g_clear_pointer(&k->cur, g_byte_array_unref);
+}
+
+/* A range's answer: said twice (an unsolicited FETCH before the answer),
+   the last one, nearest the command's completion, wins. */
+static void take_range(void *ud, guint32 uid, const GByteArray *bytes)
+{
+	struct range_answer *out = ud;
+
+	(void)uid;
+	g_byte_array_set_size(out->buf, 0);
+	g_byte_array_append(out->buf, bytes->data, bytes->len);
+	out->matched = TRUE;
 }
 
 /* s must select wire first: it is elsewhere, in the other mode, or on
@@ -133,27 +144,49 @@ int fetch_body_range(struct imap_session *s, const char *wire, guint32 uidvalidi
 		     gboolean peek, guint32 uid, guint64 off, guint64 len,
 		     struct range_answer *out, GError **err)
 {
-	struct range_sink r = { .uid = uid, .off = off, .limit = len,
-				.cur = g_byte_array_new(), .out = out };
-	struct imap_handler h = { .untagged = range_response, .literal_begin = range_begin,
-				  .literal_chunk = range_chunk, .ud = &r };
+	struct body_sink k = { .uid = uid, .ranged = TRUE, .origin = off, .limit = len,
+			       .take = take_range, .ud = out };
+	struct imap_handler h;
 	g_autofree char *fetch = g_strdup_printf(
 		"UID FETCH %u (BODY%s[]<%" G_GUINT64_FORMAT ".%" G_GUINT64_FORMAT ">)", uid,
 		peek ? ".PEEK" : "", off, len);
 	int rc;
 
-	rc = select_and_fetch(s, wire, peek, uidvalidity, fetch, &h, &r.discard, err);
-	out->stale = r.discard;
-	if (rc < 0 && !r.discard && r.cur_open && !r.cur_too_big && r.cur_origin == off &&
-	    r.cur->len > 0) {
+	body_sink_init(&k, &h);
+	rc = select_and_fetch(s, wire, peek, uidvalidity, fetch, &h, &k.discard, err);
+	out->stale = k.discard;
+	out->too_big = k.too_big;
+	if (rc < 0 && !k.discard && k.cur_open && !k.cur_too_big && k.cur_origin == off &&
+	    k.cur->len > 0) {
 		/* The link broke in the middle of the answer: what arrived of
 		   the literal at the origin asked for is good. */
 		g_byte_array_set_size(out->buf, 0);
-		g_byte_array_append(out->buf, r.cur->data, r.cur->len);
+		g_byte_array_append(out->buf, k.cur->data, k.cur->len);
 		out->partial = TRUE;
 	}
-	g_byte_array_unref(r.cur);
+	body_sink_clear(&k);
 	return rc;
+}
+
+gboolean header_sink_begin(void *ud, uint32_t seq, const char *section, uint64_t size)
+{
+	struct header_sink *h = ud;
+
+	(void)seq;
+	(void)size;
+	if (!g_str_has_prefix(section, "BODY[HEADER.FIELDS"))
+		return FALSE;
+	g_byte_array_set_size(h->buf, 0);
+	h->active = TRUE;
+	return TRUE;
+}
+
+void header_sink_chunk(void *ud, const void *data, size_t len)
+{
+	struct header_sink *h = ud;
+
+	if (h->active && h->buf->len < HEADER_FIELDS_MAX)
+		g_byte_array_append(h->buf, data, (guint)MIN(len, HEADER_FIELDS_MAX - h->buf->len));
 }
 
 #define HEADER_ITEM "BODY[HEADER.FIELDS (SUBJECT FROM TO DATE MESSAGE-ID)]"

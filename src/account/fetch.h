@@ -1,7 +1,11 @@
 /* SPDX-License-Identifier: GPL-2.0-or-later */
 /*
- * fetch: the commands that read one message of a mailbox on a borrowed
- * session, selecting the mailbox first when the session is elsewhere.
+ * fetch: the FETCH data sinks, and the commands that read one message of a
+ * mailbox on a borrowed session, selecting the mailbox first when the
+ * session is elsewhere. Every FETCH literal the daemon keeps goes through
+ * one of the two sinks here: body_sink (message bytes, for reads and the
+ * prefetcher) and header_sink (header fields, for listings and the
+ * user.mail.* attributes).
  *
  * A server may send FETCH data for other messages at any time (RFC 3501
  * §7): every sink here keeps only what names the UID asked for (and, for a
@@ -17,6 +21,56 @@
 #include <glib.h>
 
 #include "protocol/imap_client.h"
+
+/*
+ * The one sink of message bodies in FETCH answers (BODY[] or
+ * BODY[]<origin>), for reads (fetch_body_range) and the prefetcher: a body
+ * literal is received into a buffer of its own and handed to `take` only
+ * when its FETCH response names a UID asked for (and, for a range, the
+ * origin asked for), and the mailbox was not found to be another
+ * generation (discard). Fill the first fields, then body_sink_init.
+ */
+struct body_sink {
+	guint32 uid;	    /* the UID asked for; 0: those in wanted */
+	GHashTable *wanted; /* GUINT_TO_POINTER(uid) set, when uid is 0 */
+	gboolean ranged;    /* answers are BODY[]<origin>, origin must match */
+	guint64 origin;
+	guint64 limit;	    /* a body larger than this is refused */
+	/* An accepted body; bytes are the sink's (copy what is kept). */
+	void (*take)(void *ud, guint32 uid, const GByteArray *bytes);
+	void *ud;
+	gboolean discard; /* keep nothing (set when the SELECT said so) */
+
+	/* the body literal being received */
+	GByteArray *cur;
+	gboolean cur_open;
+	guint64 cur_origin;
+	gboolean cur_too_big;
+	gboolean too_big; /* a body asked for was refused for its size */
+};
+
+/* Ready k to receive; its handler (untagged, literal_begin and
+   literal_chunk, ud = k) goes into *h. */
+void body_sink_init(struct body_sink *k, struct imap_handler *h);
+void body_sink_clear(struct body_sink *k);
+
+/* Header fields kept per message at most: a subject is cut at 64 bytes anyway. */
+#define HEADER_FIELDS_MAX (64 * 1024)
+
+/*
+ * Where a BODY[HEADER.FIELDS ...] literal of the response being read goes,
+ * whatever its size (the client would drop a large unclaimed one as
+ * unsolicited). Put it first in an imap_handler's ud (the listing's
+ * collector in resync.c, the header fetch here) and use the two
+ * callbacks below; buf holds the literal after the response, when active.
+ */
+struct header_sink {
+	GByteArray *buf;
+	gboolean active;
+};
+
+gboolean header_sink_begin(void *ud, uint32_t seq, const char *section, uint64_t size);
+void header_sink_chunk(void *ud, const void *data, size_t len);
 
 /* The answer to UID FETCH uid (BODY[.PEEK][]<off.limit>). */
 struct range_answer {

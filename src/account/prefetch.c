@@ -3,6 +3,8 @@
 
 #include <string.h>
 
+#include "account/fetch.h"
+
 #include "util/lock.h"
 #include "util/log.h"
 
@@ -39,15 +41,12 @@ struct prefetch {
 	guint64 bytes;
 };
 
-/* The body being received; it is stored once its response names the UID. */
+/* Where the bodies of the segment being fetched go (account/fetch.h's
+   body_sink receives them). */
 struct sink {
 	struct prefetch *p;
 	const struct seg *seg; /* the mailbox selected for the fetches in flight */
-	GHashTable *wanted; /* UIDs asked for on this connection */
-	gboolean discard;   /* the mailbox is not the one asked for: keep nothing */
-	GByteArray *buf;
-	gboolean active;
-	gboolean too_big;
+	struct body_sink body;
 };
 
 static void seg_free(gpointer data)
@@ -70,50 +69,20 @@ static void job_free(struct job *j)
 	g_free(j);
 }
 
-static gboolean on_literal(void *ud, uint32_t seq, const char *section, uint64_t size)
+/* A body of the segment arrived whole: into the cache. */
+static void take_body(void *ud, guint32 uid, const GByteArray *bytes)
 {
 	struct sink *k = ud;
-
-	(void)seq;
-	if (strcmp(section, "BODY[]") != 0)
-		return FALSE;
-	g_byte_array_set_size(k->buf, 0);
-	k->active = TRUE;
-	k->too_big = size > PREFETCH_MAX_BODY;
-	return TRUE;
-}
-
-static void on_chunk(void *ud, const void *data, size_t len)
-{
-	struct sink *k = ud;
-
-	if (k->active && !k->too_big)
-		g_byte_array_append(k->buf, data, (guint)len);
-}
-
-static void on_fetch(void *ud, const struct imap_response *r)
-{
-	struct sink *k = ud;
-	const struct imap_value *v = imap_fetch_item(r, "BODY[]");
-	guint32 uid;
-
-	if (!k->active || k->discard || !v || v->type != IMAP_V_STREAMED || k->too_big ||
-	    !imap_value_u32(imap_fetch_item(r, "UID"), &uid) ||
-	    !g_hash_table_contains(k->wanted, GUINT_TO_POINTER(uid))) {
-		k->active = FALSE;
-		return;
-	}
-	k->active = FALSE;
 	struct mcache_entry *e = mcache_get(k->p->cache, k->seg->mailbox, k->seg->uidvalidity, uid);
 	guint64 have;
 
 	/* A reader may have finished it meanwhile; a failed write is no error. */
 	if (!mcache_entry_complete(e, &have) &&
-	    mcache_entry_write(e, 0, k->buf->data, k->buf->len) == 0 &&
-	    mcache_entry_finish(e, k->buf->len) == 0) {
+	    mcache_entry_write(e, 0, bytes->data, bytes->len) == 0 &&
+	    mcache_entry_finish(e, bytes->len) == 0) {
 		mfs_mutex_lock(&k->p->lock);
 		k->p->messages++;
-		k->p->bytes += k->buf->len;
+		k->p->bytes += bytes->len;
 		mfs_mutex_unlock(&k->p->lock);
 	}
 	mcache_entry_unref(e);
@@ -229,7 +198,7 @@ static gboolean fetch_window(struct prefetch *p, struct imap_session *s, struct 
 			     GArray *queue, GHashTable *wanted, const struct imap_handler *h,
 			     guint select_id, GError **err)
 {
-	struct sink *k = h->ud;
+	struct body_sink *k = h->ud;
 	const struct seg *g = j->segs->pdata[at];
 	guint ids[PIPELINE];
 	guint head = 0, count = 0, next = 0;
@@ -277,8 +246,8 @@ static gboolean run_seg(struct prefetch *p, struct imap_session *s, struct job *
 	if (queue->len == 0)
 		return TRUE;
 	k->seg = g;
-	k->wanted = wanted;
-	k->discard = FALSE;
+	k->body.wanted = wanted;
+	k->body.discard = FALSE;
 	if (g_strcmp0(imap_session_selected(s), g->mailbox) != 0 ||
 	    imap_session_select_info(s)->uidvalidity != g->uidvalidity) {
 		/* EXAMINE and the first fetches in one round trip. */
@@ -301,13 +270,14 @@ static gboolean has_work(struct prefetch *p, const struct job *j)
 
 static void run_job(struct prefetch *p, struct job *j)
 {
-	struct sink k = { .p = p, .buf = g_byte_array_new() };
-	struct imap_handler h = { .untagged = on_fetch, .literal_begin = on_literal,
-				  .literal_chunk = on_chunk, .ud = &k };
+	struct sink k = { .p = p,
+			  .body = { .limit = PREFETCH_MAX_BODY, .take = take_body, .ud = &k } };
+	struct imap_handler h;
 	const struct seg *first = j->segs->pdata[0];
 	struct imap_session *s;
 	GError *err = NULL;
 
+	body_sink_init(&k.body, &h);
 	if (!has_work(p, j))
 		goto out;
 	s = pool_get(p->pool, first->mailbox, &err);
@@ -323,7 +293,7 @@ static void run_job(struct prefetch *p, struct job *j)
 	for (guint at = 0; at < j->segs->len; at++) {
 		gboolean go_on = run_seg(p, s, j, at, &k, &h, &err);
 
-		k.wanted = NULL;
+		k.body.wanted = NULL;
 		if (err) {
 			/* A folder that cannot be selected: the next may be. */
 			mfs_log_debug(MFS_LOG_CACHE, "prefetch in %s: %s", k.seg->mailbox,
@@ -342,7 +312,7 @@ out:
 		mfs_log_debug(MFS_LOG_CACHE, "prefetch in %s stopped: %s", first->mailbox,
 			      err->message);
 	g_clear_error(&err);
-	g_byte_array_unref(k.buf);
+	body_sink_clear(&k.body);
 }
 
 static gpointer run(gpointer data)

@@ -15,27 +15,6 @@
 /* Messages a first listing makes room for before they arrive, at most. */
 #define PRESIZE_MAX (1u << 20)
 
-gboolean header_sink_begin(void *ud, uint32_t seq, const char *section, uint64_t size)
-{
-	struct header_sink *h = ud;
-
-	(void)seq;
-	(void)size;
-	if (!g_str_has_prefix(section, "BODY[HEADER.FIELDS"))
-		return FALSE;
-	g_byte_array_set_size(h->buf, 0);
-	h->active = TRUE;
-	return TRUE;
-}
-
-void header_sink_chunk(void *ud, const void *data, size_t len)
-{
-	struct header_sink *h = ud;
-
-	if (h->active && h->buf->len < HEADER_FIELDS_MAX)
-		g_byte_array_append(h->buf, data, (guint)MIN(len, HEADER_FIELDS_MAX - h->buf->len));
-}
-
 /* What the untagged responses of one resync are collected into. */
 struct collect {
 	struct header_sink hdr; /* first: the literal callbacks get the collector */

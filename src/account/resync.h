@@ -22,6 +22,7 @@
 #ifndef MFS_RESYNC_H
 #define MFS_RESYNC_H
 
+#include "account/fetch.h"
 #include "model/tree.h"
 #include "protocol/imap_client.h"
 
@@ -66,22 +67,5 @@ int resync_folder(struct imap_session *s, const char *wire, gboolean readonly,
 		  gboolean want_subject, const struct resync_known *known,
 		  struct resync_result *out, GError **err);
 void resync_result_clear(struct resync_result *r);
-
-/* Header fields kept per message at most: a subject is cut at 64 bytes anyway. */
-#define HEADER_FIELDS_MAX (64 * 1024)
-
-/*
- * Where a BODY[HEADER.FIELDS ...] literal of the response being read goes,
- * whatever its size (the client would drop a large unclaimed one as
- * unsolicited). Put it first in an imap_handler's ud and use the two
- * callbacks below; buf holds the literal after the response, when active.
- */
-struct header_sink {
-	GByteArray *buf;
-	gboolean active;
-};
-
-gboolean header_sink_begin(void *ud, uint32_t seq, const char *section, uint64_t size);
-void header_sink_chunk(void *ud, const void *data, size_t len);
 
 #endif
