@@ -108,6 +108,28 @@ int fetch_ensure_selected(struct imap_session *s, const char *wire, gboolean rea
 	return rc;
 }
 
+void fetch_select_send(struct imap_session *s, const char *wire, gboolean readonly,
+		       guint32 uidvalidity, struct pending_select *ps, GError **err)
+{
+	ps->needed = needs_select(s, wire, readonly, uidvalidity);
+	ps->id = ps->needed ? imap_select_send(s, wire, readonly, NULL, err) : 0;
+}
+
+int fetch_select_finish(struct imap_session *s, struct pending_select *ps, const char *wire,
+			gboolean readonly, guint32 uidvalidity, const struct imap_handler *h,
+			GError **err)
+{
+	int rc;
+
+	if (!ps->needed)
+		return 0;
+	ps->needed = FALSE;
+	rc = imap_select_finish(s, ps->id, wire, readonly, h, NULL, err);
+	if (rc == 0 && imap_session_select_info(s)->uidvalidity != uidvalidity)
+		rc = -ESTALE;
+	return rc;
+}
+
 /*
  * Run `fetch` on s, selecting wire first when s is elsewhere: the SELECT and
  * the FETCH go out together (one round trip on a reader's entry into a
@@ -119,16 +141,15 @@ static int select_and_fetch(struct imap_session *s, const char *wire, gboolean r
 			    guint32 uidvalidity, const char *fetch, const struct imap_handler *h,
 			    gboolean *discard, GError **err)
 {
-	guint sel, id;
+	struct pending_select ps;
+	guint id;
 	int rc;
 
-	if (!needs_select(s, wire, readonly, uidvalidity))
+	fetch_select_send(s, wire, readonly, uidvalidity, &ps, err);
+	if (!ps.needed)
 		return imap_run(s, h, NULL, err, "%s", fetch);
-	sel = imap_select_send(s, wire, readonly, NULL, err);
-	id = sel ? imap_send(s, "%s", fetch) : 0;
-	rc = imap_select_finish(s, sel, wire, readonly, h, NULL, err);
-	if (rc == 0 && imap_session_select_info(s)->uidvalidity != uidvalidity)
-		rc = -ESTALE;
+	id = ps.id ? imap_send(s, "%s", fetch) : 0;
+	rc = fetch_select_finish(s, &ps, wire, readonly, uidvalidity, h, err);
 	if (rc < 0) {
 		/* Whatever the FETCH brings (or its NO, with no mailbox
 		   selected) is drained and dropped. */

@@ -102,6 +102,25 @@ int fetch_header_fields(struct imap_session *s, const char *wire, guint32 uidval
 			gboolean readonly, guint32 uid, GByteArray *out, gboolean *found,
 			GError **err);
 
+/* A SELECT with commands pipelined behind it (one round trip for the
+   SELECT and the first fetches). */
+struct pending_select {
+	gboolean needed; /* s was elsewhere, in the other mode, or on another generation */
+	guint id;	 /* the SELECT's command; 0 when needed but not sent (*err) */
+};
+
+/* Unless s has wire selected (read-only or read-write, as asked) under
+   uidvalidity, send its SELECT (EXAMINE when readonly) now: commands sent
+   after it run in the mailbox. */
+void fetch_select_send(struct imap_session *s, const char *wire, gboolean readonly,
+		       guint32 uidvalidity, struct pending_select *ps, GError **err);
+/* Read up to the SELECT's completion (h gets its untagged data). 0 (also
+   when none was needed), -ESTALE (another generation: nothing pipelined
+   behind it may be kept), or its error. */
+int fetch_select_finish(struct imap_session *s, struct pending_select *ps, const char *wire,
+			gboolean readonly, guint32 uidvalidity, const struct imap_handler *h,
+			GError **err);
+
 /* Have wire selected on s (read-only or read-write) under uidvalidity.
    0, -ESTALE (the mailbox was recreated: other messages now), or the
    SELECT's error. */

@@ -196,7 +196,7 @@ static gboolean take_newer(struct prefetch *p, struct job *j, guint at, GArray *
    each completes. FALSE: a stop, or a newer request elsewhere. */
 static gboolean fetch_window(struct prefetch *p, struct imap_session *s, struct job *j, guint at,
 			     GArray *queue, GHashTable *wanted, const struct imap_handler *h,
-			     guint select_id, GError **err)
+			     struct pending_select *ps, GError **err)
 {
 	struct body_sink *k = h->ud;
 	const struct seg *g = j->segs->pdata[at];
@@ -211,16 +211,13 @@ static gboolean fetch_window(struct prefetch *p, struct imap_session *s, struct 
 			ids[(head + count++) % PIPELINE] =
 				imap_send(s, "UID FETCH %s (BODY.PEEK[])", set);
 		}
-		if (select_id) {
-			/* The EXAMINE the fetches were pipelined behind: its answer
-			   comes before theirs. Another UIDVALIDITY means other
-			   messages under these UIDs: nothing of them is kept. */
-			if (imap_select_finish(s, select_id, g->mailbox, TRUE, h, NULL, err) < 0 ||
-			    imap_session_select_info(s)->uidvalidity != g->uidvalidity) {
-				k->discard = TRUE;
-				go_on = FALSE;
-			}
-			select_id = 0;
+		/* The EXAMINE the fetches were pipelined behind: its answer
+		   comes before theirs. Another UIDVALIDITY means other
+		   messages under these UIDs: nothing of them is kept. */
+		if (ps->needed &&
+		    fetch_select_finish(s, ps, g->mailbox, TRUE, g->uidvalidity, h, err) < 0) {
+			k->discard = TRUE;
+			go_on = FALSE;
 		}
 		if (count == 0)
 			break;
@@ -240,7 +237,7 @@ static gboolean run_seg(struct prefetch *p, struct imap_session *s, struct job *
 	g_autoptr(GArray) queue = g_array_new(FALSE, FALSE, sizeof(struct prefetch_item));
 	g_autoptr(GHashTable) wanted = g_hash_table_new(g_direct_hash, g_direct_equal);
 	const struct seg *g = j->segs->pdata[at];
-	guint id = 0;
+	struct pending_select ps;
 
 	enqueue(p, g, g->items, queue, wanted);
 	if (queue->len == 0)
@@ -248,14 +245,11 @@ static gboolean run_seg(struct prefetch *p, struct imap_session *s, struct job *
 	k->seg = g;
 	k->body.wanted = wanted;
 	k->body.discard = FALSE;
-	if (g_strcmp0(imap_session_selected(s), g->mailbox) != 0 ||
-	    imap_session_select_info(s)->uidvalidity != g->uidvalidity) {
-		/* EXAMINE and the first fetches in one round trip. */
-		id = imap_select_send(s, g->mailbox, TRUE, NULL, err);
-		if (!id)
-			return FALSE;
-	}
-	return fetch_window(p, s, j, at, queue, wanted, h, id, err);
+	/* EXAMINE and the first fetches in one round trip. */
+	fetch_select_send(s, g->mailbox, TRUE, g->uidvalidity, &ps, err);
+	if (ps.needed && !ps.id)
+		return FALSE;
+	return fetch_window(p, s, j, at, queue, wanted, h, &ps, err);
 }
 
 /* Whether any segment holds a message to fetch: else no connection is borrowed. */
