@@ -46,9 +46,9 @@
  *
  * Dropping (expunge, UIDVALIDITY change): the body leaves the cache at once
  * (its file is unlinked, a later mcache_get() of the key is a miss), but
- * handles already held keep reading the bytes present, as a local file
- * unlinked while open would (mailfs(1), CACHING AND FRESHNESS). Writes to a
- * dropped entry fail with -ESTALE.
+ * handles already held keep reading the bytes present, as with a local file
+ * unlinked while open: a program in the middle of a message is not cut off.
+ * Writes to a dropped entry fail with -ESTALE.
  *
  * Threads: every function may be called from any thread; one mutex guards
  * the index, and body bytes are read and written with pread/pwrite outside it.

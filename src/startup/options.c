@@ -3,6 +3,7 @@
 
 #include "util/log.h"
 
+#include <pthread.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <string.h>
@@ -370,17 +371,24 @@ static const struct key_def *find_key(const char *name)
 	return NULL;
 }
 
+/* Written once, under known_once; NULL-terminated. */
+static const char *known_names[G_N_ELEMENTS(keys) + 1];
+
+static void known_keys_init(void)
+{
+	for (size_t i = 0; i < G_N_ELEMENTS(keys); i++)
+		known_names[i] = keys[i].name;
+}
+
+/* pthread_once rather than g_once_init_enter, whose publication
+   ThreadSanitizer cannot see (util/lock.h). */
 const char *const *mfs_options_known_keys(void)
 {
-	static const char *names[G_N_ELEMENTS(keys) + 1];
-	static gsize done;
+	static pthread_once_t known_once = PTHREAD_ONCE_INIT;
 
-	if (g_once_init_enter(&done)) {
-		for (size_t i = 0; i < G_N_ELEMENTS(keys); i++)
-			names[i] = keys[i].name;
-		g_once_init_leave(&done, 1);
-	}
-	return names;
+	if (pthread_once(&known_once, known_keys_init) != 0)
+		g_error("pthread_once failed");
+	return known_names;
 }
 
 /* ---- init / clear ---- */
