@@ -29,6 +29,7 @@
 #include "fs/fs_pop3.h"
 #include "model/mcache.h"
 #include "model/tree.h"
+#include "protocol/pop3.h"
 #include "startup/options.h"
 #include "transport/secret.h"
 #include "util/log.h"

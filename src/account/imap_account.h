@@ -36,7 +36,6 @@
 #include <glib.h>
 
 #include "account/lease.h"
-#include "account/pool.h"
 #include "model/headers.h"
 #include "model/mcache.h"
 #include "model/tree.h"

@@ -1,6 +1,8 @@
 /* SPDX-License-Identifier: GPL-2.0-or-later */
 #include "account/lease.h"
 
+#include "account/pool.h"
+
 #include <errno.h>
 #include <string.h>
 

@@ -19,8 +19,11 @@
 
 #include <glib.h>
 
-#include "account/pool.h"
 #include "util/lock.h"
+
+/* Opaque here: the filesystem layer holds leases without seeing the protocol. */
+struct pool;
+struct imap_session;
 
 struct lease {
 	struct pool *pool;

@@ -66,8 +66,9 @@
 #include <glib.h>
 #include <sys/types.h>
 
-#include "protocol/pop3.h"
 #include "startup/options.h"
+
+struct pop3_session_opts; /* protocol/pop3.h: the filesystem layer need not see it */
 
 /* The spool's root directory; messages are numbered from the next one. */
 #define POP3_ACCOUNT_ROOT_INO 1

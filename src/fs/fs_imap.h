@@ -21,12 +21,12 @@
 #include <fuse_lowlevel.h>
 #include <glib.h>
 
-#include "account/pool.h"
 #include "model/mcache.h"
 #include "model/tree.h"
 #include "startup/options.h"
 
 struct mfs_imap_fs;
+struct pool; /* account/pool.h */
 
 /*
  * The filesystem over a connected pool, an open cache and a tree that already
