@@ -44,6 +44,10 @@ int lease_borrow(struct lease *l, const char *mailbox, struct imap_session **out
 	GError *err = NULL;
 	struct imap_session *s;
 
+	if (l->arm && !l->armed) {
+		l->armed = TRUE;
+		l->arm(l);
+	}
 	if (lease_interrupted(l))
 		return -EINTR;
 	s = pool_get(l->pool, mailbox, &err);

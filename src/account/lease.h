@@ -27,6 +27,11 @@ struct imap_session;
 
 struct lease {
 	struct pool *pool;
+	/* Called by the owner before the first borrow: wires the interrupt
+	   (a request that never waits for the server pays nothing for it). */
+	void (*arm)(struct lease *l);
+	void *arm_data;
+	gboolean armed;
 	mfs_mutex lock;
 	struct imap_session *session; /* guarded by lock: borrowed now, or NULL */
 	gboolean interrupted;	      /* guarded by lock */

@@ -77,17 +77,26 @@ static void on_interrupt(fuse_req_t req, void *data)
 	lease_interrupt(data);
 }
 
+/* Before the lease's first borrow: the kernel's interrupt of the request
+   now reaches it (at once, when it came already). */
+static void arm_interrupt(struct lease *l)
+{
+	fuse_req_interrupt_func(l->arm_data, on_interrupt, l);
+}
+
 void fs_lease_begin(struct mfs_imap_fs *fs, fuse_req_t req, struct lease *l)
 {
 	lease_init(l, imap_account_pool(fs->account));
-	fuse_req_interrupt_func(req, on_interrupt, l);
+	l->arm = arm_interrupt;
+	l->arm_data = req;
 }
 
 void fs_lease_end(fuse_req_t req, struct lease *l)
 {
 	/* libfuse holds its request lock while calling on_interrupt: once
 	   this returns, no interrupt can reach l. */
-	fuse_req_interrupt_func(req, NULL, NULL);
+	if (l->armed)
+		fuse_req_interrupt_func(req, NULL, NULL);
 	lease_clear(l);
 }
 
