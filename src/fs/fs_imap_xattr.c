@@ -29,12 +29,14 @@ static void getxattr_staged(struct mfs_imap_fs *fs, fuse_req_t req, fuse_ino_t i
 		fuse_reply_err(req, exists ? ENODATA : ENOENT);
 }
 
-/* user.mail.* of message ino. */
-static void getxattr_header(struct mfs_imap_fs *fs, fuse_req_t req, fuse_ino_t ino,
-			    const char *name, size_t size)
+/* The value of attribute `name` (user.mail.*) of message ino, a copy ("" for
+   a header the message lacks): 0, -ENODATA for a name that is none of
+   them, or the error of getting the headers. */
+static int header_value(struct mfs_imap_fs *fs, fuse_req_t req, fuse_ino_t ino,
+			const char *name, char **out)
 {
 	struct mail_headers h = { 0 };
-	const char *value;
+	const char *v;
 	struct lease l;
 	gboolean known;
 	int rc;
@@ -42,16 +44,25 @@ static void getxattr_header(struct mfs_imap_fs *fs, fuse_req_t req, fuse_ino_t i
 	fs_lease_begin(fs, req, &l);
 	rc = imap_account_headers(fs->account, &l, ino, &h);
 	fs_lease_end(req, &l);
-	if (rc < 0) {
-		fuse_reply_err(req, -rc);
-		return;
-	}
-	value = imap_account_header_field(&h, name, &known);
-	if (known)
-		fs_reply_xattr_value(req, value ? value : "", size);
-	else
-		fuse_reply_err(req, ENODATA);
+	if (rc < 0)
+		return rc;
+	v = imap_account_header_field(&h, name, &known);
+	*out = known ? g_strdup(v ? v : "") : NULL;
 	mail_headers_clear(&h);
+	return known ? 0 : -ENODATA;
+}
+
+/* user.mail.* of message ino. */
+static void getxattr_header(struct mfs_imap_fs *fs, fuse_req_t req, fuse_ino_t ino,
+			    const char *name, size_t size)
+{
+	g_autofree char *value = NULL;
+	int rc = header_value(fs, req, ino, name, &value);
+
+	if (rc < 0)
+		fuse_reply_err(req, -rc);
+	else
+		fs_reply_xattr_value(req, value, size);
 }
 
 void fs_imap_getxattr(fuse_req_t req, fuse_ino_t ino, const char *name, size_t size)
@@ -130,23 +141,13 @@ void fs_imap_listxattr(fuse_req_t req, fuse_ino_t ino, size_t size)
 static int check_unchanged(struct mfs_imap_fs *fs, fuse_req_t req, fuse_ino_t ino,
 			   const char *name, const char *value, size_t size)
 {
-	struct mail_headers h = { 0 };
-	const char *v;
-	struct lease l;
-	gboolean known;
-	int rc;
+	g_autofree char *current = NULL;
+	int rc = header_value(fs, req, ino, name, &current);
 
-	fs_lease_begin(fs, req, &l);
-	rc = imap_account_headers(fs->account, &l, ino, &h);
-	fs_lease_end(req, &l);
-	if (rc < 0)
-		return rc;
-	v = imap_account_header_field(&h, name, &known);
-	if (!known)
-		rc = -ENOTSUP;
-	else if (strlen(v ? v : "") != size || memcmp(v ? v : "", value, size) != 0)
+	if (rc == -ENODATA)
+		return -ENOTSUP;
+	if (rc == 0 && (strlen(current) != size || memcmp(current, value, size) != 0))
 		rc = -EPERM;
-	mail_headers_clear(&h);
 	return rc;
 }
 
