@@ -24,7 +24,8 @@ static void on_search(void *ud, const struct imap_response *r)
 
 	if (!r->keyword || strcmp(r->keyword, "SEARCH") != 0)
 		return;
-	for (size_t i = 0; i < r->args.n; i++) {
+	/* Only the first SEARCH_HITS_MAX are looked at: keep no more. */
+	for (size_t i = 0; i < r->args.n && uids->len < SEARCH_HITS_MAX; i++) {
 		guint32 uid;
 
 		if (imap_value_u32(&r->args.items[i], &uid))
@@ -61,7 +62,7 @@ static gboolean already_there(struct imap_session *s, const char *wire, const ch
 	    uids->len == 0)
 		return FALSE;
 	set = g_string_new(NULL);
-	for (guint i = 0; i < uids->len && i < SEARCH_HITS_MAX; i++)
+	for (guint i = 0; i < uids->len; i++)
 		g_string_append_printf(set, "%s%u", i ? "," : "", g_array_index(uids, guint32, i));
 	if (imap_run(s, &hz, NULL, NULL, "UID FETCH %s (RFC822.SIZE)", set->str) < 0)
 		sizes->len = 0;
@@ -103,12 +104,11 @@ static int send_append(struct imap_session *s, const char *wire, const char *pre
 	guint id = imap_send_literal(s, prefix, msg->data, msg->len, NULL, err);
 	int rc = id ? imap_wait(s, id, NULL, &res, err) : -EIO;
 
-	if (rc < 0 && res.status != IMAP_STATUS_NONE) {
+	if (rc < 0) {
 		g_autofree char *esc = mfs_log_escape(wire, strlen(wire), 200);
+		g_autofree char *what = g_strdup_printf("APPEND to %s", esc);
 
-		mfs_log_info("APPEND to %s refused: %s%s%s%s", esc, res.code ? "[" : "",
-			     res.code ? res.code : "", res.code ? "] " : "",
-			     res.text ? res.text : "");
+		account_log_refused(what, &res);
 	}
 	imap_result_clear(&res);
 	return rc;

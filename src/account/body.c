@@ -46,18 +46,23 @@ static void keep_range(struct body_reader *r, guint64 off, GByteArray *buf)
 	}
 }
 
+/* The bytes say message ino is `size` long, not what the listing said: the
+   tree, and the kernel's idea of its attributes, follow. */
+static void size_changed(struct imap_account *a, guint64 ino, guint64 size)
+{
+	tree_message_set_size(a->tree, ino, size);
+	if (a->ev.inode_changed)
+		a->ev.inode_changed(a->ev.ud, ino);
+}
+
 /* Locked (r->lock): the message is known to be `total` bytes long. */
 static void learn_total(struct body_reader *r, guint64 total)
 {
-	struct imap_account *a = r->a;
-
 	r->total = total;
 	r->total_known = TRUE;
 	mcache_entry_finish(r->entry, total);
 	if (total != r->expected) {
-		tree_message_set_size(a->tree, r->ino, total);
-		if (a->ev.inode_changed)
-			a->ev.inode_changed(a->ev.ud, r->ino);
+		size_changed(r->a, r->ino, total);
 		r->expected = total;
 	}
 }
@@ -165,18 +170,16 @@ struct body_reader *body_open(struct imap_account *a, struct lease *l, guint64 i
 	if (mcache_entry_complete(r->entry, &r->total)) {
 		r->total_known = TRUE;
 		__atomic_fetch_add(&a->bodies_from_cache, 1, __ATOMIC_RELAXED);
+		/* Cached at another size than listed: the bytes win. */
+		if (r->total != e.size)
+			size_changed(a, ino, r->total);
 	} else {
-		probe_size(r, l);
+		probe_size(r, l); /* learn_total tells of a size found wrong */
 	}
 	/* Served without the kernel's size limit and page cache when the size
 	   it was told is wrong: the reader gets every byte the server has, no
 	   padding, no cut. */
 	*direct_io = (r->total_known && r->total != e.size) || r->size_wrong;
-	if (r->total_known && r->total != e.size) {
-		tree_message_set_size(a->tree, ino, r->total);
-		if (a->ev.inode_changed)
-			a->ev.inode_changed(a->ev.ud, ino);
-	}
 	mfs_mutex_unlock(&r->lock);
 	tree_entry_clear(&e);
 	return r;

@@ -215,6 +215,7 @@ void header_sink_chunk(void *ud, const void *data, size_t len)
 struct header_fetch {
 	struct header_sink hdr; /* first: the literal callbacks get it */
 	guint32 uid;
+	gboolean discard; /* the mailbox turned out another generation */
 	gboolean found;
 	GByteArray *value;
 };
@@ -225,7 +226,7 @@ static void on_header_fetch(void *ud, const struct imap_response *r)
 	const struct imap_value *v;
 	guint32 uid;
 
-	if (!imap_value_u32(imap_fetch_item(r, "UID"), &uid) || uid != hf->uid) {
+	if (hf->discard || !imap_value_u32(imap_fetch_item(r, "UID"), &uid) || uid != hf->uid) {
 		hf->hdr.active = FALSE;
 		return;
 	}
@@ -249,14 +250,12 @@ int fetch_header_fields(struct imap_session *s, const char *wire, guint32 uidval
 				  .literal_begin = header_sink_begin,
 				  .literal_chunk = header_sink_chunk,
 				  .ud = &hf };
-	int rc = fetch_ensure_selected(s, wire, readonly, uidvalidity, err);
+	g_autofree char *fetch = g_strdup_printf(
+		"UID FETCH %u (BODY.PEEK[HEADER.FIELDS (SUBJECT FROM TO DATE MESSAGE-ID)])", uid);
+	/* Pipelined behind the SELECT when the session is elsewhere. */
+	int rc = select_and_fetch(s, wire, readonly, uidvalidity, fetch, &h, &hf.discard, err);
 
-	if (rc == 0)
-		rc = imap_run(s, &h, NULL, err,
-			      "UID FETCH %u (BODY.PEEK[HEADER.FIELDS "
-			      "(SUBJECT FROM TO DATE MESSAGE-ID)])",
-			      uid);
-	*found = hf.found;
+	*found = rc == 0 && hf.found;
 	g_byte_array_unref(hf.hdr.buf);
 	return rc;
 }

@@ -94,9 +94,11 @@ int fetch_body_range(struct imap_session *s, const char *wire, guint32 uidvalidi
 		     struct range_answer *out, GError **err);
 
 /*
- * The Subject, From, To, Date and Message-ID header fields of message uid,
- * appended to out as the server sends them. 0 (*found FALSE: the message is
- * not there) or the error.
+ * The Subject, From, To, Date and Message-ID header fields of message uid
+ * of wire (listed under uidvalidity), appended to out as the server sends
+ * them; the SELECT (EXAMINE when readonly) and the FETCH go out together
+ * when the session is elsewhere. 0 (*found FALSE: the message is not
+ * there), -ESTALE (another generation), or the error.
  */
 int fetch_header_fields(struct imap_session *s, const char *wire, guint32 uidvalidity,
 			gboolean readonly, guint32 uid, GByteArray *out, gboolean *found,

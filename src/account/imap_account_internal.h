@@ -24,6 +24,7 @@
 #ifndef MFS_IMAP_ACCOUNT_INTERNAL_H
 #define MFS_IMAP_ACCOUNT_INTERNAL_H
 
+#include "account/fetch.h"
 #include "account/imap_account.h"
 #include "account/lease.h"
 #include "account/prefetch.h"
@@ -111,6 +112,10 @@ void account_mailbox_changed(void *ud, const char *wire);
 /* The Trash mailbox (a copy), or NULL. */
 char *account_trash(struct imap_account *a);
 
+/* mutate.c: one info line with the server's words ([CODE] text) for a
+   command it answered NO or BAD; nothing when it did not answer. */
+void account_log_refused(const char *what, const struct imap_result *res);
+
 /* listing_saver.c */
 /* The messages the tree holds for folder ino. */
 guint32 listing_count(struct imap_account *a, guint64 ino);
@@ -130,8 +135,5 @@ void imap_account_dir_read_from_start(struct imap_account *a, guint64 ino);
    reads one file after another. */
 void imap_account_reader_came(struct imap_account *a, guint64 folder, guint32 uid,
 			      const char *name, const char *wire, guint32 uidvalidity);
-
-/* fetch.c: the one select-then-fetch of body ranges and header fields */
-#include "account/fetch.h"
 
 #endif

@@ -79,6 +79,14 @@ static gboolean protected_mailbox(struct imap_account *a, const char *wire)
 	return g_strcmp0(trash, wire) == 0 || g_ascii_strcasecmp(wire, "INBOX") == 0;
 }
 
+void account_log_refused(const char *what, const struct imap_result *res)
+{
+	if (res->status == IMAP_STATUS_NONE)
+		return; /* no answer at all: the link's failure is logged by the caller */
+	mfs_log_info("%s refused: %s%s%s%s", what, res->code ? "[" : "", res->code ? res->code : "",
+		     res->code ? "] " : "", res->text ? res->text : "");
+}
+
 /* Run one command that changes the server; -errno through the one table. */
 static int run_change(struct imap_session *s, const char *what, GError **err, const char *fmt,
 		      ...) G_GNUC_PRINTF(4, 5);
@@ -94,9 +102,8 @@ static int run_change(struct imap_session *s, const char *what, GError **err, co
 	g_autofree char *cmd = g_strdup_vprintf(fmt, ap);
 	va_end(ap);
 	rc = imap_run(s, NULL, &res, err, "%s", cmd);
-	if (rc < 0 && res.status != IMAP_STATUS_NONE)
-		mfs_log_info("%s refused: %s%s%s%s", what, res.code ? "[" : "",
-			     res.code ? res.code : "", res.code ? "] " : "", res.text ? res.text : "");
+	if (rc < 0)
+		account_log_refused(what, &res);
 	imap_result_clear(&res);
 	return rc;
 }
