@@ -82,17 +82,17 @@ void imap_account_stop(struct imap_account *a)
 {
 	struct watch *w;
 
+	/* First: whatever waits on the server ends at once (a listing ahead,
+	   a prefetch, and connects in progress, the watcher's too). */
+	pool_shutdown(a->pool);
 	mfs_mutex_lock(&a->lock);
 	w = g_steal_pointer(&a->watch);
 	mfs_mutex_unlock(&a->lock);
 	watch_stop(w);
 	g_clear_pointer(&a->prefetch, prefetch_stop);
 	g_clear_pointer(&a->prefetch_next, prefetch_stop);
-	if (a->lister) {
-		/* A listing ahead waiting on the server ends at once. */
-		pool_shutdown(a->pool);
+	if (a->lister)
 		workers_free(g_steal_pointer(&a->lister), FALSE);
-	}
 	if (a->saver)
 		workers_free(g_steal_pointer(&a->saver), FALSE);
 	listing_save_all(a);
@@ -114,7 +114,15 @@ char *imap_account_status(struct imap_account *a)
 
 	pool_get_stats(a->pool, &ps);
 	mcache_get_stats(a->cache, &cs);
-	g_string_append_printf(s, "state: %s\n", ps.live > 0 ? "connected" : "disconnected");
+	if (ps.down) {
+		g_autoptr(GDateTime) t = g_date_time_new_from_unix_utc(ps.down_since / G_USEC_PER_SEC);
+		g_autofree char *since = t ? g_date_time_format_iso8601(t) : g_strdup("?");
+
+		g_string_append_printf(s, "state: down since %s\n", since);
+		g_string_append_printf(s, "down_reason: %s\n", ps.down_reason);
+	} else {
+		g_string_append_printf(s, "state: up\n");
+	}
 	g_string_append_printf(s, "server: %s\n", a->opts->url);
 	g_string_append_printf(s, "connections: %u\n", ps.live);
 	g_string_append_printf(s, "connections_busy: %u\n", ps.busy);

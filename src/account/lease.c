@@ -54,7 +54,10 @@ int lease_borrow(struct lease *l, const char *mailbox, struct imap_session **out
 	if (!s) {
 		int rc = g_error_matches(err, G_IO_ERROR, G_IO_ERROR_CANCELLED) ? -EINTR : -EIO;
 
-		if (rc == -EIO)
+		/* Down: the warning was the operation that found it so. */
+		if (g_error_matches(err, G_IO_ERROR, G_IO_ERROR_NOT_CONNECTED))
+			mfs_log_debug(MFS_LOG_IMAP, "%s", err->message);
+		else if (rc == -EIO)
 			mfs_log_warn("%s", err->message);
 		g_error_free(err);
 		return rc;
@@ -73,7 +76,7 @@ void lease_give_back(struct lease *l)
 {
 	mfs_mutex_lock(&l->lock);
 	if (l->session)
-		pool_put(l->pool, l->session);
+		l->was_down = pool_put(l->pool, l->session) == POOL_PUT_WAS_DOWN;
 	l->session = NULL;
 	mfs_mutex_unlock(&l->lock);
 }
@@ -83,8 +86,11 @@ int lease_errno(struct lease *l, int rc, GError *err, const char *what)
 	/* `what` may be a mailbox name: the server's bytes, escaped for the log. */
 	g_autofree char *esc = mfs_log_escape(what, strlen(what), 200);
 
-	if (lease_interrupted(l))
-		rc = -EINTR;
+	if (lease_interrupted(l) || g_error_matches(err, G_IO_ERROR, G_IO_ERROR_CANCELLED))
+		rc = -EINTR; /* an interrupt, or unmount */
+	else if (rc == -EIO && err && l->was_down)
+		/* Another request found the server down first, and said so. */
+		mfs_log_debug(MFS_LOG_IMAP, "%s: %s", esc, err->message);
 	else if (rc == -EIO && err)
 		mfs_log_warn("%s: %s", esc, err->message);
 	else if (err)

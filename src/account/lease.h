@@ -35,6 +35,9 @@ struct lease {
 	mfs_mutex lock;
 	struct imap_session *session; /* guarded by lock: borrowed now, or NULL */
 	gboolean interrupted;	      /* guarded by lock */
+	/* The last session given back failed while the server was known to
+	   be down (pool_put's POOL_PUT_WAS_DOWN): its error is not news. */
+	gboolean was_down;
 };
 
 void lease_init(struct lease *l, struct pool *pool);
@@ -47,16 +50,19 @@ gboolean lease_interrupted(struct lease *l);
 
 /*
  * Borrow a session, preferring one with mailbox selected (NULL: any).
- * 0, -EINTR (interrupted, or the pool shut down) or -EIO (no connection;
- * one warning logged).
+ * 0, -EINTR (interrupted, or the pool shut down) or -EIO (no connection:
+ * one warning logged, or only a debug line while the server is known to be
+ * down).
  */
 int lease_borrow(struct lease *l, const char *mailbox, struct imap_session **out);
 void lease_give_back(struct lease *l);
 
 /*
  * An IMAP failure as the errno the kernel gets: -EINTR when interrupted,
- * else rc. Logs one line (a warning when the link failed: rc -EIO) naming
+ * else rc. Logs one line (a warning when the link failed: rc -EIO, unless
+ * the server was known to be down before: then a debug line) naming
  * `what` (a mailbox or command, escaped for the log), and frees err.
+ * Call it after lease_give_back().
  */
 int lease_errno(struct lease *l, int rc, GError *err, const char *what);
 

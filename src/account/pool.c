@@ -3,6 +3,7 @@
 
 #include <string.h>
 
+#include "transport/conn.h"
 #include "util/lock.h"
 #include "util/log.h"
 
@@ -45,6 +46,16 @@ struct pool {
 	GError *last_error;
 	gboolean shutdown;
 
+	/* The link state (pool.h, "Down"): set by a timeout or a failed
+	   connect, cleared by the prober's first successful login. */
+	gboolean down;
+	gint64 down_since;   /* real time, µs, for the status */
+	GError *down_reason; /* what made it down */
+	GThread *prober;     /* started at the first down; joined by pool_free */
+	/* Fired by pool_shutdown: abandons every connect in progress (also the
+	   watcher's, made with pool_session_opts). Not guarded: set up once. */
+	struct conn_cancel *cancel;
+
 	guint64 commands;
 	guint64 connects;
 	guint64 connect_failures;
@@ -64,6 +75,8 @@ struct pool *pool_new(const struct imap_session_opts *opts, guint max)
 		p->limits = *opts->limits;
 		p->opts.limits = &p->limits;
 	}
+	p->cancel = conn_cancel_new();
+	p->opts.cancel = p->cancel;
 	mfs_mutex_init(&p->lock);
 	mfs_cond_init(&p->cond);
 	g_queue_init(&p->idle);
@@ -117,41 +130,98 @@ static void account_commands(struct pool *p, struct entry *e)
 	e->counted = n;
 }
 
-/* Locked. Record a failed connect; TRUE when the borrower should wait for a
-   live session instead of failing (a connection limit: see pool.h). */
-static gboolean connect_failed(struct pool *p, GError *e)
+static void prober_start(struct pool *p);
+
+/* A connect error that says the server cannot be reached at all, as
+   opposed to one it answered (a refused login, a connection limit). */
+static gboolean is_link_failure(const GError *e)
 {
-	gint64 now = g_get_monotonic_time();
+	return e->domain == G_IO_ERROR &&
+	       (e->code == G_IO_ERROR_TIMED_OUT || e->code == G_IO_ERROR_CONNECTION_REFUSED ||
+		e->code == G_IO_ERROR_HOST_UNREACHABLE ||
+		e->code == G_IO_ERROR_NETWORK_UNREACHABLE ||
+		e->code == G_IO_ERROR_HOST_NOT_FOUND);
+}
+
+/* Locked. Record a failed connect and set the next attempt's time:
+   1 s, doubling to BACKOFF_MAX_S. The delay. */
+static guint connect_failed(struct pool *p, const GError *e)
+{
 	guint delay = BACKOFF_MAX_S;
-	guint live = live_count(p);
 
 	p->connect_failures++;
 	p->failures++;
 	if (p->failures <= 6)
 		delay = MIN(1u << (p->failures - 1), BACKOFF_MAX_S);
-	p->retry_at = now + (gint64)delay * G_USEC_PER_SEC;
+	p->retry_at = g_get_monotonic_time() + (gint64)delay * G_USEC_PER_SEC;
 	g_clear_error(&p->last_error);
 	p->last_error = g_error_copy(e);
-	if (live > 0) {
-		/* Most likely the server's limit on simultaneous connections:
-		   live sessions will come back, so make do with them. */
-		if (p->eff_max > live) {
-			mfs_log_info("%s: connecting another session failed (%s); using %u "
-				     "connection%s for now",
-				     p->opts.host, e->message, live, live == 1 ? "" : "s");
-			p->eff_max = live;
-		}
-		p->regrow_at = now + (gint64)REGROW_S * G_USEC_PER_SEC;
-		return TRUE;
+	return delay;
+}
+
+/*
+ * Locked. The server is down: borrowers fail at once from now on, waiting
+ * ones wake to fail, the idle sessions (as stuck as the one that timed
+ * out, or as dead) are closed, and the prober reconnects in the background.
+ * One warning; the reason is the failed operation's own line and the
+ * status's.
+ */
+static void go_down(struct pool *p, const GError *why)
+{
+	GList *idle;
+
+	if (p->down || p->shutdown)
+		return;
+	p->down = TRUE;
+	p->down_since = g_get_real_time();
+	g_clear_error(&p->down_reason);
+	p->down_reason = g_error_copy(why);
+	if (p->failures == 0) {
+		p->failures = 1;
+		p->retry_at = g_get_monotonic_time() + G_USEC_PER_SEC;
 	}
-	if (p->priming)
-		; /* pool_prime's caller reports the error itself, once */
-	else if (p->failures == 1)
-		mfs_log_warn("%s; retrying in %u s", e->message, delay);
-	else
-		mfs_log_debug(MFS_LOG_IMAP, "connect failed again (%s); next attempt in %u s",
-			      e->message, delay);
-	return FALSE;
+	mfs_log_warn("%s is down: what needs the server fails at once until it answers again "
+		     "(tried again in the background)",
+		     p->opts.host);
+	idle = p->idle.head;
+	g_queue_init(&p->idle);
+	prober_start(p);
+	mfs_cond_broadcast(&p->cond);
+	/* Freeing never talks to the server, so it may stay under the lock. */
+	for (GList *l = idle; l; l = l->next) {
+		struct entry *e = l->data;
+
+		account_commands(p, e);
+		imap_session_free(e->s);
+		g_free(e);
+	}
+	g_list_free(idle);
+}
+
+/* Locked. Why borrowing fails while down: G_IO_ERROR_NOT_CONNECTED, one
+   line naming the server, since when and why. */
+static void set_down_error(GError **err, const struct pool *p)
+{
+	g_autoptr(GDateTime) t = g_date_time_new_from_unix_local(p->down_since / G_USEC_PER_SEC);
+	g_autofree char *when = t ? g_date_time_format(t, "%H:%M:%S") : g_strdup("?");
+
+	g_set_error(err, G_IO_ERROR, G_IO_ERROR_NOT_CONNECTED, "%s is down since %s (%s)",
+		    p->opts.host, when, p->down_reason->message);
+}
+
+/* Locked. A connection timed out: the server hangs, or the link does.
+   TRUE when this put the pool down (FALSE: it was down already). */
+static gboolean timed_out(struct pool *p, struct imap_session *s)
+{
+	GError *e;
+
+	if (p->down)
+		return FALSE;
+	e = g_error_new(G_IO_ERROR, G_IO_ERROR_TIMED_OUT, "%s made no progress for %d s",
+			imap_session_peer(s), p->opts.timeout_s);
+	go_down(p, e);
+	g_error_free(e);
+	return TRUE;
 }
 
 /*
@@ -176,6 +246,8 @@ static struct entry *idle_checked(struct pool *p, const char *mailbox, gboolean 
 	g_hash_table_remove(p->busy, e->s);
 	account_commands(p, e);
 	if (!ok) {
+		if (imap_session_timed_out(e->s))
+			timed_out(p, e->s); /* the borrower's next look finds it down */
 		mfs_mutex_unlock(&p->lock);
 		imap_session_free(e->s);
 		g_free(e);
@@ -192,7 +264,7 @@ enum connect_outcome {
 	CONNECT_GOT,	/* a new session, to lend */
 	CONNECT_FAILED, /* *err set: the borrower fails */
 	CONNECT_AGAIN,	/* a connection limit was met: look again */
-	CONNECT_NOT_NOW, /* at the limit, or another connect probes the server */
+	CONNECT_NOT_NOW, /* at the limit, or another connect tries after a limit */
 };
 
 /* Locked (dropped while connecting). A new connection, when the pool may
@@ -210,14 +282,7 @@ static enum connect_outcome maybe_connect(struct pool *p, struct entry **out, GE
 	}
 	if (live + p->connecting >= p->eff_max)
 		return CONNECT_NOT_NOW;
-	if (p->failures > 0 && now < p->retry_at && live == 0) {
-		/* A dead server: fast EIO rather than a hang. */
-		g_set_error(err, p->last_error->domain, p->last_error->code,
-			    "%s (next attempt in %" G_GINT64_FORMAT " s)", p->last_error->message,
-			    (p->retry_at - now + G_USEC_PER_SEC - 1) / G_USEC_PER_SEC);
-		return CONNECT_FAILED;
-	}
-	/* After a failure, one connect probes the server at a time. */
+	/* After a connection limit was met, one connect tries at a time. */
 	if (p->failures > 0 && (now < p->retry_at || p->connecting > 0))
 		return CONNECT_NOT_NOW;
 	p->connecting++;
@@ -227,15 +292,41 @@ static enum connect_outcome maybe_connect(struct pool *p, struct entry **out, GE
 	p->connecting--;
 	mfs_cond_broadcast(&p->cond);
 	if (!s) {
-		if (connect_failed(p, ce)) {
+		guint delay = connect_failed(p, ce);
+
+		live = live_count(p);
+		if (live > 0 && !is_link_failure(ce) && !p->shutdown) {
+			/* Most likely the server's limit on simultaneous
+			   connections: live sessions will come back, so make
+			   do with them. */
+			if (p->eff_max > live) {
+				mfs_log_info("%s: connecting another session failed (%s); using "
+					     "%u connection%s for now",
+					     p->opts.host, ce->message, live, live == 1 ? "" : "s");
+				p->eff_max = live;
+			}
+			p->regrow_at = now + (gint64)REGROW_S * G_USEC_PER_SEC;
 			g_clear_error(&ce);
 			return CONNECT_AGAIN;
+		}
+		if (p->down) {
+			/* Another request found it down meanwhile: said once. */
+			mfs_log_debug(MFS_LOG_IMAP, "%s", ce->message);
+			g_clear_error(&ce);
+			set_down_error(err, p);
+			return CONNECT_FAILED;
+		}
+		/* pool_prime's caller reports its error itself, and the process
+		   ends: no prober then (it runs after the daemon forked). */
+		if (!p->priming && !g_error_matches(ce, G_IO_ERROR, G_IO_ERROR_CANCELLED)) {
+			mfs_log_warn("%s; retrying in %u s", ce->message, delay);
+			go_down(p, ce);
+			/* The warning above was this request's line. */
+			ce->code = G_IO_ERROR_NOT_CONNECTED;
 		}
 		g_propagate_error(err, ce);
 		return CONNECT_FAILED;
 	}
-	if (p->failures > 0)
-		mfs_log_info("connected to %s again", imap_session_peer(s));
 	p->failures = 0;
 	p->connects++;
 	*out = g_new0(struct entry, 1);
@@ -289,6 +380,10 @@ struct imap_session *pool_get(struct pool *p, const char *mailbox, GError **err)
 			set_cancelled(err, p);
 			break;
 		}
+		if (p->down) {
+			set_down_error(err, p);
+			break;
+		}
 		e = idle_checked(p, mailbox, &again);
 		if (again)
 			continue;
@@ -337,6 +432,75 @@ gboolean pool_prime(struct pool *p, GError **err)
 	return TRUE;
 }
 
+/*
+ * The prober: while the pool is down, connect again at the backoff's times
+ * (1 s, doubling to BACKOFF_MAX_S; pool_server_back() brings the next try
+ * forward). The first login brings the pool up, its session the first
+ * idle one. Ends at shutdown; a connect in progress is abandoned then.
+ */
+static gpointer prober_thread(gpointer data)
+{
+	struct pool *p = data;
+
+	mfs_mutex_lock(&p->lock);
+	while (!p->shutdown) {
+		struct imap_session *s;
+		GError *ce = NULL;
+
+		if (!p->down) {
+			mfs_cond_wait(&p->cond, &p->lock);
+			continue;
+		}
+		if (g_get_monotonic_time() < p->retry_at) {
+			mfs_cond_wait_until(&p->cond, &p->lock, p->retry_at);
+			continue;
+		}
+		p->connecting++;
+		mfs_mutex_unlock(&p->lock);
+		s = imap_session_connect(&p->opts, &ce);
+		mfs_mutex_lock(&p->lock);
+		p->connecting--;
+		if (s) {
+			struct entry *e = g_new0(struct entry, 1);
+			gint64 secs = (g_get_real_time() - p->down_since) / G_USEC_PER_SEC;
+
+			mfs_log_info("connected to %s again, after %" G_GINT64_FORMAT " s down",
+				     imap_session_peer(s), secs);
+			p->down = FALSE;
+			g_clear_error(&p->down_reason);
+			p->failures = 0;
+			p->connects++;
+			e->s = s;
+			/* After a shutdown pool_free() logs it out. */
+			g_queue_push_head(&p->idle, e);
+		} else if (!g_error_matches(ce, G_IO_ERROR, G_IO_ERROR_CANCELLED)) {
+			guint delay = connect_failed(p, ce);
+
+			mfs_log_debug(MFS_LOG_IMAP, "still down (%s); next attempt in %u s",
+				      ce->message, delay);
+			g_clear_error(&p->down_reason);
+			p->down_reason = g_error_copy(ce);
+		}
+		g_clear_error(&ce);
+		mfs_cond_broadcast(&p->cond);
+	}
+	mfs_mutex_unlock(&p->lock);
+	return NULL;
+}
+
+/* Locked. Started at the first down, never before: the pool is made before
+   the daemon forks, and a fork keeps no threads. */
+static void prober_start(struct pool *p)
+{
+	if (p->prober)
+		return;
+	p->prober = g_thread_try_new("pool-prober", prober_thread, p, NULL);
+	if (!p->prober)
+		mfs_log_error("cannot start a thread to reconnect to %s: "
+			      "it stays down until the next mount",
+			      p->opts.host);
+}
+
 /* One connection opened ahead; p->connecting was counted for it by pool_warm. */
 static gpointer warm_thread(gpointer data)
 {
@@ -368,7 +532,8 @@ void pool_warm(struct pool *p)
 		mfs_mutex_unlock(&p->lock);
 		return;
 	}
-	while (!p->shutdown && p->failures == 0 && live_count(p) + p->connecting < p->eff_max) {
+	while (!p->shutdown && !p->down && p->failures == 0 &&
+	       live_count(p) + p->connecting < p->eff_max) {
 		GThread *t;
 
 		p->connecting++;
@@ -382,24 +547,30 @@ void pool_warm(struct pool *p)
 	mfs_mutex_unlock(&p->lock);
 }
 
-void pool_put(struct pool *p, struct imap_session *s)
+enum pool_put_outcome pool_put(struct pool *p, struct imap_session *s)
 {
+	enum pool_put_outcome out = POOL_PUT_UP;
 	struct entry *e;
 
 	if (!s)
-		return;
+		return out;
 	mfs_mutex_lock(&p->lock);
 	e = g_hash_table_lookup(p->busy, s);
 	if (!e) {
 		mfs_mutex_unlock(&p->lock);
 		mfs_log_error("pool_put: a session that was not borrowed");
-		return;
+		return out;
 	}
+	if (p->down)
+		out = POOL_PUT_WAS_DOWN;
 	g_hash_table_remove(p->busy, s);
 	account_commands(p, e);
-	if (imap_session_alive(s) && !e->aborted) {
+	if (imap_session_alive(s) && !e->aborted && !p->down) {
 		g_queue_push_head(&p->idle, e);
 		e = NULL;
+	} else if (!e->aborted && imap_session_timed_out(s)) {
+		if (timed_out(p, s))
+			out = POOL_PUT_WENT_DOWN;
 	} else if (!e->aborted) {
 		/* A lost link (server restarted, network gone) most likely took
 		   the idle ones too: each is checked before it is lent again. */
@@ -412,6 +583,7 @@ void pool_put(struct pool *p, struct imap_session *s)
 		imap_session_free(e->s);
 		g_free(e);
 	}
+	return out;
 }
 
 void pool_abort_session(struct pool *p, struct imap_session *s)
@@ -430,7 +602,7 @@ void pool_abort_session(struct pool *p, struct imap_session *s)
 void pool_server_back(struct pool *p)
 {
 	mfs_mutex_lock(&p->lock);
-	if (p->failures > 0) {
+	if (p->failures > 0 || p->down) {
 		p->retry_at = g_get_monotonic_time();
 		mfs_cond_broadcast(&p->cond);
 	}
@@ -442,6 +614,9 @@ void pool_shutdown(struct pool *p)
 	GHashTableIter it;
 	gpointer v;
 
+	/* Connects in progress (the prober's, a borrower's, the watcher's)
+	   are abandoned: unmount does not wait for a server that hangs. */
+	conn_cancel_fire(p->cancel);
 	mfs_mutex_lock(&p->lock);
 	p->shutdown = TRUE;
 	g_hash_table_iter_init(&it, p->busy);
@@ -468,12 +643,15 @@ void pool_free(struct pool *p)
 
 	if (!p)
 		return;
+	pool_shutdown(p); /* idempotent: also ends the prober */
 	mfs_mutex_lock(&p->lock);
-	/* A connect still running belongs to a pool_get() the caller should
-	   have waited for; it is bounded by the timeout, so let it finish. */
+	/* A connect still running was abandoned by the shutdown: it ends at
+	   its next wait. */
 	while (p->connecting > 0)
 		mfs_cond_wait(&p->cond, &p->lock);
 	mfs_mutex_unlock(&p->lock);
+	if (p->prober)
+		g_thread_join(p->prober);
 	for (guint i = 0; i < p->warmers->len; i++)
 		g_thread_join(p->warmers->pdata[i]);
 	g_ptr_array_free(p->warmers, TRUE);
@@ -498,6 +676,8 @@ void pool_free(struct pool *p)
 
 	g_hash_table_destroy(p->busy);
 	g_clear_error(&p->last_error);
+	g_clear_error(&p->down_reason);
+	conn_cancel_free(p->cancel);
 	mfs_cond_clear(&p->cond);
 	mfs_mutex_clear(&p->lock);
 	g_free(p->host);
@@ -518,12 +698,16 @@ void pool_get_stats(struct pool *p, struct pool_stats *out)
 	out->connects = p->connects;
 	out->connect_failures = p->connect_failures;
 	out->last_error = p->last_error ? g_strdup(p->last_error->message) : NULL;
+	out->down = p->down;
+	out->down_since = p->down ? p->down_since : 0;
+	out->down_reason = p->down ? g_strdup(p->down_reason->message) : NULL;
 	mfs_mutex_unlock(&p->lock);
 }
 
 void pool_stats_clear(struct pool_stats *s)
 {
 	g_clear_pointer(&s->last_error, g_free);
+	g_clear_pointer(&s->down_reason, g_free);
 }
 
 const struct imap_session_opts *pool_session_opts(const struct pool *p)

@@ -9,12 +9,17 @@
  * (saves a SELECT round trip), else any idle one, else a new connection,
  * else it waits for a session to come back.
  *
- * A dead server must not hang the filesystem, every call must end in bounded
- * time: after a failed connect, connecting again is held off for 1 s, 2 s,
- * 4 s ... up to 60 s; meanwhile, when no session is live at all, pool_get
- * fails at once with the last connect error (the caller turns it into EIO).
- * One connect at a time probes a server that failed; other borrowers wait
- * for its outcome.
+ * Down. A hung or dead server costs one `timeout`, not one per request:
+ * the pool is DOWN from the moment a session's wait times out (a command,
+ * or the NOOP that checks an idle session) or a connect fails for want of
+ * the server (refused, unreachable, no answer, or any failure while no
+ * session is live). While down, pool_get fails at once
+ * (G_IO_ERROR_NOT_CONNECTED: "HOST is down since HH:MM:SS (reason)"),
+ * waiting borrowers wake to fail, the idle sessions are closed, and no
+ * borrower connects: a prober thread does, after 1 s, 2 s, 4 s ... up to
+ * 60 s (pool_server_back() brings the next try forward). Its first login
+ * brings the pool up again. Sessions borrowed already finish on their own
+ * (each wait is bounded by the timeout).
  *
  * Connection limits (servers cap sessions per account: Gmail's ~15, "Too many
  * simultaneous connections", [UNAVAILABLE], [LIMIT]): when a connect fails
@@ -25,11 +30,13 @@
  * Errors (GError, G_IO_ERROR domain unless the connect error is passed on):
  *   G_IO_ERROR_TIMED_OUT   no session came back within the timeout
  *   G_IO_ERROR_CANCELLED   pool_shutdown() was called
- *   anything else          a connect failed now, or recently (backoff);
- *                          the message names the server and quotes it
+ *   G_IO_ERROR_NOT_CONNECTED  the pool is down (see above)
+ *   anything else          this borrower's connect failed (the pool is down
+ *                          now); the message names the server and quotes it
  *
  * Threads: every function may be called from any thread; one mutex guards
  * the pool and is never held while connecting or talking to the server.
+ * The prober is the pool's own thread, started at the first down.
  * A borrowed session belongs to its borrower alone until pool_put().
  */
 #ifndef MFS_POOL_H
@@ -66,16 +73,17 @@ struct imap_session *pool_get(struct pool *p, const char *mailbox, GError **err)
 /*
  * Give a borrowed session back. A dead session (imap_session_alive() FALSE)
  * or one aborted with pool_abort_session() is freed, which makes room for
- * a new connect.
+ * a new connect; one that died of a timeout puts the pool down. What the
+ * borrower should say of a failure it had: its own warning, unless the
+ * pool was down already (then that was said; a debug line is enough).
  */
-void pool_put(struct pool *p, struct imap_session *s);
+enum pool_put_outcome {
+	POOL_PUT_UP,	     /* the pool is up, or this session put it down... */
+	POOL_PUT_WENT_DOWN,  /* ...as here: its timeout did */
+	POOL_PUT_WAS_DOWN,   /* down before this session came back */
+};
+enum pool_put_outcome pool_put(struct pool *p, struct imap_session *s);
 
-/*
- * Unmount: abort every borrowed session (their commands fail with -EINTR
- * at once) and make waiting and later pool_get() calls fail with
- * G_IO_ERROR_CANCELLED. Any thread; idempotent. Borrowers still put their
- * sessions back.
- */
 /* The options sessions are made with (owned by the pool), for a connection of
    its own such as the IDLE watcher's. */
 const struct imap_session_opts *pool_session_opts(const struct pool *p);
@@ -87,11 +95,17 @@ void pool_warm(struct pool *p);
 /* Another connection (the push watcher's) just reached the server: a
    backoff after failed connects ends now, so work goes on at once. */
 void pool_server_back(struct pool *p);
+/*
+ * Unmount: abort every borrowed session (their commands fail with -EINTR
+ * at once), abandon every connect in progress, and make waiting and later
+ * pool_get() calls fail with G_IO_ERROR_CANCELLED. Any thread; idempotent.
+ * Borrowers still put their sessions back.
+ */
 void pool_shutdown(struct pool *p);
 
 /*
- * LOGOUT the idle sessions (each bounded to a few seconds, all at once),
- * free everything. Every borrowed session must have been put back (a
+ * Shut down (if not yet), LOGOUT the idle sessions (each bounded to a few
+ * seconds, all at once), free everything. Every borrowed session must have been put back (a
  * caller bug otherwise: logged, and those sessions leak). NULL is ignored.
  */
 void pool_free(struct pool *p);
@@ -104,6 +118,9 @@ struct pool_stats {
 	guint64 connects; /* successful connects */
 	guint64 connect_failures;
 	char *last_error; /* the last connect error, or NULL; owned by the caller */
+	gboolean down;	   /* see "Down" above */
+	gint64 down_since; /* real time, µs (when down) */
+	char *down_reason; /* why (when down); owned by the caller */
 };
 
 /* A snapshot; free with pool_stats_clear(). */

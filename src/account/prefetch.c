@@ -300,7 +300,7 @@ static void run_job(struct prefetch *p, struct job *j)
 	mfs_mutex_lock(&p->lock);
 	p->busy = NULL;
 	mfs_mutex_unlock(&p->lock);
-	pool_put(p->pool, s);
+	(void)pool_put(p->pool, s);
 out:
 	if (err)
 		mfs_log_debug(MFS_LOG_CACHE, "prefetch in %s stopped: %s", first->mailbox,

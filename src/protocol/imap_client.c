@@ -36,6 +36,7 @@ struct imap_session {
 	guint caps_generation; /* bumped whenever the server states its capabilities */
 	guint64 append_limit;  /* APPENDLIMIT=N (RFC 7889), 0: none stated */
 	gboolean alive;
+	gboolean timed_out; /* died because the server made no progress for the timeout */
 	guint next_id;
 	GHashTable *pending; /* id -> struct pending */
 	GHashTable *tags;    /* tag -> id */
@@ -426,6 +427,8 @@ static int fail(struct imap_session *s, GError **err, GError *cause)
 	s->alive = FALSE;
 	if (cause && g_error_matches(cause, G_IO_ERROR, G_IO_ERROR_CANCELLED))
 		rc = -EINTR;
+	if (cause && g_error_matches(cause, G_IO_ERROR, G_IO_ERROR_TIMED_OUT))
+		s->timed_out = TRUE;
 	if (err && !*err && cause)
 		*err = g_error_copy(cause);
 	g_clear_error(&cause);
@@ -993,7 +996,7 @@ struct imap_session *imap_session_connect(const struct imap_session_opts *o, GEr
 	struct imap_session *s;
 	struct conn *c;
 
-	c = conn_connect(o->host, o->port, o->timeout_s, err);
+	c = conn_connect(o->host, o->port, o->timeout_s, o->cancel, err);
 	if (!c)
 		return NULL;
 	s = g_new0(struct imap_session, 1);
@@ -1049,6 +1052,7 @@ struct imap_session *imap_session_connect(const struct imap_session_opts *o, GEr
 		goto fail;
 	if (!after_login(s, err))
 		goto fail;
+	conn_forget_cancel(c);
 	return s;
 fail:
 	imap_session_free(s);
@@ -1087,6 +1091,11 @@ void imap_session_close(struct imap_session *s)
 gboolean imap_session_alive(const struct imap_session *s)
 {
 	return s->alive;
+}
+
+gboolean imap_session_timed_out(const struct imap_session *s)
+{
+	return s->timed_out;
 }
 
 guint32 imap_session_caps(const struct imap_session *s)

@@ -96,6 +96,8 @@ enum imap_cap {
  */
 typedef char *(*imap_secret_fn)(void *ud, gboolean oauth, GError **err);
 
+struct conn_cancel; /* transport/conn.h */
+
 struct imap_session_opts {
 	const char *host;
 	const char *port;
@@ -109,6 +111,9 @@ struct imap_session_opts {
 	void *secret_ud;
 	int timeout_s;                /* without progress, for every wait */
 	const struct imap_limits *limits;  /* NULL: defaults */
+	/* NULL, or the switch that abandons this connect (unmount); no longer
+	   applies once connected */
+	struct conn_cancel *cancel;
 };
 
 /* What the reader of a command wants to see while it waits. Members may be NULL. */
@@ -147,6 +152,9 @@ void imap_session_close(struct imap_session *s);
 void imap_session_free(struct imap_session *s);
 
 gboolean imap_session_alive(const struct imap_session *s);
+/* Dead because the server made no progress for the timeout (a hung server
+   or link, as opposed to a connection it closed). */
+gboolean imap_session_timed_out(const struct imap_session *s);
 guint32 imap_session_caps(const struct imap_session *s);
 gboolean imap_session_has(const struct imap_session *s, enum imap_cap cap);
 /* The largest message APPEND takes (RFC 7889 APPENDLIMIT=N), 0 when not stated. */

@@ -652,7 +652,7 @@ struct pop3_session *pop3_connect(const struct pop3_session_opts *o, GError **er
 	struct pop3_reply r;
 	struct conn *c;
 
-	c = conn_connect(o->host, o->port, o->timeout_s, err);
+	c = conn_connect(o->host, o->port, o->timeout_s, o->cancel, err);
 	if (!c)
 		return NULL;
 	s = g_new0(struct pop3_session, 1);
@@ -689,6 +689,7 @@ struct pop3_session *pop3_connect(const struct pop3_session_opts *o, GError **er
 	/* RFC 2449 §5: capabilities may differ after login (PIPELINING, TOP). */
 	if (capa(s, err) < 0)
 		goto fail;
+	conn_forget_cancel(c);
 	return s;
 fail:
 	pop3_session_free(s);

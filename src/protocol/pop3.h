@@ -99,6 +99,8 @@ int pop3_error_errno(const GError *e, enum errmap_retry *retry);
  */
 typedef char *(*pop3_secret_fn)(void *ud, gboolean oauth, GError **err);
 
+struct conn_cancel; /* transport/conn.h */
+
 struct pop3_session_opts {
 	const char *host;
 	const char *port;
@@ -111,6 +113,9 @@ struct pop3_session_opts {
 	pop3_secret_fn secret;
 	void *secret_ud;
 	int timeout_s;               /* without progress, for every wait */
+	/* NULL, or the switch that abandons this connect (unmount); no longer
+	   applies once connected */
+	struct conn_cancel *cancel;
 };
 
 struct pop3_session;

@@ -26,6 +26,9 @@
 struct conn {
 	int fd;
 	int abort_fd; /* eventfd: readable once conn_abort() ran, wakes every poll() */
+	/* The owner's switch for a connect in progress (conn_connect's cancel),
+	   polled beside abort_fd until conn_forget_cancel(); NULL after. */
+	struct conn_cancel *cancel;
 	int aborted;  /* atomic */
 	int timeout_s;
 	char *peer; /* "host:port" for messages */
@@ -69,6 +72,52 @@ static int remaining_ms(gint64 deadline)
 		return 0;
 	left = (left + 999) / 1000;
 	return left > G_MAXINT ? G_MAXINT : (int)left;
+}
+
+/* ---- the connect switch ---- */
+
+struct conn_cancel {
+	int fd;	   /* eventfd: readable for good once fired */
+	int fired; /* atomic */
+};
+
+struct conn_cancel *conn_cancel_new(void)
+{
+	struct conn_cancel *k = g_new0(struct conn_cancel, 1);
+
+	k->fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+	if (k->fd < 0)
+		g_error("eventfd: %s", g_strerror(errno)); /* out of descriptors at startup */
+	return k;
+}
+
+void conn_cancel_fire(struct conn_cancel *k)
+{
+	uint64_t one = 1;
+	ssize_t r;
+
+	g_atomic_int_set(&k->fired, 1);
+	r = write(k->fd, &one, sizeof(one));
+	(void)r; /* EAGAIN: already readable */
+}
+
+gboolean conn_cancel_fired(const struct conn_cancel *k)
+{
+	return k && __atomic_load_n(&k->fired, __ATOMIC_ACQUIRE);
+}
+
+void conn_cancel_free(struct conn_cancel *k)
+{
+	if (!k)
+		return;
+	close(k->fd);
+	g_free(k);
+}
+
+/* For poll(): a negative fd is skipped. */
+static int cancel_fd(const struct conn_cancel *k)
+{
+	return k ? k->fd : -1;
 }
 
 /* ---- errors ---- */
@@ -233,9 +282,10 @@ static gboolean wait_io(struct conn *c, short events, gint64 deadline, const cha
 			GError **err)
 {
 	for (;;) {
-		struct pollfd p[2] = {
+		struct pollfd p[3] = {
 		    {.fd = c->fd, .events = events},
 		    {.fd = c->abort_fd, .events = POLLIN},
+		    {.fd = cancel_fd(c->cancel), .events = POLLIN},
 		};
 		int r;
 
@@ -243,14 +293,14 @@ static gboolean wait_io(struct conn *c, short events, gint64 deadline, const cha
 			set_aborted(c, err);
 			return FALSE;
 		}
-		r = poll(p, 2, remaining_ms(deadline));
+		r = poll(p, 3, remaining_ms(deadline));
 		if (r < 0) {
 			if (errno == EINTR)
 				continue;
 			set_errno(c, errno, err);
 			return FALSE;
 		}
-		if (p[1].revents) {
+		if (p[1].revents || p[2].revents) {
 			set_aborted(c, err);
 			return FALSE;
 		}
@@ -409,8 +459,12 @@ static gpointer resolve_thread(gpointer data)
 	return NULL;
 }
 
+/* How often a resolve waiting for its thread looks at the connect switch. */
+#define RESOLVE_CANCEL_CHECK_US (100 * 1000)
+
 static struct addrinfo *resolve(const char *host, const char *port, int timeout_s,
-				struct resolve_job **job_out, GError **err)
+				const struct conn_cancel *cancel, struct resolve_job **job_out,
+				GError **err)
 {
 	struct resolve_job *j = g_new0(struct resolve_job, 1);
 	gint64 deadline = deadline_after(timeout_s);
@@ -432,13 +486,21 @@ static struct addrinfo *resolve(const char *host, const char *port, int timeout_
 	g_thread_unref(t);
 
 	mfs_mutex_lock(&j->lock);
-	while (!j->done) {
-		if (deadline == G_MAXINT64)
-			mfs_cond_wait(&j->cond, &j->lock);
-		else if (!mfs_cond_wait_until(&j->cond, &j->lock, deadline))
+	/* In short slices: the cond cannot be told about the switch. */
+	while (!j->done && !conn_cancel_fired(cancel)) {
+		gint64 slice = g_get_monotonic_time() + RESOLVE_CANCEL_CHECK_US;
+
+		if (g_get_monotonic_time() >= deadline)
 			break;
+		mfs_cond_wait_until(&j->cond, &j->lock, MIN(slice, deadline));
 	}
 	mfs_mutex_unlock(&j->lock);
+	if (!j->done && conn_cancel_fired(cancel)) {
+		resolve_job_unref(j);
+		g_set_error(err, G_IO_ERROR, G_IO_ERROR_CANCELLED, "connecting to %s abandoned",
+			    host);
+		return NULL;
+	}
 	if (!j->done) {
 		resolve_job_unref(j);
 		g_set_error(err, G_IO_ERROR, G_IO_ERROR_TIMED_OUT,
@@ -468,7 +530,8 @@ static void addr_text(const struct sockaddr *sa, char *out, size_t outlen)
 }
 
 /* One address: a connected non-blocking socket, or -1 with *errnum. */
-static int connect_one(const struct addrinfo *ai, int timeout_s, int *errnum)
+static int connect_one(const struct addrinfo *ai, int timeout_s,
+		       const struct conn_cancel *cancel, int *errnum)
 {
 	int fd =
 	    socket(ai->ai_family, ai->ai_socktype | SOCK_NONBLOCK | SOCK_CLOEXEC, ai->ai_protocol);
@@ -487,13 +550,21 @@ static int connect_one(const struct addrinfo *ai, int timeout_s, int *errnum)
 		return -1;
 	}
 	for (;;) {
-		struct pollfd p = {.fd = fd, .events = POLLOUT};
-		int r = poll(&p, 1, remaining_ms(deadline));
+		struct pollfd p[2] = {
+		    {.fd = fd, .events = POLLOUT},
+		    {.fd = cancel_fd(cancel), .events = POLLIN},
+		};
+		int r = poll(p, 2, remaining_ms(deadline));
 
 		if (r < 0 && errno == EINTR)
 			continue;
 		if (r < 0) {
 			*errnum = errno;
+			close(fd);
+			return -1;
+		}
+		if (p[1].revents) {
+			*errnum = ECANCELED;
 			close(fd);
 			return -1;
 		}
@@ -525,10 +596,11 @@ static void tune_socket(int fd)
 	(void)setsockopt(fd, IPPROTO_TCP, TCP_KEEPCNT, &cnt, sizeof(cnt));
 }
 
-struct conn *conn_connect(const char *host, const char *port, int timeout_s, GError **err)
+struct conn *conn_connect(const char *host, const char *port, int timeout_s,
+			  struct conn_cancel *cancel, GError **err)
 {
 	struct resolve_job *job = NULL;
-	struct addrinfo *res = resolve(host, port, timeout_s, &job, err);
+	struct addrinfo *res = resolve(host, port, timeout_s, cancel, &job, err);
 	g_autoptr(GString) why = g_string_new(NULL);
 	int fd = -1, errnum = 0;
 	struct conn *c;
@@ -540,8 +612,8 @@ struct conn *conn_connect(const char *host, const char *port, int timeout_s, GEr
 
 		if (ai->ai_family != AF_INET && ai->ai_family != AF_INET6)
 			continue;
-		fd = connect_one(ai, timeout_s, &errnum);
-		if (fd >= 0)
+		fd = connect_one(ai, timeout_s, cancel, &errnum);
+		if (fd >= 0 || errnum == ECANCELED)
 			break;
 		addr_text(ai->ai_addr, addr, sizeof(addr));
 		if (why->len)
@@ -554,6 +626,11 @@ struct conn *conn_connect(const char *host, const char *port, int timeout_s, GEr
 			g_string_append_printf(why, " (%s)", addr);
 	}
 	resolve_job_unref(job);
+	if (fd < 0 && errnum == ECANCELED) {
+		g_set_error(err, G_IO_ERROR, G_IO_ERROR_CANCELLED, "connecting to %s abandoned",
+			    host);
+		return NULL;
+	}
 	if (fd < 0) {
 		g_set_error(err, G_IO_ERROR,
 			    errnum ? errno_code(errnum) : G_IO_ERROR_HOST_NOT_FOUND,
@@ -576,6 +653,7 @@ struct conn *conn_connect(const char *host, const char *port, int timeout_s, GEr
 		return NULL;
 	}
 	c->timeout_s = timeout_s;
+	c->cancel = cancel;
 	c->peer = strchr(host, ':') ? g_strdup_printf("[%s]:%s", host, port)
 				    : g_strdup_printf("%s:%s", host, port);
 	c->cap = BUF_INITIAL;
@@ -1140,6 +1218,11 @@ void conn_abort(struct conn *c)
 	(void)r; /* EAGAIN: the counter is already non-zero, poll() wakes anyway */
 }
 
+void conn_forget_cancel(struct conn *c)
+{
+	c->cancel = NULL;
+}
+
 const char *conn_peer_name(const struct conn *c)
 {
 	return c->peer;
@@ -1176,23 +1259,24 @@ int conn_wait_readable(struct conn *c, int timeout_ms, GError **err)
 	if (c->end > c->start || (c->ssl && SSL_pending(c->ssl) > 0))
 		return 1;
 	for (;;) {
-		struct pollfd p[2] = {
+		struct pollfd p[3] = {
 		    {.fd = c->fd, .events = POLLIN},
 		    {.fd = c->abort_fd, .events = POLLIN},
+		    {.fd = cancel_fd(c->cancel), .events = POLLIN},
 		};
 		gint64 left = deadline - g_get_monotonic_time();
 		int r;
 
 		if (left <= 0)
 			return 0;
-		r = poll(p, 2, (int)MIN((left + 999) / 1000, G_MAXINT));
+		r = poll(p, 3, (int)MIN((left + 999) / 1000, G_MAXINT));
 		if (r < 0) {
 			if (errno == EINTR)
 				continue;
 			set_errno(c, errno, err);
 			return -1;
 		}
-		if (p[1].revents) {
+		if (p[1].revents || p[2].revents) {
 			set_aborted(c, err);
 			return -1;
 		}

@@ -58,13 +58,33 @@ struct conn_tls_opts {
 struct conn;
 
 /*
+ * The switch that abandons connects in progress (unmount must not wait for
+ * a server that accepted TCP and never answers its TLS handshake). Fired
+ * once, it stays fired: a conn made with it fails every wait with
+ * G_IO_ERROR_CANCELLED — resolving, connecting, the TLS handshake, the
+ * greeting and login — until its owner calls conn_forget_cancel() (a
+ * session that is up is stopped with conn_abort() instead, and may still
+ * log out politely). Fire from any thread; free after every conn made with
+ * it has forgotten it or been freed.
+ */
+struct conn_cancel;
+struct conn_cancel *conn_cancel_new(void);
+void conn_cancel_fire(struct conn_cancel *k);
+gboolean conn_cancel_fired(const struct conn_cancel *k); /* NULL: FALSE */
+void conn_cancel_free(struct conn_cancel *k);
+
+/*
  * Resolve host (IPv4 and IPv6; the lookup itself is bounded by timeout_s)
  * and connect to each address in turn, each attempt bounded by timeout_s,
  * until one answers. The socket gets TCP_NODELAY and keepalive. The new
- * conn has timeout_s as its timeout. Returns NULL and *err on failure, with
- * every address's reason in the message.
+ * conn has timeout_s as its timeout. cancel (may be NULL) abandons the
+ * connect, and later waits until conn_forget_cancel(). Returns NULL and
+ * *err on failure, with every address's reason in the message.
  */
-struct conn *conn_connect(const char *host, const char *port, int timeout_s, GError **err);
+struct conn *conn_connect(const char *host, const char *port, int timeout_s,
+			  struct conn_cancel *cancel, GError **err);
+/* The connect is over (logged in): cancel no longer applies to this conn. */
+void conn_forget_cancel(struct conn *c);
 
 /*
  * TLS client handshake over the connection (implicit TLS right after

@@ -272,7 +272,7 @@ def private_mount(mailfs_bin, server, workdir, name, **options):
     return m.start()
 
 
-OFFLINE = [r"warning: .*(timed out|connect|refused|closed|push for)", r"warning: .*EXAMINE"]
+OFFLINE = [r"warning: .*(timed out|connect|refused|closed|push for|is down)", r"warning: .*EXAMINE"]
 
 
 def test_frozen_server_gives_eio_and_unmount_works(mailfs_bin, private_dovecot, workdir):

@@ -348,7 +348,7 @@ static void server_stop(struct server *s)
 static struct conn *connect_ok(struct server *s, const char *host, int timeout_s)
 {
 	GError *err = NULL;
-	struct conn *c = conn_connect(host, s->port, timeout_s, &err);
+	struct conn *c = conn_connect(host, s->port, timeout_s, NULL, &err);
 
 	g_assert_no_error(err);
 	g_assert_nonnull(c);
@@ -712,6 +712,51 @@ static void test_abort(void)
 	server_stop(s);
 }
 
+static gpointer fire_later(gpointer data)
+{
+	g_usleep(100 * 1000);
+	conn_cancel_fire(data);
+	return NULL;
+}
+
+/* The switch abandons a TLS handshake the server never answers, and later
+   connects made with it; a conn that forgot it is not touched. */
+static void test_cancel_connect(void)
+{
+	struct server *s = server_start(SRV_SILENT);
+	struct server *s2 = server_start(SRV_SILENT);
+	struct conn_cancel *k = conn_cancel_new();
+	struct conn_cancel *k2 = conn_cancel_new();
+	struct conn *c = conn_connect("127.0.0.1", s->port, 20, k, NULL);
+	struct conn *c2 = conn_connect("127.0.0.1", s2->port, 20, k2, NULL);
+	GThread *t = g_thread_new("fire", fire_later, k);
+	GError *err = NULL;
+	gint64 t0 = g_get_monotonic_time();
+
+	g_assert_nonnull(c);
+	g_assert_nonnull(c2);
+	g_assert_false(conn_start_tls(c, "127.0.0.1", NULL, &err));
+	g_assert_error(err, G_IO_ERROR, G_IO_ERROR_CANCELLED);
+	g_assert_cmpint(g_get_monotonic_time() - t0, <, 10 * G_USEC_PER_SEC);
+	g_clear_error(&err);
+	g_thread_join(t);
+	g_assert_true(conn_cancel_fired(k));
+	g_assert_null(conn_connect("127.0.0.1", s->port, 20, k, &err));
+	g_assert_error(err, G_IO_ERROR, G_IO_ERROR_CANCELLED);
+	g_clear_error(&err);
+
+	conn_forget_cancel(c2);
+	conn_cancel_fire(k2);
+	g_assert_cmpint(conn_wait_readable(c2, 100, &err), ==, 0);
+	g_assert_no_error(err);
+	conn_free(c);
+	conn_free(c2);
+	conn_cancel_free(k);
+	conn_cancel_free(k2);
+	server_stop(s);
+	server_stop(s2);
+}
+
 static void test_eof(gconstpointer data)
 {
 	gboolean tls = GPOINTER_TO_INT(data);
@@ -864,7 +909,7 @@ static void test_refused(void)
 	g_snprintf(port, sizeof(port), "%u", ntohs(a.sin_port));
 	close(fd);
 
-	g_assert_null(conn_connect("127.0.0.1", port, 5, &err));
+	g_assert_null(conn_connect("127.0.0.1", port, 5, NULL, &err));
 	g_test_message("%s", err->message);
 	g_assert_error(err, G_IO_ERROR, G_IO_ERROR_CONNECTION_REFUSED);
 	g_assert_nonnull(strstr(err->message, "cannot connect to 127.0.0.1 port"));
@@ -877,7 +922,7 @@ static void test_unresolvable(void)
 	GError *err = NULL;
 
 	/* RFC 2606: .invalid never resolves. Offline, the lookup may time out. */
-	g_assert_null(conn_connect("no-such-host.invalid", "993", 2, &err));
+	g_assert_null(conn_connect("no-such-host.invalid", "993", 2, NULL, &err));
 	g_assert_nonnull(err);
 	g_assert_true(g_error_matches(err, G_IO_ERROR, G_IO_ERROR_HOST_NOT_FOUND) ||
 		      g_error_matches(err, G_IO_ERROR, G_IO_ERROR_TIMED_OUT));
@@ -893,6 +938,7 @@ int main(int argc, char **argv)
 	g_test_init(&argc, &argv, NULL);
 	make_pki();
 	g_test_add_func("/conn/tls/ok", test_tls_ok);
+	g_test_add_func("/conn/cancel-connect", test_cancel_connect);
 	g_test_add_func("/conn/tls/bulk", test_tls_bulk);
 	g_test_add_func("/conn/tls/wrong-ca", test_tls_wrong_ca);
 	g_test_add_func("/conn/tls/system-store", test_tls_system_store);
