@@ -4,6 +4,7 @@
  * Contract and lock order: account/pop3_account.h.
  */
 #include "account/pop3_internal.h"
+#include "transport/conn.h"
 
 #include <errno.h>
 #include <glib/gstdio.h>
@@ -68,7 +69,10 @@ struct pop3_account *pop3_account_new(const struct mfs_options *opts,
 	g_autofree char *dirname = mfs_options_account_dirname(opts->account);
 
 	a->opts = opts;
-	a->so = so;
+	a->cancel = conn_cancel_new();
+	a->so_own = *so;
+	a->so_own.cancel = a->cancel;
+	a->so = &a->so_own;
 	a->mount_time = g_get_real_time() / G_USEC_PER_SEC;
 	a->crash_at = g_strdup(g_getenv("MAILFS_CRASH_AT"));
 	a->next_ino = POP3_ACCOUNT_ROOT_INO + 1;
@@ -123,6 +127,7 @@ void pop3_account_free(struct pop3_account *a)
 	g_free(a->state_dir);
 	g_free(a->crash_at);
 	g_free(a->last_error);
+	g_free(a->down_reason);
 	g_free(a->last_open);
 	g_ptr_array_free(a->takes, TRUE);
 	workers_free(a->syncers, TRUE);
@@ -132,6 +137,7 @@ void pop3_account_free(struct pop3_account *a)
 	mfs_cond_clear(&a->cond);
 	mfs_cond_clear(&a->take_cond);
 	mfs_cond_clear(&a->ahead_cond);
+	conn_cancel_free(a->cancel);
 	g_free(a);
 }
 
@@ -178,6 +184,11 @@ static void stop_thread(GThread **t, mfs_mutex *mu, mfs_cond *cond, gboolean *fl
 
 void pop3_account_detach(struct pop3_account *a)
 {
+	/* Down: the poll thread's login in progress (it holds the session's
+	   lock, which the other threads may wait for) is abandoned, and no
+	   last login is tried. Up, the last QUIT commits what was taken. */
+	if (p3_down(a, NULL))
+		conn_cancel_fire(a->cancel);
 	stop_thread(&a->ahead, &a->lock, &a->ahead_cond, &a->ahead_stop);
 	/* Takes before the poll thread: their DELEs go out before its last QUIT. */
 	stop_thread(&a->taker, &a->lock, &a->take_cond, &a->take_stop);
@@ -191,14 +202,29 @@ char *pop3_account_status(struct pop3_account *a)
 	gboolean connected;
 	guint taken_known;
 
-	mfs_mutex_lock(&a->sess_lock);
-	connected = a->sess && pop3_session_alive(a->sess);
-	mfs_mutex_unlock(&a->sess_lock);
+	/* Down, the poll thread's login may hold the session for a timeout:
+	   there is none to show then, and the status must not wait. */
+	if (p3_down(a, NULL)) {
+		connected = FALSE;
+	} else {
+		mfs_mutex_lock(&a->sess_lock);
+		connected = a->sess && pop3_session_alive(a->sess);
+		mfs_mutex_unlock(&a->sess_lock);
+	}
 	mfs_mutex_lock(&a->state_lock);
 	taken_known = spool_state_count(a->state);
 	mfs_mutex_unlock(&a->state_lock);
 	mfs_mutex_lock(&a->lock);
-	g_string_append_printf(s, "state: %s\n", connected ? "connected" : "idle");
+	if (a->down) {
+		g_autoptr(GDateTime) t = g_date_time_new_from_unix_utc(a->down_since / G_USEC_PER_SEC);
+		g_autofree char *since = t ? g_date_time_format_iso8601(t) : g_strdup("?");
+
+		g_string_append_printf(s, "state: down since %s\n", since);
+		g_string_append_printf(s, "down_reason: %s\n", a->down_reason);
+	} else {
+		g_string_append_printf(s, "state: up\n");
+	}
+	g_string_append_printf(s, "session: %s\n", connected ? "open" : "none");
 	g_string_append_printf(s, "server: %s\n", a->opts->url);
 	g_string_append_printf(s, "messages_waiting: %u\n", g_hash_table_size(a->by_name));
 	g_string_append_printf(s, "messages_taken: %" G_GUINT64_FORMAT "\n", a->taken_count);
@@ -348,6 +374,10 @@ static int open_msg(struct pop3_account *a, struct msg *m, GError **err)
 		   thread keeps the lead. */
 		a->ahead_from = m;
 		mfs_cond_signal(&a->ahead_cond);
+	} else if (m->fd < 0 && a->down) {
+		/* Fail at once, not after the probe that may hold the session. */
+		p3_set_down_error(a, err);
+		rc = -EIO;
 	} else if (m->fd < 0) {
 		mfs_mutex_unlock(&a->lock);
 		mfs_mutex_lock(&a->sess_lock);
@@ -378,7 +408,10 @@ int pop3_account_open(struct pop3_account *a, guint64 ino, struct pop3_file **ou
 		return -ENOENT;
 	rc = open_msg(a, m, &e);
 	if (rc < 0) {
-		if (e)
+		/* While down, that was said when it went down. */
+		if (g_error_matches(e, G_IO_ERROR, G_IO_ERROR_NOT_CONNECTED))
+			mfs_log_debug(MFS_LOG_POP3, "cannot open %s: %s", m->name, e->message);
+		else if (e)
 			mfs_log_info("cannot open %s: %s", m->name, e->message);
 		g_clear_error(&e);
 		return rc;

@@ -25,6 +25,16 @@
  * DELEs) also wait out the LOGIN-DELAY the server states in CAPA (RFC 2449
  * §6.5); an open that must download does not.
  *
+ * DOWN. A login that fails for want of the server (refused, unreachable,
+ * no answer within the timeout; not a "not now" refusal), or a session
+ * whose command made no progress for the timeout, makes the account down:
+ * one warning, user.mailfs.status says since when and why, and every
+ * open or take that would need a login fails at once with EIO (they check
+ * before waiting for the session's lock). The listing and downloaded
+ * messages still answer. The poll thread alone logs in while down, after
+ * 1 s, 2 s, 4 s ... up to 60 s; its first login makes it up again.
+ * Detaching while down abandons that login (the account's conn_cancel).
+ *
  * OPEN AND TAKE. pop3_account_open() RETRs the message into the spool
  * store (cache_dir/spool, 0700/0600), file and directory fsync'd, before
  * any byte is served. A reader that opens the next listed names in a row

@@ -74,7 +74,10 @@ struct pop3_file {
 struct pop3_account {
 	/* Set by pop3_account_new() and never changed: read without a lock. */
 	const struct mfs_options *opts;
-	const struct pop3_session_opts *so;
+	const struct pop3_session_opts *so; /* &so_own */
+	struct pop3_session_opts so_own;    /* the caller's, with cancel */
+	/* Fired by detach while down: abandons the login in progress. */
+	struct conn_cancel *cancel;
 	char *spool_dir;
 	char *state_dir;
 	gint64 mount_time; /* wall clock, seconds: the date of a message without one */
@@ -94,6 +97,11 @@ struct pop3_account {
 	GHashTable *by_name;  /* guarded by lock; name -> struct msg: the listing */
 	guint64 next_ino;     /* guarded by lock */
 	char *last_error;     /* guarded by lock */
+	/* guarded by lock: the link state (pop3_account.h, DOWN), read by
+	   opens before they wait for sess_lock */
+	gboolean down;
+	gint64 down_since;    /* real time, µs */
+	char *down_reason;
 	/* guarded by lock: counters for the status */
 	guint64 taken_count, taken_bytes, sessions, retrieved, retrieved_bytes;
 	guint64 ahead_count;  /* guarded by lock; messages downloaded ahead of a reader */
@@ -122,6 +130,10 @@ struct pop3_account {
 	gboolean dele_pending; /* guarded by sess_lock; taken UIDLs may still be on the server */
 	mfs_cond cond;        /* with sess_lock: wakes the poll thread */
 	gboolean stop;        /* guarded by sess_lock */
+	/* guarded by sess_lock: the poll thread's logins while down */
+	gint64 probe_at;      /* monotonic µs of the next one */
+	guint probe_failures;
+	gboolean probing;     /* this login is the poll thread's probe */
 };
 
 /* pop3_account.c */
@@ -136,7 +148,12 @@ int p3_session_get(struct pop3_account *a, gboolean *fresh, GError **err);
 void p3_drop_session(struct pop3_account *a);
 void p3_refresh_locked(struct pop3_account *a);
 gboolean p3_busy_error(const GError *e); /* no lock */
-gboolean p3_may_work(const struct pop3_account *a, gint64 now);
+gboolean p3_may_work(struct pop3_account *a, gint64 now);
+/* Takes lock. Whether the server is known to be down; *err (when not NULL)
+   then says since when and why (G_IO_ERROR_NOT_CONNECTED). */
+gboolean p3_down(struct pop3_account *a, GError **err);
+/* lock held: what p3_down() says into *err. */
+void p3_set_down_error(const struct pop3_account *a, GError **err);
 int p3_download(struct pop3_account *a, struct msg *m, GError **err);
 /* Takes lock: whether m is in the spool store. */
 gboolean p3_msg_downloaded(struct pop3_account *a, const struct msg *m);

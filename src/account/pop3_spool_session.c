@@ -207,8 +207,104 @@ static int sync_listing(struct pop3_account *a, GError **err)
 	return 0;
 }
 
+/* -- down and up (pop3_account.h, DOWN) --------------------------------------- */
+
+#define PROBE_BACKOFF_MAX_S 60
+
+void p3_set_down_error(const struct pop3_account *a, GError **err)
+{
+	g_autoptr(GDateTime) t = g_date_time_new_from_unix_local(a->down_since / G_USEC_PER_SEC);
+	g_autofree char *when = t ? g_date_time_format(t, "%H:%M:%S") : g_strdup("?");
+
+	g_set_error(err, G_IO_ERROR, G_IO_ERROR_NOT_CONNECTED, "%s is down since %s (%s)",
+		    a->so->host, when, a->down_reason ? a->down_reason : "?");
+}
+
+gboolean p3_down(struct pop3_account *a, GError **err)
+{
+	gboolean down;
+
+	mfs_mutex_lock(&a->lock);
+	down = a->down;
+	if (down && err)
+		p3_set_down_error(a, err);
+	mfs_mutex_unlock(&a->lock);
+	return down;
+}
+
+/*
+ * The server is down from now (sess_lock held): opens that need it fail at
+ * once, and the poll thread logs in at 1 s, 2 s, 4 s ... up to 60 s. Not
+ * before the threads start: a mount whose first login fails says so itself.
+ */
+static void go_down(struct pop3_account *a, const GError *why)
+{
+	gboolean news;
+
+	if (!a->poll)
+		return;
+	mfs_mutex_lock(&a->lock);
+	news = !a->down;
+	if (news) {
+		a->down = TRUE;
+		a->down_since = g_get_real_time();
+	}
+	g_free(a->down_reason);
+	a->down_reason = g_strdup(why->message);
+	mfs_mutex_unlock(&a->lock);
+	if (!news)
+		return;
+	mfs_log_warn("%s is down: opening a message not downloaded yet fails at once until it "
+		     "answers again (tried again in the background)",
+		     a->so->host);
+	a->probe_failures = 0;
+	a->probe_at = p3_now_us() + G_USEC_PER_SEC;
+	mfs_cond_broadcast(&a->cond);
+}
+
+/* A login worked (sess_lock held). */
+static void come_up(struct pop3_account *a)
+{
+	gint64 since = 0;
+
+	mfs_mutex_lock(&a->lock);
+	if (a->down) {
+		since = a->down_since;
+		a->down = FALSE;
+		g_clear_pointer(&a->down_reason, g_free);
+	}
+	mfs_mutex_unlock(&a->lock);
+	if (since)
+		mfs_log_info("connected to %s again, after %" G_GINT64_FORMAT " s down",
+			     pop3_session_peer(a->sess),
+			     (g_get_real_time() - since) / G_USEC_PER_SEC);
+}
+
+/* The poll thread's login while down (sess_lock held): a listing, as a
+   poll makes, then QUIT; the next try later when it fails. */
+static void probe(struct pop3_account *a)
+{
+	a->probing = TRUE;
+	p3_refresh_locked(a);
+	a->probing = FALSE;
+	if (!p3_down(a, NULL))
+		return;
+	a->probe_failures++;
+	a->probe_at = p3_now_us() +
+		      (gint64)MIN(1u << MIN(a->probe_failures, 6u), PROBE_BACKOFF_MAX_S) *
+			  G_USEC_PER_SEC;
+}
+
 void p3_drop_session(struct pop3_account *a)
 {
+	if (a->sess && pop3_session_timed_out(a->sess)) {
+		GError *e = g_error_new(G_IO_ERROR, G_IO_ERROR_TIMED_OUT,
+					"%s made no progress for %d s",
+					pop3_session_peer(a->sess), a->so->timeout_s);
+
+		go_down(a, e);
+		g_error_free(e);
+	}
 	/* DELEs of a session that ended without a confirmed QUIT: send them again. */
 	if (a->deles)
 		a->dele_pending = TRUE;
@@ -254,10 +350,12 @@ static gint64 next_login(const struct pop3_account *a)
 	return MAX(delay_ends(a), a->busy ? a->retry_after : 0);
 }
 
-/* Background work can be done now: on the open session, or with a due login. */
-gboolean p3_may_work(const struct pop3_account *a, gint64 now)
+/* Background work can be done now: on the open session, or with a due
+   login (not while down: the poll thread's probe comes first). */
+gboolean p3_may_work(struct pop3_account *a, gint64 now)
 {
-	return (a->sess && pop3_session_alive(a->sess)) || now >= next_login(a);
+	return (a->sess && pop3_session_alive(a->sess)) ||
+	       (now >= next_login(a) && !p3_down(a, NULL));
 }
 
 /* A live session whose listing is current; connects (and lists) when needed. */
@@ -273,15 +371,21 @@ int p3_session_get(struct pop3_account *a, gboolean *fresh, GError **err)
 		return 0;
 	}
 	p3_drop_session(a);
+	/* Down: nobody but the probe waits for a login. */
+	if (!a->probing && p3_down(a, err))
+		return -EIO;
 	a->sess = pop3_connect(a->so, &e);
 	if (!a->sess) {
 		rc = -pop3_error_errno(e, NULL);
 		p3_set_last_error(a, e->message);
 		if (p3_busy_error(e))
 			note_busy(a, e);
+		else if (!g_error_matches(e, G_IO_ERROR, G_IO_ERROR_CANCELLED))
+			go_down(a, e);
 		g_propagate_error(err, e);
 		return rc;
 	}
+	come_up(a);
 	a->login_at = p3_now_us();
 	a->login_delay = (gint64)pop3_session_login_delay(a->sess) * G_USEC_PER_SEC;
 	mfs_mutex_lock(&a->lock);
@@ -354,6 +458,8 @@ void p3_refresh_locked(struct pop3_account *a)
 	a->retry_after = p3_now_us() + retry_interval(a);
 	if (p3_busy_error(e))
 		note_busy(a, e);
+	else if (a->probing || g_error_matches(e, G_IO_ERROR, G_IO_ERROR_NOT_CONNECTED))
+		mfs_log_debug(MFS_LOG_POP3, "still down: %s", e ? e->message : g_strerror(-rc));
 	else
 		mfs_log_info("cannot list the maildrop: %s", e ? e->message : g_strerror(-rc));
 	g_clear_error(&e);
@@ -362,10 +468,12 @@ void p3_refresh_locked(struct pop3_account *a)
 /* -- the poll thread ------------------------------------------------------------ */
 
 /* When the poll thread has work next (sess_lock held). */
-static gint64 poll_wake(const struct pop3_account *a, gint64 next_poll, gint64 next_dele)
+static gint64 poll_wake(struct pop3_account *a, gint64 next_poll, gint64 next_dele)
 {
 	gint64 wake = next_poll;
 
+	if (!a->sess && p3_down(a, NULL))
+		return MAX(a->probe_at, p3_now_us() + G_USEC_PER_SEC / 20);
 	if (a->sess) {
 		wake = MIN(wake, a->last_use + IDLE_QUIT_US);
 	} else {
@@ -394,7 +502,10 @@ gpointer p3_poll_thread(gpointer ud)
 			p3_drop_session(a);
 		if (a->sess && now - a->last_use >= IDLE_QUIT_US)
 			quit_session(a);
-		if (now >= next_poll && p3_may_work(a, now)) {
+		if (!a->sess && p3_down(a, NULL)) {
+			if (now >= a->probe_at)
+				probe(a);
+		} else if (now >= next_poll && p3_may_work(a, now)) {
 			p3_refresh_locked(a);
 			quit_session(a);
 			next_poll = p3_now_us() + poll_us;
@@ -416,7 +527,10 @@ gpointer p3_poll_thread(gpointer ud)
 	   file keeps them for the next mount's first session. */
 	if (a->sess && !pop3_session_alive(a->sess))
 		p3_drop_session(a);
-	if (a->dele_pending && !a->sess && p3_now_us() >= delay_ends(a))
+	if (a->dele_pending && !a->sess && p3_down(a, NULL))
+		mfs_log_info("the server is down: taken messages still on it are deleted by "
+			     "the next mount");
+	else if (a->dele_pending && !a->sess && p3_now_us() >= delay_ends(a))
 		p3_refresh_locked(a);
 	else if (a->dele_pending && !a->sess)
 		mfs_log_info("within the server's LOGIN-DELAY: taken messages still on the "

@@ -105,7 +105,9 @@ int p3_take(struct pop3_account *a, struct msg *m, gboolean tell_kernel, GError 
 	/* Claimed: a second close or an rm of it meanwhile finds it taken. */
 	m->taking = TRUE;
 	mfs_mutex_unlock(&a->lock);
-	if (o->pop3_archive && !p3_msg_downloaded(a, m)) {
+	if (o->pop3_archive && !p3_msg_downloaded(a, m) && p3_down(a, &e)) {
+		rc = -EIO; /* at once: the poll thread's probe may hold the session */
+	} else if (o->pop3_archive && !p3_msg_downloaded(a, m)) {
 		mfs_mutex_lock(&a->sess_lock);
 		rc = p3_download(a, m, &e);
 		mfs_mutex_unlock(&a->sess_lock);

@@ -30,6 +30,7 @@ struct pop3_session {
 	guint32 caps;
 	guint login_delay; /* seconds, from the latest CAPA */
 	gboolean alive;
+	gboolean timed_out; /* died because the server made no progress for the timeout */
 };
 
 G_DEFINE_QUARK(mailfs-pop3-error-quark, pop3_error)
@@ -116,6 +117,8 @@ static int fail(struct pop3_session *s, GError **err, GError *cause)
 	s->alive = FALSE;
 	if (cause && g_error_matches(cause, G_IO_ERROR, G_IO_ERROR_CANCELLED))
 		rc = -EINTR;
+	if (cause && g_error_matches(cause, G_IO_ERROR, G_IO_ERROR_TIMED_OUT))
+		s->timed_out = TRUE;
 	if (err && !*err && cause)
 		*err = g_error_copy(cause);
 	g_clear_error(&cause);
@@ -703,6 +706,11 @@ void pop3_session_free(struct pop3_session *s)
 	conn_free(s->conn);
 	g_free(s->peer);
 	g_free(s);
+}
+
+gboolean pop3_session_timed_out(const struct pop3_session *s)
+{
+	return s->timed_out;
 }
 
 gboolean pop3_session_alive(const struct pop3_session *s)

@@ -131,6 +131,9 @@ struct pop3_session *pop3_connect(const struct pop3_session_opts *o, GError **er
 /* Close without QUIT (nothing marked deleted is committed) and free. NULL is ignored. */
 void pop3_session_free(struct pop3_session *s);
 gboolean pop3_session_alive(const struct pop3_session *s);
+/* Dead because the server made no progress for the timeout (it hangs), as
+   opposed to a connection it closed. */
+gboolean pop3_session_timed_out(const struct pop3_session *s);
 guint32 pop3_session_caps(const struct pop3_session *s);
 /* "host:port", for messages. */
 const char *pop3_session_peer(const struct pop3_session *s);
