@@ -85,8 +85,16 @@ def enoent(path):
     return False
 
 
+@pytest.fixture
+def kept_folder(dovecot):
+    """FOLDER is the test's: gone from erin's mailbox afterwards, whatever happened."""
+    yield
+    with dovecot.imaps(USER) as c:
+        c.delete(f'"{FOLDER}"')
+
+
 @pytest.mark.parametrize("change", ["expunged", "deleted", "recreated"])
-def test_open_file_keeps_its_bytes(mount, dovecot, change):
+def test_open_file_keeps_its_bytes(kept_folder, mount, dovecot, change):
     full = fill_folder(dovecot, b"old")
     assert len(full) == SIZE
     m = mount(user=USER, options={"refresh": REFRESH, "idle": "no", "prefetch": 0})
