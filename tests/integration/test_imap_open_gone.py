@@ -2,7 +2,7 @@
 """Open files keep their bytes (mailfs(1) CACHING AND FRESHNESS; issue 16):
 a file opened before its message left the server (expunged by another
 client, or its folder deleted, or deleted and made again under another
-UIDVALIDITY) reads every byte it fetched before for as long as it stays
+UIDVALIDITY, or removed with rm on the mount itself) reads every byte it fetched before for as long as it stays
 open, gets ESTALE for a range it never fetched, and fstat keeps its size
 (st_nlink 0); the name gives ENOENT.
 
@@ -93,11 +93,12 @@ def kept_folder(dovecot):
         c.delete(f'"{FOLDER}"')
 
 
-@pytest.mark.parametrize("change", ["expunged", "deleted", "recreated"])
+@pytest.mark.parametrize("change", ["expunged", "deleted", "recreated", "removed"])
 def test_open_file_keeps_its_bytes(kept_folder, mount, dovecot, change):
     full = fill_folder(dovecot, b"old")
     assert len(full) == SIZE
-    m = mount(user=USER, options={"refresh": REFRESH, "idle": "no", "prefetch": 0})
+    m = mount(user=USER, options={"refresh": REFRESH, "idle": "no", "prefetch": 0,
+                                  "delete": "expunge"})
     folder = os.path.join(m.mountpoint, FOLDER)
     [name] = os.listdir(folder)
     path = os.path.join(folder, name)
@@ -111,6 +112,8 @@ def test_open_file_keeps_its_bytes(kept_folder, mount, dovecot, change):
             expunge_all(dovecot)
         elif change == "deleted":
             delete_folder(dovecot)
+        elif change == "removed":
+            os.unlink(path)
         else:
             new = fill_folder(dovecot, b"new")
         # The name goes once a lookup finds the listing older than `refresh`.
@@ -143,4 +146,4 @@ def test_open_file_keeps_its_bytes(kept_folder, mount, dovecot, change):
             assert os.pread(fd, 4096, 0) == full[:4096]
     finally:
         os.close(fd)
-    m.unmount(allowed=DROPPED if change != "expunged" else ())
+    m.unmount(allowed=DROPPED if change in ("deleted", "recreated") else ())
