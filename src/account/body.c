@@ -67,11 +67,20 @@ static void learn_total(struct body_reader *r, guint64 total)
 	}
 }
 
+/* Whether the message left the tree (expunged, its folder deleted, or
+   another UIDVALIDITY listed): the server cannot give its bytes any more. */
+static gboolean message_gone(struct body_reader *r)
+{
+	struct tree_entry e = { 0 };
+
+	return tree_get(r->a->tree, r->ino, 0, &e) < 0 || e.gone;
+}
+
 /*
- * Locked (r->lock). Fetch [off, off+len) into the cache. 0 or -errno;
- * *progress gets the bytes kept, also when the link broke in the middle
- * (the caller resumes from there on a new connection, so a cut link still
- * makes progress).
+ * Locked (r->lock). Fetch [off, off+len) into the cache. 0 or -errno
+ * (-ESTALE: the message is gone from the server); *progress gets the bytes
+ * kept, also when the link broke in the middle (the caller resumes from
+ * there on a new connection, so a cut link still makes progress).
  */
 static int fetch_range(struct body_reader *r, struct lease *l, guint64 off, guint64 len,
 		       guint64 *progress)
@@ -82,6 +91,12 @@ static int fetch_range(struct body_reader *r, struct lease *l, guint64 off, guin
 	GError *err = NULL;
 	int rc;
 
+	/* Known gone: no round trip to learn it again (nor a wait for a
+	   server that does not answer). */
+	if (message_gone(r)) {
+		rc = -ESTALE;
+		goto out;
+	}
 	rc = lease_borrow(l, r->wire, &s);
 	if (rc < 0)
 		goto out;
@@ -95,6 +110,10 @@ static int fetch_range(struct body_reader *r, struct lease *l, guint64 off, guin
 			*progress = ans.buf->len;
 		}
 		rc = lease_errno(l, rc, err, r->wire);
+		/* No such mailbox (deleted by another client, not listed yet):
+		   its messages are gone with it. */
+		if (rc == -ENOENT)
+			rc = -ESTALE;
 		goto out;
 	}
 	if (ans.too_big) {

@@ -34,8 +34,13 @@ struct body_reader *body_open(struct imap_account *a, struct lease *l, guint64 i
 			      gboolean *direct_io, int *err);
 
 /* Up to size bytes at off into buf: the count (0 at the end), or -errno
-   when nothing could be read (-ESTALE: the message is gone from the
-   server, and this range was never fetched). */
+   when nothing could be read. Once the message is gone from the server
+   (expunged, its mailbox deleted or of another UIDVALIDITY), the bytes
+   fetched before stay readable for as long as the reader lives (its cache
+   handle keeps them, mcache.h "Dropping"; once the cache could not keep a
+   range, a full disk, only what it kept before and the last range
+   fetched), and a range never fetched is -ESTALE: at once, without asking
+   the server, when the tree already lists the message as gone. */
 gssize body_read(struct body_reader *r, struct lease *l, char *buf, size_t size, guint64 off);
 
 void body_close(struct body_reader *r);

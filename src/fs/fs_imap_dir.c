@@ -14,12 +14,13 @@ void fs_imap_fill_attr(const struct mfs_imap_fs *fs, const struct tree_entry *e,
 	st->st_gid = fs->gid;
 	if (e->kind == TREE_FOLDER) {
 		st->st_mode = S_IFDIR | 0700;
-		st->st_nlink = 2;
+		st->st_nlink = e->gone ? 0 : 2;
 		st->st_size = 4096;
 		st->st_blocks = 8;
 	} else {
 		st->st_mode = S_IFREG | 0600;
-		st->st_nlink = 1;
+		/* Gone from the server: unlinked, as a local file removed while open. */
+		st->st_nlink = e->gone ? 0 : 1;
 		st->st_size = (off_t)e->size;
 		st->st_blocks = (blkcnt_t)((e->size + 511) / 512);
 		st->st_mtime = e->mtime;
@@ -117,9 +118,17 @@ void fs_imap_getattr(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 			fuse_reply_attr(req, &st, 0);
 		return;
 	}
+	/*
+	 * A node that left the tree (expunged, its folder deleted or of another
+	 * UIDVALIDITY now) answers with its last attributes, st_nlink 0, for as
+	 * long as the kernel holds it: a file open on it holds it, and the
+	 * kernel asks again before reads once the attributes expired. ENOENT
+	 * here would fail those reads and fstat of the open file; its name is
+	 * gone already (lookup answers ENOENT), so nothing new reaches it.
+	 */
 	rc = tree_get(fs->tree, ino, 0, &e);
-	if (rc < 0 || e.gone) {
-		fuse_reply_err(req, rc < 0 ? -rc : ENOENT);
+	if (rc < 0) {
+		fuse_reply_err(req, -rc);
 		return;
 	}
 	fs_imap_fill_attr(fs, &e, &st);

@@ -59,7 +59,9 @@
  * back. A folder or message that leaves the tree (server removed it, or its
  * UIDVALIDITY changed) is reported in the `removed` array, disappears from
  * lookup and readdir at once, and stays answerable by tree_get() (with
- * `gone` set) until its count is forgotten to 0; then its memory goes. The
+ * `gone` set, and its last size and date) until its count is forgotten to
+ * 0; then its memory goes. A file the kernel holds open keeps its count
+ * above 0, so the FUSE layer answers its getattr from here. The
  * root is never freed. A message count is 32-bit and saturates (a kernel does
  * not hold 4 billion references to one file).
  *

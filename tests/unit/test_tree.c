@@ -618,10 +618,13 @@ static void test_messages(void)
 		g_assert_cmpint(tree_lookup(t, inbox, "12-Other.eml", FALSE, 0, &e), ==, 0);
 		g_assert_cmpuint(e.ino, !=, m12);
 		g_assert_cmpuint(e.uidvalidity, ==, 8);
-		/* m12 was looked up: still there, gone; m4711 was not. */
+		/* m12 was looked up: still there, gone, with the attributes an
+		   open file of it goes on showing; m4711 was not. */
 		g_assert_cmpint(tree_get(t, m12, TREE_WANT_NAME, &e), ==, 0);
 		g_assert_true(e.gone);
 		g_assert_cmpuint(e.uidvalidity, ==, 7);
+		g_assert_cmpuint(e.size, ==, 1012);
+		g_assert_cmpint(e.mtime, ==, 1700000000 + 12);
 		g_assert_cmpstr(e.name, ==, "12-Re_München_trip.eml");
 		tree_entry_clear(&e);
 		g_assert_cmpint(tree_get(t, m4711, 0, &e), ==, -ENOENT);
