@@ -2,6 +2,7 @@
 #include "account/lease.h"
 
 #include "account/pool.h"
+#include "transport/conn.h"
 
 #include <errno.h>
 #include <string.h>
@@ -17,6 +18,7 @@ void lease_init(struct lease *l, struct pool *pool)
 
 void lease_clear(struct lease *l)
 {
+	conn_cancel_free(l->cancel);
 	mfs_mutex_clear(&l->lock);
 }
 
@@ -26,6 +28,8 @@ void lease_interrupt(struct lease *l)
 	l->interrupted = TRUE;
 	if (l->session)
 		pool_abort_session(l->pool, l->session);
+	else if (l->cancel)
+		conn_cancel_fire(l->cancel); /* a connect in progress, if any */
 	mfs_mutex_unlock(&l->lock);
 }
 
@@ -45,12 +49,14 @@ int lease_borrow(struct lease *l, const char *mailbox, struct imap_session **out
 	struct imap_session *s;
 
 	if (l->arm && !l->armed) {
+		/* Before the interrupt is wired: it may fire the switch. */
+		l->cancel = conn_cancel_new_child(pool_connect_switch(l->pool));
 		l->armed = TRUE;
 		l->arm(l);
 	}
 	if (lease_interrupted(l))
 		return -EINTR;
-	s = pool_get(l->pool, mailbox, &err);
+	s = pool_get_cancellable(l->pool, mailbox, l->cancel, &err);
 	if (!s) {
 		int rc = g_error_matches(err, G_IO_ERROR, G_IO_ERROR_CANCELLED) ? -EINTR : -EIO;
 

@@ -35,6 +35,10 @@ struct lease {
 	mfs_mutex lock;
 	struct imap_session *session; /* guarded by lock: borrowed now, or NULL */
 	gboolean interrupted;	      /* guarded by lock */
+	/* Made at the first borrow, fired by an interrupt: ends a connect
+	   the borrow makes (a TLS handshake a hung server never answers).
+	   The pointer is set by the owner before the interrupt is wired. */
+	struct conn_cancel *cancel;
 	/* The last session given back failed while the server was known to
 	   be down (pool_put's POOL_PUT_WAS_DOWN): its error is not news. */
 	gboolean was_down;

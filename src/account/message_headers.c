@@ -112,8 +112,17 @@ int imap_account_headers(struct imap_account *a, struct lease *l, guint64 ino,
 		tree_entry_clear(&e);
 		return rc < 0 ? rc : -ENOENT;
 	}
-	if (!headers_from_cache(a, &e, out))
+	if (!headers_from_cache(a, &e, out)) {
+		gint64 start = g_get_monotonic_time();
+
 		rc = headers_from_server(a, l, &e, out);
+		/* As for a listing: a connection the server dropped while it sat
+		   idle fails its first command at once; once more, on a new one.
+		   A failure that took half the timeout is a server not answering. */
+		if (rc == -EIO && g_get_monotonic_time() - start <
+				      (gint64)a->opts->timeout * G_USEC_PER_SEC / 2)
+			rc = headers_from_server(a, l, &e, out);
+	}
 	tree_entry_clear(&e);
 	return rc;
 }

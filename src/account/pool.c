@@ -269,10 +269,12 @@ enum connect_outcome {
 
 /* Locked (dropped while connecting). A new connection, when the pool may
    make one now. */
-static enum connect_outcome maybe_connect(struct pool *p, struct entry **out, GError **err)
+static enum connect_outcome maybe_connect(struct pool *p, struct conn_cancel *cancel,
+					  struct entry **out, GError **err)
 {
 	gint64 now = g_get_monotonic_time();
 	guint live = live_count(p);
+	struct imap_session_opts o = p->opts;
 	struct imap_session *s;
 	GError *ce = NULL;
 
@@ -285,12 +287,19 @@ static enum connect_outcome maybe_connect(struct pool *p, struct entry **out, GE
 	/* After a connection limit was met, one connect tries at a time. */
 	if (p->failures > 0 && (now < p->retry_at || p->connecting > 0))
 		return CONNECT_NOT_NOW;
+	if (cancel)
+		o.cancel = cancel; /* the borrower's, a child of the pool's */
 	p->connecting++;
 	mfs_mutex_unlock(&p->lock);
-	s = imap_session_connect(&p->opts, &ce);
+	s = imap_session_connect(&o, &ce);
 	mfs_mutex_lock(&p->lock);
 	p->connecting--;
 	mfs_cond_broadcast(&p->cond);
+	if (!s && g_error_matches(ce, G_IO_ERROR, G_IO_ERROR_CANCELLED)) {
+		/* Interrupted or shut down: says nothing of the server. */
+		g_propagate_error(err, ce);
+		return CONNECT_FAILED;
+	}
 	if (!s) {
 		guint delay = connect_failed(p, ce);
 
@@ -318,7 +327,7 @@ static enum connect_outcome maybe_connect(struct pool *p, struct entry **out, GE
 		}
 		/* pool_prime's caller reports its error itself, and the process
 		   ends: no prober then (it runs after the daemon forked). */
-		if (!p->priming && !g_error_matches(ce, G_IO_ERROR, G_IO_ERROR_CANCELLED)) {
+		if (!p->priming) {
 			mfs_log_warn("%s; retrying in %u s", ce->message, delay);
 			go_down(p, ce);
 			/* The warning above was this request's line. */
@@ -367,6 +376,17 @@ static gboolean wait_for_change(struct pool *p, gint64 deadline, GError **err)
 
 struct imap_session *pool_get(struct pool *p, const char *mailbox, GError **err)
 {
+	return pool_get_cancellable(p, mailbox, NULL, err);
+}
+
+struct conn_cancel *pool_connect_switch(struct pool *p)
+{
+	return p->cancel;
+}
+
+struct imap_session *pool_get_cancellable(struct pool *p, const char *mailbox,
+					  struct conn_cancel *cancel, GError **err)
+{
 	gint64 deadline = 0;
 	struct entry *e;
 
@@ -388,7 +408,7 @@ struct imap_session *pool_get(struct pool *p, const char *mailbox, GError **err)
 		if (again)
 			continue;
 		if (!e) {
-			enum connect_outcome c = maybe_connect(p, &e, err);
+			enum connect_outcome c = maybe_connect(p, cancel, &e, err);
 
 			if (c == CONNECT_FAILED)
 				break;

@@ -69,6 +69,17 @@ gboolean pool_prime(struct pool *p, GError **err);
  * listed above. Every session returned must go back through pool_put().
  */
 struct imap_session *pool_get(struct pool *p, const char *mailbox, GError **err);
+/*
+ * The same, with the borrower's own switch for a connect it has to make
+ * (G_IO_ERROR_CANCELLED once fired: a FUSE interrupt during a TLS
+ * handshake): a child of pool_connect_switch(), so that a shutdown fires
+ * it too. NULL: the pool's.
+ */
+struct conn_cancel;
+struct imap_session *pool_get_cancellable(struct pool *p, const char *mailbox,
+					  struct conn_cancel *cancel, GError **err);
+/* The pool's switch, fired by pool_shutdown(): the parent of borrowers'. */
+struct conn_cancel *pool_connect_switch(struct pool *p);
 
 /*
  * Give a borrowed session back. A dead session (imap_session_alive() FALSE)

@@ -79,12 +79,19 @@ static int remaining_ms(gint64 deadline)
 struct conn_cancel {
 	int fd;	   /* eventfd: readable for good once fired */
 	int fired; /* atomic */
+	struct conn_cancel *parent; /* fired too when it is; NULL: none */
 };
 
 struct conn_cancel *conn_cancel_new(void)
 {
+	return conn_cancel_new_child(NULL);
+}
+
+struct conn_cancel *conn_cancel_new_child(struct conn_cancel *parent)
+{
 	struct conn_cancel *k = g_new0(struct conn_cancel, 1);
 
+	k->parent = parent;
 	k->fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
 	if (k->fd < 0)
 		g_error("eventfd: %s", g_strerror(errno)); /* out of descriptors at startup */
@@ -103,7 +110,7 @@ void conn_cancel_fire(struct conn_cancel *k)
 
 gboolean conn_cancel_fired(const struct conn_cancel *k)
 {
-	return k && __atomic_load_n(&k->fired, __ATOMIC_ACQUIRE);
+	return k && (__atomic_load_n(&k->fired, __ATOMIC_ACQUIRE) || conn_cancel_fired(k->parent));
 }
 
 void conn_cancel_free(struct conn_cancel *k)
@@ -118,6 +125,11 @@ void conn_cancel_free(struct conn_cancel *k)
 static int cancel_fd(const struct conn_cancel *k)
 {
 	return k ? k->fd : -1;
+}
+
+static int parent_fd(const struct conn_cancel *k)
+{
+	return k ? cancel_fd(k->parent) : -1;
 }
 
 /* ---- errors ---- */
@@ -282,10 +294,11 @@ static gboolean wait_io(struct conn *c, short events, gint64 deadline, const cha
 			GError **err)
 {
 	for (;;) {
-		struct pollfd p[3] = {
+		struct pollfd p[4] = {
 		    {.fd = c->fd, .events = events},
 		    {.fd = c->abort_fd, .events = POLLIN},
 		    {.fd = cancel_fd(c->cancel), .events = POLLIN},
+		    {.fd = parent_fd(c->cancel), .events = POLLIN},
 		};
 		int r;
 
@@ -293,14 +306,14 @@ static gboolean wait_io(struct conn *c, short events, gint64 deadline, const cha
 			set_aborted(c, err);
 			return FALSE;
 		}
-		r = poll(p, 3, remaining_ms(deadline));
+		r = poll(p, 4, remaining_ms(deadline));
 		if (r < 0) {
 			if (errno == EINTR)
 				continue;
 			set_errno(c, errno, err);
 			return FALSE;
 		}
-		if (p[1].revents || p[2].revents) {
+		if (p[1].revents || p[2].revents || p[3].revents) {
 			set_aborted(c, err);
 			return FALSE;
 		}
@@ -550,11 +563,12 @@ static int connect_one(const struct addrinfo *ai, int timeout_s,
 		return -1;
 	}
 	for (;;) {
-		struct pollfd p[2] = {
+		struct pollfd p[3] = {
 		    {.fd = fd, .events = POLLOUT},
 		    {.fd = cancel_fd(cancel), .events = POLLIN},
+		    {.fd = parent_fd(cancel), .events = POLLIN},
 		};
-		int r = poll(p, 2, remaining_ms(deadline));
+		int r = poll(p, 3, remaining_ms(deadline));
 
 		if (r < 0 && errno == EINTR)
 			continue;
@@ -563,7 +577,7 @@ static int connect_one(const struct addrinfo *ai, int timeout_s,
 			close(fd);
 			return -1;
 		}
-		if (p[1].revents) {
+		if (p[1].revents || p[2].revents) {
 			*errnum = ECANCELED;
 			close(fd);
 			return -1;
@@ -1259,24 +1273,25 @@ int conn_wait_readable(struct conn *c, int timeout_ms, GError **err)
 	if (c->end > c->start || (c->ssl && SSL_pending(c->ssl) > 0))
 		return 1;
 	for (;;) {
-		struct pollfd p[3] = {
+		struct pollfd p[4] = {
 		    {.fd = c->fd, .events = POLLIN},
 		    {.fd = c->abort_fd, .events = POLLIN},
 		    {.fd = cancel_fd(c->cancel), .events = POLLIN},
+		    {.fd = parent_fd(c->cancel), .events = POLLIN},
 		};
 		gint64 left = deadline - g_get_monotonic_time();
 		int r;
 
 		if (left <= 0)
 			return 0;
-		r = poll(p, 3, (int)MIN((left + 999) / 1000, G_MAXINT));
+		r = poll(p, 4, (int)MIN((left + 999) / 1000, G_MAXINT));
 		if (r < 0) {
 			if (errno == EINTR)
 				continue;
 			set_errno(c, errno, err);
 			return -1;
 		}
-		if (p[1].revents || p[2].revents) {
+		if (p[1].revents || p[2].revents || p[3].revents) {
 			set_aborted(c, err);
 			return -1;
 		}

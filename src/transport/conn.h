@@ -69,6 +69,9 @@ struct conn;
  */
 struct conn_cancel;
 struct conn_cancel *conn_cancel_new(void);
+/* A switch that is also fired when parent is (one request's, under the
+   pool's); parent must outlive it. */
+struct conn_cancel *conn_cancel_new_child(struct conn_cancel *parent);
 void conn_cancel_fire(struct conn_cancel *k);
 gboolean conn_cancel_fired(const struct conn_cancel *k); /* NULL: FALSE */
 void conn_cancel_free(struct conn_cancel *k);

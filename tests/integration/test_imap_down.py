@@ -12,6 +12,7 @@ import errno
 import os
 import re
 import shutil
+import signal
 import socket
 import subprocess
 import threading
@@ -91,6 +92,14 @@ def stacks(pid):
     r = subprocess.run(["gdb", "-p", str(pid), "-batch", "-ex", "thread apply all bt"],
                        capture_output=True, text=True, timeout=60)
     return "\n".join(l for l in r.stdout.splitlines() if l.startswith(("#", "Thread")))
+
+
+def read_or_none(path):
+    try:
+        with open(path, "rb") as f:
+            return f.read()
+    except OSError:
+        return None
 
 
 def timeouts_logged(m):
@@ -211,6 +220,7 @@ class SwitchProxy:
         self.mode = None
         self.listener = None
         self.conns = []
+        self.silent = []  # accepted in "silent" mode
         self.lock = threading.Lock()
         self.set_mode("forward")
 
@@ -224,6 +234,7 @@ class SwitchProxy:
                     pass
                 c.close()
             self.conns = []
+            self.silent = []
             if mode == "refuse":
                 if self.listener:
                     self.listener.close()
@@ -249,6 +260,7 @@ class SwitchProxy:
                     return
                 self.conns.append(c)
                 if self.mode == "silent":
+                    self.silent.append(c)
                     continue
                 try:
                     u = socket.create_connection(self.target)
@@ -258,6 +270,23 @@ class SwitchProxy:
                 self.conns.append(u)
             for a, b in ((c, u), (u, c)):
                 threading.Thread(target=self._pump, args=(a, b), daemon=True).start()
+
+    def closed_by_client(self):
+        """How many connections accepted in "silent" mode the client closed."""
+        n = 0
+        with self.lock:
+            for c in self.silent:
+                try:
+                    while True:
+                        data = c.recv(65536, socket.MSG_DONTWAIT)  # its ClientHello
+                        if not data:
+                            n += 1
+                            break
+                except BlockingIOError:
+                    pass
+                except OSError:
+                    n += 1
+        return n
 
     @staticmethod
     def _pump(a, b):
@@ -337,6 +366,47 @@ def test_unmount_abandons_a_hanging_reconnect(mailfs_bin, server, workdir, proxy
                         stacks(m.proc.pid))
         assert rc == 0, m.stderr()
         m.check_stderr(ALLOWED)
+    finally:
+        if m.proc.poll() is None:
+            m.kill()
+
+
+def test_ctrl_c_during_a_handshake_that_never_completes(mailfs_bin, server, workdir, proxy):
+    """A `getfattr` of headers that has to connect, to a server that
+    accepts and never answers (timeout=300): Ctrl-C ends its wait in the
+    TLS handshake at once (the FUSE interrupt fires the request's connect
+    switch). (Not a first read: through the page cache it is the kernel's
+    read-ahead, which no signal interrupts.)"""
+    url = f"imaps://alice@localhost:{proxy.port}"
+    m = mount_at(mailfs_bin, server, workdir, "silent-ctrlc", url=url, timeout=300,
+                 idle="no")  # no push watcher: the one connect is the request's
+    try:
+        inbox = os.path.join(m.mountpoint, "INBOX")
+        names = sorted(os.listdir(inbox))
+        proxy.set_mode("silent")  # the idle sessions are cut: the request reconnects
+        reader = subprocess.Popen(["getfattr", "-n", "user.mail.subject",
+                                   os.path.join(inbox, names[8])],
+                                  stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        wait_for(lambda: proxy.conns, 30, "the read's connect to reach the proxy")
+        assert reader.poll() is None, ("the request did not wait", reader.stderr.read())
+        reader.send_signal(signal.SIGINT)
+        reader.wait(60)  # a killed reader goes at once; its request in the daemon may not
+        # The daemon drops the connect the request was making (far below the
+        # 300 s timeout: the interrupt, not a timeout).
+        try:
+            wait_for(lambda: proxy.closed_by_client() >= 1, 60,
+                     "the interrupted request to drop its connect")
+        except AssertionError:
+            pytest.fail("Ctrl-C did not end a connect hanging in its TLS handshake:\n" +
+                        stacks(m.proc.pid))
+        assert "state: up" in status(m)  # an interrupt says nothing of the server
+        # Forwarding again cuts whatever still waits in "silent" mode: the
+        # account may be down for a moment, and is up again by itself.
+        proxy.set_mode("forward")
+        want = server_body(server, "INBOX", names[8])
+        wait_for(lambda: read_or_none(os.path.join(inbox, names[8])) == want, 60,
+                 "the message to read again")
+        m.unmount(allowed=ALLOWED + [r"warning: .*(interrupt|abort)"])
     finally:
         if m.proc.poll() is None:
             m.kill()
