@@ -170,7 +170,7 @@ static struct ahead *folder_start(struct imap_account *a, guint64 ino, guint64 *
 	refresh_orders(a, g, ino);
 	mfs_mutex_lock(&a->lock);
 	x->uidvalidity = g->orders.uidvalidity;
-	reading_orders_pick(&g->orders, 0, 0, budget, x->items);
+	reading_orders_pick(&g->orders, 0, 0, READ_EITHER, budget, x->items);
 	mfs_mutex_unlock(&a->lock);
 	tree_entry_clear(&e);
 	if (!x->items->len) {
@@ -224,10 +224,12 @@ void imap_account_reader_came(struct imap_account *a, guint64 folder, guint32 ui
 	gint64 now = account_now();
 	guint64 budget = a->opts->prefetch;
 	gboolean tree_walk, picked_one;
+	guint32 prev_uid;
 
 	if (!a->prefetch)
 		return;
 	mfs_mutex_lock(&a->lock);
+	prev_uid = f->pattern.last_uid;
 	v = open_pattern_note(&f->pattern, uid, now);
 	tree_walk = walk_recent(&a->walk, now, TREE_WALK_RECENT_US);
 	mfs_mutex_unlock(&a->lock);
@@ -242,8 +244,14 @@ void imap_account_reader_came(struct imap_account *a, guint64 folder, guint32 ui
 	if (!picked_one && f->orders.by_uid->len) {
 		guint pu, pn;
 
+		if (f->pattern.streak >= 2 && prev_uid != uid) {
+			enum read_order o = reading_orders_follows(&f->orders, prev_uid, uid);
+
+			if (o != READ_EITHER)
+				f->pattern.order = o;
+		}
 		reading_orders_after(&f->orders, uid, name, &pu, &pn);
-		reading_orders_pick(&f->orders, pu, pn, &budget, items);
+		reading_orders_pick(&f->orders, pu, pn, f->pattern.order, &budget, items);
 	}
 	mfs_mutex_unlock(&a->lock);
 	if (picked_one)
