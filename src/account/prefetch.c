@@ -136,7 +136,8 @@ static gboolean cached(struct prefetch *p, const struct seg *g, guint32 uid)
  * (their UIDs also in uids); those another fetch has (the other
  * prefetcher, a reader) are passed over. NULL when nothing is to be sent
  * now: the queue is done, or (*no_room) the cache cannot keep the next one
- * beside what is open and held for readers.
+ * beside what is open and held for readers (a body that could never be
+ * fetched ahead, over half the cache or `prefetch`, is passed over).
  */
 static char *next_command(struct sink *k, const GArray *queue, guint *next, GArray *uids,
 			  gboolean *no_room)
@@ -156,8 +157,8 @@ static char *next_command(struct sink *k, const GArray *queue, guint *next, GArr
 		enum mcache_room room = mcache_ahead_reserve(p->cache, it->size, p->cap);
 
 		if (room == MCACHE_ROOM_NEVER) {
-			/* Not beside what readers have open: the reader's
-			   ranged reads will take it. */
+			/* Larger than may ever be fetched ahead: the
+			   reader's ranged reads will take it. */
 			(*next)++;
 			continue;
 		}

@@ -13,12 +13,14 @@
  *
  * Within a budget it can keep (issue 16): a body is sent for only when the
  * cache grants room for it (mcache_ahead_reserve: beside the bodies open
- * and those held for readers, and within cap bytes held and in flight);
+ * and those held for readers, and with those held and in flight within
+ * cap and half the cache);
  * what arrives is held in the cache until its reader comes, so it is never
  * evicted unread to make room for more of the same walk. With no room, the
  * prefetcher waits for readers to come (and gives its connection back
  * after a few seconds without one) instead of evicting its own unread work.
- * A body that does not fit even with nothing held is left to the reader.
+ * A body larger than may ever be fetched ahead (over half the cache or cap)
+ * is left to the reader.
  * No body is fetched twice at once: each is claimed in the account's
  * inflight registry (account/inflight.h) before it is sent for, and passed
  * over when another prefetcher claimed it or a reader is filling it.

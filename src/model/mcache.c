@@ -670,7 +670,9 @@ void mcache_entry_expect(struct mcache_entry *e, guint64 size)
 	mfs_mutex_lock(&c->lock);
 	if (!e->complete) {
 		c->kept -= kept_part(e);
-		e->expected = size;
+		/* A body larger than the cache will not be kept whole: it takes
+		   only what it writes until it stops caching. */
+		e->expected = size <= c->max_bytes ? size : 0;
 		c->kept += kept_part(e);
 	}
 	mfs_mutex_unlock(&c->lock);
@@ -687,7 +689,9 @@ enum mcache_room mcache_ahead_reserve(struct mcache *c, guint64 bytes, guint64 c
 		guint64 ahead = c->held_bytes + c->reserved;
 		guint64 limit = MIN(cap, c->max_bytes / 2);
 
-		if (open + bytes > c->max_bytes || bytes > limit)
+		/* The bodies open go away when their readers close them;
+		   over the limit stays over it. */
+		if (bytes > limit)
 			room = MCACHE_ROOM_NEVER;
 		else if (open + ahead + bytes > c->max_bytes || ahead + bytes > limit)
 			room = MCACHE_ROOM_LATER;

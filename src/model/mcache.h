@@ -110,13 +110,15 @@ void mcache_entry_unref(struct mcache_entry *e);
 
 /* A reader expects the body e is being filled with to be size bytes long:
    until it is complete, it counts as that many among the open bodies, so
-   that bodies fetched ahead leave room for the rest of it. */
+   that bodies fetched ahead leave room for the rest of it (unless it is
+   larger than max_bytes: it will not be kept whole anyway). */
 void mcache_entry_expect(struct mcache_entry *e, guint64 size);
 
 enum mcache_room {
 	MCACHE_ROOM_RESERVED, /* the bytes are reserved */
-	MCACHE_ROOM_LATER,    /* not now: once readers came for what is held */
-	MCACHE_ROOM_NEVER,    /* not beside the bodies open, or over the limit */
+	MCACHE_ROOM_LATER,    /* not now: once readers came for what is held, or
+				 closed what they have open */
+	MCACHE_ROOM_NEVER,    /* over the limit (cap, half of max_bytes) */
 };
 
 /*
