@@ -37,6 +37,8 @@ struct body_reader {
 static void keep_range(struct body_reader *r, guint64 off, GByteArray *buf)
 {
 	__atomic_fetch_add(&r->a->bytes_fetched, buf->len, __ATOMIC_RELAXED);
+	mfs_log_debug(MFS_LOG_CACHE, "read: UID %u of %s: %u bytes at %" G_GUINT64_FORMAT, r->uid,
+		      r->wire, buf->len, off);
 	if (buf->len && mcache_entry_write(r->entry, off, buf->data, buf->len) < 0) {
 		/* A full disk: serve this range from memory, never fail the reader. */
 		if (r->mem)
@@ -185,6 +187,15 @@ struct body_reader *body_open(struct imap_account *a, struct lease *l, guint64 i
 	r->expected = e.size;
 	r->chunk = CHUNK_MIN;
 	r->entry = mcache_get(a->cache, r->wire, r->uidvalidity, r->uid);
+	if (!mcache_entry_complete(r->entry, NULL)) {
+		g_autofree char *key = mcache_folder_key(r->wire, r->uidvalidity);
+
+		/* Room for all of it: bodies fetched ahead leave it to us. */
+		mcache_entry_expect(r->entry, e.size);
+		/* A prefetcher is fetching it whole: its bytes land in our
+		   entry; fetching them too would pay for them twice. */
+		(void)inflight_wait(a->inflight, key, r->uid);
+	}
 	mfs_mutex_lock(&r->lock);
 	if (mcache_entry_complete(r->entry, &r->total)) {
 		r->total_known = TRUE;

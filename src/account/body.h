@@ -10,7 +10,10 @@
  * with the first range, and the reader is told to bypass the kernel's page
  * cache (direct I/O) when the size differs. When the cache cannot keep a
  * range (a full disk), the last range is served from memory: a reader
- * never fails for the cache's sake.
+ * never fails for the cache's sake. A message a prefetcher is fetching
+ * whole at the time of the open is waited for, not fetched again
+ * (account/inflight.h); an open of an uncached message counts at its full
+ * size among the bodies open, so bodies fetched ahead leave it room.
  *
  * Threads: one reader may be used by several threads (the kernel may send
  * reads of one open file in parallel): its lock makes one fetch at a time.
@@ -26,7 +29,8 @@ struct body_reader;
 
 /*
  * Open message ino for reading; the open also tells the read-ahead policy
- * (account/walk.h) that a reader came. NULL and *err (-ENOENT: no such
+ * (account/walk.h) that a reader came. May wait for a prefetcher's fetch
+ * of this message (no lock held meanwhile). NULL and *err (-ENOENT: no such
  * message, -EISDIR: a folder); else *direct_io says whether the kernel is
  * to bypass its page cache (the size it was told is wrong).
  */

@@ -26,6 +26,8 @@ struct imap_account *imap_account_new(const struct mfs_options *opts, struct poo
 	mfs_mutex_init(&a->lock);
 	mfs_mutex_init(&a->headers_lock);
 	a->folders = account_folders_new();
+	a->inflight = inflight_new();
+	a->walk_ahead_keys = g_hash_table_new_full(g_str_hash, g_str_equal, g_free, NULL);
 	a->headers = g_hash_table_new_full(g_int64_hash, g_int64_equal, g_free, headers_free);
 	return a;
 }
@@ -35,6 +37,9 @@ void imap_account_free(struct imap_account *a)
 	if (!a)
 		return;
 	g_hash_table_destroy(a->folders);
+	inflight_free(a->inflight);
+	g_hash_table_destroy(a->walk_ahead_keys);
+	g_free(a->reading_key);
 	g_hash_table_destroy(a->headers);
 	g_free(a->trash_wire);
 	mfs_mutex_clear(&a->list_lock);
@@ -60,8 +65,9 @@ void imap_account_start(struct imap_account *a, const struct account_events *ev)
 	/* Bodies fetched ahead are read with BODY.PEEK: no prefetch when
 	   reading is to set \Seen. */
 	if (a->opts->prefetch > 0 && !a->opts->mark_seen) {
-		a->prefetch = prefetch_start(a->pool, a->cache);
-		a->prefetch_next = prefetch_start(a->pool, a->cache);
+		a->prefetch = prefetch_start(a->pool, a->cache, a->inflight, a->opts->prefetch);
+		a->prefetch_next =
+			prefetch_start(a->pool, a->cache, a->inflight, a->opts->prefetch);
 	}
 	if (a->opts->idle) {
 		/* Tests shorten the renewal; servers drop an IDLE after 10-30 min. */
@@ -139,13 +145,16 @@ char *imap_account_status(struct imap_account *a)
 	append_counter(s, "listings_full", &a->listings_full);
 	append_counter(s, "listings_resynced", &a->listings_resynced);
 	if (a->prefetch) {
-		guint64 pm, pb, nm = 0, nb = 0;
+		guint64 pm, pb, pu, nm = 0, nb = 0, nu = 0;
 
-		prefetch_counters(a->prefetch, &pm, &pb);
+		prefetch_counters(a->prefetch, &pm, &pb, &pu);
 		if (a->prefetch_next)
-			prefetch_counters(a->prefetch_next, &nm, &nb);
+			prefetch_counters(a->prefetch_next, &nm, &nb, &nu);
 		g_string_append_printf(s, "prefetched_messages: %" G_GUINT64_FORMAT "\n", pm + nm);
 		g_string_append_printf(s, "prefetched_bytes: %" G_GUINT64_FORMAT "\n", pb + nb);
+		/* Fetched ahead for nothing: not kept, or gone before a reader came. */
+		g_string_append_printf(s, "bytes_fetched_ahead_unused: %" G_GUINT64_FORMAT "\n",
+				       pu + nu + cs.ahead_unused);
 	}
 	g_string_append_printf(s, "cache_bytes: %" G_GUINT64_FORMAT "\n", cs.bytes);
 	g_string_append_printf(s, "cache_max_bytes: %" G_GUINT64_FORMAT "\n", cs.max_bytes);

@@ -16,8 +16,9 @@
  *                      across I/O
  *   5. a->headers_lock the decoded header cache; never held across I/O
  * Below all of them, and taken with any of them held: the tree's, the
- * cache's, the pool's, the worker sets' and the filesystem's notification
- * queue's own locks, which call nothing back.
+ * cache's, the pool's, the inflight registry's, the worker sets' and the
+ * filesystem's notification queue's own locks, which call nothing back.
+ * (A reader waits in inflight_wait holding none of the locks above.)
  *
  * Counters are updated and read with __atomic builtins, no lock.
  */
@@ -26,6 +27,7 @@
 
 #include "account/fetch.h"
 #include "account/imap_account.h"
+#include "account/inflight.h"
 #include "account/lease.h"
 #include "account/prefetch.h"
 #include "account/resync.h"
@@ -72,6 +74,7 @@ struct imap_account {
 	struct account_events ev;
 	struct prefetch *prefetch;
 	struct prefetch *prefetch_next; /* the folders a tree walk comes to next */
+	struct inflight *inflight;	/* bodies being fetched ahead: readers wait */
 	struct watch *watch;
 	struct workers *saver;	/* one thread writing listings to disk */
 	struct workers *lister; /* listings ahead of a walk */
@@ -84,6 +87,11 @@ struct imap_account {
 	char delim;	     /* guarded by lock: the hierarchy delimiter, 0: flat */
 	char *trash_wire;    /* guarded by lock: the Trash mailbox, or NULL */
 	struct walk_state walk; /* guarded by lock */
+	/* guarded by lock: bodies fetched ahead, held for their reader
+	   (readahead.c): the folders prefetch_next was asked for in this tree
+	   walk (mcache_folder_key set) and the folder read last */
+	GHashTable *walk_ahead_keys;
+	char *reading_key;
 
 	mfs_mutex headers_lock;
 	GHashTable *headers; /* guarded by headers_lock: ino -> struct mail_headers */

@@ -11,6 +11,22 @@
  * one not yet started (the reader has moved on); bodies larger than
  * PREFETCH_MAX_BODY are left to the reader's own ranged reads.
  *
+ * Within a budget it can keep (issue 16): a body is sent for only when the
+ * cache grants room for it (mcache_ahead_reserve: beside the bodies open
+ * and those held for readers, and with those held and in flight within
+ * cap and half the cache);
+ * what arrives is held in the cache until its reader comes, so it is never
+ * evicted unread to make room for more of the same walk. With no room, the
+ * prefetcher waits for readers to come (and gives its connection back
+ * after a few seconds without one) instead of evicting its own unread work.
+ * A body larger than may ever be fetched ahead (over half the cache or cap)
+ * is left to the reader.
+ * No body is fetched twice at once: each is claimed in the account's
+ * inflight registry (account/inflight.h) before it is sent for, and passed
+ * over when another prefetcher claimed it or a reader is filling it.
+ * Releasing the holds of bodies the reader passed or abandoned is the
+ * caller's (account/readahead.c).
+ *
  * Threads: prefetch_request from any thread; prefetch_stop joins.
  */
 #ifndef MFS_PREFETCH_H
@@ -18,6 +34,7 @@
 
 #include <glib.h>
 
+#include "account/inflight.h"
 #include "account/pool.h"
 #include "model/mcache.h"
 
@@ -30,7 +47,10 @@ struct prefetch_item {
 	guint64 size;
 };
 
-struct prefetch *prefetch_start(struct pool *pool, struct mcache *cache);
+/* cap: bytes fetched ahead (held unread, or in flight) at most, shared
+   with any other prefetcher of the cache (`prefetch`). */
+struct prefetch *prefetch_start(struct pool *pool, struct mcache *cache, struct inflight *inflight,
+			       guint64 cap);
 void prefetch_stop(struct prefetch *p);
 
 /* Messages of one mailbox (under uidvalidity), in the order to fetch them. */
@@ -50,7 +70,8 @@ struct prefetch_segment {
  */
 void prefetch_request(struct prefetch *p, const struct prefetch_segment *segs, guint nsegs);
 
-/* Bodies and bytes fetched ahead so far. */
-void prefetch_counters(struct prefetch *p, guint64 *messages, guint64 *bytes);
+/* Bodies and bytes fetched ahead so far (all that arrived, kept or not),
+   and the bytes of those the cache could not keep (fetched for nothing). */
+void prefetch_counters(struct prefetch *p, guint64 *messages, guint64 *bytes, guint64 *unused);
 
 #endif

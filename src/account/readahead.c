@@ -170,7 +170,7 @@ static struct ahead *folder_start(struct imap_account *a, guint64 ino, guint64 *
 	refresh_orders(a, g, ino);
 	mfs_mutex_lock(&a->lock);
 	x->uidvalidity = g->orders.uidvalidity;
-	reading_orders_pick(&g->orders, 0, 0, budget, x->items);
+	reading_orders_pick(&g->orders, 0, 0, READ_EITHER, budget, x->items);
 	mfs_mutex_unlock(&a->lock);
 	tree_entry_clear(&e);
 	if (!x->items->len) {
@@ -189,6 +189,7 @@ static struct ahead *folder_start(struct imap_account *a, guint64 ino, guint64 *
  */
 static void prefetch_next_folders(struct imap_account *a, guint64 folder)
 {
+	g_autoptr(GPtrArray) next_keys = g_ptr_array_new_with_free_func(g_free);
 	g_autoptr(GArray) after = g_array_new(FALSE, FALSE, sizeof(guint64));
 	g_autoptr(GPtrArray) ahead = g_ptr_array_new_with_free_func(ahead_free);
 	g_autofree struct prefetch_segment *segs = NULL;
@@ -200,8 +201,10 @@ static void prefetch_next_folders(struct imap_account *a, guint64 folder)
 	for (guint i = 0; i < after->len && budget > 0; i++) {
 		struct ahead *x = folder_start(a, g_array_index(after, guint64, i), &budget);
 
-		if (x)
+		if (x) {
 			g_ptr_array_add(ahead, x);
+			g_ptr_array_add(next_keys, mcache_folder_key(x->wire, x->uidvalidity));
+		}
 	}
 	segs = g_new0(struct prefetch_segment, ahead->len + 1);
 	for (guint i = 0; i < ahead->len; i++) {
@@ -212,6 +215,69 @@ static void prefetch_next_folders(struct imap_account *a, guint64 folder)
 						     x->items->len };
 	}
 	prefetch_request(a->prefetch_next, segs, ahead->len);
+	mfs_mutex_lock(&a->lock);
+	for (guint i = 0; i < next_keys->len; i++)
+		g_hash_table_add(a->walk_ahead_keys, g_steal_pointer(&next_keys->pdata[i]));
+	mfs_mutex_unlock(&a->lock);
+}
+
+/* Which holds of bodies fetched ahead stay at a reader's open (see
+   release_passed). */
+struct keep_ahead {
+	const char *folder_key;	      /* the folder read */
+	GHashTable *next_uids;	      /* its messages the reader comes to next */
+	const char *left_key;	      /* the folder read before, left; or NULL */
+	GHashTable *walk_ahead;	      /* a->walk_ahead_keys (read only) */
+};
+
+static gboolean keep_held(void *ud, const char *folder_key, guint32 uid)
+{
+	const struct keep_ahead *k = ud;
+
+	if (strcmp(folder_key, k->folder_key) == 0)
+		return g_hash_table_contains(k->next_uids, GUINT_TO_POINTER(uid));
+	if (k->left_key && strcmp(folder_key, k->left_key) == 0)
+		return FALSE;
+	return g_hash_table_contains(k->walk_ahead, folder_key);
+}
+
+/*
+ * A reader opened a message of a folder, and comes to items next. Of the
+ * bodies fetched ahead and held for it, it has passed those of this folder
+ * not among items, and will not come back for those of the folder it read
+ * before (it left it; the walk is depth first); nor for those of folders no
+ * walk is heading to (a walk stopped, or a reader went elsewhere). Their
+ * holds are given up: they stay cached, evictable, and the room they took
+ * goes to what comes next. The folders the walk comes to next keep theirs
+ * until the reader has been in them: a walk may enter them in another order
+ * than the tree's (grep -r descends into a subfolder before it reads the
+ * folder's own files).
+ */
+static void release_passed(struct imap_account *a, const char *wire, guint32 uidvalidity,
+			   const GArray *items, gboolean tree_walk)
+{
+	g_autofree char *key = mcache_folder_key(wire, uidvalidity);
+	g_autofree char *left = NULL;
+	g_autoptr(GHashTable) uids = g_hash_table_new(g_direct_hash, g_direct_equal);
+	struct keep_ahead k = { key, uids, NULL, NULL };
+
+	for (guint i = 0; i < items->len; i++)
+		g_hash_table_add(uids,
+				 GUINT_TO_POINTER(g_array_index(items, struct prefetch_item, i).uid));
+	/* a->lock is above the cache's: keep_held may read what it guards. */
+	mfs_mutex_lock(&a->lock);
+	if (!tree_walk)
+		g_hash_table_remove_all(a->walk_ahead_keys);
+	if (g_strcmp0(a->reading_key, key) != 0) {
+		left = g_steal_pointer(&a->reading_key);
+		a->reading_key = g_strdup(key);
+		if (left)
+			g_hash_table_remove(a->walk_ahead_keys, left);
+	}
+	k.left_key = left;
+	k.walk_ahead = a->walk_ahead_keys;
+	mcache_ahead_release_unless(a->cache, keep_held, &k);
+	mfs_mutex_unlock(&a->lock);
 }
 
 void imap_account_reader_came(struct imap_account *a, guint64 folder, guint32 uid,
@@ -224,10 +290,12 @@ void imap_account_reader_came(struct imap_account *a, guint64 folder, guint32 ui
 	gint64 now = account_now();
 	guint64 budget = a->opts->prefetch;
 	gboolean tree_walk, picked_one;
+	guint32 prev_uid;
 
 	if (!a->prefetch)
 		return;
 	mfs_mutex_lock(&a->lock);
+	prev_uid = f->pattern.last_uid;
 	v = open_pattern_note(&f->pattern, uid, now);
 	tree_walk = walk_recent(&a->walk, now, TREE_WALK_RECENT_US);
 	mfs_mutex_unlock(&a->lock);
@@ -242,14 +310,21 @@ void imap_account_reader_came(struct imap_account *a, guint64 folder, guint32 ui
 	if (!picked_one && f->orders.by_uid->len) {
 		guint pu, pn;
 
+		if (f->pattern.streak >= 2 && prev_uid != uid) {
+			enum read_order o = reading_orders_follows(&f->orders, prev_uid, uid);
+
+			if (o != READ_EITHER)
+				f->pattern.order = o;
+		}
 		reading_orders_after(&f->orders, uid, name, &pu, &pn);
-		reading_orders_pick(&f->orders, pu, pn, &budget, items);
+		reading_orders_pick(&f->orders, pu, pn, f->pattern.order, &budget, items);
 	}
 	mfs_mutex_unlock(&a->lock);
 	if (picked_one)
 		return;
 	if (v.walk && tree_walk)
 		prefetch_next_folders(a, folder);
+	release_passed(a, wire, uidvalidity, items, tree_walk);
 	if (next_ones_cached(a, wire, uidvalidity, items))
 		return;
 	seg = (struct prefetch_segment){ wire, uidvalidity,

@@ -73,20 +73,52 @@ gboolean reading_orders_not_first(const struct reading_orders *o, guint32 uid)
 	       ((const struct listed *)o->by_name->pdata[0])->uid != uid;
 }
 
-void reading_orders_pick(const struct reading_orders *o, guint pu, guint pn, guint64 *budget,
-			 GArray *items)
+enum read_order reading_orders_follows(const struct reading_orders *o, guint32 prev_uid,
+				       guint32 uid)
+{
+	guint n = o->by_uid ? o->by_uid->len : 0;
+	guint lo = 0, hi = n, pu, pn;
+	gboolean by_uid, by_name;
+
+	/* by_uid is in ascending UID order: find prev_uid's name there. */
+	while (lo < hi) {
+		guint mid = (lo + hi) / 2;
+
+		if (g_array_index(o->by_uid, struct listed, mid).uid < prev_uid)
+			lo = mid + 1;
+		else
+			hi = mid;
+	}
+	if (lo == n || g_array_index(o->by_uid, struct listed, lo).uid != prev_uid)
+		return READ_EITHER;
+	reading_orders_after(o, prev_uid, g_array_index(o->by_uid, struct listed, lo).name, &pu,
+			     &pn);
+	by_uid = pu < n && g_array_index(o->by_uid, struct listed, pu).uid == uid;
+	by_name = pn < n && ((const struct listed *)o->by_name->pdata[pn])->uid == uid;
+	if (by_uid == by_name)
+		return READ_EITHER;
+	return by_uid ? READ_BY_UID : READ_BY_NAME;
+}
+
+void reading_orders_pick(const struct reading_orders *o, guint pu, guint pn,
+			 enum read_order order, guint64 *budget, GArray *items)
 {
 	g_autoptr(GHashTable) seen = g_hash_table_new(g_direct_hash, g_direct_equal);
 	guint nu = o->by_uid ? o->by_uid->len : 0;
 	guint nn = o->by_name ? o->by_name->len : 0;
 
+	if (order == READ_BY_UID)
+		pn = nn;
+	else if (order == READ_BY_NAME)
+		pu = nu;
+
 	while (items->len < AHEAD_MAX && *budget > 0 && (pu < nu || pn < nn)) {
-		for (int order = 0; order < 2; order++) {
+		for (int which = 0; which < 2; which++) {
 			const struct listed *l = NULL;
 
-			if (order == 0 && pn < nn)
+			if (which == 0 && pn < nn)
 				l = o->by_name->pdata[pn++];
-			else if (order == 1 && pu < nu)
+			else if (which == 1 && pu < nu)
 				l = &g_array_index(o->by_uid, struct listed, pu++);
 			if (!l || g_hash_table_contains(seen, GUINT_TO_POINTER(l->uid)))
 				continue;
@@ -109,6 +141,8 @@ struct open_verdict open_pattern_note(struct open_pattern *p, guint32 uid, gint6
 		p->streak++;
 	else if (uid != p->last_uid)
 		p->streak = 1;
+	if (p->streak == 1)
+		p->order = READ_EITHER; /* a new streak: its order is not known */
 	p->last_open = now;
 	p->last_uid = uid;
 	/* rsync, grep -r and tar list a folder and open its first file right

@@ -59,21 +59,38 @@ void reading_orders_after(const struct reading_orders *o, guint32 uid, const cha
 /* TRUE when uid is first in neither order: a reader picked one file. */
 gboolean reading_orders_not_first(const struct reading_orders *o, guint32 uid);
 
+/* The order a reader follows through a folder, once two opens showed it. */
+enum read_order {
+	READ_EITHER,  /* not known yet: both */
+	READ_BY_UID,  /* readdir order: grep, tar */
+	READ_BY_NAME, /* sorted: rsync */
+};
+
+/* Which order has uid right after prev_uid: READ_EITHER when both (the
+   orders agree there) or neither (the reader skipped). */
+enum read_order reading_orders_follows(const struct reading_orders *o, guint32 prev_uid,
+				       guint32 uid);
+
 /*
  * From position pu of the UID order and pn of the name order, the messages
- * to fetch ahead (struct prefetch_item appended to items), the two orders
- * alternating (the reader may be rsync or grep), each message once, bodies
- * over PREFETCH_MAX_BODY skipped (the reader's ranged reads take them), at
- * most AHEAD_MAX in all, within *budget bytes (what they take is taken off).
+ * to fetch ahead (struct prefetch_item appended to items): in the order the
+ * reader follows, or, while that is not known, the two orders alternating
+ * (the reader may be rsync or grep). Only one order once it is known: what
+ * comes next in the other, a reader following this one has read already or
+ * reads last, and with a cache smaller than the walk it would be fetched
+ * again or evicted unread. Each message once, bodies over PREFETCH_MAX_BODY
+ * skipped (the reader's ranged reads take them), at most AHEAD_MAX in all,
+ * within *budget bytes (what they take is taken off).
  */
-void reading_orders_pick(const struct reading_orders *o, guint pu, guint pn, guint64 *budget,
-			 GArray *items);
+void reading_orders_pick(const struct reading_orders *o, guint pu, guint pn,
+			 enum read_order order, guint64 *budget, GArray *items);
 
 /* A folder's recent opens. */
 struct open_pattern {
 	gint64 last_open;
 	guint32 last_uid;
 	guint streak;	   /* files opened one after another */
+	enum read_order order; /* the streak's order, once seen; the caller sets it */
 	gint64 readdir_at; /* the folder was read from its start: 0 once used */
 };
 

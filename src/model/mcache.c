@@ -29,6 +29,13 @@ struct mcache {
 	GQueue lru;	     /* complete cached bodies, most recently used at the head */
 	guint64 used;	     /* bytes counted against max_bytes (named files only) */
 	guint64 files, partial, hits, misses, evictions;
+	/* Bytes of cached entries that cannot be evicted now: open (refs > 0)
+	   or held for a reader to come (held); see kept_part(). */
+	guint64 kept;
+	guint64 reserved;     /* promised to fetches ahead in flight */
+	guint64 held_bytes;   /* of held entries */
+	guint64 ahead_unused; /* fetched ahead, left the cache unread */
+	GQueue held;	      /* held entries, oldest first */
 	gboolean disk_failing; /* a disk write failed and was logged; cleared by a success */
 };
 
@@ -60,7 +67,11 @@ struct mcache_entry {
 	guint64 covered;   /* sum of ranges */
 	guint64 size;	   /* when complete */
 	guint64 accounted; /* bytes of this entry in c->used */
+	guint64 expected;  /* while being filled: the size its reader expects */
 	GList lru_link;	   /* in c->lru while complete and cached */
+	gboolean held;	   /* fetched ahead, kept from eviction for its reader */
+	gboolean unread;   /* fetched ahead, no reader has come for it yet */
+	GList held_link;   /* in c->held while held */
 	gint64 touched;	   /* monotonic us of the last mtime update by a hit; 0: none */
 };
 
@@ -222,6 +233,7 @@ static struct mcache_entry *entry_new(struct mcache *c, const char *dirname, gui
 	e->uidvalidity = uidvalidity;
 	e->fd = -1;
 	e->lru_link.data = e;
+	e->held_link.data = e;
 	return e;
 }
 
@@ -245,12 +257,40 @@ static void try_rmdir_locked(struct mcache *c, const char *dirname)
 	(void)g_rmdir(path);
 }
 
+/* What e adds to c->kept: its bytes, while cached and open or held. Every
+   change of refs, held, in_table or accounted is bracketed by taking this
+   off c->kept before and adding it back after. */
+static guint64 kept_part(const struct mcache_entry *e)
+{
+	/* A body being filled counts whole: its reader will write the rest. */
+	return e->in_table && (e->refs > 0 || e->held) ? MAX(e->accounted, e->expected) : 0;
+}
+
+/* Locked: e stops being held (a reader came, or the hold was given up). */
+static void unhold_locked(struct mcache *c, struct mcache_entry *e)
+{
+	if (!e->held)
+		return;
+	c->kept -= kept_part(e);
+	c->held_bytes -= e->accounted;
+	g_queue_unlink(&c->held, &e->held_link);
+	e->held = FALSE;
+	c->kept += kept_part(e);
+}
+
 /*
  * Take e out of the cache: unlink its file, forget its bytes. e->fd stays
  * open so handles can still read. The caller frees e if no handle holds it.
  */
 static void entry_uncache_locked(struct mcache *c, struct mcache_entry *e, int error)
 {
+	unhold_locked(c, e);
+	if (e->in_table && e->unread) {
+		/* Fetched ahead and never read: the bytes were fetched for nothing. */
+		c->ahead_unused += e->accounted;
+		e->unread = FALSE;
+		mfs_log_debug(MFS_LOG_CACHE, "cache: %s fetched ahead, leaves unread", e->key);
+	}
 	if (!e->in_table) {
 		if (!e->dead)
 			e->error = error;
@@ -271,6 +311,7 @@ static void entry_uncache_locked(struct mcache *c, struct mcache_entry *e, int e
 		c->partial--;
 	}
 	g_hash_table_remove(c->entries, e->key);
+	c->kept -= kept_part(e);
 	e->in_table = FALSE;
 	c->used -= e->accounted;
 	e->accounted = 0;
@@ -293,7 +334,7 @@ static gboolean evict_locked(struct mcache *c, guint64 need)
 		struct mcache_entry *e = l->data;
 
 		l = l->prev;
-		if (e->refs > 0)
+		if (e->refs > 0 || e->held)
 			continue;
 		mfs_log_debug(MFS_LOG_CACHE, "cache: evict %s (%" G_GUINT64_FORMAT " bytes)",
 			      e->key, e->size);
@@ -553,7 +594,12 @@ struct mcache_entry *mcache_get(struct mcache *c, const char *mailbox, guint32 u
 		}
 	}
 	if (e) {
+		/* A reader came: a body fetched ahead for it has done its job. */
+		unhold_locked(c, e);
+		e->unread = FALSE;
+		c->kept -= kept_part(e);
 		e->refs++;
+		c->kept += kept_part(e);
 		if (e->complete) {
 			gint64 now = g_get_monotonic_time();
 
@@ -604,6 +650,105 @@ gboolean mcache_peek_complete(struct mcache *c, const char *folder_key, guint32 
 	return complete;
 }
 
+gboolean mcache_peek_present(struct mcache *c, const char *folder_key, guint32 uid)
+{
+	g_autofree char *key = entry_key(folder_key, uid);
+	gboolean present;
+
+	mfs_mutex_lock(&c->lock);
+	present = g_hash_table_contains(c->entries, key);
+	mfs_mutex_unlock(&c->lock);
+	return present;
+}
+
+/* ------------------------------------------------------------ fetched ahead */
+
+void mcache_entry_expect(struct mcache_entry *e, guint64 size)
+{
+	struct mcache *c = e->c;
+
+	mfs_mutex_lock(&c->lock);
+	if (!e->complete) {
+		c->kept -= kept_part(e);
+		/* A body larger than the cache will not be kept whole: it takes
+		   only what it writes until it stops caching. */
+		e->expected = size <= c->max_bytes ? size : 0;
+		c->kept += kept_part(e);
+	}
+	mfs_mutex_unlock(&c->lock);
+}
+
+enum mcache_room mcache_ahead_reserve(struct mcache *c, guint64 bytes, guint64 cap)
+{
+	enum mcache_room room;
+
+	mfs_mutex_lock(&c->lock);
+	{
+		/* Held entries have no handle but the prefetcher's, for a moment. */
+		guint64 open = c->kept - MIN(c->kept, c->held_bytes);
+		guint64 ahead = c->held_bytes + c->reserved;
+		guint64 limit = MIN(cap, c->max_bytes / 2);
+
+		/* The bodies open go away when their readers close them;
+		   over the limit stays over it. */
+		if (bytes > limit)
+			room = MCACHE_ROOM_NEVER;
+		else if (open + ahead + bytes > c->max_bytes || ahead + bytes > limit)
+			room = MCACHE_ROOM_LATER;
+		else
+			room = MCACHE_ROOM_RESERVED;
+	}
+	if (room == MCACHE_ROOM_RESERVED)
+		c->reserved += bytes;
+	mfs_mutex_unlock(&c->lock);
+	return room;
+}
+
+void mcache_ahead_unreserve(struct mcache *c, guint64 bytes)
+{
+	mfs_mutex_lock(&c->lock);
+	g_assert(c->reserved >= bytes);
+	c->reserved -= bytes;
+	mfs_mutex_unlock(&c->lock);
+}
+
+gboolean mcache_entry_hold_ahead(struct mcache_entry *e)
+{
+	struct mcache *c = e->c;
+	gboolean held = FALSE;
+
+	mfs_mutex_lock(&c->lock);
+	/* Another handle is a reader already there: nothing to wait for. */
+	if (e->in_table && e->complete && e->refs == 1 && !e->held) {
+		c->kept -= kept_part(e);
+		e->held = TRUE;
+		e->unread = TRUE;
+		c->held_bytes += e->accounted;
+		g_queue_push_tail_link(&c->held, &e->held_link);
+		c->kept += kept_part(e);
+		held = TRUE;
+	}
+	mfs_mutex_unlock(&c->lock);
+	return held;
+}
+
+void mcache_ahead_release_unless(struct mcache *c,
+				 gboolean (*keep)(void *ud, const char *folder_key, guint32 uid),
+				 void *ud)
+{
+	mfs_mutex_lock(&c->lock);
+	for (GList *l = c->held.head; l;) {
+		struct mcache_entry *e = l->data;
+
+		l = l->next;
+		if (!keep(ud, e->dirname, e->uid)) {
+			mfs_log_debug(MFS_LOG_CACHE, "cache: %s no longer held for a reader", e->key);
+			unhold_locked(c, e);
+		}
+	}
+	mfs_mutex_unlock(&c->lock);
+}
+
 void mcache_entry_unref(struct mcache_entry *e)
 {
 	struct mcache *c;
@@ -615,7 +760,10 @@ void mcache_entry_unref(struct mcache_entry *e)
 	c = e->c;
 	mfs_mutex_lock(&c->lock);
 	g_assert(e->refs > 0);
-	if (--e->refs == 0) {
+	c->kept -= kept_part(e);
+	e->refs--;
+	c->kept += kept_part(e);
+	if (e->refs == 0) {
 		if (e->dead) {
 			free_it = TRUE;
 		} else if (!e->complete) {
@@ -772,7 +920,11 @@ int mcache_entry_write(struct mcache_entry *e, guint64 off, const void *data, si
 	need = ranges_missing(e->ranges, off, end);
 	/* A body larger than the whole cache must not empty it first. */
 	if (e->accounted + need > c->max_bytes || !evict_locked(c, need)) {
-		mfs_log_debug(MFS_LOG_CACHE, "cache: %s does not fit in cache_size", e->key);
+		mfs_log_debug(MFS_LOG_CACHE,
+			      "cache: %s does not fit in cache_size (%" G_GUINT64_FORMAT
+			      " more; %" G_GUINT64_FORMAT " used, %" G_GUINT64_FORMAT
+			      " open or held, %" G_GUINT64_FORMAT " reserved)",
+			      e->key, need, c->used, c->kept, c->reserved);
 		entry_uncache_locked(c, e, -ENOSPC);
 		mfs_mutex_unlock(&c->lock);
 		return -ENOSPC;
@@ -791,8 +943,10 @@ int mcache_entry_write(struct mcache_entry *e, guint64 off, const void *data, si
 		guint64 covered = ranges_add(e->ranges, off, end);
 
 		if (e->in_table) {
+			c->kept -= kept_part(e);
 			c->used += covered - e->covered;
 			e->accounted += covered - e->covered;
+			c->kept += kept_part(e);
 		}
 		e->covered = covered;
 	}
@@ -829,8 +983,10 @@ int mcache_entry_finish(struct mcache_entry *e, guint64 total_size)
 	    g_array_index(e->ranges, struct range, e->ranges->len - 1).end > total_size) {
 		guint64 covered = ranges_clip(e->ranges, total_size);
 
+		c->kept -= kept_part(e);
 		c->used -= e->covered - covered;
 		e->accounted -= e->covered - covered;
+		c->kept += kept_part(e);
 		e->covered = covered;
 		if (ftruncate(e->fd, (off_t)total_size) < 0)
 			r = -errno;
@@ -847,6 +1003,9 @@ int mcache_entry_finish(struct mcache_entry *e, guint64 total_size)
 	g_clear_pointer(&e->tmp_path, g_free);
 	g_array_free(e->ranges, TRUE);
 	e->ranges = NULL;
+	c->kept -= kept_part(e);
+	e->expected = 0;
+	c->kept += kept_part(e);
 	e->complete = TRUE;
 	e->size = total_size;
 	c->partial--;
@@ -918,6 +1077,8 @@ void mcache_get_stats(struct mcache *c, struct mcache_stats *s)
 	s->hits = c->hits;
 	s->misses = c->misses;
 	s->evictions = c->evictions;
+	s->ahead_held = c->held_bytes;
+	s->ahead_unused = c->ahead_unused;
 	mfs_mutex_unlock(&c->lock);
 }
 

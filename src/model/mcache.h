@@ -18,7 +18,7 @@
  * Bounded by max_bytes: bytes are counted when written (complete bodies and
  * the present ranges of bodies being filled); a write that would go over the
  * bound first evicts least-recently-used complete bodies, never one held by a
- * handle. The DIR is the cache's alone: pass e.g. `cache_dir/bodies`; only
+ * handle nor one held for a reader to come (below). The DIR is the cache's alone: pass e.g. `cache_dir/bodies`; only
  * names of the form above are touched.
  *
  * Entries and pinning. Each mcache_get() returns a handle holding one
@@ -43,6 +43,18 @@
  * same error. The caller must then go on serving the bytes it fetched from
  * memory; it must not pass the error to the reader. Ranges written before the
  * failure stay readable through the handles already held.
+ *
+ * Fetched ahead. A prefetcher fetches bodies before their reader comes; they
+ * are worth their bytes only if still there when it does. It reserves room
+ * before sending (mcache_ahead_reserve: granted only while the bodies open
+ * and held, plus those reserved, fit in max_bytes, and those held plus
+ * reserved fit in the prefetcher's cap), then holds what arrived
+ * (mcache_entry_hold_ahead): a held body is not evicted, like an open one,
+ * until a reader's mcache_get() of it (the reader came) or
+ * mcache_ahead_release_unless() (the reader will not come: it passed it or
+ * went elsewhere). A body fetched ahead that leaves the cache (evicted after
+ * its hold was given up, or dropped) before any reader's mcache_get() is
+ * counted in ahead_unused.
  *
  * Dropping (expunge, UIDVALIDITY change): the body leaves the cache at once
  * (its file is unlinked, a later mcache_get() of the key is a miss), but
@@ -91,7 +103,49 @@ char *mcache_folder_key(const char *mailbox, guint32 uidvalidity);
  * no use is recorded, nothing is opened, and no hit or miss counted.
  */
 gboolean mcache_peek_complete(struct mcache *c, const char *folder_key, guint32 uid);
+/* Whether an entry of uid is in the cache, complete or being filled by a
+   reader (so a prefetcher leaves it to that reader). A look, as above. */
+gboolean mcache_peek_present(struct mcache *c, const char *folder_key, guint32 uid);
 void mcache_entry_unref(struct mcache_entry *e);
+
+/* A reader expects the body e is being filled with to be size bytes long:
+   until it is complete, it counts as that many among the open bodies, so
+   that bodies fetched ahead leave room for the rest of it (unless it is
+   larger than max_bytes: it will not be kept whole anyway). */
+void mcache_entry_expect(struct mcache_entry *e, guint64 size);
+
+enum mcache_room {
+	MCACHE_ROOM_RESERVED, /* the bytes are reserved */
+	MCACHE_ROOM_LATER,    /* not now: once readers came for what is held, or
+				 closed what they have open */
+	MCACHE_ROOM_NEVER,    /* over the limit (cap, half of max_bytes) */
+};
+
+/*
+ * Room for a body of `bytes` to be fetched ahead. Bytes fetched ahead (held
+ * and reserved) stay within cap and half of max_bytes (the other half is
+ * the readers': a message they open must fit beside them), and with the
+ * bodies open (at the size expected) within max_bytes. Reserved: give the
+ * bytes back with mcache_ahead_unreserve, once the body arrived (and is
+ * held) or will not.
+ */
+enum mcache_room mcache_ahead_reserve(struct mcache *c, guint64 bytes, guint64 cap);
+void mcache_ahead_unreserve(struct mcache *c, guint64 bytes);
+
+/*
+ * e, complete and held by the prefetcher's handle only, was fetched ahead of
+ * its reader: keep it from eviction until a reader's mcache_get() or a
+ * release. FALSE (nothing changes) when e is not complete, not cached, or
+ * another handle (a reader) holds it already.
+ */
+gboolean mcache_entry_hold_ahead(struct mcache_entry *e);
+
+/* Give up the hold of every held body for which keep(ud, folder_key, uid)
+   is FALSE: it stays cached, evictable like any other. keep is called with
+   the cache's lock held: it must not call into the cache. */
+void mcache_ahead_release_unless(struct mcache *c,
+				 gboolean (*keep)(void *ud, const char *folder_key, guint32 uid),
+				 void *ud);
 
 /* TRUE when the whole body is present; then *size (if not NULL) is its size. */
 gboolean mcache_entry_complete(struct mcache_entry *e, guint64 *size);
@@ -156,6 +210,8 @@ struct mcache_stats {
 	guint64 hits;	   /* mcache_get() found a complete body */
 	guint64 misses;	   /* mcache_get() did not */
 	guint64 evictions; /* bodies removed to stay within max_bytes */
+	guint64 ahead_held;   /* bytes of bodies fetched ahead, held for their reader */
+	guint64 ahead_unused; /* bytes fetched ahead that left the cache unread */
 };
 
 void mcache_get_stats(struct mcache *c, struct mcache_stats *s);

@@ -844,6 +844,119 @@ static void test_open_errors(void)
 	rm_rf(root);
 }
 
+/* Fetch ahead as the prefetcher does: reserve, write, finish, hold. */
+static gboolean store_ahead(struct mcache *c, guint32 uid, size_t len)
+{
+	struct mcache_entry *e;
+	g_autofree char *b = make_body(uid, len);
+	gboolean held;
+
+	if (mcache_ahead_reserve(c, len, G_MAXUINT64) != MCACHE_ROOM_RESERVED)
+		return FALSE;
+	e = mcache_get(c, "INBOX", 1, uid);
+	g_assert_cmpint(mcache_entry_write(e, 0, b, len), ==, 0);
+	g_assert_cmpint(mcache_entry_finish(e, len), ==, 0);
+	held = mcache_entry_hold_ahead(e);
+	mcache_entry_unref(e);
+	mcache_ahead_unreserve(c, len);
+	return held;
+}
+
+static gboolean keep_none(void *ud, const char *folder_key, guint32 uid)
+{
+	(void)ud;
+	(void)folder_key;
+	(void)uid;
+	return FALSE;
+}
+
+static gboolean keep_uid_3(void *ud, const char *folder_key, guint32 uid)
+{
+	(void)folder_key;
+	return uid == GPOINTER_TO_UINT(ud);
+}
+
+/* Bodies fetched ahead: room within half the cache beside the open ones,
+   never evicted while held, released to the LRU, counted when they leave
+   unread. */
+static void test_ahead(void)
+{
+	g_autofree char *root = make_tmpdir();
+	struct mcache *c = open_cache(root, 1000);
+	struct mcache_entry *reader, *open_one;
+	struct mcache_stats s;
+	g_autofree char *b = make_body(9, 700);
+	g_autofree char *key = mcache_folder_key("INBOX", 1);
+
+	/* Half of the cache at most is fetched ahead; cap bounds it too. */
+	g_assert_cmpint(mcache_ahead_reserve(c, 501, G_MAXUINT64), ==, MCACHE_ROOM_NEVER);
+	g_assert_cmpint(mcache_ahead_reserve(c, 200, 100), ==, MCACHE_ROOM_NEVER);
+	g_assert_true(store_ahead(c, 1, 200));
+	g_assert_true(store_ahead(c, 2, 200));
+	g_assert_cmpint(mcache_ahead_reserve(c, 200, G_MAXUINT64), ==, MCACHE_ROOM_LATER);
+	mcache_get_stats(c, &s);
+	g_assert_cmpuint(s.ahead_held, ==, 400);
+
+	/* A reader fills the cache: the held bodies are not evicted for it. */
+	open_one = mcache_get(c, "INBOX", 1, 7);
+	g_assert_cmpint(mcache_entry_write(open_one, 0, b, 300), ==, 0);
+	g_assert_cmpint(mcache_entry_finish(open_one, 300), ==, 0);
+	mcache_entry_unref(open_one);
+	reader = mcache_get(c, "INBOX", 1, 8);
+	g_assert_cmpint(mcache_entry_write(reader, 0, b, 400), ==, 0); /* evicts 7, not 1, 2 */
+	g_assert_true(mcache_peek_present(c, key, 1));
+	g_assert_true(mcache_peek_present(c, key, 2));
+	g_assert_true(mcache_peek_present(c, key, 8)); /* being filled */
+	g_assert_false(mcache_peek_present(c, key, 7));
+	mcache_get_stats(c, &s);
+	g_assert_cmpuint(s.evictions, ==, 1);
+	g_assert_cmpuint(s.ahead_unused, ==, 0);
+	/* The reader expects 600 bytes: 50 more do not fit ahead beside it
+	   and the 400 held (though within half the cache). */
+	mcache_entry_expect(reader, 600);
+	g_assert_cmpint(mcache_ahead_reserve(c, 50, G_MAXUINT64), ==, MCACHE_ROOM_LATER);
+
+	/* A reader came for 1: no longer held, and it was used. */
+	g_assert_true(cached(c, "INBOX", 1, 1));
+	mcache_get_stats(c, &s);
+	g_assert_cmpuint(s.ahead_held, ==, 200);
+
+	/* 2 given up unread: evicted like any body, and counted. */
+	mcache_ahead_release_unless(c, keep_none, NULL);
+	mcache_get_stats(c, &s);
+	g_assert_cmpuint(s.ahead_held, ==, 0);
+	g_assert_cmpint(mcache_entry_write(reader, 400, b + 400, 300), ==, 0); /* evicts 2 */
+	g_assert_cmpint(mcache_entry_finish(reader, 700), ==, 0);
+	mcache_get_stats(c, &s);
+	g_assert_cmpuint(s.ahead_unused, ==, 200);
+	mcache_entry_unref(reader);
+
+	/* The release keeps what keep says; a dropped held body counts too. */
+	g_assert_true(store_ahead(c, 3, 100));
+	g_assert_true(store_ahead(c, 4, 100));
+	mcache_ahead_release_unless(c, keep_uid_3, GUINT_TO_POINTER(3));
+	mcache_get_stats(c, &s);
+	g_assert_cmpuint(s.ahead_held, ==, 100);
+	mcache_drop(c, "INBOX", 1, 3);
+	mcache_get_stats(c, &s);
+	g_assert_cmpuint(s.ahead_held, ==, 0);
+	g_assert_cmpuint(s.ahead_unused, ==, 300);
+
+	/* A body a reader holds already is not held for it. */
+	{
+		struct mcache_entry *r2 = mcache_get(c, "INBOX", 1, 5);
+		struct mcache_entry *p = mcache_get(c, "INBOX", 1, 5);
+
+		g_assert_cmpint(mcache_entry_write(p, 0, b, 50), ==, 0);
+		g_assert_cmpint(mcache_entry_finish(p, 50), ==, 0);
+		g_assert_false(mcache_entry_hold_ahead(p));
+		mcache_entry_unref(p);
+		mcache_entry_unref(r2);
+	}
+	mcache_close(c);
+	rm_rf(root);
+}
+
 int main(int argc, char **argv)
 {
 	g_test_init(&argc, &argv, NULL);
@@ -859,5 +972,6 @@ int main(int argc, char **argv)
 	g_test_add_func("/mcache/write-failure", test_write_failure);
 	g_test_add_func("/mcache/open-failure", test_open_failure);
 	g_test_add_func("/mcache/open-errors", test_open_errors);
+	g_test_add_func("/mcache/ahead", test_ahead);
 	return g_test_run();
 }

@@ -92,7 +92,7 @@ static void test_orders_pick(void)
 	reading_orders_after(&o, 3, "a", &pu, &pn);
 	g_assert_cmpuint(pu, ==, 3);
 	g_assert_cmpuint(pn, ==, 1);
-	reading_orders_pick(&o, pu, pn, &budget, items);
+	reading_orders_pick(&o, pu, pn, READ_EITHER, &budget, items);
 	got = uids_of(items);
 	g_assert_cmpstr(got->str, ==, "5,4,1,2");
 	g_string_free(got, TRUE);
@@ -102,7 +102,7 @@ static void test_orders_pick(void)
 	   is finished and nothing more is taken (250 bytes: four of 100). */
 	g_array_set_size(items, 0);
 	budget = 250;
-	reading_orders_pick(&o, 0, 0, &budget, items);
+	reading_orders_pick(&o, 0, 0, READ_EITHER, &budget, items);
 	got = uids_of(items);
 	g_assert_cmpstr(got->str, ==, "3,1,5,2");
 	g_string_free(got, TRUE);
@@ -120,7 +120,7 @@ static void test_orders_skip_large(void)
 	GString *got;
 
 	reading_orders_set(&o, listing(names, sizes, 3), 1, 1);
-	reading_orders_pick(&o, 0, 0, &budget, items);
+	reading_orders_pick(&o, 0, 0, READ_EITHER, &budget, items);
 	got = uids_of(items);
 	/* The large one is left to the reader's own ranged reads. */
 	g_assert_cmpstr(got->str, ==, "1,3");
@@ -138,8 +138,48 @@ static void test_orders_cap(void)
 	for (guint i = 0; i < AHEAD_MAX * 2; i++)
 		g_ptr_array_add(names, g_strdup_printf("%05u", i));
 	reading_orders_set(&o, listing((const char *const *)names->pdata, NULL, names->len), 1, 1);
-	reading_orders_pick(&o, 0, 0, &budget, items);
+	reading_orders_pick(&o, 0, 0, READ_EITHER, &budget, items);
 	g_assert_cmpuint(items->len, ==, AHEAD_MAX);
+	reading_orders_clear(&o);
+}
+
+/* Two opens show the order a reader follows; then only that one is
+   fetched ahead (the other's next messages it read already, or last). */
+static void test_orders_follow(void)
+{
+	/* UID order 1..5; name order: 3 (a), 5 (b), 1 (c), 4 (d), 2 (e). */
+	static const char *const names[] = { "c", "e", "a", "d", "b" };
+	struct reading_orders o = { 0 };
+	g_autoptr(GArray) items = g_array_new(FALSE, FALSE, sizeof(struct prefetch_item));
+	struct open_pattern p = { 0 };
+	guint64 budget = 1000;
+	guint pu, pn;
+	GString *got;
+
+	reading_orders_set(&o, listing(names, NULL, 5), 7, 1);
+	g_assert_cmpint(reading_orders_follows(&o, 1, 2), ==, READ_BY_UID);
+	g_assert_cmpint(reading_orders_follows(&o, 3, 5), ==, READ_BY_NAME);
+	g_assert_cmpint(reading_orders_follows(&o, 1, 3), ==, READ_EITHER); /* skipped */
+	g_assert_cmpint(reading_orders_follows(&o, 9, 1), ==, READ_EITHER); /* unknown */
+
+	/* grep after 2 (uid order): 3, 4, 5 only. */
+	reading_orders_after(&o, 2, "e", &pu, &pn);
+	reading_orders_pick(&o, pu, pn, READ_BY_UID, &budget, items);
+	got = uids_of(items);
+	g_assert_cmpstr(got->str, ==, "3,4,5");
+	g_string_free(got, TRUE);
+	/* rsync after "b" (uid 5): c(1), d(4), e(2). */
+	g_array_set_size(items, 0);
+	reading_orders_after(&o, 5, "b", &pu, &pn);
+	reading_orders_pick(&o, pu, pn, READ_BY_NAME, &budget, items);
+	got = uids_of(items);
+	g_assert_cmpstr(got->str, ==, "1,4,2");
+	g_string_free(got, TRUE);
+
+	/* A new streak forgets the order. */
+	p.order = READ_BY_NAME;
+	(void)open_pattern_note(&p, 1, 1000);
+	g_assert_cmpint(p.order, ==, READ_EITHER);
 	reading_orders_clear(&o);
 }
 
@@ -151,5 +191,6 @@ int main(int argc, char **argv)
 	g_test_add_func("/walk/orders-pick", test_orders_pick);
 	g_test_add_func("/walk/orders-skip-large", test_orders_skip_large);
 	g_test_add_func("/walk/orders-cap", test_orders_cap);
+	g_test_add_func("/walk/orders-follow", test_orders_follow);
 	return g_test_run();
 }
