@@ -1,7 +1,7 @@
 /* SPDX-License-Identifier: GPL-2.0-or-later */
 /*
  * inflight: which message bodies the prefetchers are fetching now, so that
- * no body is fetched twice at the same time (issue 16: a reader's ranges and
+ * no body is fetched twice at the same time (a reader's ranges and
  * a prefetch of the same large message, or both prefetchers on the first
  * messages of a folder, doubled the bytes of a walk).
  *
