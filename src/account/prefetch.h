@@ -11,7 +11,7 @@
  * one not yet started (the reader has moved on); bodies larger than
  * PREFETCH_MAX_BODY are left to the reader's own ranged reads.
  *
- * Within a budget it can keep (issue 16): a body is sent for only when the
+ * Within a budget it can keep: a body is sent for only when the
  * cache grants room for it (mcache_ahead_reserve: beside the bodies open
  * and those held for readers, and with those held and in flight within
  * cap and half the cache);
