@@ -302,6 +302,62 @@ static gboolean parse_quoted(struct imap_parser *p, struct cursor *c, struct ima
 	return TRUE;
 }
 
+/* A FETCH item with a section: BODY[...], BINARY[...] and their .PEEK and
+   .SIZE forms (RFC 3501 §9, RFC 3516), as opposed to other atoms with
+   brackets, such as a mailbox named [Gmail]/All. */
+static gboolean is_section_item(const char *s, size_t len)
+{
+	static const char *const names[] = { "BODY", "BODY.PEEK", "BINARY", "BINARY.PEEK",
+					     "BINARY.SIZE" };
+	const char *open = memchr(s, '[', len);
+
+	if (!open)
+		return FALSE;
+	for (size_t i = 0; i < G_N_ELEMENTS(names); i++) {
+		if ((size_t)(open - s) == strlen(names[i]) &&
+		    g_ascii_strncasecmp(s, names[i], strlen(names[i])) == 0)
+			return TRUE;
+	}
+	return FALSE;
+}
+
+/*
+ * A FETCH item name with a section in one canonical form, whatever the
+ * server's spelling (RFC 3501 §9: keywords are case-insensitive, a
+ * header-fld-name is an astring, members are separated by SP): upper case,
+ * a quoted header field name unquoted, one space between list members and
+ * none inside the parentheses. Courier answers HEADER.FIELDS ("SUBJECT")
+ * to HEADER.FIELDS (SUBJECT); the names mailfs asks for are in this form,
+ * so an item is found by one comparison.
+ */
+static char *canonical_section_item(const char *s, size_t len)
+{
+	GString *out = g_string_sized_new(len);
+	gboolean space = FALSE;
+
+	for (size_t i = 0; i < len; i++) {
+		char ch = s[i];
+
+		if (ch == ' ' || ch == '\t') {
+			space = TRUE;
+			continue;
+		}
+		if (space && out->len && ch != ')' && out->str[out->len - 1] != '(')
+			g_string_append_c(out, ' ');
+		space = FALSE;
+		if (ch == '"') {
+			for (i++; i < len && s[i] != '"'; i++) {
+				if (s[i] == '\\' && i + 1 < len)
+					i++;
+				g_string_append_c(out, g_ascii_toupper(s[i]));
+			}
+			continue;
+		}
+		g_string_append_c(out, g_ascii_toupper(ch));
+	}
+	return g_string_free(out, FALSE);
+}
+
 static gboolean parse_atom(struct imap_parser *p, struct cursor *c, enum tok_mode mode,
 			   struct imap_value *v, GError **err)
 {
@@ -320,10 +376,23 @@ static gboolean parse_atom(struct imap_parser *p, struct cursor *c, enum tok_mod
 				     "control byte 0x%02x inside [...] of an atom", ch);
 				return FALSE;
 			}
-			if (ch == ']')
+			if (ch == '"') {
+				/* A quoted header field name: a ']' in it ends nothing. */
+				for (i++; i < c->len && s[i] != '"'; i++) {
+					if (s[i] == '\\')
+						i++;
+				}
+				if (i >= c->len) {
+					c->pos = i;
+					fail(p, err, IMAP_PARSE_ERROR_SYNTAX, c,
+					     "unterminated quoted string inside [...] of an atom");
+					return FALSE;
+				}
+			} else if (ch == ']') {
 				bracket--;
-			else if (ch == '[')
+			} else if (ch == '[') {
 				bracket++;
+			}
 			i++;
 			continue;
 		}
@@ -345,6 +414,10 @@ static gboolean parse_atom(struct imap_parser *p, struct cursor *c, enum tok_mod
 	memset(v, 0, sizeof(*v));
 	if (i - start == 3 && g_ascii_strncasecmp(s + start, "NIL", 3) == 0) {
 		v->type = IMAP_V_NIL;
+	} else if (mode == TOK_ARGS && is_section_item(s + start, i - start)) {
+		v->type = IMAP_V_ATOM;
+		v->str = canonical_section_item(s + start, i - start);
+		v->len = strlen(v->str);
 	} else {
 		v->type = IMAP_V_ATOM;
 		v->str = g_strndup(s + start, i - start);

@@ -37,8 +37,12 @@
  * Lines end in CRLF or a bare LF. Status text is never tokenized (unbalanced
  * quotes or parentheses in it are fine). In args: atoms (any byte but SP,
  * CTL, DEL, '(', ')', '{', '"'; 8-bit bytes allowed; inside "[...]" of an atom,
- * as in BODY[HEADER.FIELDS (SUBJECT FROM)]<0>, spaces and parentheses belong to
- * the atom), quoted strings (\" and \\ escapes, a backslash before any other
+ * as in BODY[HEADER.FIELDS (SUBJECT FROM)]<0>, spaces, parentheses and quoted
+ * header field names belong to the atom; a FETCH item with a section (BODY,
+ * BODY.PEEK, BINARY, BINARY.PEEK, BINARY.SIZE) comes out in one canonical
+ * form, upper case, quotes removed, one SP between list members, as
+ * BODY[HEADER.FIELDS (SUBJECT FROM)] for body[header.fields ( "Subject"
+ * "From" )], so callers compare it with the name they asked for), quoted strings (\" and \\ escapes, a backslash before any other
  * byte yields that byte; CR, LF and NUL rejected), NIL (case-insensitive),
  * lists, and literals {N}, {N+}, ~{N}. Several spaces between values and
  * trailing spaces are tolerated; values that touch ("a"b, {3}..abcX) are not,

@@ -387,6 +387,22 @@ static const struct valid_case valid_cases[] = {
 	  POL_INLINE,
 	  "{3 BINARY[1] d=1 l8}* #2 FETCH ((BODY[HEADER.FIELDS (SUBJECT)]<0> \"x\" BINARY[1] "
 	  "\"a\\x00b\" UID 4))\n" },
+	/* Section names in every spelling servers use, one canonical form:
+	   Courier quotes header field names (an astring), Gmail echoes the
+	   case asked for, Exchange and others lower-case keywords or pad the
+	   list; a partial and BINARY.SIZE keep their suffix. */
+	{ "* 2 FETCH (UID 7 BODY[HEADER.FIELDS (\"SUBJECT\")] {5}\r\nS: x\n)\r\n", 0,
+	  POL_INLINE,
+	  "{5 BODY[HEADER.FIELDS (SUBJECT)] d=1}* #2 FETCH ((UID 7 BODY[HEADER.FIELDS (SUBJECT)] "
+	  "\"S: x\\x0a\"))\n" },
+	{ "* 2 FETCH (body[header.fields (\"Subject\" \"From\" To)] \"x\")\r\n", 0, POL_INLINE,
+	  "* #2 FETCH ((BODY[HEADER.FIELDS (SUBJECT FROM TO)] \"x\"))\n" },
+	{ "* 2 FETCH (BODY[HEADER.FIELDS ( SUBJECT   FROM )] \"x\")\r\n", 0, POL_INLINE,
+	  "* #2 FETCH ((BODY[HEADER.FIELDS (SUBJECT FROM)] \"x\"))\n" },
+	{ "* 2 FETCH (BODY[HEADER.FIELDS.NOT (\"X-A]\\\"\")] \"x\")\r\n", 0, POL_INLINE,
+	  "* #2 FETCH ((BODY[HEADER.FIELDS.NOT (X-A]\")] \"x\"))\n" },
+	{ "* 2 FETCH (Body[]<0> \"x\" binary.size[1] 3)\r\n", 0, POL_INLINE,
+	  "* #2 FETCH ((BODY[]<0> \"x\" BINARY.SIZE[1] 3))\n" },
 	{ "* 3 FETCH (BODY[1] {3+}\r\nabc)\r\n", 0, POL_STREAM,
 	  "{3 BODY[1] d=1 stream}\"abc\"* #3 FETCH ((BODY[1] <3>))\n" },
 	{ "* 1 FETCH (ENVELOPE (\"Wed, 17 Jul 1996 02:23:25 -0700 (PDT)\" \"IMAP4rev1 WG mtg\" "
@@ -485,6 +501,8 @@ static const struct invalid_case invalid_cases[] = {
 	{ "* 1 FETCH (UID 1\r\n", IMAP_PARSE_ERROR_SYNTAX, "unterminated list", 0 },
 	{ "* 1 FETCH (UID 1)(\r\n", IMAP_PARSE_ERROR_SYNTAX, "unterminated list", 0 },
 	{ "* 1 FETCH (BODY[1 {3}\r\nabc)\r\n", IMAP_PARSE_ERROR_SYNTAX, "unterminated '[' in atom", 0 },
+	{ "* 2 FETCH (BODY[HEADER.FIELDS (\"SUBJECT)] \"x\")\r\n", IMAP_PARSE_ERROR_SYNTAX,
+	  "unterminated quoted string inside [...]", 0 },
 	{ "* SEARCH 1\x01\r\n", IMAP_PARSE_ERROR_SYNTAX, "unexpected control byte 0x01", 0 },
 	{ "* SEARCH 1\r2\r\n", IMAP_PARSE_ERROR_SYNTAX, "unexpected control byte 0x0d", 0 },
 	{ "\r\n", IMAP_PARSE_ERROR_SYNTAX, "empty response line", 0 },
