@@ -360,7 +360,7 @@ static gboolean wait_for_change(struct pool *p, gint64 deadline, GError **err)
 	if (deadline && now >= deadline) {
 		g_set_error(err, G_IO_ERROR, G_IO_ERROR_TIMED_OUT,
 			    "no connection to %s became free within %d s (%u in use)", p->opts.host,
-			    p->opts.timeout_s, g_hash_table_size(p->busy));
+			    p->opts.timeout_s + 1, g_hash_table_size(p->busy));
 		return FALSE;
 	}
 	if (p->failures > 0 && p->retry_at > now && (!wake || p->retry_at < wake))
@@ -390,8 +390,12 @@ struct imap_session *pool_get_cancellable(struct pool *p, const char *mailbox,
 	gint64 deadline = 0;
 	struct entry *e;
 
+	/* As long as a command of the session it waits for may wait, and a
+	   second more: when the server hangs, that command's timeout puts the
+	   pool down first, and this borrower fails with the down error instead
+	   of being a second timeout. */
 	if (p->opts.timeout_s > 0)
-		deadline = g_get_monotonic_time() + (gint64)p->opts.timeout_s * G_USEC_PER_SEC;
+		deadline = g_get_monotonic_time() + (gint64)(p->opts.timeout_s + 1) * G_USEC_PER_SEC;
 	mfs_mutex_lock(&p->lock);
 	for (;;) {
 		gboolean again;

@@ -51,8 +51,10 @@ struct pool;
 /*
  * A pool of up to max (>= 1) sessions. opts is copied (its strings and
  * limits duplicated); opts->secret and opts->secret_ud must outlive the
- * pool. opts->timeout_s also bounds how long pool_get() waits for a
- * session to come back (<= 0: no bound but pool_shutdown()).
+ * pool. pool_get() waits for a session to come back at most
+ * opts->timeout_s + 1 s (<= 0: no bound but pool_shutdown()): a second
+ * longer than the command holding it may wait, so that a hung server is
+ * reported by that command's timeout (the pool goes down) and not again.
  */
 struct pool *pool_new(const struct imap_session_opts *opts, guint max);
 

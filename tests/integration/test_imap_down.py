@@ -94,6 +94,20 @@ def stacks(pid):
     return "\n".join(l for l in r.stdout.splitlines() if l.startswith(("#", "Thread")))
 
 
+def wait_refused(port):
+    """dovecot's login processes may outlive its master for a moment and
+    answer "server shutting down": wait until the port refuses."""
+    def refused():
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=1).close()
+            return False
+        except ConnectionRefusedError:
+            return True
+        except OSError:
+            return False
+    wait_for(refused, 30, f"port {port} to refuse connections")
+
+
 def read_or_none(path):
     try:
         with open(path, "rb") as f:
@@ -187,6 +201,7 @@ def test_killed_server(mailfs_bin, server, workdir):
         inbox = os.path.join(m.mountpoint, "INBOX")
         names = sorted(os.listdir(inbox))
         server.stop()
+        wait_refused(server.ports["imaps"])
         assert_eio(run("cat", os.path.join(inbox, names[2])))
         st = status(m)
         assert "state: down since" in st and "down_reason: " in st, st

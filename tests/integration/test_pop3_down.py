@@ -14,7 +14,8 @@ import pytest
 
 import mailserver
 from conftest import Mount, password_file
-from test_imap_down import SwitchProxy, assert_eio, run, stacks, timeouts_logged, wait_for
+from test_imap_down import (SwitchProxy, assert_eio, run, stacks, timeouts_logged, wait_for,
+                            wait_refused)
 from test_pop3_spool import USER, Spool, inbox_messages, seed, server_messages
 
 TIMEOUT = 3
@@ -91,7 +92,12 @@ def test_killed_pop3_server(mailfs_bin, server, workdir, spool):
     m = mount_spool(mailfs_bin, server, workdir, spool)
     try:
         names = sorted(os.listdir(m.mountpoint))
+        # An open session's pop3 process outlives dovecot's master for a
+        # moment and answers "-ERR [SYS/TEMP] Server shutting down" (EAGAIN,
+        # rightly): stop the server once the session was closed.
+        wait_for(lambda: "session: none" in status(m), 30, "the session to be closed")
         server.stop()
+        wait_refused(server.ports["pop3s"])
         assert_eio(run("cat", os.path.join(m.mountpoint, names[0])))
         assert "state: down since" in status(m)
         assert_eio(run("cat", os.path.join(m.mountpoint, names[1])))
