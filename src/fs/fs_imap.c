@@ -144,6 +144,9 @@ static const struct fuse_lowlevel_ops ops = {
 	.create = fs_imap_create,
 	.write = fs_imap_write,
 	.flush = fs_imap_flush,
+	.symlink = fs_imap_symlink,
+	.mknod = fs_imap_mknod,
+	.link = fs_imap_link,
 };
 
 const struct fuse_lowlevel_ops *mfs_imap_fs_ops(void)

@@ -8,7 +8,8 @@
  *   fs_imap_dir.c    lookup, forget, getattr, readdir, statfs
  *   fs_imap_read.c   open, read, release
  *   fs_imap_xattr.c  getxattr, listxattr, setxattr, removexattr
- *   fs_imap_write.c  create, write, flush, setattr, mkdir, rmdir, unlink, rename
+ *   fs_imap_write.c  create, write, flush, setattr, mkdir, rmdir, unlink, rename;
+ *                    symlink, mknod, link (refused)
  */
 #ifndef MFS_FS_IMAP_INTERNAL_H
 #define MFS_FS_IMAP_INTERNAL_H
@@ -90,5 +91,9 @@ void fs_imap_rmdir(fuse_req_t req, fuse_ino_t parent, const char *name);
 void fs_imap_unlink(fuse_req_t req, fuse_ino_t parent, const char *name);
 void fs_imap_rename(fuse_req_t req, fuse_ino_t parent, const char *name, fuse_ino_t newparent,
 		    const char *newname, unsigned int flags);
+/* A mailbox holds folders and messages only: these are EPERM (EROFS when readonly). */
+void fs_imap_symlink(fuse_req_t req, const char *link, fuse_ino_t parent, const char *name);
+void fs_imap_mknod(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t mode, dev_t rdev);
+void fs_imap_link(fuse_req_t req, fuse_ino_t ino, fuse_ino_t newparent, const char *newname);
 
 #endif

@@ -1,8 +1,9 @@
 /* SPDX-License-Identifier: GPL-2.0-or-later */
 /*
  * The IMAP view's changes: new files (create, write, flush, setattr), which
- * become messages when complete, and the operations that change the
- * server (mkdir, rmdir, unlink, rename), which the account carries out.
+ * become messages when complete, the operations that change the
+ * server (mkdir, rmdir, unlink, rename), which the account carries out, and
+ * those a mailbox has no room for (symlink, mknod, link).
  *
  * A new file is complete at the last close of a file made under a visible
  * name (cp), or when a scratch name (rsync's and editors' temporaries,
@@ -225,4 +226,40 @@ void fs_imap_rename(fuse_req_t req, fuse_ino_t parent, const char *name, fuse_in
 	if (rc == 0)
 		notify_entry_gone(fs->notify, newparent, 0, newname);
 	fs_reply_rc(req, rc);
+}
+
+/* What a mailbox cannot hold: symlinks, FIFOs, sockets, device nodes, a
+   second name for a message. EPERM, as link(2) documents for a file system
+   without hard links; a regular file is made by open(2), not mknod(2).
+   Unless nothing may change at all (readonly), as for create. */
+static void refuse_kind(fuse_req_t req)
+{
+	struct mfs_imap_fs *fs = fuse_req_userdata(req);
+
+	fuse_reply_err(req, fs->opts->readonly ? EROFS : EPERM);
+}
+
+void fs_imap_symlink(fuse_req_t req, const char *link, fuse_ino_t parent, const char *name)
+{
+	(void)link;
+	(void)parent;
+	(void)name;
+	refuse_kind(req);
+}
+
+void fs_imap_mknod(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t mode, dev_t rdev)
+{
+	(void)parent;
+	(void)name;
+	(void)mode;
+	(void)rdev;
+	refuse_kind(req);
+}
+
+void fs_imap_link(fuse_req_t req, fuse_ino_t ino, fuse_ino_t newparent, const char *newname)
+{
+	(void)ino;
+	(void)newparent;
+	(void)newname;
+	refuse_kind(req);
 }

@@ -162,6 +162,30 @@ static int store_flags(struct mfs_imap_fs *fs, fuse_req_t req, fuse_ino_t ino, c
 	return rc;
 }
 
+/* 0 when ino is a message of the server's, -EPERM for the root and folders
+   (flags and headers are a message's only), -ENOENT for one gone. */
+static int message_target(struct mfs_imap_fs *fs, fuse_ino_t ino)
+{
+	struct tree_entry e = { 0 };
+	int rc;
+
+	if (ino == FUSE_ROOT_ID)
+		return -EPERM;
+	rc = tree_get(fs->tree, ino, 0, &e);
+	if (rc == 0 && e.gone)
+		rc = -ENOENT;
+	else if (rc == 0 && e.kind != TREE_MESSAGE)
+		rc = -EPERM;
+	tree_entry_clear(&e);
+	return rc;
+}
+
+/* The message attributes: the flags, and the headers. */
+static gboolean is_message_xattr(const char *name)
+{
+	return strcmp(name, FLAGS_XATTR) == 0 || g_str_has_prefix(name, "user.mail.");
+}
+
 void fs_imap_setxattr(fuse_req_t req, fuse_ino_t ino, const char *name, const char *value,
 		      size_t size, int flags)
 {
@@ -169,8 +193,13 @@ void fs_imap_setxattr(fuse_req_t req, fuse_ino_t ino, const char *name, const ch
 	gboolean staged = staging_is_staged(ino);
 	g_autofree char *canonical = NULL;
 	GError *err = NULL;
+	int rc;
 
 	(void)flags;
+	if (!staged && is_message_xattr(name) && (rc = message_target(fs, ino)) < 0) {
+		fuse_reply_err(req, -rc);
+		return;
+	}
 	if (strcmp(name, FLAGS_XATTR) == 0) {
 		if (!append_parse_flags(value, size, &canonical, &err)) {
 			mfs_log_info("%s: %s", FLAGS_XATTR, err->message);
@@ -199,9 +228,10 @@ void fs_imap_removexattr(fuse_req_t req, fuse_ino_t ino, const char *name)
 	struct mfs_imap_fs *fs = fuse_req_userdata(req);
 	int rc = -EPERM;
 
-	/* Removing the flags attribute clears the flags. */
-	if (strcmp(name, FLAGS_XATTR) == 0)
-		rc = staging_is_staged(ino) ? staging_set_flags(fs->staging, ino, NULL) :
-					      store_flags(fs, req, ino, "");
+	/* Removing the flags attribute clears the flags (a message's only). */
+	if (strcmp(name, FLAGS_XATTR) == 0 && staging_is_staged(ino))
+		rc = staging_set_flags(fs->staging, ino, NULL);
+	else if (strcmp(name, FLAGS_XATTR) == 0 && (rc = message_target(fs, ino)) == 0)
+		rc = store_flags(fs, req, ino, "");
 	fs_reply_rc(req, rc);
 }

@@ -251,6 +251,84 @@ static void op_readdirplus(fuse_req_t req, fuse_ino_t ino, size_t size, off_t of
 	do_readdir(req, ino, size, off, TRUE);
 }
 
+/* -- what the spool refuses --------------------------------------------------------------- */
+
+/* The spool only gives: nothing is written into it, made in it or renamed
+   within it (rm takes a message, as a reader does). EPERM, not the ENOSYS
+   libfuse answers for an operation not in the table; EROFS when readonly. */
+static void refuse_write(fuse_req_t req)
+{
+	struct mfs_pop3_fs *fs = fuse_req_userdata(req);
+
+	fuse_reply_err(req, fs->opts->readonly ? EROFS : EPERM);
+}
+
+static void op_mkdir(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t mode)
+{
+	(void)parent;
+	(void)name;
+	(void)mode;
+	refuse_write(req);
+}
+
+static void op_mknod(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t mode,
+		     dev_t rdev)
+{
+	(void)parent;
+	(void)name;
+	(void)mode;
+	(void)rdev;
+	refuse_write(req);
+}
+
+static void op_create(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t mode,
+		      struct fuse_file_info *fi)
+{
+	(void)parent;
+	(void)name;
+	(void)mode;
+	(void)fi;
+	refuse_write(req);
+}
+
+static void op_symlink(fuse_req_t req, const char *link, fuse_ino_t parent, const char *name)
+{
+	(void)link;
+	(void)parent;
+	(void)name;
+	refuse_write(req);
+}
+
+static void op_link(fuse_req_t req, fuse_ino_t ino, fuse_ino_t newparent, const char *newname)
+{
+	(void)ino;
+	(void)newparent;
+	(void)newname;
+	refuse_write(req);
+}
+
+static void op_rename(fuse_req_t req, fuse_ino_t parent, const char *name, fuse_ino_t newparent,
+		      const char *newname, unsigned int flags)
+{
+	(void)parent;
+	(void)name;
+	(void)newparent;
+	(void)newname;
+	(void)flags;
+	refuse_write(req);
+}
+
+/* Sizes, times, modes, owners: a message is the server's bytes as given. */
+static void op_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr, int to_set,
+		       struct fuse_file_info *fi)
+{
+	(void)ino;
+	(void)attr;
+	(void)to_set;
+	(void)fi;
+	refuse_write(req);
+}
+
 /* -- open, read, flush, release, unlink -------------------------------------------------- */
 
 static void op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
@@ -265,7 +343,7 @@ static void op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 		return;
 	}
 	if ((fi->flags & O_ACCMODE) != O_RDONLY) {
-		fuse_reply_err(req, EROFS);
+		refuse_write(req);
 		return;
 	}
 	rc = pop3_account_open(fs->acct, ino, &f);
@@ -351,6 +429,29 @@ static void op_getxattr(fuse_req_t req, fuse_ino_t ino, const char *name, size_t
 	fs_reply_xattr_value(req, text, size);
 }
 
+/* No attribute can be set or removed; ENOTSUP outside user.*, as getxattr. */
+static void op_setxattr(fuse_req_t req, fuse_ino_t ino, const char *name, const char *value,
+			size_t size, int flags)
+{
+	(void)ino;
+	(void)value;
+	(void)size;
+	(void)flags;
+	if (!g_str_has_prefix(name, "user."))
+		fuse_reply_err(req, ENOTSUP);
+	else
+		refuse_write(req);
+}
+
+static void op_removexattr(fuse_req_t req, fuse_ino_t ino, const char *name)
+{
+	(void)ino;
+	if (!g_str_has_prefix(name, "user."))
+		fuse_reply_err(req, ENOTSUP);
+	else
+		refuse_write(req);
+}
+
 static void op_listxattr(fuse_req_t req, fuse_ino_t ino, size_t size)
 {
 	fs_reply_xattr_names(req, STATUS_XATTR, ino == FUSE_ROOT_ID ? sizeof(STATUS_XATTR) : 0,
@@ -393,6 +494,15 @@ static const struct fuse_lowlevel_ops ops = {
 	.statfs = op_statfs,
 	.getxattr = op_getxattr,
 	.listxattr = op_listxattr,
+	.setxattr = op_setxattr,
+	.removexattr = op_removexattr,
+	.mkdir = op_mkdir,
+	.mknod = op_mknod,
+	.create = op_create,
+	.symlink = op_symlink,
+	.link = op_link,
+	.rename = op_rename,
+	.setattr = op_setattr,
 };
 
 const struct fuse_lowlevel_ops *mfs_pop3_fs_ops(void)

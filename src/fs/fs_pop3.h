@@ -8,7 +8,10 @@
  *
  * A file is taken when a reader read at an offset >= its size and then
  * closes it (FLUSH), or on unlink (EROFS with readonly); the take's error
- * is the error of close()/unlink(). Opens use direct_io, so every read
+ * is the error of close()/unlink(). Nothing else changes the spool: opening
+ * for write, creating, mkdir, rename, links, symlinks, device nodes, setattr
+ * and setting or removing an attribute are EPERM (EROFS with readonly;
+ * ENOTSUP for an attribute outside user.*). Opens use direct_io, so every read
  * reaches the daemon. user.mailfs.status on the root gives the account's
  * counters and last error (doc/mailfs.1).
  *

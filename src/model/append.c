@@ -184,10 +184,13 @@ static const char *check_flag(const char *tok, gsize n, GError **err)
 	return tok;
 }
 
-/* The separators of user.imap.flags: what `setfattr -v` users type between flags. */
+/* The separator of user.imap.flags: spaces only. A control character (TAB,
+   CR, LF included) is refused, not taken for a separator: a value holding a
+   line break is a mistake (a file's contents, a pasted line), and splitting
+   it would set flags nobody asked for. */
 static gboolean is_flag_sep(char c)
 {
-	return c == ' ' || c == '\t' || c == '\r' || c == '\n';
+	return c == ' ';
 }
 
 gboolean append_parse_flags(const char *value, gsize len, char **canonical, GError **err)

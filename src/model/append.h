@@ -56,9 +56,10 @@ char *append_message_id(const guint8 *data, gsize len);
 
 /*
  * Parse a user.imap.flags value (len bytes, not NUL-terminated; value may be
- * NULL when len is 0). Flags are separated by runs of SP, TAB, CR and LF
- * (other controls are invalid); NUL bytes at the very end are ignored (some
- * tools store the C string terminator), a NUL elsewhere is invalid.
+ * NULL when len is 0). Flags are separated by runs of SP; any control
+ * character (TAB, CR and LF included) is invalid; NUL bytes at the very end
+ * are ignored (some tools store the C string terminator), a NUL elsewhere is
+ * invalid.
  * Each flag is one of
  *   - a system flag \Seen \Answered \Flagged \Deleted \Draft, matched
  *     case-insensitively and written in that canonical case;

@@ -1,16 +1,24 @@
 # SPDX-License-Identifier: GPL-2.0-or-later
-"""Installation (issue 10): `meson install` puts the daemon, the man page, the
+"""Installation: `meson install` puts the daemon, the man page, the
 example config and the systemd user unit template where a distribution expects
 them, and the unit is one systemd accepts."""
 
 import configparser
 import json
 import os
+import re
+import shlex
 import shutil
 import subprocess
 import tempfile
 
 import pytest
+
+from test_imap_write import USER as WRITE_USER
+from test_imap_write import seed as seed_write_user
+from test_imap_write import server_folders
+
+SOURCE_ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 
 def build_options(build_dir):
@@ -93,7 +101,11 @@ def test_unit_template_contents(installed):
     assert svc["Type"] == "simple"
     # Foreground: systemd supervises the process; the instance is the account NAME.
     assert svc["ExecStart"].split() == [binary, "-f", "%i", mp]
-    assert svc["ExecStartPre"].split() == ["mkdir", "-p", mp]
+    # The mountpoint is made by a guard that refuses inside a FUSE mount
+    # (test_unit_never_creates_inside_a_mount runs it).
+    pre = shlex.split(svc["ExecStartPre"])
+    assert pre[:2] == ["/bin/sh", "-c"] and len(pre) == 3
+    assert pre[2].endswith(f'exec mkdir -p "{mp}"')
     # '-': a clean exit already unmounted, fusermount3 then fails harmlessly.
     assert svc["ExecStopPost"].split() == ["-fusermount3", "-uz", mp]
     assert svc["Restart"] == "on-failure"
@@ -129,3 +141,87 @@ def test_unit_passes_systemd_analyze_verify(installed):
             f"systemd-analyze verify: rc {r.returncode}\n{r.stdout}{r.stderr}"
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
+
+
+def expand(word, home, instance):
+    """A unit's command word as systemd runs it: specifiers, then $$ -> $."""
+    word = re.sub(r"%(.)", lambda m: {"h": home, "i": instance, "%": "%"}[m.group(1)], word)
+    return word.replace("$$", "$")
+
+
+def run_start_pre(installed, home, instance):
+    unit = read_unit(find_unit(installed[0]))
+    argv = [expand(w, home, instance) for w in shlex.split(unit["Service"]["ExecStartPre"])]
+    return subprocess.run(argv, capture_output=True, text=True, timeout=30)
+
+
+def test_unit_creates_the_mountpoint_in_a_plain_directory(installed, workdir):
+    home = tempfile.mkdtemp(prefix="home-", dir=workdir)
+    r = run_start_pre(installed, home, "work")
+    assert r.returncode == 0, r.stderr
+    assert os.path.isdir(os.path.join(home, "mail", "work"))
+    # Again, with everything there: nothing to do, no error.
+    r = run_start_pre(installed, home, "work")
+    assert r.returncode == 0, r.stderr
+    # No ~/mail yet: the home is checked, and both are made.
+    os.rmdir(os.path.join(home, "mail", "work"))
+    os.rmdir(os.path.join(home, "mail"))
+    r = run_start_pre(installed, home, "gmail")
+    assert r.returncode == 0, r.stderr
+    assert os.listdir(os.path.join(home, "mail")) == ["gmail"]
+
+
+def test_unit_never_creates_inside_a_mount(installed, workdir, mount, dovecot):
+    """An account mounted on ~/mail by hand, then the unit started for another:
+    the unit's mkdir would be a CREATE on the first account's server."""
+    seed_write_user(dovecot)
+    before = server_folders(dovecot, WRITE_USER)
+    home = tempfile.mkdtemp(prefix="home-", dir=workdir)
+    m = mount(user=WRITE_USER, start=False)
+    m.mountpoint = os.path.join(home, "mail")
+    m.start()
+    listed = sorted(os.listdir(m.mountpoint))
+    for instance in ("work", "Work"):  # a new folder, and one the server has
+        r = run_start_pre(installed, home, instance)
+        assert r.returncode != 0, f"{instance}: {r.stdout}{r.stderr}"
+        assert f"mailfs@{instance}: {m.mountpoint} is a FUSE mount" in r.stderr, r.stderr
+    assert sorted(os.listdir(m.mountpoint)) == listed
+    assert server_folders(dovecot, WRITE_USER) == before
+
+
+def documented_mountpoints(path):
+    """The mountpoints of the mount commands and fstab lines in a document."""
+    out = []
+    with open(path) as f:
+        for line in f:
+            line = line.strip().replace("\\-", "-")
+            if line.startswith("mailfs ") and " " in line[7:]:
+                try:
+                    words, pos, skip = shlex.split(line), [], False
+                except ValueError:  # prose with an apostrophe
+                    continue
+                for w in words[1:]:
+                    if skip:
+                        skip = False
+                    elif w in ("-o", "-F"):
+                        skip = True
+                    elif not w.startswith("-"):
+                        pos.append(w)
+                if len(pos) == 2:
+                    out.append(pos[1])
+            elif "fuse.mailfs" in line and not line.startswith((".", "#")):
+                out.append(line.split()[1])
+    return out
+
+
+@pytest.mark.parametrize("doc", ["README.md", "doc/mailfs.1"])
+def test_documents_mount_where_the_unit_does(doc):
+    """The unit mounts NAME on ~/mail/NAME: a document that mounts an account on
+    ~/mail itself makes the unit's ~/mail/NAME a folder on the server."""
+    points = documented_mountpoints(os.path.join(SOURCE_ROOT, doc))
+    assert len(points) >= 2, points
+    for p in points:
+        p = re.sub(r"^/home/[^/]+/", "~/", p)
+        assert p.rstrip("/") != "~/mail", f"{doc}: an account mounted on ~/mail itself"
+        if p.startswith("~/mail/"):
+            assert re.fullmatch(r"~/mail/[^/]+/?", p), f"{doc}: {p} is not ~/mail/NAME"

@@ -223,12 +223,19 @@ static const struct {
 	const char *want; /* NULL: refused */
 } flag_vectors[] = {
 	{ S(""), "" },
-	{ S("   \t\r\n "), "" },
+	{ S("   "), "" },
+	{ S("   \t\r\n "), NULL },
 	{ S("\\Seen"), "\\Seen" },
 	{ S("\\Seen \\Flagged $Work"), "\\Seen \\Flagged $Work" },
 	{ S("\\seen \\FLAGGED \\answered \\DeLeTeD \\draft"),
 	  "\\Seen \\Flagged \\Answered \\Deleted \\Draft" },
-	{ S("  \\Seen\t\t$Work\n\\Draft\r\n"), "\\Seen $Work \\Draft" },
+	{ S("  \\Seen  $Work \\Draft  "), "\\Seen $Work \\Draft" },
+	/* controls are refused, line breaks and TAB included: never separators */
+	{ S("\\Seen\t\t$Work\n\\Draft\r\n"), NULL },
+	{ S("\\Seen\r\n$Junk"), NULL },
+	{ S("\\Seen\n"), NULL },
+	{ S("\\Seen\t$Work"), NULL },
+	{ S("\r"), NULL },
 	{ S("\\Seen\v\\Draft"), NULL },
 	{ S("\\Seen\f"), NULL },
 	{ S("$Work \\Seen"), "$Work \\Seen" },
