@@ -31,6 +31,9 @@ struct imap_session {
 	struct conn *conn;
 	struct imap_parser *parser;
 	char *peer;
+	/* "imap#N": names this connection in the protocol log, where several
+	   sessions to one peer interleave and reuse tags. */
+	char *trace_name;
 	guint32 caps;
 	gboolean caps_known;
 	guint caps_generation; /* bumped whenever the server states its capabilities */
@@ -61,6 +64,9 @@ struct imap_session {
 	struct imap_select_info sel;
 };
 
+/* Sessions made by this process, for their trace names. */
+static gint sessions_made;
+
 static void trace_sent(struct imap_session *s, const char *line, gboolean redact)
 {
 	if (!mfs_log_enabled(MFS_LOG_IMAP))
@@ -76,11 +82,11 @@ static void trace_sent(struct imap_session *s, const char *line, gboolean redact
 			sp2 = strchr(sp2 + 1, ' ');
 		keep = sp2 ? (int)(sp2 - line) : (int)strcspn(line, "\r\n");
 
-		mfs_log_debug(MFS_LOG_IMAP, "%s C: %.*s ***", s->peer, keep, line);
+		mfs_log_debug(MFS_LOG_IMAP, "%s C: %.*s ***", s->trace_name, keep, line);
 		return;
 	}
 	g_autofree char *esc = mfs_log_escape(line, strcspn(line, "\r\n"), TRACE_MAX);
-	mfs_log_debug(MFS_LOG_IMAP, "%s C: %s", s->peer, esc);
+	mfs_log_debug(MFS_LOG_IMAP, "%s C: %s", s->trace_name, esc);
 }
 
 static void describe_value(GString *out, const struct imap_value *v, int depth)
@@ -146,7 +152,7 @@ static void trace_received(struct imap_session *s, const struct imap_response *r
 		}
 	}
 	g_autofree char *esc = mfs_log_escape(out->str, out->len, TRACE_MAX);
-	mfs_log_debug(MFS_LOG_IMAP, "%s S: %s", s->peer, esc);
+	mfs_log_debug(MFS_LOG_IMAP, "%s S: %s", s->trace_name, esc);
 	g_string_free(out, TRUE);
 }
 
@@ -601,7 +607,7 @@ guint imap_send_literal(struct imap_session *s, const char *prefix, const void *
 	if (mfs_log_enabled(MFS_LOG_IMAP)) {
 		g_autofree char *esc = mfs_log_escape(head, strlen(head) - 2, TRACE_MAX);
 
-		mfs_log_debug(MFS_LOG_IMAP, "%s C: %s {%zu bytes omitted}%s", s->peer, esc, len,
+		mfs_log_debug(MFS_LOG_IMAP, "%s C: %s {%zu bytes omitted}%s", s->trace_name, esc, len,
 			      suffix ? suffix : "");
 	}
 	if (!nonsync) {
@@ -785,7 +791,7 @@ static int sasl(struct imap_session *s, const char *mech, const char *initial_b6
 		if (rc == 1) {
 			g_autofree char *line = g_strdup_printf("%s\r\n", initial_b64);
 
-			mfs_log_debug(MFS_LOG_IMAP, "%s C: ***", s->peer);
+			mfs_log_debug(MFS_LOG_IMAP, "%s C: ***", s->trace_name);
 			if (!conn_write_all(s->conn, line, strlen(line), &e))
 				return fail(s, err, e);
 		}
@@ -801,7 +807,7 @@ static int sasl(struct imap_session *s, const char *mech, const char *initial_b6
 		/* A challenge after the credentials is an error report (XOAUTH2,
 		   OAUTHBEARER): answer so that the server sends its NO. */
 		g_autofree char *line = g_strdup_printf("%s\r\n", on_challenge);
-		mfs_log_debug(MFS_LOG_IMAP, "%s C: %s", s->peer, on_challenge);
+		mfs_log_debug(MFS_LOG_IMAP, "%s C: %s", s->trace_name, on_challenge);
 		if (!conn_write_all(s->conn, line, strlen(line), &e))
 			return fail(s, err, e);
 	}
@@ -1002,6 +1008,8 @@ struct imap_session *imap_session_connect(const struct imap_session_opts *o, GEr
 	s = g_new0(struct imap_session, 1);
 	s->conn = c;
 	s->peer = g_strdup(conn_peer_name(c));
+	s->trace_name = g_strdup_printf("imap#%u", g_atomic_int_add(&sessions_made, 1) + 1);
+	mfs_log_debug(MFS_LOG_IMAP, "%s connected to %s", s->trace_name, s->peer);
 	s->alive = TRUE;
 	s->next_id = 1;
 	s->pending = g_hash_table_new_full(g_direct_hash, g_direct_equal, NULL, pending_free);
@@ -1072,6 +1080,7 @@ void imap_session_free(struct imap_session *s)
 	g_free(s->continuation_text);
 	g_free(s->bad_greeting);
 	g_free(s->selected);
+	g_free(s->trace_name);
 	g_free(s->peer);
 	g_free(s);
 }
@@ -1448,7 +1457,7 @@ int imap_idle(struct imap_session *s, int seconds, const struct imap_handler *h,
 			break;
 	}
 	/* RFC 2177: DONE ends the IDLE; its tagged OK proves the link alive. */
-	mfs_log_debug(MFS_LOG_IMAP, "%s C: DONE", s->peer);
+	mfs_log_debug(MFS_LOG_IMAP, "%s C: DONE", s->trace_name);
 	if (!conn_write_all(s->conn, "DONE\r\n", 6, &e)) {
 		s->handler = saved;
 		unregister_cmd(s, id);

@@ -27,6 +27,7 @@
 struct pop3_session {
 	struct conn *conn;
 	char *peer;
+	char *trace_name; /* "pop3#N": names this connection in the protocol log */
 	guint32 caps;
 	guint login_delay; /* seconds, from the latest CAPA */
 	gboolean alive;
@@ -170,12 +171,15 @@ enum redact {
 	REDACT_ALL,   /* a SASL response line */
 };
 
+/* Sessions made by this process, for their trace names. */
+static gint sessions_made;
+
 static void trace_sent(struct pop3_session *s, const char *line, size_t len, enum redact redact)
 {
 	if (!mfs_log_enabled(MFS_LOG_POP3))
 		return;
 	if (redact == REDACT_ALL) {
-		mfs_log_debug(MFS_LOG_POP3, "%s C: ***", s->peer);
+		mfs_log_debug(MFS_LOG_POP3, "%s C: ***", s->trace_name);
 		return;
 	}
 	if (redact == REDACT_ARGS) {
@@ -188,11 +192,11 @@ static void trace_sent(struct pop3_session *s, const char *line, size_t len, enu
 
 			keep = sp2 ? (size_t)(sp2 - line) : len;
 		}
-		mfs_log_debug(MFS_LOG_POP3, "%s C: %.*s ***", s->peer, (int)keep, line);
+		mfs_log_debug(MFS_LOG_POP3, "%s C: %.*s ***", s->trace_name, (int)keep, line);
 		return;
 	}
 	g_autofree char *esc = mfs_log_escape(line, len, TRACE_MAX);
-	mfs_log_debug(MFS_LOG_POP3, "%s C: %s", s->peer, esc);
+	mfs_log_debug(MFS_LOG_POP3, "%s C: %s", s->trace_name, esc);
 }
 
 /* Write text (one or more CRLF-ended command lines) at once. */
@@ -267,11 +271,11 @@ static int read_reply(struct pop3_session *s, const char *what, struct pop3_repl
 	}
 	if (mfs_log_enabled(MFS_LOG_POP3)) {
 		if (r->status == POP3_STATUS_CONT) {
-			mfs_log_debug(MFS_LOG_POP3, "%s S: + ...", s->peer);
+			mfs_log_debug(MFS_LOG_POP3, "%s S: + ...", s->trace_name);
 		} else {
 			g_autofree char *esc = mfs_log_escape(line, len, TRACE_MAX);
 
-			mfs_log_debug(MFS_LOG_POP3, "%s S: %s", s->peer, esc);
+			mfs_log_debug(MFS_LOG_POP3, "%s S: %s", s->trace_name, esc);
 		}
 	}
 	g_free(line);
@@ -388,7 +392,7 @@ static int read_body(struct pop3_session *s, const char *what, pop3_sink_fn sink
 	}
 	if (size_out)
 		*size_out = d.out;
-	mfs_log_debug(MFS_LOG_POP3, "%s S: (%" G_GUINT64_FORMAT " bytes) .", s->peer, d.out);
+	mfs_log_debug(MFS_LOG_POP3, "%s S: (%" G_GUINT64_FORMAT " bytes) .", s->trace_name, d.out);
 	return 0;
 }
 
@@ -661,6 +665,8 @@ struct pop3_session *pop3_connect(const struct pop3_session_opts *o, GError **er
 	s = g_new0(struct pop3_session, 1);
 	s->conn = c;
 	s->peer = g_strdup(conn_peer_name(c));
+	s->trace_name = g_strdup_printf("pop3#%u", g_atomic_int_add(&sessions_made, 1) + 1);
+	mfs_log_debug(MFS_LOG_POP3, "%s connected to %s", s->trace_name, s->peer);
 	s->alive = TRUE;
 
 	if (o->tls == POP3_TLS_IMPLICIT && !conn_start_tls(c, o->host, &tls, err))
@@ -705,6 +711,7 @@ void pop3_session_free(struct pop3_session *s)
 		return;
 	conn_free(s->conn);
 	g_free(s->peer);
+	g_free(s->trace_name);
 	g_free(s);
 }
 

@@ -121,7 +121,19 @@ void mfs_log_debug(enum mfs_log_cat cat, const char *fmt, ...)
 	if (!mfs_log_enabled(cat))
 		return;
 	va_start(ap, fmt);
-	emit(LOG_DEBUG, prefix, fmt, ap);
+	if (to_syslog) {
+		emit(LOG_DEBUG, prefix, fmt, ap);
+	} else {
+		/* A trace is read against others (the server's log, strace):
+		   the time to the millisecond. syslog stamps its own. */
+		gint64 now = g_get_real_time();
+		g_autoptr(GDateTime) t = g_date_time_new_from_unix_local(now / G_USEC_PER_SEC);
+		g_autofree char *hms = g_date_time_format(t, "%H:%M:%S");
+		g_autofree char *stamped =
+		    g_strdup_printf("%s%s.%03d ", prefix, hms, (int)(now % G_USEC_PER_SEC / 1000));
+
+		emit(LOG_DEBUG, stamped, fmt, ap);
+	}
 	va_end(ap);
 }
 
