@@ -104,8 +104,47 @@ static int run_change(struct imap_session *s, const char *what, GError **err, co
 	rc = imap_run(s, NULL, &res, err, "%s", cmd);
 	if (rc < 0)
 		account_log_refused(what, &res);
+	/* A refusal the server gave no code for (Courier, Cyrus: "NO Invalid
+	   mailbox name", "NO Permission denied") is the server saying no, not
+	   a broken link: EIO would read as one. CREATE is a permission on the
+	   parent (EACCES), the others on the mailbox or message (EPERM). */
+	if (rc == -EIO && res.status == IMAP_STATUS_NO && !res.code)
+		rc = strcmp(what, "CREATE") == 0 ? -EACCES : -EPERM;
 	imap_result_clear(&res);
 	return rc;
+}
+
+static gboolean note_top_level(void *ud, const char *name, const struct tree_entry *e,
+			       guint64 next_off)
+{
+	gboolean *others = ud;
+
+	(void)next_off;
+	if (e->kind == TREE_FOLDER && strcmp(name, ".") != 0 && strcmp(name, "..") != 0 &&
+	    strcmp(name, "INBOX") != 0)
+		*others = TRUE;
+	return TRUE;
+}
+
+/* A folder refused at the top: where the server keeps every folder under
+   INBOX (an "INBOX." personal namespace, as Courier and Cyrus have it), say
+   where new ones go. */
+static void hint_inbox_namespace(struct imap_account *a, const char *name)
+{
+	gboolean others = FALSE;
+	char delim;
+
+	mfs_mutex_lock(&a->lock);
+	delim = a->delim;
+	mfs_mutex_unlock(&a->lock);
+	(void)tree_readdir(a->tree, TREE_ROOT_INO, 0, FALSE, note_top_level, &others);
+	if (delim && !others) {
+		g_autofree char *esc = mfs_log_escape(name, strlen(name), 200);
+
+		mfs_log_info("this server keeps its folders under INBOX: make new ones there "
+			     "(mkdir INBOX/%s)",
+			     esc);
+	}
 }
 
 int imap_account_mkdir(struct imap_account *a, struct lease *l, guint64 parent,
@@ -126,6 +165,8 @@ int imap_account_mkdir(struct imap_account *a, struct lease *l, guint64 parent,
 		lease_give_back(l);
 		if (rc < 0)
 			rc = lease_errno(l, rc, err, "CREATE");
+		if (rc == -EACCES && parent == TREE_ROOT_INO)
+			hint_inbox_namespace(a, name);
 	}
 	if (rc == 0)
 		imap_account_refresh_list(a, TRUE, NULL);

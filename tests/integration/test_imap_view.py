@@ -104,6 +104,23 @@ def test_courier_namespace_is_a_tree(mount, dovecot):
     assert os.path.isdir(os.path.join(m.mountpoint, "INBOX", "Work", "Reports"))
 
 
+def test_mkdir_at_the_top_of_an_inbox_namespace(mount, dovecot):
+    """The server refuses a folder outside its INBOX. namespace without a
+    response code: that is EACCES (the server said no), not EIO (which reads
+    as a broken link), with a log line saying where new folders go."""
+    m = mount(user="carol")
+    r = subprocess.run(["mkdir", os.path.join(m.mountpoint, "Projects")], capture_output=True,
+                       text=True)
+    assert r.returncode != 0 and "Permission denied" in r.stderr, r.stderr
+    assert "make new ones there (mkdir INBOX/Projects)" in m.stderr()
+    os.mkdir(os.path.join(m.mountpoint, "INBOX", "Projects"))
+    with dovecot.imaps("carol") as c:
+        names = [l.decode().rsplit(" ", 1)[-1] for l in c.list()[1]]
+        assert "INBOX.Projects" in names and "Projects" not in names
+        assert c.delete("INBOX.Projects")[0] == "OK"
+    m.unmount(allowed=[r"CREATE refused"])
+
+
 def test_modes_and_owner(mount):
     m = mount()
     st = os.stat(os.path.join(m.mountpoint, "INBOX"))
