@@ -152,6 +152,41 @@ out:
 	return rc;
 }
 
+/* UIDVALIDITY changes of one mailbox within this long make it unstable. */
+#define UNSTABLE_WITHIN_US (60 * G_USEC_PER_SEC)
+
+/*
+ * Locked (f->lock). The server gave the mailbox a new UIDVALIDITY: fine
+ * once (it was recreated), but a server that does it again and again (GNU
+ * Mailutils' imap4d renumbers on every read-only session) has no stable
+ * UIDs. mailfs stays safe (no byte of another generation is served), but
+ * the user sees names change and ESTALE: say why, once, in the log and the
+ * status.
+ */
+static void note_uidvalidity_change(struct imap_account *a, struct folder_state *f,
+				    const char *wire)
+{
+	const guint n = G_N_ELEMENTS(f->uidvalidity_changed_at);
+	gint64 now = account_now();
+	g_autofree char *esc = NULL;
+
+	memmove(f->uidvalidity_changed_at, f->uidvalidity_changed_at + 1,
+		(n - 1) * sizeof(f->uidvalidity_changed_at[0]));
+	f->uidvalidity_changed_at[n - 1] = now;
+	if (f->unstable_said || !f->uidvalidity_changed_at[0] ||
+	    now - f->uidvalidity_changed_at[0] > UNSTABLE_WITHIN_US)
+		return;
+	f->unstable_said = TRUE;
+	esc = mfs_log_escape(wire, strlen(wire), 200);
+	mfs_log_warn("%s: the server changed its UIDVALIDITY %u times within a minute: its "
+		     "messages get new UIDs each time, so their file names and inode numbers "
+		     "change and open files give ESTALE (a server fault; no wrong byte is served)",
+		     esc, n);
+	mfs_mutex_lock(&a->lock);
+	g_ptr_array_add(a->unstable, g_strdup(wire));
+	mfs_mutex_unlock(&a->lock);
+}
+
 /* Locked (f->lock): apply a resync's result to the tree and the disk. */
 static int apply_resync(struct imap_account *a, struct folder_state *f, guint64 ino,
 			const char *wire, struct lindex *idx, const struct resync_known *k,
@@ -169,8 +204,10 @@ static int apply_resync(struct imap_account *a, struct folder_state *f, guint64 
 		rc = tree_folder_set_messages(a->tree, ino, res->uidvalidity, m, n, removed);
 	}
 	/* Bodies of another UIDVALIDITY are other messages now. */
-	if (k->uidvalidity && k->uidvalidity != res->uidvalidity)
+	if (k->uidvalidity && k->uidvalidity != res->uidvalidity) {
 		mcache_drop_mailbox(a->cache, wire, res->uidvalidity);
+		note_uidvalidity_change(a, f, wire);
+	}
 	if (rc == 0)
 		rc = tree_folder_merge(a->tree, ino, res->uidvalidity, &res->delta, removed);
 	account_removed(a, removed);

@@ -1,8 +1,10 @@
 /* SPDX-License-Identifier: GPL-2.0-or-later */
 /* The account's life cycle, its threads and its status counters. */
 #include <stdlib.h>
+#include <string.h>
 
 #include "account/imap_account_internal.h"
+#include "util/log.h"
 
 /* Listings ahead of a walk: threads. */
 #define LISTERS 2
@@ -28,6 +30,7 @@ struct imap_account *imap_account_new(const struct mfs_options *opts, struct poo
 	a->folders = account_folders_new();
 	a->inflight = inflight_new();
 	a->walk_ahead_keys = g_hash_table_new_full(g_str_hash, g_str_equal, g_free, NULL);
+	a->unstable = g_ptr_array_new_with_free_func(g_free);
 	a->headers = g_hash_table_new_full(g_int64_hash, g_int64_equal, g_free, headers_free);
 	return a;
 }
@@ -39,6 +42,7 @@ void imap_account_free(struct imap_account *a)
 	g_hash_table_destroy(a->folders);
 	inflight_free(a->inflight);
 	g_hash_table_destroy(a->walk_ahead_keys);
+	g_ptr_array_free(a->unstable, TRUE);
 	g_free(a->reading_key);
 	g_hash_table_destroy(a->headers);
 	g_free(a->trash_wire);
@@ -156,6 +160,19 @@ char *imap_account_status(struct imap_account *a)
 		g_string_append_printf(s, "bytes_fetched_ahead_unused: %" G_GUINT64_FORMAT "\n",
 				       pu + nu + cs.ahead_unused);
 	}
+	mfs_mutex_lock(&a->lock);
+	if (a->unstable->len) {
+		/* Wire names: the server's bytes, escaped. */
+		g_string_append(s, "uidvalidity_unstable:");
+		for (guint i = 0; i < a->unstable->len; i++) {
+			const char *w = a->unstable->pdata[i];
+			g_autofree char *esc = mfs_log_escape(w, strlen(w), 100);
+
+			g_string_append_printf(s, "%s %s", i ? "," : "", esc);
+		}
+		g_string_append(s, " (message UIDs do not last: names and inode numbers change)\n");
+	}
+	mfs_mutex_unlock(&a->lock);
 	g_string_append_printf(s, "cache_bytes: %" G_GUINT64_FORMAT "\n", cs.bytes);
 	g_string_append_printf(s, "cache_max_bytes: %" G_GUINT64_FORMAT "\n", cs.max_bytes);
 	g_string_append_printf(s, "cache_files: %" G_GUINT64_FORMAT "\n", cs.files);

@@ -57,6 +57,10 @@ struct folder_state {
 	   time a listing is applied, so reading orders can tell they are old
 	   without waiting for a refresh that holds lock. 0: never listed. */
 	guint64 listed_gen;
+	/* guarded by lock: when the server last changed the UIDVALIDITY
+	   (UNSTABLE_CHANGES of them, oldest first), and whether it was said */
+	gint64 uidvalidity_changed_at[3];
+	gboolean unstable_said;
 
 	/* guarded by the account's a->lock */
 	gboolean ahead_queued; /* with the listers */
@@ -92,6 +96,9 @@ struct imap_account {
 	   walk (mcache_folder_key set) and the folder read last */
 	GHashTable *walk_ahead_keys;
 	char *reading_key;
+	/* guarded by lock: mailboxes whose UIDVALIDITY keeps changing
+	   (folders.c), by wire name, for the status */
+	GPtrArray *unstable;
 
 	mfs_mutex headers_lock;
 	GHashTable *headers; /* guarded by headers_lock: ino -> struct mail_headers */

@@ -7,6 +7,7 @@ import ctypes
 import ctypes.util
 import errno
 import os
+import re
 import select
 import signal
 import struct
@@ -245,6 +246,34 @@ def test_recreated_mailbox_never_serves_the_new_generation_under_old_names(mount
         raise AssertionError(f"{n} read {data!r} from another generation of Box")
     # dovecot drops a connection whose selected mailbox was deleted.
     m.unmount(allowed=[r"warning: Box: .* closed the connection"])
+
+
+def test_a_mailbox_whose_uidvalidity_keeps_changing_is_reported(mount, dovecot):
+    """A server that gives a mailbox a new UIDVALIDITY again and again (GNU
+    Mailutils' imap4d does, on every read-only session) has no stable UIDs:
+    mailfs says so once, in the log and in user.mailfs.status."""
+    m = mount(user=USER, options={"refresh": 0, "idle": "no", "prefetch": 0})
+    box = os.path.join(m.mountpoint, "Churn")
+    seen = set()
+    try:
+        for gen in range(4):
+            with dovecot.imaps(USER) as c:
+                c.delete('"Churn"')
+                c.create('"Churn"')
+                c.append('"Churn"', "()", None, MSG % (500 + gen, 500 + gen))
+                c.select('"Churn"', readonly=True)
+                seen.add(c.response("UIDVALIDITY")[1][0])
+            assert len(os.listdir(box)) == 1
+            time.sleep(1.1)  # dovecot's UIDVALIDITY is a time: make each new
+        assert len(seen) == 4, seen
+        log = [l for l in m.stderr().splitlines() if "changed its UIDVALIDITY" in l]
+        assert len(log) == 1 and "Churn" in log[0], m.stderr()
+        status = os.getxattr(m.mountpoint, "user.mailfs.status").decode()
+        assert re.search(r"uidvalidity_unstable: Churn \(", status), status
+    finally:
+        with dovecot.imaps(USER) as c:
+            c.delete('"Churn"')
+    m.unmount(allowed=[r"changed its UIDVALIDITY", r"warning: Churn: .* closed the connection"])
 
 
 # -- a server that goes away --------------------------------------------------------
