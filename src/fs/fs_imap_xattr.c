@@ -114,8 +114,9 @@ void fs_imap_listxattr(fuse_req_t req, fuse_ino_t ino, size_t size)
 	g_autoptr(GString) names = g_string_new(NULL);
 	int rc;
 
+	/* The root lists nothing: user.mailfs.status is read by name
+	   (fs_common.h says why). */
 	if (ino == FUSE_ROOT_ID) {
-		g_string_append_len(names, STATUS_XATTR, sizeof(STATUS_XATTR));
 	} else if (staging_is_staged(ino)) {
 		gboolean exists;
 		g_autofree char *flags = staging_get_flags(fs->staging, ino, &exists);
@@ -171,6 +172,10 @@ void fs_imap_setxattr(fuse_req_t req, fuse_ino_t ino, const char *name, const ch
 	GError *err = NULL;
 
 	(void)flags;
+	if (ino == FUSE_ROOT_ID && strcmp(name, STATUS_XATTR) == 0) {
+		fuse_reply_err(req, 0); /* accepted and ignored (fs_common.h) */
+		return;
+	}
 	if (strcmp(name, FLAGS_XATTR) == 0) {
 		if (!append_parse_flags(value, size, &canonical, &err)) {
 			mfs_log_info("%s: %s", FLAGS_XATTR, err->message);

@@ -351,10 +351,26 @@ static void op_getxattr(fuse_req_t req, fuse_ino_t ino, const char *name, size_t
 	fs_reply_xattr_value(req, text, size);
 }
 
+/* Nothing is listed: the status is read by name (fs_common.h). */
 static void op_listxattr(fuse_req_t req, fuse_ino_t ino, size_t size)
 {
-	fs_reply_xattr_names(req, STATUS_XATTR, ino == FUSE_ROOT_ID ? sizeof(STATUS_XATTR) : 0,
-			     size);
+	(void)ino;
+	fs_reply_xattr_names(req, "", 0, size);
+}
+
+/* Setting the root's status succeeds and changes nothing (fs_common.h); the
+   spool's files carry no attribute to set. */
+static void op_setxattr(fuse_req_t req, fuse_ino_t ino, const char *name, const char *value,
+			size_t size, int flags)
+{
+	(void)value;
+	(void)size;
+	(void)flags;
+	if (!g_str_has_prefix(name, "user."))
+		fuse_reply_err(req, ENOTSUP);
+	else
+		fuse_reply_err(req, ino == FUSE_ROOT_ID && strcmp(name, STATUS_XATTR) == 0 ? 0 :
+										       EPERM);
 }
 
 /* The spool's file system is where the messages go. */
@@ -393,6 +409,7 @@ static const struct fuse_lowlevel_ops ops = {
 	.statfs = op_statfs,
 	.getxattr = op_getxattr,
 	.listxattr = op_listxattr,
+	.setxattr = op_setxattr,
 };
 
 const struct fuse_lowlevel_ops *mfs_pop3_fs_ops(void)
