@@ -881,6 +881,14 @@ static void fill_folder(const struct folder *f, unsigned want, struct tree_entry
 	out->gone = f->detached;
 	out->selectable = folder_selectable(f);
 	out->mbox_attrs = f->attrs;
+	if (f->msgs) {
+		GArray *live = f->msgs->live;
+
+		/* The newest arrival: one pass, under the lock (mailfs(1), Attributes). */
+		out->listed = TRUE;
+		for (guint i = 0; i < live->len; i++)
+			out->mtime = MAX(out->mtime, g_array_index(live, struct tmsg, i).mtime);
+	}
 	if (want & TREE_WANT_NAME)
 		out->name = g_strdup(f->name);
 	if ((want & TREE_WANT_WIRE) && out->selectable)

@@ -218,11 +218,13 @@ struct tree_entry {
 	/* folders */
 	gboolean selectable; /* holds messages (not \Noselect, listed itself) */
 	guint32 mbox_attrs;  /* enum imap_mbox_attr as listed; 0 if not listed */
+	gboolean listed;     /* its messages are known (tree_folder_set_messages) */
 	/* messages */
 	guint32 uid;
 	guint32 uidvalidity;
 	guint64 size;
-	gint64 mtime; /* INTERNALDATE */
+	gint64 mtime; /* a message's INTERNALDATE; a folder's newest message's
+		       * (0 when it holds none or they are not known yet) */
 	/* copies, only as asked by want; free with tree_entry_clear() */
 	char *name;
 	char *wire;
