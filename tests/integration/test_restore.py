@@ -153,3 +153,21 @@ def test_backup_and_restore_round_trip(mount, server, workdir, tmp_path):
     # Setting the status (a backup made by an older mailfs, restored) changes nothing.
     os.setxattr(m3.mountpoint, "user.mailfs.status", b"state: old\n")
     assert b"state: up" in os.getxattr(m3.mountpoint, "user.mailfs.status")
+
+
+def test_pop3_status_is_read_by_name(mount, server, workdir, tmp_path):
+    """The POP3 view's root follows the same rule: not listed, so rsync -aX
+    of the spool copies no status; setting it succeeds and changes nothing."""
+    user = "carol"
+    server.reset_user(user)
+    m = mount(user=user, source=server.url(user, "pop3s"),
+              options={"ca_file": server.ca,
+                       "password_file": password_file(workdir, server, user),
+                       "pop3_archive": str(tmp_path / "archive")})
+    assert b"state:" in os.getxattr(m.mountpoint, "user.mailfs.status")
+    assert "user.mailfs.status" not in os.listxattr(m.mountpoint)
+    os.setxattr(m.mountpoint, "user.mailfs.status", b"state: old\n")
+    assert b"state: old" not in os.getxattr(m.mountpoint, "user.mailfs.status")
+    backup = str(tmp_path / "backup") + "/"
+    rsync(m.mountpoint + "/", backup)
+    assert "user.mailfs.status" not in os.listxattr(backup)
