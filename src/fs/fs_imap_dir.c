@@ -35,12 +35,18 @@ void fs_imap_fill_attr(const struct mfs_imap_fs *fs, const struct tree_entry *e,
 	st->st_blksize = 4096;
 }
 
+/* A folder whose mtime is not known yet, and that no stat failed to list. */
+static gboolean must_list(const struct tree_entry *e)
+{
+	return e->kind == TREE_FOLDER && e->selectable && !e->listed && !e->list_failed && !e->gone;
+}
+
 /* How long the kernel may keep e's attributes: not at all for a folder
    whose messages are not known yet, whose mtime is not known either; the
    getattr that follows lists it (fs_imap_getattr). */
 static double attr_timeout(const struct mfs_imap_fs *fs, const struct tree_entry *e)
 {
-	return e->kind == TREE_FOLDER && e->selectable && !e->listed ? 0 : fs_imap_timeout(fs);
+	return must_list(e) ? 0 : fs_imap_timeout(fs);
 }
 
 void fs_imap_reply_entry(struct mfs_imap_fs *fs, fuse_req_t req, const struct tree_entry *e)
@@ -140,10 +146,11 @@ void fs_imap_getattr(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 	 * gone already (lookup answers ENOENT), so nothing new reaches it.
 	 */
 	rc = tree_get(fs->tree, ino, 0, &e);
-	if (rc == 0 && e.kind == TREE_FOLDER && e.selectable && !e.listed && !e.gone) {
+	if (rc == 0 && must_list(&e)) {
 		/* Its mtime is its newest message's: list it first, as opening it
 		   would, so the first stat says what every later one says. Failing
-		   (offline), it answers with what is known, and again later. */
+		   (offline, a server refusing that folder), it answers mtime 0 and
+		   is not tried again by a stat: a readdir lists it. */
 		struct lease l;
 
 		fs_lease_begin(fs, req, &l);
@@ -153,6 +160,8 @@ void fs_imap_getattr(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 			fuse_reply_err(req, EINTR);
 			return;
 		}
+		if (rc < 0)
+			tree_folder_note_list_failed(fs->tree, ino);
 		rc = tree_get(fs->tree, ino, 0, &e);
 	}
 	if (rc < 0) {

@@ -734,7 +734,11 @@ static void test_folder_mtime(void)
 	inbox = path_ino(t, "INBOX");
 	g_assert_cmpint(tree_get(t, inbox, 0, &e), ==, 0);
 	g_assert_false(e.listed);
+	g_assert_false(e.list_failed);
 	g_assert_cmpint(e.mtime, ==, 0);
+	tree_folder_note_list_failed(t, inbox);
+	g_assert_cmpint(tree_get(t, inbox, 0, &e), ==, 0);
+	g_assert_true(e.list_failed);
 	g_assert_cmpint(tree_folder_set_messages(t, inbox, 7, a, 3, NULL), ==, 0);
 	g_assert_cmpint(tree_get(t, inbox, 0, &e), ==, 0);
 	g_assert_true(e.listed);
