@@ -1,10 +1,14 @@
 /* SPDX-License-Identifier: GPL-2.0-or-later */
 /*
- * APPEND of a new message: the bytes of a local file, checked and made a
- * message by model/append.h, sent as one literal. A message whose
- * Message-ID and size are in the folder already is not sent again
- * (imapsync's rule): an interrupted `cp -r` or `rsync` run again does not
- * duplicate mail.
+ * APPEND of a new message: the bytes of a local file, made a message by
+ * model/append.h, sent as one literal. A message that stands in the folder
+ * already is not sent again, so an interrupted `cp -a` or `rsync -a` run
+ * again does not duplicate mail (mailfs(1), WRITING): "already" means a
+ * message of the same size (after the CRLF conversion), the same
+ * INTERNALDATE (the file's mtime, to the second) and the same bytes. The
+ * server answers the first two: a SEARCH by size, then the INTERNALDATE of
+ * its hits; only messages matching both are fetched and compared, as they
+ * stream in. Into an empty folder that is one SEARCH answered with nothing.
  */
 #include <errno.h>
 #include <string.h>
@@ -15,8 +19,10 @@
 #include "model/append.h"
 #include "util/log.h"
 
-/* Messages a Message-ID search may name, at most, for the size check. */
+/* Messages of the same size the check looks at, at most (of a SEARCH). */
 #define SEARCH_HITS_MAX 1000
+/* Messages of the same size and INTERNALDATE whose bytes are compared, at most. */
+#define COMPARE_MAX 16
 
 static void on_search(void *ud, const struct imap_response *r)
 {
@@ -33,44 +39,126 @@ static void on_search(void *ud, const struct imap_response *r)
 	}
 }
 
-static void on_sizes(void *ud, const struct imap_response *r)
-{
-	GArray *sizes = ud;
-	guint64 size;
+/* The INTERNALDATE answers: the UIDs whose date is `want` go to `same`. */
+struct date_sieve {
+	gint64 want;
+	const GArray *asked; /* the UIDs asked about; others' answers are ignored */
+	GArray *same;
+};
 
-	if (imap_value_u64(imap_fetch_item(r, "RFC822.SIZE"), &size))
-		g_array_append_val(sizes, size);
+static gboolean uid_in(const GArray *uids, guint32 uid)
+{
+	for (guint i = 0; i < uids->len; i++)
+		if (g_array_index(uids, guint32, i) == uid)
+			return TRUE;
+	return FALSE;
 }
 
-/* A message with this Message-ID and size is in wire already. */
-static gboolean already_there(struct imap_session *s, const char *wire, const char *message_id,
-			      guint64 size)
+static void on_date(void *ud, const struct imap_response *r)
 {
-	g_autofree char *q = imap_quote(message_id);
-	g_autoptr(GArray) uids = g_array_new(FALSE, FALSE, sizeof(guint32));
-	g_autoptr(GArray) sizes = g_array_new(FALSE, FALSE, sizeof(guint64));
-	struct imap_handler hs = { .untagged = on_search, .ud = uids };
-	struct imap_handler hz = { .untagged = on_sizes, .ud = sizes };
-	GString *set;
+	struct date_sieve *d = ud;
+	const char *date;
+	guint32 uid;
+	gint64 t;
 
-	if (!q || strlen(message_id) > 998)
-		return FALSE;
+	if (!r->keyword || strcmp(r->keyword, "FETCH") != 0 ||
+	    !imap_value_u32(imap_fetch_item(r, "UID"), &uid) || !uid_in(d->asked, uid))
+		return;
+	date = imap_value_str(imap_fetch_item(r, "INTERNALDATE"));
+	if (date && imap_parse_internaldate(date, &t) && t == d->want &&
+	    d->same->len < COMPARE_MAX && !uid_in(d->same, uid))
+		g_array_append_val(d->same, uid);
+}
+
+/* The bodies of the candidates, each compared with msg as it streams in. */
+struct body_compare {
+	const GByteArray *msg;
+	const GArray *asked;
+	gboolean open;	   /* a BODY[] literal of the current FETCH streamed */
+	gboolean equal;	   /* so far, the streamed bytes are msg's */
+	guint64 offset;	   /* bytes of the current literal seen */
+	gboolean found;	   /* a candidate's bytes were msg's, all of them */
+};
+
+static gboolean compare_begin(void *ud, uint32_t seq, const char *section, uint64_t size)
+{
+	struct body_compare *c = ud;
+
+	(void)seq;
+	c->open = TRUE;
+	c->offset = 0;
+	c->equal = g_ascii_strcasecmp(section, "BODY[]") == 0 && size == c->msg->len;
+	return TRUE; /* streamed: compared, never kept */
+}
+
+static void compare_chunk(void *ud, const void *data, size_t len)
+{
+	struct body_compare *c = ud;
+
+	if (c->equal && c->offset + len <= c->msg->len &&
+	    memcmp(c->msg->data + c->offset, data, len) == 0)
+		c->offset += len;
+	else
+		c->equal = FALSE;
+}
+
+static void compare_response(void *ud, const struct imap_response *r)
+{
+	struct body_compare *c = ud;
+	guint32 uid;
+
+	if (!c->open || !r->keyword || strcmp(r->keyword, "FETCH") != 0)
+		return;
+	c->open = FALSE;
+	if (c->equal && c->offset == c->msg->len &&
+	    imap_value_u32(imap_fetch_item(r, "UID"), &uid) && uid_in(c->asked, uid))
+		c->found = TRUE;
+}
+
+/* "1,5,9" */
+static char *uid_set(const GArray *uids)
+{
+	GString *set = g_string_new(NULL);
+
+	for (guint i = 0; i < uids->len; i++)
+		g_string_append_printf(set, "%s%u", i ? "," : "", g_array_index(uids, guint32, i));
+	return g_string_free(set, FALSE);
+}
+
+/*
+ * msg, with this INTERNALDATE, is in wire already. An error of the check
+ * counts as "not there": the APPEND that follows says what is wrong.
+ */
+static gboolean already_there(struct imap_session *s, const char *wire, const GByteArray *msg,
+			      gint64 internaldate)
+{
+	g_autoptr(GArray) hits = g_array_new(FALSE, FALSE, sizeof(guint32));
+	g_autoptr(GArray) same = g_array_new(FALSE, FALSE, sizeof(guint32));
+	struct imap_handler hs = { .untagged = on_search, .ud = hits };
+	struct date_sieve d = { .want = internaldate, .asked = hits, .same = same };
+	struct imap_handler hd = { .untagged = on_date, .ud = &d };
+	struct body_compare c = { .msg = msg, .asked = same };
+	struct imap_handler hc = { .untagged = compare_response, .literal_begin = compare_begin,
+				   .literal_chunk = compare_chunk, .ud = &c };
+	g_autofree char *set = NULL;
+
 	if (g_strcmp0(imap_session_selected(s), wire) != 0 &&
 	    imap_select(s, wire, TRUE, NULL, NULL) < 0)
 		return FALSE;
-	if (imap_run(s, &hs, NULL, NULL, "UID SEARCH HEADER Message-ID %s", q) < 0 ||
-	    uids->len == 0)
+	/* RFC 3501 LARGER and SMALLER are strict: together, exactly this size. */
+	if (imap_run(s, &hs, NULL, NULL, "UID SEARCH LARGER %u SMALLER %u", msg->len - 1,
+		     msg->len + 1) < 0 ||
+	    hits->len == 0)
 		return FALSE;
-	set = g_string_new(NULL);
-	for (guint i = 0; i < uids->len; i++)
-		g_string_append_printf(set, "%s%u", i ? "," : "", g_array_index(uids, guint32, i));
-	if (imap_run(s, &hz, NULL, NULL, "UID FETCH %s (RFC822.SIZE)", set->str) < 0)
-		sizes->len = 0;
-	g_string_free(set, TRUE);
-	for (guint i = 0; i < sizes->len; i++)
-		if (g_array_index(sizes, guint64, i) == size)
-			return TRUE;
-	return FALSE;
+	set = uid_set(hits);
+	if (imap_run(s, &hd, NULL, NULL, "UID FETCH %s (INTERNALDATE)", set) < 0 ||
+	    same->len == 0)
+		return FALSE;
+	g_free(set);
+	set = uid_set(same);
+	if (imap_run(s, &hc, NULL, NULL, "UID FETCH %s (BODY.PEEK[])", set) < 0)
+		return FALSE;
+	return c.found;
 }
 
 /* The file's bytes as a message ready to send, or -errno (logged). */
@@ -120,7 +208,6 @@ int imap_account_append(struct imap_account *a, struct lease *l, guint64 folder,
 	struct tree_entry e = { 0 };
 	g_autoptr(GByteArray) msg = NULL;
 	g_autofree char *date = NULL;
-	g_autofree char *mid = NULL;
 	g_autofree char *q = NULL;
 	g_autofree char *prefix = NULL;
 	struct imap_session *s;
@@ -139,7 +226,6 @@ int imap_account_append(struct imap_account *a, struct lease *l, guint64 folder,
 		tree_entry_clear(&e);
 		return rc;
 	}
-	mid = append_message_id(msg->data, msg->len);
 	date = append_internaldate(m->mtime);
 	q = imap_quote(e.wire);
 	prefix = g_strdup_printf("APPEND %s (%s) \"%s\"", q ? q : "\"\"", m->flags ? m->flags : "",
@@ -153,7 +239,7 @@ int imap_account_append(struct imap_account *a, struct lease *l, guint64 folder,
 			mfs_log_info("not appending %s: %u bytes, the server takes at most %"
 				     G_GUINT64_FORMAT, m->name, msg->len, limit);
 			rc = -EFBIG;
-		} else if (mid && already_there(s, e.wire, mid, msg->len)) {
+		} else if (date && already_there(s, e.wire, msg, m->mtime)) {
 			mfs_log_debug(MFS_LOG_IMAP, "%s is already in %s: not appended again",
 				      m->name, e.wire);
 		} else {

@@ -131,9 +131,10 @@ struct new_message {
 	const char *name;
 };
 
-/* APPEND it, unless a message with its Message-ID and size is there
-   already. -EFBIG over the server's APPENDLIMIT or 256 MiB, -EINVAL for
-   bytes that are not a message. */
+/* APPEND it, unless the folder holds a message of the same size (after the
+   CRLF conversion), INTERNALDATE (mtime, to the second) and bytes already
+   (then 0, nothing sent). -EFBIG over the server's APPENDLIMIT or 256 MiB,
+   -EINVAL for bytes APPEND cannot carry (empty, NUL). */
 int imap_account_append(struct imap_account *a, struct lease *l, guint64 folder,
 			const struct new_message *m);
 

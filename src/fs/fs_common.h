@@ -9,7 +9,14 @@
 #include <fuse_lowlevel.h>
 #include <glib.h>
 
-/* The status attribute on the mount's root; the flags one on messages. */
+/*
+ * The status attribute on the mount's root; the flags one on messages.
+ * The status is read by name only: listxattr does not list it, so
+ * `rsync -X` and `getfattr -d` neither copy its ever-changing counters
+ * (which would make every backup copy the root again) nor try to restore
+ * them; setting it (a backup made before, restored) succeeds and changes
+ * nothing (mailfs(1), EXTENDED ATTRIBUTES).
+ */
 #define STATUS_XATTR "user.mailfs.status"
 #define FLAGS_XATTR "user.imap.flags"
 

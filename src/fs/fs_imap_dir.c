@@ -17,6 +17,11 @@ void fs_imap_fill_attr(const struct mfs_imap_fs *fs, const struct tree_entry *e,
 		st->st_nlink = e->gone ? 0 : 2;
 		st->st_size = 4096;
 		st->st_blocks = 8;
+		/* The newest message's arrival (mailfs(1), Attributes): stable
+		   while the folder does not change, as rsync and tar want. */
+		st->st_mtime = e->mtime;
+		st->st_ctime = e->mtime;
+		st->st_atime = e->mtime;
 	} else {
 		st->st_mode = S_IFREG | 0600;
 		/* Gone from the server: unlinked, as a local file removed while open. */
@@ -30,6 +35,20 @@ void fs_imap_fill_attr(const struct mfs_imap_fs *fs, const struct tree_entry *e,
 	st->st_blksize = 4096;
 }
 
+/* A folder whose mtime is not known yet, and that no stat failed to list. */
+static gboolean must_list(const struct tree_entry *e)
+{
+	return e->kind == TREE_FOLDER && e->selectable && !e->listed && !e->list_failed && !e->gone;
+}
+
+/* How long the kernel may keep e's attributes: not at all for a folder
+   whose messages are not known yet, whose mtime is not known either; the
+   getattr that follows lists it (fs_imap_getattr). */
+static double attr_timeout(const struct mfs_imap_fs *fs, const struct tree_entry *e)
+{
+	return must_list(e) ? 0 : fs_imap_timeout(fs);
+}
+
 void fs_imap_reply_entry(struct mfs_imap_fs *fs, fuse_req_t req, const struct tree_entry *e)
 {
 	struct fuse_entry_param ep = { 0 };
@@ -37,7 +56,7 @@ void fs_imap_reply_entry(struct mfs_imap_fs *fs, fuse_req_t req, const struct tr
 	ep.ino = e->ino;
 	ep.generation = 1;
 	fs_imap_fill_attr(fs, e, &ep.attr);
-	ep.attr_timeout = fs_imap_timeout(fs);
+	ep.attr_timeout = attr_timeout(fs, e);
 	ep.entry_timeout = fs_imap_timeout(fs);
 	if (fuse_reply_entry(req, &ep) != 0)
 		tree_forget(fs->tree, e->ino, 1);
@@ -127,12 +146,30 @@ void fs_imap_getattr(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 	 * gone already (lookup answers ENOENT), so nothing new reaches it.
 	 */
 	rc = tree_get(fs->tree, ino, 0, &e);
+	if (rc == 0 && must_list(&e)) {
+		/* Its mtime is its newest message's: list it first, as opening it
+		   would, so the first stat says what every later one says. Failing
+		   (offline, a server refusing that folder), it answers mtime 0 and
+		   is not tried again by a stat: a readdir lists it. */
+		struct lease l;
+
+		fs_lease_begin(fs, req, &l);
+		rc = imap_account_refresh_folder(fs->account, &l, ino, FALSE);
+		fs_lease_end(req, &l);
+		if (rc == -EINTR) {
+			fuse_reply_err(req, EINTR);
+			return;
+		}
+		if (rc < 0)
+			tree_folder_note_list_failed(fs->tree, ino);
+		rc = tree_get(fs->tree, ino, 0, &e);
+	}
 	if (rc < 0) {
 		fuse_reply_err(req, -rc);
 		return;
 	}
 	fs_imap_fill_attr(fs, &e, &st);
-	fuse_reply_attr(req, &st, fs_imap_timeout(fs));
+	fuse_reply_attr(req, &st, attr_timeout(fs, &e));
 }
 
 struct dirbuf {
@@ -159,7 +196,7 @@ static gboolean add_dirent(void *ud, const char *name, const struct tree_entry *
 		/* "." and ".." carry no lookup reference: inode 0 tells the kernel. */
 		ep.ino = dot ? 0 : e->ino;
 		ep.generation = 1;
-		ep.attr_timeout = fs_imap_timeout(d->fs);
+		ep.attr_timeout = attr_timeout(d->fs, e);
 		ep.entry_timeout = fs_imap_timeout(d->fs);
 		need = fuse_add_direntry_plus(d->req, d->buf + d->used, room, name, &ep,
 					      (off_t)next_off);

@@ -114,8 +114,9 @@ void fs_imap_listxattr(fuse_req_t req, fuse_ino_t ino, size_t size)
 	g_autoptr(GString) names = g_string_new(NULL);
 	int rc;
 
+	/* The root lists nothing: user.mailfs.status is read by name
+	   (fs_common.h says why). */
 	if (ino == FUSE_ROOT_ID) {
-		g_string_append_len(names, STATUS_XATTR, sizeof(STATUS_XATTR));
 	} else if (staging_is_staged(ino)) {
 		gboolean exists;
 		g_autofree char *flags = staging_get_flags(fs->staging, ino, &exists);
@@ -196,6 +197,10 @@ void fs_imap_setxattr(fuse_req_t req, fuse_ino_t ino, const char *name, const ch
 	int rc;
 
 	(void)flags;
+	if (ino == FUSE_ROOT_ID && strcmp(name, STATUS_XATTR) == 0) {
+		fuse_reply_err(req, 0); /* accepted and ignored (fs_common.h) */
+		return;
+	}
 	if (!staged && is_message_xattr(name) && (rc = message_target(fs, ino)) < 0) {
 		fuse_reply_err(req, -rc);
 		return;

@@ -429,16 +429,26 @@ static void op_getxattr(fuse_req_t req, fuse_ino_t ino, const char *name, size_t
 	fs_reply_xattr_value(req, text, size);
 }
 
-/* No attribute can be set or removed; ENOTSUP outside user.*, as getxattr. */
+/* Nothing is listed: the status is read by name (fs_common.h). */
+static void op_listxattr(fuse_req_t req, fuse_ino_t ino, size_t size)
+{
+	(void)ino;
+	fs_reply_xattr_names(req, "", 0, size);
+}
+
+/* Setting the root's status succeeds and changes nothing (fs_common.h), so
+   a backup that holds it restores; the spool's files carry no attribute to
+   set. ENOTSUP outside user.*, as getxattr. */
 static void op_setxattr(fuse_req_t req, fuse_ino_t ino, const char *name, const char *value,
 			size_t size, int flags)
 {
-	(void)ino;
 	(void)value;
 	(void)size;
 	(void)flags;
 	if (!g_str_has_prefix(name, "user."))
 		fuse_reply_err(req, ENOTSUP);
+	else if (ino == FUSE_ROOT_ID && strcmp(name, STATUS_XATTR) == 0)
+		fuse_reply_err(req, 0);
 	else
 		refuse_write(req);
 }
@@ -450,12 +460,6 @@ static void op_removexattr(fuse_req_t req, fuse_ino_t ino, const char *name)
 		fuse_reply_err(req, ENOTSUP);
 	else
 		refuse_write(req);
-}
-
-static void op_listxattr(fuse_req_t req, fuse_ino_t ino, size_t size)
-{
-	fs_reply_xattr_names(req, STATUS_XATTR, ino == FUSE_ROOT_ID ? sizeof(STATUS_XATTR) : 0,
-			     size);
 }
 
 /* The spool's file system is where the messages go. */

@@ -3,24 +3,6 @@
 
 #include <string.h>
 
-#define MBOX_FROM     "From "
-#define MBOX_FROM_LEN (sizeof(MBOX_FROM) - 1)
-
-/* RFC 5322 ftext: the bytes of a field name. */
-static gboolean is_ftext(guint8 c)
-{
-	return c >= 0x21 && c <= 0x7e && c != ':';
-}
-
-static gboolean begins_with_header(const guint8 *p, gsize n)
-{
-	gsize i = 0;
-
-	while (i < n && is_ftext(p[i]))
-		i++;
-	return i > 0 && i < n && p[i] == ':';
-}
-
 gboolean append_prepare(const guint8 *data, gsize len, GByteArray **out, GError **err)
 {
 	const guint8 *p, *end, *q, *lf;
@@ -43,18 +25,11 @@ gboolean append_prepare(const guint8 *data, gsize len, GByteArray **out, GError 
 		return FALSE;
 	}
 
+	/* Whatever else is written is sent: the server judges, and a message
+	 * a server once stored (a backup of it) can always be put back. */
 	p = data;
 	end = data + len;
-	if (len >= MBOX_FROM_LEN && memcmp(data, MBOX_FROM, MBOX_FROM_LEN) == 0) {
-		lf = memchr(data, '\n', len);
-		p = lf ? lf + 1 : end;
-	}
-	n = (gsize)(end - p);
-	if (!begins_with_header(p, n)) {
-		g_set_error_literal(err, G_FILE_ERROR, G_FILE_ERROR_INVAL,
-				    "message does not begin with a mail header");
-		return FALSE;
-	}
+	n = len;
 
 	/* First pass: the exact size, so the copy is one allocation. */
 	for (q = p; (lf = memchr(q, '\n', (gsize)(end - q))) != NULL; q = lf + 1) {

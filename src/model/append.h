@@ -19,22 +19,16 @@
 /*
  * Prepare len bytes of a local file (data may be NULL when len is 0) for
  * APPEND:
- *   - a first line starting with "From " (the mbox separator, as mbox and
- *     mbox-to-Maildir tools write it) is dropped, through its LF. Only at
- *     offset 0: a "From " line further down, or ">From ", stays;
  *   - each bare LF becomes CRLF; CRLF stays; a lone CR stays as it is;
- *   - nothing else changes (no BOM stripping, no trailing CRLF added).
+ *   - nothing else changes: no line is dropped (a leading mbox "From " line
+ *     is sent as written), no BOM stripped, no trailing CRLF added, and the
+ *     first line need not be a header. The server judges the message: what
+ *     it once stored and served (a backup) is put back byte for byte.
  * Refused (FALSE, G_FILE_ERROR_INVAL, nothing in *out):
- *   - an empty file, or one holding only the "From " line;
+ *   - an empty file;
  *   - any NUL byte (an APPEND literal may carry NUL only with BINARY,
  *     RFC 3516, which we do not use);
- *   - a result that does not begin with a header line: one or more bytes
- *     0x21..0x7E other than ':', then ':' (RFC 5322 field-name; the obsolete
- *     blanks before the ':' are not accepted on this first line). So a file
- *     starting with a blank line or a folded continuation is refused;
  *   - a result longer than G_MAXUINT bytes (GByteArray's limit).
- * Only the first line is checked: this tells a mail from a stray text file,
- * it does not validate the message.
  * On success *out holds the prepared bytes; on failure *out is set to NULL.
  * Cost: two linear passes, one allocation of the exact size.
  */

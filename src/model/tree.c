@@ -51,6 +51,7 @@ struct folder {
 	gboolean detached;
 	gboolean seen;	     /* scratch of tree_apply_list */
 	gboolean listed_now; /* scratch of tree_apply_list */
+	gboolean list_failed; /* a listing for its mtime failed; no more tries for it */
 	guint64 nlookup;
 	GPtrArray *children; /* struct folder * by ascending ino */
 	struct msgset *msgs; /* current message set, or NULL */
@@ -836,6 +837,17 @@ int tree_folder_merge(struct tree *t, guint64 ino, guint32 uidvalidity, const st
 	return rc;
 }
 
+void tree_folder_note_list_failed(struct tree *t, guint64 ino)
+{
+	struct folder *f;
+
+	mfs_mutex_lock(&t->lock);
+	f = folder_get(t, ino);
+	if (f && !f->msgs)
+		f->list_failed = TRUE;
+	mfs_mutex_unlock(&t->lock);
+}
+
 int tree_folder_foreach_message(struct tree *t, guint64 ino, guint32 *uidvalidity,
 				tree_msg_fn fn, void *ud)
 {
@@ -881,6 +893,15 @@ static void fill_folder(const struct folder *f, unsigned want, struct tree_entry
 	out->gone = f->detached;
 	out->selectable = folder_selectable(f);
 	out->mbox_attrs = f->attrs;
+	out->list_failed = f->list_failed;
+	if (f->msgs) {
+		GArray *live = f->msgs->live;
+
+		/* The newest arrival: one pass, under the lock (mailfs(1), Attributes). */
+		out->listed = TRUE;
+		for (guint i = 0; i < live->len; i++)
+			out->mtime = MAX(out->mtime, g_array_index(live, struct tmsg, i).mtime);
+	}
 	if (want & TREE_WANT_NAME)
 		out->name = g_strdup(f->name);
 	if ((want & TREE_WANT_WIRE) && out->selectable)

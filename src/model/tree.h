@@ -201,6 +201,14 @@ typedef void (*tree_msg_fn)(void *ud, const struct tree_msg_info *m);
 int tree_folder_foreach_message(struct tree *t, guint64 folder, guint32 *uidvalidity,
 				tree_msg_fn fn, void *ud);
 
+/*
+ * A listing of folder ino, made only to know its mtime (a stat), failed:
+ * noted, so the next stats do not try again (one failing server, one
+ * try); a later listing (a readdir) makes its mtime known all the same.
+ * Not a folder, or listed already: ignored.
+ */
+void tree_folder_note_list_failed(struct tree *t, guint64 ino);
+
 /* What tree_get/tree_lookup/tree_readdir tell about a node. */
 enum {
 	TREE_WANT_NAME = 1u << 0,  /* fill name: the path component */
@@ -218,11 +226,14 @@ struct tree_entry {
 	/* folders */
 	gboolean selectable; /* holds messages (not \Noselect, listed itself) */
 	guint32 mbox_attrs;  /* enum imap_mbox_attr as listed; 0 if not listed */
+	gboolean listed;     /* its messages are known (tree_folder_set_messages) */
+	gboolean list_failed; /* tree_folder_note_list_failed was called, before it was listed */
 	/* messages */
 	guint32 uid;
 	guint32 uidvalidity;
 	guint64 size;
-	gint64 mtime; /* INTERNALDATE */
+	gint64 mtime; /* a message's INTERNALDATE; a folder's newest message's
+		       * (0 when it holds none or they are not known yet) */
 	/* copies, only as asked by want; free with tree_entry_clear() */
 	char *name;
 	char *wire;

@@ -721,6 +721,44 @@ static void test_message_remove_and_keys(void)
 }
 
 /* Resume readdir from each offset while the folder changes in between. */
+/* A folder's mtime is its newest message's INTERNALDATE, once its messages are known. */
+static void test_folder_mtime(void)
+{
+	struct tree *t = tree_new(NULL);
+	struct tree_msg_info a[] = { msg(3, "Three", NULL), msg(9, "Nine", NULL),
+				     msg(5, "Five", NULL) };
+	struct tree_entry e = { 0 };
+	guint64 inbox;
+
+	apply(t, corpus, NULL);
+	inbox = path_ino(t, "INBOX");
+	g_assert_cmpint(tree_get(t, inbox, 0, &e), ==, 0);
+	g_assert_false(e.listed);
+	g_assert_false(e.list_failed);
+	g_assert_cmpint(e.mtime, ==, 0);
+	tree_folder_note_list_failed(t, inbox);
+	g_assert_cmpint(tree_get(t, inbox, 0, &e), ==, 0);
+	g_assert_true(e.list_failed);
+	g_assert_cmpint(tree_folder_set_messages(t, inbox, 7, a, 3, NULL), ==, 0);
+	g_assert_cmpint(tree_get(t, inbox, 0, &e), ==, 0);
+	g_assert_true(e.listed);
+	g_assert_cmpint(e.mtime, ==, 1700000000 + 9);
+	/* The newest leaves: the next newest. */
+	g_assert_cmpint(tree_lookup(t, inbox, "9-Nine.eml", FALSE, 0, &e), ==, 0);
+	g_assert_cmpint(tree_message_remove(t, e.ino, NULL), ==, 0);
+	g_assert_cmpint(tree_get(t, inbox, 0, &e), ==, 0);
+	g_assert_cmpint(e.mtime, ==, 1700000000 + 5);
+	/* Empty, known: 0; the root holds no message: 0, never listed. */
+	g_assert_cmpint(tree_folder_set_messages(t, inbox, 7, NULL, 0, NULL), ==, 0);
+	g_assert_cmpint(tree_get(t, inbox, 0, &e), ==, 0);
+	g_assert_true(e.listed);
+	g_assert_cmpint(e.mtime, ==, 0);
+	g_assert_cmpint(tree_get(t, TREE_ROOT_INO, 0, &e), ==, 0);
+	g_assert_false(e.listed);
+	g_assert_cmpint(e.mtime, ==, 0);
+	tree_free(t);
+}
+
 static void test_readdir_offsets(void)
 {
 	struct tree *t = tree_new(NULL);
@@ -987,6 +1025,7 @@ int main(int argc, char **argv)
 {
 	g_test_init(&argc, &argv, NULL);
 	g_test_add_func("/tree/list-table", test_list_table);
+	g_test_add_func("/tree/folder_mtime", test_folder_mtime);
 	g_test_add_func("/tree/folder-attrs", test_folder_attrs);
 	g_test_add_func("/tree/relist", test_relist);
 	g_test_add_func("/tree/messages", test_messages);
