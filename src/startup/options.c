@@ -361,6 +361,7 @@ static const struct key_def keys[] = {
 	KEY("pop3_keep", parse_bool, pop3_keep, "no"),
 	KEY("pop3_archive", parse_archive, pop3_archive, NULL),
 	KEY_NUM("poll", parse_uint, poll, "60", 1, 86400),
+	KEY("nonempty", parse_bool, nonempty, "no"),
 };
 
 static const struct key_def *find_key(const char *name)

@@ -96,6 +96,7 @@
  *   pop3_keep   bool                     [no]; `readonly` sets it
  *   pop3_archive  path, or none          [$XDG_DATA_HOME/mailfs/ACCOUNT]
  *   poll        seconds 1..86400         [60]
+ *   nonempty    bool                     [no]: mount over a directory that has entries
  *
  * Secrets: there is no password key; a URL with a password is refused; no
  * error message repeats a value of password_command or oauth_token_command.
@@ -169,6 +170,7 @@ struct mfs_options {
 	char *pop3_archive;     /* absolute; NULL exactly when pop3_archive_none */
 	gboolean pop3_archive_none;
 	guint poll;             /* seconds between POP3 listings */
+	gboolean nonempty;      /* mount on a directory that has entries (startup/mountpoint.h) */
 
 	/* libfuse options in fuse_opt form (escapes kept), in order, e.g.
 	 * "allow_other", "max_read=131072"; give each as "-o" ITEM. */
