@@ -32,6 +32,7 @@
 #include "protocol/pop3.h"
 #include "startup/mountpoint.h"
 #include "startup/options.h"
+#include "transport/conn.h"
 #include "transport/secret.h"
 #include "util/log.h"
 
@@ -122,6 +123,19 @@ static gboolean prompt_if_needed(struct secret_source *src, GError **err)
 }
 
 /* -- checks before mounting ------------------------------------------------- */
+
+/*
+ * Files the options name, checked before connecting (and before a password
+ * is asked for), so that the mistake is named with its file and OS error.
+ * ca_file is read only when the certificate is not pinned.
+ */
+static gboolean check_files(const struct mfs_options *o, GError **err)
+{
+	if (o->ca_file && o->tls != MFS_TLS_NONE && !o->tls_fingerprint &&
+	    !conn_check_ca_file(o->ca_file, err))
+		return FALSE;
+	return TRUE;
+}
 
 /* One mount per account: a lock on its cache directory. Returns the fd or -1. */
 static int lock_account(const struct mfs_options *o, GError **err)
@@ -294,7 +308,7 @@ static int mount_imap(struct mfs_options *o)
 	int lock_fd = -1;
 	int rc = 1;
 
-	if (!mountpoint_check(o->mountpoint, o->nonempty, &err))
+	if (!mountpoint_check(o->mountpoint, o->nonempty, &err) || !check_files(o, &err))
 		goto out;
 	lock_fd = lock_account(o, &err);
 	if (lock_fd < 0)
@@ -406,7 +420,7 @@ static int mount_pop3(struct mfs_options *o)
 	int lock_fd = -1;
 	int rc = 1;
 
-	if (!mountpoint_check(o->mountpoint, o->nonempty, &err))
+	if (!mountpoint_check(o->mountpoint, o->nonempty, &err) || !check_files(o, &err))
 		goto out;
 	so.auth = pop3_auth(o->auth, &err);
 	if (err)
