@@ -12,7 +12,7 @@ import time
 
 import pytest
 
-from conftest import mounted, password_file, sanitizer_env
+from conftest import SANITIZER_REPORT, mounted, password_file, sanitizer_env
 
 HANG_GUARD = 30  # seconds; every wait below ends much sooner when mailfs works
 
@@ -156,6 +156,7 @@ def assert_unmounted_and_usable(d):
         f.write("the directory is a directory again\n")
     os.unlink(os.path.join(d.abs, "probe"))
     assert "failed to unmount" not in d.stderr(), d.stderr()
+    assert not SANITIZER_REPORT.search(d.stderr()), d.stderr()
 
 
 SIGNALS = [signal.SIGTERM, signal.SIGINT, signal.SIGHUP]
