@@ -30,7 +30,9 @@
 #include "model/mcache.h"
 #include "model/tree.h"
 #include "protocol/pop3.h"
+#include "startup/mountpoint.h"
 #include "startup/options.h"
+#include "transport/conn.h"
 #include "transport/secret.h"
 #include "util/log.h"
 
@@ -123,46 +125,15 @@ static gboolean prompt_if_needed(struct secret_source *src, GError **err)
 /* -- checks before mounting ------------------------------------------------- */
 
 /*
- * "/dev/fd/N": the caller opened /dev/fuse and mounted it itself, as
- * mount.fuse3 -o drop_privileges does; fuse_session_mount() then serves fd N
- * (libfuse parses the name the same way). There is no directory to check.
+ * Files the options name, checked before connecting (and before a password
+ * is asked for), so that the mistake is named with its file and OS error.
+ * ca_file is read only when the certificate is not pinned.
  */
-static gboolean premounted_fd(const char *mp)
+static gboolean check_files(const struct mfs_options *o, GError **err)
 {
-	unsigned fd;
-	int len = -1;
-	struct stat st;
-
-	if (sscanf(mp, "/dev/fd/%u%n", &fd, &len) != 1 || len < 0 || (size_t)len != strlen(mp) ||
-	    fd > INT_MAX)
+	if (o->ca_file && o->tls != MFS_TLS_NONE && !o->tls_fingerprint &&
+	    !conn_check_ca_file(o->ca_file, err))
 		return FALSE;
-	return fstat((int)fd, &st) == 0 && S_ISCHR(st.st_mode);
-}
-
-static gboolean check_mountpoint(const char *mp, GError **err)
-{
-	struct stat st, parent;
-	g_autofree char *up = NULL;
-
-	if (premounted_fd(mp))
-		return TRUE;
-	up = g_build_filename(mp, "..", NULL);
-	if (stat(mp, &st) != 0) {
-		g_set_error(err, G_FILE_ERROR, g_file_error_from_errno(errno),
-			    "mountpoint %s: %s", mp, g_strerror(errno));
-		return FALSE;
-	}
-	if (!S_ISDIR(st.st_mode)) {
-		g_set_error(err, G_FILE_ERROR, G_FILE_ERROR_NOTDIR,
-			    "mountpoint %s is not a directory", mp);
-		return FALSE;
-	}
-	if (stat(up, &parent) == 0 &&
-	    (st.st_dev != parent.st_dev || st.st_ino == parent.st_ino)) {
-		g_set_error(err, G_FILE_ERROR, G_FILE_ERROR_EXIST,
-			    "mountpoint %s is busy: something is already mounted there", mp);
-		return FALSE;
-	}
 	return TRUE;
 }
 
@@ -228,6 +199,28 @@ struct view {
 	void (*detach)(void *fs);
 };
 
+/*
+ * libfuse ends the session loop on SIGHUP, SIGINT and SIGTERM, then main
+ * unmounts; but it leaves alone a signal that was ignored when the program
+ * started. A shell ignores SIGINT in the background jobs of a script, where
+ * kill -INT must still unmount; so SIGINT and SIGTERM are always taken, and
+ * SIGHUP too, except in the foreground under nohup, which asks for it to be
+ * ignored (the daemon has no terminal to hang up).
+ */
+static void take_stop_signals(gboolean foreground)
+{
+	static const int sigs[] = { SIGINT, SIGTERM, SIGHUP };
+
+	for (size_t i = 0; i < G_N_ELEMENTS(sigs); i++) {
+		struct sigaction sa;
+
+		if (sigs[i] == SIGHUP && foreground)
+			continue;
+		if (sigaction(sigs[i], NULL, &sa) == 0 && sa.sa_handler == SIG_IGN)
+			signal(sigs[i], SIG_DFL);
+	}
+}
+
 static int run_fuse(struct mfs_options *o, const struct view *v, GError **err)
 {
 	struct fuse_args args = FUSE_ARGS_INIT(0, NULL);
@@ -252,6 +245,7 @@ static int run_fuse(struct mfs_options *o, const struct view *v, GError **err)
 		g_set_error(err, G_IO_ERROR, G_IO_ERROR_FAILED, "libfuse refused the options");
 		return 1;
 	}
+	take_stop_signals(o->foreground);
 	if (fuse_set_signal_handlers(se) != 0) {
 		fuse_session_destroy(se);
 		g_set_error(err, G_IO_ERROR, G_IO_ERROR_FAILED, "cannot set signal handlers");
@@ -314,7 +308,7 @@ static int mount_imap(struct mfs_options *o)
 	int lock_fd = -1;
 	int rc = 1;
 
-	if (!check_mountpoint(o->mountpoint, &err))
+	if (!mountpoint_check(o->mountpoint, o->nonempty, &err) || !check_files(o, &err))
 		goto out;
 	lock_fd = lock_account(o, &err);
 	if (lock_fd < 0)
@@ -426,7 +420,7 @@ static int mount_pop3(struct mfs_options *o)
 	int lock_fd = -1;
 	int rc = 1;
 
-	if (!check_mountpoint(o->mountpoint, &err))
+	if (!mountpoint_check(o->mountpoint, o->nonempty, &err) || !check_files(o, &err))
 		goto out;
 	so.auth = pop3_auth(o->auth, &err);
 	if (err)
@@ -471,6 +465,7 @@ int main(int argc, char **argv)
 {
 	struct mfs_options o;
 	GError *err = NULL;
+	char *mountpoint = NULL;
 	int rc;
 
 	for (int i = 1; i < argc; i++) {
@@ -491,12 +486,18 @@ int main(int argc, char **argv)
 	signal(SIGXFSZ, SIG_IGN);
 
 	mfs_options_init(&o);
-	if (!mfs_options_parse(&o, argc, argv, &err)) {
+	if (!mfs_options_parse(&o, argc, argv, &err) ||
+	    !(mountpoint = mountpoint_resolve(o.mountpoint, &err))) {
 		fprintf(stderr, "mailfs: %s\n", err->message);
 		g_error_free(err);
 		mfs_options_clear(&o);
 		return EXIT_FAILURE;
 	}
+	/* Absolute before anything else: the daemon's working directory becomes
+	   "/" (fuse_daemonize(), in the foreground too), and the unmount at exit
+	   goes by this path. */
+	g_free(o.mountpoint);
+	o.mountpoint = mountpoint;
 	mfs_log_enable(o.log_categories |
 		       (o.debug ? MFS_LOG_IMAP | MFS_LOG_POP3 | MFS_LOG_FUSE | MFS_LOG_CACHE : 0));
 	rc = o.proto == MFS_PROTO_POP3 ? mount_pop3(&o) : mount_imap(&o);

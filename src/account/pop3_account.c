@@ -97,8 +97,10 @@ struct pop3_account *pop3_account_new(const struct mfs_options *opts,
 	a->state = spool_state_open(a->state_dir, err);
 	if (!a->state)
 		goto fail;
-	if (opts->pop3_archive && !spool_archive_prepare(opts->pop3_archive, err))
+	if (opts->pop3_archive && !spool_archive_prepare(opts->pop3_archive, err)) {
+		g_prefix_error(err, "pop3_archive: "); /* the option to change */
 		goto fail;
+	}
 	return a;
 fail:
 	pop3_account_free(a);

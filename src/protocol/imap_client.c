@@ -990,6 +990,34 @@ static gboolean after_login(struct imap_session *s, GError **err)
 	return TRUE;
 }
 
+/*
+ * A POP3 server greets "+OK" or "-ERR" where an IMAP server says "* OK":
+ * the wrong scheme for the port, which "invalid greeting" would not say.
+ */
+static gboolean not_pop3(struct imap_session *s, const struct imap_session_opts *o,
+			 GError **err)
+{
+	size_t n;
+	const char *p = conn_peek(s->conn, &n);
+	const char *nl = memchr(p, '\n', n);
+	size_t len = nl ? (size_t)(nl - p) : n;
+	g_autofree char *shown = NULL;
+
+	if (!(n >= 3 && g_ascii_strncasecmp(p, "+OK", 3) == 0) &&
+	    !(n >= 4 && g_ascii_strncasecmp(p, "-ERR", 4) == 0))
+		return TRUE;
+	if (len > 0 && p[len - 1] == '\r')
+		len--;
+	shown = mfs_log_escape(p, len, 80);
+	g_set_error(err, G_IO_ERROR, G_IO_ERROR_INVALID_DATA,
+		    "%s is a POP3 server, not IMAP (it greeted \"%s\"): for POP3, use %s",
+		    s->peer, shown,
+		    o->tls == IMAP_TLS_IMPLICIT ? "pop3s://" :
+		    o->tls == IMAP_TLS_STARTTLS ? "pop3://" :
+						  "pop3:// with tls=none");
+	return FALSE;
+}
+
 struct imap_session *imap_session_connect(const struct imap_session_opts *o, GError **err)
 {
 	static const struct imap_parser_callbacks cb = {
@@ -1021,6 +1049,9 @@ struct imap_session *imap_session_connect(const struct imap_session_opts *o, GEr
 	if (o->tls == IMAP_TLS_NONE)
 		mfs_log_warn("tls=none: the password and all mail travel unencrypted to %s",
 			     s->peer);
+	if (!conn_await_greeting(c, "if this is one, use imaps:// (tls=implicit)", err) ||
+	    !not_pop3(s, o, err))
+		goto fail;
 	while (!s->greeting && !s->bad_greeting) {
 		GError *e = NULL;
 

@@ -142,7 +142,10 @@ struct imap_session;
  * Connect, secure the link, read the greeting, authenticate, read the
  * capabilities, send ID when offered. NULL and *err on failure; a failed
  * login's message quotes the server's words; a refused certificate's
- * message carries the fingerprint to pin.
+ * message carries the fingerprint to pin. Without TLS the greeting must
+ * begin within CONN_GREETING_WAIT_S (conn_await_greeting(): a TLS port is
+ * silent; G_IO_ERROR_TIMED_OUT, "use imaps://"); a POP3 greeting ("+OK",
+ * "-ERR") is G_IO_ERROR_INVALID_DATA saying to use a pop3 scheme.
  */
 struct imap_session *imap_session_connect(const struct imap_session_opts *o, GError **err);
 

@@ -652,6 +652,43 @@ out:
 	return ok;
 }
 
+/*
+ * An IMAP server greets "* OK" (or PREAUTH, BYE) where a POP3 server says
+ * "+OK": the wrong scheme for the port, which "malformed answer" would not say.
+ */
+static gboolean not_imap(struct pop3_session *s, const struct pop3_session_opts *o,
+			 GError **err)
+{
+	static const char *const imap_greetings[] = { "* OK", "* PREAUTH", "* BYE" };
+	size_t n;
+	const char *p = conn_peek(s->conn, &n);
+	const char *nl = memchr(p, '\n', n);
+	size_t len = nl ? (size_t)(nl - p) : n;
+	gboolean imap = FALSE;
+	g_autofree char *shown = NULL;
+
+	for (size_t i = 0; i < G_N_ELEMENTS(imap_greetings); i++) {
+		size_t k = MIN(n, strlen(imap_greetings[i]));
+
+		/* The greeting may have arrived in part: "* OK" needs 4 bytes,
+		   conn_await_greeting() gets 8 or a whole line. */
+		if (k >= 4 && g_ascii_strncasecmp(p, imap_greetings[i], k) == 0)
+			imap = TRUE;
+	}
+	if (!imap)
+		return TRUE;
+	if (len > 0 && p[len - 1] == '\r')
+		len--;
+	shown = mfs_log_escape(p, len, 80);
+	g_set_error(err, POP3_ERROR, POP3_ERROR_PROTOCOL,
+		    "%s is an IMAP server, not POP3 (it greeted \"%s\"): for IMAP, use %s",
+		    s->peer, shown,
+		    o->tls == POP3_TLS_IMPLICIT ? "imaps://" :
+		    o->tls == POP3_TLS_STARTTLS ? "imap://" :
+						  "imap:// with tls=none");
+	return FALSE;
+}
+
 struct pop3_session *pop3_connect(const struct pop3_session_opts *o, GError **err)
 {
 	struct conn_tls_opts tls = { .ca_file = o->ca_file, .fingerprint = o->tls_fingerprint };
@@ -674,6 +711,9 @@ struct pop3_session *pop3_connect(const struct pop3_session_opts *o, GError **er
 	if (o->tls == POP3_TLS_NONE)
 		mfs_log_warn("tls=none: the password and all mail travel unencrypted to %s",
 			     s->peer);
+	if (!conn_await_greeting(c, "if this is one, use pop3s:// (tls=implicit)", err) ||
+	    !not_imap(s, o, err))
+		goto fail;
 	if (read_reply(s, "the greeting", &r, err) < 0)
 		goto fail;
 	if (r.status != POP3_STATUS_OK) {

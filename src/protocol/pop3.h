@@ -124,7 +124,10 @@ struct pop3_session;
  * Connect, secure the link, read the greeting, CAPA, STLS (and CAPA again),
  * authenticate, CAPA again (it may change after login). NULL and *err on
  * failure; a refused login quotes the server's words (POP3_ERROR_AUTH,
- * POP3_ERROR_IN_USE, ...).
+ * POP3_ERROR_IN_USE, ...). Without TLS the greeting must begin within
+ * CONN_GREETING_WAIT_S (conn_await_greeting(): a TLS port is silent;
+ * G_IO_ERROR_TIMED_OUT, "use pop3s://"); an IMAP greeting ("* OK", PREAUTH,
+ * BYE) is POP3_ERROR_PROTOCOL saying to use an imap scheme.
  */
 struct pop3_session *pop3_connect(const struct pop3_session_opts *o, GError **err);
 

@@ -1,6 +1,7 @@
 /* SPDX-License-Identifier: GPL-2.0-or-later */
 #include "startup/options.h"
 
+#include "startup/keyfile_lines.h"
 #include "util/log.h"
 
 #include <pthread.h>
@@ -360,6 +361,7 @@ static const struct key_def keys[] = {
 	KEY("pop3_keep", parse_bool, pop3_keep, "no"),
 	KEY("pop3_archive", parse_archive, pop3_archive, NULL),
 	KEY_NUM("poll", parse_uint, poll, "60", 1, 86400),
+	KEY("nonempty", parse_bool, nonempty, "no"),
 };
 
 static const struct key_def *find_key(const char *name)
@@ -939,7 +941,28 @@ static char *section_account(const char *group)
 	return NULL;
 }
 
-static gboolean check_config(GKeyFile *kf, const char *file, GError **err)
+/* The config file as read, for the lines its errors name. */
+struct conf_text {
+	const char *file;
+	char *text; /* NULL when it could not be read again: no line numbers */
+	gsize len;
+};
+
+/* "FILE:LINE" (the form compilers use, which editors jump to), or "FILE". */
+static char *file_line(const struct conf_text *t, guint line)
+{
+	return line ? g_strdup_printf("%s:%u", t->file, line) : g_strdup(t->file);
+}
+
+static char *key_where(const struct conf_text *t, const char *group, const char *key)
+{
+	guint line = t->text ? keyfile_key_line(t->text, t->len, group, key) : 0;
+	g_autofree char *at = file_line(t, line);
+
+	return g_strdup_printf("%s: [%s] %s", at, group, key);
+}
+
+static gboolean check_config(GKeyFile *kf, const struct conf_text *t, GError **err)
 {
 	g_auto(GStrv) groups = g_key_file_get_groups(kf, NULL);
 
@@ -948,49 +971,58 @@ static gboolean check_config(GKeyFile *kf, const char *file, GError **err)
 		g_auto(GStrv) names = NULL;
 
 		if (!account) {
+			g_autofree char *at =
+				file_line(t, t->text ? keyfile_group_line(t->text, t->len, *g) : 0);
+
 			g_set_error(err, G_OPTION_ERROR, G_OPTION_ERROR_UNKNOWN_OPTION,
 				    "%s: unknown section [%s] "
 				    "(expected [account NAME] or [defaults])",
-				    file, *g);
+				    at, *g);
 			return FALSE;
 		}
 		names = g_key_file_get_keys(kf, *g, NULL, NULL);
 		for (char **key = names; key && *key; key++) {
 			const struct key_def *k = find_key(*key);
 
-			if (!k) {
+			g_autofree char *at = NULL;
+
+			if (k && (*account || k->offset != OFF(url)))
+				continue;
+			at = file_line(t, t->text ? keyfile_key_line(t->text, t->len, *g, *key) : 0);
+			if (!k)
 				g_set_error(err, G_OPTION_ERROR, G_OPTION_ERROR_UNKNOWN_OPTION,
-					    "%s: [%s] unknown key '%s'%s%s", file, *g, *key,
+					    "%s: [%s] unknown key '%s'%s%s", at, *g, *key,
 					    is_password_key(*key) ? ": " : "",
 					    is_password_key(*key) ? no_password_hint : "");
-				return FALSE;
-			}
-			if (!*account && k->offset == OFF(url)) {
+			else
 				g_set_error(err, G_OPTION_ERROR, G_OPTION_ERROR_BAD_VALUE,
 					    "%s: [defaults] cannot hold 'url': it belongs in an "
 					    "[account NAME] section",
-					    file);
-				return FALSE;
-			}
+					    at);
+			return FALSE;
 		}
 	}
 	return TRUE;
 }
 
-static gboolean apply_section(struct ctx *c, GKeyFile *kf, const char *file, const char *group,
-			      GError **err)
+static gboolean apply_section(struct ctx *c, GKeyFile *kf, const struct conf_text *t,
+			      const char *group, GError **err)
 {
 	g_auto(GStrv) names = g_key_file_get_keys(kf, group, NULL, NULL);
 
 	for (char **key = names; key && *key; key++) {
-		g_autofree char *where = g_strdup_printf("%s: [%s] %s", file, group, *key);
+		g_autofree char *where = key_where(t, group, *key);
 		g_autofree char *value = NULL;
 		g_autoptr(GError) e = NULL;
 
 		value = g_key_file_get_string(kf, group, *key, &e);
 		if (!value) {
+			/* GLib's message would repeat the value's raw bytes. */
 			g_set_error(err, G_OPTION_ERROR, G_OPTION_ERROR_BAD_VALUE, "%s: %s", where,
-				    e->message);
+				    g_error_matches(e, G_KEY_FILE_ERROR,
+						    G_KEY_FILE_ERROR_UNKNOWN_ENCODING)
+					    ? "the value is not valid UTF-8"
+					    : e->message);
 			return FALSE;
 		}
 		/* Trailing blanks are never meant (GKeyFile keeps them; "\\s" is there). */
@@ -1007,9 +1039,13 @@ static gboolean load_config(struct ctx *c, gboolean given, GError **err)
 	g_autoptr(GKeyFile) kf = g_key_file_new();
 	g_autoptr(GError) e = NULL;
 	g_auto(GStrv) groups = NULL;
+	g_autofree char *text = NULL;
+	struct conf_text t = { .file = o->config_file };
 	const char *account_group = NULL;
+	gboolean ok;
 
-	if (!g_key_file_load_from_file(kf, o->config_file, G_KEY_FILE_NONE, &e)) {
+	ok = g_key_file_load_from_file(kf, o->config_file, G_KEY_FILE_NONE, &e);
+	if (!ok && e->domain != G_KEY_FILE_ERROR) {
 		if (g_error_matches(e, G_FILE_ERROR, G_FILE_ERROR_NOENT) && !given &&
 		    c->source_is_url)
 			return TRUE;
@@ -1023,7 +1059,16 @@ static gboolean load_config(struct ctx *c, gboolean given, GError **err)
 			    e->message);
 		return FALSE;
 	}
-	if (!check_config(kf, o->config_file, err))
+	/* Read again for the line numbers of errors; without it they are left out. */
+	if (g_file_get_contents(o->config_file, &text, &t.len, NULL))
+		t.text = text;
+	if (!ok) {
+		g_autofree char *at = file_line(&t, t.text ? keyfile_error_line(t.text, t.len) : 0);
+
+		g_set_error(err, G_OPTION_ERROR, G_OPTION_ERROR_FAILED, "%s: %s", at, e->message);
+		return FALSE;
+	}
+	if (!check_config(kf, &t, err))
 		return FALSE;
 
 	groups = g_key_file_get_groups(kf, NULL);
@@ -1041,10 +1086,9 @@ static gboolean load_config(struct ctx *c, gboolean given, GError **err)
 			    looks_like_url ? " (a URL needs a scheme: imaps://USER@HOST)" : "");
 		return FALSE;
 	}
-	if (g_key_file_has_group(kf, "defaults") &&
-	    !apply_section(c, kf, o->config_file, "defaults", err))
+	if (g_key_file_has_group(kf, "defaults") && !apply_section(c, kf, &t, "defaults", err))
 		return FALSE;
-	if (account_group && !apply_section(c, kf, o->config_file, account_group, err))
+	if (account_group && !apply_section(c, kf, &t, account_group, err))
 		return FALSE;
 	return TRUE;
 }

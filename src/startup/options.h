@@ -32,8 +32,10 @@
  *   Sections: [account NAME] (one per account) and an optional [defaults]
  *   whose keys apply to every account (`url` is not allowed there). Any other
  *   section, and any unknown key in any section, is an error naming the file,
- *   section and key; a bad value is checked only in [defaults] and in the
- *   account being mounted. A URL source reads only [defaults] (the file is
+ *   line, section and key ("FILE:LINE: [SECTION] KEY: ..."; a syntax error
+ *   "FILE:LINE: ..."; the line is found in the text, since GKeyFile does not
+ *   say it: startup/keyfile_lines.h); a bad value is checked only in
+ *   [defaults] and in the account being mounted. A URL source reads only [defaults] (the file is
  *   optional then). No inline comments: GKeyFile comments are whole lines.
  *   Trailing blanks of a value are dropped (GKeyFile's "\s" keeps one).
  *   Localized keys ("key[de]") are invisible to GKeyFile's key list and so
@@ -94,13 +96,14 @@
  *   pop3_keep   bool                     [no]; `readonly` sets it
  *   pop3_archive  path, or none          [$XDG_DATA_HOME/mailfs/ACCOUNT]
  *   poll        seconds 1..86400         [60]
+ *   nonempty    bool                     [no]: mount over a directory that has entries
  *
  * Secrets: there is no password key; a URL with a password is refused; no
  * error message repeats a value of password_command or oauth_token_command.
  *
  * Errors: G_OPTION_ERROR (UNKNOWN_OPTION for unknown keys/options, BAD_VALUE
  * for values and URLs, FAILED for files and positionals); the message is one
- * line meant for stderr as is, naming the option or file/section/key.
+ * line meant for stderr as is, naming the option or file:line/section/key.
  *
  * Not thread-safe; called once at startup before any thread exists. The
  * struct owns every pointer in it; mfs_options_clear() frees them.
@@ -167,6 +170,7 @@ struct mfs_options {
 	char *pop3_archive;     /* absolute; NULL exactly when pop3_archive_none */
 	gboolean pop3_archive_none;
 	guint poll;             /* seconds between POP3 listings */
+	gboolean nonempty;      /* mount on a directory that has entries (startup/mountpoint.h) */
 
 	/* libfuse options in fuse_opt form (escapes kept), in order, e.g.
 	 * "allow_other", "max_read=131072"; give each as "-o" ITEM. */

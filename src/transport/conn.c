@@ -14,7 +14,9 @@
 #include <stdint.h>
 #include <string.h>
 #include <sys/eventfd.h>
+#include <fcntl.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "util/lock.h"
@@ -174,7 +176,9 @@ static char *ssl_reason(void)
 	const char *r = e ? ERR_reason_error_string(e) : NULL;
 	char *out;
 
-	if (r)
+	if (e && ERR_SYSTEM_ERROR(e))
+		out = g_strdup(g_strerror(ERR_GET_REASON(e))); /* the reason is an errno */
+	else if (r)
 		out = g_strdup(r);
 	else if (e)
 		out = g_strdup_printf("OpenSSL error %lx", e);
@@ -856,6 +860,28 @@ static void set_handshake_error(struct conn *c, const char *host, int ssl_err, G
 	ERR_clear_error();
 }
 
+gboolean conn_check_ca_file(const char *path, GError **err)
+{
+	int fd = open(path, O_RDONLY | O_CLOEXEC);
+	struct stat st;
+	int e = 0;
+
+	if (fd < 0)
+		e = errno;
+	else if (fstat(fd, &st) != 0)
+		e = errno;
+	else if (S_ISDIR(st.st_mode))
+		e = EISDIR;
+	if (fd >= 0)
+		close(fd);
+	if (e) {
+		g_set_error(err, G_IO_ERROR, G_IO_ERROR_INVALID_ARGUMENT, "ca_file %s: %s", path,
+			    g_strerror(e));
+		return FALSE;
+	}
+	return TRUE;
+}
+
 static void tls_drop(struct conn *c)
 {
 	g_clear_pointer(&c->ssl, SSL_free);
@@ -881,11 +907,18 @@ static gboolean tls_setup(struct conn *c, const char *host, const struct conn_tl
 	SSL_CTX_clear_mode(c->ctx, SSL_MODE_AUTO_RETRY);
 	if (!c->pin_set) {
 		if (o && o->ca_file) {
+			if (!conn_check_ca_file(o->ca_file, err))
+				return FALSE;
 			if (!SSL_CTX_load_verify_file(c->ctx, o->ca_file)) {
+				gboolean not_pem = ERR_GET_LIB(ERR_peek_error()) == ERR_LIB_X509 &&
+						   ERR_GET_REASON(ERR_peek_error()) ==
+							   X509_R_NO_CERTIFICATE_OR_CRL_FOUND;
 				g_autofree char *why = ssl_reason();
 
 				g_set_error(err, G_IO_ERROR, G_IO_ERROR_INVALID_ARGUMENT,
-					    "cannot load ca_file %s: %s", o->ca_file, why);
+					    "ca_file %s: %s%s", o->ca_file, why,
+					    not_pem ? " (it must be a PEM file of CA certificates)"
+						    : "");
 				return FALSE;
 			}
 		} else if (!SSL_CTX_set_default_verify_paths(c->ctx)) {
@@ -1049,6 +1082,37 @@ gboolean conn_fill(struct conn *c, GError **err)
 		if (n < 0)
 			return FALSE;
 		if (!wait_io(c, events, deadline, "waiting for data", err))
+			return FALSE;
+	}
+}
+
+/* Bytes of the greeting conn_await_greeting() gets before its first line ends. */
+#define GREETING_PEEK ((size_t)8)
+
+gboolean conn_await_greeting(struct conn *c, const char *tls_hint, GError **err)
+{
+	if (!c->tls_up && conn_buffered(c) == 0) {
+		int wait_s = c->timeout_s > 0 ? MIN(c->timeout_s, CONN_GREETING_WAIT_S)
+					      : CONN_GREETING_WAIT_S;
+		int r = conn_wait_readable(c, wait_s * 1000, err);
+
+		if (r < 0)
+			return FALSE;
+		if (r == 0) {
+			g_set_error(err, G_IO_ERROR, G_IO_ERROR_TIMED_OUT,
+				    "%s sent no greeting within %d s; a port that expects TLS from "
+				    "the first byte waits silently for the client: %s",
+				    c->peer, wait_s, tls_hint);
+			return FALSE;
+		}
+	}
+	for (;;) {
+		size_t n;
+		const char *p = conn_peek(c, &n);
+
+		if (n >= GREETING_PEEK || memchr(p, '\n', n))
+			return TRUE;
+		if (!conn_fill(c, err))
 			return FALSE;
 	}
 }

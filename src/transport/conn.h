@@ -17,7 +17,9 @@
  *   G_IO_ERROR_CONNECTION_REFUSED, G_IO_ERROR_HOST_UNREACHABLE, ... (from errno)
  *   G_IO_ERROR_MESSAGE_TOO_LARGE   conn_read_line(): line longer than max
  *   G_IO_ERROR_NO_SPACE            conn_fill() with a full buffer (caller bug)
- *   G_IO_ERROR_INVALID_ARGUMENT    malformed tls_fingerprint, or conn_start_tls()
+ *   G_IO_ERROR_INVALID_ARGUMENT    malformed tls_fingerprint, a ca_file that cannot
+ *                                  be read (named, with the OS error) or is no PEM
+ *                                  file of certificates, or conn_start_tls()
  *                                  with unread bytes already buffered (injection)
  *   G_TLS_ERROR_BAD_CERTIFICATE    the server's certificate was refused (final:
  *                                  retrying will not help)
@@ -105,6 +107,13 @@ gboolean conn_start_tls(struct conn *c, const char *host, const struct conn_tls_
 			GError **err);
 gboolean conn_is_tls(const struct conn *c);
 
+/*
+ * Can ca_file be read as a file? FALSE and *err "ca_file PATH: <OS error>"
+ * (G_IO_ERROR_INVALID_ARGUMENT; a directory is EISDIR's words). conn_start_tls() checks it before loading it;
+ * startup checks it before connecting, so that the mistake is named first.
+ */
+gboolean conn_check_ca_file(const char *path, GError **err);
+
 /* The server leaf's SHA-256 as "AB:CD:..." (g_free it), or NULL before TLS. */
 char *conn_peer_fingerprint(const struct conn *c);
 
@@ -134,6 +143,25 @@ const char *conn_peek(const struct conn *c, size_t *avail);
  * passed (the conn stays usable), -1 and *err: aborted or failed.
  */
 int conn_wait_readable(struct conn *c, int timeout_ms, GError **err);
+
+/*
+ * How long a connection without TLS waits for the first byte of the server's
+ * greeting (or the timeout, when shorter). A mail server speaks first, at
+ * once; a port that expects TLS from the first byte waits silently for the
+ * client, and a wrong scheme should not cost the whole timeout to find out.
+ */
+#define CONN_GREETING_WAIT_S 5
+
+/*
+ * Wait for the start of the server's greeting: until its first line ended or
+ * 8 bytes are buffered, so that the caller can peek at how it begins (a POP3
+ * "+OK" where an IMAP "* OK" was expected). Nothing is consumed. Without TLS
+ * the first byte must come within CONN_GREETING_WAIT_S: else
+ * G_IO_ERROR_TIMED_OUT, "HOST:PORT sent no greeting within N s: ..." ending
+ * with tls_hint (what to try instead, e.g. "use imaps://"). Other errors as
+ * conn_fill().
+ */
+gboolean conn_await_greeting(struct conn *c, const char *tls_hint, GError **err);
 
 /* Mark n bytes (n <= what conn_peek() reported) as consumed. */
 void conn_consume(struct conn *c, size_t n);

@@ -594,11 +594,71 @@ static void test_tls_bad_ca_file(void)
 
 	g_assert_false(conn_start_tls(c, "127.0.0.1", &o, &err));
 	g_assert_error(err, G_IO_ERROR, G_IO_ERROR_INVALID_ARGUMENT);
-	g_assert_nonnull(strstr(err->message, "missing.pem"));
+	g_assert_nonnull(strstr(err->message, "missing.pem: No such file or directory"));
 	g_assert_cmpuint(ERR_peek_error(), ==, 0);
+	g_clear_error(&err);
+	/* A directory, and a file that is no PEM: named, with what is wrong. */
+	o.ca_file = tmpdir;
+	g_assert_false(conn_check_ca_file(tmpdir, &err));
+	g_assert_error(err, G_IO_ERROR, G_IO_ERROR_INVALID_ARGUMENT);
+	g_assert_nonnull(strstr(err->message, "Is a directory"));
+	g_clear_error(&err);
+	{
+		g_autofree char *text = g_build_filename(tmpdir, "not-pem.txt", NULL);
+
+		g_assert_true(g_file_set_contents(text, "no certificate\n", -1, NULL));
+		o.ca_file = text;
+		g_assert_false(conn_start_tls(c, "127.0.0.1", &o, &err));
+		g_assert_error(err, G_IO_ERROR, G_IO_ERROR_INVALID_ARGUMENT);
+		g_assert_nonnull(strstr(err->message, "not-pem.txt: "));
+		g_assert_nonnull(strstr(err->message, "PEM"));
+		g_assert_cmpuint(ERR_peek_error(), ==, 0);
+		g_clear_error(&err);
+		g_unlink(text);
+	}
+	conn_free(c);
+	server_stop(s);
+}
+
+/* ---- the greeting ---- */
+
+/* A port that expects TLS from the first byte says nothing: the wait is short. */
+static void test_greeting_silent(void)
+{
+	struct server *s = server_start(SRV_SILENT);
+	struct conn *c = connect_ok(s, "127.0.0.1", 1);
+	GError *err = NULL;
+
+	g_assert_false(conn_await_greeting(c, "use the TLS scheme", &err));
+	g_test_message("%s", err->message);
+	g_assert_error(err, G_IO_ERROR, G_IO_ERROR_TIMED_OUT);
+	g_assert_nonnull(strstr(err->message, "sent no greeting within 1 s"));
+	g_assert_true(g_str_has_suffix(err->message, ": use the TLS scheme"));
 	g_error_free(err);
 	conn_free(c);
 	server_stop(s);
+}
+
+/* The greeting's start is buffered for a peek, byte by byte if it comes so. */
+static void test_greeting_peek(void)
+{
+	static const enum srv_mode modes[] = { SRV_PLAIN_GREET, SRV_TRICKLE };
+
+	for (size_t i = 0; i < G_N_ELEMENTS(modes); i++) {
+		struct server *s = server_start(modes[i]);
+		struct conn *c = connect_ok(s, "127.0.0.1", 5);
+		GError *err = NULL;
+		size_t n;
+		const char *p;
+
+		g_assert_true(conn_await_greeting(c, "hint", &err));
+		g_assert_no_error(err);
+		p = conn_peek(c, &n);
+		g_assert_cmpuint(n, >=, 8);
+		g_assert_cmpmem(p, 8, i == 0 ? "* OK IMA" : "hello wo", 8);
+		conn_free(c);
+		server_stop(s);
+	}
 }
 
 static void test_starttls(void)
@@ -949,6 +1009,8 @@ int main(int argc, char **argv)
 	g_test_add_func("/conn/tls/pin-malformed", test_tls_pin_malformed);
 	g_test_add_func("/conn/tls/bad-ca-file", test_tls_bad_ca_file);
 	g_test_add_func("/conn/tls/plain-port", test_tls_to_plain_port);
+	g_test_add_func("/conn/greeting/silent", test_greeting_silent);
+	g_test_add_func("/conn/greeting/peek", test_greeting_peek);
 	g_test_add_func("/conn/fingerprint-parse", test_fingerprint_parse);
 	g_test_add_func("/conn/starttls/ok", test_starttls);
 	g_test_add_func("/conn/starttls/injection", test_starttls_injection);

@@ -633,7 +633,7 @@ static void test_config(void)
 	/* A bad value in the mounted account is reported with file, section and key. */
 	{
 		const char *args[] = { "home", "/mnt", NULL };
-		g_autofree char *where = g_strdup_printf("%s: [account  home ] connections: "
+		g_autofree char *where = g_strdup_printf("%s:17: [account  home ] connections: "
 							 "'notanumber' is not a number",
 							 path);
 
@@ -689,32 +689,40 @@ static void test_config_errors(void)
 	static const struct {
 		const char *text;
 		const char *source;
-		const char *error; /* after "FILE: " when file_prefix */
-		gboolean file_prefix;
+		const char *error; /* after "FILE:LINE: " when line, else anywhere */
+		unsigned line;
 	} cases[] = {
-		{ "[account work]\nurl = imaps://a@h\n", "other", "no [account other] in ", FALSE },
-		{ "[account work]\nurl = imaps://a@h\n", "alice@h", "a URL needs a scheme", FALSE },
+		{ "[account work]\nurl = imaps://a@h\n", "other", "no [account other] in ", 0 },
+		{ "[account work]\nurl = imaps://a@h\n", "alice@h", "a URL needs a scheme", 0 },
 		{ "[account work]\nurl = imaps://a@h\n[account home]\ncolour = blue\n", "work",
-		  "[account home] unknown key 'colour'", TRUE },
-		{ "[defaults]\nbogus = 1\n", "imaps://a@h", "[defaults] unknown key 'bogus'",
-		  TRUE },
+		  "[account home] unknown key 'colour'", 4 },
+		{ "[defaults]\nbogus = 1\n", "imaps://a@h", "[defaults] unknown key 'bogus'", 2 },
 		{ "[account work]\nurl = imaps://a@h\npassword = hunter2\n", "work",
-		  "[account work] unknown key 'password': there is no password option", TRUE },
-		{ "[global]\nreadonly = yes\n", "imaps://a@h", "unknown section [global]", TRUE },
-		{ "[account]\nurl = imaps://a@h\n", "imaps://a@h", "unknown section [account]",
-		  TRUE },
-		{ "[defaults]\nurl = imaps://a@h\n", "imaps://a@h", "[defaults] cannot hold 'url'",
-		  TRUE },
-		{ "[account work]\nreadonly = yes\n", "work", "account 'work' has no url", FALSE },
+		  "[account work] unknown key 'password': there is no password option", 3 },
+		{ "\n[global]\nreadonly = yes\n", "imaps://a@h", "unknown section [global]", 2 },
+		{ "[account]\nurl = imaps://a@h\n", "imaps://a@h", "unknown section [account]", 1 },
+		{ "[defaults]\n# c\n  url = imaps://a@h\n", "imaps://a@h",
+		  "[defaults] cannot hold 'url'", 3 },
+		{ "[account work]\nreadonly = yes\n", "work", "account 'work' has no url", 0 },
 		{ "[account work]\nurl = imaps://a:pw@h\n", "work",
-		  "[account work] url: a password in the URL is not accepted", TRUE },
-		{ "[account work]\nurl = work\n", "work", "[account work] url: not a URL", TRUE },
+		  "[account work] url: a password in the URL is not accepted", 2 },
+		{ "[account work]\nurl = work\n", "work", "[account work] url: not a URL", 2 },
 		{ "[account work]\nurl = imaps://a@h\nreadonly = maybe\n", "work",
-		  "[account work] readonly: 'maybe' is not a boolean", TRUE },
+		  "[account work] readonly: 'maybe' is not a boolean", 3 },
 		{ "[defaults]\ntimeout = 0\n[account work]\nurl = imaps://a@h\n", "work",
-		  "[defaults] timeout: '0' is not a number from 1 to 3600", TRUE },
-		{ "this is not a key file\n", "work", "", TRUE },
-		{ "[account work]\nurl = imaps://a@h\nreadonly\n", "imaps://a@h", "", TRUE },
+		  "[defaults] timeout: '0' is not a number from 1 to 3600", 2 },
+		/* The last of a repeated key is the one read, and the one named. */
+		{ "[account work]\nurl = imaps://a@h\nreadonly = yes\n\n[account work]\r\n"
+		  "readonly = maybe\r\n",
+		  "work", "[account work] readonly: 'maybe' is not a boolean", 6 },
+		{ "[account work]\nurl = imaps://a@h\ntrash = \xff\n", "work",
+		  "[account work] trash: the value is not valid UTF-8", 3 },
+		/* Syntax errors, found by GKeyFile, located here. */
+		{ "this is not a key file\n", "work", "", 1 },
+		{ "[account work]\nurl = imaps://a@h\nreadonly\n", "imaps://a@h", "", 3 },
+		{ "# c\n\ntimeout = 5\n[defaults]\n", "imaps://a@h", "", 3 },
+		{ "[defaults]\ntimeout = 5\n[account work\nurl = imaps://a@h\n", "work", "", 3 },
+		{ "[defaults]\ntimeout = 5\nno line end", "work", "", 3 },
 	};
 	g_autofree char *path = conf_path();
 
@@ -723,15 +731,19 @@ static void test_config_errors(void)
 		struct mfs_options o;
 		g_autoptr(GError) err = NULL;
 		const char *args[] = { cases[i].source, "/mnt", NULL };
-		g_autofree char *want = cases[i].file_prefix
-						? g_strdup_printf("%s: %s", path, cases[i].error)
-						: g_strdup(cases[i].error);
+		g_autofree char *want = cases[i].line ? g_strdup_printf("%s:%u: %s", path,
+								       cases[i].line,
+								       cases[i].error)
+						      : g_strdup(cases[i].error);
 
 		g_test_message("case %zu", i);
 		write_file(path, cases[i].text);
 		g_assert_false(parse_args(&o, args, &err));
 		assert_error(err, want);
+		if (cases[i].line)
+			g_assert_true(g_str_has_prefix(err->message, want));
 		g_assert_null(strstr(err->message, "hunter2"));
+		g_assert_null(strchr(err->message, '\n'));
 		mfs_options_clear(&o);
 	}
 	remove_conf();
@@ -818,13 +830,13 @@ static void test_known_keys(void)
 		"refresh",     "timeout",	   "names",	    "exclude",
 		"virtual_folders", "mark_seen",	   "delete",	    "trash",
 		"idle",	       "prefetch",	   "log",		   "pop3_keep",	    "pop3_archive",
-		"poll",
+		"poll",	       "nonempty",
 	};
 	/* A value each key accepts, so every listed key is proven to be parsed. */
 	static const char *const sample[] = {
 		NULL, "true", "/pw", "plain", "true", "implicit", "/ca", NULL, "yes", "/c",
 		"2G", "3", "4", "5", "uid", "x", "show", "on", "expunge", "Deleted Items", "no", "16M", "fuse",
-		"yes", "none", "120",
+		"yes", "none", "120", "yes",
 	};
 	const char *const *keys = mfs_options_known_keys();
 	guint n = 0;
