@@ -6,21 +6,6 @@
 #define MBOX_FROM     "From "
 #define MBOX_FROM_LEN (sizeof(MBOX_FROM) - 1)
 
-/* RFC 5322 ftext: the bytes of a field name. */
-static gboolean is_ftext(guint8 c)
-{
-	return c >= 0x21 && c <= 0x7e && c != ':';
-}
-
-static gboolean begins_with_header(const guint8 *p, gsize n)
-{
-	gsize i = 0;
-
-	while (i < n && is_ftext(p[i]))
-		i++;
-	return i > 0 && i < n && p[i] == ':';
-}
-
 gboolean append_prepare(const guint8 *data, gsize len, GByteArray **out, GError **err)
 {
 	const guint8 *p, *end, *q, *lf;
@@ -50,9 +35,11 @@ gboolean append_prepare(const guint8 *data, gsize len, GByteArray **out, GError 
 		p = lf ? lf + 1 : end;
 	}
 	n = (gsize)(end - p);
-	if (!begins_with_header(p, n)) {
+	/* No check of what the bytes look like: the server judges (what a
+	   server once stored can always be put back). */
+	if (n == 0) {
 		g_set_error_literal(err, G_FILE_ERROR, G_FILE_ERROR_INVAL,
-				    "message does not begin with a mail header");
+				    "message is empty after its mbox From line");
 		return FALSE;
 	}
 
@@ -252,6 +239,9 @@ char *append_internaldate(gint64 unix_time)
 
 gboolean append_is_scratch_name(const char *name)
 {
+	gsize n;
+
 	g_return_val_if_fail(name != NULL, FALSE);
-	return name[0] == '.';
+	n = strlen(name);
+	return name[0] == '.' || (n > 0 && name[n - 1] == '~');
 }

@@ -28,13 +28,10 @@
  *   - an empty file, or one holding only the "From " line;
  *   - any NUL byte (an APPEND literal may carry NUL only with BINARY,
  *     RFC 3516, which we do not use);
- *   - a result that does not begin with a header line: one or more bytes
- *     0x21..0x7E other than ':', then ':' (RFC 5322 field-name; the obsolete
- *     blanks before the ':' are not accepted on this first line). So a file
- *     starting with a blank line or a folded continuation is refused;
  *   - a result longer than G_MAXUINT bytes (GByteArray's limit).
- * Only the first line is checked: this tells a mail from a stray text file,
- * it does not validate the message.
+ * Nothing else is checked: whatever is written is sent and the server
+ * judges it (a message a server once stored, even one that does not look
+ * like RFC 5322, can always be put back).
  * On success *out holds the prepared bytes; on failure *out is set to NULL.
  * Cost: two linear passes, one allocation of the exact size.
  */
@@ -84,7 +81,8 @@ char *append_internaldate(gint64 unix_time);
 /*
  * TRUE when name (one path component) is local scratch that is never sent:
  * every dot-named file (rsync's ".x.eml.XXXXXX", ".#x", ".x.swp",
- * ".hidden"). "." and ".." are TRUE too (they are never files anyway, and
+ * ".hidden") and every name ending in '~' (vim's, emacs' and nano's backup
+ * "x.eml~"). "." and ".." are TRUE too (they are never files anyway, and
  * never to be sent). FALSE for everything else, including "".
  */
 gboolean append_is_scratch_name(const char *name);
