@@ -140,6 +140,8 @@ static int send_if_written(struct mfs_imap_fs *fs, fuse_req_t req, guint64 sino,
 
 	if (sino && staging_copy_to_flush(fs->staging, sino, at_last_close, &c))
 		rc = send_staged(fs, req, sino, &c, c.parent, c.name, c.replaces);
+	else if (sino && staging_refused(fs->staging, sino))
+		rc = -EINVAL; /* a write was refused: the rest is not the file either */
 	staged_copy_clear(&c);
 	return rc;
 }
@@ -276,6 +278,8 @@ static int rename_staged(struct mfs_imap_fs *fs, fuse_req_t req, guint64 ino,
 		staging_rename(fs->staging, ino, newparent, newname);
 		return 0;
 	}
+	if (staging_refused(fs->staging, ino))
+		return -EINVAL;
 	if (c->sent && newparent != c->parent)
 		return -EXDEV; /* its message is in the other folder */
 	if (c->sent && !replaces) {

@@ -26,6 +26,7 @@ struct staged {
 	guint32 own_uidvalidity;
 	gint64 recent_until;	  /* monotonic: until then its name answers after its APPEND */
 	guint64 origin;		  /* a backup name of this message (no file: fd -1), or 0 */
+	gboolean refused;	  /* a write was refused: never sent, until truncated to 0 */
 };
 
 struct staging {
@@ -209,10 +210,26 @@ int staging_create(struct staging *sg, guint64 parent, const char *name, guint64
 	return staging_getattr(sg, *ino, attr);
 }
 
+/* Locked. The live copy replacing message, or NULL. */
+static struct staged *live_replacement(struct staging *sg, guint64 message)
+{
+	GHashTableIter it;
+	gpointer v;
+
+	g_hash_table_iter_init(&it, sg->files);
+	while (g_hash_table_iter_next(&it, NULL, &v)) {
+		struct staged *st = v;
+
+		if (!st->done && st->replaces == message)
+			return st;
+	}
+	return NULL;
+}
+
 int staging_create_replacement(struct staging *sg, guint64 message, guint64 parent,
 			       const char *name, const void *data, gsize len, guint64 *ino)
 {
-	struct staged *st;
+	struct staged *st, *other;
 	int fd = new_local_file(sg);
 
 	if (fd < 0)
@@ -230,26 +247,29 @@ int staging_create_replacement(struct staging *sg, guint64 message, guint64 pare
 	st->opens = 1;
 	st->replaces = message;
 	st->mtime = g_get_real_time() / G_USEC_PER_SEC;
-	*ino = insert(sg, st);
+	mfs_mutex_lock(&sg->lock);
+	/* Two opens at once: the second joins the copy the first made. */
+	other = live_replacement(sg, message);
+	if (other) {
+		other->opens++;
+		*ino = other->ino;
+	}
+	mfs_mutex_unlock(&sg->lock);
+	if (other)
+		staged_free(st);
+	else
+		*ino = insert(sg, st);
 	return 0;
 }
 
 guint64 staging_find_replacement(struct staging *sg, guint64 message)
 {
-	GHashTableIter it;
-	gpointer v;
-	guint64 ino = 0;
+	struct staged *st;
+	guint64 ino;
 
 	mfs_mutex_lock(&sg->lock);
-	g_hash_table_iter_init(&it, sg->files);
-	while (g_hash_table_iter_next(&it, NULL, &v)) {
-		struct staged *st = v;
-
-		if (!st->done && st->replaces == message) {
-			ino = st->ino;
-			break;
-		}
-	}
+	st = live_replacement(sg, message);
+	ino = st ? st->ino : 0;
 	mfs_mutex_unlock(&sg->lock);
 	return ino;
 }
@@ -308,8 +328,10 @@ int staging_open(struct staging *sg, guint64 ino, gboolean trunc)
 		rc = -ENOENT;
 	} else {
 		st->opens++;
-		if (trunc && ftruncate(st->fd, 0) == 0)
+		if (trunc && ftruncate(st->fd, 0) == 0) {
 			st->dirty = TRUE;
+			st->refused = FALSE;
+		}
 	}
 	mfs_mutex_unlock(&sg->lock);
 	return rc;
@@ -376,6 +398,7 @@ gssize staging_pwrite(struct staging *sg, guint64 ino, const void *buf, size_t s
 	/* IMAP carries no NUL without BINARY: refused at the write that holds
 	   one, so the writer sees it (scratch files are never sent). */
 	if (st && !append_is_scratch_name(st->name) && memchr(buf, '\0', size)) {
+		st->refused = TRUE; /* what was written before is not a message either */
 		mfs_mutex_unlock(&sg->lock);
 		return -EINVAL;
 	}
@@ -415,6 +438,8 @@ int staging_setattr(struct staging *sg, guint64 ino, const struct stat *in, int 
 	} else {
 		if (to_set & STAGING_SET_SIZE)
 			st->dirty = TRUE;
+		if ((to_set & STAGING_SET_SIZE) && in->st_size == 0)
+			st->refused = FALSE;
 		if (to_set & STAGING_SET_MTIME)
 			st->mtime = in->st_mtime;
 		if (to_set & STAGING_SET_MTIME_NOW)
@@ -479,6 +504,18 @@ static gboolean copy_of(struct staged *st, struct staged_copy *out)
 	return TRUE;
 }
 
+gboolean staging_refused(struct staging *sg, guint64 ino)
+{
+	struct staged *st;
+	gboolean refused;
+
+	mfs_mutex_lock(&sg->lock);
+	st = find(sg, ino);
+	refused = st && !st->done && st->refused;
+	mfs_mutex_unlock(&sg->lock);
+	return refused;
+}
+
 gboolean staging_copy_by_name(struct staging *sg, guint64 parent, const char *name,
 			      guint64 *ino, struct staged_copy *out)
 {
@@ -505,7 +542,7 @@ gboolean staging_copy_to_flush(struct staging *sg, guint64 ino, gboolean at_last
 	st = find(sg, ino);
 	/* The last close of a file made under a visible name completes it (cp);
 	   a scratch name (editors', rsync's temporaries) waits for its rename. */
-	if (st && !st->done && st->dirty && (st->opens == 1 || !at_last_close) &&
+	if (st && !st->done && st->dirty && !st->refused && (st->opens == 1 || !at_last_close) &&
 	    !append_is_scratch_name(st->name)) {
 		struct stat fst;
 

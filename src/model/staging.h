@@ -54,7 +54,8 @@ int staging_create(struct staging *sg, guint64 parent, const char *name, guint64
 
 /* A local copy of message `message` (named name in folder parent) opened
    for writing: data (len bytes: the message, or nothing when truncated) in a
-   new file, open once, not yet written. 0 (*ino set) or -errno. */
+   new file, open once, not yet written; when another open made one
+   meanwhile, that one is opened once more instead. 0 (*ino set) or -errno. */
 int staging_create_replacement(struct staging *sg, guint64 message, guint64 parent,
 			       const char *name, const void *data, gsize len, guint64 *ino);
 /* The live local copy replacing message, or 0. */
@@ -77,8 +78,8 @@ void staging_release(struct staging *sg, guint64 ino);
 
 /* Reading works until the file is forgotten (-ENOENT after); writing only
    while it is live or recent (-EPERM once done or unknown). A write holding
-   a NUL byte is -EINVAL, but into a scratch name (never sent). Bytes, or
-   -errno. */
+   a NUL byte is -EINVAL, but into a scratch name (never sent), and the file
+   is then refused (staging_refused). Bytes, or -errno. */
 gssize staging_pread(struct staging *sg, guint64 ino, void *buf, size_t size, off_t off);
 gssize staging_pwrite(struct staging *sg, guint64 ino, const void *buf, size_t size, off_t off);
 
@@ -134,6 +135,10 @@ struct staged_sent {
 	guint64 parent;
 	const char *name;
 };
+
+/* A write into live file ino was refused (a NUL byte): it is never sent
+   (flush, fsync and rename fail with EINVAL) until truncated to 0. */
+gboolean staging_refused(struct staging *sg, guint64 ino);
 
 /* The APPEND of ino succeeded: the file is done (the server lists the
    message); its name answers as a recent one for a moment (name, parent:

@@ -105,19 +105,52 @@ static void test_nothing_written(struct fixture *f, gconstpointer data)
 	g_assert_cmpint(staging_getattr(f->sg, ino, &st), ==, -ENOENT);
 }
 
+/* A write holding a NUL byte is refused, and so is the file until it is
+   truncated: what was written before it is not the file either. A scratch
+   file (never sent) takes any byte. */
+static void test_nul_refused(struct fixture *f, gconstpointer data)
+{
+	struct staged_copy c = { .fd = -1 };
+	struct stat st, in = { 0 };
+	guint64 ino, scratch;
+
+	(void)data;
+	g_assert_cmpint(staging_create(f->sg, 7, "n.eml", &ino, &st), ==, 0);
+	g_assert_cmpint(staging_pwrite(f->sg, ino, "Subject: a\n", 11, 0), ==, 11);
+	g_assert_false(staging_refused(f->sg, ino));
+	g_assert_cmpint(staging_pwrite(f->sg, ino, "x\0y", 3, 11), ==, -EINVAL);
+	g_assert_true(staging_refused(f->sg, ino));
+	g_assert_false(staging_copy_to_flush(f->sg, ino, TRUE, &c));
+	g_assert_cmpint(staging_setattr(f->sg, ino, &in, STAGING_SET_SIZE, &st), ==, 0);
+	g_assert_false(staging_refused(f->sg, ino));
+	g_assert_cmpint(staging_pwrite(f->sg, ino, "Subject: b\n", 11, 0), ==, 11);
+	g_assert_true(staging_copy_to_flush(f->sg, ino, TRUE, &c));
+	staged_copy_clear(&c);
+
+	g_assert_cmpint(staging_create(f->sg, 7, ".n.eml.swp", &scratch, &st), ==, 0);
+	g_assert_cmpint(staging_pwrite(f->sg, scratch, "x\0y", 3, 0), ==, 3);
+	g_assert_false(staging_refused(f->sg, scratch));
+}
+
 /* A message opened for writing: a copy with its bytes, found by the
    message's inode; sent only once written; done at its last close. */
 static void test_replacement(struct fixture *f, gconstpointer data)
 {
 	struct staged_copy c = { .fd = -1 };
 	struct stat st;
-	guint64 ino;
+	guint64 ino, other;
 	char buf[32];
 
 	(void)data;
 	g_assert_cmpint(staging_create_replacement(f->sg, 1234, 7, "5-x.eml", "Subject: a\r\n", 12,
 						   &ino),
 			==, 0);
+	g_assert_cmpuint(staging_find_replacement(f->sg, 1234), ==, ino);
+	/* A second open at the same time joins it. */
+	g_assert_cmpint(staging_create_replacement(f->sg, 1234, 7, "5-x.eml", NULL, 0, &other), ==,
+			0);
+	g_assert_cmpuint(other, ==, ino);
+	staging_release(f->sg, ino);
 	g_assert_cmpuint(staging_find_replacement(f->sg, 1234), ==, ino);
 	g_assert_false(staging_lookup(f->sg, 7, "5-x.eml", &st));
 	g_assert_false(staging_copy_to_flush(f->sg, ino, TRUE, &c));
@@ -214,6 +247,7 @@ int main(int argc, char **argv)
 	g_test_add("/staging/attributes", struct fixture, NULL, setup, test_attributes, teardown);
 	g_test_add("/staging/nothing-written", struct fixture, NULL, setup, test_nothing_written,
 		   teardown);
+	g_test_add("/staging/nul-refused", struct fixture, NULL, setup, test_nul_refused, teardown);
 	g_test_add("/staging/replacement", struct fixture, NULL, setup, test_replacement, teardown);
 	return g_test_run();
 }
