@@ -151,6 +151,15 @@ def test_sed_i(edit, dovecot):
     assert len(os.listdir(os.path.join(m.mountpoint, FOLDER))) == 1
 
 
+def test_sed_i_changing_the_size(edit, dovecot):
+    """sed's temporary is appended at its close (another size: not a copy
+    the Message-ID check finds), then replaces the message and goes."""
+    m, path, uid, trash = edit
+    r = run(["sed", "-i", "s/Quarterly/Quarterly (revised)/", path])
+    assert r.returncode == 0, r.stderr
+    assert_replaced(dovecot, uid, trash, ORIGINAL.replace(b"Quarterly", b"Quarterly (revised)"))
+
+
 def test_perl_pi(edit, dovecot):
     m, path, uid, trash = edit
     r = run(["perl", "-pi", "-e", "s/Quarterly/QUARTERLY/", path])
@@ -222,6 +231,20 @@ def test_cp_over_a_message(edit, dovecot, tmp_path):
     r = run(["cp", str(new), path])
     assert r.returncode == 0, r.stderr
     assert_replaced(dovecot, uid, trash, NEW_CRLF)
+
+
+def test_edit_with_delete_expunge_leaves_the_trash_alone(dovecot, mount, tmp_path):
+    trash = prepare(dovecot)
+    try:
+        (uid,) = messages(dovecot, FOLDER)
+        m = mount(user=USER, options={"delete": "expunge"})
+        r = run(["sed", "-i", "s/Quarterly/QUARTERLY/", message_path(m, uid)])
+        assert r.returncode == 0, r.stderr
+        got = messages(dovecot, FOLDER)
+        assert list(got.values()) == [(EDITED, FLAGS, DATE)]
+        assert set(messages(dovecot, "Trash")) == trash
+    finally:
+        cleanup(dovecot, trash)
 
 
 def test_opened_for_writing_but_unchanged_changes_nothing(edit, dovecot):
