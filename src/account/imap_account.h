@@ -118,25 +118,48 @@ int imap_account_remove(struct imap_account *a, struct lease *l, guint64 parent,
 /* mv of a message to another folder (MOVE), or of a folder (RENAME). */
 int imap_account_rename(struct imap_account *a, struct lease *l, guint64 parent,
 			const char *name, guint64 newparent, const char *newname);
+/* \Deleted and UID EXPUNGE of uid alone in mailbox wire (under
+   uidvalidity): for a message mailfs itself appended a moment ago. */
+int imap_account_expunge(struct imap_account *a, struct lease *l, const char *wire,
+			 guint32 uidvalidity, guint32 uid);
 /* The flags of message ino become `flags` (canonical, append_parse_flags). */
 int imap_account_store_flags(struct imap_account *a, struct lease *l, guint64 ino,
 			     const char *flags);
 
 /* A new message for folder: the bytes of fd (read with pread), its date
-   (mtime), its flags (canonical, or NULL) and the local name (for the log). */
+   (mtime), its flags (canonical, or NULL) and the local name (for the log).
+   Replacing: own_uid (under own_uidvalidity) is a message an earlier APPEND
+   of the same file made, expunged once the new one is in; replaces is a
+   message of folder (tree ino) the new one takes the place of: its flags and
+   INTERNALDATE are carried over and it is removed as rm removes it. */
 struct new_message {
 	int fd;
 	gint64 mtime;
 	const char *flags;
 	const char *name;
+	guint32 own_uid;
+	guint32 own_uidvalidity;
+	guint64 replaces;
 };
 
-/* APPEND it, unless the folder holds a message of the same size (after the
-   CRLF conversion), INTERNALDATE (mtime, to the second) and bytes already
-   (then 0, nothing sent). -EFBIG over the server's APPENDLIMIT or 256 MiB,
-   -EINVAL for bytes APPEND cannot carry (empty, NUL). */
+/* What an APPEND made: the new message's UID (0 when the server did not say,
+   or when nothing was sent), and the flags and date it was sent with. */
+struct appended {
+	guint32 uid;
+	guint32 uidvalidity;
+	char *flags; /* g_free */
+	gint64 mtime;
+};
+
+/* APPEND it, unless (a new file only, not a replacement) the folder holds
+   a message of the same size (after the CRLF conversion), INTERNALDATE
+   (mtime, to the second) and bytes already (then 0, nothing sent). -EFBIG
+   over the server's APPENDLIMIT or 256 MiB, -EINVAL for bytes APPEND cannot
+   carry (empty, NUL). A replacement is all or nothing: when the old message
+   cannot be removed, the new one is expunged again and the error returned.
+   out may be NULL. */
 int imap_account_append(struct imap_account *a, struct lease *l, guint64 folder,
-			const struct new_message *m);
+			const struct new_message *m, struct appended *out);
 
 /* A message larger than this is refused (EFBIG) rather than read into memory. */
 #define APPEND_MAX ((guint64)256 * 1024 * 1024)

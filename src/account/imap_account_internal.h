@@ -130,6 +130,9 @@ char *account_trash(struct imap_account *a);
 /* mutate.c: one info line with the server's words ([CODE] text) for a
    command it answered NO or BAD; nothing when it did not answer. */
 void account_log_refused(const char *what, const struct imap_result *res);
+/* rm of message e (wire, uid, uidvalidity, name, ino): MOVE to the Trash or
+   expunge, as `delete` says; the tree forgets it on 0. */
+int account_remove_message(struct imap_account *a, struct lease *l, const struct tree_entry *e);
 
 /* listing_saver.c */
 /* The messages the tree holds for folder ino. */

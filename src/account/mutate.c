@@ -310,7 +310,7 @@ static void removed_message(struct imap_account *a, guint64 ino)
 }
 
 /* rm of a message -> MOVE to Trash, or expunge (inside Trash, delete=expunge). */
-static int remove_message(struct imap_account *a, struct lease *l, const struct tree_entry *e)
+int account_remove_message(struct imap_account *a, struct lease *l, const struct tree_entry *e)
 {
 	g_autofree char *trash = account_trash(a);
 	gboolean expunge;
@@ -343,7 +343,23 @@ int imap_account_remove(struct imap_account *a, struct lease *l, guint64 parent,
 	if ((rc = refuse_readonly(a)) < 0 ||
 	    (rc = lookup_entry(a, l, parent, name, TREE_WANT_WIRE | TREE_WANT_NAME, &e)) < 0)
 		return rc;
-	rc = e.kind == TREE_MESSAGE ? remove_message(a, l, &e) : -EISDIR;
+	rc = e.kind == TREE_MESSAGE ? account_remove_message(a, l, &e) : -EISDIR;
+	tree_entry_clear(&e);
+	return rc;
+}
+
+int imap_account_expunge(struct imap_account *a, struct lease *l, const char *wire,
+			guint32 uidvalidity, guint32 uid)
+{
+	struct tree_entry e = { 0 };
+	int rc;
+
+	if (refuse_readonly(a) < 0)
+		return -EROFS;
+	e.wire = g_strdup(wire);
+	e.uid = uid;
+	e.uidvalidity = uidvalidity;
+	rc = change_message(l, &e, NULL);
 	tree_entry_clear(&e);
 	return rc;
 }

@@ -105,6 +105,14 @@ double fs_imap_timeout(const struct mfs_imap_fs *fs)
 	return fs->opts->refresh;
 }
 
+guint64 fs_imap_staged_of(struct mfs_imap_fs *fs, fuse_ino_t ino, const struct fuse_file_info *fi)
+{
+	/* Readers' handles are pointers, which never have the staged bit. */
+	if (fi && staging_is_staged(fi->fh))
+		return fi->fh;
+	return staging_find_replacement(fs->staging, ino);
+}
+
 void fs_reply_rc(fuse_req_t req, int rc)
 {
 	fuse_reply_err(req, rc < 0 ? -rc : 0);
@@ -147,6 +155,7 @@ static const struct fuse_lowlevel_ops ops = {
 	.symlink = fs_imap_symlink,
 	.mknod = fs_imap_mknod,
 	.link = fs_imap_link,
+	.fsync = fs_imap_fsync,
 };
 
 const struct fuse_lowlevel_ops *mfs_imap_fs_ops(void)

@@ -128,9 +128,11 @@ void fs_imap_getattr(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 	struct stat st;
 	int rc;
 
-	(void)fi;
-	if (staging_is_staged(ino)) {
-		rc = staging_getattr(fs->staging, ino, &st);
+	guint64 sino = staging_is_staged(ino) ? ino : fs_imap_staged_of(fs, ino, fi);
+
+	if (sino) {
+		rc = staging_getattr(fs->staging, sino, &st);
+		st.st_ino = ino; /* a message being written keeps its inode */
 		if (rc < 0)
 			fuse_reply_err(req, -rc);
 		else

@@ -8,7 +8,7 @@
  *   fs_imap_dir.c    lookup, forget, getattr, readdir, statfs
  *   fs_imap_read.c   open, read, release
  *   fs_imap_xattr.c  getxattr, listxattr, setxattr, removexattr
- *   fs_imap_write.c  create, write, flush, setattr, mkdir, rmdir, unlink, rename;
+ *   fs_imap_write.c  create, write, flush, fsync, setattr, mkdir, rmdir, unlink, rename;
  *                    symlink, mknod, link (refused)
  */
 #ifndef MFS_FS_IMAP_INTERNAL_H
@@ -52,6 +52,10 @@ void fs_imap_fill_attr(const struct mfs_imap_fs *fs, const struct tree_entry *e,
 /* Answer a lookup (or mkdir) with a node the tree counted one reference
    for; if the kernel does not take the answer, the reference is given back. */
 void fs_imap_reply_entry(struct mfs_imap_fs *fs, fuse_req_t req, const struct tree_entry *e);
+/* The local file behind a request on message ino: the one its file
+   handle names (an open for writing), else the live copy being written
+   into it; 0 when there is none. */
+guint64 fs_imap_staged_of(struct mfs_imap_fs *fs, fuse_ino_t ino, const struct fuse_file_info *fi);
 /* fuse_reply_err of a 0 or -errno result. */
 void fs_reply_rc(fuse_req_t req, int rc);
 
@@ -84,6 +88,7 @@ void fs_imap_create(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t 
 void fs_imap_write(fuse_req_t req, fuse_ino_t ino, const char *buf, size_t size, off_t off,
 		   struct fuse_file_info *fi);
 void fs_imap_flush(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi);
+void fs_imap_fsync(fuse_req_t req, fuse_ino_t ino, int datasync, struct fuse_file_info *fi);
 void fs_imap_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr, int to_set,
 		     struct fuse_file_info *fi);
 void fs_imap_mkdir(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t mode);

@@ -1,6 +1,7 @@
 /* SPDX-License-Identifier: GPL-2.0-or-later */
 /* The IMAP view's reading: open, read and release of messages (and of new
-   files not yet appended). */
+   files not yet appended); the open of a message for writing, which gives
+   it a local copy (model/staging.h) that replaces it once written. */
 #include "fs/fs_imap_internal.h"
 
 #include <errno.h>
@@ -22,6 +23,91 @@ static void open_staged(struct mfs_imap_fs *fs, fuse_req_t req, fuse_ino_t ino,
 	fuse_reply_open(req, fi);
 }
 
+/* The whole message ino (size bytes) into a new array, or NULL and *rc. */
+static GByteArray *read_message(struct mfs_imap_fs *fs, fuse_req_t req, guint64 ino,
+				guint64 size, int *rc)
+{
+	g_autoptr(GByteArray) data = NULL;
+	struct body_reader *r;
+	struct lease l;
+	gboolean direct_io = FALSE;
+
+	if (size > APPEND_MAX) {
+		*rc = -EFBIG;
+		return NULL;
+	}
+	data = g_byte_array_sized_new((guint)size);
+	fs_lease_begin(fs, req, &l);
+	r = body_open(fs->account, &l, ino, &direct_io, rc);
+	while (r) {
+		guint8 buf[65536];
+		gssize n = body_read(r, &l, (char *)buf, sizeof(buf), data->len);
+
+		if (n < 0)
+			*rc = (int)n;
+		if (n <= 0)
+			break;
+		if ((guint64)data->len + (guint64)n > APPEND_MAX) {
+			*rc = -EFBIG;
+			break;
+		}
+		g_byte_array_append(data, buf, (guint)n);
+	}
+	fs_lease_end(req, &l);
+	if (r)
+		body_close(r);
+	return *rc < 0 || !r ? NULL : g_steal_pointer(&data);
+}
+
+/* A message opened for writing: a local copy (its bytes, or none when
+   truncated) that replaces the message once written (mailfs(1), WRITING). */
+static void open_for_write(struct mfs_imap_fs *fs, fuse_req_t req, fuse_ino_t ino,
+			   struct fuse_file_info *fi)
+{
+	gboolean trunc = (fi->flags & O_TRUNC) != 0;
+	struct tree_entry e = { 0 };
+	g_autoptr(GByteArray) data = NULL;
+	guint64 sino;
+	int rc = 0;
+
+	if (fs->opts->readonly) {
+		fuse_reply_err(req, EROFS);
+		return;
+	}
+	sino = staging_find_replacement(fs->staging, ino);
+	if (sino && staging_open(fs->staging, sino, trunc) == 0)
+		goto opened;
+	rc = tree_get(fs->tree, ino, TREE_WANT_NAME, &e);
+	if (rc == 0 && (e.gone || e.kind != TREE_MESSAGE))
+		rc = e.gone ? -ENOENT : -EISDIR;
+	if (rc == 0 && !trunc)
+		data = read_message(fs, req, ino, e.size, &rc);
+	if (rc == 0)
+		rc = staging_create_replacement(fs->staging, ino, e.parent, e.name,
+						data ? data->data : NULL, data ? data->len : 0,
+						&sino);
+	if (rc == 0 && trunc && e.size > 0) {
+		struct stat in = { 0 }, out;
+
+		/* Truncated: a change even when nothing is written after. */
+		rc = staging_setattr(fs->staging, sino, &in, STAGING_SET_SIZE, &out);
+	}
+	tree_entry_clear(&e);
+	if (rc < 0) {
+		if (sino) {
+			staging_release(fs->staging, sino);
+			staging_drop(fs->staging, sino);
+		}
+		fuse_reply_err(req, -rc);
+		return;
+	}
+opened:
+	fi->fh = sino;
+	fi->direct_io = 1;
+	if (fuse_reply_open(req, fi) != 0)
+		staging_release(fs->staging, sino);
+}
+
 void fs_imap_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 {
 	struct mfs_imap_fs *fs = fuse_req_userdata(req);
@@ -35,9 +121,7 @@ void fs_imap_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 		return;
 	}
 	if ((fi->flags & O_ACCMODE) != O_RDONLY || (fi->flags & O_TRUNC)) {
-		/* Messages are immutable: writing into one is EPERM (a new file
-		   is a new message). */
-		fuse_reply_err(req, EPERM);
+		open_for_write(fs, req, ino, fi);
 		return;
 	}
 	fs_lease_begin(fs, req, &l);
@@ -69,8 +153,8 @@ void fs_imap_release(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 	struct mfs_imap_fs *fs = fuse_req_userdata(req);
 	struct body_reader *r = (struct body_reader *)(uintptr_t)fi->fh;
 
-	if (staging_is_staged(ino)) {
-		staging_release(fs->staging, ino);
+	if (staging_is_staged(ino) || staging_is_staged(fi->fh)) {
+		staging_release(fs->staging, staging_is_staged(ino) ? ino : fi->fh);
 	} else {
 		mfs_mutex_lock(&fs->opens_lock);
 		g_hash_table_remove(fs->opens, r);
@@ -102,8 +186,9 @@ void fs_imap_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 	struct lease l;
 	gssize n;
 
-	if (staging_is_staged(ino)) {
-		n = staging_pread(fs->staging, ino, buf, size, off);
+	if (staging_is_staged(ino) || staging_is_staged(fi->fh)) {
+		n = staging_pread(fs->staging, staging_is_staged(ino) ? ino : fi->fh, buf, size,
+				  off);
 	} else {
 		fs_lease_begin(fs, req, &l);
 		n = body_read((struct body_reader *)(uintptr_t)fi->fh, &l, buf, size, (guint64)off);

@@ -5,9 +5,12 @@
  * server (mkdir, rmdir, unlink, rename), which the account carries out, and
  * those a mailbox has no room for (symlink, mknod, link).
  *
- * A new file is complete at the last close of a file made under a visible
- * name (cp), or when a scratch name (rsync's and editors' temporaries,
- * model/append.h) is renamed to a visible one; it is then appended.
+ * A new file is complete at the last close (or fsync) of a file made under
+ * a visible name (cp), or when a scratch name (rsync's and editors'
+ * temporaries, model/append.h) is renamed to a visible one; it is then
+ * appended. A message opened for writing, or a file renamed over one, is
+ * written back as a replacement: APPEND with the old flags and INTERNALDATE,
+ * then the old message goes as rm removes it (mailfs(1), WRITING).
  */
 #include "fs/fs_imap_internal.h"
 
@@ -16,24 +19,54 @@
 #include <string.h>
 
 #include "model/append.h"
+#include "util/log.h"
 
-/* APPEND the copy c of staged file ino to folder; on success it is done and
-   the kernel forgets the local name (the server's listing has the message). */
+/* APPEND the copy c of staged file ino to folder as `name`, replacing
+   message `replaces` (0: none) and what an earlier APPEND of it made; on
+   success it is done and the kernel forgets the name (the server's listing
+   has the message). */
 static int send_staged(struct mfs_imap_fs *fs, fuse_req_t req, guint64 ino,
-		       const struct staged_copy *c, guint64 folder, const char *name)
+		       const struct staged_copy *c, guint64 folder, const char *name,
+		       guint64 replaces)
 {
-	const struct new_message m = { c->fd, c->mtime, c->flags, c->name };
+	const struct new_message m = { c->fd,	   c->mtime,	       c->flags, c->name,
+				       c->own_uid, c->own_uidvalidity, replaces };
+	struct appended out = { 0 };
 	struct lease l;
 	int rc;
 
 	fs_lease_begin(fs, req, &l);
-	rc = imap_account_append(fs->account, &l, folder, &m);
+	rc = imap_account_append(fs->account, &l, folder, &m, &out);
 	fs_lease_end(req, &l);
 	if (rc == 0) {
-		staging_appended(fs->staging, ino);
+		const struct staged_sent sent = { out.uid,   out.uidvalidity, out.flags,
+						  out.mtime, folder,	      name };
+
+		staging_appended(fs->staging, ino, &sent);
 		notify_entry_gone(fs->notify, folder, 0, name);
 	}
+	g_free(out.flags);
 	return rc;
+}
+
+/* Undo what an earlier APPEND of a file made (its rename failed): the
+   server is as before the tool ran. */
+static void take_back(struct mfs_imap_fs *fs, fuse_req_t req, guint64 ino,
+		      const struct staged_copy *c)
+{
+	struct tree_entry f = { 0 };
+	struct lease l;
+
+	if (c->own_uid && tree_get(fs->tree, c->parent, TREE_WANT_WIRE, &f) == 0 && f.wire) {
+		fs_lease_begin(fs, req, &l);
+		if (imap_account_expunge(fs->account, &l, f.wire, c->own_uidvalidity,
+					 c->own_uid) < 0)
+			mfs_log_warn("%s: the copy appended at its close (UID %u) stays", c->name,
+				     c->own_uid);
+		fs_lease_end(req, &l);
+	}
+	tree_entry_clear(&f);
+	staging_drop(fs->staging, ino);
 }
 
 void fs_imap_create(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t mode,
@@ -79,8 +112,9 @@ void fs_imap_write(fuse_req_t req, fuse_ino_t ino, const char *buf, size_t size,
 	struct mfs_imap_fs *fs = fuse_req_userdata(req);
 	gssize n;
 
-	(void)fi;
-	if (!staging_is_staged(ino)) {
+	guint64 sino = staging_is_staged(ino) ? ino : (staging_is_staged(fi->fh) ? fi->fh : 0);
+
+	if (!sino) {
 		fuse_reply_err(req, EPERM);
 		return;
 	}
@@ -88,24 +122,47 @@ void fs_imap_write(fuse_req_t req, fuse_ino_t ino, const char *buf, size_t size,
 		fuse_reply_err(req, EFBIG);
 		return;
 	}
-	n = staging_pwrite(fs->staging, ino, buf, size, off);
+	n = staging_pwrite(fs->staging, sino, buf, size, off);
+	if (n == -EINVAL)
+		mfs_log_info("refusing a write holding a NUL byte: IMAP cannot carry it");
 	if (n < 0)
 		fuse_reply_err(req, (int)-n);
 	else
 		fuse_reply_write(req, (size_t)n);
 }
 
-void fs_imap_flush(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
+/* Send staged file sino if it was written (at its last close, or any time
+   for an fsync). */
+static int send_if_written(struct mfs_imap_fs *fs, fuse_req_t req, guint64 sino,
+			   gboolean at_last_close)
 {
-	struct mfs_imap_fs *fs = fuse_req_userdata(req);
 	struct staged_copy c = { .fd = -1 };
 	int rc = 0;
 
-	(void)fi;
-	if (staging_is_staged(ino) && staging_copy_to_flush(fs->staging, ino, &c))
-		rc = send_staged(fs, req, ino, &c, c.parent, c.name);
+	if (sino && staging_copy_to_flush(fs->staging, sino, at_last_close, &c))
+		rc = send_staged(fs, req, sino, &c, c.parent, c.name, c.replaces);
+	else if (sino && staging_refused(fs->staging, sino))
+		rc = -EINVAL; /* a write was refused: the rest is not the file either */
 	staged_copy_clear(&c);
-	fs_reply_rc(req, rc);
+	return rc;
+}
+
+void fs_imap_flush(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
+{
+	struct mfs_imap_fs *fs = fuse_req_userdata(req);
+	guint64 sino = staging_is_staged(ino) ? ino : (staging_is_staged(fi->fh) ? fi->fh : 0);
+
+	fs_reply_rc(req, send_if_written(fs, req, sino, TRUE));
+}
+
+void fs_imap_fsync(fuse_req_t req, fuse_ino_t ino, int datasync, struct fuse_file_info *fi)
+{
+	struct mfs_imap_fs *fs = fuse_req_userdata(req);
+	guint64 sino = staging_is_staged(ino) ? ino : (staging_is_staged(fi->fh) ? fi->fh : 0);
+
+	(void)datasync;
+	/* On the server now: a refusal reaches fsync (shells ignore close). */
+	fs_reply_rc(req, send_if_written(fs, req, sino, FALSE));
 }
 
 void fs_imap_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr, int to_set,
@@ -116,13 +173,15 @@ void fs_imap_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr, int to_s
 	struct stat out;
 	int rc;
 
-	(void)fi;
-	if (staging_is_staged(ino)) {
+	guint64 sino = staging_is_staged(ino) ? ino : fs_imap_staged_of(fs, ino, fi);
+
+	if (sino) {
 		int what = ((to_set & FUSE_SET_ATTR_SIZE) ? STAGING_SET_SIZE : 0) |
 			   ((to_set & FUSE_SET_ATTR_MTIME) ? STAGING_SET_MTIME : 0) |
 			   ((to_set & FUSE_SET_ATTR_MTIME_NOW) ? STAGING_SET_MTIME_NOW : 0);
 
-		rc = staging_setattr(fs->staging, ino, attr, what, &out);
+		rc = staging_setattr(fs->staging, sino, attr, what, &out);
+		out.st_ino = ino;
 		if (rc < 0)
 			fuse_reply_err(req, -rc);
 		else
@@ -185,8 +244,10 @@ void fs_imap_unlink(fuse_req_t req, fuse_ino_t parent, const char *name)
 	struct lease l;
 	int rc;
 
-	/* Local scratch: gone without a word to the server. */
-	if (staging_unlink(fs->staging, parent, name)) {
+	/* Local scratch, or an editor's backup name: gone without a word to
+	   the server. */
+	if (staging_unlink(fs->staging, parent, name) ||
+	    staging_alias(fs->staging, parent, name, TRUE)) {
 		fuse_reply_err(req, 0);
 		return;
 	}
@@ -194,6 +255,70 @@ void fs_imap_unlink(fuse_req_t req, fuse_ino_t parent, const char *name)
 	rc = imap_account_remove(fs->account, &l, parent, name);
 	fs_lease_end(req, &l);
 	fs_reply_rc(req, rc);
+}
+
+/* rename of staged file ino (copy c): rsync's dot-named temporary becoming
+   the visible file is complete; renamed over a message (sed -i, perl -pi,
+   editors writing a temporary) it replaces that message. A file appended
+   a moment ago at its close (sed's visible temporary) replaces the message
+   it is renamed over; if that fails, what its close appended is taken
+   back, so the tool's error leaves the folder as it was. */
+static int rename_staged(struct mfs_imap_fs *fs, fuse_req_t req, guint64 ino,
+			 const struct staged_copy *c, guint64 newparent, const char *newname)
+{
+	struct tree_entry t = { 0 };
+	guint64 replaces = 0;
+	int rc;
+
+	if (tree_lookup(fs->tree, newparent, newname, FALSE, 0, &t) == 0) {
+		if (t.kind != TREE_MESSAGE)
+			return -EISDIR;
+		replaces = t.ino;
+	}
+	if (append_is_scratch_name(newname) && !replaces && !c->sent) {
+		staging_rename(fs->staging, ino, newparent, newname);
+		return 0;
+	}
+	if (staging_refused(fs->staging, ino))
+		return -EINVAL;
+	if (c->sent && newparent != c->parent)
+		return -EXDEV; /* its message is in the other folder */
+	if (c->sent && !replaces) {
+		/* On the server already: only the local name changes. */
+		staging_rename(fs->staging, ino, newparent, newname);
+		return 0;
+	}
+	rc = send_staged(fs, req, ino, c, newparent, newname, replaces);
+	if (rc < 0 && c->sent)
+		take_back(fs, req, ino, c);
+	return rc;
+}
+
+/* An editor's backup by rename (vim with backupcopy=no or auto, emacs):
+   x.eml -> x.eml~ keeps the message on the server, the name x.eml~ only
+   remembered; the editor then writes x.eml, which replaces the message
+   (flags and INTERNALDATE kept), and unlinks x.eml~ or, when its write
+   failed, renames it back: both answered locally. TRUE when handled (*rc). */
+static gboolean rename_backup(struct mfs_imap_fs *fs, guint64 parent, const char *name,
+			      guint64 newparent, const char *newname, int *rc)
+{
+	struct tree_entry e = { 0 };
+	guint64 origin = staging_alias(fs->staging, parent, name, FALSE);
+
+	if (origin) {
+		*rc = -EPERM;
+		if (tree_lookup(fs->tree, newparent, newname, FALSE, 0, &e) == 0 && e.ino == origin) {
+			staging_alias(fs->staging, parent, name, TRUE);
+			*rc = 0;
+		}
+		return TRUE;
+	}
+	if (fs->opts->readonly || parent != newparent || !append_is_scratch_name(newname) ||
+	    tree_lookup(fs->tree, parent, name, FALSE, 0, &e) != 0 || e.kind != TREE_MESSAGE)
+		return FALSE;
+	staging_create_alias(fs->staging, e.ino, parent, newname);
+	*rc = 0;
+	return TRUE;
 }
 
 void fs_imap_rename(fuse_req_t req, fuse_ino_t parent, const char *name, fuse_ino_t newparent,
@@ -210,13 +335,12 @@ void fs_imap_rename(fuse_req_t req, fuse_ino_t parent, const char *name, fuse_in
 		return;
 	}
 	if (staging_copy_by_name(fs->staging, parent, name, &ino, &c)) {
-		/* rsync: a dot-named temporary becomes the visible file: complete. */
-		rc = 0;
-		if (!append_is_scratch_name(newname))
-			rc = send_staged(fs, req, ino, &c, newparent, newname);
-		else
-			staging_rename(fs->staging, ino, newparent, newname);
+		rc = rename_staged(fs, req, ino, &c, newparent, newname);
 		staged_copy_clear(&c);
+		fs_reply_rc(req, rc);
+		return;
+	}
+	if (rename_backup(fs, parent, name, newparent, newname, &rc)) {
 		fs_reply_rc(req, rc);
 		return;
 	}

@@ -56,64 +56,6 @@ gboolean append_prepare(const guint8 *data, gsize len, GByteArray **out, GError 
 	return TRUE;
 }
 
-/* Whether line [p, p+n) is field name (blanks before ':' allowed); *value: after the ':'. */
-static gboolean field_is(const guint8 *p, gsize n, const char *name, gsize *value)
-{
-	gsize nl = strlen(name), i;
-
-	if (n <= nl || g_ascii_strncasecmp((const char *)p, name, nl) != 0)
-		return FALSE;
-	for (i = nl; i < n && (p[i] == ' ' || p[i] == '\t'); i++)
-		;
-	if (i >= n || p[i] != ':')
-		return FALSE;
-	*value = i + 1;
-	return TRUE;
-}
-
-char *append_message_id(const guint8 *data, gsize len)
-{
-	const guint8 *q = data, *end = data + len;
-	GString *val = NULL;
-	char *s;
-
-	if (data == NULL || len == 0)
-		return NULL;
-
-	while (q < end) {
-		const guint8 *lf = memchr(q, '\n', (gsize)(end - q));
-		const guint8 *next = lf ? lf + 1 : end;
-		gsize n = (gsize)((lf ? lf : end) - q), v;
-
-		if (n > 0 && q[n - 1] == '\r' && lf)
-			n--;
-		if (n == 0)
-			break; /* end of the header block */
-		if (q[0] == ' ' || q[0] == '\t') {
-			if (val)
-				g_string_append_len(val, (const char *)q, (gssize)n);
-		} else if (val) {
-			break; /* the next field: the first Message-ID is complete */
-		} else if (field_is(q, n, "Message-ID", &v)) {
-			val = g_string_new_len((const char *)q + v, (gssize)(n - v));
-		}
-		q = next;
-	}
-	if (!val)
-		return NULL;
-	if (memchr(val->str, '\0', val->len)) {
-		g_string_free(val, TRUE);
-		return NULL;
-	}
-	s = g_strstrip(g_string_free(val, FALSE));
-	if (*s == '\0') {
-		g_free(s);
-		return NULL;
-	}
-	/* g_strstrip moved the text to the front; shrink to what is left. */
-	return g_realloc(s, strlen(s) + 1);
-}
-
 static const char *const system_flags[] = {
 	"\\Seen", "\\Answered", "\\Flagged", "\\Deleted", "\\Draft",
 };
@@ -230,6 +172,9 @@ char *append_internaldate(gint64 unix_time)
 
 gboolean append_is_scratch_name(const char *name)
 {
+	gsize n;
+
 	g_return_val_if_fail(name != NULL, FALSE);
-	return name[0] == '.';
+	n = strlen(name);
+	return name[0] == '.' || (n > 0 && name[n - 1] == '~');
 }

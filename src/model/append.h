@@ -35,20 +35,6 @@
 gboolean append_prepare(const guint8 *data, gsize len, GByteArray **out, GError **err);
 
 /*
- * The Message-ID of a message (prepared bytes; bare LF line ends are read
- * too), for the "already in the folder" check. Only the header block is
- * read: lines up to the first empty line. The field name is matched
- * case-insensitively, blanks before the ':' tolerated; the first occurrence
- * wins. The value is unfolded (line breaks removed, the blanks after them
- * kept), trimmed of ASCII whitespace, and returned as written, angle
- * brackets included. It holds no CR or LF but may hold any other byte: quoting it
- * into a command is the caller's job.
- * NULL when there is no Message-ID, when the first one is empty, or when it
- * holds a NUL byte.
- */
-char *append_message_id(const guint8 *data, gsize len);
-
-/*
  * Parse a user.imap.flags value (len bytes, not NUL-terminated; value may be
  * NULL when len is 0). Flags are separated by runs of SP; any control
  * character (TAB, CR and LF included) is invalid; NUL bytes at the very end
@@ -79,7 +65,8 @@ char *append_internaldate(gint64 unix_time);
 /*
  * TRUE when name (one path component) is local scratch that is never sent:
  * every dot-named file (rsync's ".x.eml.XXXXXX", ".#x", ".x.swp",
- * ".hidden"). "." and ".." are TRUE too (they are never files anyway, and
+ * ".hidden") and every name ending in '~' (vim's, emacs' and nano's backup
+ * "x.eml~"). "." and ".." are TRUE too (they are never files anyway, and
  * never to be sent). FALSE for everything else, including "".
  */
 gboolean append_is_scratch_name(const char *name);

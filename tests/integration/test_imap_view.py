@@ -201,12 +201,21 @@ def test_head_of_big_message_fetches_little(mount):
     assert counter(m.mountpoint, "bytes_fetched") - before < 1024 * 1024
 
 
-def test_writing_into_a_message_is_refused(mount):
+def test_opening_a_message_for_writing_changes_nothing_until_written(mount, dovecot):
+    """Writing would replace the message (test_imap_edit.py); an open for
+    writing closed with nothing written sends nothing."""
+    def uids():
+        with dovecot.imaps("alice") as c:
+            c.select("INBOX", readonly=True)
+            return c.uid("SEARCH", None, "ALL")[1][0].split()
     m = mount()
     inbox = os.path.join(m.mountpoint, "INBOX")
     name = sorted(os.listdir(inbox))[0]
-    with pytest.raises(PermissionError):
-        open(os.path.join(inbox, name), "ab")
+    before = uids()
+    with open(os.path.join(inbox, name), "ab"):
+        pass
+    assert uids() == before
+    assert name in os.listdir(inbox)
 
 
 # -- cache and freshness --------------------------------------------------------

@@ -241,13 +241,24 @@ def test_cp_round_trip(wmount, dave, tmp_path):
     assert len(server_uids(dave, "Empty")) == 1
 
 
-def test_file_without_header_is_sent_as_written(wmount, dave, tmp_path):
+def test_file_without_header_is_appended(wmount, dave, tmp_path):
+    """Whatever is written is sent; the server judges (dovecot takes it)."""
     m = wmount()
     local = tmp_path / "not-mail.txt"
-    local.write_bytes(b"just some text\r\nno header here\r\n")
+    local.write_bytes(b"just some text\nno header here\n")
     subprocess.run(["cp", str(local), os.path.join(m.mountpoint, "Empty", "x.eml")], check=True)
     got = list(server_bodies(dave, "Empty").values())
     assert [b for b, _, _ in got] == [b"just some text\r\nno header here\r\n"]
+
+
+def test_nul_byte_is_einval_at_write(wmount, dave, tmp_path):
+    m = wmount()
+    local = tmp_path / "nul.eml"
+    local.write_bytes(b"Subject: x\n\nNUL \0 here\n")
+    r = subprocess.run(["cp", str(local), os.path.join(m.mountpoint, "Empty", "x.eml")],
+                       capture_output=True, text=True)
+    assert r.returncode != 0 and "Invalid argument" in r.stderr
+    assert server_uids(dave, "Empty") == []
 
 
 def test_mbox_from_line_kept_and_bare_lf(wmount, dave, tmp_path):
