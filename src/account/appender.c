@@ -131,10 +131,12 @@ static char *uid_set(const GArray *uids)
 
 /*
  * msg, with this INTERNALDATE, is in wire already. An error of the check
- * counts as "not there": the APPEND that follows says what is wrong.
+ * counts as "not there": the APPEND that follows says what is wrong. A file
+ * whose date the writer did not give (a plain cp: its mtime is the copy's
+ * own) is compared by its bytes alone, so copying it twice sends it once.
  */
 static gboolean already_there(struct imap_session *s, const char *wire, const GByteArray *msg,
-			      gint64 internaldate)
+			      gint64 internaldate, gboolean dated)
 {
 	g_autoptr(GArray) hits = g_array_new(FALSE, FALSE, sizeof(guint32));
 	g_autoptr(GArray) same = g_array_new(FALSE, FALSE, sizeof(guint32));
@@ -154,13 +156,45 @@ static gboolean already_there(struct imap_session *s, const char *wire, const GB
 		     msg->len + 1) < 0 ||
 	    hits->len == 0)
 		return FALSE;
-	set = uid_set(hits);
-	if (imap_run(s, &hd, NULL, NULL, "UID FETCH %s (INTERNALDATE)", set) < 0 ||
-	    same->len == 0)
-		return FALSE;
-	g_free(set);
+	if (dated) {
+		set = uid_set(hits);
+		if (imap_run(s, &hd, NULL, NULL, "UID FETCH %s (INTERNALDATE)", set) < 0 ||
+		    same->len == 0)
+			return FALSE;
+		g_free(set);
+	} else {
+		g_array_append_vals(same, hits->data, MIN(hits->len, COMPARE_MAX));
+	}
 	set = uid_set(same);
 	if (imap_run(s, &hc, NULL, NULL, "UID FETCH %s (BODY.PEEK[])", set) < 0)
+		return FALSE;
+	return c.found;
+}
+
+/*
+ * The message a replacement would replace holds these very bytes already
+ * (an edit that changed nothing; a restore run again, whose rsync renames
+ * a file over a message it thinks differs, say by the CRLF conversion): then
+ * nothing is sent and nothing removed. Asked only when the sizes match.
+ */
+static gboolean unchanged(struct imap_session *s, const char *wire, guint32 uidvalidity,
+			  guint32 uid, const GByteArray *msg)
+{
+	g_autoptr(GArray) one = g_array_new(FALSE, FALSE, sizeof(guint32));
+	struct body_compare c = { .msg = msg, .asked = one };
+	struct imap_handler hc = { .untagged = compare_response, .literal_begin = compare_begin,
+				   .literal_chunk = compare_chunk, .ud = &c };
+	const struct imap_select_info *info;
+
+	g_array_append_val(one, uid);
+	if (g_strcmp0(imap_session_selected(s), wire) != 0 &&
+	    imap_select(s, wire, TRUE, NULL, NULL) < 0)
+		return FALSE;
+	/* Another generation's UID is another message. */
+	info = imap_session_select_info(s);
+	if (!info || info->uidvalidity != uidvalidity)
+		return FALSE;
+	if (imap_run(s, &hc, NULL, NULL, "UID FETCH %u (BODY.PEEK[])", uid) < 0)
 		return FALSE;
 	return c.found;
 }
@@ -239,7 +273,7 @@ static int drop_replaced(struct imap_account *a, struct lease *l, const struct n
 {
 	int rc = 0;
 
-	if (m->replaces)
+	if (old->ino)
 		rc = account_remove_message(a, l, old);
 	if (rc < 0) {
 		mfs_log_info("replacing %s: the old message stays (%s); taking the new one back",
@@ -265,7 +299,12 @@ int imap_account_append(struct imap_account *a, struct lease *l, guint64 folder,
 	g_autofree char *q = NULL;
 	g_autofree char *prefix = NULL;
 	g_autofree char *flags = NULL;
-	gboolean replacing = m->replaces || m->own_uid;
+	/* A dated file renamed over a message is a copy from elsewhere (a
+	   restore, whose names are another account's UIDs), not an edit of
+	   that message: it goes in beside it (struct new_message). */
+	guint64 replaces = m->dated ? 0 : m->replaces;
+	gboolean replacing = replaces || m->own_uid;
+	gboolean same = FALSE;
 	guint32 uid = 0, uidvalidity = 0;
 	gint64 mtime = m->mtime;
 	struct imap_session *s;
@@ -279,8 +318,8 @@ int imap_account_append(struct imap_account *a, struct lease *l, guint64 folder,
 		tree_entry_clear(&e);
 		return rc < 0 ? rc : -EPERM; /* a \Noselect folder holds no messages */
 	}
-	if (m->replaces) {
-		rc = tree_get(a->tree, m->replaces, TREE_WANT_WIRE | TREE_WANT_NAME | TREE_WANT_FLAGS,
+	if (replaces) {
+		rc = tree_get(a->tree, replaces, TREE_WANT_WIRE | TREE_WANT_NAME | TREE_WANT_FLAGS,
 			      &old);
 		if (rc == 0 && (old.gone || old.kind != TREE_MESSAGE || old.parent != folder))
 			rc = -ENOENT; /* gone meanwhile: nothing to replace */
@@ -317,9 +356,14 @@ int imap_account_append(struct imap_account *a, struct lease *l, guint64 folder,
 			mfs_log_warn("%s has no UIDPLUS: refusing to replace %s", imap_session_peer(s),
 				     m->name);
 			rc = -EPERM;
-		} else if (!replacing && date && already_there(s, e.wire, msg, mtime)) {
+		} else if (!replacing && date && already_there(s, e.wire, msg, mtime, m->dated)) {
 			mfs_log_debug(MFS_LOG_IMAP, "%s is already in %s: not appended again",
 				      m->name, e.wire);
+		} else if (replaces && old.size == msg->len &&
+			   unchanged(s, e.wire, old.uidvalidity, old.uid, msg)) {
+			same = TRUE;
+			mfs_log_debug(MFS_LOG_IMAP, "%s: the same bytes as the message it replaces: "
+				      "nothing sent", m->name);
 		} else {
 			rc = send_append(s, e.wire, prefix, msg, &uid, &uidvalidity, &err);
 		}
@@ -327,7 +371,12 @@ int imap_account_append(struct imap_account *a, struct lease *l, guint64 folder,
 		if (rc < 0)
 			rc = lease_errno(l, rc, err, "APPEND");
 	}
-	if (rc == 0 && replacing) {
+	if (rc == 0 && same && m->own_uid) {
+		/* Only what an earlier APPEND of the file made goes. */
+		if (imap_account_expunge(a, l, e.wire, m->own_uidvalidity, m->own_uid) < 0)
+			mfs_log_warn("%s: the earlier copy (UID %u) could not be expunged", m->name,
+				     m->own_uid);
+	} else if (rc == 0 && replacing) {
 		if (!uid) {
 			mfs_log_warn("%s: the server named no UID for the new message; the old one "
 				     "stays", m->name);

@@ -135,6 +135,12 @@ int imap_account_store_flags(struct imap_account *a, struct lease *l, guint64 in
 struct new_message {
 	int fd;
 	gint64 mtime;
+	/* mtime was given by the writer (rsync -a, cp -p): the message's
+	   INTERNALDATE, part of what "already there" compares; and a file
+	   renamed over a message is then a copy from elsewhere (a restore),
+	   not an edit of it: it goes in beside it, unless already there, and
+	   the message under the name stays. */
+	gboolean dated;
 	const char *flags;
 	const char *name;
 	guint32 own_uid;

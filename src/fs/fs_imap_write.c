@@ -29,8 +29,14 @@ static int send_staged(struct mfs_imap_fs *fs, fuse_req_t req, guint64 ino,
 		       const struct staged_copy *c, guint64 folder, const char *name,
 		       guint64 replaces)
 {
-	const struct new_message m = { c->fd,	   c->mtime,	       c->flags, c->name,
-				       c->own_uid, c->own_uidvalidity, replaces };
+	const struct new_message m = { .fd = c->fd,
+				       .mtime = c->mtime,
+				       .dated = c->dated,
+				       .flags = c->flags,
+				       .name = c->name,
+				       .own_uid = c->own_uid,
+				       .own_uidvalidity = c->own_uidvalidity,
+				       .replaces = replaces };
 	struct appended out = { 0 };
 	struct lease l;
 	int rc;

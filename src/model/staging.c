@@ -18,6 +18,9 @@ struct staged {
 	guint opens;
 	guint64 nlookup;
 	gint64 mtime;
+	/* mtime was set by the writer (utimensat: rsync -a, cp -p, touch -d)
+	   after the last write: a copy of a message from elsewhere */
+	gboolean dated;
 	char *flags;	/* canonical user.imap.flags, or NULL */
 	gboolean dirty; /* written since the last APPEND */
 	gboolean done;	/* appended (or removed): kept only for the kernel */
@@ -330,6 +333,7 @@ int staging_open(struct staging *sg, guint64 ino, gboolean trunc)
 		st->opens++;
 		if (trunc && ftruncate(st->fd, 0) == 0) {
 			st->dirty = TRUE;
+			st->dated = FALSE;
 			st->refused = FALSE;
 		}
 	}
@@ -414,8 +418,10 @@ gssize staging_pwrite(struct staging *sg, guint64 ino, const void *buf, size_t s
 	if (n >= 0) {
 		mfs_mutex_lock(&sg->lock);
 		st = find(sg, ino);
-		if (st)
+		if (st) {
 			st->dirty = TRUE;
+			st->dated = FALSE; /* a write makes the time its own */
+		}
 		mfs_mutex_unlock(&sg->lock);
 	}
 	return n;
@@ -440,10 +446,14 @@ int staging_setattr(struct staging *sg, guint64 ino, const struct stat *in, int 
 			st->dirty = TRUE;
 		if ((to_set & STAGING_SET_SIZE) && in->st_size == 0)
 			st->refused = FALSE;
-		if (to_set & STAGING_SET_MTIME)
+		if (to_set & STAGING_SET_MTIME) {
 			st->mtime = in->st_mtime;
-		if (to_set & STAGING_SET_MTIME_NOW)
+			st->dated = TRUE;
+		}
+		if (to_set & STAGING_SET_MTIME_NOW) {
 			st->mtime = g_get_real_time() / G_USEC_PER_SEC;
+			st->dated = FALSE;
+		}
 		attr_of(sg, st, attr);
 	}
 	mfs_mutex_unlock(&sg->lock);
@@ -494,6 +504,7 @@ static gboolean copy_of(struct staged *st, struct staged_copy *out)
 	if (out->fd < 0)
 		return FALSE;
 	out->mtime = st->mtime;
+	out->dated = st->dated;
 	out->flags = g_strdup(st->flags);
 	out->name = g_strdup(st->name);
 	out->parent = st->parent;

@@ -103,6 +103,7 @@ char *staging_get_flags(struct staging *sg, guint64 ino, gboolean *exists);
 struct staged_copy {
 	int fd;		/* a dup of the file's descriptor: close it */
 	gint64 mtime;
+	gboolean dated;	/* mtime set by the writer after its last write (rsync -a, cp -p) */
 	char *flags;	/* or NULL */
 	char *name;
 	guint64 parent;

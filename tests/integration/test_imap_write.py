@@ -241,6 +241,19 @@ def test_cp_round_trip(wmount, dave, tmp_path):
     assert len(server_uids(dave, "Empty")) == 1
 
 
+def test_plain_cp_twice_sends_once(wmount, dave, tmp_path):
+    """A plain cp gives each copy its own mtime: the bytes alone say the
+    message is there already, so an interrupted `cp -r` run again does not
+    duplicate mail."""
+    m = wmount()
+    local = tmp_path / "twice.eml"
+    local.write_bytes(b"Subject: twice\r\n\r\nno Message-ID here\r\n")
+    for name in ("a.eml", "b.eml"):
+        subprocess.run(["cp", str(local), os.path.join(m.mountpoint, "Empty", name)], check=True)
+        time.sleep(1.1)  # the second copy's mtime is another second
+    assert [b for b, _, _ in server_bodies(dave, "Empty").values()] == [local.read_bytes()]
+
+
 def test_file_without_header_is_appended(wmount, dave, tmp_path):
     """Whatever is written is sent; the server judges (dovecot takes it)."""
     m = wmount()
