@@ -299,10 +299,7 @@ int imap_account_append(struct imap_account *a, struct lease *l, guint64 folder,
 	g_autofree char *q = NULL;
 	g_autofree char *prefix = NULL;
 	g_autofree char *flags = NULL;
-	/* A dated file renamed over a message is a copy from elsewhere (a
-	   restore, whose names are another account's UIDs), not an edit of
-	   that message: it goes in beside it (struct new_message). */
-	guint64 replaces = m->dated ? 0 : m->replaces;
+	guint64 replaces = m->replaces;
 	gboolean replacing = replaces || m->own_uid;
 	gboolean same = FALSE;
 	guint32 uid = 0, uidvalidity = 0;

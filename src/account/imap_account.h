@@ -136,10 +136,7 @@ struct new_message {
 	int fd;
 	gint64 mtime;
 	/* mtime was given by the writer (rsync -a, cp -p): the message's
-	   INTERNALDATE, part of what "already there" compares; and a file
-	   renamed over a message is then a copy from elsewhere (a restore),
-	   not an edit of it: it goes in beside it, unless already there, and
-	   the message under the name stays. */
+	   INTERNALDATE is then part of what "already there" compares. */
 	gboolean dated;
 	const char *flags;
 	const char *name;

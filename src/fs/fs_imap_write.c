@@ -279,7 +279,12 @@ static int rename_staged(struct mfs_imap_fs *fs, fuse_req_t req, guint64 ino,
 	if (tree_lookup(fs->tree, newparent, newname, FALSE, 0, &t) == 0) {
 		if (t.kind != TREE_MESSAGE)
 			return -EISDIR;
-		replaces = t.ino;
+		/* A file the writer dated (rsync -a, cp -p) is a copy of a message
+		   from elsewhere, not an edit of this one (a restore into another
+		   account meets names that are that account's UIDs): it goes in
+		   beside it, unless already there, and this message stays. */
+		if (!c->dated)
+			replaces = t.ino;
 	}
 	if (append_is_scratch_name(newname) && !replaces && !c->sent) {
 		staging_rename(fs->staging, ino, newparent, newname);
