@@ -13,9 +13,11 @@ the test put into the Trash."""
 
 import errno
 import os
+import pty
 import re
-import shutil
+import select
 import subprocess
+import time
 
 import pytest
 
@@ -192,10 +194,77 @@ def test_vim(edit, dovecot, tmp_path, settings, write):
     assert len(names) == 1 and not names[0].endswith("~"), names
 
 
-def test_nano(edit):
-    if shutil.which("nano") is None:
-        pytest.skip("nano is not installed (not installed for this test)")
-    pytest.skip("nano cannot be driven without a terminal here")
+class Terminal:
+    """A program on a pseudo-terminal, driven as a person types: each key
+    waits for the text it answers to appear on the screen."""
+
+    def __init__(self, argv, env):
+        self.pid, self.fd = pty.fork()
+        if self.pid == 0:  # the child: the program, on the terminal
+            try:
+                os.execvpe(argv[0], argv, env)
+            finally:
+                os._exit(127)
+        self.screen = b""
+
+    def wait_for(self, text, timeout=30):
+        deadline = time.monotonic() + timeout
+        while text not in self.screen:
+            left = deadline - time.monotonic()
+            assert left > 0, f"{text!r} never shown; the screen had:\n{self.screen[-2000:]!r}"
+            ready, _, _ = select.select([self.fd], [], [], left)
+            if ready:
+                try:
+                    self.screen += os.read(self.fd, 65536)
+                except OSError:  # the program ended
+                    break
+        # What came after the text answers the next key.
+        self.screen = self.screen[self.screen.index(text) + len(text):]
+
+    def type(self, keys):
+        os.write(self.fd, keys)
+
+    def exit_status(self, timeout=30):
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            try:
+                os.read(self.fd, 65536)  # keep its output flowing
+            except OSError:
+                pass
+            pid, status = os.waitpid(self.pid, os.WNOHANG)
+            if pid:
+                os.close(self.fd)
+                return os.waitstatus_to_exitcode(status)
+            time.sleep(0.05)
+        os.kill(self.pid, 9)
+        os.waitpid(self.pid, 0)
+        raise AssertionError("the program did not end")
+
+
+def test_nano(edit, dovecot, tmp_path):
+    """nano's replace-all, then ^O to write the file out (in place) and ^X."""
+    m, path, uid, trash = edit
+    env = dict(os.environ, HOME=str(tmp_path), TERM="xterm", LANG="C.UTF-8")
+    t = Terminal(["nano", "--ignorercfiles", path], env)
+    t.wait_for(b"Read ")
+    # The whole help lines drawn: nano has the terminal in raw mode (^\\ is
+    # otherwise the QUIT character, and lost).
+    t.wait_for(b"Paste")
+    t.type(b"\x1c")  # ^\\ : replace
+    t.wait_for(b"Search (to replace)")
+    t.type(b"Quarterly\r")
+    t.wait_for(b"Replace with")
+    t.type(b"QUARTERLY\r")
+    t.wait_for(b"this instance?")
+    t.type(b"a")  # all
+    t.wait_for(b"occurrence")
+    t.type(b"\x0f")  # ^O: write out
+    t.wait_for(b"to Write")
+    t.type(b"\r")
+    t.wait_for(b"Wrote")
+    t.type(b"\x18")  # ^X
+    assert t.exit_status() == 0
+    assert_replaced(dovecot, uid, trash, EDITED)
 
 
 def test_cat_redirect_over_a_message(edit, dovecot, tmp_path):
