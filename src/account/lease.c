@@ -92,9 +92,12 @@ int lease_errno(struct lease *l, int rc, GError *err, const char *what)
 	/* `what` may be a mailbox name: the server's bytes, escaped for the log. */
 	g_autofree char *esc = mfs_log_escape(what, strlen(what), 200);
 
-	if (lease_interrupted(l) || g_error_matches(err, G_IO_ERROR, G_IO_ERROR_CANCELLED))
-		rc = -EINTR; /* an interrupt, or unmount */
-	else if (rc == -EIO && err && l->was_down)
+	if (lease_interrupted(l) || g_error_matches(err, G_IO_ERROR, G_IO_ERROR_CANCELLED) ||
+	    (rc == -EIO && pool_is_shut_down(l->pool))) {
+		rc = -EINTR; /* an interrupt, or unmount (a session it aborted) */
+		if (err)
+			mfs_log_debug(MFS_LOG_IMAP, "%s: %s", esc, err->message);
+	} else if (rc == -EIO && err && l->was_down)
 		/* Another request found the server down first, and said so. */
 		mfs_log_debug(MFS_LOG_IMAP, "%s: %s", esc, err->message);
 	else if (rc == -EIO && err)

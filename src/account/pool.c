@@ -384,6 +384,16 @@ struct conn_cancel *pool_connect_switch(struct pool *p)
 	return p->cancel;
 }
 
+gboolean pool_is_shut_down(struct pool *p)
+{
+	gboolean down;
+
+	mfs_mutex_lock(&p->lock);
+	down = p->shutdown;
+	mfs_mutex_unlock(&p->lock);
+	return down;
+}
+
 struct imap_session *pool_get_cancellable(struct pool *p, const char *mailbox,
 					  struct conn_cancel *cancel, GError **err)
 {

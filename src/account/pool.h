@@ -115,6 +115,8 @@ void pool_server_back(struct pool *p);
  * Borrowers still put their sessions back.
  */
 void pool_shutdown(struct pool *p);
+/* pool_shutdown() was called: a failure now is the unmount's doing. */
+gboolean pool_is_shut_down(struct pool *p);
 
 /*
  * Shut down (if not yet), LOGOUT the idle sessions (each bounded to a few
