@@ -5,6 +5,7 @@ users run and against the server with an imaplib client of the test's own.
 
 The servers are module-scoped and so is each mount: the read-only checks
 come first (xattrs while the cache is cold, then bytes, rsync), the changes
+after them, and the POP3 view of the same account, which takes from INBOX,
 last. Cyrus and Courier run from their unpacked Debian packages
 (unpacked_servers.py); nothing is installed."""
 
@@ -355,3 +356,72 @@ def test_new_mail_in_inbox_is_pushed(server, mnt):
         c.append("INBOX", "()", None, NEW % (1, 1))
     new = wait_for(lambda: set(os.listdir(inbox)) - before, 30, "the new message")
     assert [n.split("-", 1)[1] for n in new] == ["Pushed_1.eml"]
+
+
+# -- the POP3 view of the same account (last: it takes messages from INBOX) --------
+
+def pop3_messages(server):
+    """{UIDL: exact bytes} through poplib (lines come back unstuffed, without CRLF)."""
+    out = {}
+    with server.server.pop3s(USER) as p:
+        for line in p.uidl()[1]:
+            n, uidl = line.split()
+            lines = p.retr(int(n))[1]
+            out[uidl.decode()] = b"\r\n".join(lines) + b"\r\n" if lines else b""
+    return out
+
+
+def test_pop3_listing_take_archive_dele(server, mailfs_bin, workdir):
+    """The server's POP3: the listing is its UIDL list with the sizes it
+    lists, cat takes a message (the exact bytes archived, then DELE), rm
+    takes one without reading it."""
+    poplib_maxline()
+    expected = pop3_messages(server)
+    assert len(expected) >= 3
+    base = os.path.join(workdir, f"pop3-{server.kind}")
+    archive = os.path.join(base, "archive")
+    m = Mount(mailfs_bin, server.server.url(USER, "pop3s"), os.path.join(base, "mnt"),
+              {"ca_file": server.server.ca,
+               "password_file": password_file(workdir, server.server, USER),
+               "cache_dir": os.path.join(base, "cache"), "pop3_archive": archive},
+              workdir)
+    # The spool's state (what was taken) lives under XDG_STATE_HOME.
+    m.env = dict(m.env, XDG_STATE_HOME=os.path.join(base, "state"))
+    try:
+        m.start()
+        names = sorted(os.listdir(m.mountpoint))
+        # These servers' UIDLs need no escaping: the names are UIDL.eml.
+        assert names == sorted(u + ".eml" for u in expected)
+        for name in names:
+            path = os.path.join(m.mountpoint, name)
+            data = expected[name[:-4]]
+            assert os.stat(path).st_size == len(data), name
+            # head reads the start without taking the message.
+            r = subprocess.run(["head", "-c", "20", path], capture_output=True, check=True)
+            assert r.stdout == data[:20]
+        assert sorted(os.listdir(m.mountpoint)) == names
+        # cat takes: the exact bytes, archived; rm takes without reading.
+        first, second = names[0], names[1]
+        r = subprocess.run(["cat", os.path.join(m.mountpoint, first)], capture_output=True,
+                           check=True)
+        assert r.stdout == expected[first[:-4]]
+        os.unlink(os.path.join(m.mountpoint, second))
+        left = os.listdir(m.mountpoint)
+        assert first not in left and second not in left
+        archived = sorted(open(os.path.join(archive, "new", f), "rb").read()
+                          for f in os.listdir(os.path.join(archive, "new")))
+        assert archived == sorted([expected[first[:-4]], expected[second[:-4]]])
+        # DELE, committed by the QUIT after a few seconds of quiet.
+        wait_for(lambda: len(pop3_messages(server)) == len(expected) - 2, 30,
+                 "the DELEs on the server")
+        assert sorted(pop3_messages(server)) == sorted(n[:-4] for n in names[2:])
+        m.unmount()
+    finally:
+        if m.proc is not None and m.proc.poll() is None:
+            m.kill()
+        subprocess.run(["fusermount3", "-uz", m.mountpoint], capture_output=True)
+
+
+def poplib_maxline():
+    import poplib
+    poplib._MAXLINE = 1 << 20
