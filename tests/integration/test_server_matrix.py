@@ -10,7 +10,9 @@ last. Cyrus and Courier run from their unpacked Debian packages
 (unpacked_servers.py); nothing is installed."""
 
 import datetime
+import imaplib
 import os
+import poplib
 import re
 import shutil
 import subprocess
@@ -21,7 +23,7 @@ import pytest
 import corpus
 import mailserver
 import unpacked_servers
-from conftest import Mount, mounted, password_file
+from conftest import Mount, password_file
 
 USER = "mia"
 PASSWORD = "mia-Secret-9"
@@ -131,13 +133,8 @@ class Account:
                 assert typ == "OK", f"CREATE {f}: {data}"
             for folder, data, date, flags in corpus_messages():
                 typ, resp = c.append(self.name(folder), "(" + " ".join(flags) + ")",
-                                     imaplib_date(date), data)
+                                     imaplib.Time2Internaldate(date), data)
                 assert typ == "OK", f"APPEND {folder}: {resp}"
-
-
-def imaplib_date(d):
-    import imaplib
-    return imaplib.Time2Internaldate(d)
 
 
 def epoch(internaldate):
@@ -375,7 +372,8 @@ def test_pop3_listing_take_archive_dele(server, mailfs_bin, workdir):
     """The server's POP3: the listing is its UIDL list with the sizes it
     lists, cat takes a message (the exact bytes archived, then DELE), rm
     takes one without reading it."""
-    poplib_maxline()
+    # poplib refuses lines over 2048 bytes by default.
+    poplib._MAXLINE = 1 << 20
     expected = pop3_messages(server)
     assert len(expected) >= 3
     base = os.path.join(workdir, f"pop3-{server.kind}")
@@ -420,8 +418,3 @@ def test_pop3_listing_take_archive_dele(server, mailfs_bin, workdir):
         if m.proc is not None and m.proc.poll() is None:
             m.kill()
         subprocess.run(["fusermount3", "-uz", m.mountpoint], capture_output=True)
-
-
-def poplib_maxline():
-    import poplib
-    poplib._MAXLINE = 1 << 20
