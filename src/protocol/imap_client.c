@@ -1467,16 +1467,25 @@ int imap_idle(struct imap_session *s, int seconds, const struct imap_handler *h,
 		guint64 before = s->untagged;
 		int r;
 
+		/* News that came in one read with the continuation is parsed
+		   already, or buffered: waiting on the socket would miss it
+		   until the next event or the renewal. */
+		if (s->untagged > start) {
+			got = 1;
+			break;
+		}
 		if (left <= 0)
 			break;
-		r = conn_wait_readable(s->conn, (int)MIN(left / 1000 + 1, G_MAXINT), &e);
-		if (r < 0) {
-			s->handler = saved;
-			unregister_cmd(s, id);
-			return fail(s, err, e);
+		if (conn_buffered(s->conn) == 0) {
+			r = conn_wait_readable(s->conn, (int)MIN(left / 1000 + 1, G_MAXINT), &e);
+			if (r < 0) {
+				s->handler = saved;
+				unregister_cmd(s, id);
+				return fail(s, err, e);
+			}
+			if (r == 0)
+				break;
 		}
-		if (r == 0)
-			break;
 		if (pump(s, err) < 0) {
 			s->handler = saved;
 			unregister_cmd(s, id);
