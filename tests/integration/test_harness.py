@@ -3,6 +3,7 @@
 verified TLS, refuses an unknown CA, and holds the corpus."""
 
 import imaplib
+import os
 import poplib
 import ssl
 
@@ -45,3 +46,20 @@ def test_corpus_is_seeded(dovecot):
         for folder, count in expected.items():
             typ, data = c.select(corpus._q(corpus.mutf7_encode(folder)), readonly=True)
             assert typ == "OK" and int(data[0]) == count, folder
+
+
+def test_a_server_namespace_does_not_hold_a_mount(mount, workdir):
+    """Cyrus and Courier run in a private mount namespace, which starts with
+    a copy of every mount: a mailfs mount copied there would never see its
+    unmount outside end its session (the daemon would not exit). The
+    namespace detaches those copies first."""
+    import unpacked_servers
+
+    m = mount()
+    os.listdir(m.mountpoint)
+    s = unpacked_servers.Cyrus(os.path.join(workdir, "harness-ns-cyrus"), {"mia": "Mia-Secret-9"})
+    s.start()
+    try:
+        m.unmount(timeout=15)  # hangs, the session held by the copy, without the detach
+    finally:
+        s.stop()

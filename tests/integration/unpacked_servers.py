@@ -128,6 +128,13 @@ class UnpackedServer(mailserver.Dovecot):
     def namespace_prelude(self):
         etc = os.path.join(self.base, "etc")
         return (
+            # The new namespace starts with a copy of every mount, FUSE
+            # mounts of mailfs included; a copy held here would keep such a
+            # mount's session alive after its unmount outside (the daemon
+            # would never see it end). Detach them all here first.
+            "awk '$3 ~ /^fuse/ {print $2}' /proc/self/mounts | while read -r m; do\n"
+            "    umount -l \"$(printf '%b' \"$m\")\" 2>/dev/null || true\n"
+            "done\n"
             "set -e\n"
             f"mount -t overlay overlay -o lowerdir={self.root}/usr:/usr /usr\n"
             f"mount -t overlay overlay -o lowerdir={etc}:{self.root}/etc:/etc /etc\n"
