@@ -57,6 +57,14 @@ struct pool *imap_account_pool(struct imap_account *a)
 	return a->pool;
 }
 
+/* The push watcher's connection timed out (watch.h): the account is down. */
+static gboolean account_push_timed_out(void *ud, const GError *err)
+{
+	struct imap_account *a = ud;
+
+	return pool_report_timeout(a->pool, err);
+}
+
 void imap_account_start(struct imap_account *a, const struct account_events *ev)
 {
 	struct watch *w = NULL;
@@ -79,7 +87,7 @@ void imap_account_start(struct imap_account *a, const struct account_events *ev)
 		int renew = env ? atoi(env) : 9 * 60;
 
 		w = watch_start(pool_session_opts(a->pool), "INBOX", renew, 5 * 60,
-				account_mailbox_changed, a);
+				account_mailbox_changed, account_push_timed_out, a);
 	}
 	/* The watch thread may call back before this: it reads a->watch
 	   under the lock. */

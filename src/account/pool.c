@@ -384,6 +384,17 @@ struct conn_cancel *pool_connect_switch(struct pool *p)
 	return p->cancel;
 }
 
+gboolean pool_report_timeout(struct pool *p, const GError *why)
+{
+	gboolean news;
+
+	mfs_mutex_lock(&p->lock);
+	news = !p->down && !p->shutdown;
+	go_down(p, why);
+	mfs_mutex_unlock(&p->lock);
+	return news;
+}
+
 gboolean pool_is_shut_down(struct pool *p)
 {
 	gboolean down;

@@ -115,6 +115,9 @@ void pool_server_back(struct pool *p);
  * Borrowers still put their sessions back.
  */
 void pool_shutdown(struct pool *p);
+/* A connection of the account's own outside the pool (the push watcher's)
+   timed out: the server hangs, the pool goes down. TRUE when that is news. */
+gboolean pool_report_timeout(struct pool *p, const GError *why);
 /* pool_shutdown() was called: a failure now is the unmount's doing. */
 gboolean pool_is_shut_down(struct pool *p);
 

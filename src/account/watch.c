@@ -12,6 +12,7 @@ struct watch {
 	int renew_s;
 	int poll_s;
 	void (*changed)(void *ud, const char *mailbox);
+	gboolean (*timed_out)(void *ud, const GError *err);
 	void *ud;
 
 	mfs_mutex lock;
@@ -102,6 +103,24 @@ static gboolean set_notify(struct imap_session *s)
 	return FALSE;
 }
 
+/* The connection failed: one warning, unless a hung server is known
+   already (watch.h, timed_out). */
+static void log_failure(struct watch *w, const GError *err, const char *fmt_tail,
+			const char *what)
+{
+	gboolean news = TRUE;
+
+	if (stopping(w))
+		return;
+	if (g_error_matches(err, G_IO_ERROR, G_IO_ERROR_TIMED_OUT) && w->timed_out)
+		news = w->timed_out(w->ud, err);
+	if (news)
+		mfs_log_warn("push for %s%s: %s%s", w->mailbox, fmt_tail[0] ? " stopped" : "", what,
+			     fmt_tail);
+	else
+		mfs_log_debug(MFS_LOG_IMAP, "push for %s: %s", w->mailbox, what);
+}
+
 static void report(struct watch *w, struct events *ev)
 {
 	for (guint i = 0; i < ev->others->len && !stopping(w); i++)
@@ -122,9 +141,7 @@ static void watch_session(struct watch *w, struct imap_session *s)
 	gboolean notify;
 
 	if (imap_select(s, w->mailbox, TRUE, NULL, &err) < 0) {
-		if (!stopping(w))
-			mfs_log_warn("push for %s: %s", w->mailbox,
-				     err ? err->message : "EXAMINE failed");
+		log_failure(w, err, "", err ? err->message : "EXAMINE failed");
 		g_clear_error(&err);
 		goto out;
 	}
@@ -150,9 +167,7 @@ static void watch_session(struct watch *w, struct imap_session *s)
 				report(w, &ev);
 		}
 		if (rc < 0) {
-			if (!stopping(w))
-				mfs_log_warn("push for %s stopped: %s; reconnecting", w->mailbox,
-					     err ? err->message : g_strerror(-rc));
+			log_failure(w, err, "; reconnecting", err ? err->message : g_strerror(-rc));
 			g_clear_error(&err);
 			goto out;
 		}
@@ -215,7 +230,8 @@ static gpointer run(gpointer data)
 }
 
 struct watch *watch_start(const struct imap_session_opts *opts, const char *mailbox, int renew_s,
-			  int poll_s, void (*changed)(void *ud, const char *mailbox), void *ud)
+			  int poll_s, void (*changed)(void *ud, const char *mailbox),
+			  gboolean (*timed_out)(void *ud, const GError *err), void *ud)
 {
 	struct watch *w = g_new0(struct watch, 1);
 
@@ -224,6 +240,7 @@ struct watch *watch_start(const struct imap_session_opts *opts, const char *mail
 	w->renew_s = renew_s > 0 ? renew_s : 9 * 60;
 	w->poll_s = poll_s > 0 ? poll_s : 5 * 60;
 	w->changed = changed;
+	w->timed_out = timed_out;
 	w->ud = ud;
 	mfs_mutex_init(&w->lock);
 	mfs_cond_init(&w->cond);

@@ -29,8 +29,15 @@
 
 struct watch;
 
+/*
+ * timed_out (may be NULL) hears of a wait of the watch's connection that
+ * made no progress for the timeout (a hung server, found by push before
+ * any request): TRUE when that is news (the account is down now, and the
+ * watch logs its warning), FALSE when it was known (a debug line).
+ */
 struct watch *watch_start(const struct imap_session_opts *opts, const char *mailbox, int renew_s,
-			  int poll_s, void (*changed)(void *ud, const char *mailbox), void *ud);
+			  int poll_s, void (*changed)(void *ud, const char *mailbox),
+			  gboolean (*timed_out)(void *ud, const GError *err), void *ud);
 /* Whether the current connection has NOTIFY set up (every folder is pushed). */
 gboolean watch_covers_all(struct watch *w);
 void watch_stop(struct watch *w);
