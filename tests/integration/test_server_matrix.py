@@ -355,6 +355,30 @@ def test_new_mail_in_inbox_is_pushed(server, mnt):
     assert [n.split("-", 1)[1] for n in new] == ["Pushed_1.eml"]
 
 
+def test_flag_change_and_expunge_in_inbox_are_pushed(server, mnt):
+    """Another client flags one INBOX message and expunges another: both
+    show without a refresh (an hour). dovecot and Cyrus push both; Courier
+    as Debian ships it never pushes a flag change, but pushes the expunge,
+    whose resync of INBOX brings the flag along."""
+    inbox = os.path.join(mnt.mountpoint, "INBOX")
+    names = files(inbox)
+    a, b = sorted(names)[:2]
+
+    def flags_of(uid):
+        return subprocess.run(["getfattr", "-n", "user.imap.flags", "--only-values",
+                               os.path.join(inbox, names[uid])],
+                              capture_output=True, text=True).stdout
+
+    assert "\\Flagged" not in flags_of(a)
+    with server.imap() as c:
+        c.select("INBOX")
+        c.uid("STORE", str(a), "+FLAGS", "(\\Flagged)")
+        c.uid("STORE", str(b), "+FLAGS", "(\\Deleted)")
+        c.expunge()
+    wait_for(lambda: names[b] not in os.listdir(inbox), 60, "the expunge to show")
+    wait_for(lambda: "\\Flagged" in flags_of(a), 60, "the flag to show")
+
+
 # -- the POP3 view of the same account (last: it takes messages from INBOX) --------
 
 def pop3_messages(server):
