@@ -295,14 +295,5 @@ const char *imap_session_selected(const struct imap_session *s);
 /* The selected mailbox's state as the session last saw it. */
 const struct imap_select_info *imap_session_select_info(const struct imap_session *s);
 
-/* "\Seen \Flagged $Work" from a FETCH FLAGS list; \Recent (a session
-   note, not a storable flag) is left out. */
-char *imap_flags_to_string(const struct imap_value *list);
-
-/* Parse an INTERNALDATE ("17-Jul-1996 02:44:25 -0700") into seconds since the epoch. */
-gboolean imap_parse_internaldate(const char *s, gint64 *out);
-
-/* In a FETCH response's att list, the value after the item name `name` (case-insensitive), or NULL. */
-const struct imap_value *imap_fetch_item(const struct imap_response *r, const char *name);
 
 #endif

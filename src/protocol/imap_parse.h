@@ -217,4 +217,15 @@ const char *imap_value_str(const struct imap_value *v);
 /* v is an ATOM equal to upper, ASCII case-insensitively. */
 gboolean imap_value_is_atom(const struct imap_value *v, const char *upper);
 
+/* Values of FETCH responses. */
+/* "\Seen \Flagged $Work" from a FETCH FLAGS list; \Recent (a session
+   note, not a storable flag) is left out. */
+char *imap_flags_to_string(const struct imap_value *list);
+
+/* Parse an INTERNALDATE ("17-Jul-1996 02:44:25 -0700") into seconds since the epoch. */
+gboolean imap_parse_internaldate(const char *s, gint64 *out);
+
+/* In a FETCH response's att list, the value after the item name `name` (case-insensitive), or NULL. */
+const struct imap_value *imap_fetch_item(const struct imap_response *r, const char *name);
+
 #endif
