@@ -295,5 +295,4 @@ const char *imap_session_selected(const struct imap_session *s);
 /* The selected mailbox's state as the session last saw it. */
 const struct imap_select_info *imap_session_select_info(const struct imap_session *s);
 
-
 #endif
