@@ -41,6 +41,22 @@ def free_port():
         return s.getsockname()[1]
 
 
+def free_ports(names):
+    """{name: port}, all different: every socket is held until all are
+    bound (one free_port() after another may return a port twice, and a
+    server then refuses its own configuration: "duplicate listener")."""
+    socks = []
+    try:
+        for _ in names:
+            s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+            socks.append(s)
+            s.bind(("127.0.0.1", 0))
+        return {n: s.getsockname()[1] for n, s in zip(names, socks)}
+    finally:
+        for s in socks:
+            s.close()
+
+
 def dovecot_version():
     try:
         out = subprocess.run(["dovecot", "--version"], capture_output=True,
@@ -204,7 +220,7 @@ class Dovecot:
             self.other_ca = os.path.join(self.base, "other-ca.crt")
         self.write_passwd()
         if not self.ports:
-            self.ports = {n: free_port() for n in ("imap", "imaps", "pop3", "pop3s")}
+            self.ports = free_ports(("imap", "imaps", "pop3", "pop3s"))
         self.write_config()
         self.log_offset = self.log_size()
         self.proc = subprocess.Popen(["dovecot", "-F", "-c", self.config],

@@ -153,7 +153,7 @@ class UnpackedServer(mailserver.Dovecot):
         if not os.path.exists(os.path.join(self.base, "ca.crt")):
             self.ca, self.cert, self.key, self.other_ca = mailserver.make_ca(self.base)
         if not self.ports:
-            self.ports = {n: mailserver.free_port() for n in ("imap", "imaps", "pop3", "pop3s")}
+            self.ports = mailserver.free_ports(("imap", "imaps", "pop3", "pop3s"))
         self.etc_layer()
         self.configure()
         script = self.namespace_prelude() + self.daemons() + "wait\n"
