@@ -941,6 +941,16 @@ static gboolean login(struct imap_session *s, const struct imap_session_opts *o,
 	generation = s->caps_generation;
 	rc = authenticate(s, o, secret, &res, err);
 	secret_free(secret);
+	if (rc < 0 && res.status == IMAP_STATUS_NONE && err && !*err) {
+		/* No answer at all: the link, not the server, said no (an
+		   unmount or an interrupt abandoned the connect, or it broke). */
+		if (rc == -EINTR)
+			g_set_error(err, G_IO_ERROR, G_IO_ERROR_CANCELLED,
+				    "login to %s abandoned", s->peer);
+		else
+			g_set_error(err, G_IO_ERROR, G_IO_ERROR_CONNECTION_CLOSED,
+				    "connection to %s lost during the login", s->peer);
+	}
 	if (rc < 0) {
 		if (err && !*err)
 			g_set_error(err, G_IO_ERROR, G_IO_ERROR_PERMISSION_DENIED,
