@@ -587,13 +587,65 @@ static int take_result(struct imap_session *s, guint id, struct imap_result *res
 	return rc;
 }
 
-guint imap_send_literal(struct imap_session *s, const char *prefix, const void *data, size_t len,
-			const char *suffix, GError **err)
+/* Whether a literal of len bytes may go without waiting for a continuation. */
+static gboolean literal_nonsync(const struct imap_session *s, gsize len)
 {
-	char tag[16];
+	return imap_session_has(s, IMAP_CAP_LITERAL_PLUS) ||
+	       (imap_session_has(s, IMAP_CAP_LITERAL_MINUS) && len <= 4096);
+}
+
+/* The trace line of a command sent in parts: literals shown, or only their size. */
+static void trace_parts(struct imap_session *s, const char *head, const struct imap_part *parts,
+			gsize n, gboolean show_literals)
+{
+	if (!mfs_log_enabled(MFS_LOG_IMAP))
+		return;
+	g_autoptr(GString) line = g_string_new(head);
+	for (gsize i = 0; i < n && line->len < TRACE_MAX; i++) {
+		if (!parts[i].literal)
+			g_string_append_len(line, parts[i].data, (gssize)parts[i].len);
+		else if (show_literals)
+			g_string_append_printf(line, "{%" G_GSIZE_FORMAT "%s}\r\n%.*s", parts[i].len,
+					       literal_nonsync(s, parts[i].len) ? "+" : "",
+					       (int)MIN(parts[i].len, TRACE_MAX), parts[i].data);
+		else
+			g_string_append_printf(line, "{%" G_GSIZE_FORMAT "%s} {%" G_GSIZE_FORMAT
+					       " bytes omitted}", parts[i].len,
+					       literal_nonsync(s, parts[i].len) ? "+" : "", parts[i].len);
+	}
+	g_autofree char *esc = mfs_log_escape(line->str, line->len, TRACE_MAX);
+	mfs_log_debug(MFS_LOG_IMAP, "%s C: %s", s->trace_name, esc);
+}
+
+/* Write what is queued in iov (struct iovec) and empty it. */
+static gboolean flush_iov(struct imap_session *s, GArray *iov, GError **e)
+{
+	gboolean ok = conn_writev(s->conn, (const struct iovec *)(const void *)iov->data,
+				  (int)iov->len, e);
+
+	g_array_set_size(iov, 0);
+	return ok;
+}
+
+static void queue_iov(GArray *iov, const void *data, gsize len)
+{
+	struct iovec v = {(void *)(uintptr_t)data, len};
+
+	if (len)
+		g_array_append_val(iov, v);
+}
+
+/* Writes are gathered up to this many pieces (sendmsg takes at most IOV_MAX). */
+#define PARTS_IOV_BATCH 64
+
+guint imap_send_parts(struct imap_session *s, const char *prefix, const struct imap_part *parts,
+		      gsize n, gboolean show_literals, GError **err)
+{
+	g_autoptr(GPtrArray) owned = g_ptr_array_new_with_free_func(g_free);
+	g_autoptr(GArray) iov = g_array_new(FALSE, FALSE, sizeof(struct iovec));
 	GError *e = NULL;
-	gboolean nonsync = imap_session_has(s, IMAP_CAP_LITERAL_PLUS) ||
-			   (imap_session_has(s, IMAP_CAP_LITERAL_MINUS) && len <= 4096);
+	char tag[16];
+	char *head;
 	guint id;
 
 	if (!s->alive) {
@@ -601,46 +653,58 @@ guint imap_send_literal(struct imap_session *s, const char *prefix, const void *
 		return 0;
 	}
 	id = register_cmd(s, tag, sizeof(tag));
-	g_autofree char *head = g_strdup_printf("%s %s {%zu%s}\r\n", tag, prefix, len,
-						nonsync ? "+" : "");
-	g_autofree char *tail = g_strdup_printf("%s\r\n", suffix ? suffix : "");
-	if (mfs_log_enabled(MFS_LOG_IMAP)) {
-		g_autofree char *esc = mfs_log_escape(head, strlen(head) - 2, TRACE_MAX);
-
-		mfs_log_debug(MFS_LOG_IMAP, "%s C: %s {%zu bytes omitted}%s", s->trace_name, esc, len,
-			      suffix ? suffix : "");
-	}
-	if (!nonsync) {
+	head = g_strdup_printf("%s %s", tag, prefix);
+	g_ptr_array_add(owned, head);
+	trace_parts(s, head, parts, n, show_literals);
+	queue_iov(iov, head, strlen(head));
+	for (gsize i = 0; i < n; i++) {
+		const struct imap_part *p = &parts[i];
+		gboolean sync = !literal_nonsync(s, p->len);
+		char *lit;
 		int rc;
 
-		if (!conn_write_all(s->conn, head, strlen(head), &e)) {
-			unregister_cmd(s, id);
-			fail(s, err, e);
-			return 0;
+		if (!p->literal) {
+			queue_iov(iov, p->data, p->len);
+			continue;
 		}
-		rc = wait_continuation(s, id, err);
-		if (rc <= 0) {
-			if (rc == 0)
+		lit = g_strdup_printf("{%" G_GSIZE_FORMAT "%s}\r\n", p->len, sync ? "" : "+");
+		g_ptr_array_add(owned, lit);
+		queue_iov(iov, lit, strlen(lit));
+		if (sync) {
+			if (!flush_iov(s, iov, &e))
+				goto write_failed;
+			rc = wait_continuation(s, id, err);
+			if (rc == 0) /* the server completed the command: a refusal */
 				take_result(s, id, NULL, err, "literal");
-			else
+			else if (rc < 0)
 				unregister_cmd(s, id);
-			return 0;
+			if (rc <= 0)
+				return 0;
 		}
-		struct iovec iov[2] = { { (void *)(uintptr_t)data, len }, { tail, strlen(tail) } };
-		if (!conn_writev(s->conn, iov, 2, &e)) {
-			unregister_cmd(s, id);
-			fail(s, err, e);
-			return 0;
-		}
-		return id;
+		queue_iov(iov, p->data, p->len);
+		if (iov->len >= PARTS_IOV_BATCH && !flush_iov(s, iov, &e))
+			goto write_failed;
 	}
-	struct iovec iov[3] = { { head, strlen(head) }, { (void *)(uintptr_t)data, len }, { tail, strlen(tail) } };
-	if (!conn_writev(s->conn, iov, 3, &e)) {
-		unregister_cmd(s, id);
-		fail(s, err, e);
-		return 0;
-	}
+	queue_iov(iov, "\r\n", 2);
+	if (!flush_iov(s, iov, &e))
+		goto write_failed;
 	return id;
+write_failed:
+	unregister_cmd(s, id);
+	fail(s, err, e);
+	return 0;
+}
+
+guint imap_send_literal(struct imap_session *s, const char *prefix, const void *data, size_t len,
+			const char *suffix, GError **err)
+{
+	const struct imap_part parts[] = {
+		{FALSE, " ", 1},
+		{TRUE, data, len},
+		{FALSE, suffix ? suffix : "", suffix ? strlen(suffix) : 0},
+	};
+
+	return imap_send_parts(s, prefix, parts, G_N_ELEMENTS(parts), FALSE, err);
 }
 
 int imap_wait(struct imap_session *s, guint id, const struct imap_handler *h,

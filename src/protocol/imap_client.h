@@ -191,6 +191,27 @@ guint imap_send(struct imap_session *s, const char *fmt, ...) G_GNUC_PRINTF(2, 3
 guint imap_send_literal(struct imap_session *s, const char *prefix, const void *data,
 			size_t len, const char *suffix, GError **err);
 
+/* One piece of a command: text as it is, or a literal ({N} and its bytes). */
+struct imap_part {
+	gboolean literal;
+	const char *data;
+	gsize len;
+};
+
+/*
+ * Send one tagged command: the tag, a space, prefix, then the parts in
+ * order with nothing added between them (text parts carry their own
+ * spaces), then CRLF. Each literal goes as imap_send_literal() sends its
+ * one: with LITERAL+ (or LITERAL- and at most 4096 bytes) at once, else
+ * after the server's continuation. show_literals: whether the protocol
+ * trace shows a literal's bytes (SEARCH strings) or only
+ * "{N bytes omitted}" (passwords, message bodies, as imap_send_literal).
+ * Returns the command id, or 0 (the session is dead, or the server refused
+ * a literal: *err says which).
+ */
+guint imap_send_parts(struct imap_session *s, const char *prefix, const struct imap_part *parts,
+		      gsize n, gboolean show_literals, GError **err);
+
 /*
  * Read until command id completes. Untagged responses meanwhile go to h
  * (may be NULL). res (may be NULL) gets the completion.
