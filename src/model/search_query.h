@@ -53,6 +53,11 @@
 #define SEARCH_QUERY_ERROR (search_query_error_quark())
 GQuark search_query_error_quark(void);
 
+enum search_query_error {
+	SEARCH_QUERY_ERROR_SYNTAX, /* not a query of this language */
+	SEARCH_QUERY_ERROR_LIMIT,  /* too long, too many terms, nested too deeply */
+};
+
 struct search_query {
 	struct imap_search_key *key; /* the program; NULL: ALL */
 	GPtrArray *folders;          /* char *: folder: paths as written ("%2F"-joined), may be empty */
