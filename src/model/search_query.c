@@ -223,9 +223,10 @@ static const struct {
 	{"is", F_IS, IMAP_SK_ALL},		 {"folder", F_FOLDER, IMAP_SK_ALL},
 };
 
-/* The value v (at offset at) of field f as a key; folder: goes to q->folders (*out NULL). */
-static gboolean make_key(struct parser *p, guint f, char *v, gsize at, gboolean allow_folder,
-			 struct imap_search_key **out)
+/* The value v (taken; at offset at, in the term at offset start) of field f
+   as a key; a folder: term goes to q->folders and gives no key (*out NULL). */
+static gboolean make_key(struct parser *p, guint f, char *v, gsize start, gsize at,
+			 gboolean allow_folder, struct imap_search_key **out)
 {
 	g_autofree char *val = v;
 	struct imap_search_key *k;
@@ -234,11 +235,11 @@ static gboolean make_key(struct parser *p, guint f, char *v, gsize at, gboolean 
 	switch (fields[f].kind) {
 	case F_FOLDER:
 		if (!allow_folder)
-			return fail(p, SEARCH_QUERY_ERROR_SYNTAX, at,
+			return fail(p, SEARCH_QUERY_ERROR_SYNTAX, start,
 				    "folder: is allowed only at the top level (not under or, "
 				    "not, - or parentheses)");
 		if (p->q->folders->len == 0)
-			p->first_folder = at;
+			p->first_folder = start;
 		g_ptr_array_add(p->q->folders, g_steal_pointer(&val));
 		return TRUE;
 	case F_IS:
@@ -311,7 +312,7 @@ static gboolean parse_term(struct parser *p, gboolean allow_folder, struct imap_
 	gsize at = p->pos;
 	if (!read_value(p, &v))
 		return FALSE;
-	return make_key(p, f, v, at, allow_folder, out);
+	return make_key(p, f, v, start, at, allow_folder, out);
 }
 
 /* -- expressions -------------------------------------------------------------- */
