@@ -172,7 +172,7 @@ guint64 imap_session_commands_sent(const struct imap_session *s);
 /*
  * Command text: imap_send() takes a printf-style format where the caller
  * quotes every string argument with imap_quote() (or sends it as a literal
- * with imap_send_literal()).
+ * with imap_send_literal(), or among other parts with imap_send_parts()).
  */
 /* A quoted string for s, or NULL when s cannot be quoted (CR, LF, NUL, 8-bit). */
 char *imap_quote(const char *s);

@@ -79,7 +79,7 @@ static gboolean any_non_ascii(const struct imap_search_key *k)
 /* The rendering under way: text not yet made a part, and the parts so far. */
 struct render {
 	struct imap_search_text *out;
-	GString *text;    /* pending text part */
+	GString *text; /* pending text part */
 	GString *display;
 };
 
@@ -132,40 +132,38 @@ static void append_string(struct render *r, const char *s)
 static const char *const months[12] = {"Jan", "Feb", "Mar", "Apr", "May", "Jun",
 				       "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"};
 
+/* The search-key word of a leaf op; NULL for AND, OR, NOT. */
+static const char *const op_words[] = {
+	[IMAP_SK_TEXT] = "TEXT",
+	[IMAP_SK_BODY] = "BODY",
+	[IMAP_SK_FROM] = "FROM",
+	[IMAP_SK_TO] = "TO",
+	[IMAP_SK_CC] = "CC",
+	[IMAP_SK_BCC] = "BCC",
+	[IMAP_SK_SUBJECT] = "SUBJECT",
+	[IMAP_SK_KEYWORD] = "KEYWORD",
+	[IMAP_SK_X_GM_RAW] = "X-GM-RAW",
+	[IMAP_SK_SINCE] = "SINCE",
+	[IMAP_SK_BEFORE] = "BEFORE",
+	[IMAP_SK_ON] = "ON",
+	[IMAP_SK_LARGER] = "LARGER",
+	[IMAP_SK_SMALLER] = "SMALLER",
+	[IMAP_SK_ALL] = "ALL",
+	[IMAP_SK_SEEN] = "SEEN",
+	[IMAP_SK_UNSEEN] = "UNSEEN",
+	[IMAP_SK_FLAGGED] = "FLAGGED",
+	[IMAP_SK_UNFLAGGED] = "UNFLAGGED",
+	[IMAP_SK_ANSWERED] = "ANSWERED",
+	[IMAP_SK_UNANSWERED] = "UNANSWERED",
+	[IMAP_SK_DRAFT] = "DRAFT",
+	[IMAP_SK_UNDRAFT] = "UNDRAFT",
+	[IMAP_SK_DELETED] = "DELETED",
+	[IMAP_SK_UNDELETED] = "UNDELETED",
+};
+
 static const char *op_word(enum imap_search_op op)
 {
-	switch (op) {
-	case IMAP_SK_TEXT: return "TEXT";
-	case IMAP_SK_BODY: return "BODY";
-	case IMAP_SK_FROM: return "FROM";
-	case IMAP_SK_TO: return "TO";
-	case IMAP_SK_CC: return "CC";
-	case IMAP_SK_BCC: return "BCC";
-	case IMAP_SK_SUBJECT: return "SUBJECT";
-	case IMAP_SK_KEYWORD: return "KEYWORD";
-	case IMAP_SK_X_GM_RAW: return "X-GM-RAW";
-	case IMAP_SK_SINCE: return "SINCE";
-	case IMAP_SK_BEFORE: return "BEFORE";
-	case IMAP_SK_ON: return "ON";
-	case IMAP_SK_LARGER: return "LARGER";
-	case IMAP_SK_SMALLER: return "SMALLER";
-	case IMAP_SK_ALL: return "ALL";
-	case IMAP_SK_SEEN: return "SEEN";
-	case IMAP_SK_UNSEEN: return "UNSEEN";
-	case IMAP_SK_FLAGGED: return "FLAGGED";
-	case IMAP_SK_UNFLAGGED: return "UNFLAGGED";
-	case IMAP_SK_ANSWERED: return "ANSWERED";
-	case IMAP_SK_UNANSWERED: return "UNANSWERED";
-	case IMAP_SK_DRAFT: return "DRAFT";
-	case IMAP_SK_UNDRAFT: return "UNDRAFT";
-	case IMAP_SK_DELETED: return "DELETED";
-	case IMAP_SK_UNDELETED: return "UNDELETED";
-	case IMAP_SK_AND:
-	case IMAP_SK_OR:
-	case IMAP_SK_NOT:
-		break;
-	}
-	return NULL;
+	return (gsize)op < G_N_ELEMENTS(op_words) ? op_words[op] : NULL;
 }
 
 static void render_key(struct render *r, const struct imap_search_key *k, gboolean top);

@@ -18,6 +18,7 @@
  *     is not a valid atom is refused at parse time, model/search_query.h);
  *   - ESEARCH: with return_all, the arguments start with "RETURN (ALL)"
  *     (RFC 4731), so a long answer is a short sequence set.
+ * An AND or OR of one kid is that kid; of none, ALL (AND) or NOT ALL (OR).
  * The rendering is a list of parts (text, or a literal's bytes) that
  * imap_send_parts() sends, and a display form (literals shown as quoted
  * strings, bytes as they are) for the log and user.mailfs.query.
@@ -83,7 +84,8 @@ struct imap_search_key {
 struct imap_search_key *imap_search_key_new(enum imap_search_op op);
 /* Frees the key and its kids. NULL-safe. */
 void imap_search_key_free(struct imap_search_key *k);
-/* An inner node with kids a and b (taken). */
+/* An inner node with kids a and b (taken). A new AND/OR node has an empty
+   kids array to fill; a leaf has kids NULL and owns str. */
 struct imap_search_key *imap_search_key_pair(enum imap_search_op op, struct imap_search_key *a,
 					     struct imap_search_key *b);
 /* Does the program (or any kid) use op? (e.g. IMAP_SK_X_GM_RAW needs X-GM-EXT-1) */
@@ -107,9 +109,15 @@ void imap_search_text_clear(struct imap_search_text *t);
 
 /*
  * If r is a SEARCH or ESEARCH answer, append its UIDs (numbers of a SEARCH,
- * the ALL set of a UID ESEARCH) to uids (guint32), at most max in all, and
- * return TRUE; FALSE for any other response (uids unchanged). An ESEARCH
- * without UID (sequence numbers) is not taken: FALSE.
+ * the ALL set of a UID ESEARCH) to uids (guint32) until uids->len reaches
+ * max (the array in all, what it held before included: answers of several
+ * lines add up), and return TRUE; FALSE for any other response (uids
+ * unchanged). "* SEARCH" without numbers and a UID ESEARCH without ALL (no
+ * match, RFC 4731) are empty answers: TRUE. An ESEARCH without UID
+ * (sequence numbers) or a malformed answer (a number that is not a UID,
+ * "*", a list where a set belongs) is not taken: FALSE, uids unchanged.
+ * A CONDSTORE "(MODSEQ n)" ending a SEARCH is skipped. The ESEARCH TAG
+ * correlator is not checked: the caller's imap_wait reads one command.
  */
 gboolean imap_search_collect(const struct imap_response *r, GArray *uids, guint max);
 
