@@ -59,8 +59,12 @@ struct imap_session {
 
 	gboolean qresync; /* ENABLE QRESYNC answered by * ENABLED QRESYNC */
 
+	guint64 completed; /* tagged completions read (imap_session_completed) */
+
 	char *selected;
-	gboolean selecting;
+	/* SELECT/EXAMINEs sent and not finished (several when pipelined, as
+	   a search does): their response codes describe the mailbox */
+	guint selecting;
 	struct imap_select_info sel;
 };
 
@@ -218,6 +222,7 @@ static guint32 cap_bit(const char *name)
 		{ "NAMESPACE", IMAP_CAP_NAMESPACE },
 		{ "QUOTA", IMAP_CAP_QUOTA },
 		{ "UTF8=ACCEPT", IMAP_CAP_UTF8_ACCEPT },
+		{ "X-GM-EXT-1", IMAP_CAP_X_GM_EXT_1 },
 		{ "NOTIFY", IMAP_CAP_NOTIFY },
 	};
 
@@ -404,6 +409,7 @@ static void on_response(void *ud, struct imap_response *r)
 			break;
 		}
 		pd->done = TRUE;
+		s->completed++;
 		pd->res.status = r->status;
 		pd->res.code = g_strdup(r->code);
 		pd->res.code_text = g_strdup(r->code_text);
@@ -1232,6 +1238,11 @@ void imap_session_abort(struct imap_session *s)
 	conn_abort(s->conn);
 }
 
+guint64 imap_session_completed(const struct imap_session *s)
+{
+	return s->completed;
+}
+
 guint64 imap_session_commands_sent(const struct imap_session *s)
 {
 	return s->commands;
@@ -1334,7 +1345,7 @@ guint imap_select_send(struct imap_session *s, const char *mailbox, gboolean rea
 
 	g_clear_pointer(&s->selected, g_free);
 	memset(&s->sel, 0, sizeof(s->sel));
-	s->selecting = TRUE;
+	s->selecting++;
 	if (s->qresync && known && known->uidvalidity && known->highestmodseq)
 		param = g_strdup_printf(" (QRESYNC (%u %" G_GUINT64_FORMAT "))", known->uidvalidity,
 					known->highestmodseq);
@@ -1357,14 +1368,17 @@ int imap_select_finish(struct imap_session *s, guint id, const char *mailbox, gb
 
 	if (id == 0) {
 		/* Not sent: imap_select_send said why. */
-		s->selecting = FALSE;
+		if (s->selecting)
+			s->selecting--;
 		return -EIO;
 	}
 	rc = imap_wait(s, id, h, NULL, err);
-	s->selecting = FALSE;
+	if (s->selecting)
+		s->selecting--;
 	if (rc < 0)
 		return rc;
 	s->sel.readonly = readonly;
+	g_free(s->selected);
 	s->selected = g_strdup(mailbox);
 	if (info)
 		*info = s->sel;

@@ -87,6 +87,7 @@ enum imap_cap {
 	IMAP_CAP_QUOTA = 1u << 23,
 	IMAP_CAP_UTF8_ACCEPT = 1u << 24,
 	IMAP_CAP_NOTIFY = 1u << 25,
+	IMAP_CAP_X_GM_EXT_1 = 1u << 26, /* Gmail: X-GM-RAW search, X-GM-MSGID */
 };
 
 /*
@@ -168,6 +169,16 @@ const char *imap_session_peer(const struct imap_session *s);
 void imap_session_abort(struct imap_session *s);
 /* Commands sent on this session so far (for user.mailfs.status). */
 guint64 imap_session_commands_sent(const struct imap_session *s);
+
+/*
+ * How many tagged completions of commands it sent the session has read.
+ * A server answers pipelined commands in order, so with commands c0, c1,
+ * ... in flight, untagged data read while this is base + k (base: its value
+ * before c0 was sent) belongs to ck: a handler given to every wait of a
+ * pipelined batch can tell whose answer it sees, though one read may take
+ * in the answers of several.
+ */
+guint64 imap_session_completed(const struct imap_session *s);
 
 /*
  * Command text: imap_send() takes a printf-style format where the caller
