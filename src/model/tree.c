@@ -560,6 +560,26 @@ void tree_folders_after(struct tree *t, guint64 from, guint max, GArray *out)
 	mfs_mutex_unlock(&t->lock);
 }
 
+void tree_folder_subtree(struct tree *t, guint64 ino, GArray *out)
+{
+	g_autoptr(GPtrArray) order = g_ptr_array_new();
+	struct folder *f;
+
+	mfs_mutex_lock(&t->lock);
+	f = folder_get(t, ino);
+	if (f && !f->detached) {
+		g_ptr_array_add(order, f);
+		walk_order(f, order);
+	}
+	for (guint i = 0; i < order->len; i++) {
+		const struct folder *c = order->pdata[i];
+
+		if (folder_selectable(c))
+			g_array_append_val(out, c->ino);
+	}
+	mfs_mutex_unlock(&t->lock);
+}
+
 guint64 tree_find_folder(struct tree *t, const char *wire)
 {
 	GHashTableIter it;
@@ -897,6 +917,7 @@ static void fill_folder(const struct folder *f, unsigned want, struct tree_entry
 	if (f->msgs) {
 		GArray *live = f->msgs->live;
 
+		out->uidvalidity = f->msgs->uidvalidity;
 		/* The newest arrival: one pass, under the lock (mailfs(1), Attributes). */
 		out->listed = TRUE;
 		for (guint i = 0; i < live->len; i++)
@@ -1179,4 +1200,23 @@ char *tree_folder_key(struct tree *t, guint64 ino)
 		key = g_strdup(f->key ? f->key : "");
 	mfs_mutex_unlock(&t->lock);
 	return key;
+}
+
+int tree_folder_message(struct tree *t, guint64 folder, guint32 uid, gboolean ref, unsigned want,
+			struct tree_entry *out)
+{
+	struct folder *f;
+	struct tmsg *m;
+	int rc = -ENOENT;
+
+	mfs_mutex_lock(&t->lock);
+	f = folder_get(t, folder);
+	if (f && f->msgs && (m = msg_find(f->msgs->live, uid, NULL)) != NULL) {
+		if (ref)
+			msg_ref(f->msgs, m);
+		fill_msg(t, f->msgs, m, FALSE, want, out);
+		rc = 0;
+	}
+	mfs_mutex_unlock(&t->lock);
+	return rc;
 }

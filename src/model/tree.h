@@ -14,7 +14,10 @@
  *     counter each time a folder gets a message set for a new UIDVALIDITY, so
  *     a UIDVALIDITY change gives every message a new number, and the same UID
  *     keeps the same number while UIDVALIDITY holds. Nothing per message is
- *     stored for its number.
+ *     stored for its number. EPOCH stays far below 2^30 (one per
+ *     UIDVALIDITY change seen), so a message number never has bit 62 (the
+ *     .search directories, model/search_nodes.h) or 63 (new files,
+ *     model/staging.h) set.
  *
  * FOLDERS (tree_apply_list). The wire name is split at the server's delimiter
  * (NIL: one level); each level is decoded from modified UTF-7 (a level that is
@@ -230,7 +233,7 @@ struct tree_entry {
 	gboolean list_failed; /* tree_folder_note_list_failed was called, before it was listed */
 	/* messages */
 	guint32 uid;
-	guint32 uidvalidity;
+	guint32 uidvalidity; /* a message's; a listed folder's listing's (0: not listed) */
 	guint64 size;
 	gint64 mtime; /* a message's INTERNALDATE; a folder's newest message's
 		       * (0 when it holds none or they are not known yet) */
@@ -294,6 +297,19 @@ int tree_message_remove(struct tree *t, guint64 ino, GArray *removed);
  * Free with g_free.
  */
 char *tree_folder_key(struct tree *t, guint64 ino);
+
+/*
+ * The selectable folders of the subtree of folder ino (itself first, then
+ * depth-first in name order), appended to out (guint64 inode numbers).
+ */
+void tree_folder_subtree(struct tree *t, guint64 ino, GArray *out);
+
+/*
+ * The live message uid of folder's current listing, as tree_lookup finds
+ * one by name (ref: one lookup reference more). 0 or -ENOENT.
+ */
+int tree_folder_message(struct tree *t, guint64 folder, guint32 uid, gboolean ref, unsigned want,
+			struct tree_entry *out);
 
 /* The inode number of the folder listed with this wire name, or 0. */
 guint64 tree_find_folder(struct tree *t, const char *wire);
