@@ -351,6 +351,7 @@ void account_mark_stale(struct imap_account *a, guint64 folder)
 	mfs_mutex_lock(&f->lock);
 	f->fetched_at = 0;
 	mfs_mutex_unlock(&f->lock);
+	account_search_changed(a);
 }
 
 /* Every listing is to be brought up to date when next looked at (cheap with
@@ -389,6 +390,7 @@ void account_mailbox_changed(void *ud, const char *wire)
 	struct lease l;
 	guint64 ino;
 
+	account_search_changed(a);
 	if (!wire) {
 		struct watch *w;
 

@@ -32,6 +32,7 @@ struct imap_account *imap_account_new(const struct mfs_options *opts, struct poo
 	a->walk_ahead_keys = g_hash_table_new_full(g_str_hash, g_str_equal, g_free, NULL);
 	a->unstable = g_ptr_array_new_with_free_func(g_free);
 	a->headers = g_hash_table_new_full(g_int64_hash, g_int64_equal, g_free, headers_free);
+	a->search_nodes = search_nodes_new();
 	return a;
 }
 
@@ -45,6 +46,7 @@ void imap_account_free(struct imap_account *a)
 	g_ptr_array_free(a->unstable, TRUE);
 	g_free(a->reading_key);
 	g_hash_table_destroy(a->headers);
+	search_nodes_free(a->search_nodes);
 	g_free(a->trash_wire);
 	mfs_mutex_clear(&a->list_lock);
 	mfs_mutex_clear(&a->lock);

@@ -167,4 +167,23 @@ int imap_account_append(struct imap_account *a, struct lease *l, guint64 folder,
 /* A message larger than this is refused (EFBIG) rather than read into memory. */
 #define APPEND_MAX ((guint64)256 * 1024 * 1024)
 
+/* -- search.c ------------------------------------------------------------- */
+/* The .search directories' nodes and results (model/search_nodes.h). */
+struct search_nodes *imap_account_search_nodes(struct imap_account *a);
+/*
+ * Make query node query's result current (mailfs(1), SEARCH): searched
+ * again when it holds none, is older than `refresh`, or the account changed
+ * since (push, or a change made through this mount). Offline (-EIO), an
+ * older result still answers. 0, -ENOENT (the query is malformed, names no
+ * folder, or the server refused it: one info line says why), -EIO, -EINTR.
+ */
+int imap_account_search(struct imap_account *a, struct lease *l, guint64 query);
+/*
+ * The query node `text` under root node root, searched as above; a
+ * malformed query makes no node (-ENOENT, one info line saying where it is
+ * wrong). -ENOSPC when no more nodes can be made.
+ */
+int imap_account_search_lookup(struct imap_account *a, struct lease *l, guint64 root,
+			       const char *text, guint64 *query);
+
 #endif

@@ -33,6 +33,7 @@
 #include "account/resync.h"
 #include "account/walk.h"
 #include "account/watch.h"
+#include "model/search_nodes.h"
 #include "util/lock.h"
 #include "util/workers.h"
 
@@ -100,6 +101,12 @@ struct imap_account {
 	   (folders.c), by wire name, for the status */
 	GPtrArray *unstable;
 
+	/* The .search directories (model/search_nodes.h: locks itself). */
+	struct search_nodes *search_nodes;
+	/* atomic: bumped at every change the account learns of (push, or made
+	   through this mount), so a search result older than it is made again */
+	guint64 search_gen;
+
 	mfs_mutex headers_lock;
 	GHashTable *headers; /* guarded by headers_lock: ino -> struct mail_headers */
 
@@ -133,6 +140,9 @@ void account_log_refused(const char *what, const struct imap_result *res);
 /* rm of message e (wire, uid, uidvalidity, name, ino): MOVE to the Trash or
    expunge, as `delete` says; the tree forgets it on 0. */
 int account_remove_message(struct imap_account *a, struct lease *l, const struct tree_entry *e);
+
+/* search.c: a change to the account; search results are to be made again. */
+void account_search_changed(struct imap_account *a);
 
 /* listing_saver.c */
 /* The messages the tree holds for folder ino. */

@@ -70,6 +70,10 @@ void fs_imap_lookup(fuse_req_t req, fuse_ino_t parent, const char *name)
 	struct lease l;
 	int rc;
 
+	if (search_is_node(parent) || strcmp(name, SEARCH_DIR_NAME) == 0) {
+		fs_search_lookup(req, parent, name);
+		return;
+	}
 	fs_lease_begin(fs, req, &l);
 	rc = imap_account_refresh_dir(fs->account, &l, parent);
 	fs_lease_end(req, &l);
@@ -100,6 +104,9 @@ void fs_imap_lookup(fuse_req_t req, fuse_ino_t parent, const char *name)
 
 static void forget_one(struct mfs_imap_fs *fs, guint64 ino, guint64 n)
 {
+	/* Search nodes live as long as the mount (model/search_nodes.h). */
+	if (search_is_node(ino))
+		return;
 	if (staging_is_staged(ino))
 		staging_forget(fs->staging, ino, n);
 	else
@@ -130,6 +137,10 @@ void fs_imap_getattr(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 
 	guint64 sino = staging_is_staged(ino) ? ino : fs_imap_staged_of(fs, ino, fi);
 
+	if (search_is_node(ino)) {
+		fs_search_getattr(req, ino);
+		return;
+	}
 	if (sino) {
 		rc = staging_getattr(fs->staging, sino, &st);
 		st.st_ino = ino; /* a message being written keeps its inode */
@@ -222,6 +233,10 @@ static void do_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, g
 	struct dirbuf d = { .fs = fs, .req = req, .size = size, .plus = plus };
 	int rc;
 
+	if (search_is_node(ino)) {
+		fs_search_readdir(req, ino, size, off, plus);
+		return;
+	}
 	if (off == 0) {
 		struct lease l;
 

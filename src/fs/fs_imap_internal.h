@@ -8,6 +8,8 @@
  *   fs_imap_dir.c    lookup, forget, getattr, readdir, statfs
  *   fs_imap_read.c   open, read, release
  *   fs_imap_xattr.c  getxattr, listxattr, setxattr, removexattr
+ *   fs_imap_search.c the hidden .search directories: lookup, getattr, readdir,
+ *                    their attribute; every change in them refused
  *   fs_imap_write.c  create, write, flush, fsync, setattr, mkdir, rmdir, unlink, rename;
  *                    symlink, mknod, link (refused)
  */
@@ -20,6 +22,7 @@
 #include "fs/fs_common.h"
 #include "fs/fs_imap.h"
 #include "fs/notify.h"
+#include "model/search_nodes.h"
 #include "model/staging.h"
 #include "util/lock.h"
 
@@ -100,5 +103,17 @@ void fs_imap_rename(fuse_req_t req, fuse_ino_t parent, const char *name, fuse_in
 void fs_imap_symlink(fuse_req_t req, const char *link, fuse_ino_t parent, const char *name);
 void fs_imap_mknod(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t mode, dev_t rdev);
 void fs_imap_link(fuse_req_t req, fuse_ino_t ino, fuse_ino_t newparent, const char *newname);
+
+/* The .search directories (fs_imap_search.c); the fs_imap_* operations
+   hand their nodes (model/search_nodes.h: search_is_node) and the name
+   ".search" to these. */
+void fs_search_lookup(fuse_req_t req, fuse_ino_t parent, const char *name);
+void fs_search_getattr(fuse_req_t req, fuse_ino_t ino);
+void fs_search_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, gboolean plus);
+void fs_search_getxattr(fuse_req_t req, fuse_ino_t ino, const char *name, size_t size);
+void fs_search_listxattr(fuse_req_t req, fuse_ino_t ino, size_t size);
+/* A change of `name` in directory parent (name NULL: of parent itself) that
+   touches a .search directory: replied EROFS, TRUE. */
+gboolean fs_search_refuse(fuse_req_t req, fuse_ino_t parent, const char *name);
 
 #endif

@@ -79,6 +79,10 @@ void fs_imap_getxattr(fuse_req_t req, fuse_ino_t ino, const char *name, size_t s
 		fuse_reply_err(req, ENOTSUP);
 		return;
 	}
+	if (search_is_node(ino)) {
+		fs_search_getxattr(req, ino, name, size);
+		return;
+	}
 	if (ino == FUSE_ROOT_ID && strcmp(name, STATUS_XATTR) == 0) {
 		g_autofree char *text = imap_account_status(fs->account);
 
@@ -116,6 +120,10 @@ void fs_imap_listxattr(fuse_req_t req, fuse_ino_t ino, size_t size)
 
 	/* The root lists nothing: user.mailfs.status is read by name
 	   (fs_common.h says why). */
+	if (search_is_node(ino)) {
+		fs_search_listxattr(req, ino, size);
+		return;
+	}
 	if (ino == FUSE_ROOT_ID) {
 	} else if (staging_is_staged(ino)) {
 		gboolean exists;
@@ -197,6 +205,8 @@ void fs_imap_setxattr(fuse_req_t req, fuse_ino_t ino, const char *name, const ch
 	int rc;
 
 	(void)flags;
+	if (fs_search_refuse(req, ino, NULL))
+		return;
 	if (ino == FUSE_ROOT_ID && strcmp(name, STATUS_XATTR) == 0) {
 		fuse_reply_err(req, 0); /* accepted and ignored (fs_common.h) */
 		return;
@@ -233,6 +243,8 @@ void fs_imap_removexattr(fuse_req_t req, fuse_ino_t ino, const char *name)
 	struct mfs_imap_fs *fs = fuse_req_userdata(req);
 	int rc = -EPERM;
 
+	if (fs_search_refuse(req, ino, NULL))
+		return;
 	/* Removing the flags attribute clears the flags (a message's only). */
 	if (strcmp(name, FLAGS_XATTR) == 0 && staging_is_staged(ino))
 		rc = staging_set_flags(fs->staging, ino, NULL);
