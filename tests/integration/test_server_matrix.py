@@ -256,6 +256,38 @@ def test_xattrs_cold_then_warm(server, mnt):
         assert xattrs(path) == cold
 
 
+@pytest.mark.parametrize("query,key", [("subject:Deep", "Deep"), ("subject:für", "für"),
+                                       ("-is:read from:alice", None)])
+def test_search_matches_the_server(server, mnt, query, key):
+    """.search answers as the server's own UID SEARCH does, in every folder,
+    on every server (CHARSET UTF-8 with a literal for the non-ASCII word)."""
+    expected = set()
+    with server.imap() as c:
+        for path in server.folders():
+            typ, _ = c.select(corpus._q(corpus.mutf7_encode(path.replace("/", server.sep))),
+                              readonly=True)
+            if typ != "OK":
+                continue
+            if key is None:
+                typ, data = c.uid("SEARCH", "UNSEEN", "FROM", "\"alice\"")
+            else:
+                c.literal = key.encode()
+                typ, data = c.uid("SEARCH", "CHARSET", "UTF-8", "SUBJECT")
+            assert typ == "OK", data
+            expected |= {(path, int(u)) for u in data[0].split()}
+    assert expected, "the query must match something"
+    top = os.path.join(mnt.mountpoint, ".search", query)
+    found = set()
+    for dirpath, _, names in os.walk(top):
+        rel = os.path.relpath(dirpath, top)
+        for name in names:
+            found.add((rel, int(name.split("-", 1)[0].split(".")[0])))
+            assert os.stat(os.path.join(dirpath, name)).st_ino == \
+                os.stat(os.path.join(mnt.mountpoint, rel, name)).st_ino
+    assert found == expected
+    assert ".search" not in os.listdir(mnt.mountpoint)
+
+
 def test_sizes_dates_bytes_and_no_seen_gained(server, mnt):
     before = {f: server.messages(f) for f in FOLDERS + ["INBOX"]}
     for folder, msgs in before.items():
