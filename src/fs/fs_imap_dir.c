@@ -185,46 +185,43 @@ void fs_imap_getattr(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 	fuse_reply_attr(req, &st, attr_timeout(fs, &e));
 }
 
-struct dirbuf {
-	struct mfs_imap_fs *fs;
-	fuse_req_t req;
-	char *buf;
-	size_t size;
-	size_t used;
-	gboolean plus;
-};
-
-static gboolean add_dirent(void *ud, const char *name, const struct tree_entry *e,
-			   guint64 next_off)
+gboolean fs_dirbuf_add(struct dirbuf *d, const char *name, const struct stat *attr, gboolean ref,
+		       double attr_timeout, guint64 next_off)
 {
-	struct dirbuf *d = ud;
 	size_t room = d->size - d->used;
 	size_t need;
 
 	if (d->plus) {
 		struct fuse_entry_param ep = { 0 };
-		gboolean dot = strcmp(name, ".") == 0 || strcmp(name, "..") == 0;
 
-		fs_imap_fill_attr(d->fs, e, &ep.attr);
-		/* "." and ".." carry no lookup reference: inode 0 tells the kernel. */
-		ep.ino = dot ? 0 : e->ino;
+		ep.attr = *attr;
+		/* An entry that carries no lookup reference ("." and ".."): inode 0
+		   tells the kernel. */
+		ep.ino = ref ? attr->st_ino : 0;
 		ep.generation = 1;
-		ep.attr_timeout = attr_timeout(d->fs, e);
+		ep.attr_timeout = attr_timeout;
 		ep.entry_timeout = fs_imap_timeout(d->fs);
 		need = fuse_add_direntry_plus(d->req, d->buf + d->used, room, name, &ep,
 					      (off_t)next_off);
 	} else {
-		struct stat st = { 0 };
-
-		st.st_ino = e->ino;
-		st.st_mode = e->kind == TREE_FOLDER ? S_IFDIR : S_IFREG;
-		need = fuse_add_direntry(d->req, d->buf + d->used, room, name, &st,
+		need = fuse_add_direntry(d->req, d->buf + d->used, room, name, attr,
 					 (off_t)next_off);
 	}
 	if (need > room)
 		return FALSE;
 	d->used += need;
 	return TRUE;
+}
+
+static gboolean add_dirent(void *ud, const char *name, const struct tree_entry *e,
+			   guint64 next_off)
+{
+	struct dirbuf *d = ud;
+	gboolean dot = strcmp(name, ".") == 0 || strcmp(name, "..") == 0;
+	struct stat st;
+
+	fs_imap_fill_attr(d->fs, e, &st);
+	return fs_dirbuf_add(d, name, &st, !dot, attr_timeout(d->fs, e), next_off);
 }
 
 static void do_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, gboolean plus)

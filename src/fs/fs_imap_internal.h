@@ -59,6 +59,19 @@ void fs_imap_reply_entry(struct mfs_imap_fs *fs, fuse_req_t req, const struct tr
    handle names (an open for writing), else the live copy being written
    into it; 0 when there is none. */
 guint64 fs_imap_staged_of(struct mfs_imap_fs *fs, fuse_ino_t ino, const struct fuse_file_info *fi);
+/* A readdir reply being filled. */
+struct dirbuf {
+	struct mfs_imap_fs *fs;
+	fuse_req_t req;
+	char *buf;
+	size_t size;
+	size_t used;
+	gboolean plus;
+};
+/* One entry into d (readdirplus: with attr, and one lookup reference when
+   ref); FALSE when it does not fit (then nothing was added). */
+gboolean fs_dirbuf_add(struct dirbuf *d, const char *name, const struct stat *attr, gboolean ref,
+		       double attr_timeout, guint64 next_off);
 /* fuse_reply_err of a 0 or -errno result. */
 void fs_reply_rc(fuse_req_t req, int rc);
 

@@ -197,43 +197,7 @@ void fs_search_getattr(fuse_req_t req, fuse_ino_t ino)
 	fuse_reply_attr(req, &st, fs_imap_timeout(fs));
 }
 
-struct sdir {
-	struct mfs_imap_fs *fs;
-	fuse_req_t req;
-	char *buf;
-	size_t size;
-	size_t used;
-	gboolean plus;
-};
-
-/* One entry into the buffer; FALSE when it does not fit. */
-static gboolean add(struct sdir *d, const char *name, const struct stat *attr, gboolean ref,
-		    guint64 next_off)
-{
-	size_t room = d->size - d->used;
-	size_t need;
-
-	if (d->plus) {
-		struct fuse_entry_param ep = { 0 };
-
-		ep.attr = *attr;
-		ep.ino = ref ? attr->st_ino : 0;
-		ep.generation = 1;
-		ep.attr_timeout = fs_imap_timeout(d->fs);
-		ep.entry_timeout = fs_imap_timeout(d->fs);
-		need = fuse_add_direntry_plus(d->req, d->buf + d->used, room, name, &ep,
-					      (off_t)next_off);
-	} else {
-		need = fuse_add_direntry(d->req, d->buf + d->used, room, name, attr,
-					 (off_t)next_off);
-	}
-	if (need > room)
-		return FALSE;
-	d->used += need;
-	return TRUE;
-}
-
-static gboolean add_node(struct sdir *d, const char *name, guint64 ino, guint64 next_off)
+static gboolean add_node(struct dirbuf *d, const char *name, guint64 ino, guint64 next_off)
 {
 	struct search_node_info n;
 	struct stat st;
@@ -243,10 +207,10 @@ static gboolean add_node(struct sdir *d, const char *name, guint64 ino, guint64 
 	fill_dir_attr(d->fs, &n, &st);
 	search_node_info_clear(&n);
 	/* Nodes live as long as the mount: the lookup count is not kept. */
-	return add(d, name, &st, TRUE, next_off);
+	return fs_dirbuf_add(d, name, &st, TRUE, fs_imap_timeout(d->fs), next_off);
 }
 
-static void list_root(struct sdir *d, const struct search_node_info *n, guint64 off)
+static void list_root(struct dirbuf *d, const struct search_node_info *n, guint64 off)
 {
 	g_autoptr(GArray) inos = g_array_new(FALSE, FALSE, sizeof(guint64));
 	g_autoptr(GPtrArray) names = g_ptr_array_new_with_free_func(g_free);
@@ -262,7 +226,7 @@ static void list_root(struct sdir *d, const struct search_node_info *n, guint64 
 	}
 }
 
-static void list_result(struct sdir *d, const struct search_node_info *n, guint64 off)
+static void list_result(struct dirbuf *d, const struct search_node_info *n, guint64 off)
 {
 	g_autoptr(GArray) kids = g_array_new(FALSE, FALSE, sizeof(guint64));
 	g_autoptr(GArray) uids = g_array_new(FALSE, FALSE, sizeof(guint32));
@@ -293,7 +257,7 @@ static void list_result(struct sdir *d, const struct search_node_info *n, guint6
 		if (tree_folder_message(d->fs->tree, n->folder, uid, d->plus, TREE_WANT_NAME, &e) != 0)
 			continue;
 		fs_imap_fill_attr(d->fs, &e, &st);
-		if (!add(d, e.name, &st, TRUE, key)) {
+		if (!fs_dirbuf_add(d, e.name, &st, TRUE, fs_imap_timeout(d->fs), key)) {
 			if (d->plus)
 				tree_forget(d->fs->tree, e.ino, 1);
 			tree_entry_clear(&e);
@@ -306,7 +270,7 @@ static void list_result(struct sdir *d, const struct search_node_info *n, guint6
 void fs_search_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, gboolean plus)
 {
 	struct mfs_imap_fs *fs = fuse_req_userdata(req);
-	struct sdir d = { .fs = fs, .req = req, .size = size, .plus = plus };
+	struct dirbuf d = { .fs = fs, .req = req, .size = size, .plus = plus };
 	struct search_node_info n;
 	struct stat dot;
 
@@ -328,7 +292,8 @@ void fs_search_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, g
 	}
 	d.buf = g_malloc(size);
 	fill_dir_attr(fs, &n, &dot);
-	if ((off >= 1 || add(&d, ".", &dot, FALSE, 1)) && (off >= 2 || add(&d, "..", &dot, FALSE, 2))) {
+	if ((off >= 1 || fs_dirbuf_add(&d, ".", &dot, FALSE, 0, 1)) &&
+	    (off >= 2 || fs_dirbuf_add(&d, "..", &dot, FALSE, 0, 2))) {
 		if (n.kind == SEARCH_NODE_ROOT)
 			list_root(&d, &n, (guint64)off);
 		else
