@@ -1,0 +1,88 @@
+/* SPDX-License-Identifier: GPL-2.0-or-later */
+/*
+ * imap_bodystructure: a message's MIME structure, as BODYSTRUCTURE tells it
+ * (RFC 3501 §7.4.2, RFC 9051 §7.5.2), without a byte of the parts.
+ *
+ * struct mime_part is the one shape of a structure in the daemon: made
+ * here from a server's BODYSTRUCTURE value, or from a message's own bytes
+ * (model/mime_local.h, GMime) when the body is cached. Each part carries
+ * its IMAP section number ("1", "2.1", ...; "" for the message itself
+ * when it is multipart), so a part is fetched by BODY.PEEK[section] or
+ * BINARY.PEEK[section] whichever way its structure was learnt.
+ *
+ * Sections (RFC 3501 §6.4.5): the children of a multipart are numbered 1,
+ * 2, ... below its own number; a message that is not multipart has one
+ * part, "1"; a message/rfc822 part's own body is numbered as a message
+ * below the part's number (its parts "2.1", "2.2", or "2.1" alone when not
+ * multipart), and its header is "2.HEADER".
+ *
+ * Bounds: a structure deeper than MIME_DEPTH_MAX or with more than
+ * MIME_PARTS_MAX parts is cut there (the parts beyond are not shown; the
+ * structure says it was cut). Strings are at most what the parser's limits
+ * allowed (protocol/imap_parse.h), and are kept as the server sent them
+ * (parameters are raw: RFC 2231/2047 decoding is the model's).
+ *
+ * Pure: no I/O, any thread.
+ */
+#ifndef MFS_IMAP_BODYSTRUCTURE_H
+#define MFS_IMAP_BODYSTRUCTURE_H
+
+#include <glib.h>
+
+#include "protocol/imap_parse.h"
+
+#define MIME_DEPTH_MAX 64
+#define MIME_PARTS_MAX 10000
+
+struct mime_param {
+	char *name;  /* as sent (case kept), e.g. "charset", "filename*" */
+	char *value; /* as sent, unquoted */
+};
+
+struct mime_part {
+	char *section;	 /* "" (a multipart message's root), "1", "2.1", ... */
+	char *type;	 /* lower-case, e.g. "text", "multipart", "message" */
+	char *subtype;	 /* lower-case, e.g. "plain", "mixed", "rfc822" */
+	GPtrArray *params; /* struct mime_param *: Content-Type parameters */
+	char *id;	 /* Content-ID, or NULL */
+	char *description; /* Content-Description, or NULL */
+	char *encoding;	 /* lower-case Content-Transfer-Encoding ("7bit" when absent) */
+	guint64 size;	 /* octets of the encoded body, as the server counts them */
+	char *disposition; /* lower-case "inline" / "attachment" / ..., or NULL */
+	GPtrArray *disp_params; /* struct mime_param *: Content-Disposition parameters */
+	GPtrArray *children;	/* struct mime_part *: a multipart's parts, or a
+				   message/rfc822's one body (its root); empty otherwise */
+	struct mime_part *parent; /* NULL for the root */
+};
+
+/* The structure of one message. */
+struct mime_structure {
+	struct mime_part *root;
+	gboolean cut; /* deeper or larger than the bounds: parts beyond not kept */
+	guint nparts;
+};
+
+/*
+ * The structure a BODYSTRUCTURE value describes (the value after the
+ * BODYSTRUCTURE item name in a FETCH response). NULL and *err
+ * (G_IO_ERROR_INVALID_DATA, naming what is wrong) when it is not a body
+ * structure; extension data that does not parse is ignored, not an error.
+ */
+struct mime_structure *mime_structure_from_bodystructure(const struct imap_value *v,
+							  GError **err);
+void mime_structure_free(struct mime_structure *s);
+
+/* A new part with the given section, type and subtype (lower-cased), for
+   builders of structures (model/mime_local.c); children and params empty. */
+struct mime_part *mime_part_new(const char *section, const char *type, const char *subtype);
+/* Adds child (taken) to parent's children, setting child->parent. */
+void mime_part_add_child(struct mime_part *parent, struct mime_part *child);
+void mime_part_free(struct mime_part *p);
+
+/* The value of parameter name (ASCII case-insensitive) in params, or NULL. */
+const char *mime_param_get(const GPtrArray *params, const char *name);
+
+/* The part with this section in s, or NULL. */
+const struct mime_part *mime_structure_find(const struct mime_structure *s, const char *section);
+
+#endif
