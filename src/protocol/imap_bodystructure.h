@@ -16,9 +16,29 @@
  * below the part's number (its parts "2.1", "2.2", or "2.1" alone when not
  * multipart), and its header is "2.HEADER".
  *
+ * In the tree, a message/rfc822 (or message/global) part S has one child,
+ * the root of its own body: a multipart body's node has section S itself
+ * (as the top-level multipart has ""; it names no fetchable section of its
+ * own), its parts S.1, S.2, ...; a body that is not multipart has S.1.
+ * So two nodes may share a section; mime_structure_find gives the outer
+ * one (the message/rfc822 part), as it walks parents before children.
+ *
+ * Leniency (what real servers send): type, subtype, encoding and
+ * disposition are lower-cased; NIL or missing ones get defaults (type
+ * "application", subtype "octet-stream" or "plain" for text, "mixed" for
+ * a multipart, encoding "7bit"); a size sent as a quoted string of digits
+ * is read, another odd size is 0; parameters whose name or value is not a
+ * string are skipped; a disposition sent as a bare string is taken without
+ * parameters; a message/rfc822 part without a body where one belongs is a
+ * leaf. Only the shape is checked: every body must be a list, a
+ * non-multipart one of at least a type and a subtype.
+ *
  * Bounds: a structure deeper than MIME_DEPTH_MAX or with more than
  * MIME_PARTS_MAX parts is cut there (the parts beyond are not shown; the
- * structure says it was cut). Strings are at most what the parser's limits
+ * structure says it was cut): the root is level 1 and at most
+ * MIME_DEPTH_MAX levels are kept (a message/rfc822 part and its body's
+ * root are two levels), at most MIME_PARTS_MAX parts counting the root, the
+ * first ones in depth-first order. Strings are at most what the parser's limits
  * allowed (protocol/imap_parse.h), and are kept as the server sent them
  * (parameters are raw: RFC 2231/2047 decoding is the model's).
  *
@@ -70,13 +90,17 @@ struct mime_structure {
  */
 struct mime_structure *mime_structure_from_bodystructure(const struct imap_value *v,
 							  GError **err);
-void mime_structure_free(struct mime_structure *s);
+void mime_structure_free(struct mime_structure *s); /* NULL-safe */
 
 /* A new part with the given section, type and subtype (lower-cased), for
-   builders of structures (model/mime_local.c); children and params empty. */
+   builders of structures (model/mime_local.c); children and params empty,
+   encoding "7bit", other strings NULL, size 0. NULL section: ""; NULL
+   type or subtype: "application" / "octet-stream". */
 struct mime_part *mime_part_new(const char *section, const char *type, const char *subtype);
 /* Adds child (taken) to parent's children, setting child->parent. */
 void mime_part_add_child(struct mime_part *parent, struct mime_part *child);
+/* Frees p and every part below it (without recursion), not p's place in
+   its parent: use on roots, or on parts not yet added. NULL-safe. */
 void mime_part_free(struct mime_part *p);
 
 /* The value of parameter name (ASCII case-insensitive) in params, or NULL. */
