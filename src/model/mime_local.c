@@ -405,6 +405,10 @@ static struct mime_part *parse_entity(struct builder *b, gsize start, gsize end,
 		}
 	} else if (strcmp(p->type, "message") == 0 && strcmp(p->subtype, "rfc822") == 0) {
 		/* Whatever its Content-Transfer-Encoding says, as dovecot does. */
+		if (b->s->nparts >= MIME_PARTS_MAX) {
+			b->s->cut = TRUE;
+			return p;
+		}
 		mime_part_add_child(p, parse_message(b, body, end, section, depth + 1));
 	}
 	return p;
