@@ -4,10 +4,22 @@
  * IMAP server (dovecot's message parser, RFC 3501 §6.4.5) cuts them.
  *
  * The cutting is done here rather than by GMimeParser: a section must be
- * the server's bytes exactly (where a part ends before the line end that
- * precedes its boundary, what a part without a closing boundary holds),
- * and GMime's objects keep no offsets of multipart or message parts. The
- * values of the header fields are read as a server keeps them for
+ * the server's bytes exactly, and GMime's objects keep no offsets of
+ * multipart or message parts. It reads the message once, front to back,
+ * with the boundaries of the multiparts around the current entity on a
+ * stack, as dovecot does (checked byte for byte against dovecot 2.3):
+ *   - a line starting "--BOUNDARY" (a prefix match) is a boundary, the
+ *     innermost multipart's first; "--BOUNDARY--" closes that multipart,
+ *     whose epilogue then runs to a boundary of one around it;
+ *   - a boundary of an outer multipart ends every entity inside it, closed
+ *     or not; without one, an entity runs to the end of the message;
+ *   - the line end before a boundary line is the boundary's (a closing
+ *     boundary's own line end is not), and so is the line end of a header's
+ *     empty line when a boundary follows it at once;
+ *   - a message/rfc822 part's body is read as a message whatever its
+ *     Content-Transfer-Encoding; a part without Content-Type is text/plain
+ *     (message/rfc822 in a multipart/digest).
+ * The values of the header fields are kept as a server keeps them for
  * BODYSTRUCTURE: raw (protocol/imap_bodystructure.h), decoded by the model.
  *
  * Every scan is bounded by the buffer and by a field length; nesting is
@@ -40,6 +52,11 @@ struct builder {
 	/* message section ("" or a message/rfc822 part's) -> struct span *:
 	   the message, header to end */
 	GHashTable *messages;
+	/* the boundaries of the multiparts around the entity being read,
+	   outermost first (each points into its part's params) */
+	const char *stack[MIME_DEPTH_MAX + 1];
+	gsize stack_len[MIME_DEPTH_MAX + 1];
+	struct span last; /* where the entity parse_entity read last is */
 };
 
 struct fields {
@@ -69,17 +86,6 @@ static gboolean line_empty(const guint8 *d, gsize i, gsize end)
 	if (i < end && d[i] == '\n')
 		return TRUE;
 	return i + 1 < end && d[i] == '\r' && d[i + 1] == '\n';
-}
-
-/* Where the body of the entity at [start, end) begins: after the first
-   empty line; end when there is none (all header). */
-static gsize header_end(const guint8 *d, gsize start, gsize end)
-{
-	for (gsize i = start; i < end; i = line_next(d, i, end)) {
-		if (line_empty(d, i, end))
-			return line_next(d, i, end);
-	}
-	return end;
 }
 
 static char **field_slot(struct fields *f, const guint8 *name, gsize n)
@@ -270,8 +276,20 @@ static char *child_section(const char *prefix, guint n)
 	return *prefix ? g_strdup_printf("%s.%u", prefix, n) : g_strdup_printf("%u", n);
 }
 
-static struct mime_part *parse_message(struct builder *b, gsize start, gsize end,
-				       const char *prefix, guint depth);
+/* Where the scan of an entity stopped: at the line of a boundary of one of
+   the multiparts around it, or at the end of the message. */
+struct stop {
+	gsize from;  /* where the scan started */
+	gsize line;  /* where the boundary line starts, or the message's length */
+	int level;   /* its multipart in the boundary stack, -1: the end */
+	gboolean close;
+};
+
+static struct mime_part *parse_message(struct builder *b, gsize start, const char *prefix,
+				       guint depth, guint nstack, struct stop *stop);
+static struct mime_part *parse_entity(struct builder *b, gsize start, const char *section,
+				      const char *msg_prefix, gboolean in_digest, guint depth,
+				      guint nstack, struct stop *stop);
 
 /* Whether the line at i is "--boundary" (a prefix match, as servers do);
    *close when it is "--boundary--". */
@@ -285,6 +303,37 @@ static gboolean is_boundary(const guint8 *d, gsize i, gsize end, const char *bnd
 	return TRUE;
 }
 
+/* Whether the line at i is a boundary of one of the nstack multiparts of
+   the stack (*stop: which), the innermost first, as dovecot looks: a line
+   that starts with both an inner and an outer boundary is the inner's. */
+static gboolean at_boundary(const struct builder *b, gsize i, guint nstack, struct stop *stop)
+{
+	if (b->len - i < 2 || b->d[i] != '-' || b->d[i + 1] != '-')
+		return FALSE;
+	for (guint k = nstack; k > 0; k--) {
+		if (is_boundary(b->d, i, b->len, b->stack[k - 1], b->stack_len[k - 1],
+				&stop->close)) {
+			stop->line = i;
+			stop->level = (int)k - 1;
+			return TRUE;
+		}
+	}
+	return FALSE;
+}
+
+/* The first boundary line of the stack from the line at i on, or the end. */
+static void find_boundary(const struct builder *b, gsize i, guint nstack, struct stop *stop)
+{
+	stop->from = i;
+	for (; i < b->len; i = line_next(b->d, i, b->len)) {
+		if (at_boundary(b, i, nstack, stop))
+			return;
+	}
+	stop->line = b->len;
+	stop->level = -1;
+	stop->close = FALSE;
+}
+
 /* Where a part ends before the boundary line at i: before the line end
    that precedes it, not before from. */
 static gsize before_line_end(const guint8 *d, gsize from, gsize i)
@@ -296,23 +345,118 @@ static gsize before_line_end(const guint8 *d, gsize from, gsize i)
 	return i;
 }
 
+/* Where a body from body on ends at *stop: before the line end that
+   precedes a boundary line (that line end is the boundary's, unless it
+   ends a line the scan did not look at, such as a closing boundary's), at
+   the end of the message. */
+static gsize entity_end(const struct builder *b, gsize body, const struct stop *stop)
+{
+	return stop->level < 0 ? stop->line
+			       : before_line_end(b->d, MAX(body, stop->from), stop->line);
+}
+
 /*
- * The entity at [start, end), header at start: a part numbered section.
- * For a message's own entity (msg_prefix its number, "" or a
- * message/rfc822 part's): when it is a multipart it takes the message's
- * number and its children are numbered below it, as RFC 3501 §6.4.5 does;
- * section is then unused. Without a Content-Type, a part of a
+ * A body that is empty because a boundary of a multipart around it starts
+ * it: the line end of the header's empty line is the boundary's (dovecot:
+ * "--q CRLF CRLF --q" is a part with an empty header). Where the header and
+ * body then end.
+ */
+static gsize header_gives_line_end(const struct builder *b, gsize start, gsize body)
+{
+	return before_line_end(b->d, start, body);
+}
+
+/* The end of the header at start: after its empty line, or, when a
+   boundary line or the end comes first, there (before the line end that
+   precedes the boundary, as for a body; the body is then empty). */
+static gsize read_header(const struct builder *b, gsize start, guint nstack, struct stop *stop,
+			 gboolean *ended_by_stop)
+{
+	stop->from = start;
+	for (gsize i = start; i < b->len; i = line_next(b->d, i, b->len)) {
+		if (at_boundary(b, i, nstack, stop)) {
+			*ended_by_stop = TRUE;
+			return before_line_end(b->d, start, i);
+		}
+		if (line_empty(b->d, i, b->len)) {
+			*ended_by_stop = FALSE;
+			return line_next(b->d, i, b->len);
+		}
+	}
+	stop->line = b->len;
+	stop->level = -1;
+	stop->close = FALSE;
+	*ended_by_stop = TRUE;
+	return b->len;
+}
+
+static gboolean count_part(struct builder *b)
+{
+	if (b->s->nparts >= MIME_PARTS_MAX) {
+		b->s->cut = TRUE;
+		return FALSE;
+	}
+	b->s->nparts++;
+	return TRUE;
+}
+
+/* The children of multipart p (boundary pushed at level nstack - 1), from
+   the boundary line at *stop on; *stop becomes where p ends. */
+static void parse_children(struct builder *b, struct mime_part *p, guint depth, guint nstack,
+			   struct stop *stop)
+{
+	gboolean digest = strcmp(p->subtype, "digest") == 0;
+	guint own = nstack - 1;
+	guint n = 0;
+
+	while (stop->level == (int)own) {
+		gsize start = line_next(b->d, stop->line, b->len);
+
+		if (stop->close) {
+			/* the epilogue runs to a boundary of the multiparts around */
+			find_boundary(b, start, own, stop);
+			return;
+		}
+		if (!count_part(b)) {
+			/* cut: the rest is only looked through for where p ends */
+			for (;;) {
+				find_boundary(b, start, nstack, stop);
+				if (stop->level != (int)own || stop->close)
+					break;
+				start = line_next(b->d, stop->line, b->len);
+			}
+			continue;
+		}
+		char *sec = child_section(p->section, ++n);
+		struct mime_part *child = parse_entity(b, start, sec, NULL, digest, depth + 1,
+						       nstack, stop);
+
+		mime_part_add_child(p, child);
+		g_free(sec);
+	}
+}
+
+/*
+ * The entity whose header starts at start, ending at the first boundary
+ * line of the nstack multiparts around it (*stop): a part numbered section
+ * (already counted). For a message's own entity (msg_prefix its number, ""
+ * or a message/rfc822 part's): when it is a multipart it takes the
+ * message's number and its children are numbered below it, as RFC 3501
+ * §6.4.5 does; section is then unused. Without a Content-Type, a part of a
  * multipart/digest is message/rfc822.
  */
-static struct mime_part *parse_entity(struct builder *b, gsize start, gsize end,
-				      const char *section, const char *msg_prefix,
-				      gboolean in_digest, guint depth)
+static struct mime_part *parse_entity(struct builder *b, gsize start, const char *section,
+				      const char *msg_prefix, gboolean in_digest, guint depth,
+				      guint nstack, struct stop *stop)
 {
 	struct fields f;
-	gsize body = header_end(b->d, start, end);
+	gboolean header_only;
+	gsize body = read_header(b, start, nstack, stop, &header_only);
+	gsize end;
 	GPtrArray *params = g_ptr_array_new();
 	char *type = NULL, *subtype = NULL;
 	struct mime_part *p;
+	struct span *sp = NULL;
 
 	read_fields(b->d, start, body, &f);
 	if (!f.content_type || !read_content_type(f.content_type, &type, &subtype, params)) {
@@ -352,82 +496,70 @@ static struct mime_part *parse_entity(struct builder *b, gsize start, gsize end,
 	p->id = g_steal_pointer(&f.id);
 	p->description = g_steal_pointer(&f.description);
 	fields_clear(&f);
-	p->size = end - body;
-	if (!g_hash_table_contains(b->parts, section))
-		g_hash_table_insert(b->parts, g_strdup(section), span_new(start, body, end));
-	b->s->nparts++;
-
-	if (depth >= MIME_DEPTH_MAX) {
-		if (strcmp(p->type, "multipart") == 0 || strcmp(p->type, "message") == 0)
-			b->s->cut = TRUE;
-		return p;
+	/* Kept before the parts inside: the number of a message/rfc822 part
+	   is its own, not its multipart body's. */
+	if (!g_hash_table_contains(b->parts, section)) {
+		sp = span_new(start, body, body);
+		g_hash_table_insert(b->parts, g_strdup(section), sp);
 	}
-	if (strcmp(p->type, "multipart") == 0) {
-		const char *bnd = mime_param_get(p->params, "boundary");
-		gboolean digest = strcmp(p->subtype, "digest") == 0;
-		gsize blen = bnd ? strlen(bnd) : 0;
-		gsize part_start = 0;
-		gboolean in_part = FALSE;
-		guint n = 0;
 
-		if (blen == 0)
-			return p; /* no boundary: nothing to cut it into */
-		for (gsize i = body; i < end; i = line_next(b->d, i, end)) {
-			gboolean close;
+	const char *bnd = mime_param_get(p->params, "boundary");
+	gboolean deeper = depth < MIME_DEPTH_MAX;
 
-			if (!is_boundary(b->d, i, end, bnd, blen, &close))
-				continue;
-			if (in_part) {
-				if (b->s->nparts >= MIME_PARTS_MAX) {
-					b->s->cut = TRUE;
-					return p;
-				}
-				char *sec = child_section(section, ++n);
-				mime_part_add_child(p, parse_entity(b, part_start,
-								     before_line_end(b->d, part_start, i),
-								     sec, NULL, digest, depth + 1));
-				g_free(sec);
-			}
-			if (close)
-				return p; /* the rest is the epilogue */
-			part_start = line_next(b->d, i, end);
-			in_part = TRUE;
+	if (header_only) {
+		end = body;
+	} else if (strcmp(p->type, "multipart") == 0 && bnd && *bnd && deeper) {
+		b->stack[nstack] = bnd;
+		b->stack_len[nstack] = strlen(bnd);
+		find_boundary(b, body, nstack + 1, stop); /* the preamble */
+		if (stop->level >= 0 && stop->level < (int)nstack && stop->line == body) {
+			body = end = header_gives_line_end(b, start, body);
+		} else {
+			parse_children(b, p, depth, nstack + 1, stop);
+			end = entity_end(b, body, stop);
 		}
-		if (in_part) {
-			/* no closing boundary: the last part runs to the end */
-			if (b->s->nparts >= MIME_PARTS_MAX) {
-				b->s->cut = TRUE;
-				return p;
-			}
-			char *sec = child_section(section, ++n);
-			mime_part_add_child(p, parse_entity(b, part_start, end, sec, NULL, digest, depth + 1));
-			g_free(sec);
-		}
-	} else if (strcmp(p->type, "message") == 0 && strcmp(p->subtype, "rfc822") == 0) {
+	} else if (strcmp(p->type, "message") == 0 && strcmp(p->subtype, "rfc822") == 0 &&
+		   deeper) {
 		/* Whatever its Content-Transfer-Encoding says, as dovecot does. */
-		if (b->s->nparts >= MIME_PARTS_MAX) {
+		if (count_part(b))
+			mime_part_add_child(p, parse_message(b, body, section, depth + 1, nstack,
+							     stop));
+		else
+			find_boundary(b, body, nstack, stop);
+		end = entity_end(b, body, stop);
+	} else {
+		if (!deeper && (strcmp(p->type, "multipart") == 0 || strcmp(p->type, "message") == 0))
 			b->s->cut = TRUE;
-			return p;
-		}
-		mime_part_add_child(p, parse_message(b, body, end, section, depth + 1));
+		find_boundary(b, body, nstack, stop);
+		if (stop->level >= 0 && stop->line == body)
+			body = end = header_gives_line_end(b, start, body);
+		else
+			end = entity_end(b, body, stop);
 	}
+	p->size = end - body;
+	if (sp) {
+		sp->body = body;
+		sp->end = end;
+	}
+	b->last.hdr = start;
+	b->last.body = body;
+	b->last.end = end;
 	return p;
 }
 
 /*
- * The message at [start, end) numbered below prefix ("" the top level, or
- * a message/rfc822 part's section): a multipart numbered as prefix itself,
- * else its body as part "prefix.1".
+ * The message whose header starts at start, numbered below prefix ("" the
+ * top level, or a message/rfc822 part's section): a multipart numbered as
+ * prefix itself, else its body as part "prefix.1". Counted already.
  */
-static struct mime_part *parse_message(struct builder *b, gsize start, gsize end,
-				       const char *prefix, guint depth)
+static struct mime_part *parse_message(struct builder *b, gsize start, const char *prefix,
+				       guint depth, guint nstack, struct stop *stop)
 {
-	struct mime_part *root;
 	char *one = child_section(prefix, 1);
+	struct mime_part *root = parse_entity(b, start, one, prefix, FALSE, depth, nstack, stop);
 
 	g_hash_table_insert(b->messages, g_strdup(prefix),
-			    span_new(start, header_end(b->d, start, end), end));
-	root = parse_entity(b, start, end, one, prefix, FALSE, depth);
+			    span_new(start, b->last.body, b->last.end));
 	g_free(one);
 	return root;
 }
@@ -439,7 +571,10 @@ static void builder_init(struct builder *b, const guint8 *data, gsize len)
 	b->s = g_new0(struct mime_structure, 1);
 	b->parts = g_hash_table_new_full(g_str_hash, g_str_equal, g_free, g_free);
 	b->messages = g_hash_table_new_full(g_str_hash, g_str_equal, g_free, g_free);
-	b->s->root = parse_message(b, 0, b->len, "", 0);
+	struct stop stop;
+
+	b->s->nparts = 1;
+	b->s->root = parse_message(b, 0, "", 0, 0, &stop);
 }
 
 static void builder_clear(struct builder *b)

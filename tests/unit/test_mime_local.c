@@ -275,6 +275,64 @@ static void test_boundaries(void)
 	g_byte_array_unref(lf_only);
 }
 
+/* Boundaries as dovecot tells them apart: the innermost first (an inner
+   boundary that starts with the outer one), an outer boundary that ends an
+   inner multipart never closed, headers cut by a boundary. */
+static void test_boundary_stack(void)
+{
+	GByteArray *prefix = crlf("Content-Type: multipart/mixed; boundary=b\n\n"
+				  "--b\nContent-Type: multipart/alternative; boundary=b1\n\n"
+				  "--b1\nContent-Type: text/plain\n\np\n"
+				  "--b1\nContent-Type: text/html\n\nh\n--b1--\n"
+				  "--b\nContent-Type: text/plain\n\nlast\n--b--\n");
+	GByteArray *unclosed = crlf("Content-Type: multipart/mixed; boundary=o\n\n"
+				    "--o\nContent-Type: multipart/mixed; boundary=i\n\n"
+				    "--i\nContent-Type: text/plain\n\nnever closed\n"
+				    "--o\nContent-Type: text/plain\n\nafter\n--o--\n");
+	GByteArray *hdr = crlf("Content-Type: multipart/mixed; boundary=q\n\n"
+			       "--q\nContent-Type: text/plain\n"
+			       "--q\nContent-Type: text/plain\n\nx\n--q--\n");
+	GByteArray *empty_mp = crlf("Content-Type: multipart/mixed; boundary=o\n\n"
+				    "--o\nContent-Type: multipart/mixed; boundary=i\n\n"
+				    "--o\nContent-Type: text/plain\n\nt\n--o--\n");
+	GByteArray *deep = crlf("Content-Type: multipart/mixed; boundary=o\n\n"
+				"--o\nContent-Type: message/rfc822\n\n"
+				"Subject: l1\nContent-Type: multipart/mixed; boundary=m\n\n"
+				"--m\nContent-Type: message/rfc822\n\n"
+				"Subject: l2\nContent-Type: multipart/alternative; boundary=n\n\n"
+				"--n\n\ndeep plain\n--n\nContent-Type: text/html\n\ndeep html\n--n--\n"
+				"--m\nContent-Type: text/plain\n\nl1 text\n--m--\n--o--\n");
+
+	check_structure(prefix, "[]multipart/mixed:184 [1]multipart/alternative:81 "
+				"[1.1]text/plain:1 [1.2]text/html:1 [2]text/plain:4");
+	/* A closing boundary keeps its line end. */
+	check_section(prefix, "1", "--b1\nContent-Type: text/plain\n\np\n"
+				   "--b1\nContent-Type: text/html\n\nh\n--b1--\n");
+	check_section(prefix, "2", "last");
+	check_structure(unclosed, "[]multipart/mixed:144 [1]multipart/mixed:45 "
+				  "[1.1]text/plain:12 [2]text/plain:5");
+	check_section(unclosed, "1.1", "never closed");
+	check_structure(hdr, "[]multipart/mixed:74 [1]text/plain:0 [2]text/plain:1");
+	check_section(hdr, "1.MIME", "Content-Type: text/plain");
+	check_structure(empty_mp, "[]multipart/mixed:93 [1]multipart/mixed:0 [2]text/plain:1");
+	check_section(empty_mp, "1.MIME", "Content-Type: multipart/mixed; boundary=i\n");
+	check_structure(deep, "[]multipart/mixed:321 [1]message/rfc822:277 [1]multipart/mixed:219 "
+			      "[1.1]message/rfc822:133 [1.1]multipart/alternative:69 "
+			      "[1.1.1]text/plain:10 [1.1.2]text/html:9 [1.2]text/plain:7");
+	check_section(deep, "1.1.TEXT", "--n\n\ndeep plain\n--n\nContent-Type: text/html\n\n"
+					"deep html\n--n--\n");
+	check_section(deep, "1.1.HEADER", "Subject: l2\n"
+					  "Content-Type: multipart/alternative; boundary=n\n\n");
+	check_section(deep, "1.1.MIME", "Content-Type: message/rfc822\n\n");
+	check_section(deep, "1.1.1", "deep plain");
+	check_section(deep, "1.2", "l1 text");
+	g_byte_array_unref(prefix);
+	g_byte_array_unref(unclosed);
+	g_byte_array_unref(hdr);
+	g_byte_array_unref(empty_mp);
+	g_byte_array_unref(deep);
+}
+
 /* 100 multiparts inside each other: kept to MIME_DEPTH_MAX, said cut. */
 static void test_deep(void)
 {
@@ -402,6 +460,7 @@ int main(int argc, char **argv)
 	g_test_add_func("/mime_local/message-rfc822", test_message_rfc822);
 	g_test_add_func("/mime_local/single-part", test_single_part);
 	g_test_add_func("/mime_local/boundaries", test_boundaries);
+	g_test_add_func("/mime_local/boundary-stack", test_boundary_stack);
 	g_test_add_func("/mime_local/deep", test_deep);
 	g_test_add_func("/mime_local/many-parts", test_many_parts);
 	g_test_add_func("/mime_local/hostile", test_hostile);
