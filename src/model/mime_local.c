@@ -462,9 +462,10 @@ static struct mime_part *parse_entity(struct builder *b, gsize start, const char
 	if (!f.content_type || !read_content_type(f.content_type, &type, &subtype, params)) {
 		type = g_strdup(in_digest ? "message" : "text");
 		subtype = g_strdup(in_digest ? "rfc822" : "plain");
-		if (!in_digest)
-			param_add(params, g_strdup("charset"), g_strdup("us-ascii"));
 	}
+	/* RFC 2046 §4.1.2's default, which servers write out in BODYSTRUCTURE */
+	if (g_ascii_strcasecmp(type, "text") == 0 && !mime_param_get(params, "charset"))
+		param_add(params, g_strdup("charset"), g_strdup("us-ascii"));
 	if (msg_prefix && g_ascii_strcasecmp(type, "multipart") == 0)
 		section = msg_prefix;
 	p = mime_part_new(section, type, subtype);

@@ -212,8 +212,10 @@ static char *compose(const char *base, gsize base_len, const char *suffix, const
 }
 
 /* A free name from escaped, taking it in taken: "~2", "~3", ... before the
-   last extension when it is taken, cut to NAME_MAX_BYTES. */
-static char *unique_name(const char *escaped, GHashTable *taken)
+   last extension when it is taken, cut to NAME_MAX_BYTES. tried remembers
+   the last number tried for each name, so that 10,000 attachments of one
+   name cost no more than 10,000 tries. */
+static char *unique_name(const char *escaped, GHashTable *taken, GHashTable *tried)
 {
 	const char *dot = strrchr(escaped, '.');
 	gsize base_len;
@@ -225,18 +227,21 @@ static char *unique_name(const char *escaped, GHashTable *taken)
 	base_len = (gsize)(dot - escaped);
 	ext = dot;
 	name = compose(escaped, base_len, "", ext);
-	for (guint n = 2; g_hash_table_contains(taken, name); n++) {
+	guint n = GPOINTER_TO_UINT(g_hash_table_lookup(tried, escaped));
+
+	for (n = MAX(n, 1) + 1; g_hash_table_contains(taken, name); n++) {
 		char suffix[16];
 
 		g_snprintf(suffix, sizeof(suffix), "~%u", n);
 		g_free(name);
 		name = compose(escaped, base_len, suffix, ext);
+		g_hash_table_insert(tried, g_strdup(escaped), GUINT_TO_POINTER(n));
 	}
 	g_hash_table_add(taken, g_strdup(name));
 	return name;
 }
 
-static char *attachment_name(const struct mime_part *p, GHashTable *taken)
+static char *attachment_name(const struct mime_part *p, GHashTable *taken, GHashTable *tried)
 {
 	char *filename = mime_part_filename(p);
 	const char *last = filename ? last_component(filename) : NULL;
@@ -246,7 +251,7 @@ static char *attachment_name(const struct mime_part *p, GHashTable *taken)
 		escaped = names_escape(last, strlen(last));
 	else
 		escaped = g_strdup_printf("part-%s", p->section);
-	name = unique_name(escaped, taken);
+	name = unique_name(escaped, taken, tried);
 	g_free(escaped);
 	g_free(filename);
 	return name;
@@ -263,6 +268,7 @@ GPtrArray *mime_view_message(const struct mime_structure *s, const struct mime_p
 	GPtrArray *out = g_ptr_array_new_with_free_func(entry_free);
 	GPtrArray *parts = own_parts(s, msg);
 	GHashTable *taken = g_hash_table_new_full(g_str_hash, g_str_equal, g_free, NULL);
+	GHashTable *tried = g_hash_table_new_full(g_str_hash, g_str_equal, g_free, NULL);
 	const struct mime_part *plain = first_readable(parts, "plain");
 	const struct mime_part *html = first_readable(parts, "html");
 	const struct mime_part *text = plain ? plain : html;
@@ -287,12 +293,13 @@ GPtrArray *mime_view_message(const struct mime_structure *s, const struct mime_p
 
 		if (p == text || p == html || !is_attachment(p))
 			continue;
-		entry_add(out, attachment_name(p, taken), MIME_ENTRY_ATTACHMENT, p,
+		entry_add(out, attachment_name(p, taken, tried), MIME_ENTRY_ATTACHMENT, p,
 			  g_strdup(p->section));
 	}
 	entry_add(out, g_strdup("parts"), MIME_ENTRY_PARTS_DIR, msg,
 		  g_strdup(msg ? msg->section : ""));
 	g_hash_table_unref(taken);
+	g_hash_table_unref(tried);
 	g_ptr_array_unref(parts);
 	return out;
 }

@@ -122,6 +122,9 @@ static void test_nested(void)
 	g_assert_cmpstr(mime_param_get(mime_structure_find(s, "1.1")->params, "charset"), ==,
 			"utf-8");
 	g_assert_cmpstr(mime_structure_find(s, "1.1")->parent->section, ==, "1");
+	/* The default charset written out, as dovecot's BODYSTRUCTURE does. */
+	g_assert_cmpstr(mime_param_get(mime_structure_find(s, "1.2")->params, "charset"), ==,
+			"us-ascii");
 	g_assert_cmpuint(s->nparts, ==, 5);
 	mime_structure_free(s);
 	g_byte_array_unref(m);

@@ -242,6 +242,33 @@ static void test_long_names(void)
 	g_string_free(long_name, TRUE);
 }
 
+/* 10,000 attachments of one name: each its own name, found quickly. */
+static void test_many_same_name(void)
+{
+	GString *msg = g_string_new("Content-Type: multipart/mixed; boundary=z\n\n");
+	struct mime_structure *s;
+	GPtrArray *v, *p;
+	GHashTable *seen = g_hash_table_new(g_str_hash, g_str_equal);
+
+	for (int i = 0; i < 12000; i++)
+		g_string_append(msg, "--z\nContent-Type: application/pdf; name=a.pdf\n\nx\n");
+	g_string_append(msg, "--z--\n");
+	s = structure(msg->str);
+	g_assert_true(s->cut);
+	v = mime_view_message(s, NULL);
+	p = mime_view_parts(s, NULL);
+	g_assert_cmpuint(v->len, ==, 1 + (MIME_PARTS_MAX - 1) + 1);
+	g_assert_cmpuint(p->len, ==, MIME_PARTS_MAX - 1);
+	for (guint i = 0; i < v->len; i++)
+		g_assert_true(g_hash_table_add(seen, ((struct mime_entry *)v->pdata[i])->name));
+	g_assert_nonnull(mime_view_find(v, "a~9999.pdf"));
+	g_hash_table_unref(seen);
+	g_ptr_array_unref(v);
+	g_ptr_array_unref(p);
+	mime_structure_free(s);
+	g_string_free(msg, TRUE);
+}
+
 /* A structure made by hand, as the BODYSTRUCTURE reader makes them. */
 static void test_built_structure(void)
 {
@@ -279,6 +306,7 @@ int main(int argc, char **argv)
 	g_test_add_func("/mime_view/nested-message", test_nested_message);
 	g_test_add_func("/mime_view/filenames", test_filenames);
 	g_test_add_func("/mime_view/long-names", test_long_names);
+	g_test_add_func("/mime_view/many-same-name", test_many_same_name);
 	g_test_add_func("/mime_view/built-structure", test_built_structure);
 	return g_test_run();
 }
