@@ -49,6 +49,11 @@ static GMimeParserOptions *parser_options(void)
 	return shared_options;
 }
 
+struct _GMimeParserOptions *mail_gmime_options(void)
+{
+	return parser_options();
+}
+
 static gboolean is_wsp(char c)
 {
 	return c == ' ' || c == '\t';

@@ -58,4 +58,10 @@ void mail_headers_parse(const char *data, size_t len, struct mail_headers *out);
 
 void mail_headers_clear(struct mail_headers *h);
 
+/* GMime initialised (once, any thread) and the parser options every model
+   module that reads mail with GMime shares: fixed fallback charsets, never
+   changed. */
+struct _GMimeParserOptions;
+struct _GMimeParserOptions *mail_gmime_options(void);
+
 #endif
