@@ -92,8 +92,8 @@ static void test_transfer_large(void)
 	for (gsize i = 0; i < n; i++)
 		raw[i] = (guint8)(i * 7 + i / 251);
 	b64 = g_base64_encode(raw, n);
-	for (gsize i = 0; b64[i]; i += 76) {
-		g_string_append_len(f, b64 + i, MIN((gsize)76, strlen(b64 + i)));
+	for (gsize i = 0, b64_len = strlen(b64); i < b64_len; i += 76) {
+		g_string_append_len(f, b64 + i, (gssize)MIN((gsize)76, b64_len - i));
 		g_string_append(f, "\r\n");
 	}
 	folded = g_string_free(f, FALSE);
