@@ -85,15 +85,20 @@ static enum field match_field(const char *line, size_t len, size_t *value)
  * would cut the string short for GMime, CR and LF are the folding already
  * removed, and the rest must not reach a terminal. TAB stays.
  */
-static void append_raw(GString *raw, const char *s, size_t len)
+static void append_raw_upto(GString *raw, const char *s, size_t len, size_t max)
 {
-	for (size_t i = 0; i < len && raw->len < MAIL_HEADERS_RAW_MAX; i++) {
+	for (size_t i = 0; i < len && raw->len < max; i++) {
 		unsigned char c = (unsigned char)s[i];
 
 		if ((c < 0x20 && c != '\t') || c == 0x7f)
 			continue;
 		g_string_append_c(raw, (char)c);
 	}
+}
+
+static void append_raw(GString *raw, const char *s, size_t len)
+{
+	append_raw_upto(raw, s, len, MAIL_HEADERS_RAW_MAX);
 }
 
 static char *trim_dup(const char *s)
@@ -104,9 +109,9 @@ static char *trim_dup(const char *s)
 /*
  * Final form of every value: valid UTF-8, no control characters (C1 too: a
  * terminal may act on U+009B), trimmed, at most MAIL_HEADERS_VALUE_MAX bytes
- * cut on a character boundary. Takes ownership of s.
+ * cut on a character boundary (max). Takes ownership of s.
  */
-static char *finish_value(char *s)
+static char *finish_value_upto(char *s, size_t max)
 {
 	g_autofree char *valid = g_utf8_make_valid(s, -1);
 	GString *out = g_string_sized_new(strlen(valid));
@@ -119,13 +124,18 @@ static char *finish_value(char *s)
 
 		if ((c < 0x20 && c != '\t') || (c >= 0x7f && c <= 0x9f))
 			continue;
-		if (out->len + (size_t)(next - p) > MAIL_HEADERS_VALUE_MAX)
+		if (out->len + (size_t)(next - p) > max)
 			break;
 		g_string_append_len(out, p, next - p);
 	}
 	g_strstrip(out->str);
 	out->len = strlen(out->str);
 	return g_string_free(out, FALSE);
+}
+
+static char *finish_value(char *s)
+{
+	return finish_value_upto(s, MAIL_HEADERS_VALUE_MAX);
 }
 
 static char *decode_addresses(GMimeParserOptions *opts, const char *raw)
@@ -221,6 +231,18 @@ void mail_headers_parse(const char *data, size_t len, struct mail_headers *out)
 		if (raw[f])
 			g_string_free(raw[f], TRUE);
 	}
+}
+
+char *mail_headers_decode_text(const char *raw, size_t len)
+{
+	GString *clean = g_string_sized_new(len);
+	char *s;
+
+	append_raw_upto(clean, raw, len, G_MAXSIZE);
+	g_strstrip(clean->str);
+	s = g_mime_utils_header_decode_text(parser_options(), clean->str);
+	g_string_free(clean, TRUE);
+	return finish_value_upto(s ? s : g_strdup(""), G_MAXSIZE);
 }
 
 void mail_headers_clear(struct mail_headers *h)

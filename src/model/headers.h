@@ -64,4 +64,12 @@ void mail_headers_clear(struct mail_headers *h);
 struct _GMimeParserOptions;
 struct _GMimeParserOptions *mail_gmime_options(void);
 
+/*
+ * One unfolded raw header value (len bytes, any bytes) decoded for display
+ * as subject is above, but not cut: RFC 2047 words decoded, raw 8-bit as
+ * UTF-8 where valid else windows-1252, controls but TAB removed, trimmed,
+ * valid UTF-8. For .parts' header view (model/mime_decode.h). g_free it.
+ */
+char *mail_headers_decode_text(const char *raw, size_t len);
+
 #endif
