@@ -496,7 +496,7 @@ static gsize html_skip_raw(const guint8 *s, gsize n, const char *close, const ch
 	return n;
 }
 
-enum tag_kind { TAG_OTHER, TAG_BREAK, TAG_BLOCK, TAG_LI, TAG_PRE, TAG_RAW };
+enum tag_kind { TAG_OTHER, TAG_BREAK, TAG_BLOCK, TAG_LI, TAG_PRE, TAG_RAW, TAG_CELL };
 
 static enum tag_kind tag_kind(const char *name)
 {
@@ -509,6 +509,8 @@ static enum tag_kind tag_kind(const char *name)
 		return TAG_LI;
 	if (strcmp(name, "pre") == 0)
 		return TAG_PRE;
+	if (strcmp(name, "td") == 0 || strcmp(name, "th") == 0)
+		return TAG_CELL;
 	if (strcmp(name, "script") == 0 || strcmp(name, "style") == 0 || strcmp(name, "head") == 0)
 		return TAG_RAW;
 	for (const char *const *b = blocks; *b; b++)
@@ -576,6 +578,11 @@ static gsize html_tag(struct html_out *o, const guint8 *s, gsize n, const guint8
 					     strcmp(name, "head") == 0 ? "<body" : NULL);
 		}
 		break;
+	case TAG_CELL:
+		/* Cells of a row stay apart: "a b", not "ab". */
+		if (closing)
+			html_blank(o, ' ');
+		break;
 	case TAG_OTHER:
 		break;
 	}
@@ -615,12 +622,14 @@ GByteArray *mime_html_to_text(const guint8 *data, gsize len)
 				html_text(&o, &c, 1);
 				pos++;
 			}
-		} else if (c == '\r') {
-			html_line_end(&o);
-			pos += (left >= 2 && data[pos + 1] == '\n') ? 2 : 1;
-		} else if (c == '\n') {
-			html_line_end(&o);
-			pos++;
+		} else if (c == '\r' || c == '\n') {
+			/* A line end of the source is a space, as a browser shows
+			   it, except inside <pre>. */
+			if (o.pre)
+				html_line_end(&o);
+			else
+				html_blank(&o, ' ');
+			pos += (c == '\r' && left >= 2 && data[pos + 1] == '\n') ? 2 : 1;
 		} else if (c == ' ' || c == '\t') {
 			html_blank(&o, c);
 			pos++;

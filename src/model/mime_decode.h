@@ -27,9 +27,10 @@ GByteArray *mime_text_to_utf8(const char *charset, const guint8 *data, gsize len
  * HTML (UTF-8) as plain text, the small conversion mailfs(1) documents:
  * <script>, <style> and <head> with their contents and comments removed;
  * tags removed; <br> and the ends of block elements (p, div, tr, li, h1-h6,
- * table, blockquote, pre) become line ends, <li> starts "* "; runs of
- * spaces and tabs outside <pre> become one space, more than two line ends
- * in a row become two; the entities &amp; &lt; &gt; &quot; &apos; &nbsp;
+ * table, blockquote, pre) become line ends, <li> starts "* ", the end of
+ * a cell (td, th) a space; runs of spaces, tabs and line ends of the
+ * source outside <pre> become one space, more than two line ends in a row
+ * become two; the entities &amp; &lt; &gt; &quot; &apos; &nbsp;
  * and numeric ones (&#NN; &#xHH;) decoded, others left as they are;
  * leading and trailing blank lines removed; a final LF.
  */
