@@ -33,6 +33,7 @@ struct imap_account *imap_account_new(const struct mfs_options *opts, struct poo
 	a->unstable = g_ptr_array_new_with_free_func(g_free);
 	a->headers = g_hash_table_new_full(g_int64_hash, g_int64_equal, g_free, headers_free);
 	a->search_nodes = search_nodes_new();
+	parts_state_init(a);
 	return a;
 }
 
@@ -47,6 +48,7 @@ void imap_account_free(struct imap_account *a)
 	g_free(a->reading_key);
 	g_hash_table_destroy(a->headers);
 	search_nodes_free(a->search_nodes);
+	parts_state_clear(a);
 	g_free(a->trash_wire);
 	mfs_mutex_clear(&a->list_lock);
 	mfs_mutex_clear(&a->lock);
@@ -154,6 +156,8 @@ char *imap_account_status(struct imap_account *a)
 	g_string_append_printf(s, "commands_sent: %" G_GUINT64_FORMAT "\n", ps.commands);
 	append_counter(s, "messages_fetched", &a->messages_fetched);
 	append_counter(s, "bytes_fetched", &a->bytes_fetched);
+	append_counter(s, "structures_fetched", &a->structures_fetched);
+	append_counter(s, "parts_fetched", &a->parts_fetched);
 	append_counter(s, "bodies_from_cache", &a->bodies_from_cache);
 	append_counter(s, "headers_from_cache", &a->headers_from_cache);
 	append_counter(s, "listings_full", &a->listings_full);

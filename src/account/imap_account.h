@@ -38,6 +38,7 @@
 #include "account/lease.h"
 #include "model/headers.h"
 #include "model/mcache.h"
+#include "model/mime_view.h"
 #include "model/tree.h"
 #include "startup/options.h"
 
@@ -185,5 +186,39 @@ int imap_account_search(struct imap_account *a, struct lease *l, guint64 query);
  */
 int imap_account_search_lookup(struct imap_account *a, struct lease *l, guint64 root,
 			       const char *text, guint64 *query);
+
+/* -- parts.c -------------------------------------------------------------- */
+/* The .parts directories' nodes (model/parts_nodes.h). */
+struct parts_nodes *imap_account_parts_nodes(struct imap_account *a);
+/* A message's MIME structure, shared and immutable while referenced. */
+struct parts_structure;
+const struct mime_structure *parts_structure_get(const struct parts_structure *ps);
+void parts_structure_unref(struct parts_structure *ps);
+/*
+ * The structure of message ino (mailfs(1), PARTS): kept in memory (the 256
+ * used last), else from its body in the cache, else one UID FETCH
+ * BODYSTRUCTURE. 0, -ENOENT (no such message, or expunged), -EIO (the link,
+ * or an answer that is no structure: one warning), -EINTR.
+ */
+int imap_account_structure(struct imap_account *a, struct lease *l, guint64 message,
+			   struct parts_structure **out);
+/* The bytes of one .parts file: a cache entry (complete), or memory when
+   the cache could not keep them. */
+struct part_data {
+	struct mcache_entry *entry;
+	GBytes *mem;
+	guint64 size;
+};
+/*
+ * The bytes entry me (of message's structure, model/mime_view.h) shows,
+ * whole: from the cache, else made from the section's bytes (the cached
+ * body, else one UID FETCH BINARY.PEEK or BODY.PEEK of the section) and
+ * kept in the cache. 0, -ENOENT, -EFBIG (over 256 MiB), -EIO, -EINTR.
+ */
+int imap_account_part_open(struct imap_account *a, struct lease *l, guint64 message,
+			   const struct mime_entry *me, struct part_data *out);
+/* Bytes of p from off: the count read (0 at the end), or -errno. */
+gssize part_data_read(struct part_data *p, void *buf, size_t len, guint64 off);
+void part_data_clear(struct part_data *p);
 
 #endif

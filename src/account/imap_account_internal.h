@@ -15,6 +15,8 @@
  *                      every folder's reading pattern and orders; never held
  *                      across I/O
  *   5. a->headers_lock the decoded header cache; never held across I/O
+ *   5. a->parts_lock   the message structures kept for .parts (parts.c);
+ *                      never held across I/O, never with headers_lock
  * Below all of them, and taken with any of them held: the tree's, the
  * cache's, the pool's, the inflight registry's, the worker sets' and the
  * filesystem's notification queue's own locks, which call nothing back.
@@ -33,6 +35,7 @@
 #include "account/resync.h"
 #include "account/walk.h"
 #include "account/watch.h"
+#include "model/parts_nodes.h"
 #include "model/search_nodes.h"
 #include "util/lock.h"
 #include "util/workers.h"
@@ -107,6 +110,12 @@ struct imap_account {
 	   through this mount), so a search result older than it is made again */
 	guint64 search_gen;
 
+	/* The .parts directories (model/parts_nodes.h: locks itself). */
+	struct parts_nodes *parts_nodes;
+	mfs_mutex parts_lock;
+	GHashTable *structures;	  /* guarded by parts_lock: message ino -> struct parts_structure */
+	GQueue *structures_used;  /* guarded by parts_lock: the same, used last at the tail */
+
 	mfs_mutex headers_lock;
 	GHashTable *headers; /* guarded by headers_lock: ino -> struct mail_headers */
 
@@ -117,6 +126,8 @@ struct imap_account {
 	guint64 listings_full;
 	guint64 listings_resynced;
 	guint64 headers_from_cache;
+	guint64 structures_fetched; /* UID FETCH BODYSTRUCTURE answered */
+	guint64 parts_fetched;	    /* UID FETCH of one part's section answered */
 };
 
 static inline gint64 account_now(void)
@@ -140,6 +151,10 @@ void account_log_refused(const char *what, const struct imap_result *res);
 /* rm of message e (wire, uid, uidvalidity, name, ino): MOVE to the Trash or
    expunge, as `delete` says; the tree forgets it on 0. */
 int account_remove_message(struct imap_account *a, struct lease *l, const struct tree_entry *e);
+
+/* parts.c: the .parts state's life */
+void parts_state_init(struct imap_account *a);
+void parts_state_clear(struct imap_account *a);
 
 /* search.c: a change to the account; search results are to be made again. */
 void account_search_changed(struct imap_account *a);

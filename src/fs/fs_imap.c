@@ -36,6 +36,7 @@ struct mfs_imap_fs *mfs_imap_fs_new(const struct mfs_options *opts, struct pool 
 	fs->staging = staging_new(staging_dir, fs->uid, fs->gid);
 	mfs_mutex_init(&fs->opens_lock);
 	fs->opens = g_hash_table_new(g_direct_hash, g_direct_equal);
+	fs->part_opens = g_hash_table_new(g_direct_hash, g_direct_equal);
 	return fs;
 }
 
@@ -45,6 +46,7 @@ void mfs_imap_fs_free(struct mfs_imap_fs *fs)
 		return;
 	fs_imap_close_all(fs);
 	g_hash_table_destroy(fs->opens);
+	g_hash_table_destroy(fs->part_opens);
 	mfs_mutex_clear(&fs->opens_lock);
 	staging_free(fs->staging);
 	imap_account_free(fs->account);

@@ -62,6 +62,21 @@ void fs_imap_reply_entry(struct mfs_imap_fs *fs, fuse_req_t req, const struct tr
 		tree_forget(fs->tree, e->ino, 1);
 }
 
+gboolean fs_hidden(fuse_ino_t parent, const char *name)
+{
+	return search_is_node(parent) || parts_is_node(parent) ||
+	       (name && strcmp(name, SEARCH_DIR_NAME) == 0) ||
+	       (name && parent == FUSE_ROOT_ID && strcmp(name, PARTS_DIR_NAME) == 0);
+}
+
+gboolean fs_hidden_refuse(fuse_req_t req, fuse_ino_t parent, const char *name)
+{
+	if (!fs_hidden(parent, name))
+		return FALSE;
+	fuse_reply_err(req, EROFS);
+	return TRUE;
+}
+
 void fs_imap_lookup(fuse_req_t req, fuse_ino_t parent, const char *name)
 {
 	struct mfs_imap_fs *fs = fuse_req_userdata(req);
@@ -72,6 +87,10 @@ void fs_imap_lookup(fuse_req_t req, fuse_ino_t parent, const char *name)
 
 	if (search_is_node(parent) || strcmp(name, SEARCH_DIR_NAME) == 0) {
 		fs_search_lookup(req, parent, name);
+		return;
+	}
+	if (fs_hidden(parent, name)) {
+		fs_parts_lookup(req, parent, name);
 		return;
 	}
 	fs_lease_begin(fs, req, &l);
@@ -104,8 +123,8 @@ void fs_imap_lookup(fuse_req_t req, fuse_ino_t parent, const char *name)
 
 static void forget_one(struct mfs_imap_fs *fs, guint64 ino, guint64 n)
 {
-	/* Search nodes live as long as the mount (model/search_nodes.h). */
-	if (search_is_node(ino))
+	/* Search and parts nodes live as long as the mount. */
+	if (search_is_node(ino) || parts_is_node(ino))
 		return;
 	if (staging_is_staged(ino))
 		staging_forget(fs->staging, ino, n);
@@ -139,6 +158,10 @@ void fs_imap_getattr(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 
 	if (search_is_node(ino)) {
 		fs_search_getattr(req, ino);
+		return;
+	}
+	if (parts_is_node(ino)) {
+		fs_parts_getattr(req, ino);
 		return;
 	}
 	if (sino) {
@@ -232,6 +255,10 @@ static void do_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, g
 
 	if (search_is_node(ino)) {
 		fs_search_readdir(req, ino, size, off, plus);
+		return;
+	}
+	if (parts_is_node(ino)) {
+		fs_parts_readdir(req, ino, size, off, plus);
 		return;
 	}
 	if (off == 0) {

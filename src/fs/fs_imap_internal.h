@@ -8,6 +8,8 @@
  *   fs_imap_dir.c    lookup, forget, getattr, readdir, statfs
  *   fs_imap_read.c   open, read, release
  *   fs_imap_xattr.c  getxattr, listxattr, setxattr, removexattr
+ *   fs_imap_parts.c  the hidden .parts directories: lookup, getattr, readdir,
+ *                    open, read, release, their attributes
  *   fs_imap_search.c the hidden .search directories: lookup, getattr, readdir,
  *                    their attribute; every change in them refused
  *   fs_imap_write.c  create, write, flush, fsync, setattr, mkdir, rmdir, unlink, rename;
@@ -22,6 +24,7 @@
 #include "fs/fs_common.h"
 #include "fs/fs_imap.h"
 #include "fs/notify.h"
+#include "model/parts_nodes.h"
 #include "model/search_nodes.h"
 #include "model/staging.h"
 #include "util/lock.h"
@@ -41,6 +44,7 @@ struct mfs_imap_fs {
 
 	mfs_mutex opens_lock;
 	GHashTable *opens; /* guarded by opens_lock: struct body_reader * the kernel holds open */
+	GHashTable *part_opens; /* guarded by opens_lock: struct part_data * of .parts files open */
 };
 
 /* The lease of one request: borrowed sessions go through it, and the
@@ -125,8 +129,24 @@ void fs_search_getattr(fuse_req_t req, fuse_ino_t ino);
 void fs_search_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, gboolean plus);
 void fs_search_getxattr(fuse_req_t req, fuse_ino_t ino, const char *name, size_t size);
 void fs_search_listxattr(fuse_req_t req, fuse_ino_t ino, size_t size);
+/* The .parts directories (fs_imap_parts.c), handed over the same way
+   (model/parts_nodes.h: parts_is_node; ".parts" in the root). */
+void fs_parts_lookup(fuse_req_t req, fuse_ino_t parent, const char *name);
+void fs_parts_getattr(fuse_req_t req, fuse_ino_t ino);
+void fs_parts_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, gboolean plus);
+void fs_parts_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi);
+void fs_parts_read(fuse_req_t req, size_t size, off_t off, struct fuse_file_info *fi);
+void fs_parts_release(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi);
+void fs_parts_getxattr(fuse_req_t req, fuse_ino_t ino, const char *name, size_t size);
+void fs_parts_listxattr(fuse_req_t req, fuse_ino_t ino, size_t size);
+/* Free an open .parts file's bytes (at unmount, for those still open). */
+void fs_parts_free_open(void *pd);
+
+/* Is this name in directory parent one of the hidden directories (or
+   parent inside one)? */
+gboolean fs_hidden(fuse_ino_t parent, const char *name);
 /* A change of `name` in directory parent (name NULL: of parent itself) that
-   touches a .search directory: replied EROFS, TRUE. */
-gboolean fs_search_refuse(fuse_req_t req, fuse_ino_t parent, const char *name);
+   touches a .search or .parts directory: replied EROFS, TRUE. */
+gboolean fs_hidden_refuse(fuse_req_t req, fuse_ino_t parent, const char *name);
 
 #endif

@@ -120,6 +120,10 @@ void fs_imap_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 		open_staged(fs, req, ino, fi);
 		return;
 	}
+	if (parts_is_node(ino)) {
+		fs_parts_open(req, ino, fi);
+		return;
+	}
 	if ((fi->flags & O_ACCMODE) != O_RDONLY || (fi->flags & O_TRUNC)) {
 		open_for_write(fs, req, ino, fi);
 		return;
@@ -153,6 +157,10 @@ void fs_imap_release(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 	struct mfs_imap_fs *fs = fuse_req_userdata(req);
 	struct body_reader *r = (struct body_reader *)(uintptr_t)fi->fh;
 
+	if (parts_is_node(ino)) {
+		fs_parts_release(req, ino, fi);
+		return;
+	}
 	if (staging_is_staged(ino) || staging_is_staged(fi->fh)) {
 		staging_release(fs->staging, staging_is_staged(ino) ? ino : fi->fh);
 	} else {
@@ -175,6 +183,10 @@ void fs_imap_close_all(struct mfs_imap_fs *fs)
 	while (g_hash_table_iter_next(&it, &r, NULL))
 		body_close(r);
 	g_hash_table_remove_all(fs->opens);
+	g_hash_table_iter_init(&it, fs->part_opens);
+	while (g_hash_table_iter_next(&it, &r, NULL))
+		fs_parts_free_open(r);
+	g_hash_table_remove_all(fs->part_opens);
 	mfs_mutex_unlock(&fs->opens_lock);
 }
 
@@ -186,6 +198,10 @@ void fs_imap_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 	struct lease l;
 	gssize n;
 
+	if (parts_is_node(ino)) {
+		fs_parts_read(req, size, off, fi);
+		return;
+	}
 	if (staging_is_staged(ino) || staging_is_staged(fi->fh)) {
 		n = staging_pread(fs->staging, staging_is_staged(ino) ? ino : fi->fh, buf, size,
 				  off);

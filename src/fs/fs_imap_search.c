@@ -27,14 +27,6 @@ static struct search_nodes *nodes(struct mfs_imap_fs *fs)
 	return imap_account_search_nodes(fs->account);
 }
 
-gboolean fs_search_refuse(fuse_req_t req, fuse_ino_t parent, const char *name)
-{
-	if (!search_is_node(parent) && !(name && strcmp(name, SEARCH_DIR_NAME) == 0))
-		return FALSE;
-	fuse_reply_err(req, EROFS);
-	return TRUE;
-}
-
 static void fill_dir_attr(const struct mfs_imap_fs *fs, const struct search_node_info *n,
 			  struct stat *st)
 {

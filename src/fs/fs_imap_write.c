@@ -84,7 +84,7 @@ void fs_imap_create(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t 
 	guint64 ino;
 	int rc;
 
-	if (fs_search_refuse(req, parent, name))
+	if (fs_hidden_refuse(req, parent, name))
 		return;
 	(void)mode;
 	if (fs->opts->readonly) {
@@ -183,7 +183,7 @@ void fs_imap_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr, int to_s
 
 	guint64 sino = staging_is_staged(ino) ? ino : fs_imap_staged_of(fs, ino, fi);
 
-	if (fs_search_refuse(req, ino, NULL))
+	if (fs_hidden_refuse(req, ino, NULL))
 		return;
 	if (sino) {
 		int what = ((to_set & FUSE_SET_ATTR_SIZE) ? STAGING_SET_SIZE : 0) |
@@ -221,7 +221,7 @@ void fs_imap_mkdir(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t m
 	struct lease l;
 	int rc;
 
-	if (fs_search_refuse(req, parent, name))
+	if (fs_hidden_refuse(req, parent, name))
 		return;
 	(void)mode;
 	fs_lease_begin(fs, req, &l);
@@ -244,7 +244,7 @@ void fs_imap_rmdir(fuse_req_t req, fuse_ino_t parent, const char *name)
 	struct lease l;
 	int rc;
 
-	if (fs_search_refuse(req, parent, name))
+	if (fs_hidden_refuse(req, parent, name))
 		return;
 	fs_lease_begin(fs, req, &l);
 	rc = imap_account_rmdir(fs->account, &l, parent, name);
@@ -258,7 +258,7 @@ void fs_imap_unlink(fuse_req_t req, fuse_ino_t parent, const char *name)
 	struct lease l;
 	int rc;
 
-	if (fs_search_refuse(req, parent, name))
+	if (fs_hidden_refuse(req, parent, name))
 		return;
 	/* Local scratch, or an editor's backup name: gone without a word to
 	   the server. */
@@ -351,7 +351,7 @@ void fs_imap_rename(fuse_req_t req, fuse_ino_t parent, const char *name, fuse_in
 	guint64 ino;
 	int rc;
 
-	if (fs_search_refuse(req, parent, name) || fs_search_refuse(req, newparent, newname))
+	if (fs_hidden_refuse(req, parent, name) || fs_hidden_refuse(req, newparent, newname))
 		return;
 	if (flags & (RENAME_EXCHANGE | RENAME_WHITEOUT)) {
 		fuse_reply_err(req, EINVAL);
@@ -388,7 +388,7 @@ static void refuse_kind(fuse_req_t req)
 
 void fs_imap_symlink(fuse_req_t req, const char *link, fuse_ino_t parent, const char *name)
 {
-	if (fs_search_refuse(req, parent, name))
+	if (fs_hidden_refuse(req, parent, name))
 		return;
 	(void)link;
 	(void)parent;
@@ -398,7 +398,7 @@ void fs_imap_symlink(fuse_req_t req, const char *link, fuse_ino_t parent, const 
 
 void fs_imap_mknod(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t mode, dev_t rdev)
 {
-	if (fs_search_refuse(req, parent, name))
+	if (fs_hidden_refuse(req, parent, name))
 		return;
 	(void)parent;
 	(void)name;
@@ -409,7 +409,7 @@ void fs_imap_mknod(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t m
 
 void fs_imap_link(fuse_req_t req, fuse_ino_t ino, fuse_ino_t newparent, const char *newname)
 {
-	if (fs_search_refuse(req, newparent, newname))
+	if (fs_hidden_refuse(req, newparent, newname))
 		return;
 	(void)ino;
 	(void)newparent;

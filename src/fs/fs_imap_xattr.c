@@ -83,6 +83,10 @@ void fs_imap_getxattr(fuse_req_t req, fuse_ino_t ino, const char *name, size_t s
 		fs_search_getxattr(req, ino, name, size);
 		return;
 	}
+	if (parts_is_node(ino)) {
+		fs_parts_getxattr(req, ino, name, size);
+		return;
+	}
 	if (ino == FUSE_ROOT_ID && strcmp(name, STATUS_XATTR) == 0) {
 		g_autofree char *text = imap_account_status(fs->account);
 
@@ -122,6 +126,10 @@ void fs_imap_listxattr(fuse_req_t req, fuse_ino_t ino, size_t size)
 	   (fs_common.h says why). */
 	if (search_is_node(ino)) {
 		fs_search_listxattr(req, ino, size);
+		return;
+	}
+	if (parts_is_node(ino)) {
+		fs_parts_listxattr(req, ino, size);
 		return;
 	}
 	if (ino == FUSE_ROOT_ID) {
@@ -205,7 +213,7 @@ void fs_imap_setxattr(fuse_req_t req, fuse_ino_t ino, const char *name, const ch
 	int rc;
 
 	(void)flags;
-	if (fs_search_refuse(req, ino, NULL))
+	if (fs_hidden_refuse(req, ino, NULL))
 		return;
 	if (ino == FUSE_ROOT_ID && strcmp(name, STATUS_XATTR) == 0) {
 		fuse_reply_err(req, 0); /* accepted and ignored (fs_common.h) */
@@ -243,7 +251,7 @@ void fs_imap_removexattr(fuse_req_t req, fuse_ino_t ino, const char *name)
 	struct mfs_imap_fs *fs = fuse_req_userdata(req);
 	int rc = -EPERM;
 
-	if (fs_search_refuse(req, ino, NULL))
+	if (fs_hidden_refuse(req, ino, NULL))
 		return;
 	/* Removing the flags attribute clears the flags (a message's only). */
 	if (strcmp(name, FLAGS_XATTR) == 0 && staging_is_staged(ino))

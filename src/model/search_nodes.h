@@ -5,7 +5,7 @@
  * runs the searches (account/search.h) and the FUSE layer answers from here.
  *
  * NODES. Three kinds of directory, each numbered SEARCH_INO_BIT | n (n from
- * a counter, never reused; message inode numbers stay below 2^62, see
+ * a counter, never reused, below 2^61; message inode numbers stay below 2^62, see
  * model/tree.h, and new files carry bit 63, model/staging.h):
  *   - a root: MOUNT/.search or FOLDER/.search, one per scope folder;
  *   - a query: ROOT/QUERY, one per (root, query text);
@@ -36,7 +36,7 @@
 
 static inline gboolean search_is_node(guint64 ino)
 {
-	return (ino >> 62) == 1;
+	return (ino >> 61) == 2;
 }
 
 enum search_node_kind {

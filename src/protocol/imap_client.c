@@ -223,6 +223,7 @@ static guint32 cap_bit(const char *name)
 		{ "QUOTA", IMAP_CAP_QUOTA },
 		{ "UTF8=ACCEPT", IMAP_CAP_UTF8_ACCEPT },
 		{ "X-GM-EXT-1", IMAP_CAP_X_GM_EXT_1 },
+		{ "BINARY", IMAP_CAP_BINARY },
 		{ "NOTIFY", IMAP_CAP_NOTIFY },
 	};
 

@@ -27,7 +27,11 @@ Commands answered by default:
     LIST (the raw lines of `folders`), EXAMINE/SELECT (the mailbox named, by
     its decoded bytes; unknown names are empty mailboxes),
     UID FETCH set (... BODY.PEEK[]<o.l> ...): the message's `body` bytes in
-    that range; UID FETCH set (other items): the listing, with each message's
+    that range; UID FETCH set (BODYSTRUCTURE): the message's `structure` bytes
+    as they are (default: one text/plain part of the body's length);
+    UID FETCH set (BODY.PEEK[section]<o.l>) or BINARY.PEEK (a part number,
+    HEADER or TEXT): the body's first 1000 bytes in that range, whatever the
+    section; UID FETCH set (other items): the listing, with each message's
     `size` as RFC822.SIZE (default: the true length), LOGOUT (BYE, then close);
     anything else: "{tag} OK done".
 Hooks for hostile content:
@@ -53,13 +57,16 @@ class Message:
     """One message: what the server says of it, and the bytes it sends."""
 
     def __init__(self, uid, body, size=None, subject="hello", flags="",
-                 date="01-Mar-2024 09:00:00 +0000"):
+                 date="01-Mar-2024 09:00:00 +0000", structure=None):
         self.uid = uid
         self.body = body if isinstance(body, bytes) else body.encode()
         self.size = len(self.body) if size is None else size
         self.subject = subject
         self.flags = flags
         self.date = date
+        self.structure = structure or (
+            b'("TEXT" "PLAIN" ("CHARSET" "us-ascii") NIL NIL "7BIT" %d %d)'
+            % (len(self.body), self.body.count(b"\n")))
 
 
 def make_body(subject, length):
@@ -248,10 +255,20 @@ class Responder(ConnectionServer):
         by_uid = {m.uid: (seq, m) for seq, m in enumerate(msgs, 1)}
         uids = uid_set(spec, list(by_uid))
         body = re.search(rb"BODY\.PEEK\[\](?:<(\d+)\.(\d+)>)?", items)
+        part = re.search(rb"(BODY|BINARY)\.PEEK\[((?:\d+\.)*\d+(?:\.(?:HEADER|MIME|TEXT))?"
+                         rb"|HEADER|TEXT)\](?:<(\d+)\.(\d+)>)?", items)
         out = b""
         for uid in uids:
             seq, m = by_uid[uid]
-            if body:
+            if b"BODYSTRUCTURE" in items:
+                out += b"* %d FETCH (UID %d BODYSTRUCTURE %s)\r\n" % (seq, uid, m.structure)
+            elif part:
+                kind, section, off, length = part.groups()
+                chunk = m.body[:1000][int(off or 0):][:int(length or 1000)]
+                origin = b"<%s>" % off if off else b""
+                out += b"* %d FETCH (UID %d %s[%s]%s {%d}\r\n%s)\r\n" % (
+                    seq, uid, kind, section, origin, len(chunk), chunk)
+            elif body:
                 off = int(body.group(1) or 0)
                 length = int(body.group(2)) if body.group(2) else len(m.body)
                 self.body_fetches.append((uid, off, length))
@@ -266,7 +283,7 @@ class Responder(ConnectionServer):
                         b"BODY[HEADER.FIELDS (SUBJECT)] {%d}\r\n%s)\r\n" % (
                             seq, uid, m.size, m.date.encode(), m.flags.encode(),
                             len(head), head))
-        if not body:
+        if not body and not part and b"BODYSTRUCTURE" not in items:
             out += self.after_listing
         return out
 
