@@ -9,6 +9,7 @@ after them, and the POP3 view of the same account, which takes from INBOX,
 last. Cyrus and Courier run from their unpacked Debian packages
 (unpacked_servers.py); nothing is installed."""
 
+import base64
 import datetime
 import imaplib
 import os
@@ -39,11 +40,25 @@ NEW = (b"From: Zed <zed@example.org>\r\nTo: mia@example.org\r\n"
        b"Subject: Pushed %d\r\nMessage-ID: <matrix-pushed-%d@mailfs.test>\r\n\r\nHello.\r\n")
 
 
+# A message with an attachment (its filename in RFC 2231 form), for .parts.
+REPORT_PDF = bytes(range(256)) * 40
+REPORT_TYPE = b'X-Report: yes\r\n'
+REPORT_BODY = (b"--b1\r\nContent-Type: text/plain; charset=iso-8859-1\r\n"
+               b"Content-Transfer-Encoding: quoted-printable\r\n\r\n"
+               b"Gr=FC=DFe, see the attached report.\r\n"
+               b"--b1\r\nContent-Type: application/pdf\r\n"
+               b"Content-Disposition: attachment; filename*=UTF-8''Bericht%20M%C3%A4rz.pdf\r\n"
+               b"Content-Transfer-Encoding: base64\r\n\r\n"
+               + base64.encodebytes(REPORT_PDF).replace(b"\n", b"\r\n")
+               + b"--b1--\r\n")
+
+
 def message(n, subject, body, extra=b""):
+    ctype = ("Content-Type: multipart/mixed; boundary=b1\r\n" if extra == REPORT_TYPE else
+             "Content-Type: text/plain; charset=utf-8\r\nContent-Transfer-Encoding: 8bit\r\n")
     head = (f"From: Alice Example <alice@example.org>\r\nTo: Mia <mia@example.org>\r\n"
             f"Subject: {subject}\r\nDate: Fri, 01 Mar 2024 09:{n:02d}:00 +0000\r\n"
-            f"Message-ID: <matrix-{n}@mailfs.test>\r\nMIME-Version: 1.0\r\n"
-            "Content-Type: text/plain; charset=utf-8\r\nContent-Transfer-Encoding: 8bit\r\n")
+            f"Message-ID: <matrix-{n}@mailfs.test>\r\nMIME-Version: 1.0\r\n" + ctype)
     return head.encode() + extra + b"\r\n" + body
 
 
@@ -63,6 +78,8 @@ def corpus_messages():
     out.append(("Entwürfe", message(22, "=?UTF-8?Q?Entwurf_f=C3=BCr_Montag?=", b"draft\r\n"),
                 ("\\Draft",)))
     out.append(("Отправленные", message(23, "Sent one", b"sent\r\n"), ("\\Seen",)))
+    out.append(("Отправленные", message(24, "Report attached", REPORT_BODY,
+                                         extra=REPORT_TYPE), ()))
     return [(f, data, when + datetime.timedelta(hours=i), flags)
             for i, (f, data, flags) in enumerate(out)]
 
@@ -286,6 +303,26 @@ def test_search_matches_the_server(server, mnt, query, key):
                 os.stat(os.path.join(mnt.mountpoint, rel, name)).st_ino
     assert found == expected
     assert ".search" not in os.listdir(mnt.mountpoint)
+
+
+def test_parts_open_the_message_up(server, mnt):
+    """.parts reads each server's BODYSTRUCTURE and fetches one part: the
+    text converted to UTF-8, the attachment decoded under its RFC 2231 name."""
+    folder = os.path.join(mnt.mountpoint, ".parts", server.path("Отправленные"))
+    [msgdir] = [d for d in os.listdir(folder) if d.endswith("-Report_attached")]
+    top = os.path.join(folder, msgdir)
+    assert sorted(os.listdir(top)) == ["Bericht März.pdf", "headers", "parts", "text"]
+    with open(os.path.join(top, "text"), "rb") as f:
+        # The line end before a boundary belongs to the boundary (RFC 2046).
+        assert f.read() == "Grüße, see the attached report.".encode()
+    with open(os.path.join(top, "Bericht März.pdf"), "rb") as f:
+        assert f.read() == REPORT_PDF
+    assert os.stat(os.path.join(top, "Bericht März.pdf")).st_size == len(REPORT_PDF)
+    with open(os.path.join(top, "headers"), encoding="utf-8") as f:
+        assert "Subject: Report attached\n" in f.read()
+    assert sorted(os.listdir(os.path.join(top, "parts"))) == ["1", "2"]
+    assert xattrs(os.path.join(top, "Bericht März.pdf"))["user.mime.type"] == "application/pdf"
+    assert ".parts" not in os.listdir(mnt.mountpoint)
 
 
 def test_sizes_dates_bytes_and_no_seen_gained(server, mnt):
