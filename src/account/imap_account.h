@@ -196,8 +196,8 @@ const struct mime_structure *parts_structure_get(const struct parts_structure *p
 void parts_structure_unref(struct parts_structure *ps);
 /*
  * The structure of message ino (mailfs(1), PARTS): kept in memory (the 256
- * used last), else from its body in the cache, else one UID FETCH
- * BODYSTRUCTURE. 0, -ENOENT (no such message, or expunged), -EIO (the link,
+ * used last), else from its body in the cache, else as fetched before and
+ * kept in the cache, else one UID FETCH BODYSTRUCTURE (then kept there). 0, -ENOENT (no such message, or expunged), -EIO (the link,
  * or an answer that is no structure: one warning), -EINTR.
  */
 int imap_account_structure(struct imap_account *a, struct lease *l, guint64 message,

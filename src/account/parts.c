@@ -3,7 +3,9 @@
  * parts: the .parts directories' structures and part bytes (mailfs(1),
  * PARTS). A message's structure comes from the structures kept in memory,
  * else from its body in the cache (opened locally, model/mime_local.h),
- * else from one UID FETCH BODYSTRUCTURE. A file's bytes come from the body
+ * else from a structure fetched before and kept in the cache (rendered as
+ * BODYSTRUCTURE text, protocol/imap_bodystructure.h), else from one UID
+ * FETCH BODYSTRUCTURE. A file's bytes come from the body
  * cache, where each part's shown bytes are kept under a name of their own,
  * else are made: the part's section from the cached body or from one UID
  * FETCH BINARY.PEEK[section] (BODY.PEEK[section] where BINARY is not offered
@@ -110,17 +112,26 @@ static struct parts_structure *keep_structure(struct imap_account *a, guint64 me
 	return ps;
 }
 
-/* The whole body of e from the cache, or NULL when it is not there whole. */
-static GByteArray *cached_body(struct imap_account *a, const struct tree_entry *e)
+/* The cache's name for the structures of a mailbox: a mailbox name of its
+   own, hashed like any (model/mcache.h). */
+static char *structure_key(const char *wire)
 {
-	g_autofree char *key = mcache_folder_key(e->wire, e->uidvalidity);
+	return g_strdup_printf("%s%cstructure", wire, 1);
+}
+
+/* The bytes the cache holds for (mailbox, e's UIDVALIDITY and UID), whole,
+   or NULL. */
+static GByteArray *cached_whole(struct imap_account *a, const char *mailbox,
+				const struct tree_entry *e)
+{
+	g_autofree char *key = mcache_folder_key(mailbox, e->uidvalidity);
 	struct mcache_entry *ce;
 	GByteArray *out = NULL;
 	guint64 total;
 
 	if (!mcache_peek_complete(a->cache, key, e->uid))
 		return NULL;
-	ce = mcache_get(a->cache, e->wire, e->uidvalidity, e->uid);
+	ce = mcache_get(a->cache, mailbox, e->uidvalidity, e->uid);
 	if (mcache_entry_complete(ce, &total) && total <= PART_MAX) {
 		out = g_byte_array_sized_new((guint)total);
 		g_byte_array_set_size(out, (guint)total);
@@ -129,6 +140,37 @@ static GByteArray *cached_body(struct imap_account *a, const struct tree_entry *
 	}
 	mcache_entry_unref(ce);
 	return out;
+}
+
+/* The whole body of e from the cache, or NULL when it is not there whole. */
+static GByteArray *cached_body(struct imap_account *a, const struct tree_entry *e)
+{
+	return cached_whole(a, e->wire, e);
+}
+
+/* A structure fetched before, from the cache (it outlives a remount). */
+static struct mime_structure *structure_from_disk(struct imap_account *a,
+						  const struct tree_entry *e)
+{
+	g_autofree char *key = structure_key(e->wire);
+	g_autoptr(GByteArray) text = cached_whole(a, key, e);
+
+	return text ? mime_structure_from_text((const char *)text->data, text->len, NULL) : NULL;
+}
+
+/* Keep a structure fetched in the cache, beside the bodies; a full disk
+   only means it is fetched again next time. */
+static void structure_to_disk(struct imap_account *a, const struct tree_entry *e,
+			      const struct mime_structure *s)
+{
+	g_autofree char *key = structure_key(e->wire);
+	g_autofree char *text = mime_structure_render(s);
+	struct mcache_entry *ce = mcache_get(a->cache, key, e->uidvalidity, e->uid);
+	size_t len = strlen(text);
+
+	if (mcache_entry_write(ce, 0, text, len) == 0)
+		(void)mcache_entry_finish(ce, len);
+	mcache_entry_unref(ce);
 }
 
 /* The message ino as the tree knows it: its folder's wire name, UID. */
@@ -300,6 +342,12 @@ int imap_account_structure(struct imap_account *a, struct lease *l, guint64 mess
 		tree_entry_clear(&e);
 		return 0;
 	}
+	ans.structure = structure_from_disk(a, &e);
+	if (ans.structure) {
+		*out = keep_structure(a, message, ans.structure);
+		tree_entry_clear(&e);
+		return 0;
+	}
 	ans.uid = e.uid;
 	rc = fetch_item(l, &e, "BODYSTRUCTURE", FALSE, &ans, NULL);
 	if (rc == 0 && !ans.structure) {
@@ -314,6 +362,7 @@ int imap_account_structure(struct imap_account *a, struct lease *l, guint64 mess
 	}
 	if (rc == 0) {
 		__atomic_fetch_add(&a->structures_fetched, 1, __ATOMIC_RELAXED);
+		structure_to_disk(a, &e, ans.structure);
 		*out = keep_structure(a, message, ans.structure);
 		ans.structure = NULL;
 	}

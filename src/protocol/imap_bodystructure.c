@@ -1,6 +1,8 @@
 /* SPDX-License-Identifier: GPL-2.0-or-later */
 #include "protocol/imap_bodystructure.h"
 
+#include "protocol/imap_client.h" /* imap_quote */
+
 #include <gio/gio.h>
 #include <string.h>
 
@@ -375,4 +377,148 @@ const struct mime_part *mime_structure_find(const struct mime_structure *s, cons
 	}
 	g_ptr_array_unref(stack);
 	return found;
+}
+
+/* -- kept on disk ------------------------------------------------------------ */
+
+static void render_string(GString *out, const char *s)
+{
+	g_autofree char *q = s ? imap_quote(s) : NULL;
+
+	if (!s)
+		g_string_append(out, "NIL");
+	else if (q)
+		g_string_append(out, q);
+	else
+		g_string_append_printf(out, "{%zu}\r\n%s", strlen(s), s);
+}
+
+static void render_params(GString *out, const GPtrArray *params)
+{
+	if (!params || params->len == 0) {
+		g_string_append(out, "NIL");
+		return;
+	}
+	g_string_append_c(out, '(');
+	for (guint i = 0; i < params->len; i++) {
+		const struct mime_param *p = params->pdata[i];
+
+		if (i)
+			g_string_append_c(out, ' ');
+		render_string(out, p->name);
+		g_string_append_c(out, ' ');
+		render_string(out, p->value);
+	}
+	g_string_append_c(out, ')');
+}
+
+static void render_disposition(GString *out, const struct mime_part *p)
+{
+	if (!p->disposition) {
+		g_string_append(out, "NIL");
+		return;
+	}
+	g_string_append_c(out, '(');
+	render_string(out, p->disposition);
+	g_string_append_c(out, ' ');
+	render_params(out, p->disp_params);
+	g_string_append_c(out, ')');
+}
+
+/* One body as BODYSTRUCTURE writes it; depth is bounded by the structure's
+   own (MIME_DEPTH_MAX). */
+static void render_body(GString *out, const struct mime_part *p)
+{
+	gboolean message = p->children->len == 1 && strcmp(p->type, "message") == 0;
+
+	g_string_append_c(out, '(');
+	if (p->children->len > 0 && !message) {
+		for (guint i = 0; i < p->children->len; i++)
+			render_body(out, p->children->pdata[i]);
+		g_string_append_c(out, ' ');
+		render_string(out, p->subtype);
+		g_string_append_c(out, ' ');
+		render_params(out, p->params);
+		g_string_append_c(out, ' ');
+		render_disposition(out, p);
+		g_string_append_c(out, ')');
+		return;
+	}
+	render_string(out, p->type);
+	g_string_append_c(out, ' ');
+	render_string(out, p->subtype);
+	g_string_append_c(out, ' ');
+	render_params(out, p->params);
+	g_string_append_c(out, ' ');
+	render_string(out, p->id);
+	g_string_append_c(out, ' ');
+	render_string(out, p->description);
+	g_string_append_c(out, ' ');
+	render_string(out, p->encoding);
+	g_string_append_printf(out, " %" G_GUINT64_FORMAT, p->size);
+	if (strcmp(p->type, "text") == 0) {
+		g_string_append(out, " 0");
+	} else if (message) {
+		/* The envelope is not kept: ten NILs stand for it. */
+		g_string_append(out, " (NIL NIL NIL NIL NIL NIL NIL NIL NIL NIL) ");
+		render_body(out, p->children->pdata[0]);
+		g_string_append(out, " 0");
+	}
+	g_string_append(out, " NIL ");
+	render_disposition(out, p);
+	g_string_append_c(out, ')');
+}
+
+char *mime_structure_render(const struct mime_structure *s)
+{
+	GString *out = g_string_new(NULL);
+
+	render_body(out, s->root);
+	return g_string_free(out, FALSE);
+}
+
+struct reparse {
+	struct imap_response *r;
+};
+
+static void on_reparsed(void *ud, struct imap_response *r)
+{
+	struct reparse *rp = ud;
+
+	if (rp->r)
+		imap_response_free(rp->r);
+	rp->r = r;
+}
+
+struct mime_structure *mime_structure_from_text(const char *text, gsize len, GError **err)
+{
+	struct imap_parser_callbacks cb = { .response = on_reparsed };
+	struct reparse rp = { 0 };
+	struct imap_limits lim;
+	struct imap_parser *parser;
+	struct mime_structure *s = NULL;
+	static const char head[] = "* 1 FETCH (BODYSTRUCTURE ";
+	static const char tail[] = ")\r\n";
+
+	imap_limits_init_default(&lim);
+	/* What this daemon wrote itself, of a structure it kept within
+	   MIME_PARTS_MAX parts: no server's line limit applies. */
+	lim.max_line = len + sizeof(head) + sizeof(tail);
+	lim.max_depth = 2 * MIME_DEPTH_MAX + 8;
+	lim.max_elements = 32 * (MIME_PARTS_MAX + 1);
+	parser = imap_parser_new(&lim, &cb, &rp);
+	if (imap_parser_feed(parser, head, sizeof(head) - 1, err) >= 0 &&
+	    imap_parser_feed(parser, text, len, err) >= 0 &&
+	    imap_parser_feed(parser, tail, sizeof(tail) - 1, err) >= 0) {
+		const struct imap_value *v = rp.r ? imap_fetch_item(rp.r, "BODYSTRUCTURE") : NULL;
+
+		if (v)
+			s = mime_structure_from_bodystructure(v, err);
+		else
+			g_set_error(err, G_IO_ERROR, G_IO_ERROR_INVALID_DATA, "no structure");
+	}
+	if (rp.r)
+		imap_response_free(rp.r);
+	imap_parser_free(parser);
+	return s;
 }

@@ -109,4 +109,14 @@ const char *mime_param_get(const GPtrArray *params, const char *name);
 /* The part with this section in s, or NULL. */
 const struct mime_part *mime_structure_find(const struct mime_structure *s, const char *section);
 
+/*
+ * A structure as BODYSTRUCTURE text (the envelope of message/rfc822 parts
+ * as NILs, the line counts as 0), to be kept on disk and read back with
+ * mime_structure_from_text() into the same parts and sections. g_free it.
+ */
+char *mime_structure_render(const struct mime_structure *s);
+/* The structure rendered text (len bytes) holds; NULL and *err when it
+   holds none. */
+struct mime_structure *mime_structure_from_text(const char *text, gsize len, GError **err);
+
 #endif

@@ -294,7 +294,8 @@ def counters(mnt):
     out = run(["getfattr", "--only-values", "-n", "user.mailfs.status", mnt]).stdout.decode()
     st = dict(l.split(": ", 1) for l in out.splitlines() if ": " in l)
     return {k: int(st.get(k, 0)) for k in ("messages_fetched", "bytes_fetched",
-                                           "prefetched_bytes", "commands_sent")}
+                                           "prefetched_bytes", "commands_sent",
+                                           "structures_fetched", "parts_fetched")}
 
 
 def message_dirs(mnt, folder):
@@ -503,6 +504,21 @@ def test_cached_message_is_opened_locally(mount, server, workdir):
     after = counters(mnt)
     assert (after["bytes_fetched"], after["messages_fetched"]) == \
         (before["bytes_fetched"], before["messages_fetched"]), (before, after)
+
+
+def test_structures_outlive_a_remount(mount, server, workdir):
+    """A structure fetched once is kept in the cache: after a remount the
+    message's directory lists with no BODYSTRUCTURE sent and nothing fetched."""
+    m = mount_parts(mount, server, workdir, prefetch=0)
+    names = message_dirs(m.mountpoint, "INBOX")
+    first = os.path.join(".parts", "INBOX", names[1])
+    listed = sorted(os.listdir(os.path.join(m.mountpoint, first)))
+    assert counters(m.mountpoint)["structures_fetched"] == 1
+    m.unmount()
+    again = mount_parts(mount, server, workdir, prefetch=0)
+    assert sorted(os.listdir(os.path.join(again.mountpoint, first))) == listed
+    assert counters(again.mountpoint)["structures_fetched"] == 0
+    assert counters(again.mountpoint)["bytes_fetched"] == 0
 
 
 # -- refusals ----------------------------------------------------------------------

@@ -48,6 +48,48 @@ static struct mime_structure *from_line(const char *bs, GError **err)
 	return s;
 }
 
+static void same_params(const GPtrArray *a, const GPtrArray *b)
+{
+	g_assert_cmpuint(a->len, ==, b->len);
+	for (guint i = 0; i < a->len; i++) {
+		const struct mime_param *x = a->pdata[i], *y = b->pdata[i];
+
+		g_assert_cmpstr(x->name, ==, y->name);
+		g_assert_cmpstr(x->value, ==, y->value);
+	}
+}
+
+static void same_part(const struct mime_part *a, const struct mime_part *b)
+{
+	g_assert_cmpstr(a->section, ==, b->section);
+	g_assert_cmpstr(a->type, ==, b->type);
+	g_assert_cmpstr(a->subtype, ==, b->subtype);
+	g_assert_cmpstr(a->id, ==, b->id);
+	g_assert_cmpstr(a->description, ==, b->description);
+	g_assert_cmpstr(a->encoding, ==, b->encoding);
+	g_assert_cmpuint(a->size, ==, b->size);
+	g_assert_cmpstr(a->disposition, ==, b->disposition);
+	same_params(a->params, b->params);
+	same_params(a->disp_params, b->disp_params);
+	g_assert_cmpuint(a->children->len, ==, b->children->len);
+	for (guint i = 0; i < a->children->len; i++)
+		same_part(a->children->pdata[i], b->children->pdata[i]);
+}
+
+/* What is kept on disk reads back as the same structure. */
+static void round_trip(const struct mime_structure *s)
+{
+	g_autofree char *text = mime_structure_render(s);
+	GError *err = NULL;
+	struct mime_structure *back = mime_structure_from_text(text, strlen(text), &err);
+
+	g_assert_no_error(err);
+	g_assert_nonnull(back);
+	same_part(s->root, back->root);
+	g_assert_cmpuint(s->nparts, ==, back->nparts);
+	mime_structure_free(back);
+}
+
 static struct mime_structure *parse_ok(const char *bs)
 {
 	GError *err = NULL;
@@ -55,6 +97,8 @@ static struct mime_structure *parse_ok(const char *bs)
 
 	g_assert_no_error(err);
 	g_assert_nonnull(s);
+	if (!s->cut)
+		round_trip(s);
 	return s;
 }
 
