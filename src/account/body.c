@@ -163,6 +163,11 @@ static void probe_size(struct body_reader *r, struct lease *l)
 	r->seq_end = first;
 }
 
+static gboolean reader_interrupted(void *ud)
+{
+	return lease_interrupted(ud);
+}
+
 struct body_reader *body_open(struct imap_account *a, struct lease *l, guint64 ino,
 			      gboolean *direct_io, int *err)
 {
@@ -193,8 +198,15 @@ struct body_reader *body_open(struct imap_account *a, struct lease *l, guint64 i
 		/* Room for all of it: bodies fetched ahead leave it to us. */
 		mcache_entry_expect(r->entry, e.size);
 		/* A prefetcher is fetching it whole: its bytes land in our
-		   entry; fetching them too would pay for them twice. */
-		(void)inflight_wait(a->inflight, key, r->uid);
+		   entry; fetching them too would pay for them twice. Ctrl-C
+		   ends the wait (the lease's interrupt, wired for it). */
+		lease_arm(l);
+		if (inflight_wait(a->inflight, key, r->uid, reader_interrupted, l) < 0) {
+			*err = -EINTR;
+			tree_entry_clear(&e);
+			body_close(r);
+			return NULL;
+		}
 	}
 	mfs_mutex_lock(&r->lock);
 	if (mcache_entry_complete(r->entry, &r->total)) {

@@ -55,17 +55,33 @@ void inflight_done(struct inflight *f, const char *folder_key, guint32 uid)
 	mfs_mutex_unlock(&f->lock);
 }
 
-gboolean inflight_wait(struct inflight *f, const char *folder_key, guint32 uid)
+int inflight_wait(struct inflight *f, const char *folder_key, guint32 uid,
+		  gboolean (*stop)(void *ud), void *ud)
 {
 	g_autofree char *key = body_key(folder_key, uid);
-	gboolean waited = FALSE;
+	int waited = 0;
 
 	mfs_mutex_lock(&f->lock);
 	/* Bounded by the prefetcher's command: it gives every claim back when
 	   its FETCH completes or fails (the connection's timeout), and at stop. */
 	while (g_hash_table_contains(f->claimed, key)) {
-		waited = TRUE;
-		mfs_cond_wait(&f->done, &f->lock);
+		waited = 1;
+		if (!stop) {
+			mfs_cond_wait(&f->done, &f->lock);
+			continue;
+		}
+		mfs_cond_wait_until(&f->done, &f->lock,
+				    g_get_monotonic_time() + INFLIGHT_POLL_MS * 1000);
+		if (!g_hash_table_contains(f->claimed, key))
+			break;
+		/* stop takes its own lock (a lease's): not with ours held. */
+		mfs_mutex_unlock(&f->lock);
+		if (stop(ud)) {
+			mfs_mutex_lock(&f->lock);
+			waited = -1;
+			break;
+		}
+		mfs_mutex_lock(&f->lock);
 	}
 	mfs_mutex_unlock(&f->lock);
 	return waited;

@@ -33,8 +33,15 @@ gboolean inflight_claim(struct inflight *f, const char *folder_key, guint32 uid)
 /* The claimed body arrived, or will not: wake those waiting for it. */
 void inflight_done(struct inflight *f, const char *folder_key, guint32 uid);
 
-/* Wait while the body is claimed. TRUE when it was (then look in the cache
-   again), FALSE when it was not claimed at all. */
-gboolean inflight_wait(struct inflight *f, const char *folder_key, guint32 uid);
+/*
+ * Wait while the body is claimed: 1 when it was (then look in the cache
+ * again), 0 when it was not claimed at all, -1 when stop(ud) said so (it
+ * is asked every INFLIGHT_POLL_MS while waiting: a reader's interrupt, so
+ * Ctrl-C does not wait for a prefetcher held up by a hung server). stop
+ * may be NULL.
+ */
+#define INFLIGHT_POLL_MS 100
+int inflight_wait(struct inflight *f, const char *folder_key, guint32 uid,
+		  gboolean (*stop)(void *ud), void *ud);
 
 #endif

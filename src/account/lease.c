@@ -43,17 +43,22 @@ gboolean lease_interrupted(struct lease *l)
 	return i;
 }
 
-int lease_borrow(struct lease *l, const char *mailbox, struct imap_session **out)
+void lease_arm(struct lease *l)
 {
-	GError *err = NULL;
-	struct imap_session *s;
-
 	if (l->arm && !l->armed) {
 		/* Before the interrupt is wired: it may fire the switch. */
 		l->cancel = conn_cancel_new_child(pool_connect_switch(l->pool));
 		l->armed = TRUE;
 		l->arm(l);
 	}
+}
+
+int lease_borrow(struct lease *l, const char *mailbox, struct imap_session **out)
+{
+	GError *err = NULL;
+	struct imap_session *s;
+
+	lease_arm(l);
 	if (lease_interrupted(l))
 		return -EINTR;
 	s = pool_get_cancellable(l->pool, mailbox, l->cancel, &err);

@@ -48,6 +48,10 @@ void lease_init(struct lease *l, struct pool *pool);
 /* The session was given back before (lease_give_back). */
 void lease_clear(struct lease *l);
 
+/* Wire the interrupt now, for a wait that is no borrow (a reader waiting
+   for a body being fetched ahead); a borrow does it itself. */
+void lease_arm(struct lease *l);
+
 /* From the interrupt callback: abort the session in use, refuse the next. */
 void lease_interrupt(struct lease *l);
 gboolean lease_interrupted(struct lease *l);
