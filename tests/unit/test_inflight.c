@@ -61,14 +61,12 @@ static void test_stop_ends_the_wait(void)
 {
 	struct inflight *f = inflight_new();
 	int asks = 3;
-	gint64 t0 = g_get_monotonic_time();
 
 	g_assert_true(inflight_claim(f, "k", 9));
 	/* Nobody gives the claim back (a prefetcher held up by a hung server):
 	   the reader's interrupt ends the wait after a few polls. */
 	g_assert_cmpint(inflight_wait(f, "k", 9, after_asks, &asks), ==, -1);
 	g_assert_cmpint(asks, ==, 0);
-	g_assert_cmpint(g_get_monotonic_time() - t0, <, 10 * INFLIGHT_POLL_MS * 1000);
 	inflight_done(f, "k", 9);
 	inflight_free(f);
 }

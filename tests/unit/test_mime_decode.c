@@ -79,10 +79,20 @@ static void test_transfer(void)
 	}
 }
 
+/*
+ * Large inputs: decoded whole and right (speed is scripts/bench's, never a
+ * timed assertion). Under valgrind (the setup sets MAILFS_TEST_SMALL) they
+ * are a twentieth of the size: the same chunk boundaries, in seconds.
+ */
+static gsize big(gsize n)
+{
+	return g_getenv("MAILFS_TEST_SMALL") ? n / 20 : n;
+}
+
 /* Decoding in chunks: a large base64 body crosses the chunk boundaries. */
 static void test_transfer_large(void)
 {
-	gsize n = 1000 * 1000 + 7;
+	gsize n = big(1000 * 1000) + 7;
 	guint8 *raw = g_malloc(n);
 	g_autofree char *b64 = NULL;
 	g_autofree char *folded = NULL;
@@ -134,12 +144,11 @@ static void test_text(void)
 	}
 }
 
-/* 20 MB of text with CRLF and a stray byte here and there, in linear time. */
+/* 20 MB of text with CRLF and a stray byte here and there. */
 static void test_text_large(void)
 {
-	gsize n = 20 * 1000 * 1000;
+	gsize n = big(20 * 1000 * 1000) / 80 * 80;
 	guint8 *raw = g_malloc(n);
-	gint64 t0 = g_get_monotonic_time();
 	GByteArray *got;
 
 	for (gsize i = 0; i < n; i++)
@@ -154,8 +163,6 @@ static void test_text_large(void)
 	got = mime_text_to_utf8(NULL, raw, n);
 	g_assert_cmpuint(got->len, ==, n);
 	g_byte_array_unref(got);
-	/* Seconds under valgrind; minutes would mean quadratic work. */
-	g_assert_cmpint(g_get_monotonic_time() - t0, <, 60 * G_USEC_PER_SEC);
 	g_free(raw);
 }
 
@@ -210,20 +217,18 @@ static void test_html(void)
 static void test_html_large(void)
 {
 	const char *pieces[] = { "<a x=\"", "<a x='>", "<!--", "<", "&#", "<script>", "<p", "&amp" };
-	gint64 t0 = g_get_monotonic_time();
 
 	for (gsize k = 0; k < G_N_ELEMENTS(pieces); k++) {
 		GString *s = g_string_new(NULL);
 		GByteArray *got;
 
-		while (s->len < 4 * 1000 * 1000)
+		while (s->len < big(4 * 1000 * 1000))
 			g_string_append(s, pieces[k]);
 		got = mime_html_to_text((const guint8 *)s->str, s->len);
 		g_assert_cmpuint(got->len, <=, s->len + 1);
 		g_byte_array_unref(got);
 		g_string_free(s, TRUE);
 	}
-	g_assert_cmpint(g_get_monotonic_time() - t0, <, 60 * G_USEC_PER_SEC);
 }
 
 static const struct vec header_vectors[] = {
@@ -257,23 +262,21 @@ static void test_headers(void)
 	}
 }
 
-/* A huge folded field and many fields cost linear work. */
+/* A huge folded field and many fields. */
 static void test_headers_large(void)
 {
 	GString *s = g_string_new("Received: x");
-	gint64 t0 = g_get_monotonic_time();
 	GByteArray *got;
 
-	while (s->len < 2 * 1000 * 1000)
+	while (s->len < big(2 * 1000 * 1000))
 		g_string_append(s, "\r\n =?UTF-8?Q?=C3=A9?= word");
-	for (int i = 0; i < 20000; i++)
+	for (int i = 0; i < (int)big(20000); i++)
 		g_string_append_printf(s, "\r\nX-%d: =?ISO-8859-1?Q?=E9?=", i);
 	got = mime_headers_text((const guint8 *)s->str, s->len);
 	g_assert_true(g_str_has_prefix((const char *)got->data, "Received: x \xc3\xa9"));
 	g_assert_true(g_utf8_validate_len((const char *)got->data, got->len, NULL));
 	g_byte_array_unref(got);
 	g_string_free(s, TRUE);
-	g_assert_cmpint(g_get_monotonic_time() - t0, <, 60 * G_USEC_PER_SEC);
 }
 
 int main(int argc, char **argv)
