@@ -392,6 +392,7 @@ static int section_bytes(struct imap_account *a, struct lease *l, const struct t
 	gboolean binary_ok = p && p->children->len == 0 && p->encoding &&
 			     (strcmp(p->encoding, "base64") == 0 ||
 			      strcmp(p->encoding, "quoted-printable") == 0);
+	struct item_answer ans = { .uid = e->uid };
 	int rc;
 
 	*decoded = FALSE;
@@ -400,24 +401,20 @@ static int section_bytes(struct imap_account *a, struct lease *l, const struct t
 		*out = mime_local_section(body->data, body->len, me->section);
 		return *out ? 0 : -ENOENT;
 	}
-	{
-		struct item_answer ans = { .uid = e->uid };
-
-		rc = fetch_item(l, e, me->section, binary_ok, &ans, decoded);
-		if (rc == 0 && ans.too_big)
-			rc = -EFBIG;
-		if (rc == 0 && !ans.bytes)
-			rc = -ENOENT; /* expunged meanwhile, or no such section */
-		if (rc < 0) {
-			if (ans.bytes)
-				g_byte_array_unref(ans.bytes);
-			return rc;
-		}
-		__atomic_fetch_add(&a->parts_fetched, 1, __ATOMIC_RELAXED);
-		__atomic_fetch_add(&a->bytes_fetched, ans.bytes->len, __ATOMIC_RELAXED);
-		*out = ans.bytes;
-		return 0;
+	rc = fetch_item(l, e, me->section, binary_ok, &ans, decoded);
+	if (rc == 0 && ans.too_big)
+		rc = -EFBIG;
+	if (rc == 0 && !ans.bytes)
+		rc = -ENOENT; /* expunged meanwhile, or no such section */
+	if (rc < 0) {
+		if (ans.bytes)
+			g_byte_array_unref(ans.bytes);
+		return rc;
 	}
+	__atomic_fetch_add(&a->parts_fetched, 1, __ATOMIC_RELAXED);
+	__atomic_fetch_add(&a->bytes_fetched, ans.bytes->len, __ATOMIC_RELAXED);
+	*out = ans.bytes;
+	return 0;
 }
 
 /* What entry me shows, made from the section's bytes. */

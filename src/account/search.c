@@ -221,34 +221,49 @@ static guint batch_size(struct imap_session *s, const struct imap_search_text *t
 	return SEARCH_BATCH;
 }
 
-/* Hits of fs that the tree lists, into hits; FALSE when one is missing. */
-static gboolean take_hits(struct imap_account *a, const struct folder_search *fs, guint64 scope,
-			  struct search_hits *hits, gboolean final)
+/* Is fs's folder listed under the generation searched? */
+static gboolean listed_as_searched(struct imap_account *a, const struct folder_search *fs)
 {
 	struct tree_entry fe = { 0 };
+
+	return tree_get(a->tree, fs->ino, 0, &fe) == 0 && fe.listed &&
+	       fe.uidvalidity == fs->uidvalidity;
+}
+
+/* Does the tree show every hit of fs (else its folder is listed again)? */
+static gboolean tree_shows_hits(struct imap_account *a, const struct folder_search *fs)
+{
+	if (!listed_as_searched(a, fs))
+		return FALSE;
+	for (guint i = 0; i < fs->uids->len; i++) {
+		struct tree_entry e = { 0 };
+
+		if (tree_folder_message(a->tree, fs->ino, g_array_index(fs->uids, guint32, i), FALSE,
+					0, &e) != 0)
+			return FALSE;
+	}
+	return TRUE;
+}
+
+/* The hits of fs the tree shows, and the way down to their folder from
+   the scope, into hits. */
+static void take_hits(struct imap_account *a, const struct folder_search *fs, guint64 scope,
+		      struct search_hits *hits)
+{
 	gboolean any = FALSE;
 
-	if (tree_get(a->tree, fs->ino, 0, &fe) != 0 || !fe.listed ||
-	    fe.uidvalidity != fs->uidvalidity)
-		return final ? TRUE : FALSE;
+	if (!listed_as_searched(a, fs))
+		return;
 	for (guint i = 0; i < fs->uids->len; i++) {
 		struct tree_entry e = { 0 };
 		guint32 uid = g_array_index(fs->uids, guint32, i);
 
-		if (tree_folder_message(a->tree, fs->ino, uid, FALSE, 0, &e) != 0) {
-			if (!final)
-				return FALSE;
-			continue;
-		}
-		if (final) {
+		if (tree_folder_message(a->tree, fs->ino, uid, FALSE, 0, &e) == 0) {
 			search_hits_add_uid(hits, fs->ino, uid);
 			any = TRUE;
 		}
 	}
-	if (!any)
-		return TRUE;
-	/* The way down from the scope to this folder. */
-	for (guint64 child = fs->ino, depth = 0; child != scope && depth < 4096; depth++) {
+	for (guint64 child = fs->ino, depth = 0; any && child != scope && depth < 4096; depth++) {
 		struct tree_entry e = { 0 };
 
 		if (tree_get(a->tree, child, 0, &e) != 0)
@@ -256,7 +271,6 @@ static gboolean take_hits(struct imap_account *a, const struct folder_search *fs
 		search_hits_add_kid(hits, e.parent, child);
 		child = e.parent;
 	}
-	return TRUE;
 }
 
 static int search_now(struct imap_account *a, struct lease *l, const struct search_node_info *qi)
@@ -329,7 +343,7 @@ static int search_now(struct imap_account *a, struct lease *l, const struct sear
 	for (guint i = 0; i < batch->len; i++) {
 		struct folder_search *fs = &g_array_index(batch, struct folder_search, i);
 
-		if (fs->rc < 0 || fs->uids->len == 0 || take_hits(a, fs, qi->scope, NULL, FALSE))
+		if (fs->rc < 0 || fs->uids->len == 0 || tree_shows_hits(a, fs))
 			continue;
 		rc = imap_account_refresh_folder(a, l, fs->ino, TRUE);
 		if (rc == -EINTR)
@@ -341,7 +355,7 @@ static int search_now(struct imap_account *a, struct lease *l, const struct sear
 		struct folder_search *fs = &g_array_index(batch, struct folder_search, i);
 
 		if (fs->rc == 0 && fs->uids->len > 0)
-			take_hits(a, fs, qi->scope, hits, TRUE);
+			take_hits(a, fs, qi->scope, hits);
 	}
 	search_hits_finish(hits);
 	mfs_log_debug(MFS_LOG_IMAP, "search \"%s\": %u folders", qi->text, batch->len);

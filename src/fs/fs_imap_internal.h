@@ -135,7 +135,8 @@ void fs_parts_lookup(fuse_req_t req, fuse_ino_t parent, const char *name);
 void fs_parts_getattr(fuse_req_t req, fuse_ino_t ino);
 void fs_parts_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, gboolean plus);
 void fs_parts_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi);
-void fs_parts_read(fuse_req_t req, size_t size, off_t off, struct fuse_file_info *fi);
+/* Bytes of an open .parts file (fs_imap_read replies). */
+gssize fs_parts_pread(struct fuse_file_info *fi, char *buf, size_t size, off_t off);
 void fs_parts_release(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi);
 void fs_parts_getxattr(fuse_req_t req, fuse_ino_t ino, const char *name, size_t size);
 void fs_parts_listxattr(fuse_req_t req, fuse_ino_t ino, size_t size);

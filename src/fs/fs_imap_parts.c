@@ -441,16 +441,9 @@ void fs_parts_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 		drop_open(fs, pd);
 }
 
-void fs_parts_read(fuse_req_t req, size_t size, off_t off, struct fuse_file_info *fi)
+gssize fs_parts_pread(struct fuse_file_info *fi, char *buf, size_t size, off_t off)
 {
-	struct part_data *pd = (struct part_data *)(uintptr_t)fi->fh;
-	g_autofree char *buf = g_malloc(size);
-	gssize n = part_data_read(pd, buf, size, (guint64)off);
-
-	if (n < 0)
-		fuse_reply_err(req, (int)-n);
-	else
-		fuse_reply_buf(req, buf, (size_t)n);
+	return part_data_read((struct part_data *)(uintptr_t)fi->fh, buf, size, (guint64)off);
 }
 
 void fs_parts_free_open(void *p)

@@ -199,10 +199,8 @@ void fs_imap_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 	gssize n;
 
 	if (parts_is_node(ino)) {
-		fs_parts_read(req, size, off, fi);
-		return;
-	}
-	if (staging_is_staged(ino) || staging_is_staged(fi->fh)) {
+		n = fs_parts_pread(fi, buf, size, off);
+	} else if (staging_is_staged(ino) || staging_is_staged(fi->fh)) {
 		n = staging_pread(fs->staging, staging_is_staged(ino) ? ino : fi->fh, buf, size,
 				  off);
 	} else {
