@@ -301,11 +301,11 @@ static int change_message(struct lease *l, const struct tree_entry *e, const cha
 	return rc < 0 ? lease_errno(l, rc, err, e->wire) : 0;
 }
 
-static void removed_message(struct imap_account *a, guint64 ino)
+static void removed_message(struct imap_account *a, const struct tree_entry *e)
 {
 	g_autoptr(GArray) removed = tree_removed_new();
 
-	tree_message_remove(a->tree, ino, removed);
+	tree_message_remove(a->tree, e->parent, e->uid, removed);
 	account_removed(a, removed);
 }
 
@@ -323,7 +323,7 @@ int account_remove_message(struct imap_account *a, struct lease *l, const struct
 	}
 	rc = change_message(l, e, expunge ? NULL : trash);
 	if (rc == 0) {
-		removed_message(a, e->ino);
+		removed_message(a, e);
 		if (!expunge) {
 			guint64 t = tree_find_folder(a->tree, trash);
 
@@ -379,7 +379,7 @@ static int rename_message(struct imap_account *a, struct lease *l, const struct 
 	}
 	rc = change_message(l, e, dest.wire);
 	if (rc == 0) {
-		removed_message(a, e->ino);
+		removed_message(a, e);
 		account_mark_stale(a, newparent);
 	}
 	tree_entry_clear(&dest);

@@ -113,7 +113,7 @@ static gboolean folder_selectable(const struct folder *f)
 
 static void report(GArray *removed, guint64 parent, guint64 ino, const char *name)
 {
-	struct tree_removed r = {parent, ino, g_strdup(name)};
+	struct tree_removed r = { parent, ino, g_strdup(name), FALSE };
 
 	if (removed)
 		g_array_append_val(removed, r);
@@ -1156,28 +1156,28 @@ int tree_message_set_size(struct tree *t, guint64 ino, guint64 size)
 	return rc;
 }
 
-int tree_message_remove(struct tree *t, guint64 ino, GArray *removed)
+int tree_message_remove(struct tree *t, guint64 folder, guint32 uid, GArray *removed)
 {
+	struct folder *f;
 	struct msgset *ms;
 	struct tmsg *m, copy;
-	gboolean gone;
 	guint pos, gpos;
 	int rc = 0;
 
 	mfs_mutex_lock(&t->lock);
-	if (folder_get(t, ino)) {
-		rc = -EISDIR;
+	f = folder_get(t, folder);
+	if (!f) {
+		rc = folder >= MSG_INO_MIN ? -ENOTDIR : -ENOENT;
 		goto out;
 	}
-	m = msg_get(t, ino, &ms, &gone);
-	if (!m || gone) {
+	ms = f->msgs;
+	if (!ms || (m = msg_find(ms->live, uid, &pos)) == NULL) {
 		rc = -ENOENT;
 		goto out;
 	}
-	msg_find(ms->live, m->uid, &pos);
 	copy = *m;
 	g_array_remove_index(ms->live, pos);
-	report(removed, ms->folder, ino, copy.name);
+	report(removed, ms->folder, msg_ino(ms, uid), copy.name);
 	if (copy.nlookup > 0) {
 		msg_find(ms->gone, copy.uid, &gpos);
 		g_array_insert_val(ms->gone, gpos, copy);

@@ -14,10 +14,29 @@
  *     counter each time a folder gets a message set for a new UIDVALIDITY, so
  *     a UIDVALIDITY change gives every message a new number, and the same UID
  *     keeps the same number while UIDVALIDITY holds. Nothing per message is
- *     stored for its number. EPOCH stays far below 2^30 (one per
- *     UIDVALIDITY change seen), so a message number never has bit 62 (the
- *     .search directories, model/search_nodes.h) or 63 (new files,
- *     model/staging.h) set.
+ *     stored for its number. EPOCH stays below 2^29 (one per
+ *     UIDVALIDITY change seen), so a message number never has bit 61, 62
+ *     (the .search and .parts nodes, model/search_nodes.h,
+ *     model/parts_nodes.h) or 63 (new files, model/staging.h) set;
+ *   - a message with an object id (below) is TREE_OBJECT_BIT | N instead,
+ *     N from a counter, the first time the id is seen; it keeps that number
+ *     while any folder listed holds the id, and after while referenced.
+ *
+ * OBJECTS (mailfs(1), Links). A message listed with an objid (the server's
+ * identity of the message across folders: OBJECTID's EMAILID, Gmail's
+ * X-GM-MSGID) is one node, an object, whatever the number of folders
+ * listing it: each folder entry is a NAME of it. All names answer with the
+ * object's inode number; nlink counts the live names. The REPRESENTATIVE
+ * is the name in the folder of lowest inode number (then lowest UID): its
+ * folder, UID, UIDVALIDITY, size, date and flags are what tree_get gives
+ * for the object, so the body is read and cached through it alone.
+ * tree_lookup / tree_readdir / tree_folder_message give the object's inode
+ * number with their own folder's UID, wire name and flags (what rm and mv
+ * of that name need), and set `alias` when the name is not the
+ * representative. Lookup references are the object's. An object whose
+ * last name leaves is gone (tree_get gives the last name's attributes)
+ * until forgotten. A message of a folder listed without an objid is not
+ * an object and never becomes one while its UID stays.
  *
  * FOLDERS (tree_apply_list). The wire name is split at the server's delimiter
  * (NIL: one level); each level is decoded from modified UTF-7 (a level that is
@@ -99,6 +118,11 @@
 #include <glib.h>
 
 #define TREE_ROOT_INO 1
+/* Object inode numbers: bit 61 alone of the top three (see INODE NUMBERS). */
+#define TREE_OBJECT_BIT ((guint64)1 << 61)
+#define TREE_OBJID_MAX 256
+/* Whether ino is an object's number (it may be unknown to the tree). */
+#define TREE_IS_OBJECT(ino) (((guint64)(ino) >> 61) == 1)
 
 enum tree_kind {
 	TREE_FOLDER = 1,
@@ -118,13 +142,21 @@ struct tree *tree_new(const struct tree_options *opts);
 void tree_free(struct tree *t);
 
 /*
- * One entry that left the tree: the FUSE layer's notify_inval_entry /
- * notify_delete(parent, name, ino). name is owned by the array element.
+ * One change the kernel must be told of. name is owned by the array
+ * element.
+ *   - linked FALSE: the entry (parent, name) left, and inode ino with it:
+ *     notify_delete(parent, ino, name);
+ *   - linked TRUE, name set: only the name left; ino is an object that
+ *     keeps other names (its link count dropped): inval_entry(parent, name)
+ *     and inval_inode(ino), never notify_delete (it zeroes the link count);
+ *   - linked TRUE, name NULL (parent 0): object ino got a name, or lost one
+ *     with a folder that left (its link count changed): inval_inode(ino).
  */
 struct tree_removed {
 	guint64 parent;
 	guint64 ino;
 	char *name;
+	gboolean linked;
 };
 
 /* A GArray of struct tree_removed that frees the names (g_array_unref). */
@@ -148,6 +180,9 @@ struct tree_msg_info {
 	gint64 internaldate; /* seconds since the epoch */
 	const char *flags;   /* space-separated, as for user.imap.flags; NULL = "" */
 	const char *subject; /* raw Subject header value; NULL = none */
+	const char *objid;   /* the message's identity across folders (see
+				OBJECTS), or NULL; at most TREE_OBJID_MAX bytes,
+				longer ones are ignored */
 	const char *name;    /* the file name, when known already (a saved listing,
 				or made as the listing arrived): used instead of one
 				made from subject. Trusted: the caller made it with
@@ -219,6 +254,7 @@ enum {
 				    * wire name for SELECT; NULL for a folder that cannot
 				    * be selected and for the root */
 	TREE_WANT_FLAGS = 1u << 2, /* fill flags (messages; "" for folders) */
+	TREE_WANT_OBJID = 1u << 3, /* fill objid (messages of an object; else NULL) */
 };
 
 struct tree_entry {
@@ -237,10 +273,14 @@ struct tree_entry {
 	guint64 size;
 	gint64 mtime; /* a message's INTERNALDATE; a folder's newest message's
 		       * (0 when it holds none or they are not known yet) */
+	guint32 nlink; /* messages: live names (1 for a message that is not an
+			* object; 0 when gone) */
+	gboolean alias; /* a name of an object other than its representative */
 	/* copies, only as asked by want; free with tree_entry_clear() */
 	char *name;
 	char *wire;
 	char *flags;
+	char *objid;
 };
 
 void tree_entry_clear(struct tree_entry *e);
@@ -276,19 +316,36 @@ typedef gboolean (*tree_dir_fn)(void *ud, const char *name, const struct tree_en
  */
 int tree_readdir(struct tree *t, guint64 dir, guint64 off, gboolean plus, tree_dir_fn fn, void *ud);
 
-/* New flags of a message (after UID STORE); 0, -ENOENT or -EISDIR. */
+/* New flags of a message (after UID STORE; an object's: of every name);
+   0, -ENOENT or -EISDIR. */
 int tree_message_set_flags(struct tree *t, guint64 ino, const char *flags);
 
 /* The real size of a message once its bytes are known: they win over the
-   server's RFC822.SIZE (mailfs(1), Contents). */
+   server's RFC822.SIZE (mailfs(1), Contents). An object's: every name's. */
 int tree_message_set_size(struct tree *t, guint64 ino, guint64 size);
 
 /*
- * One message left the folder (expunged or moved by this mount): it is
+ * Message uid left folder (expunged or moved by this mount): it is
  * reported in removed and answers as gone until forgotten, as a message a
- * new listing no longer holds. 0, -ENOENT (not a live message) or -EISDIR.
+ * new listing no longer holds (an object only when it was its last name).
+ * 0, -ENOENT (no such live message) or -ENOTDIR.
  */
-int tree_message_remove(struct tree *t, guint64 ino, GArray *removed);
+int tree_message_remove(struct tree *t, guint64 folder, guint32 uid, GArray *removed);
+
+/*
+ * Every live name of message ino, the representative first (one for a
+ * message that is not an object): a GArray of struct tree_entry filled as
+ * tree_lookup of that name does with want, each cleared by
+ * g_array_unref. NULL when ino is no live message.
+ */
+GArray *tree_message_names(struct tree *t, guint64 ino, unsigned want);
+
+/*
+ * The live name of object ino in folder, as tree_lookup would find it (ref:
+ * one lookup reference more). 0, or -ENOENT when folder holds none.
+ */
+int tree_folder_object(struct tree *t, guint64 folder, guint64 ino, gboolean ref, unsigned want,
+		       struct tree_entry *out);
 
 /*
  * The wire-name prefix of folder ino (its identity: the wire name, or for a

@@ -352,6 +352,7 @@ static const struct key_def keys[] = {
 	KEY_ENUM("names", parse_enum, names, "uid-subject", names_words),
 	KEY("exclude", parse_globs, exclude, ""),
 	KEY_ENUM("virtual_folders", parse_enum, virtual_folders_show, "hide", virtual_words),
+	KEY("hardlinks", parse_bool, hardlinks, "yes"),
 	KEY("mark_seen", parse_bool, mark_seen, "no"),
 	KEY_ENUM("delete", parse_enum, delete_mode, "trash", delete_words),
 	KEY("trash", parse_string, trash, NULL),

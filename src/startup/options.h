@@ -91,6 +91,7 @@
  *   names       uid-subject|uid          [uid-subject]
  *   exclude     globs, ';'-separated, blanks around each trimmed   [none]
  *   virtual_folders  hide|show           [hide]
+ *   hardlinks   bool                     [yes]
  *   mark_seen   bool                     [no]
  *   log         imap,pop3,fuse,cache,all,none   [none]
  *   pop3_keep   bool                     [no]; `readonly` sets it
@@ -165,6 +166,7 @@ struct mfs_options {
 	enum mfs_names names;
 	char **exclude;         /* NULL-terminated, never NULL, may be empty */
 	gboolean virtual_folders_show;
+	gboolean hardlinks;     /* one inode per message across folders (OBJECTID, X-GM-EXT-1) */
 	unsigned log_categories; /* enum mfs_log_cat bits, for mfs_log_enable() */
 	gboolean pop3_keep;     /* never DELE; TRUE whenever readonly */
 	char *pop3_archive;     /* absolute; NULL exactly when pop3_archive_none */

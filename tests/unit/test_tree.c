@@ -698,7 +698,7 @@ static void test_message_remove_and_keys(void)
 	g_assert_cmpint(tree_folder_set_messages(t, inbox, 7, a, 3, NULL), ==, 0);
 	/* The kernel holds message 2: it stays answerable as gone. */
 	g_assert_cmpint(tree_lookup(t, inbox, "2-Two.eml", TRUE, 0, &e), ==, 0);
-	g_assert_cmpint(tree_message_remove(t, e.ino, rm), ==, 0);
+	g_assert_cmpint(tree_message_remove(t, inbox, e.uid, rm), ==, 0);
 	g_assert_cmpuint(rm->len, ==, 1);
 	g_assert_cmpstr(g_array_index(rm, struct tree_removed, 0).name, ==, "2-Two.eml");
 	g_assert_cmpuint(g_array_index(rm, struct tree_removed, 0).parent, ==, inbox);
@@ -707,8 +707,8 @@ static void test_message_remove_and_keys(void)
 	g_assert_cmpint(tree_lookup(t, inbox, "2-Two.eml", FALSE, 0, &e), ==, -ENOENT);
 	g_assert_cmpint(tree_get(t, e.ino, 0, &e), ==, 0);
 	g_assert_true(e.gone);
-	g_assert_cmpint(tree_message_remove(t, e.ino, rm), ==, -ENOENT);
-	g_assert_cmpint(tree_message_remove(t, inbox, rm), ==, -EISDIR);
+	g_assert_cmpint(tree_message_remove(t, inbox, e.uid, rm), ==, -ENOENT);
+	g_assert_cmpint(tree_message_remove(t, e.ino, 2, rm), ==, -ENOTDIR);
 	tree_forget(t, e.ino, 1);
 	g_assert_cmpint(tree_get(t, e.ino, 0, &e), ==, -ENOENT);
 	/* Keys: the wire prefix, also of a folder the server did not list itself. */
@@ -745,7 +745,7 @@ static void test_folder_mtime(void)
 	g_assert_cmpint(e.mtime, ==, 1700000000 + 9);
 	/* The newest leaves: the next newest. */
 	g_assert_cmpint(tree_lookup(t, inbox, "9-Nine.eml", FALSE, 0, &e), ==, 0);
-	g_assert_cmpint(tree_message_remove(t, e.ino, NULL), ==, 0);
+	g_assert_cmpint(tree_message_remove(t, inbox, e.uid, NULL), ==, 0);
 	g_assert_cmpint(tree_get(t, inbox, 0, &e), ==, 0);
 	g_assert_cmpint(e.mtime, ==, 1700000000 + 5);
 	/* Empty, known: 0; the root holds no message: 0, never listed. */
