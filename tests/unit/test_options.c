@@ -828,14 +828,14 @@ static void test_known_keys(void)
 		"oauth_token_command", "tls",  "ca_file",	    "tls_fingerprint",
 		"readonly",    "cache_dir",	   "cache_size",    "connections",
 		"refresh",     "timeout",	   "names",	    "exclude",
-		"virtual_folders", "mark_seen",	   "delete",	    "trash",
+		"virtual_folders", "hardlinks", "mark_seen",	   "delete",	    "trash",
 		"idle",	       "prefetch",	   "log",		   "pop3_keep",	    "pop3_archive",
 		"poll",	       "nonempty",
 	};
 	/* A value each key accepts, so every listed key is proven to be parsed. */
 	static const char *const sample[] = {
 		NULL, "true", "/pw", "plain", "true", "implicit", "/ca", NULL, "yes", "/c",
-		"2G", "3", "4", "5", "uid", "x", "show", "on", "expunge", "Deleted Items", "no", "16M", "fuse",
+		"2G", "3", "4", "5", "uid", "x", "show", "no", "on", "expunge", "Deleted Items", "no", "16M", "fuse",
 		"yes", "none", "120", "yes",
 	};
 	const char *const *keys = mfs_options_known_keys();
