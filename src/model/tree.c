@@ -2,6 +2,7 @@
 #include "model/tree.h"
 
 #include "model/names.h"
+#include "model/tree_objects.h"
 #include "protocol/uidset.h"
 #include "protocol/mutf7.h"
 #include "util/lock.h"
@@ -17,17 +18,19 @@
 #define OFF_MSG_BASE	((guint64)1 << 33)
 
 /*
- * One message: 40 bytes on 64-bit, plus its name. Its inode number is
- * derived (epoch, uid), and flags strings are interned (GRefString), so a
- * folder where most messages say "\Seen" stores that once.
+ * One message: 48 bytes on 64-bit, plus its name. Its inode number is
+ * derived (epoch, uid) unless it is a name of an object, and flags strings
+ * are interned (GRefString), so a folder where most messages say "\Seen"
+ * stores that once.
  */
 struct tmsg {
 	guint32 uid;
-	guint32 nlookup;
+	guint32 nlookup; /* 0 for a name of an object: references are the object's */
 	guint64 size;
 	gint64 mtime;
 	char *name;
-	char *flags; /* GRefString */
+	char *flags;	  /* GRefString */
+	struct tobj *obj; /* the object it is a name of, or NULL; never in `gone` */
 };
 
 /* The messages of one folder for one UIDVALIDITY. */
@@ -68,6 +71,7 @@ struct tree {
 	GHashTable *folders; /* &ino -> struct folder * (owns every folder) */
 	GHashTable *keys;    /* key -> struct folder *, attached folders only */
 	GHashTable *epochs;  /* GUINT_TO_POINTER(epoch) -> struct msgset * (owns) */
+	struct objtab *objects;
 };
 
 static void tmsg_clear(struct tmsg *m)
@@ -111,14 +115,20 @@ static gboolean folder_selectable(const struct folder *f)
 	return f->wire != NULL && !(f->attrs & IMAP_MBOX_NOSELECT) && !f->detached;
 }
 
-static void report(GArray *removed, guint64 parent, guint64 ino, const char *name)
+static void report_linked(GArray *removed, guint64 parent, guint64 ino, const char *name,
+			  gboolean linked)
 {
-	struct tree_removed r = { parent, ino, g_strdup(name), FALSE };
+	struct tree_removed r = { parent, ino, g_strdup(name), linked };
 
 	if (removed)
 		g_array_append_val(removed, r);
 	else
 		g_free(r.name);
+}
+
+static void report(GArray *removed, guint64 parent, guint64 ino, const char *name)
+{
+	report_linked(removed, parent, ino, name, FALSE);
 }
 
 static void clear_removed(void *p)
@@ -179,6 +189,48 @@ static void msgset_maybe_free(struct tree *t, struct msgset *ms)
 }
 
 /*
+ * Locked. m leaves ms's listing: reported (when named; a folder that left
+ * implies its messages, so then only a link count change is), and taken
+ * from its object. TRUE when the caller keeps m as gone (the kernel still
+ * refers to it); else m is cleared. A name of an object is never kept: the
+ * references are the object's, which keeps the last name's attributes.
+ */
+static gboolean msg_leaving(struct tree *t, struct msgset *ms, struct tmsg *m, gboolean named,
+			    GArray *removed)
+{
+	struct tobj *ob = m->obj;
+
+	if (!ob) {
+		if (named)
+			report(removed, ms->folder, msg_ino(ms, m->uid), m->name);
+		if (m->nlookup > 0)
+			return TRUE;
+		tmsg_clear(m);
+		return FALSE;
+	}
+	objtab_drop_name(t->objects, ob, ms->folder, m->uid);
+	if (ob->names->len == 0) {
+		ob->last.folder = ms->folder;
+		ob->last.uid = m->uid;
+		ob->last.uidvalidity = ms->uidvalidity;
+		ob->last.size = m->size;
+		ob->last.mtime = m->mtime;
+		ob->last.flags = g_ref_string_acquire(m->flags);
+		ob->last.name = g_strdup(m->name);
+		if (named)
+			report(removed, ms->folder, ob->ino, m->name);
+	} else if (named) {
+		report_linked(removed, ms->folder, ob->ino, m->name, TRUE);
+	} else {
+		report_linked(removed, 0, ob->ino, NULL, TRUE);
+	}
+	objtab_release(t->objects, ob);
+	m->obj = NULL;
+	tmsg_clear(m);
+	return FALSE;
+}
+
+/*
  * The folder's current set stops being current: its live messages are
  * reported (if report) and kept only while referenced.
  */
@@ -193,12 +245,8 @@ static void msgset_retire(struct tree *t, struct folder *f, gboolean report_msgs
 	for (guint i = 0; i < ms->live->len; i++) {
 		struct tmsg *m = &g_array_index(ms->live, struct tmsg, i);
 
-		if (report_msgs)
-			report(removed, f->ino, msg_ino(ms, m->uid), m->name);
-		if (m->nlookup > 0)
+		if (msg_leaving(t, ms, m, report_msgs, removed))
 			g_array_append_val(ms->gone, *m);
-		else
-			tmsg_clear(m);
 	}
 	g_array_set_size(ms->live, 0);
 	g_array_sort(ms->gone, cmp_tmsg);
@@ -246,6 +294,7 @@ struct tree *tree_new(const struct tree_options *opts)
 	t->folders = g_hash_table_new_full(g_int64_hash, g_int64_equal, NULL, folder_free);
 	t->keys = g_hash_table_new(g_str_hash, g_str_equal);
 	t->epochs = g_hash_table_new_full(g_direct_hash, g_direct_equal, NULL, msgset_free);
+	t->objects = objtab_new();
 	t->next_ino = TREE_ROOT_INO + 1;
 	t->next_epoch = 1;
 
@@ -264,6 +313,7 @@ void tree_free(struct tree *t)
 		return;
 	g_hash_table_unref(t->keys);
 	g_hash_table_unref(t->epochs);
+	objtab_free(t->objects);
 	g_hash_table_unref(t->folders);
 	g_ptr_array_unref(t->excl);
 	mfs_mutex_clear(&t->lock);
@@ -726,7 +776,7 @@ static struct msgset *current_msgset(struct tree *t, struct folder *f, guint32 u
 /* Locked. Old message *old, not in the delta: kept in live unless the
    delta implies it is gone (then reported, and kept as gone while the
    kernel still refers to it). */
-static void carry_old(const struct tree_delta *d, struct folder *f, struct msgset *ms,
+static void carry_old(struct tree *t, const struct tree_delta *d, struct msgset *ms,
 		      struct tmsg *old, GArray *live, GArray *removed)
 {
 	guint gpos;
@@ -735,20 +785,35 @@ static void carry_old(const struct tree_delta *d, struct folder *f, struct msgse
 		g_array_append_val(live, *old);
 		return;
 	}
-	report(removed, f->ino, msg_ino(ms, old->uid), old->name);
-	if (old->nlookup > 0) {
+	if (msg_leaving(t, ms, old, TRUE, removed)) {
 		msg_find(ms->gone, old->uid, &gpos);
 		g_array_insert_val(ms->gone, gpos, *old);
-	} else {
-		tmsg_clear(old);
 	}
+}
+
+/* Locked. New message m of ms, listed with objid in: a name of its object
+   (an object that had names already changes its link count). */
+static void name_object(struct tree *t, struct msgset *ms, const struct tree_msg_info *in,
+			struct tmsg *m, GArray *removed)
+{
+	struct tobj *ob;
+
+	m->obj = NULL;
+	if (!in->objid || !*in->objid || strlen(in->objid) > TREE_OBJID_MAX)
+		return;
+	ob = objtab_intern(t->objects, in->objid);
+	if (ob->names->len > 0)
+		report_linked(removed, 0, ob->ino, NULL, TRUE);
+	objtab_add_name(ob, ms->folder, in->uid);
+	m->obj = ob;
 }
 
 /* Locked. The message the delta gives as in: the old one updated, one
    listed again, or a new one named *name (taken) or named now. FALSE when
    there is nothing to add (flags of a message no longer held). */
 static gboolean merged_message(struct tree *t, struct msgset *ms, guint *oi,
-			       const struct tree_msg_info *in, char **name, struct tmsg *m)
+			       const struct tree_msg_info *in, char **name, struct tmsg *m,
+			       GArray *removed)
 {
 	struct tmsg *old;
 	guint gpos;
@@ -773,6 +838,7 @@ static gboolean merged_message(struct tree *t, struct msgset *ms, guint *oi,
 		/* Known in phase 1 but removed since: name it now. */
 		m->name = *name ? g_steal_pointer(name) : message_name(t, in);
 		m->flags = intern_flags(in->flags);
+		name_object(t, ms, in, m, removed);
 	}
 	return TRUE;
 }
@@ -796,11 +862,11 @@ static void merge_delta(struct tree *t, struct folder *f, const struct tree_delt
 		/* Old messages below this UID: kept unless gone. */
 		while (oi < ms->live->len &&
 		       (!in || g_array_index(ms->live, struct tmsg, oi).uid < in->uid))
-			carry_old(d, f, ms, &g_array_index(ms->live, struct tmsg, oi++), live,
+			carry_old(t, d, ms, &g_array_index(ms->live, struct tmsg, oi++), live,
 				  removed);
 		if (!in)
 			break;
-		if (merged_message(t, ms, &oi, in, &names[i], &m))
+		if (merged_message(t, ms, &oi, in, &names[i], &m, removed))
 			g_array_append_val(live, m);
 	}
 	g_array_unref(ms->live);
@@ -886,6 +952,8 @@ int tree_folder_foreach_message(struct tree *t, guint64 ino, guint32 *uidvalidit
 							  .size = m->size,
 							  .internaldate = m->mtime,
 							  .flags = m->flags,
+							  .objid = m->obj ? m->obj->objid
+									  : NULL,
 							  .name = m->name };
 
 			fn(ud, &mi);
@@ -902,6 +970,7 @@ void tree_entry_clear(struct tree_entry *e)
 	g_clear_pointer(&e->name, g_free);
 	g_clear_pointer(&e->wire, g_free);
 	g_clear_pointer(&e->flags, g_free);
+	g_clear_pointer(&e->objid, g_free);
 }
 
 static void fill_folder(const struct folder *f, unsigned want, struct tree_entry *out)
@@ -934,11 +1003,21 @@ static void fill_folder(const struct folder *f, unsigned want, struct tree_entry
 static void fill_msg(struct tree *t, const struct msgset *ms, const struct tmsg *m, gboolean gone,
 		     unsigned want, struct tree_entry *out)
 {
+	const struct tobj *ob = m->obj;
+
 	memset(out, 0, sizeof(*out));
-	out->ino = msg_ino(ms, m->uid);
+	out->ino = ob ? ob->ino : msg_ino(ms, m->uid);
 	out->parent = ms->folder;
 	out->kind = TREE_MESSAGE;
 	out->gone = gone;
+	out->nlink = gone ? 0 : ob ? ob->names->len : 1;
+	if (ob) {
+		const struct tname *rep = &g_array_index(ob->names, struct tname, 0);
+
+		out->alias = rep->folder != ms->folder || rep->uid != m->uid;
+		if (want & TREE_WANT_OBJID)
+			out->objid = g_strdup(ob->objid);
+	}
 	out->uid = m->uid;
 	out->uidvalidity = ms->uidvalidity;
 	out->size = m->size;
@@ -955,8 +1034,52 @@ static void fill_msg(struct tree *t, const struct msgset *ms, const struct tmsg 
 		out->flags = g_strdup(m->flags);
 }
 
+/* Locked. The live message of name n, or NULL. */
+static struct tmsg *name_msg(struct tree *t, const struct tname *n, struct msgset **msp)
+{
+	struct folder *f = folder_get(t, n->folder);
+
+	if (!f || !f->msgs)
+		return NULL;
+	*msp = f->msgs;
+	return msg_find(f->msgs->live, n->uid, NULL);
+}
+
+/* Locked. Object ob as tree_get gives it: its representative, or once it
+   has no name, its last name's attributes. */
+static void fill_obj(struct tree *t, const struct tobj *ob, unsigned want, struct tree_entry *out)
+{
+	struct msgset *ms;
+	struct tmsg *m;
+	struct folder *f;
+
+	if (ob->names->len > 0 &&
+	    (m = name_msg(t, &g_array_index(ob->names, struct tname, 0), &ms)) != NULL) {
+		fill_msg(t, ms, m, FALSE, want, out);
+		return;
+	}
+	memset(out, 0, sizeof(*out));
+	out->ino = ob->ino;
+	out->parent = ob->last.folder;
+	out->kind = TREE_MESSAGE;
+	out->gone = TRUE;
+	out->uid = ob->last.uid;
+	out->uidvalidity = ob->last.uidvalidity;
+	out->size = ob->last.size;
+	out->mtime = ob->last.mtime;
+	if (want & TREE_WANT_NAME)
+		out->name = g_strdup(ob->last.name ? ob->last.name : "");
+	if ((want & TREE_WANT_WIRE) && (f = folder_get(t, ob->last.folder)) != NULL && f->wire)
+		out->wire = g_strdup(f->wire);
+	if (want & TREE_WANT_FLAGS)
+		out->flags = g_strdup(ob->last.flags ? ob->last.flags : "");
+	if (want & TREE_WANT_OBJID)
+		out->objid = g_strdup(ob->objid);
+}
+
 int tree_get(struct tree *t, guint64 ino, unsigned want, struct tree_entry *out)
 {
+	struct tobj *ob;
 	struct folder *f;
 	struct msgset *ms;
 	struct tmsg *m;
@@ -966,6 +1089,8 @@ int tree_get(struct tree *t, guint64 ino, unsigned want, struct tree_entry *out)
 	mfs_mutex_lock(&t->lock);
 	if ((f = folder_get(t, ino)) != NULL)
 		fill_folder(f, want, out);
+	else if (TREE_IS_OBJECT(ino) && (ob = objtab_get(t->objects, ino)) != NULL)
+		fill_obj(t, ob, want, out);
 	else if ((m = msg_get(t, ino, &ms, &gone)) != NULL)
 		fill_msg(t, ms, m, gone, want, out);
 	else
@@ -976,7 +1101,9 @@ int tree_get(struct tree *t, guint64 ino, unsigned want, struct tree_entry *out)
 
 static void msg_ref(struct msgset *ms, struct tmsg *m)
 {
-	if (m->nlookup < G_MAXUINT32) {
+	if (m->obj)
+		m->obj->nlookup++;
+	else if (m->nlookup < G_MAXUINT32) {
 		m->nlookup++;
 		ms->refs++;
 	}
@@ -993,9 +1120,10 @@ int tree_lookup(struct tree *t, guint64 parent, const char *name, gboolean ref, 
 	mfs_mutex_lock(&t->lock);
 	p = folder_get(t, parent);
 	if (!p) {
-		rc = parent >= MSG_INO_MIN &&
-			     g_hash_table_contains(t->epochs,
-						   GUINT_TO_POINTER((guint32)(parent >> 32)))
+		rc = (TREE_IS_OBJECT(parent) && objtab_get(t->objects, parent)) ||
+			     (parent >= MSG_INO_MIN &&
+			      g_hash_table_contains(t->epochs,
+						    GUINT_TO_POINTER((guint32)(parent >> 32))))
 			 ? -ENOTDIR
 			 : -ENOENT;
 		goto out;
@@ -1022,6 +1150,7 @@ void tree_forget(struct tree *t, guint64 ino, guint64 n)
 	struct folder *f;
 	struct msgset *ms;
 	struct tmsg *m;
+	struct tobj *ob;
 	gboolean gone;
 
 	mfs_mutex_lock(&t->lock);
@@ -1029,6 +1158,9 @@ void tree_forget(struct tree *t, guint64 ino, guint64 n)
 		f->nlookup -= MIN(n, f->nlookup);
 		if (f->detached && f->nlookup == 0)
 			g_hash_table_remove(t->folders, &f->ino);
+	} else if (TREE_IS_OBJECT(ino) && (ob = objtab_get(t->objects, ino)) != NULL) {
+		ob->nlookup -= MIN(n, ob->nlookup);
+		objtab_release(t->objects, ob);
 	} else if ((m = msg_get(t, ino, &ms, &gone)) != NULL) {
 		guint32 dec = (guint32)MIN(n, (guint64)m->nlookup);
 
@@ -1115,28 +1247,41 @@ out:
 	return rc;
 }
 
-static struct tmsg *msg_for_update(struct tree *t, guint64 ino, int *rc)
+/* Locked. The messages an update of ino changes: every live name of an
+   object, or the message itself (also gone). 0, -EISDIR or -ENOENT. */
+static int msgs_of(struct tree *t, guint64 ino, GPtrArray *out)
 {
 	struct msgset *ms;
-	gboolean gone;
+	struct tobj *ob;
 	struct tmsg *m;
+	gboolean gone;
 
-	if (folder_get(t, ino)) {
-		*rc = -EISDIR;
-		return NULL;
+	if (folder_get(t, ino))
+		return -EISDIR;
+	if (TREE_IS_OBJECT(ino)) {
+		if (!(ob = objtab_get(t->objects, ino)) || ob->names->len == 0)
+			return -ENOENT;
+		for (guint i = 0; i < ob->names->len; i++)
+			if ((m = name_msg(t, &g_array_index(ob->names, struct tname, i), &ms)))
+				g_ptr_array_add(out, m);
+		return 0;
 	}
-	m = msg_get(t, ino, &ms, &gone);
-	*rc = m ? 0 : -ENOENT;
-	return m;
+	if (!(m = msg_get(t, ino, &ms, &gone)))
+		return -ENOENT;
+	g_ptr_array_add(out, m);
+	return 0;
 }
 
 int tree_message_set_flags(struct tree *t, guint64 ino, const char *flags)
 {
-	struct tmsg *m;
+	g_autoptr(GPtrArray) msgs = g_ptr_array_new();
 	int rc;
 
 	mfs_mutex_lock(&t->lock);
-	if ((m = msg_for_update(t, ino, &rc)) != NULL) {
+	rc = msgs_of(t, ino, msgs);
+	for (guint i = 0; i < msgs->len; i++) {
+		struct tmsg *m = msgs->pdata[i];
+
 		g_ref_string_release(m->flags);
 		m->flags = intern_flags(flags);
 	}
@@ -1146,12 +1291,13 @@ int tree_message_set_flags(struct tree *t, guint64 ino, const char *flags)
 
 int tree_message_set_size(struct tree *t, guint64 ino, guint64 size)
 {
-	struct tmsg *m;
+	g_autoptr(GPtrArray) msgs = g_ptr_array_new();
 	int rc;
 
 	mfs_mutex_lock(&t->lock);
-	if ((m = msg_for_update(t, ino, &rc)) != NULL)
-		m->size = size;
+	rc = msgs_of(t, ino, msgs);
+	for (guint i = 0; i < msgs->len; i++)
+		((struct tmsg *)msgs->pdata[i])->size = size;
 	mfs_mutex_unlock(&t->lock);
 	return rc;
 }
@@ -1177,14 +1323,75 @@ int tree_message_remove(struct tree *t, guint64 folder, guint32 uid, GArray *rem
 	}
 	copy = *m;
 	g_array_remove_index(ms->live, pos);
-	report(removed, ms->folder, msg_ino(ms, uid), copy.name);
-	if (copy.nlookup > 0) {
+	if (msg_leaving(t, ms, &copy, TRUE, removed)) {
 		msg_find(ms->gone, copy.uid, &gpos);
 		g_array_insert_val(ms->gone, gpos, copy);
-	} else {
-		tmsg_clear(&copy);
 	}
 out:
+	mfs_mutex_unlock(&t->lock);
+	return rc;
+}
+
+static void clear_entry(void *p)
+{
+	tree_entry_clear(p);
+}
+
+GArray *tree_message_names(struct tree *t, guint64 ino, unsigned want)
+{
+	GArray *out = g_array_new(FALSE, FALSE, sizeof(struct tree_entry));
+	g_autoptr(GPtrArray) msgs = g_ptr_array_new();
+	struct msgset *ms;
+	struct tobj *ob;
+	struct tmsg *m;
+	gboolean gone = FALSE;
+
+	g_array_set_clear_func(out, clear_entry);
+	mfs_mutex_lock(&t->lock);
+	if (TREE_IS_OBJECT(ino)) {
+		if ((ob = objtab_get(t->objects, ino)) != NULL) {
+			for (guint i = 0; i < ob->names->len; i++) {
+				struct tree_entry e;
+
+				if (!(m = name_msg(t, &g_array_index(ob->names, struct tname, i),
+						   &ms)))
+					continue;
+				fill_msg(t, ms, m, FALSE, want, &e);
+				g_array_append_val(out, e);
+			}
+		}
+	} else if (!folder_get(t, ino) && (m = msg_get(t, ino, &ms, &gone)) != NULL && !gone) {
+		struct tree_entry e;
+
+		fill_msg(t, ms, m, FALSE, want, &e);
+		g_array_append_val(out, e);
+	}
+	mfs_mutex_unlock(&t->lock);
+	if (out->len == 0)
+		g_clear_pointer(&out, g_array_unref);
+	return out;
+}
+
+int tree_folder_object(struct tree *t, guint64 folder, guint64 ino, gboolean ref, unsigned want,
+		       struct tree_entry *out)
+{
+	struct msgset *ms;
+	struct tobj *ob;
+	struct tmsg *m;
+	int rc = -ENOENT;
+
+	mfs_mutex_lock(&t->lock);
+	ob = TREE_IS_OBJECT(ino) ? objtab_get(t->objects, ino) : NULL;
+	for (guint i = 0; ob && i < ob->names->len && rc != 0; i++) {
+		const struct tname *n = &g_array_index(ob->names, struct tname, i);
+
+		if (n->folder != folder || !(m = name_msg(t, n, &ms)))
+			continue;
+		if (ref)
+			msg_ref(ms, m);
+		fill_msg(t, ms, m, FALSE, want, out);
+		rc = 0;
+	}
 	mfs_mutex_unlock(&t->lock);
 	return rc;
 }

@@ -408,6 +408,11 @@ static void collect_msg(void *ud, const struct tree_msg_info *m)
 	g_string_append_printf(ud, "%u:%s:%s;", m->uid, m->name, m->flags);
 }
 
+static void collect_objid(void *ud, const struct tree_msg_info *m)
+{
+	g_string_append_printf(ud, "%u:%s;", m->uid, m->objid ? m->objid : "-");
+}
+
 static char *dump_msgs(struct tree *t, guint64 ino, guint32 *uv)
 {
 	GString *s = g_string_new(NULL);
@@ -717,6 +722,167 @@ static void test_message_remove_and_keys(void)
 	root = tree_folder_key(t, TREE_ROOT_INO);
 	g_assert_cmpstr(root, ==, "");
 	g_assert_null(tree_folder_key(t, e.ino));
+	tree_free(t);
+}
+
+static struct tree_msg_info omsg(guint32 uid, const char *subject, const char *objid)
+{
+	struct tree_msg_info m = msg(uid, subject, "\\Seen");
+
+	m.objid = objid;
+	return m;
+}
+
+static guint64 name_ino(struct tree *t, guint64 folder, const char *name, gboolean ref,
+			struct tree_entry *e)
+{
+	g_assert_cmpint(tree_lookup(t, folder, name, ref, TREE_WANT_WIRE | TREE_WANT_FLAGS, e), ==, 0);
+	return e->ino;
+}
+
+/* Objects: one inode per objid across folders, names, link counts, the
+   representative, removal of one name, references after the last. */
+static void test_objects(void)
+{
+	struct tree *t = tree_new(NULL);
+	g_autoptr(GArray) rm = tree_removed_new();
+	struct tree_msg_info in[] = { omsg(1, "One", "Ea"), omsg(2, "Two", "Eb"),
+				      msg(3, "Three", NULL) };
+	struct tree_msg_info arch[] = { omsg(7, "One", "Ea") };
+	struct tree_msg_info trash[] = { omsg(4, "One", "Ea"), omsg(5, "Two", "Eb") };
+	struct tree_entry e = { 0 };
+	const struct tree_removed *r;
+	guint64 inbox, archive, bin, one, two;
+	GArray *names;
+
+	apply(t, corpus, NULL);
+	inbox = path_ino(t, "INBOX");
+	archive = path_ino(t, "Archive");
+	bin = path_ino(t, "Trash");
+	g_assert_cmpuint(archive, <, inbox); /* strcmp order: Archive first */
+	g_assert_cmpint(tree_folder_set_messages(t, inbox, 7, in, 3, rm), ==, 0);
+	g_assert_cmpuint(rm->len, ==, 0);
+	one = name_ino(t, inbox, "1-One.eml", FALSE, &e);
+	g_assert_true(TREE_IS_OBJECT(one));
+	g_assert_cmpuint(e.nlink, ==, 1);
+	g_assert_false(e.alias);
+	tree_entry_clear(&e);
+	two = name_ino(t, inbox, "2-Two.eml", FALSE, &e);
+	tree_entry_clear(&e);
+	g_assert_cmpuint(one, !=, two);
+	/* No objid: a message number as ever. */
+	g_assert_false(TREE_IS_OBJECT(name_ino(t, inbox, "3-Three.eml", FALSE, &e)));
+	g_assert_cmpuint(e.ino, ==, ((guint64)1 << 32) | 3);
+	g_assert_cmpuint(e.nlink, ==, 1);
+	tree_entry_clear(&e);
+
+	/* A second folder holds Ea: the same inode, two names; its link count
+	   change is reported. Archive sorts first: it becomes the representative. */
+	g_assert_cmpint(tree_folder_set_messages(t, archive, 9, arch, 1, rm), ==, 0);
+	g_assert_cmpuint(rm->len, ==, 1);
+	g_assert_true(g_array_index(rm, struct tree_removed, 0).linked);
+	g_assert_null(g_array_index(rm, struct tree_removed, 0).name);
+	g_assert_cmpuint(g_array_index(rm, struct tree_removed, 0).ino, ==, one);
+	g_array_set_size(rm, 0);
+	g_assert_cmpuint(name_ino(t, archive, "7-One.eml", TRUE, &e), ==, one);
+	g_assert_cmpuint(e.nlink, ==, 2);
+	g_assert_false(e.alias);
+	g_assert_cmpuint(e.uid, ==, 7);
+	tree_entry_clear(&e);
+	g_assert_cmpuint(name_ino(t, inbox, "1-One.eml", TRUE, &e), ==, one);
+	g_assert_true(e.alias);
+	g_assert_cmpuint(e.uid, ==, 1);
+	g_assert_cmpstr(e.wire, ==, "INBOX");
+	tree_entry_clear(&e);
+	g_assert_cmpint(tree_get(t, one, TREE_WANT_WIRE | TREE_WANT_OBJID, &e), ==, 0);
+	g_assert_cmpuint(e.uid, ==, 7);
+	g_assert_cmpuint(e.uidvalidity, ==, 9);
+	g_assert_cmpstr(e.wire, ==, "Archive");
+	g_assert_cmpstr(e.objid, ==, "Ea");
+	g_assert_cmpuint(e.nlink, ==, 2);
+	tree_entry_clear(&e);
+	names = tree_message_names(t, one, TREE_WANT_WIRE);
+	g_assert_nonnull(names);
+	g_assert_cmpuint(names->len, ==, 2);
+	g_assert_cmpstr(g_array_index(names, struct tree_entry, 0).wire, ==, "Archive");
+	g_assert_cmpstr(g_array_index(names, struct tree_entry, 1).wire, ==, "INBOX");
+	g_array_unref(names);
+	g_assert_cmpint(tree_folder_object(t, inbox, one, FALSE, 0, &e), ==, 0);
+	g_assert_cmpuint(e.uid, ==, 1);
+	g_assert_cmpint(tree_folder_object(t, bin, one, FALSE, 0, &e), ==, -ENOENT);
+
+	/* Flags and sizes go to every name. */
+	g_assert_cmpint(tree_message_set_flags(t, one, "\\Flagged"), ==, 0);
+	name_ino(t, inbox, "1-One.eml", FALSE, &e);
+	g_assert_cmpstr(e.flags, ==, "\\Flagged");
+	tree_entry_clear(&e);
+	name_ino(t, archive, "7-One.eml", FALSE, &e);
+	g_assert_cmpstr(e.flags, ==, "\\Flagged");
+	tree_entry_clear(&e);
+
+	/* Trash lists both: three names of Ea, two of Eb. */
+	g_assert_cmpint(tree_folder_set_messages(t, bin, 3, trash, 2, rm), ==, 0);
+	g_assert_cmpuint(rm->len, ==, 2);
+	g_array_set_size(rm, 0);
+	g_assert_cmpint(tree_get(t, two, 0, &e), ==, 0);
+	g_assert_cmpuint(e.nlink, ==, 2);
+
+	/* One name leaves (rm): only the name, reported linked. */
+	g_assert_cmpint(tree_message_remove(t, inbox, 1, rm), ==, 0);
+	g_assert_cmpuint(rm->len, ==, 1);
+	r = &g_array_index(rm, struct tree_removed, 0);
+	g_assert_true(r->linked);
+	g_assert_cmpstr(r->name, ==, "1-One.eml");
+	g_assert_cmpuint(r->parent, ==, inbox);
+	g_assert_cmpuint(r->ino, ==, one);
+	g_array_set_size(rm, 0);
+	g_assert_cmpint(tree_get(t, one, 0, &e), ==, 0);
+	g_assert_cmpuint(e.nlink, ==, 2);
+	g_assert_false(e.gone);
+
+	/* A listing without it in Archive: the representative moves to Trash. */
+	g_assert_cmpint(tree_folder_set_messages(t, archive, 9, NULL, 0, rm), ==, 0);
+	g_assert_cmpuint(rm->len, ==, 1);
+	g_assert_true(g_array_index(rm, struct tree_removed, 0).linked);
+	g_array_set_size(rm, 0);
+	g_assert_cmpint(tree_get(t, one, TREE_WANT_WIRE, &e), ==, 0);
+	g_assert_cmpstr(e.wire, ==, "Trash");
+	g_assert_cmpuint(e.nlink, ==, 1);
+	tree_entry_clear(&e);
+
+	/* The last name leaves: reported as the inode's (notify_delete), gone
+	   while referenced (two lookups above), with its last attributes. */
+	g_assert_cmpint(tree_message_remove(t, bin, 4, rm), ==, 0);
+	g_assert_cmpuint(rm->len, ==, 1);
+	g_assert_false(g_array_index(rm, struct tree_removed, 0).linked);
+	g_array_set_size(rm, 0);
+	g_assert_cmpint(tree_get(t, one, TREE_WANT_NAME | TREE_WANT_FLAGS, &e), ==, 0);
+	g_assert_true(e.gone);
+	g_assert_cmpuint(e.nlink, ==, 0);
+	g_assert_cmpuint(e.uid, ==, 4);
+	g_assert_cmpstr(e.name, ==, "4-One.eml");
+	g_assert_cmpstr(e.flags, ==, "\\Seen");
+	tree_entry_clear(&e);
+	g_assert_null(tree_message_names(t, one, 0));
+	/* The id seen again: a new object, a new number. */
+	g_assert_cmpint(tree_folder_set_messages(t, bin, 3, trash, 2, rm), ==, 0);
+	g_assert_cmpuint(name_ino(t, bin, "4-One.eml", FALSE, &e), !=, one);
+	tree_forget(t, one, 1);
+	g_assert_cmpint(tree_get(t, one, 0, &e), ==, 0);
+	tree_forget(t, one, 1);
+	g_assert_cmpint(tree_get(t, one, 0, &e), ==, -ENOENT);
+	/* A message number is no directory; nor is an object's. */
+	g_assert_cmpint(tree_lookup(t, two, "x", FALSE, 0, &e), ==, -ENOTDIR);
+
+	/* A folder's listing saved and given back carries the objids. */
+	{
+		guint32 uv;
+		GString *ids = g_string_new(NULL);
+
+		g_assert_cmpint(tree_folder_foreach_message(t, inbox, &uv, collect_objid, ids), ==, 0);
+		g_assert_cmpstr(ids->str, ==, "2:Eb;3:-;");
+		g_string_free(ids, TRUE);
+	}
 	tree_free(t);
 }
 
@@ -1032,6 +1198,7 @@ int main(int argc, char **argv)
 	g_test_add_func("/tree/merge", test_merge);
 	g_test_add_func("/tree/names-uid", test_names_uid);
 	g_test_add_func("/tree/message-remove-and-keys", test_message_remove_and_keys);
+	g_test_add_func("/tree/objects", test_objects);
 	g_test_add_func("/tree/readdir-offsets", test_readdir_offsets);
 	g_test_add_func("/tree/resurrect", test_resurrect);
 	g_test_add_func("/tree/folders-after", test_folders_after);
