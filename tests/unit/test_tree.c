@@ -867,6 +867,7 @@ static void test_objects(void)
 	/* The id seen again: a new object, a new number. */
 	g_assert_cmpint(tree_folder_set_messages(t, bin, 3, trash, 2, rm), ==, 0);
 	g_assert_cmpuint(name_ino(t, bin, "4-One.eml", FALSE, &e), !=, one);
+	tree_entry_clear(&e);
 	tree_forget(t, one, 1);
 	g_assert_cmpint(tree_get(t, one, 0, &e), ==, 0);
 	tree_forget(t, one, 1);
