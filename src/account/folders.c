@@ -54,6 +54,14 @@ void account_removed(struct imap_account *a, GArray *removed)
 	for (guint i = 0; i < removed->len; i++) {
 		const struct tree_removed *r = &g_array_index(removed, struct tree_removed, i);
 
+		if (r->linked) {
+			/* One name of an object, or its link count: the inode stays. */
+			if (r->name && a->ev.entry_gone)
+				a->ev.entry_gone(a->ev.ud, r->parent, 0, r->name);
+			if (a->ev.inode_changed)
+				a->ev.inode_changed(a->ev.ud, r->ino);
+			continue;
+		}
 		if (a->ev.entry_gone)
 			a->ev.entry_gone(a->ev.ud, r->parent, r->ino, r->name);
 		mfs_mutex_lock(&a->headers_lock);

@@ -123,6 +123,16 @@ int imap_account_rename(struct imap_account *a, struct lease *l, guint64 parent,
    uidvalidity): for a message mailfs itself appended a moment ago. */
 int imap_account_expunge(struct imap_account *a, struct lease *l, const char *wire,
 			 guint32 uidvalidity, guint32 uid);
+/*
+ * ln: message ino (an object, model/tree.h) gets a name in folder
+ * newparent: UID COPY there, then the folder is listed again. On 0, *out is
+ * the new name's entry (TREE_WANT_NAME), one lookup reference counted for
+ * the kernel. -EPERM when ino is no object (no object ids, a new file) or
+ * newparent cannot hold messages, -EEXIST when it holds ino already, -EIO
+ * when the copy did not keep the message's identity.
+ */
+int imap_account_link(struct imap_account *a, struct lease *l, guint64 ino, guint64 newparent,
+		      struct tree_entry *out);
 /* The flags of message ino become `flags` (canonical, append_parse_flags). */
 int imap_account_store_flags(struct imap_account *a, struct lease *l, guint64 ino,
 			     const char *flags);

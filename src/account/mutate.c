@@ -285,8 +285,11 @@ static int move_uid(struct imap_session *s, guint32 uid, const char *dest, GErro
 }
 
 /* Message e, selected read-write under the UIDVALIDITY it was listed with:
-   expunged, or moved to dest. */
-static int change_message(struct lease *l, const struct tree_entry *e, const char *dest)
+   expunged, or moved to dest. With label_only, on Gmail (X-GM-EXT-1) it
+   is expunged instead of moved, which takes only this folder's label off
+   (mailfs(1), Links); *moved tells which was done (may be NULL). */
+static int change_message(struct lease *l, const struct tree_entry *e, const char *dest,
+			  gboolean label_only, gboolean *moved)
 {
 	struct imap_session *s;
 	GError *err = NULL;
@@ -294,11 +297,26 @@ static int change_message(struct lease *l, const struct tree_entry *e, const cha
 
 	if (rc < 0)
 		return rc;
+	if (label_only && imap_session_has(s, IMAP_CAP_X_GM_EXT_1))
+		dest = NULL;
+	if (moved)
+		*moved = dest != NULL;
 	rc = fetch_ensure_selected(s, e->wire, FALSE, e->uidvalidity, &err);
 	if (rc == 0)
 		rc = dest ? move_uid(s, e->uid, dest, &err) : expunge_uid(s, e->uid, &err);
 	lease_give_back(l);
 	return rc < 0 ? lease_errno(l, rc, err, e->wire) : 0;
+}
+
+/* Whether folder ino is Gmail's All Mail (SPECIAL-USE \All): a name there
+   is never only a label. */
+static gboolean all_mail(struct imap_account *a, guint64 ino)
+{
+	struct tree_entry f = { 0 };
+	gboolean all = tree_get(a->tree, ino, 0, &f) == 0 && (f.mbox_attrs & IMAP_MBOX_ALL);
+
+	tree_entry_clear(&f);
+	return all;
 }
 
 static void removed_message(struct imap_account *a, const struct tree_entry *e)
@@ -313,7 +331,7 @@ static void removed_message(struct imap_account *a, const struct tree_entry *e)
 int account_remove_message(struct imap_account *a, struct lease *l, const struct tree_entry *e)
 {
 	g_autofree char *trash = account_trash(a);
-	gboolean expunge;
+	gboolean expunge, moved = FALSE;
 	int rc;
 
 	expunge = a->opts->delete_mode == MFS_DELETE_EXPUNGE || g_strcmp0(trash, e->wire) == 0;
@@ -321,10 +339,11 @@ int account_remove_message(struct imap_account *a, struct lease *l, const struct
 		mfs_log_warn("rm of %s: no Trash mailbox (set trash= or delete=expunge)", e->name);
 		return -EPERM;
 	}
-	rc = change_message(l, e, expunge ? NULL : trash);
+	rc = change_message(l, e, expunge ? NULL : trash, e->nlink > 1 && !all_mail(a, e->parent),
+			    &moved);
 	if (rc == 0) {
 		removed_message(a, e);
-		if (!expunge) {
+		if (moved) {
 			guint64 t = tree_find_folder(a->tree, trash);
 
 			if (t)
@@ -359,7 +378,7 @@ int imap_account_expunge(struct imap_account *a, struct lease *l, const char *wi
 	e.wire = g_strdup(wire);
 	e.uid = uid;
 	e.uidvalidity = uidvalidity;
-	rc = change_message(l, &e, NULL);
+	rc = change_message(l, &e, NULL, FALSE, NULL);
 	tree_entry_clear(&e);
 	return rc;
 }
@@ -377,7 +396,7 @@ static int rename_message(struct imap_account *a, struct lease *l, const struct 
 		tree_entry_clear(&dest);
 		return rc < 0 ? rc : -EPERM;
 	}
-	rc = change_message(l, e, dest.wire);
+	rc = change_message(l, e, dest.wire, FALSE, NULL);
 	if (rc == 0) {
 		removed_message(a, e);
 		account_mark_stale(a, newparent);
@@ -437,33 +456,103 @@ int imap_account_rename(struct imap_account *a, struct lease *l, guint64 parent,
 	return rc;
 }
 
+/* STORE flags on message e (one name). *gmail: the server keeps flags per
+   message (X-GM-EXT-1), so one name's STORE is every name's. */
+static int store_on(struct lease *l, const struct tree_entry *e, const char *flags,
+		    gboolean *gmail)
+{
+	struct imap_session *s;
+	GError *err = NULL;
+	int rc = lease_borrow(l, e->wire, &s);
+
+	if (rc < 0)
+		return rc;
+	*gmail = imap_session_has(s, IMAP_CAP_X_GM_EXT_1);
+	rc = fetch_ensure_selected(s, e->wire, FALSE, e->uidvalidity, &err);
+	if (rc == 0)
+		rc = run_change(s, "STORE", &err, "UID STORE %u FLAGS.SILENT (%s)", e->uid, flags);
+	lease_give_back(l);
+	return rc < 0 ? lease_errno(l, rc, err, e->wire) : 0;
+}
+
+/* user.imap.flags of ino: stored on every name of a message in several
+   folders, since a server with OBJECTID (Cyrus) keeps flags per mailbox;
+   the representative's first (mailfs(1), Links). */
 int imap_account_store_flags(struct imap_account *a, struct lease *l, guint64 ino,
 			     const char *flags)
 {
-	struct tree_entry e = { 0 };
-	struct imap_session *s;
-	GError *err = NULL;
+	g_autoptr(GArray) names = NULL;
+	gboolean gmail = FALSE;
 	int rc;
 
 	if ((rc = refuse_readonly(a)) < 0)
 		return rc;
-	rc = tree_get(a->tree, ino, TREE_WANT_WIRE, &e);
-	if (rc < 0 || e.gone || !e.wire) {
-		tree_entry_clear(&e);
-		return rc < 0 ? rc : -ENOENT;
-	}
-	rc = lease_borrow(l, e.wire, &s);
-	if (rc == 0) {
-		rc = fetch_ensure_selected(s, e.wire, FALSE, e.uidvalidity, &err);
-		if (rc == 0)
-			rc = run_change(s, "STORE", &err, "UID STORE %u FLAGS.SILENT (%s)", e.uid,
-					flags);
-		lease_give_back(l);
-		if (rc < 0)
-			rc = lease_errno(l, rc, err, e.wire);
+	names = tree_message_names(a->tree, ino, TREE_WANT_WIRE);
+	if (!names)
+		return -ENOENT; /* a folder, or a message gone meanwhile */
+	for (guint i = 0; i < names->len && rc == 0 && !gmail; i++) {
+		const struct tree_entry *e = &g_array_index(names, struct tree_entry, i);
+
+		if (e->wire)
+			rc = store_on(l, e, flags, &gmail);
 	}
 	if (rc == 0)
 		tree_message_set_flags(a->tree, ino, flags);
+	return rc;
+}
+
+/* UID COPY of message e to mailbox dest. */
+static int copy_message(struct lease *l, const struct tree_entry *e, const char *dest)
+{
+	g_autofree char *q = imap_quote(dest);
+	struct imap_session *s;
+	GError *err = NULL;
+	int rc;
+
+	if (!q)
+		return -EINVAL;
+	if ((rc = lease_borrow(l, e->wire, &s)) < 0)
+		return rc;
+	rc = fetch_ensure_selected(s, e->wire, TRUE, e->uidvalidity, &err);
+	if (rc == 0)
+		rc = run_change(s, "COPY", &err, "UID COPY %u %s", e->uid, q);
+	lease_give_back(l);
+	return rc < 0 ? lease_errno(l, rc, err, e->wire) : 0;
+}
+
+int imap_account_link(struct imap_account *a, struct lease *l, guint64 ino, guint64 newparent,
+		      struct tree_entry *out)
+{
+	struct tree_entry e = { 0 }, dest = { 0 };
+	int rc;
+
+	if ((rc = refuse_readonly(a)) < 0)
+		return rc;
+	if (!TREE_IS_OBJECT(ino))
+		return -EPERM; /* no object ids: the mount has no hard links */
+	rc = tree_get(a->tree, newparent, TREE_WANT_WIRE, &dest);
+	if (rc == 0 && (dest.kind != TREE_FOLDER || !dest.wire))
+		rc = -EPERM;
+	if (rc == 0 && (rc = imap_account_refresh_dir(a, l, newparent)) == -EIO)
+		rc = 0; /* offline: the COPY below says so */
+	if (rc == 0 && tree_folder_object(a->tree, newparent, ino, FALSE, 0, &e) == 0)
+		rc = -EEXIST;
 	tree_entry_clear(&e);
+	if (rc == 0 && (rc = tree_get(a->tree, ino, TREE_WANT_WIRE, &e)) == 0 && (e.gone || !e.wire))
+		rc = -ENOENT;
+	if (rc == 0)
+		rc = copy_message(l, &e, dest.wire);
+	if (rc == 0) {
+		account_mark_stale(a, newparent);
+		imap_account_refresh_folder(a, l, newparent, TRUE);
+		if (tree_folder_object(a->tree, newparent, ino, TRUE, TREE_WANT_NAME, out) != 0) {
+			mfs_log_warn("ln into %s: the server made a copy without the message's "
+				     "identity (OBJECTID): it is a file of its own",
+				     dest.wire);
+			rc = -EIO;
+		}
+	}
+	tree_entry_clear(&e);
+	tree_entry_clear(&dest);
 	return rc;
 }

@@ -80,7 +80,9 @@ static gboolean collect_listed(void *ud, const char *name, const struct tree_ent
 	struct listed l;
 
 	(void)next_off;
-	if (e->kind != TREE_MESSAGE)
+	/* A name whose body is read through another folder's (model/tree.h,
+	   OBJECTS) is not this folder's to fetch ahead. */
+	if (e->kind != TREE_MESSAGE || e->alias)
 		return TRUE;
 	l.uid = e->uid;
 	l.size = e->size;

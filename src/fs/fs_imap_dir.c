@@ -24,8 +24,9 @@ void fs_imap_fill_attr(const struct mfs_imap_fs *fs, const struct tree_entry *e,
 		st->st_atime = e->mtime;
 	} else {
 		st->st_mode = S_IFREG | 0600;
-		/* Gone from the server: unlinked, as a local file removed while open. */
-		st->st_nlink = e->gone ? 0 : 1;
+		/* Gone from the server: unlinked, as a local file removed while
+		   open. A message in several folders: its names (mailfs(1), Links). */
+		st->st_nlink = e->gone ? 0 : MAX(e->nlink, 1);
 		st->st_size = (off_t)e->size;
 		st->st_blocks = (blkcnt_t)((e->size + 511) / 512);
 		st->st_mtime = e->mtime;

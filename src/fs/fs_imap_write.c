@@ -375,8 +375,9 @@ void fs_imap_rename(fuse_req_t req, fuse_ino_t parent, const char *name, fuse_in
 	fs_reply_rc(req, rc);
 }
 
-/* What a mailbox cannot hold: symlinks, FIFOs, sockets, device nodes, a
-   second name for a message. EPERM, as link(2) documents for a file system
+/* What a mailbox cannot hold: symlinks, FIFOs, sockets, device nodes (and
+   a second name for a message, unless the server names messages across
+   folders: fs_imap_link). EPERM, as link(2) documents for a file system
    without hard links; a regular file is made by open(2), not mknod(2).
    Unless nothing may change at all (readonly), as for create. */
 static void refuse_kind(fuse_req_t req)
@@ -407,12 +408,30 @@ void fs_imap_mknod(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t m
 	refuse_kind(req);
 }
 
+/* ln of a message into another folder: a server-side copy, the same inode
+   where the server keeps the message's identity (mailfs(1), Links). The
+   name is the folder's for the copy's UID: the kernel's dentry for the
+   name asked for is dropped at once, as a new file's is. */
 void fs_imap_link(fuse_req_t req, fuse_ino_t ino, fuse_ino_t newparent, const char *newname)
 {
+	struct mfs_imap_fs *fs = fuse_req_userdata(req);
+	struct tree_entry e = { 0 };
+	struct lease l;
+	int rc;
+
 	if (fs_hidden_refuse(req, newparent, newname))
 		return;
-	(void)ino;
-	(void)newparent;
-	(void)newname;
-	refuse_kind(req);
+	/* A new file, a .search or .parts node: no object, EPERM below. */
+	fs_lease_begin(fs, req, &l);
+	rc = imap_account_link(fs->account, &l, ino, newparent, &e);
+	fs_lease_end(req, &l);
+	if (rc < 0) {
+		fuse_reply_err(req, -rc);
+		return;
+	}
+	fs_imap_reply_entry(fs, req, &e);
+	if (strcmp(e.name, newname) != 0)
+		notify_entry_gone(fs->notify, newparent, 0, newname);
+	notify_inode_changed(fs->notify, ino);
+	tree_entry_clear(&e);
 }
