@@ -232,8 +232,11 @@ int imap_account_rmdir(struct imap_account *a, struct lease *l, guint64 parent,
 	q = key ? imap_quote(key) : NULL;
 	if (rc == 0 && !q)
 		rc = -EINVAL;
-	if (rc == 0)
+	if (rc == 0) {
+		/* Other idle sessions on it would be ended by the server. */
+		pool_close_selected(a->pool, key);
 		rc = delete_mailbox(l, key, q);
+	}
 	if (rc == 0) {
 		g_autofree char *dir = g_build_filename(a->opts->cache_dir, "listings", NULL);
 
@@ -425,6 +428,7 @@ static int rename_folder(struct imap_account *a, struct lease *l, const struct t
 	qt = imap_quote(to);
 	if (!qf || !qt)
 		return -EINVAL;
+	pool_close_selected(a->pool, key);
 	rc = lease_borrow(l, NULL, &s);
 	if (rc == 0) {
 		if (g_strcmp0(imap_session_selected(s), key) == 0)

@@ -198,6 +198,33 @@ static void go_down(struct pool *p, const GError *why)
 	g_list_free(idle);
 }
 
+void pool_close_selected(struct pool *p, const char *mailbox)
+{
+	GList *l, *next, *drop = NULL;
+
+	mfs_mutex_lock(&p->lock);
+	for (l = p->idle.head; l; l = next) {
+		struct entry *e = l->data;
+		const char *sel = imap_session_selected(e->s);
+
+		next = l->next;
+		if (sel && strcmp(sel, mailbox) == 0) {
+			g_queue_unlink(&p->idle, l);
+			drop = g_list_concat(l, drop);
+		}
+	}
+	/* Freeing never talks to the server, so it may stay under the lock. */
+	for (l = drop; l; l = l->next) {
+		struct entry *e = l->data;
+
+		account_commands(p, e);
+		imap_session_free(e->s);
+		g_free(e);
+	}
+	g_list_free(drop);
+	mfs_mutex_unlock(&p->lock);
+}
+
 /* Locked. Why borrowing fails while down: G_IO_ERROR_NOT_CONNECTED, one
    line naming the server, since when and why. */
 static void set_down_error(GError **err, const struct pool *p)

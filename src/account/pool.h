@@ -97,6 +97,14 @@ enum pool_put_outcome {
 };
 enum pool_put_outcome pool_put(struct pool *p, struct imap_session *s);
 
+/*
+ * Close the idle sessions that have mailbox selected, before this mount
+ * deletes or renames it: a server may end such a session with a BYE
+ * ("deleted under us"), which would read as a failure of the next
+ * borrower. Nothing is said to the server (as when the pool goes down).
+ */
+void pool_close_selected(struct pool *p, const char *mailbox);
+
 /* The options sessions are made with (owned by the pool), for a connection of
    its own such as the IDLE watcher's. */
 const struct imap_session_opts *pool_session_opts(const struct pool *p);

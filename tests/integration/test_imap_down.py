@@ -196,7 +196,11 @@ def test_unmount_while_frozen(mailfs_bin, server, workdir):
 def test_killed_server(mailfs_bin, server, workdir):
     """dovecot stopped (connections refused): EIO at once, no timeout at all,
     down in the status; started again, the mount reads without a remount."""
-    m = mount_at(mailfs_bin, server, workdir, "killed")
+    # No push watcher: it connects again the moment dovecot cuts its
+    # connection, and that connect can meet a login process that accepts
+    # while it shuts down and never answers (a real hang, logged as one),
+    # before the port refuses. What is tested starts once it refuses.
+    m = mount_at(mailfs_bin, server, workdir, "killed", idle="no")
     try:
         inbox = os.path.join(m.mountpoint, "INBOX")
         names = sorted(os.listdir(inbox))
