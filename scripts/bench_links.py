@@ -259,6 +259,9 @@ class Links:
                 f"{self.median(tool, 4):.0f} | {self.median(tool, 2):.0f} | "
                 f"{self.median(tool, 3):.0f} | "
                 f"{'-' if fetched is None else f'{fetched:.0f}'} |")
+        c = self.corpus
+        lines.append(f"| target | each message once | | | | {c['unique bytes']} | {c['names']} | "
+                     f"{c['messages']} | {c['unique bytes']} |")
         return "\n".join(lines)
 
     def notes(self):
