@@ -278,5 +278,6 @@ class Links:
             f"{fetched / unique:.3f}x ({'met' if fetched == unique else 'missed'})",
             f"target: rsync -aH takes no longer than rsync -a: {ratio:.2f}x "
             f"({'met' if ratio <= 1.0 else 'missed'})",
-            "mbsync stores every copy, with LF line ends (RFC822.SIZE counts CRLF)",
+            "mbsync stores every copy, with LF line ends (RFC822.SIZE counts CRLF); "
+            "its du -sb also counts its state files and each folder's cur/new/tmp",
         ]
