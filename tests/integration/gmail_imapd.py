@@ -14,7 +14,7 @@ folder and comes back gets a new UID.
         ... mount imap://USER@127.0.0.1:{srv.port} with tls=none ...
         srv.labels_of(msgid)            # {"INBOX", "Work"} (folder names)
         srv.folder_messages("Work")     # {uid: msgid}
-        srv.in_trash(msgid), srv.flags_of(msgid), srv.commands()
+        srv.in_trash(msgid), srv.flags_of(msgid), srv.commands(), srv.bad
 
 What the commands do to the store:
     STORE (+/-)FLAGS[.SILENT]  flags are the message's, shown in every folder;
@@ -39,8 +39,9 @@ INTERNALDATE X-GM-MSGID X-GM-THRID X-GM-LABELS BODYSTRUCTURE
 RFC822.HEADER BODY[.PEEK][section]<o.l> with section empty, HEADER, TEXT,
 HEADER.FIELDS[.NOT] (...)), SEARCH / UID SEARCH (ALL, sets, UID set,
 LARGER, SMALLER, flag keys, SUBJECT/FROM/TO/HEADER/BODY/TEXT, BEFORE/ON/
-SINCE, X-GM-MSGID, NOT, OR, CHARSET). Anything else is answered BAD and
-recorded in `unknown`. No IDLE, no CONDSTORE: mailfs must cope without.
+SINCE, X-GM-MSGID, NOT, OR, CHARSET). Anything else is answered BAD;
+every BAD answer is recorded in `bad` (an unknown command, FETCH item or
+search key shows there). No IDLE, no CONDSTORE: mailfs must cope without.
 
 Changes made through one connection show on the others at their next
 command (untagged EXPUNGE, EXISTS, FETCH FLAGS), as on a real server.
@@ -400,7 +401,7 @@ class GmailServer(ConnectionServer):
         self.caps = caps
         self.store = Store(labels)
         self.lines = []    # (connection index, command line) in arrival order
-        self.unknown = []  # commands answered BAD for being unknown or unsupported
+        self.bad = []      # (command line, reason) of every BAD answer
         self.store_lock = threading.RLock()
 
     # -- the test's side --
@@ -486,7 +487,6 @@ class GmailServer(ConnectionServer):
         with self.store_lock:
             try:
                 if fn is None:
-                    self.unknown.append(line.decode("latin-1"))
                     raise bad(f"Unknown command {word}")
                 if s.user is None and word not in ("CAPABILITY", "NOOP", "LOGOUT", "ID",
                                                    "LOGIN", "AUTHENTICATE"):
@@ -499,6 +499,8 @@ class GmailServer(ConnectionServer):
                 out += b"%s OK %s\r\n" % (tag, s.ok_text)
             except ImapError as e:
                 out += b"%s %s %s\r\n" % (tag, e.kind.encode(), str(e).encode())
+                if e.kind == "BAD":
+                    self.bad.append((line.decode("latin-1"), str(e)))
         s.send(out)
         if word == "LOGOUT":
             s.closed = True
@@ -957,7 +959,10 @@ def main():
                 time.sleep(1)
                 for e in srv.errors:
                     print("error:", e, flush=True)
+                for line, why in srv.bad:
+                    print(f"BAD: {why}: {line}", flush=True)
                 srv.errors.clear()
+                srv.bad.clear()
         except KeyboardInterrupt:
             pass
 
