@@ -20,6 +20,8 @@ What the commands do to the store:
     STORE (+/-)FLAGS[.SILENT]  flags are the message's, shown in every folder;
                      except \\Deleted, which is kept per folder entry (an
                      expunge removes that entry only, as on Gmail)
+    STORE (+/-)X-GM-LABELS  adds or removes labels (folders) as COPY and
+                     EXPUNGE in a label do
     COPY to a label  adds the label (a new UID there; COPYUID answered)
     COPY to All Mail nothing (it is there already; its UID there answered)
     COPY to Trash    Gmail's delete: into the Trash, out of every label
@@ -55,8 +57,10 @@ import base64
 import datetime
 import itertools
 import re
+import signal
 import threading
 import time
+import urllib.parse
 
 from hostile import ClientGone, ConnectionServer, ScriptError, Stopped
 from hostile_imapd import Conn, quote
@@ -407,7 +411,7 @@ class GmailServer(ConnectionServer):
     # -- the test's side --
 
     def url(self):
-        return f"imap://{self.user}@127.0.0.1:{self.port}"
+        return f"imap://{urllib.parse.quote(self.user, safe='')}@127.0.0.1:{self.port}"
 
     def add_message(self, body, labels=(INBOX,), flags=(), date=None):
         """A new message with these labels (folder names; none: only in All
@@ -756,6 +760,10 @@ class GmailServer(ConnectionServer):
         spec, item = t[0], t[1].upper().decode()
         flags = t[2] if isinstance(t[2], list) else t[2:]
         flags = {f.decode() for f in flags}
+        labels = re.fullmatch(r"([+-]?)X-GM-LABELS(\.SILENT)?", item)
+        if labels:
+            return self._store_labels(s, folder, self._uids(s, spec, by_uid),
+                                      labels.group(1), flags)
         m = re.fullmatch(r"([+-]?)FLAGS(\.SILENT)?", item)
         if not m:
             raise bad(f"Unknown STORE item {item}")
@@ -783,6 +791,30 @@ class GmailServer(ConnectionServer):
                     out += b"* %d FETCH (UID %d FLAGS (%s))\r\n" % (
                         s.view.index(uid) + 1, uid, now.encode())
         return out
+
+    def _label_folder(self, label):
+        """The folder of a label as X-GM-LABELS names it (\\Inbox, Work)."""
+        for f in self.store.label_folders():
+            if f.label.lower() == label.lower() or f.name == label:
+                return f
+        raise no(f"[NONEXISTENT] No label {label}")
+
+    def _store_labels(self, s, folder, uids, how, labels):
+        """STORE (+/-)X-GM-LABELS: add or remove labels. A message that loses
+        the open folder's label leaves it (EXPUNGE with the news)."""
+        wanted = [self._label_folder(label) for label in labels]
+        for uid in uids:
+            msgid = folder.entries.get(uid)
+            if msgid is None:
+                continue
+            if how != "+":
+                for f in self.store.label_folders():
+                    if (how == "-") == (f in wanted):
+                        self.store.unplace(msgid, f)
+            if how != "-":
+                for f in wanted:
+                    self.store.add_label(msgid, f)
+        return b""
 
     def do_uid_store(self, s, tag, args):
         return self.do_store(s, tag, args, by_uid=True)
@@ -954,6 +986,7 @@ def main():
         srv.add_message(sample(2, "Only in All Mail"), labels=())
         srv.add_message(sample(3, "A receipt"), labels=("Receipts",), flags=("\\Seen",))
         print(f"{srv.url()}  password: {srv.password}  (mount with -o tls=none)", flush=True)
+        signal.signal(signal.SIGTERM, lambda *_: (_ for _ in ()).throw(KeyboardInterrupt()))
         try:
             while True:
                 time.sleep(1)

@@ -29,7 +29,7 @@ import pytest
 
 import unpacked_servers
 from conftest import Mount, password_file
-from gmail_imapd import ALL_MAIL, INBOX, TRASH, GmailServer
+from gmail_imapd import ALL_MAIL, INBOX, GmailServer
 
 CYRUS_USER, CYRUS_PASSWORD = "lena", "lena-Secret-8"
 DOVECOT_USER = "lia"
