@@ -74,23 +74,25 @@ def read(path):
 
 
 def wait_for(predicate, what):
-    """A hang guard, not a timed assertion: poll until predicate() is true."""
+    """A hang guard, not a timed assertion: poll until predicate() is true.
+    what: the text of the failure, or a function giving it then."""
     deadline = time.monotonic() + HANG_GUARD
     while True:
         value = predicate()
         if value:
             return value
         if time.monotonic() > deadline:
+            what = what() if callable(what) else what
             raise AssertionError(f"gave up after {HANG_GUARD}s waiting for {what}")
         time.sleep(0.2)
 
 
 def nlink_becomes(path, n, folder):
-    """Wait until path shows st_nlink n, listing its folder each time."""
+    """Wait until path shows st_nlink n, listing folder each time."""
     def check():
         os.listdir(folder)
         return os.stat(path).st_nlink == n
-    wait_for(check, f"st_nlink {n} of {path} (now {os.stat(path).st_nlink})")
+    wait_for(check, lambda: f"st_nlink {n} of {path} (it is {os.stat(path).st_nlink})")
 
 
 def status(mountpoint):
