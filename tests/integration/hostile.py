@@ -356,6 +356,7 @@ class ConnectionServer:
     connections were in."""
 
     thread_prefix = "server"
+    bind_port = 0  # 0: a free port (a fixed one is for debugging by hand)
 
     def __init__(self, max_conns):
         self.max_conns = max_conns
@@ -370,7 +371,9 @@ class ConnectionServer:
 
     def __enter__(self):
         self._listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        self._listener.bind(("127.0.0.1", 0))
+        if self.bind_port:
+            self._listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        self._listener.bind(("127.0.0.1", self.bind_port))
         self._listener.listen(4)
         self._listener.settimeout(POLL)
         self.port = self._listener.getsockname()[1]

@@ -28,6 +28,8 @@ USERS = {
     "dave": "dave-Secret-4",
     # erin's INBOX is changed behind the mount's back by the push tests.
     "erin": "erin-Secret-5",
+    # lia's mailbox gets the folders and copies of the link tests (test_links.py).
+    "lia": "lia-Secret-6",
 }
 
 
