@@ -247,6 +247,50 @@ def test_tree_is_the_server_folders(server, mnt):
         assert server.path(f) in dirs, f
 
 
+def test_listing_asks_for_object_ids(server, mailfs_bin, workdir):
+    """With hardlinks on (the default), the listing asks for each message's
+    identity where the server offers it (Cyrus: OBJECTID, EMAILID) and not
+    where it offers none (dovecot 2.3, Courier); no extra command. A saved
+    listing made asking for ids is not used by a mount that does not ask
+    (hardlinks=no): that folder is listed in full."""
+    offers = server.kind.startswith("cyrus")
+    cache = os.path.join(workdir, f"cache-objid-{server.kind}")
+
+    def mount_and_list(**extra):
+        m = Mount(mailfs_bin, server.server.url(USER),
+                  os.path.join(workdir, f"mnt-objid-{server.kind}"),
+                  {"ca_file": server.server.ca,
+                   "password_file": password_file(workdir, server.server, USER),
+                   "cache_dir": cache, "refresh": 3600, "idle": "no", "log": "imap",
+                   **extra}, workdir)
+        m.start()
+        try:
+            assert os.listdir(os.path.join(m.mountpoint, "INBOX"))
+        finally:
+            m.unmount(allowed=(r"warning: saved listing not used: .* object ids",))
+        lines = m.stderr().splitlines()
+        sent = [l for l in lines if " C: " in l and "UID FETCH" in l]
+        unused = [l for l in lines if "saved listing not used" in l]
+        answered = [l for l in lines if " S: " in l and re.search(r"EMAILID \(M", l)]
+        return sent, unused, answered
+
+    sent, unused, answered = mount_and_list()
+    listing = [l for l in sent if "RFC822.SIZE" in l]
+    assert listing, sent
+    assert all(("EMAILID" in l) == offers for l in listing), listing
+    assert bool(answered) == offers
+    assert not any("X-GM-MSGID" in l for l in sent), sent
+    assert not unused
+    # The same settings again: the saved listing is used.
+    sent, unused, _ = mount_and_list()
+    assert not unused
+    # Without hardlinks: nothing asked; Cyrus's saved listing (made with
+    # ids) is not used, the others' (made without) are.
+    sent, unused, _ = mount_and_list(hardlinks="no")
+    assert not any("EMAILID" in l for l in sent), sent
+    assert bool(unused) == offers, unused
+
+
 def test_names_carry_subject_slugs(server, mnt):
     names = inbox_files(server, mnt)
     uids = sorted(names)
