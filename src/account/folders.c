@@ -244,11 +244,12 @@ static int resync_and_apply(struct imap_account *a, struct folder_state *f, guin
 {
 	gboolean readonly = !a->opts->mark_seen;
 	gboolean subjects = a->opts->names != MFS_NAMES_UID;
+	gboolean objids = account_wants_objids(a);
 	struct resync_result res = { 0 };
 	guint32 held;
 	int rc;
 
-	rc = resync_folder(s, wire, readonly, subjects, known, &res, err);
+	rc = resync_folder(s, wire, readonly, subjects, objids, known, &res, err);
 	if (rc == 0)
 		rc = apply_resync(a, f, ino, wire, idx, known, &res);
 	held = rc == 0 && res.how != RESYNC_FULL ? listing_count(a, ino) : res.exists;
@@ -260,7 +261,7 @@ static int resync_and_apply(struct imap_account *a, struct folder_state *f, guin
 			     wire, held, res.exists);
 		resync_result_clear(&res);
 		memset(known, 0, sizeof(*known));
-		rc = resync_folder(s, wire, readonly, subjects, known, &res, err);
+		rc = resync_folder(s, wire, readonly, subjects, objids, known, &res, err);
 		if (rc == 0)
 			rc = apply_resync(a, f, ino, wire, NULL, known, &res);
 	}

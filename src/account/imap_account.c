@@ -61,6 +61,12 @@ struct pool *imap_account_pool(struct imap_account *a)
 	return a->pool;
 }
 
+gboolean account_wants_objids(struct imap_account *a)
+{
+	return a->opts->hardlinks &&
+	       (pool_caps(a->pool) & (IMAP_CAP_OBJECTID | IMAP_CAP_X_GM_EXT_1)) != 0;
+}
+
 /* The push watcher's connection timed out (watch.h): the account is down. */
 static gboolean account_push_timed_out(void *ud, const GError *err)
 {

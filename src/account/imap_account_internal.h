@@ -135,6 +135,14 @@ static inline gint64 account_now(void)
 	return g_get_monotonic_time();
 }
 
+/* imap_account.c */
+/* Whether listings ask for the messages' object ids (mailfs(1), Links):
+   `hardlinks` is on and the pool's first login (pool_caps, made at mount
+   before any listing) offered OBJECTID or X-GM-EXT-1. The same answer for
+   the whole mount; any thread, no lock of the account (the pool's own,
+   briefly). */
+gboolean account_wants_objids(struct imap_account *a);
+
 /* folders.c */
 GHashTable *account_folders_new(void);
 struct folder_state *account_folder(struct imap_account *a, guint64 ino);

@@ -50,7 +50,9 @@ struct lindex *listing_known(struct imap_account *a, struct folder_state *f, gui
 		g_autofree char *dir = g_build_filename(a->opts->cache_dir, "listings", NULL);
 
 		f->index_tried = TRUE;
-		idx = lindex_load(dir, wire, a->opts->names, &err);
+		/* A listing made with object ids or without cannot stand
+		   for the other: a full listing then. */
+		idx = lindex_load(dir, wire, a->opts->names, account_wants_objids(a), &err);
 		if (!idx && !g_error_matches(err, G_FILE_ERROR, G_FILE_ERROR_NOENT))
 			mfs_log_warn("saved listing not used: %s", err->message);
 	}
@@ -83,7 +85,8 @@ static gboolean snapshot_listing(struct imap_account *a, struct folder_state *f,
 	out->w = lindex_writer_new();
 	out->head = (struct lindex_head){ .uidnext = f->uidnext,
 					  .highestmodseq = f->highestmodseq,
-					  .names_mode = a->opts->names };
+					  .names_mode = a->opts->names,
+					  .objids = account_wants_objids(a) };
 	if (tree_folder_foreach_message(a->tree, ino, &out->head.uidvalidity, lindex_writer_add,
 					out->w) < 0 ||
 	    out->head.uidvalidity != f->uidvalidity) {

@@ -59,6 +59,8 @@ struct pool {
 	guint64 commands;
 	guint64 connects;
 	guint64 connect_failures;
+	/* The first login's capabilities (pool_caps); 0 until then. */
+	guint32 caps;
 };
 
 struct pool *pool_new(const struct imap_session_opts *opts, guint max)
@@ -90,6 +92,14 @@ struct pool *pool_new(const struct imap_session_opts *opts, guint max)
 static guint live_count(const struct pool *p)
 {
 	return p->idle.length + g_hash_table_size(p->busy);
+}
+
+/* Locked: a login succeeded; the first one's capabilities are kept. */
+static void note_login(struct pool *p, const struct imap_session *s)
+{
+	p->connects++;
+	if (!p->caps)
+		p->caps = imap_session_caps(s);
 }
 
 /* An idle session, preferably one with `mailbox` selected. Locked. */
@@ -364,7 +374,7 @@ static enum connect_outcome maybe_connect(struct pool *p, struct conn_cancel *ca
 		return CONNECT_FAILED;
 	}
 	p->failures = 0;
-	p->connects++;
+	note_login(p, s);
 	*out = g_new0(struct entry, 1);
 	(*out)->s = s;
 	if (p->shutdown) {
@@ -541,7 +551,7 @@ static gpointer prober_thread(gpointer data)
 			p->down = FALSE;
 			g_clear_error(&p->down_reason);
 			p->failures = 0;
-			p->connects++;
+			note_login(p, s);
 			e->s = s;
 			/* After a shutdown pool_free() logs it out. */
 			g_queue_push_head(&p->idle, e);
@@ -585,7 +595,7 @@ static gpointer warm_thread(gpointer data)
 		struct entry *e = g_new0(struct entry, 1);
 
 		e->s = s;
-		p->connects++;
+		note_login(p, s);
 		/* Idle from the start; after a shutdown pool_free() logs it out. */
 		g_queue_push_tail(&p->idle, e);
 	}
@@ -780,6 +790,16 @@ void pool_stats_clear(struct pool_stats *s)
 {
 	g_clear_pointer(&s->last_error, g_free);
 	g_clear_pointer(&s->down_reason, g_free);
+}
+
+guint32 pool_caps(struct pool *p)
+{
+	guint32 caps;
+
+	mfs_mutex_lock(&p->lock);
+	caps = p->caps;
+	mfs_mutex_unlock(&p->lock);
+	return caps;
 }
 
 const struct imap_session_opts *pool_session_opts(const struct pool *p)

@@ -105,6 +105,13 @@ enum pool_put_outcome pool_put(struct pool *p, struct imap_session *s);
  */
 void pool_close_selected(struct pool *p, const char *mailbox);
 
+/* The capabilities of the pool's first login (imap_session_caps): for the
+   whole life of the pool, even when a later login (after the server went
+   down and came back) offers others, so that what the account decided from
+   them at mount holds. 0 before the first login (pool_prime makes it at
+   mount). Any thread (takes the pool's lock). */
+guint32 pool_caps(struct pool *p);
+
 /* The options sessions are made with (owned by the pool), for a connection of
    its own such as the IDLE watcher's. */
 const struct imap_session_opts *pool_session_opts(const struct pool *p);

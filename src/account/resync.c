@@ -2,6 +2,7 @@
 #include "account/resync.h"
 
 #include "model/names.h"
+#include "protocol/imap_objid.h"
 #include "protocol/uidset.h"
 #include "util/log.h"
 
@@ -30,6 +31,12 @@ struct collect {
 	/* Name new messages as they arrive (names=subject): the slugs are
 	   made while the server is still sending, not after the last byte. */
 	gboolean name_new;
+	/* The object id item asked for (EMAILID, X-GM-MSGID), or NULL: new
+	   messages' objid is read only then, so that a listing holds ids
+	   exactly when it was made asking for them. */
+	const char *objid_item;
+	/* What a listing asks for each new message (listing_items). */
+	char items[128];
 };
 
 /* "Subject: a\r\n b\r\n\r\n" -> "a\r\n b": the raw value, for the slug rule. */
@@ -95,6 +102,12 @@ static void take_fetch(struct collect *c, const struct imap_response *r)
 						  c->hdr.buf->len);
 		else if (v && imap_value_str(v))
 			m.subject = subject_value(c->out->strings, v->str, v->len);
+		if (c->objid_item) {
+			char id[IMAP_OBJID_MAX];
+
+			if (imap_objid_from_fetch(r, id) > 0)
+				m.objid = g_string_chunk_insert(c->out->strings, id);
+		}
 		if (c->name_new) {
 			g_autofree char *slug = names_subject_slug(m.subject);
 			g_autofree char *name = names_message_name(m.uid, slug);
@@ -153,11 +166,24 @@ static int fetch(struct imap_session *s, struct collect *c, GError **err, const 
 	return imap_run(s, &h, NULL, err, "%s", cmd);
 }
 
-static const char *listing_items(gboolean want_subject)
+/* The items of every FETCH that may bring new messages, into c->items. */
+static void listing_items(struct collect *c, gboolean want_subject)
 {
-	return want_subject
-		   ? "(UID RFC822.SIZE INTERNALDATE FLAGS BODY.PEEK[HEADER.FIELDS (SUBJECT)])"
-		   : "(UID RFC822.SIZE INTERNALDATE FLAGS)";
+	g_snprintf(c->items, sizeof(c->items), "(UID RFC822.SIZE INTERNALDATE FLAGS%s%s%s)",
+		   c->objid_item ? " " : "", c->objid_item ? c->objid_item : "",
+		   want_subject ? " BODY.PEEK[HEADER.FIELDS (SUBJECT)]" : "");
+}
+
+/* EMAILID where the server has OBJECTID, else Gmail's X-GM-MSGID, else none. */
+static const char *objid_item(struct imap_session *s, gboolean want_objids)
+{
+	if (!want_objids)
+		return NULL;
+	if (imap_session_has(s, IMAP_CAP_OBJECTID))
+		return "EMAILID";
+	if (imap_session_has(s, IMAP_CAP_X_GM_EXT_1))
+		return "X-GM-MSGID";
+	return NULL;
 }
 
 static void start_over(struct collect *c)
@@ -178,16 +204,16 @@ static gboolean unchanged(const struct resync_known *k, const struct imap_select
 
 /* The messages the caller does not know yet: UIDs from max_uid + 1 on. */
 static int fetch_new(struct imap_session *s, struct collect *c, const struct resync_known *k,
-		     const struct imap_select_info *info, gboolean want_subject, GError **err)
+		     const struct imap_select_info *info, GError **err)
 {
 	if (info->exists == 0 || (info->uidnext && info->uidnext <= k->max_uid + 1))
 		return 0;
-	return fetch(s, c, err, "UID FETCH %u:* %s", k->max_uid + 1, listing_items(want_subject));
+	return fetch(s, c, err, "UID FETCH %u:* %s", k->max_uid + 1, c->items);
 }
 
 static int resync_incremental(struct imap_session *s, struct collect *c,
 			      const struct resync_known *k, const struct imap_select_info *info,
-			      gboolean want_subject, GError **err)
+			      GError **err)
 {
 	struct resync_result *out = c->out;
 	gboolean qresync = imap_session_qresync(s) && k->highestmodseq && info->highestmodseq;
@@ -198,7 +224,7 @@ static int resync_incremental(struct imap_session *s, struct collect *c,
 		out->how = RESYNC_UNCHANGED;
 		return 0;
 	}
-	rc = fetch_new(s, c, k, info, want_subject, err);
+	rc = fetch_new(s, c, k, info, err);
 	if (rc < 0)
 		return rc;
 	if (qresync) {
@@ -247,8 +273,7 @@ static gboolean finish_vanished(struct collect *c)
 
 /* Nothing known: SELECT and the listing in one round trip. */
 static int list_cold(struct imap_session *s, struct collect *c, const char *wire,
-		     gboolean readonly, gboolean want_subject, struct imap_select_info *info,
-		     GError **err)
+		     gboolean readonly, struct imap_select_info *info, GError **err)
 {
 	const struct imap_handler h = collector(c);
 	struct resync_result *out = c->out;
@@ -259,7 +284,7 @@ static int list_cold(struct imap_session *s, struct collect *c, const char *wire
 	out->how = RESYNC_FULL;
 	out->delta.complete_below = TREE_COMPLETE;
 	sel = imap_select_send(s, wire, readonly, NULL, err);
-	list = sel ? imap_send(s, "UID FETCH 1:* %s", listing_items(want_subject)) : 0;
+	list = sel ? imap_send(s, "UID FETCH 1:* %s", c->items) : 0;
 	rc = imap_select_finish(s, sel, wire, readonly, &h, info, err);
 	if (rc == 0 && out->msgs->len == 0 && info->exists > 0) {
 		/* Room for the listing at once, not by doubling (the count is
@@ -284,7 +309,7 @@ static int list_cold(struct imap_session *s, struct collect *c, const char *wire
 }
 
 int resync_folder(struct imap_session *s, const char *wire, gboolean readonly,
-		  gboolean want_subject, const struct resync_known *known,
+		  gboolean want_subject, gboolean want_objids, const struct resync_known *known,
 		  struct resync_result *out, GError **err)
 {
 	struct imap_known_state ks = {known->uidvalidity, known->highestmodseq};
@@ -296,16 +321,18 @@ int resync_folder(struct imap_session *s, const char *wire, gboolean readonly,
 	    .new_from = known->max_uid + 1,
 	    .update_to = known->max_uid,
 	    .name_new = want_subject,
+	    .objid_item = objid_item(s, want_objids),
 	};
 	const struct imap_handler h = collector(&c);
 	int rc;
 
+	listing_items(&c, want_subject);
 	memset(out, 0, sizeof(*out));
 	out->msgs = g_array_new(FALSE, FALSE, sizeof(struct tree_msg_info));
 	out->vanished = g_array_new(FALSE, FALSE, sizeof(struct uid_range));
 	out->strings = g_string_chunk_new(4096);
 	if (!known->uidvalidity) {
-		rc = list_cold(s, &c, wire, readonly, want_subject, &info, err);
+		rc = list_cold(s, &c, wire, readonly, &info, err);
 		goto out;
 	}
 	rc = imap_select_resync(s, wire, readonly, &ks, &h, &info, err);
@@ -315,7 +342,7 @@ int resync_folder(struct imap_session *s, const char *wire, gboolean readonly,
 	out->uidnext = info.uidnext;
 	out->highestmodseq = info.highestmodseq;
 	if (known->uidvalidity && info.uidvalidity == known->uidvalidity) {
-		rc = resync_incremental(s, &c, known, &info, want_subject, err);
+		rc = resync_incremental(s, &c, known, &info, err);
 		if (rc < 0 || finish_vanished(&c))
 			goto out;
 	}
@@ -327,7 +354,7 @@ int resync_folder(struct imap_session *s, const char *wire, gboolean readonly,
 	out->delta.vanished = NULL;
 	out->delta.complete_below = TREE_COMPLETE;
 	if (info.exists > 0)
-		rc = fetch(s, &c, err, "UID FETCH 1:* %s", listing_items(want_subject));
+		rc = fetch(s, &c, err, "UID FETCH 1:* %s", c.items);
 out:
 	out->exists = imap_session_select_info(s)->exists;
 	out->delta.msgs = (const struct tree_msg_info *)out->msgs->data;

@@ -4,7 +4,7 @@
  * (mailfs(1), CACHING AND FRESHNESS), as cheaply as the server allows:
  *
  *   nothing known, or UIDVALIDITY changed:
- *       SELECT, UID FETCH 1:* (UID RFC822.SIZE INTERNALDATE FLAGS [SUBJECT])
+ *       SELECT, UID FETCH 1:* (UID RFC822.SIZE INTERNALDATE FLAGS [OBJID] [SUBJECT])
  *   QRESYNC (ENABLEd on the session) and a known HIGHESTMODSEQ:
  *       SELECT box (QRESYNC (uidvalidity modseq)): VANISHED (EARLIER) and the
  *       FLAGS of what changed come with the SELECT; then the new UID range
@@ -15,6 +15,10 @@
  *   neither: SELECT; UID FETCH 1:max (UID FLAGS); the new UID range.
  * When HIGHESTMODSEQ, UIDNEXT and EXISTS are what they were, the SELECT is
  * all: a remount of an unchanged folder costs one command, whatever its size.
+ * Every FETCH that may bring new messages (the listing, the new UID range)
+ * asks for the same items; OBJID is EMAILID (RFC 8474) when the session
+ * has OBJECTID, else X-GM-MSGID when it has X-GM-EXT-1, and only when the
+ * caller wants object ids.
  *
  * The result is a tree_delta for tree_folder_merge() (a full listing when
  * `full`). No FUSE, no tree access: the caller applies it.
@@ -60,11 +64,15 @@ struct resync_result {
 /*
  * Select wire (EXAMINE when readonly) on s and compute what changed since
  * known. want_subject: fetch the Subject of new messages (the default names
- * need it) and give them their names (tree_msg_info.name). 0 or a negative errno as imap_run gives it; out is filled on
- * success and must be cleared with resync_result_clear() either way.
+ * need it) and give them their names (tree_msg_info.name). want_objids:
+ * ask for new messages' object ids where the session offers them (above)
+ * and fill tree_msg_info.objid (protocol/imap_objid.h; NULL when the server
+ * gave none, or none was asked). 0 or a negative errno as imap_run gives
+ * it; out is filled on success and must be cleared with
+ * resync_result_clear() either way.
  */
 int resync_folder(struct imap_session *s, const char *wire, gboolean readonly,
-		  gboolean want_subject, const struct resync_known *known,
+		  gboolean want_subject, gboolean want_objids, const struct resync_known *known,
 		  struct resync_result *out, GError **err);
 void resync_result_clear(struct resync_result *r);
 

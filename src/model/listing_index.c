@@ -9,11 +9,12 @@
 #include <unistd.h>
 
 /* Bumped whenever the layout below changes: an older file is just not used. */
-#define FORMAT_TAG "mailfs-listing-2"
+#define FORMAT_TAG "mailfs-listing-3"
 /* tag, wire (bytes: a server's mailbox name need not be UTF-8), names mode,
-   UIDVALIDITY, UIDNEXT, HIGHESTMODSEQ, then the columns: UIDs, sizes, dates,
-   names blob, flag indices, flag strings blob. */
-#define FORMAT_TYPE "(sayuuutauataxayauay)"
+   UIDVALIDITY, UIDNEXT, HIGHESTMODSEQ, whether object ids were asked for,
+   then the columns: UIDs, sizes, dates, names blob, flag indices, flag
+   strings blob, object ids blob ("" for none). */
+#define FORMAT_TYPE "(sayuuutbauataxayauayay)"
 /* More messages than an IMAP folder can list (UIDs are 32-bit) is garbage. */
 #define MESSAGES_MAX ((gsize)G_MAXUINT32)
 
@@ -25,6 +26,7 @@ struct lindex_writer {
 	GArray *flag_idx;	/* guint32 */
 	GString *flag_strings;	/* NUL-separated, distinct */
 	GHashTable *flag_table; /* flags -> index + 1 */
+	GString *objids;	/* NUL-separated, "" for none */
 };
 
 struct lindex {
@@ -55,6 +57,7 @@ struct lindex_writer *lindex_writer_new(void)
 	w->flag_idx = g_array_new(FALSE, FALSE, sizeof(guint32));
 	w->flag_strings = g_string_new(NULL);
 	w->flag_table = g_hash_table_new_full(g_str_hash, g_str_equal, g_free, NULL);
+	w->objids = g_string_new(NULL);
 	return w;
 }
 
@@ -69,6 +72,7 @@ void lindex_writer_free(struct lindex_writer *w)
 	g_array_unref(w->flag_idx);
 	g_string_free(w->flag_strings, TRUE);
 	g_hash_table_destroy(w->flag_table);
+	g_string_free(w->objids, TRUE);
 	g_free(w);
 }
 
@@ -76,6 +80,7 @@ void lindex_writer_add(void *writer, const struct tree_msg_info *m)
 {
 	struct lindex_writer *w = writer;
 	const char *flags = m->flags ? m->flags : "";
+	const char *objid = m->objid ? m->objid : "";
 	guint32 idx = GPOINTER_TO_UINT(g_hash_table_lookup(w->flag_table, flags));
 	gint64 date = m->internaldate;
 	guint64 size = m->size;
@@ -91,6 +96,7 @@ void lindex_writer_add(void *writer, const struct tree_msg_info *m)
 	g_array_append_val(w->dates, date);
 	g_string_append_len(w->names, m->name, (gssize)strlen(m->name) + 1);
 	g_array_append_val(w->flag_idx, idx);
+	g_string_append_len(w->objids, objid, (gssize)strlen(objid) + 1);
 }
 
 static GVariant *column(const GVariantType *t, const void *data, gsize n, gsize elem)
@@ -114,14 +120,15 @@ gboolean lindex_writer_save(struct lindex_writer *w, const char *dir, const char
 		return FALSE;
 	}
 	v = g_variant_new(
-	    "(s^ayuuut@au@at@ax@ay@au@ay)", FORMAT_TAG, wire, head->names_mode, head->uidvalidity,
-	    head->uidnext, head->highestmodseq,
+	    "(s^ayuuutb@au@at@ax@ay@au@ay@ay)", FORMAT_TAG, wire, head->names_mode,
+	    head->uidvalidity, head->uidnext, head->highestmodseq, head->objids != FALSE,
 	    column(G_VARIANT_TYPE_UINT32, w->uids->data, w->uids->len, sizeof(guint32)),
 	    column(G_VARIANT_TYPE_UINT64, w->sizes->data, w->sizes->len, sizeof(guint64)),
 	    column(G_VARIANT_TYPE_INT64, w->dates->data, w->dates->len, sizeof(gint64)),
 	    column(G_VARIANT_TYPE_BYTE, w->names->str, w->names->len, 1),
 	    column(G_VARIANT_TYPE_UINT32, w->flag_idx->data, w->flag_idx->len, sizeof(guint32)),
-	    column(G_VARIANT_TYPE_BYTE, w->flag_strings->str, w->flag_strings->len, 1));
+	    column(G_VARIANT_TYPE_BYTE, w->flag_strings->str, w->flag_strings->len, 1),
+	    column(G_VARIANT_TYPE_BYTE, w->objids->str, w->objids->len, 1));
 	g_variant_ref_sink(v);
 	/* The columns are copied into v: the writer's memory can go first. */
 	lindex_writer_free(w);
@@ -156,20 +163,23 @@ static gboolean bad(GError **err, const char *path, const char *why)
 /* Check the columns against each other and fill l->msgs. */
 static gboolean take_columns(struct lindex *l, const char *path, GError **err)
 {
-	g_autoptr(GVariant) vu = g_variant_get_child_value(l->v, 6);
-	g_autoptr(GVariant) vs = g_variant_get_child_value(l->v, 7);
-	g_autoptr(GVariant) vd = g_variant_get_child_value(l->v, 8);
-	g_autoptr(GVariant) vn = g_variant_get_child_value(l->v, 9);
-	g_autoptr(GVariant) vf = g_variant_get_child_value(l->v, 10);
-	g_autoptr(GVariant) vt = g_variant_get_child_value(l->v, 11);
-	gsize n, ns, nd, nf, nn, nt, flags_n = 0;
+	g_autoptr(GVariant) vu = g_variant_get_child_value(l->v, 7);
+	g_autoptr(GVariant) vs = g_variant_get_child_value(l->v, 8);
+	g_autoptr(GVariant) vd = g_variant_get_child_value(l->v, 9);
+	g_autoptr(GVariant) vn = g_variant_get_child_value(l->v, 10);
+	g_autoptr(GVariant) vf = g_variant_get_child_value(l->v, 11);
+	g_autoptr(GVariant) vt = g_variant_get_child_value(l->v, 12);
+	g_autoptr(GVariant) vo = g_variant_get_child_value(l->v, 13);
+	gsize n, ns, nd, nf, nn, nt, no, flags_n = 0;
 	const guint32 *uids = g_variant_get_fixed_array(vu, &n, sizeof(guint32));
 	const guint64 *sizes = g_variant_get_fixed_array(vs, &ns, sizeof(guint64));
 	const gint64 *dates = g_variant_get_fixed_array(vd, &nd, sizeof(gint64));
 	const char *names = g_variant_get_fixed_array(vn, &nn, 1);
 	const guint32 *fidx = g_variant_get_fixed_array(vf, &nf, sizeof(guint32));
 	const char *fstr = g_variant_get_fixed_array(vt, &nt, 1);
+	const char *objids = g_variant_get_fixed_array(vo, &no, 1);
 	g_autofree const char **name_of = NULL;
+	g_autofree const char **objid_of = NULL;
 
 	if (n > MESSAGES_MAX || ns != n || nd != n || nf != n)
 		return bad(err, path, "columns of different lengths");
@@ -183,6 +193,9 @@ static gboolean take_columns(struct lindex *l, const char *path, GError **err)
 	name_of = g_new(const char *, n ? n : 1);
 	if (!split_blob(names, nn, n, name_of))
 		return bad(err, path, "names do not match the UIDs");
+	objid_of = g_new(const char *, n ? n : 1);
+	if (!split_blob(objids, no, n, objid_of))
+		return bad(err, path, "object ids do not match the UIDs");
 	l->msgs = g_new0(struct tree_msg_info, n ? n : 1);
 	for (gsize i = 0; i < n; i++) {
 		guint32 uid;
@@ -195,17 +208,22 @@ static gboolean take_columns(struct lindex *l, const char *path, GError **err)
 			return bad(err, path, "a message name does not fit its UID");
 		if (fidx[i] >= flags_n)
 			return bad(err, path, "a flag index is out of range");
+		if (strlen(objid_of[i]) > TREE_OBJID_MAX ||
+		    (objid_of[i][0] && !l->head.objids))
+			return bad(err, path, "an object id that cannot be");
 		l->msgs[i].uid = uids[i];
 		l->msgs[i].size = sizes[i];
 		l->msgs[i].internaldate = dates[i];
 		l->msgs[i].name = name_of[i];
 		l->msgs[i].flags = l->flag_table[fidx[i]];
+		l->msgs[i].objid = objid_of[i][0] ? objid_of[i] : NULL;
 	}
 	l->n = n;
 	return TRUE;
 }
 
-struct lindex *lindex_load(const char *dir, const char *wire, guint32 names_mode, GError **err)
+struct lindex *lindex_load(const char *dir, const char *wire, guint32 names_mode,
+			   gboolean objids, GError **err)
 {
 	g_autofree char *path = file_path(dir, wire);
 	g_autoptr(GMappedFile) mf = NULL;
@@ -220,15 +238,21 @@ struct lindex *lindex_load(const char *dir, const char *wire, guint32 names_mode
 	l = g_new0(struct lindex, 1);
 	l->v =
 	    g_variant_ref_sink(g_variant_new_from_bytes(G_VARIANT_TYPE(FORMAT_TYPE), bytes, FALSE));
-	g_variant_get(l->v, "(&s^&ayuuut@au@at@ax@ay@au@ay)", &tag, &saved_wire, &l->head.names_mode,
-		      &l->head.uidvalidity, &l->head.uidnext, &l->head.highestmodseq, NULL, NULL,
-		      NULL, NULL, NULL, NULL);
+	g_variant_get(l->v, "(&s^&ayuuutb@au@at@ax@ay@au@ay@ay)", &tag, &saved_wire,
+		      &l->head.names_mode, &l->head.uidvalidity, &l->head.uidnext,
+		      &l->head.highestmodseq, &l->head.objids, NULL, NULL, NULL, NULL, NULL, NULL,
+		      NULL);
 	if (strcmp(tag, FORMAT_TAG) != 0)
 		bad(err, path, "not a listing of this format");
 	else if (strcmp(saved_wire, wire) != 0)
 		bad(err, path, "the listing of another mailbox");
 	else if (l->head.names_mode != names_mode)
 		bad(err, path, "names made under another `names` setting");
+	else if (!l->head.objids != !objids)
+		bad(err, path,
+		    objids ? "made without object ids (hardlinks off, or the server did not offer "
+			     "them)"
+			   : "made with object ids (hardlinks on, and the server offered them)");
 	else if (l->head.uidvalidity == 0)
 		bad(err, path, "no UIDVALIDITY");
 	else if (take_columns(l, path, err))

@@ -9,15 +9,21 @@
  * 0600, replaced atomically (temporary file, rename). The content is one
  * GVariant (GLib's serialisation, safe on untrusted bytes) holding a
  * format tag, the wire name, the `names` mode the names were made under,
- * UIDVALIDITY, UIDNEXT, HIGHESTMODSEQ, and the messages column by column:
- * UIDs (ascending), RFC822.SIZEs, INTERNALDATEs, file names (one
- * NUL-separated blob), and flags as indices into a table of the distinct
- * flag strings (most messages share a handful). Columns keep a 100,000-
- * message listing one allocation per column, both when saving and loading.
+ * UIDVALIDITY, UIDNEXT, HIGHESTMODSEQ, whether the listing was made asking
+ * for object ids, and the messages column by column: UIDs (ascending),
+ * RFC822.SIZEs, INTERNALDATEs, file names (one NUL-separated blob), flags
+ * as indices into a table of the distinct flag strings (most messages
+ * share a handful), and object ids (one NUL-separated blob, "" for none).
+ * Columns keep a 100,000-message listing one allocation per column, both
+ * when saving and loading.
  *
  * A file that is truncated, of another format, for another mailbox or
- * names mode, or whose names do not start with their own UID, is not
- * used: the caller lists the folder in full, as if there were no file.
+ * names mode, whose names do not start with their own UID, or with an
+ * object id longer than TREE_OBJID_MAX or in a listing made without
+ * asking for them, is not used: the caller lists the folder in full, as if
+ * there were no file; so is one made asking for object ids when the
+ * caller does not ask for them now, or the reverse (a listing without ids
+ * would make every message of the folder one that is not an object).
  * The HIGHESTMODSEQ saved is the one the listing was brought up to;
  * saving a listing with a newer value than its content would lose changes.
  *
@@ -35,12 +41,13 @@ struct lindex_head {
 	guint32 uidnext;       /* 0: the server did not say */
 	guint64 highestmodseq; /* 0: no CONDSTORE for this mailbox */
 	guint32 names_mode;    /* the caller's `names` setting the names were made under */
+	gboolean objids;       /* the listing was made asking for object ids (tree_msg_info.objid) */
 };
 
 struct lindex_writer;
 
 struct lindex_writer *lindex_writer_new(void);
-/* Append one message (uid, size, internaldate, flags, name; in UID order).
+/* Append one message (uid, size, internaldate, flags, name, objid; in UID order).
    A tree_msg_fn: pass it to tree_folder_foreach_message(). */
 void lindex_writer_add(void *writer, const struct tree_msg_info *m);
 /* Write the file for wire under dir (created 0700); frees w either way. */
@@ -51,13 +58,15 @@ void lindex_writer_free(struct lindex_writer *w);
 struct lindex;
 
 /*
- * The saved listing of wire made under names_mode, or NULL: *err is
+ * The saved listing of wire made under names_mode, asking for object ids
+ * or not as objids says (lindex_head()->objids), or NULL: *err is
  * G_FILE_ERROR_NOENT when there is none, G_FILE_ERROR_INVAL when it
  * cannot be used (the reason in the message).
  */
-struct lindex *lindex_load(const char *dir, const char *wire, guint32 names_mode, GError **err);
+struct lindex *lindex_load(const char *dir, const char *wire, guint32 names_mode,
+			   gboolean objids, GError **err);
 const struct lindex_head *lindex_head(const struct lindex *l);
-/* The messages, by ascending UID; name and flags point into l. */
+/* The messages, by ascending UID; name, flags and objid (NULL: none) point into l. */
 const struct tree_msg_info *lindex_messages(const struct lindex *l, gsize *n);
 void lindex_free(struct lindex *l);
 

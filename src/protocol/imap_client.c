@@ -224,6 +224,7 @@ static guint32 cap_bit(const char *name)
 		{ "UTF8=ACCEPT", IMAP_CAP_UTF8_ACCEPT },
 		{ "X-GM-EXT-1", IMAP_CAP_X_GM_EXT_1 },
 		{ "BINARY", IMAP_CAP_BINARY },
+		{ "OBJECTID", IMAP_CAP_OBJECTID },
 		{ "NOTIFY", IMAP_CAP_NOTIFY },
 	};
 

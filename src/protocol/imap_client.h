@@ -89,6 +89,7 @@ enum imap_cap {
 	IMAP_CAP_NOTIFY = 1u << 25,
 	IMAP_CAP_X_GM_EXT_1 = 1u << 26, /* Gmail: X-GM-RAW search, X-GM-MSGID */
 	IMAP_CAP_BINARY = 1u << 27,     /* RFC 3516: FETCH BINARY[section] */
+	IMAP_CAP_OBJECTID = 1u << 28,   /* RFC 8474: FETCH EMAILID */
 };
 
 /*

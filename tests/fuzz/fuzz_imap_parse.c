@@ -3,9 +3,11 @@
  * IMAP response parser fuzzer. The input is parsed twice with small limits:
  * all at once, and in pieces whose sizes derive from the input (pausing now
  * and then); both runs must give the same responses, literal bytes and error.
- * Literals alternate between streamed and buffered.
+ * Literals alternate between streamed and buffered. Each response also goes
+ * through imap_objid (its id is part of the output compared).
  */
 #include "fuzz.h"
+#include "protocol/imap_objid.h"
 #include "protocol/imap_parse.h"
 
 #include <stdlib.h>
@@ -51,6 +53,8 @@ static void on_response(void *ud, struct imap_response *r)
 	struct fz *f = ud;
 	uint32_t u32;
 	uint64_t u64;
+	char objid[IMAP_OBJID_MAX];
+	size_t objid_len;
 
 	g_string_append_printf(f->out, "R%d %s %d %d %u %s [%s ", r->type, r->tag ? r->tag : "-",
 			       r->status, r->has_number, r->number, r->keyword ? r->keyword : "-",
@@ -59,6 +63,10 @@ static void on_response(void *ud, struct imap_response *r)
 	g_string_append_printf(f->out, " %s] %s ", r->code_text ? r->code_text : "-",
 			       r->text ? r->text : "-");
 	dump_value(f->out, &r->args);
+	objid_len = imap_objid_from_fetch(r, objid);
+	if (objid_len != strlen(objid) || objid_len >= IMAP_OBJID_MAX)
+		abort();
+	g_string_append_printf(f->out, " id=%s", objid);
 	g_string_append_c(f->out, '\n');
 	for (size_t i = 0; i < r->args.n; i++) {
 		(void)imap_value_u32(&r->args.items[i], &u32);

@@ -2,7 +2,8 @@
 /*
  * Properties: a saved listing (model/listing_index) made of any bytes, or a
  * valid one with any bytes changed, either is refused or gives messages in
- * ascending UID order whose names start with their own UID and hold no '/'.
+ * ascending UID order whose names start with their own UID and hold no '/',
+ * and whose object ids are bounded and only in a listing made with them.
  * The same input as a UID set (protocol/uidset) parses to sorted, disjoint
  * ranges or is refused.
  */
@@ -24,11 +25,14 @@ static GBytes *valid;
 static void setup(void)
 {
 	static const struct tree_msg_info m[] = {
-		{ .uid = 3, .size = 10, .internaldate = 5, .flags = "\\Seen", .name = "3-a.eml" },
-		{ .uid = 9, .size = 20, .internaldate = 6, .flags = "", .name = "9.eml" },
+		{ .uid = 3, .size = 10, .internaldate = 5, .flags = "\\Seen", .name = "3-a.eml",
+		  .objid = "EMa1" },
+		{ .uid = 9, .size = 20, .internaldate = 6, .flags = "", .name = "9.eml",
+		  .objid = "G12" },
 		{ .uid = 70, .size = 30, .internaldate = 7, .flags = "\\Seen", .name = "70-b_c.eml" },
 	};
-	const struct lindex_head head = { .uidvalidity = 1, .uidnext = 71, .highestmodseq = 9 };
+	const struct lindex_head head = { .uidvalidity = 1, .uidnext = 71, .highestmodseq = 9,
+					  .objids = TRUE };
 	struct lindex_writer *w = lindex_writer_new();
 	g_autoptr(GDir) d = NULL;
 	char *contents;
@@ -47,7 +51,7 @@ static void setup(void)
 
 static void check_listing(void)
 {
-	struct lindex *l = lindex_load(dir, "INBOX", 0, NULL);
+	struct lindex *l = lindex_load(dir, "INBOX", 0, TRUE, NULL);
 	const struct tree_msg_info *m;
 	gsize n;
 
@@ -61,6 +65,8 @@ static void check_listing(void)
 		CHECK(names_parse_uid(m[i].name, &uid) && uid == m[i].uid);
 		CHECK(!strchr(m[i].name, '/'));
 		CHECK(m[i].flags);
+		CHECK(!m[i].objid || (m[i].objid[0] && strlen(m[i].objid) <= TREE_OBJID_MAX &&
+				      lindex_head(l)->objids));
 	}
 	CHECK(lindex_head(l)->uidvalidity != 0);
 	lindex_free(l);

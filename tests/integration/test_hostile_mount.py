@@ -12,6 +12,7 @@ Run it also with an ASan build: pytest-3 <this file> --mailfs-build /work/build-
 """
 
 import os
+import re
 import time
 import subprocess
 import threading
@@ -460,3 +461,51 @@ def test_resync_that_misses_an_expunge_is_mended(hostile_mount, workdir):
         # While unmounted: message 2 goes, HIGHESTMODSEQ moves, no VANISHED.
         msgs.pop(1)
         state["modseq"] += 1
+
+
+# -- message identities (OBJECTID's EMAILID, Gmail's X-GM-MSGID) --------------------
+
+OBJID_CASES = {
+    # caps beyond the base, hardlinks, the item the listing must ask for
+    "gmail": ("X-GM-EXT-1", None, "X-GM-MSGID"),
+    "objectid": ("OBJECTID", None, "EMAILID"),
+    "both": ("X-GM-EXT-1 OBJECTID", None, "EMAILID"),
+    "hardlinks-off": ("X-GM-EXT-1 OBJECTID", "no", None),
+}
+# What each message's identity is answered with: good, too long, outside the
+# grammar, NIL, overflowing, not a number.
+HOSTILE_IDS = [b"EMAILID (M" + b"a" * 300 + b")", b"EMAILID (M.x/../y)", b"EMAILID NIL",
+               b"X-GM-MSGID 99999999999999999999999", b"X-GM-MSGID -1",
+               b"X-GM-MSGID 1278455344230334865 EMAILID (Mok_1-2)"]
+
+
+@pytest.mark.parametrize("case", list(OBJID_CASES))
+def test_object_ids_asked_where_offered(hostile_mount, case):
+    """The listing asks for the identity the server offers (EMAILID first),
+    in the same command; whatever comes back, the folder lists and reads as
+    without it."""
+    extra, hardlinks, item = OBJID_CASES[case]
+    msgs = [Message(i + 1, make_body(f"m{i}", 100), subject=f"m{i}")
+            for i in range(len(HOSTILE_IDS))]
+
+    def uid_fetch(server, conn, tag, args):
+        out = server.do_uid_fetch(conn, tag, args)
+        if b"RFC822.SIZE" in args:
+            out = re.sub(rb"\* (\d+) FETCH \(UID (\d+) ",
+                         lambda mo: mo.group(0) + HOSTILE_IDS[int(mo.group(2)) - 1] + b" ", out)
+        return out + b"%s OK done\r\n" % tag
+
+    srv = Responder(folders=[b'* LIST () "/" INBOX'], mailboxes={b"INBOX": msgs},
+                    caps="IMAP4rev1 AUTH=PLAIN SASL-IR ID " + extra,
+                    handlers={"UID FETCH": uid_fetch})
+    with srv:
+        m = hostile_mount(srv, hardlinks=hardlinks)
+        names = sorted(os.listdir(os.path.join(m.mountpoint, "INBOX")))
+        assert names == sorted(f"{x.uid}-{x.subject}.eml" for x in msgs), names
+        rc, data, err = cat(os.path.join(m.mountpoint, "INBOX", names[0]))
+        assert rc == 0 and data == msgs[0].body, err
+        listing = [c for c in srv.commands() if c.startswith("UID FETCH 1:* ")]
+        assert len(listing) == 1, srv.commands()
+        for word in ("EMAILID", "X-GM-MSGID"):
+            assert (word in listing[0]) == (word == item), listing
+        finish(m, srv)

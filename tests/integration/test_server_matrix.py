@@ -247,6 +247,99 @@ def test_tree_is_the_server_folders(server, mnt):
         assert server.path(f) in dirs, f
 
 
+def test_listing_asks_for_object_ids(server, mailfs_bin, workdir):
+    """With hardlinks on (the default), the listing asks for each message's
+    identity where the server offers it (Cyrus: OBJECTID, EMAILID) and not
+    where it offers none (dovecot 2.3, Courier); no extra command. On Cyrus
+    a server-side copy is then one inode in both folders. A saved listing
+    made asking for ids is not used by a mount that does not ask
+    (hardlinks=no): that folder is listed in full, and the copy is a file
+    of its own again."""
+    offers = server.kind.startswith("cyrus")
+    cache = os.path.join(workdir, f"cache-objid-{server.kind}")
+    copy = None
+    if offers:
+        # Cyrus pushes nothing but INBOX (no NOTIFY): the module's mount
+        # does not see this copy come and go in Archive.
+        with server.imap() as c:
+            c.select("INBOX")
+            typ, data = c.uid("COPY", "1", server.name("Archive"))
+            assert typ == "OK", data
+            c.select(server.name("Archive"), readonly=True)
+            typ, data = c.uid("SEARCH", "HEADER", "Message-ID", "<matrix-0@mailfs.test>")
+            assert typ == "OK" and len(data[0].split()) == 1, data
+            copy = int(data[0])
+
+    def mount_and_list(**extra):
+        m = Mount(mailfs_bin, server.server.url(USER),
+                  os.path.join(workdir, f"mnt-objid-{server.kind}"),
+                  {"ca_file": server.server.ca,
+                   "password_file": password_file(workdir, server.server, USER),
+                   "cache_dir": cache, "refresh": 3600, "idle": "no", "log": "imap",
+                   **extra}, workdir)
+        inodes = set()
+        m.start()
+        try:
+            assert os.listdir(os.path.join(m.mountpoint, "INBOX"))
+            if copy:
+                for folder, uid in (("INBOX", 1), (server.path("Archive"), copy)):
+                    d = os.path.join(m.mountpoint, folder)
+                    name = [n for n in os.listdir(d) if n.startswith(f"{uid}-")]
+                    assert len(name) == 1, (folder, uid, os.listdir(d))
+                    inodes.add(os.stat(os.path.join(d, name[0])).st_ino)
+        finally:
+            m.unmount(allowed=(r"warning: saved listing not used: .* object ids",))
+        lines = m.stderr().splitlines()
+        sent = [l for l in lines if " C: " in l and ("UID FETCH" in l or "EXAMINE" in l)]
+        unused = [l for l in lines if "saved listing not used" in l]
+        answered = [l for l in lines if " S: " in l and re.search(r"EMAILID \(M", l)]
+        return sent, unused, answered, inodes
+
+    def listed_in_full(sent):
+        """The mailboxes a UID FETCH 1:* listed (the one its session had
+        selected last)."""
+        selected, full = {}, set()
+        for l in sent:
+            m = re.search(r"(imap#\d+) C: \S+ (?:EXAMINE|SELECT) (\S+)", l)
+            if m:
+                selected[m.group(1)] = m.group(2).strip('"')
+            m = re.search(r"(imap#\d+) C: \S+ UID FETCH 1:\* ", l)
+            if m:
+                full.add(selected.get(m.group(1)))
+        return full
+
+    try:
+        sent, unused, answered, inodes = mount_and_list()
+        listing = [l for l in sent if "RFC822.SIZE" in l]
+        assert listing, sent
+        assert all(("EMAILID" in l) == offers for l in listing), listing
+        assert bool(answered) == offers
+        assert not any("X-GM-MSGID" in l for l in sent), sent
+        assert not unused
+        assert len(inodes) == (1 if offers else 0), inodes
+        # The same settings again: the saved listings (with their ids) are used.
+        sent, unused, _, inodes = mount_and_list()
+        assert not unused
+        # INBOX resynced from its saved listing (folders the first mount
+        # had no time to list ahead may be listed in full).
+        assert "INBOX" not in listed_in_full(sent), sent
+        assert len(inodes) == (1 if offers else 0), inodes
+        # Without hardlinks: nothing asked; Cyrus's saved listings (made
+        # with ids) are not used, the others' (made without) are.
+        sent, unused, _, inodes = mount_and_list(hardlinks="no")
+        assert not any("EMAILID" in l for l in sent), sent
+        assert bool(unused) == offers, unused
+        assert ("INBOX" in listed_in_full(sent)) == offers, sent
+        assert len(inodes) == (2 if offers else 0), inodes
+    finally:
+        if copy:
+            with server.imap() as c:
+                c.select(server.name("Archive"))
+                c.uid("STORE", str(copy), "+FLAGS.SILENT", "(\\Deleted)")
+                typ, data = c.uid("EXPUNGE", str(copy))
+                assert typ == "OK", data
+
+
 def test_names_carry_subject_slugs(server, mnt):
     names = inbox_files(server, mnt)
     uids = sorted(names)

@@ -37,15 +37,21 @@ static const struct lindex_head head = {
     .names_mode = 0,
 };
 
-static void save(struct fixture *f, const char *wire, const struct tree_msg_info *m, gsize n)
+static void save_with(struct fixture *f, const char *wire, const struct lindex_head *h,
+		      const struct tree_msg_info *m, gsize n)
 {
 	struct lindex_writer *w = lindex_writer_new();
 	GError *err = NULL;
 
 	for (gsize i = 0; i < n; i++)
 		lindex_writer_add(w, &m[i]);
-	g_assert_true(lindex_writer_save(w, f->dir, wire, &head, &err));
+	g_assert_true(lindex_writer_save(w, f->dir, wire, h, &err));
 	g_assert_no_error(err);
+}
+
+static void save(struct fixture *f, const char *wire, const struct tree_msg_info *m, gsize n)
+{
+	save_with(f, wire, &head, m, n);
 }
 
 static const struct tree_msg_info three[] = {
@@ -63,7 +69,7 @@ static void test_roundtrip(struct fixture *f, gconstpointer data)
 
 	(void)data;
 	save(f, "INBOX", three, G_N_ELEMENTS(three));
-	l = lindex_load(f->dir, "INBOX", 0, &err);
+	l = lindex_load(f->dir, "INBOX", 0, FALSE, &err);
 	g_assert_no_error(err);
 	g_assert_cmpuint(lindex_head(l)->uidvalidity, ==, 1234);
 	g_assert_cmpuint(lindex_head(l)->uidnext, ==, 10);
@@ -77,26 +83,27 @@ static void test_roundtrip(struct fixture *f, gconstpointer data)
 		g_assert_cmpstr(m[i].flags, ==, three[i].flags);
 		g_assert_cmpstr(m[i].name, ==, three[i].name);
 		g_assert_null(m[i].subject);
+		g_assert_null(m[i].objid);
 	}
 	lindex_free(l);
 
 	/* Another mailbox, another names mode: not this listing. */
-	g_assert_null(lindex_load(f->dir, "INBOX/Sub", 0, &err));
+	g_assert_null(lindex_load(f->dir, "INBOX/Sub", 0, FALSE, &err));
 	g_assert_error(err, G_FILE_ERROR, G_FILE_ERROR_NOENT);
 	g_clear_error(&err);
-	g_assert_null(lindex_load(f->dir, "INBOX", 1, &err));
+	g_assert_null(lindex_load(f->dir, "INBOX", 1, FALSE, &err));
 	g_assert_error(err, G_FILE_ERROR, G_FILE_ERROR_INVAL);
 	g_clear_error(&err);
 
 	/* Empty listings are listings too; remove forgets. */
 	save(f, "Empty", NULL, 0);
-	l = lindex_load(f->dir, "Empty", 0, &err);
+	l = lindex_load(f->dir, "Empty", 0, FALSE, &err);
 	g_assert_no_error(err);
 	lindex_messages(l, &n);
 	g_assert_cmpuint(n, ==, 0);
 	lindex_free(l);
 	lindex_remove(f->dir, "Empty");
-	g_assert_null(lindex_load(f->dir, "Empty", 0, &err));
+	g_assert_null(lindex_load(f->dir, "Empty", 0, FALSE, &err));
 	g_assert_error(err, G_FILE_ERROR, G_FILE_ERROR_NOENT);
 	g_clear_error(&err);
 }
@@ -125,7 +132,7 @@ static void test_damaged(struct fixture *f, gconstpointer data)
 		struct lindex *l;
 
 		g_assert_true(g_file_set_contents(path, good, (gssize)cut, NULL));
-		l = lindex_load(f->dir, "INBOX", 0, &err);
+		l = lindex_load(f->dir, "INBOX", 0, FALSE, &err);
 		g_assert_null(l);
 		g_clear_error(&err);
 	}
@@ -137,7 +144,7 @@ static void test_damaged(struct fixture *f, gconstpointer data)
 
 		bad[at] ^= 0x5a;
 		g_assert_true(g_file_set_contents(path, bad, (gssize)len, NULL));
-		l = lindex_load(f->dir, "INBOX", 0, &err);
+		l = lindex_load(f->dir, "INBOX", 0, FALSE, &err);
 		if (!l) {
 			g_clear_error(&err);
 			continue;
@@ -151,10 +158,84 @@ static void test_damaged(struct fixture *f, gconstpointer data)
 			g_assert_true(g_str_has_suffix(m[i].name, ".eml"));
 			g_assert_null(strchr(m[i].name, '/'));
 			g_assert_nonnull(m[i].flags);
+			g_assert_null(m[i].objid);
 			(void)uid;
 		}
 		lindex_free(l);
 	}
+}
+
+/* Object ids come back as saved (NULL and "" are none), and a listing is
+   used only by a caller asking for them as it was made. */
+static void test_objids(struct fixture *f, gconstpointer data)
+{
+	g_autofree char *longest = g_strnfill(TREE_OBJID_MAX, 'x');
+	const struct tree_msg_info with[] = {
+	    {.uid = 3, .flags = "", .name = "3.eml", .objid = "EM6f8c2a1b"},
+	    {.uid = 4, .flags = "", .name = "4.eml", .objid = NULL},
+	    {.uid = 5, .flags = "", .name = "5.eml", .objid = ""},
+	    {.uid = 6, .flags = "", .name = "6.eml", .objid = "G1278455344230334865"},
+	    {.uid = 7, .flags = "", .name = "7.eml", .objid = longest},
+	};
+	struct lindex_head h = head;
+	GError *err = NULL;
+	struct lindex *l;
+	const struct tree_msg_info *m;
+	gsize n;
+
+	(void)data;
+	h.objids = TRUE;
+	save_with(f, "INBOX", &h, with, G_N_ELEMENTS(with));
+	l = lindex_load(f->dir, "INBOX", 0, TRUE, &err);
+	g_assert_no_error(err);
+	g_assert_true(lindex_head(l)->objids);
+	m = lindex_messages(l, &n);
+	g_assert_cmpuint(n, ==, 5);
+	g_assert_cmpstr(m[0].objid, ==, "EM6f8c2a1b");
+	g_assert_null(m[1].objid);
+	g_assert_null(m[2].objid);
+	g_assert_cmpstr(m[3].objid, ==, "G1278455344230334865");
+	g_assert_cmpstr(m[4].objid, ==, longest);
+	lindex_free(l);
+
+	/* Made asking for ids, loaded by a caller that does not: unusable. */
+	g_assert_null(lindex_load(f->dir, "INBOX", 0, FALSE, &err));
+	g_assert_error(err, G_FILE_ERROR, G_FILE_ERROR_INVAL);
+	g_clear_error(&err);
+
+	/* And the reverse. */
+	save(f, "INBOX", three, G_N_ELEMENTS(three));
+	g_assert_null(lindex_load(f->dir, "INBOX", 0, TRUE, &err));
+	g_assert_error(err, G_FILE_ERROR, G_FILE_ERROR_INVAL);
+	g_clear_error(&err);
+	l = lindex_load(f->dir, "INBOX", 0, FALSE, &err);
+	g_assert_no_error(err);
+	g_assert_false(lindex_head(l)->objids);
+	lindex_free(l);
+
+	/* Ids in a listing said to be made without them: a damaged file. */
+	save(f, "INBOX", with, G_N_ELEMENTS(with));
+	g_assert_null(lindex_load(f->dir, "INBOX", 0, FALSE, &err));
+	g_assert_error(err, G_FILE_ERROR, G_FILE_ERROR_INVAL);
+	g_clear_error(&err);
+}
+
+/* An id longer than the tree takes is never saved back as valid. */
+static void test_objid_too_long(struct fixture *f, gconstpointer data)
+{
+	g_autofree char *over = g_strnfill(TREE_OBJID_MAX + 1, 'x');
+	const struct tree_msg_info m[] = {
+	    {.uid = 3, .flags = "", .name = "3.eml", .objid = over},
+	};
+	struct lindex_head h = head;
+	GError *err = NULL;
+
+	(void)data;
+	h.objids = TRUE;
+	save_with(f, "INBOX", &h, m, 1);
+	g_assert_null(lindex_load(f->dir, "INBOX", 0, TRUE, &err));
+	g_assert_error(err, G_FILE_ERROR, G_FILE_ERROR_INVAL);
+	g_clear_error(&err);
 }
 
 /* Large listings load fast and in columns; sanity on 100,000 messages. */
@@ -178,7 +259,7 @@ static void test_large(struct fixture *f, gconstpointer data)
 		lindex_writer_add(w, &mi);
 	}
 	g_assert_true(lindex_writer_save(w, f->dir, "Big", &head, &err));
-	l = lindex_load(f->dir, "Big", 0, &err);
+	l = lindex_load(f->dir, "Big", 0, FALSE, &err);
 	g_assert_no_error(err);
 	m = lindex_messages(l, &n);
 	g_assert_cmpuint(n, ==, 100000);
@@ -193,6 +274,9 @@ int main(int argc, char **argv)
 	g_test_add("/listing-index/roundtrip", struct fixture, NULL, setup, test_roundtrip,
 		   teardown);
 	g_test_add("/listing-index/damaged", struct fixture, NULL, setup, test_damaged, teardown);
+	g_test_add("/listing-index/objids", struct fixture, NULL, setup, test_objids, teardown);
+	g_test_add("/listing-index/objid_too_long", struct fixture, NULL, setup,
+		   test_objid_too_long, teardown);
 	g_test_add("/listing-index/large", struct fixture, NULL, setup, test_large, teardown);
 	return g_test_run();
 }
