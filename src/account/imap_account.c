@@ -24,6 +24,7 @@ struct imap_account *imap_account_new(const struct mfs_options *opts, struct poo
 	a->pool = pool;
 	a->cache = cache;
 	a->tree = tree;
+	mfs_mutex_init(&a->census_lock);
 	mfs_mutex_init(&a->list_lock);
 	mfs_mutex_init(&a->lock);
 	mfs_mutex_init(&a->headers_lock);
@@ -50,6 +51,7 @@ void imap_account_free(struct imap_account *a)
 	search_nodes_free(a->search_nodes);
 	parts_state_clear(a);
 	g_free(a->trash_wire);
+	mfs_mutex_clear(&a->census_lock);
 	mfs_mutex_clear(&a->list_lock);
 	mfs_mutex_clear(&a->lock);
 	mfs_mutex_clear(&a->headers_lock);

@@ -7,6 +7,9 @@
  * holding the ones above it, never the reverse; doc/architecture.md has the
  * table for the whole daemon):
  *
+ *   0. a->census_lock  one census at a time (folders.c: every folder listed
+ *                      before the first listing answers, with object ids);
+ *                      held across the listings
  *   1. a->list_lock    one LIST at a time; held across the round trip
  *   2. f->lock         one listing refresh of folder f at a time; held across
  *                      the round trips. Never two folders' at once.
@@ -86,6 +89,9 @@ struct imap_account {
 	struct watch *watch;
 	struct workers *saver;	/* one thread writing listings to disk */
 	struct workers *lister; /* listings ahead of a walk */
+
+	mfs_mutex census_lock;
+	gboolean census_done; /* set under census_lock; read atomically */
 
 	mfs_mutex list_lock;
 	gint64 list_fetched_at; /* guarded by list_lock */

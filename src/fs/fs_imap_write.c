@@ -416,13 +416,23 @@ void fs_imap_link(fuse_req_t req, fuse_ino_t ino, fuse_ino_t newparent, const ch
 {
 	struct mfs_imap_fs *fs = fuse_req_userdata(req);
 	struct tree_entry e = { 0 };
+	guint64 folder;
+	guint32 uid, uidvalidity;
 	struct lease l;
 	int rc;
 
 	if (fs_hidden_refuse(req, newparent, newname))
 		return;
-	/* A new file, a .search or .parts node: no object, EPERM below. */
 	fs_lease_begin(fs, req, &l);
+	/* A file written a moment ago (rsync -H links a restored file's other
+	   names to it): the message its APPEND made. A file not sent, a
+	   .search or .parts node: no object, EPERM below. */
+	if (staging_sent_message(fs->staging, ino, &folder, &uid, &uidvalidity) &&
+	    imap_account_refresh_dir(fs->account, &l, folder) != -EINTR &&
+	    tree_folder_message(fs->tree, folder, uid, FALSE, 0, &e) == 0 &&
+	    e.uidvalidity == uidvalidity)
+		ino = e.ino;
+	tree_entry_clear(&e);
 	rc = imap_account_link(fs->account, &l, ino, newparent, &e);
 	fs_lease_end(req, &l);
 	if (rc < 0) {

@@ -590,6 +590,24 @@ void staging_appended(struct staging *sg, guint64 ino, const struct staged_sent 
 	mfs_mutex_unlock(&sg->lock);
 }
 
+gboolean staging_sent_message(struct staging *sg, guint64 ino, guint64 *parent, guint32 *uid,
+			      guint32 *uidvalidity)
+{
+	struct staged *st;
+	gboolean sent = FALSE;
+
+	mfs_mutex_lock(&sg->lock);
+	st = find(sg, ino);
+	if (st && st->done && !st->dirty && st->own_uid && st->fd >= 0) {
+		*parent = st->parent;
+		*uid = st->own_uid;
+		*uidvalidity = st->own_uidvalidity;
+		sent = TRUE;
+	}
+	mfs_mutex_unlock(&sg->lock);
+	return sent;
+}
+
 /* Locked. The backup name `name` in parent. */
 static struct staged *find_alias(struct staging *sg, guint64 parent, const char *name)
 {

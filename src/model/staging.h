@@ -145,6 +145,14 @@ gboolean staging_refused(struct staging *sg, guint64 ino);
    message); its name answers as a recent one for a moment (name, parent:
    where it now stands; flags, mtime: what it was sent with). */
 void staging_appended(struct staging *sg, guint64 ino, const struct staged_sent *sent);
+/*
+ * The message ino's last APPEND made, while the kernel still refers to ino
+ * (`ln` of a file rsync -H has just written: mailfs(1), Links): TRUE with
+ * the folder, UID and UIDVALIDITY the server gave; FALSE when it was not
+ * sent, was written since, or the server did not say (no UIDPLUS).
+ */
+gboolean staging_sent_message(struct staging *sg, guint64 ino, guint64 *parent, guint32 *uid,
+			      guint32 *uidvalidity);
 /* Forget ino now (a replacement that failed): done, not recent. */
 void staging_drop(struct staging *sg, guint64 ino);
 

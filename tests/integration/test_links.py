@@ -435,6 +435,41 @@ def test_cyrus_ln_makes_a_server_copy(cyrus, cyrus_mount):
     assert cyrus.uids_of("LnB", emailid) == [uid_b]
 
 
+def test_cyrus_rsync_H_restore_links_on_the_server(cyrus, cyrus_mount, workdir):
+    """A backup's hard links restored with rsync -aH: rsync writes the first
+    name and links the others to it; each link is a UID COPY of the message
+    its APPEND made, so the server holds one message in both folders."""
+    backup = os.path.join(workdir, "links-cyrus-restore")
+    body = message("Restored with its links")
+    try:
+        for folder in ("RestA", "RestB"):
+            os.makedirs(os.path.join(backup, folder))
+        first = os.path.join(backup, "RestA", "7-Restored_with_its_links.eml")
+        with open(first, "wb") as f:
+            f.write(body.replace(b"\r\n", b"\n"))
+        os.link(first, os.path.join(backup, "RestB", "7-Restored_with_its_links.eml"))
+        m = cyrus_mount(log="imap")
+        # Into the mount: no rsync_hardlinks, which empties its destination.
+        r = subprocess.run(["rsync", "-aH", backup + "/", m.mountpoint + "/"],
+                           capture_output=True, text=True, timeout=300)
+        assert r.returncode == 0, r.stderr
+        [uid_a] = cyrus.messages("RestA")
+        emailid = cyrus.emailid("RestA", uid_a)
+        [uid_b] = cyrus.uids_of("RestB", emailid)
+        assert len(cyrus.messages("RestB")) == 1
+        a, b = (os.path.join(m.mountpoint, f) for f in ("RestA", "RestB"))
+        nlink_becomes(path_of(a, uid_a), 2, a)
+        assert_one_inode(path_of(a, uid_a), path_of(b, uid_b), nlink=2)
+        # A link, not a second APPEND of the same bytes (rsync copies when
+        # link fails, and Cyrus's EMAILID is the content's: the same either way).
+        sent = [l for l in m.stderr().splitlines() if " C: " in l]
+        assert len([l for l in sent if "APPEND" in l]) == 1, sent
+        # rsync picks which name it writes first: the other is the copy.
+        assert len([l for l in sent if "UID COPY " in l]) == 1, sent
+    finally:
+        shutil.rmtree(backup, ignore_errors=True)
+
+
 def test_cyrus_hardlinks_no_keeps_one_inode_per_entry(cyrus, cyrus_mount):
     uid_a, uid_b = copied_pair(cyrus, "NoLinkA", "NoLinkB", "No links")
     m = cyrus_mount(hardlinks="no")
