@@ -219,6 +219,8 @@ static gboolean msg_leaving(struct tree *t, struct msgset *ms, struct tmsg *m, g
 		ob->last.name = g_strdup(m->name);
 		if (named)
 			report(removed, ms->folder, ob->ino, m->name);
+	} else if (ob->nlookup == 0) {
+		/* The kernel holds neither the inode nor a name of it. */
 	} else if (named) {
 		report_linked(removed, ms->folder, ob->ino, m->name, TRUE);
 	} else {
@@ -802,7 +804,10 @@ static void name_object(struct tree *t, struct msgset *ms, const struct tree_msg
 	if (!in->objid || !*in->objid || strlen(in->objid) > TREE_OBJID_MAX)
 		return;
 	ob = objtab_intern(t->objects, in->objid);
-	if (ob->names->len > 0)
+	/* Only an inode the kernel holds has a link count to correct (a
+	   1,000,000-message All Mail listed after the labels would otherwise
+	   queue a notification per message). */
+	if (ob->names->len > 0 && ob->nlookup > 0)
 		report_linked(removed, 0, ob->ino, NULL, TRUE);
 	objtab_add_name(ob, ms->folder, in->uid);
 	m->obj = ob;

@@ -151,6 +151,8 @@ void tree_free(struct tree *t);
  *     and inval_inode(ino), never notify_delete (it zeroes the link count);
  *   - linked TRUE, name NULL (parent 0): object ino got a name, or lost one
  *     with a folder that left (its link count changed): inval_inode(ino).
+ * Linked entries are reported only for an object the kernel holds (lookup
+ * count above 0): it has no name or attributes of any other cached.
  */
 struct tree_removed {
 	guint64 parent;
