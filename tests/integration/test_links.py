@@ -367,7 +367,7 @@ def test_cyrus_flags_set_through_one_name_show_through_the_other(cyrus, cyrus_mo
     assert "\\Flagged" in cyrus.messages("FlagB")[uid_b][1]
 
 
-def test_cyrus_rsync_H_and_du_count_the_message_once(cyrus, cyrus_mount, workdir):
+def test_cyrus_rsync_H_du_and_tar_count_the_message_once(cyrus, cyrus_mount, workdir):
     cyrus.create("DuA", "DuB")
     uid_a = cyrus.append("DuA", message("Backed up once"))
     cyrus.append("DuB", message("Filler so the UIDs differ"))
@@ -384,8 +384,17 @@ def test_cyrus_rsync_H_and_du_count_the_message_once(cyrus, cyrus_mount, workdir
         assert_one_inode(os.path.join(ba, names(a)[uid_a]), os.path.join(bb, names(b)[uid_b]),
                          nlink=2)
         assert du_bytes(ba, bb) == dir_bytes(ba, bb) + size + filler
+        # tar stores the second name as a link to the first.
+        r = subprocess.run(["tar", "-cf", backup + ".tar", "-C", m.mountpoint, "DuA", "DuB"],
+                           capture_output=True, text=True, timeout=120)
+        assert r.returncode == 0, r.stderr
+        listing = subprocess.run(["tar", "-tvf", backup + ".tar"], capture_output=True,
+                                 text=True, timeout=60).stdout
+        assert len([l for l in listing.splitlines() if " link to " in l]) == 1, listing
     finally:
         shutil.rmtree(backup, ignore_errors=True)
+        if os.path.exists(backup + ".tar"):
+            os.unlink(backup + ".tar")
 
 
 def test_cyrus_rm_of_one_name_leaves_the_other(cyrus, cyrus_mount):
