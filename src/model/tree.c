@@ -1345,7 +1345,6 @@ static void clear_entry(void *p)
 GArray *tree_message_names(struct tree *t, guint64 ino, unsigned want)
 {
 	GArray *out = g_array_new(FALSE, FALSE, sizeof(struct tree_entry));
-	g_autoptr(GPtrArray) msgs = g_ptr_array_new();
 	struct msgset *ms;
 	struct tobj *ob;
 	struct tmsg *m;
