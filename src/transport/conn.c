@@ -487,6 +487,7 @@ static struct addrinfo *resolve(const char *host, const char *port, int timeout_
 	gint64 deadline = deadline_after(timeout_s);
 	GThread *t;
 	GError *terr = NULL;
+	gboolean done;
 
 	j->ref = 2;
 	mfs_mutex_init(&j->lock);
@@ -511,14 +512,17 @@ static struct addrinfo *resolve(const char *host, const char *port, int timeout_
 			break;
 		mfs_cond_wait_until(&j->cond, &j->lock, MIN(slice, deadline));
 	}
+	/* Read under the lock: the thread may still finish after it. Once
+	   done, it writes nothing more. */
+	done = j->done;
 	mfs_mutex_unlock(&j->lock);
-	if (!j->done && conn_cancel_fired(cancel)) {
+	if (!done && conn_cancel_fired(cancel)) {
 		resolve_job_unref(j);
 		g_set_error(err, G_IO_ERROR, G_IO_ERROR_CANCELLED, "connecting to %s abandoned",
 			    host);
 		return NULL;
 	}
-	if (!j->done) {
+	if (!done) {
 		resolve_job_unref(j);
 		g_set_error(err, G_IO_ERROR, G_IO_ERROR_TIMED_OUT,
 			    "cannot resolve %s: no answer within %d s", host, timeout_s);
