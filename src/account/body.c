@@ -168,6 +168,41 @@ static gboolean reader_interrupted(void *ud)
 	return lease_interrupted(ud);
 }
 
+/*
+ * A message in several folders (model/tree.h, OBJECTS) is read through its
+ * representative's name, e; but its body may be cached whole under another
+ * name's key (the representative changed since: a name of it left, or a
+ * folder of lower number was listed later, or a remount listed them in
+ * another order). Then that name is read instead: no body is fetched twice.
+ */
+static void prefer_cached_name(struct imap_account *a, guint64 ino, struct tree_entry *e)
+{
+	g_autofree char *key = NULL;
+	g_autoptr(GArray) names = NULL;
+
+	if (!TREE_IS_OBJECT(ino))
+		return;
+	key = mcache_folder_key(e->wire, e->uidvalidity);
+	if (mcache_peek_complete(a->cache, key, e->uid))
+		return;
+	names = tree_message_names(a->tree, ino, TREE_WANT_WIRE);
+	for (guint i = 0; names && i < names->len; i++) {
+		struct tree_entry *n = &g_array_index(names, struct tree_entry, i);
+		g_autofree char *nkey = NULL;
+
+		if (!n->wire || (n->uid == e->uid && strcmp(n->wire, e->wire) == 0))
+			continue;
+		nkey = mcache_folder_key(n->wire, n->uidvalidity);
+		if (mcache_peek_complete(a->cache, nkey, n->uid)) {
+			g_free(e->wire);
+			e->wire = g_steal_pointer(&n->wire);
+			e->uid = n->uid;
+			e->uidvalidity = n->uidvalidity;
+			return;
+		}
+	}
+}
+
 struct body_reader *body_open(struct imap_account *a, struct lease *l, guint64 ino,
 			      gboolean *direct_io, int *err)
 {
@@ -182,6 +217,7 @@ struct body_reader *body_open(struct imap_account *a, struct lease *l, guint64 i
 		return NULL;
 	}
 	imap_account_reader_came(a, e.parent, e.uid, e.name, e.wire, e.uidvalidity);
+	prefer_cached_name(a, ino, &e);
 	r = g_new0(struct body_reader, 1);
 	mfs_mutex_init(&r->lock);
 	r->a = a;

@@ -354,6 +354,26 @@ def test_cyrus_reading_two_names_fetches_once(cyrus, cyrus_mount):
     assert fetched(m.mountpoint) == after_first, "the second name fetched the body again"
 
 
+def test_cyrus_a_name_listed_later_reads_the_cached_body(cyrus, cyrus_mount):
+    """The body was cached through one name; a copy then lands in a folder
+    that comes first (it becomes the message's first name): reading goes
+    on from the cache, with no second fetch."""
+    cyrus.create("EarlyA", "LateB")
+    cyrus.append("LateB", message("Filler so the UIDs differ"))
+    uid_b = cyrus.append("LateB", message("Cached before the copy"))
+    m = cyrus_mount()
+    a, b = (os.path.join(m.mountpoint, f) for f in ("EarlyA", "LateB"))
+    assert names(a) == {}
+    body = read(path_of(b, uid_b))
+    after_first = fetched(m.mountpoint)
+    uid_a = cyrus.copy("LateB", uid_b, "EarlyA")
+    # refresh=0: the next look at EarlyA lists the copy.
+    assert_one_inode(path_of(a, uid_a), path_of(b, uid_b), nlink=2)
+    assert read(path_of(a, uid_a)) == body
+    assert read(path_of(b, uid_b)) == body
+    assert fetched(m.mountpoint) == after_first, "the body was fetched again"
+
+
 def test_cyrus_flags_set_through_one_name_show_through_the_other(cyrus, cyrus_mount):
     uid_a, uid_b = copied_pair(cyrus, "FlagA", "FlagB", "Flag me")
     m = cyrus_mount(refresh=3600)  # no listing again: one inode, one set of flags
