@@ -46,14 +46,15 @@ SEED = 20261207
 TOOLS = [("mailfs", "rsync -aH"), ("mailfs", "rsync -a"), ("mbsync", "mbsync -a")]
 
 
-def links_plan(tools, n):
+def links_plan(tools, n, shape="small"):
     """[(folders, kind, size, internaldate, seen)] for message 0..n-1: the main
-    corpus's plan (its folder first) plus one or two other folders for 30%."""
+    corpus's plan of that shape (its folder first) plus one or two other
+    folders for 30%."""
     rng = random.Random(SEED)
-    every = ["INBOX"] + tools.FOLDERS
+    every = ["INBOX"] + tools.folders_of(shape)
     shared = set(rng.sample(range(n), round(n * SHARED)))
     plan = []
-    for i, (home, kind, size, date, seen) in enumerate(tools.corpus_plan(n)):
+    for i, (home, kind, size, date, seen) in enumerate(tools.corpus_plan(n, shape)):
         folders = [home]
         if i in shared:
             folders += rng.sample([f for f in every if f != home], rng.choice((1, 2)))
@@ -110,7 +111,7 @@ class Links:
         """APPEND each message to its first folder, then UID COPY the shared
         ones into their other folders, one command per pair of folders."""
         t = self.tools
-        plan = links_plan(t, n)
+        plan = links_plan(t, n, self.bench.shape)
         rng = random.Random(7)            # as the main corpus's write_corpus
         filler = t._filler(random.Random(11))
         unique = entries = 0
@@ -120,8 +121,8 @@ class Links:
             m = re.match(rb'\(\("([^"]*)" "(.)"\)', data[0])
             prefix, sep = m.group(1).decode(), m.group(2).decode()
             self.name = {f: f if f == "INBOX" else prefix + f.replace("/", sep)
-                         for f in ["INBOX"] + t.FOLDERS}
-            for f in t.FOLDERS:
+                         for f in ["INBOX"] + t.folders_of(self.bench.shape)}
+            for f in t.folders_of(self.bench.shape):
                 typ, data = c.create(self.name[f])
                 if typ != "OK":
                     raise RuntimeError(f"CREATE {f}: {data}")
@@ -239,7 +240,7 @@ class Links:
 
     def describe(self):
         c = self.corpus
-        return (f"{c['messages']} messages on Cyrus (the main corpus's shapes), "
+        return (f"{c['messages']} messages on Cyrus (the main corpus's {self.bench.shape} shape), "
                 f"{c['shared']} of them ({c['shared'] / c['messages']:.0%}) also in other "
                 f"folders by UID COPY ({c['in three']} in three folders): {c['names']} names; "
                 f"unique messages' RFC822.SIZE sum {c['unique bytes']} bytes, "
