@@ -209,14 +209,15 @@ static gboolean msg_leaving(struct tree *t, struct msgset *ms, struct tmsg *m, g
 		return FALSE;
 	}
 	objtab_drop_name(t->objects, ob, ms->folder, m->uid);
-	if (ob->names->len == 0) {
-		ob->last.folder = ms->folder;
-		ob->last.uid = m->uid;
-		ob->last.uidvalidity = ms->uidvalidity;
-		ob->last.size = m->size;
-		ob->last.mtime = m->mtime;
-		ob->last.flags = g_ref_string_acquire(m->flags);
-		ob->last.name = g_strdup(m->name);
+	if (objtab_nnames(ob) == 0) {
+		ob->last = g_new0(struct tobj_last, 1);
+		ob->last->folder = ms->folder;
+		ob->last->uid = m->uid;
+		ob->last->uidvalidity = ms->uidvalidity;
+		ob->last->size = m->size;
+		ob->last->mtime = m->mtime;
+		ob->last->flags = g_ref_string_acquire(m->flags);
+		ob->last->name = g_strdup(m->name);
 		if (named)
 			report(removed, ms->folder, ob->ino, m->name);
 	} else if (ob->nlookup == 0) {
@@ -807,7 +808,7 @@ static void name_object(struct tree *t, struct msgset *ms, const struct tree_msg
 	/* Only an inode the kernel holds has a link count to correct (a
 	   1,000,000-message All Mail listed after the labels would otherwise
 	   queue a notification per message). */
-	if (ob->names->len > 0 && ob->nlookup > 0)
+	if (objtab_nnames(ob) > 0 && ob->nlookup > 0)
 		report_linked(removed, 0, ob->ino, NULL, TRUE);
 	objtab_add_name(ob, ms->folder, in->uid);
 	m->obj = ob;
@@ -1015,9 +1016,9 @@ static void fill_msg(struct tree *t, const struct msgset *ms, const struct tmsg 
 	out->parent = ms->folder;
 	out->kind = TREE_MESSAGE;
 	out->gone = gone;
-	out->nlink = gone ? 0 : ob ? ob->names->len : 1;
+	out->nlink = gone ? 0 : ob ? objtab_nnames(ob) : 1;
 	if (ob) {
-		const struct tname *rep = &g_array_index(ob->names, struct tname, 0);
+		const struct tname *rep = objtab_name(ob, 0);
 
 		out->alias = rep->folder != ms->folder || rep->uid != m->uid;
 		if (want & TREE_WANT_OBJID)
@@ -1058,26 +1059,27 @@ static void fill_obj(struct tree *t, const struct tobj *ob, unsigned want, struc
 	struct tmsg *m;
 	struct folder *f;
 
-	if (ob->names->len > 0 &&
-	    (m = name_msg(t, &g_array_index(ob->names, struct tname, 0), &ms)) != NULL) {
+	if (objtab_nnames(ob) > 0 && (m = name_msg(t, objtab_name(ob, 0), &ms)) != NULL) {
 		fill_msg(t, ms, m, FALSE, want, out);
 		return;
 	}
 	memset(out, 0, sizeof(*out));
 	out->ino = ob->ino;
-	out->parent = ob->last.folder;
 	out->kind = TREE_MESSAGE;
 	out->gone = TRUE;
-	out->uid = ob->last.uid;
-	out->uidvalidity = ob->last.uidvalidity;
-	out->size = ob->last.size;
-	out->mtime = ob->last.mtime;
+	if (!ob->last)
+		return; /* not reached: a name always leaves through msg_leaving */
+	out->parent = ob->last->folder;
+	out->uid = ob->last->uid;
+	out->uidvalidity = ob->last->uidvalidity;
+	out->size = ob->last->size;
+	out->mtime = ob->last->mtime;
 	if (want & TREE_WANT_NAME)
-		out->name = g_strdup(ob->last.name ? ob->last.name : "");
-	if ((want & TREE_WANT_WIRE) && (f = folder_get(t, ob->last.folder)) != NULL && f->wire)
+		out->name = g_strdup(ob->last->name ? ob->last->name : "");
+	if ((want & TREE_WANT_WIRE) && (f = folder_get(t, ob->last->folder)) != NULL && f->wire)
 		out->wire = g_strdup(f->wire);
 	if (want & TREE_WANT_FLAGS)
-		out->flags = g_strdup(ob->last.flags ? ob->last.flags : "");
+		out->flags = g_strdup(ob->last->flags ? ob->last->flags : "");
 	if (want & TREE_WANT_OBJID)
 		out->objid = g_strdup(ob->objid);
 }
@@ -1264,10 +1266,10 @@ static int msgs_of(struct tree *t, guint64 ino, GPtrArray *out)
 	if (folder_get(t, ino))
 		return -EISDIR;
 	if (TREE_IS_OBJECT(ino)) {
-		if (!(ob = objtab_get(t->objects, ino)) || ob->names->len == 0)
+		if (!(ob = objtab_get(t->objects, ino)) || objtab_nnames(ob) == 0)
 			return -ENOENT;
-		for (guint i = 0; i < ob->names->len; i++)
-			if ((m = name_msg(t, &g_array_index(ob->names, struct tname, i), &ms)))
+		for (guint i = 0; i < objtab_nnames(ob); i++)
+			if ((m = name_msg(t, objtab_name(ob, i), &ms)))
 				g_ptr_array_add(out, m);
 		return 0;
 	}
@@ -1354,11 +1356,10 @@ GArray *tree_message_names(struct tree *t, guint64 ino, unsigned want)
 	mfs_mutex_lock(&t->lock);
 	if (TREE_IS_OBJECT(ino)) {
 		if ((ob = objtab_get(t->objects, ino)) != NULL) {
-			for (guint i = 0; i < ob->names->len; i++) {
+			for (guint i = 0; i < objtab_nnames(ob); i++) {
 				struct tree_entry e;
 
-				if (!(m = name_msg(t, &g_array_index(ob->names, struct tname, i),
-						   &ms)))
+				if (!(m = name_msg(t, objtab_name(ob, i), &ms)))
 					continue;
 				fill_msg(t, ms, m, FALSE, want, &e);
 				g_array_append_val(out, e);
@@ -1386,8 +1387,8 @@ int tree_folder_object(struct tree *t, guint64 folder, guint64 ino, gboolean ref
 
 	mfs_mutex_lock(&t->lock);
 	ob = TREE_IS_OBJECT(ino) ? objtab_get(t->objects, ino) : NULL;
-	for (guint i = 0; ob && i < ob->names->len && rc != 0; i++) {
-		const struct tname *n = &g_array_index(ob->names, struct tname, i);
+	for (guint i = 0; ob && i < objtab_nnames(ob) && rc != 0; i++) {
+		const struct tname *n = objtab_name(ob, i);
 
 		if (n->folder != folder || !(m = name_msg(t, n, &ms)))
 			continue;

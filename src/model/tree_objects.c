@@ -3,21 +3,22 @@
 
 #include "model/tree.h"
 
+#include <string.h>
+
 struct objtab {
-	GHashTable *by_id;  /* objid -> struct tobj *, live objects only */
-	GHashTable *by_ino; /* &ino -> struct tobj * (owns every object) */
-	guint64 next;
+	GHashTable *by_id; /* objid (inside the object) -> struct tobj *, live ones */
+	GPtrArray *slots;  /* [N] = object numbered TREE_OBJECT_BIT | N, or NULL */
 };
 
-static void tobj_free(void *p)
+static void tobj_free(struct tobj *ob)
 {
-	struct tobj *ob = p;
-
-	g_free(ob->objid);
-	g_array_unref(ob->names);
-	if (ob->last.flags)
-		g_ref_string_release(ob->last.flags);
-	g_free(ob->last.name);
+	if (ob->last) {
+		if (ob->last->flags)
+			g_ref_string_release(ob->last->flags);
+		g_free(ob->last->name);
+		g_free(ob->last);
+	}
+	g_free(ob->more);
 	g_free(ob);
 }
 
@@ -26,8 +27,8 @@ struct objtab *objtab_new(void)
 	struct objtab *o = g_new0(struct objtab, 1);
 
 	o->by_id = g_hash_table_new(g_str_hash, g_str_equal);
-	o->by_ino = g_hash_table_new_full(g_int64_hash, g_int64_equal, NULL, tobj_free);
-	o->next = 1;
+	o->slots = g_ptr_array_new();
+	g_ptr_array_add(o->slots, NULL); /* N counts from 1 */
 	return o;
 }
 
@@ -35,29 +36,37 @@ void objtab_free(struct objtab *o)
 {
 	if (!o)
 		return;
+	for (guint i = 0; i < o->slots->len; i++)
+		if (o->slots->pdata[i])
+			tobj_free(o->slots->pdata[i]);
+	g_ptr_array_unref(o->slots);
 	g_hash_table_unref(o->by_id);
-	g_hash_table_unref(o->by_ino);
 	g_free(o);
 }
 
 struct tobj *objtab_intern(struct objtab *o, const char *objid)
 {
 	struct tobj *ob = g_hash_table_lookup(o->by_id, objid);
+	size_t len;
 
 	if (ob)
 		return ob;
-	ob = g_new0(struct tobj, 1);
-	ob->ino = TREE_OBJECT_BIT | o->next++;
-	ob->objid = g_strdup(objid);
-	ob->names = g_array_new(FALSE, FALSE, sizeof(struct tname));
+	len = strlen(objid);
+	ob = g_malloc0(sizeof(*ob) + len + 1);
+	memcpy(ob->objid, objid, len + 1);
+	ob->ino = TREE_OBJECT_BIT | o->slots->len;
+	g_ptr_array_add(o->slots, ob);
 	g_hash_table_insert(o->by_id, ob->objid, ob);
-	g_hash_table_insert(o->by_ino, &ob->ino, ob);
 	return ob;
 }
 
 struct tobj *objtab_get(struct objtab *o, guint64 ino)
 {
-	return g_hash_table_lookup(o->by_ino, &ino);
+	guint64 n = ino & ~TREE_OBJECT_BIT;
+
+	if (!TREE_IS_OBJECT(ino) || n == 0 || n >= o->slots->len)
+		return NULL;
+	return o->slots->pdata[n];
 }
 
 static int cmp_name(const struct tname *a, guint64 folder, guint32 uid)
@@ -70,11 +79,11 @@ static int cmp_name(const struct tname *a, guint64 folder, guint32 uid)
 /* Where (folder, uid) is or would go in ob's names. */
 static gboolean find_name(const struct tobj *ob, guint64 folder, guint32 uid, guint *pos)
 {
-	guint lo = 0, hi = ob->names->len;
+	guint lo = 0, hi = ob->n_names;
 
 	while (lo < hi) {
 		guint mid = lo + (hi - lo) / 2;
-		int c = cmp_name(&g_array_index(ob->names, struct tname, mid), folder, uid);
+		int c = cmp_name(objtab_name(ob, mid), folder, uid);
 
 		if (c == 0) {
 			*pos = mid;
@@ -89,13 +98,27 @@ static gboolean find_name(const struct tobj *ob, guint64 folder, guint32 uid, gu
 	return FALSE;
 }
 
+static struct tname *name_at(struct tobj *ob, guint i)
+{
+	return i == 0 ? &ob->first : &ob->more[i - 1];
+}
+
 void objtab_add_name(struct tobj *ob, guint64 folder, guint32 uid)
 {
-	struct tname n = { folder, uid };
+	struct tname n = { (guint32)folder, uid };
 	guint pos;
 
-	if (!find_name(ob, folder, uid, &pos))
-		g_array_insert_val(ob->names, pos, n);
+	if (find_name(ob, folder, uid, &pos))
+		return;
+	if (ob->n_names >= 1 && ob->n_names - 1 >= ob->cap_more) {
+		ob->cap_more = ob->cap_more ? ob->cap_more * 2 : 2;
+		ob->more = g_renew(struct tname, ob->more, ob->cap_more);
+	}
+	/* Shift names [pos, n) up by one, then put n at pos. */
+	for (guint i = ob->n_names; i > pos; i--)
+		*name_at(ob, i) = *name_at(ob, i - 1);
+	*name_at(ob, pos) = n;
+	ob->n_names++;
 }
 
 gboolean objtab_drop_name(struct objtab *o, struct tobj *ob, guint64 folder, guint32 uid)
@@ -104,14 +127,22 @@ gboolean objtab_drop_name(struct objtab *o, struct tobj *ob, guint64 folder, gui
 
 	if (!find_name(ob, folder, uid, &pos))
 		return FALSE;
-	g_array_remove_index(ob->names, pos);
-	if (ob->names->len == 0 && g_hash_table_lookup(o->by_id, ob->objid) == ob)
-		g_hash_table_remove(o->by_id, ob->objid);
+	for (guint i = pos; i + 1 < ob->n_names; i++)
+		*name_at(ob, i) = *name_at(ob, i + 1);
+	ob->n_names--;
+	if (ob->n_names == 0) {
+		g_clear_pointer(&ob->more, g_free);
+		ob->cap_more = 0;
+		if (g_hash_table_lookup(o->by_id, ob->objid) == ob)
+			g_hash_table_remove(o->by_id, ob->objid);
+	}
 	return TRUE;
 }
 
 void objtab_release(struct objtab *o, struct tobj *ob)
 {
-	if (ob->names->len == 0 && ob->nlookup == 0)
-		g_hash_table_remove(o->by_ino, &ob->ino);
+	if (ob->n_names > 0 || ob->nlookup > 0)
+		return;
+	o->slots->pdata[ob->ino & ~TREE_OBJECT_BIT] = NULL;
+	tobj_free(ob);
 }
