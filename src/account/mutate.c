@@ -462,19 +462,32 @@ int imap_account_rename(struct imap_account *a, struct lease *l, guint64 parent,
 
 /* STORE flags on message e (one name). *gmail: the server keeps flags per
    message (X-GM-EXT-1), so one name's STORE is every name's. */
-static int store_on(struct lease *l, const struct tree_entry *e, const char *flags,
-		    gboolean *gmail)
+/* One change of message e (one name), on its mailbox selected under the
+   UIDVALIDITY e was listed with (read-only is enough for a COPY). *gmail
+   (may be NULL): whether the server is Gmail (X-GM-EXT-1), which keeps
+   flags per message. */
+static int run_on(struct lease *l, const struct tree_entry *e, gboolean readonly,
+		  gboolean *gmail, const char *what, const char *fmt, ...) G_GNUC_PRINTF(6, 7);
+
+static int run_on(struct lease *l, const struct tree_entry *e, gboolean readonly,
+		  gboolean *gmail, const char *what, const char *fmt, ...)
 {
+	g_autofree char *cmd = NULL;
 	struct imap_session *s;
 	GError *err = NULL;
+	va_list ap;
 	int rc = lease_borrow(l, e->wire, &s);
 
 	if (rc < 0)
 		return rc;
-	*gmail = imap_session_has(s, IMAP_CAP_X_GM_EXT_1);
-	rc = fetch_ensure_selected(s, e->wire, FALSE, e->uidvalidity, &err);
+	va_start(ap, fmt);
+	cmd = g_strdup_vprintf(fmt, ap);
+	va_end(ap);
+	if (gmail)
+		*gmail = imap_session_has(s, IMAP_CAP_X_GM_EXT_1);
+	rc = fetch_ensure_selected(s, e->wire, readonly, e->uidvalidity, &err);
 	if (rc == 0)
-		rc = run_change(s, "STORE", &err, "UID STORE %u FLAGS.SILENT (%s)", e->uid, flags);
+		rc = run_change(s, what, &err, "%s", cmd);
 	lease_give_back(l);
 	return rc < 0 ? lease_errno(l, rc, err, e->wire) : 0;
 }
@@ -498,36 +511,19 @@ int imap_account_store_flags(struct imap_account *a, struct lease *l, guint64 in
 		const struct tree_entry *e = &g_array_index(names, struct tree_entry, i);
 
 		if (e->wire)
-			rc = store_on(l, e, flags, &gmail);
+			rc = run_on(l, e, FALSE, &gmail, "STORE", "UID STORE %u FLAGS.SILENT (%s)",
+				    e->uid, flags);
 	}
 	if (rc == 0)
 		tree_message_set_flags(a->tree, ino, flags);
 	return rc;
 }
 
-/* UID COPY of message e to mailbox dest. */
-static int copy_message(struct lease *l, const struct tree_entry *e, const char *dest)
-{
-	g_autofree char *q = imap_quote(dest);
-	struct imap_session *s;
-	GError *err = NULL;
-	int rc;
-
-	if (!q)
-		return -EINVAL;
-	if ((rc = lease_borrow(l, e->wire, &s)) < 0)
-		return rc;
-	rc = fetch_ensure_selected(s, e->wire, TRUE, e->uidvalidity, &err);
-	if (rc == 0)
-		rc = run_change(s, "COPY", &err, "UID COPY %u %s", e->uid, q);
-	lease_give_back(l);
-	return rc < 0 ? lease_errno(l, rc, err, e->wire) : 0;
-}
-
 int imap_account_link(struct imap_account *a, struct lease *l, guint64 ino, guint64 newparent,
 		      struct tree_entry *out)
 {
 	struct tree_entry e = { 0 }, dest = { 0 };
+	g_autofree char *q = NULL;
 	int rc;
 
 	if ((rc = refuse_readonly(a)) < 0)
@@ -544,8 +540,10 @@ int imap_account_link(struct imap_account *a, struct lease *l, guint64 ino, guin
 	tree_entry_clear(&e);
 	if (rc == 0 && (rc = tree_get(a->tree, ino, TREE_WANT_WIRE, &e)) == 0 && (e.gone || !e.wire))
 		rc = -ENOENT;
+	if (rc == 0 && !(q = imap_quote(dest.wire)))
+		rc = -EINVAL;
 	if (rc == 0)
-		rc = copy_message(l, &e, dest.wire);
+		rc = run_on(l, &e, TRUE, NULL, "COPY", "UID COPY %u %s", e.uid, q);
 	if (rc == 0) {
 		account_mark_stale(a, newparent);
 		imap_account_refresh_folder(a, l, newparent, TRUE);

@@ -62,8 +62,8 @@ import threading
 import time
 import urllib.parse
 
-from hostile import ClientGone, ConnectionServer, ScriptError, Stopped
-from hostile_imapd import Conn, quote
+from hostile import ClientGone, ScriptError
+from hostile_imapd import CommandLoop, Conn, quote
 
 CAPS = "IMAP4rev1 X-GM-EXT-1 UIDPLUS MOVE SPECIAL-USE LITERAL+ ID AUTH=PLAIN SASL-IR"
 USER = "tester@gmail.test"
@@ -366,6 +366,9 @@ def literal(data):
 class Session(Conn):
     """One client connection: its login, its open folder and what it was told of it."""
 
+    idle_limit = IDLE_LIMIT
+    max_literal = MAX_LITERAL
+
     def __init__(self, server, sock, index):
         super().__init__(server, sock, index)
         self.user = None
@@ -375,27 +378,19 @@ class Session(Conn):
         self.told = {}    # uid -> flags the client was told of
 
     def read_command(self):
+        """hostile_imapd's, with a client idle too long counted as gone."""
         try:
-            line = self.link.readline(timeout=IDLE_LIMIT)
+            return super().read_command()
         except ScriptError:
             raise ClientGone("idle too long")
-        while True:
-            m = re.search(rb"\{(\d+)(\+?)\}$", line)
-            if not m:
-                return line
-            n = int(m.group(1))
-            if n > MAX_LITERAL:
-                raise ClientGone("client literal too large")
-            if not m.group(2):
-                self.send(b"+ go ahead\r\n")
-            line += b"\r\n" + self.read_exact(n, time.monotonic() + 30)
-            line += self.link.readline(timeout=30)
 
 
-class GmailServer(ConnectionServer):
+class GmailServer(CommandLoop):
     """Serve Gmail's model on 127.0.0.1:port; see the module's doc."""
 
     thread_prefix = "gmail-imapd"
+    conn_class = Session
+    greeting = b"* OK Gimap ready for requests from 127.0.0.1 mailfs-test\r\n"
 
     def __init__(self, labels=("Work", "Receipts"), user=USER, password=PASSWORD,
                  caps=CAPS, max_conns=1000):
@@ -458,25 +453,6 @@ class GmailServer(ConnectionServer):
                     for _, l in self.lines]
 
     # -- one connection --
-
-    def _serve(self, sock, index):
-        s = Session(self, sock, index)
-        try:
-            s.send(b"* OK Gimap ready for requests from 127.0.0.1 mailfs-test\r\n")
-            while not s.closed:
-                line = s.read_command()
-                with self._lock:
-                    self.lines.append((index, line))
-                self._dispatch(s, line)
-        except (ClientGone, Stopped):
-            pass
-        except Exception as e:  # a bug in the server must show in the test
-            self.errors.append(f"connection {index}: {type(e).__name__}: {e}")
-        finally:
-            try:
-                sock.close()
-            except OSError:
-                pass
 
     def _dispatch(self, s, line):
         tag, _, rest = line.partition(b" ")

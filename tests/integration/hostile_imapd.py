@@ -120,6 +120,9 @@ def uid_set(spec, uids):
 class Conn:
     """One client connection: its link, and the mailbox it has open."""
 
+    idle_limit = IDLE_LIMIT
+    max_literal = MAX_LITERAL
+
     def __init__(self, server, sock, index):
         self.link = Link(server, sock)
         self.index = index
@@ -143,13 +146,13 @@ class Conn:
 
     def read_command(self):
         """One whole command (client literals inline, CRLF kept before them)."""
-        line = self.link.readline(timeout=IDLE_LIMIT)
+        line = self.link.readline(timeout=self.idle_limit)
         while True:
             m = re.search(rb"\{(\d+)(\+?)\}$", line)
             if not m:
                 return line
             n = int(m.group(1))
-            if n > MAX_LITERAL:
+            if n > self.max_literal:
                 raise ClientGone("client literal too large")
             if not m.group(2):
                 self.send(b"+ go on\r\n")
@@ -157,7 +160,35 @@ class Conn:
             line += self.link.readline(timeout=15)
 
 
-class Responder(ConnectionServer):
+class CommandLoop(ConnectionServer):
+    """Each connection: the greeting, then commands read (self.conn_class's
+    read_command), recorded in self.lines and handed to self._dispatch
+    until the connection closes. A bug in the server shows in self.errors."""
+
+    conn_class = Conn
+
+    def _serve(self, sock, index):
+        conn = self.conn_class(self, sock, index)
+        try:
+            conn.send(self.greeting.encode() if isinstance(self.greeting, str)
+                      else self.greeting)
+            while not conn.closed:
+                line = conn.read_command()
+                with self._lock:
+                    self.lines.append((index, line))
+                self._dispatch(conn, line)
+        except (ClientGone, Stopped):
+            pass
+        except Exception as e:  # a bug in the server must show in the test
+            self.errors.append(f"connection {index}: {type(e).__name__}: {e}")
+        finally:
+            try:
+                sock.close()
+            except OSError:
+                pass
+
+
+class Responder(CommandLoop):
     """Serve every connection on 127.0.0.1:port from the table and the model."""
 
     thread_prefix = "hostile-imapd"
@@ -183,26 +214,6 @@ class Responder(ConnectionServer):
         self.body_fetches = []  # (uid, offset, length) asked for
 
     # -- one connection --
-
-    def _serve(self, sock, index):
-        conn = Conn(self, sock, index)
-        try:
-            conn.send(self.greeting.encode() if isinstance(self.greeting, str)
-                      else self.greeting)
-            while not conn.closed:
-                line = conn.read_command()
-                with self._lock:
-                    self.lines.append((index, line))
-                self._dispatch(conn, line)
-        except (ClientGone, Stopped):
-            pass
-        except Exception as e:  # a bug in the responder must show in the test
-            self.errors.append(f"connection {index}: {type(e).__name__}: {e}")
-        finally:
-            try:
-                sock.close()
-            except OSError:
-                pass
 
     # -- commands --
 

@@ -107,6 +107,17 @@ def fetched(mountpoint):
     return int(s["messages_fetched"]), int(s["bytes_fetched"])
 
 
+def assert_read_once(m, first, second):
+    """Reading one name fetches the body once; the other name reads it from
+    the cache."""
+    before = fetched(m.mountpoint)
+    body = read(first)
+    after_first = fetched(m.mountpoint)
+    assert after_first[0] == before[0] + 1
+    assert read(second) == body
+    assert fetched(m.mountpoint) == after_first, "the second name fetched the body again"
+
+
 def flags(path):
     return set(os.getxattr(path, "user.imap.flags").decode().split())
 
@@ -344,14 +355,8 @@ def test_cyrus_copy_is_one_inode_with_two_names(cyrus, cyrus_mount):
 def test_cyrus_reading_two_names_fetches_once(cyrus, cyrus_mount):
     uid_a, uid_b = copied_pair(cyrus, "ReadA", "ReadB", "Read once")
     m = cyrus_mount()
-    a = path_of(os.path.join(m.mountpoint, "ReadA"), uid_a)
-    b = path_of(os.path.join(m.mountpoint, "ReadB"), uid_b)
-    before = fetched(m.mountpoint)
-    first = read(a)
-    after_first = fetched(m.mountpoint)
-    assert after_first[0] == before[0] + 1
-    assert read(b) == first
-    assert fetched(m.mountpoint) == after_first, "the second name fetched the body again"
+    assert_read_once(m, path_of(os.path.join(m.mountpoint, "ReadA"), uid_a),
+                     path_of(os.path.join(m.mountpoint, "ReadB"), uid_b))
 
 
 def test_cyrus_a_name_listed_later_reads_the_cached_body(cyrus, cyrus_mount):
@@ -693,13 +698,7 @@ def test_gmail_flags_set_through_one_name_are_one_store(gmail, gmail_mount):
 def test_gmail_reading_two_names_fetches_once(gmail, gmail_mount):
     both = gmail.add_message(message("Inbox and Work", "x" * 5000), labels=(INBOX, "Work"))
     m = gmail_mount()
-    inbox, work = gmail_path(m, gmail, INBOX, both), gmail_path(m, gmail, "Work", both)
-    before = fetched(m.mountpoint)
-    first = read(inbox)
-    after_first = fetched(m.mountpoint)
-    assert after_first[0] == before[0] + 1
-    assert read(work) == first
-    assert fetched(m.mountpoint) == after_first, "the second name fetched the body again"
+    assert_read_once(m, gmail_path(m, gmail, INBOX, both), gmail_path(m, gmail, "Work", both))
 
 
 def test_gmail_hardlinks_no_keeps_one_inode_per_label(gmail, gmail_mount):
