@@ -322,47 +322,13 @@ int imap_account_refresh_folder(struct imap_account *a, struct lease *l, guint64
 	return rc;
 }
 
-/*
- * With object ids (mailfs(1), Links), every shown folder is listed once
- * before the first listing of a folder's messages answers: st_nlink then
- * counts every folder from the first stat, which rsync -H, du and tar need
- * (they look for links only among files with more than one). Other
- * requests wait for it; an interrupted one leaves it to the next.
- */
-static int census(struct imap_account *a, struct lease *l)
-{
-	g_autoptr(GArray) all = NULL;
-	int rc = 0;
-
-	if (__atomic_load_n(&a->census_done, __ATOMIC_ACQUIRE) || !account_wants_objids(a))
-		return 0;
-	mfs_mutex_lock(&a->census_lock);
-	if (!a->census_done) {
-		all = g_array_new(FALSE, FALSE, sizeof(guint64));
-		tree_folder_subtree(a->tree, TREE_ROOT_INO, all);
-		for (guint i = 0; i < all->len && rc != -EINTR; i++) {
-			guint64 ino = g_array_index(all, guint64, i);
-			struct tree_entry e = { 0 };
-
-			if (tree_get(a->tree, ino, 0, &e) == 0 && !e.listed)
-				rc = imap_account_refresh_folder(a, l, ino, FALSE);
-		}
-		mfs_log_debug(MFS_LOG_IMAP, "census: %u folders listed for link counts", all->len);
-		/* A folder that failed is listed when looked at, as any. */
-		if (rc != -EINTR)
-			__atomic_store_n(&a->census_done, TRUE, __ATOMIC_RELEASE);
-	}
-	mfs_mutex_unlock(&a->census_lock);
-	return rc == -EINTR ? rc : 0;
-}
-
 int imap_account_refresh_dir(struct imap_account *a, struct lease *l, guint64 ino)
 {
 	int rc = imap_account_refresh_list(a, FALSE, NULL);
 
 	if (rc < 0 && rc != -EIO)
 		return rc;
-	if (ino != TREE_ROOT_INO && census(a, l) == -EINTR)
+	if (ino != TREE_ROOT_INO && account_census(a, l) == -EINTR)
 		return -EINTR;
 	/* Offline: a folder listed before still answers from what is known. */
 	return imap_account_refresh_folder(a, l, ino, FALSE);

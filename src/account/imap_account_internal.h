@@ -7,7 +7,7 @@
  * holding the ones above it, never the reverse; doc/architecture.md has the
  * table for the whole daemon):
  *
- *   0. a->census_lock  one census at a time (folders.c: every folder listed
+ *   0. a->census_lock  one census at a time (census.c: every folder listed
  *                      before the first listing answers, with object ids);
  *                      held across the listings
  *   1. a->list_lock    one LIST at a time; held across the round trip
@@ -148,6 +148,11 @@ static inline gint64 account_now(void)
    the whole mount; any thread, no lock of the account (the pool's own,
    briefly). */
 gboolean account_wants_objids(struct imap_account *a);
+
+/* census.c: with object ids, every shown folder listed once before the
+   first listing answers (mailfs(1), Links); other requests wait for it.
+   0, or -EINTR when l was interrupted (the next request finishes it). */
+int account_census(struct imap_account *a, struct lease *l);
 
 /* folders.c */
 GHashTable *account_folders_new(void);
