@@ -53,7 +53,11 @@ struct lindex *listing_known(struct imap_account *a, struct folder_state *f, gui
 		/* A listing made with object ids or without cannot stand
 		   for the other: a full listing then. */
 		idx = lindex_load(dir, wire, a->opts->names, account_wants_objids(a), &err);
-		if (!idx && !g_error_matches(err, G_FILE_ERROR, G_FILE_ERROR_NOENT))
+		/* Damaged: a warning. Made under other settings (after an
+		   upgrade, every folder's once): an info line. */
+		if (g_error_matches(err, G_FILE_ERROR, G_FILE_ERROR_FAILED))
+			mfs_log_info("saved listing not used: %s", err->message);
+		else if (!idx && !g_error_matches(err, G_FILE_ERROR, G_FILE_ERROR_NOENT))
 			mfs_log_warn("saved listing not used: %s", err->message);
 	}
 	if (idx) {

@@ -160,6 +160,13 @@ static gboolean bad(GError **err, const char *path, const char *why)
 	return FALSE;
 }
 
+/* Sound, but made under another format or other settings (an upgrade, a
+   changed option): nothing is wrong, it just cannot stand for this one. */
+static void other_settings(GError **err, const char *path, const char *why)
+{
+	g_set_error(err, G_FILE_ERROR, G_FILE_ERROR_FAILED, "%s: %s", path, why);
+}
+
 /* Check the columns against each other and fill l->msgs. */
 static gboolean take_columns(struct lindex *l, const char *path, GError **err)
 {
@@ -243,13 +250,13 @@ struct lindex *lindex_load(const char *dir, const char *wire, guint32 names_mode
 		      &l->head.highestmodseq, &l->head.objids, NULL, NULL, NULL, NULL, NULL, NULL,
 		      NULL);
 	if (strcmp(tag, FORMAT_TAG) != 0)
-		bad(err, path, "not a listing of this format");
+		other_settings(err, path, "not a listing of this format");
 	else if (strcmp(saved_wire, wire) != 0)
 		bad(err, path, "the listing of another mailbox");
 	else if (l->head.names_mode != names_mode)
-		bad(err, path, "names made under another `names` setting");
+		other_settings(err, path, "names made under another `names` setting");
 	else if (!l->head.objids != !objids)
-		bad(err, path,
+		other_settings(err, path,
 		    objids ? "made without object ids (hardlinks off, or the server did not offer "
 			     "them)"
 			   : "made with object ids (hardlinks on, and the server offered them)");

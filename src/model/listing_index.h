@@ -60,8 +60,10 @@ struct lindex;
 /*
  * The saved listing of wire made under names_mode, asking for object ids
  * or not as objids says (lindex_head()->objids), or NULL: *err is
- * G_FILE_ERROR_NOENT when there is none, G_FILE_ERROR_INVAL when it
- * cannot be used (the reason in the message).
+ * G_FILE_ERROR_NOENT when there is none, G_FILE_ERROR_FAILED when it was
+ * made under another format, `names` or object-id setting (an upgrade, a
+ * changed option), G_FILE_ERROR_INVAL when it is damaged or of another
+ * mailbox (the reason in the message).
  */
 struct lindex *lindex_load(const char *dir, const char *wire, guint32 names_mode,
 			   gboolean objids, GError **err);
