@@ -92,8 +92,10 @@ static int run_census(struct imap_account *a, struct lease *l)
 	}
 	mfs_mutex_init(&r.lock);
 	r.helpers = g_ptr_array_new();
-	/* The request's session is one of `connections`. */
-	helpers = MIN(r.todo->len, a->opts->connections) - (r.todo->len > 0);
+	/* One session is the request's own; the rest of `connections`, at
+	   most one per folder, are the helpers'. */
+	helpers = MIN(r.todo->len, a->opts->connections);
+	helpers = helpers > 0 ? helpers - 1 : 0;
 	for (guint i = 0; i < helpers; i++) {
 		GThread *t = g_thread_try_new("mailfs-census", helper_thread, &r, NULL);
 

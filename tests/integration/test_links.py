@@ -175,6 +175,17 @@ def assert_classic_inode(path, uid):
     return st
 
 
+def assert_separate_files(account, mountpoint, folder_a, uid_a, folder_b, uid_b):
+    """Without object ids: a server copy is a file of its own in each
+    folder, inode numbers as before links, and ln is refused (nothing copied)."""
+    a, b = (os.path.join(mountpoint, f) for f in (folder_a, folder_b))
+    sa = assert_classic_inode(path_of(a, uid_a), uid_a)
+    sb = assert_classic_inode(path_of(b, uid_b), uid_b)
+    assert sa.st_ino != sb.st_ino
+    assert_ln_fails(path_of(a, uid_a), b, errno.EPERM)
+    assert len(account.messages(folder_b)) == 1
+
+
 def is_object(st):
     """Whether an inode number is an object's (tree.h: bit 61 alone of the top three)."""
     return st.st_ino >> 61 == 1
@@ -507,12 +518,7 @@ def test_cyrus_rsync_H_restore_links_on_the_server(cyrus, cyrus_mount, workdir):
 def test_cyrus_hardlinks_no_keeps_one_inode_per_entry(cyrus, cyrus_mount):
     uid_a, uid_b = copied_pair(cyrus, "NoLinkA", "NoLinkB", "No links")
     m = cyrus_mount(hardlinks="no")
-    a, b = (os.path.join(m.mountpoint, f) for f in ("NoLinkA", "NoLinkB"))
-    sa = assert_classic_inode(path_of(a, uid_a), uid_a)
-    sb = assert_classic_inode(path_of(b, uid_b), uid_b)
-    assert sa.st_ino != sb.st_ino
-    assert_ln_fails(path_of(a, uid_a), b, errno.EPERM)
-    assert len(cyrus.messages("NoLinkB")) == 1
+    assert_separate_files(cyrus, m.mountpoint, "NoLinkA", uid_a, "NoLinkB", uid_b)
 
 
 # -- Gmail: X-GM-EXT-1 ---------------------------------------------------------------------
@@ -719,9 +725,4 @@ def test_dovecot_copies_are_inodes_of_their_own(dovecot, mount):
     assert not account.objectid and "X-GM-EXT-1" not in account.caps
     uid_a, uid_b = copied_pair(account, "CopyA", "CopyB", "Copied on dovecot")
     m = mount(user=DOVECOT_USER, options=dict(OPTIONS))
-    a, b = (os.path.join(m.mountpoint, f) for f in ("CopyA", "CopyB"))
-    sa = assert_classic_inode(path_of(a, uid_a), uid_a)
-    sb = assert_classic_inode(path_of(b, uid_b), uid_b)
-    assert sa.st_ino != sb.st_ino
-    assert_ln_fails(path_of(a, uid_a), b, errno.EPERM)
-    assert len(account.messages("CopyB")) == 1
+    assert_separate_files(account, m.mountpoint, "CopyA", uid_a, "CopyB", uid_b)
