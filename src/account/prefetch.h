@@ -64,14 +64,20 @@ struct prefetch_segment {
 /*
  * Fetch these segments' messages into the cache, segment after segment: the
  * first is the folder being read, the others the folders a walk comes to
- * next. The request replaces one not started yet; a running one goes on
- * when the new one begins with the mailbox it is fetching (its queue grows,
- * its later segments become the new ones), else it stops.
+ * next. The segments are pipelined into one another: a segment's EXAMINE
+ * and first fetches go out as soon as the one before has sent its last, so
+ * the link does not idle at a folder's end (each EXAMINE's UIDVALIDITY is
+ * checked before a body of its segment is kept). The request replaces one
+ * not started yet. A running one goes on when the new one holds the
+ * mailbox it is sending for, with nothing before it but what the running
+ * job queued already (that segment's queue becomes the new one's, its
+ * later segments the new ones); else it stops.
  */
 void prefetch_request(struct prefetch *p, const struct prefetch_segment *segs, guint nsegs);
 
 /* Bodies and bytes fetched ahead so far (all that arrived, kept or not),
-   and the bytes of those the cache could not keep (fetched for nothing). */
+   and the bytes of those not kept: the cache could not keep them, or they
+   turned out another generation's (fetched for nothing). */
 void prefetch_counters(struct prefetch *p, guint64 *messages, guint64 *bytes, guint64 *unused);
 
 #endif

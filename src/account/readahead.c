@@ -183,32 +183,37 @@ static struct ahead *folder_start(struct imap_account *a, guint64 ino, guint64 *
 }
 
 /*
- * A tree walk entered folder `folder`: the first messages of the folders it
- * comes to next (listed already: the listers saw to it) are fetched
- * meanwhile by a prefetcher of their own, within a quarter of `prefetch`, so
- * the walk finds them cached instead of starting each folder with round
- * trips; in parallel with the folder being read, which may be a long one.
+ * The first messages of the folders a tree walk comes to after `folder`
+ * (listed already: the listers saw to it), within *budget, appended to
+ * ahead (struct ahead *). Their folders become ones the walk is heading
+ * to: what is fetched of them is held for it (keep_held).
  */
-static void prefetch_next_folders(struct imap_account *a, guint64 folder)
+static void next_folders(struct imap_account *a, guint64 folder, guint64 *budget,
+			 GPtrArray *ahead)
 {
 	g_autoptr(GPtrArray) next_keys = g_ptr_array_new_with_free_func(g_free);
 	g_autoptr(GArray) after = g_array_new(FALSE, FALSE, sizeof(guint64));
-	g_autoptr(GPtrArray) ahead = g_ptr_array_new_with_free_func(ahead_free);
-	g_autofree struct prefetch_segment *segs = NULL;
-	guint64 budget = a->opts->prefetch / NEXT_FOLDERS_SHARE;
 
-	if (!a->prefetch_next)
-		return;
 	tree_folders_after(a->tree, folder, NEXT_FOLDERS, after);
-	for (guint i = 0; i < after->len && budget > 0; i++) {
-		struct ahead *x = folder_start(a, g_array_index(after, guint64, i), &budget);
+	for (guint i = 0; i < after->len && *budget > 0; i++) {
+		struct ahead *x = folder_start(a, g_array_index(after, guint64, i), budget);
 
 		if (x) {
 			g_ptr_array_add(ahead, x);
 			g_ptr_array_add(next_keys, mcache_folder_key(x->wire, x->uidvalidity));
 		}
 	}
-	segs = g_new0(struct prefetch_segment, ahead->len + 1);
+	mfs_mutex_lock(&a->lock);
+	for (guint i = 0; i < next_keys->len; i++)
+		g_hash_table_add(a->walk_ahead_keys, g_steal_pointer(&next_keys->pdata[i]));
+	mfs_mutex_unlock(&a->lock);
+}
+
+/* Ask prefetcher p for the segments of ahead (struct ahead *), in order. */
+static void request_ahead(struct prefetch *p, const GPtrArray *ahead)
+{
+	g_autofree struct prefetch_segment *segs = g_new0(struct prefetch_segment, ahead->len + 1);
+
 	for (guint i = 0; i < ahead->len; i++) {
 		const struct ahead *x = ahead->pdata[i];
 
@@ -216,11 +221,25 @@ static void prefetch_next_folders(struct imap_account *a, guint64 folder)
 						     (const struct prefetch_item *)x->items->data,
 						     x->items->len };
 	}
-	prefetch_request(a->prefetch_next, segs, ahead->len);
-	mfs_mutex_lock(&a->lock);
-	for (guint i = 0; i < next_keys->len; i++)
-		g_hash_table_add(a->walk_ahead_keys, g_steal_pointer(&next_keys->pdata[i]));
-	mfs_mutex_unlock(&a->lock);
+	prefetch_request(p, segs, ahead->len);
+}
+
+/*
+ * A tree walk entered folder `folder`: the first messages of the folders it
+ * comes to next are fetched meanwhile by a prefetcher of their own, within
+ * a quarter of `prefetch`, so the walk finds them cached instead of
+ * starting each folder with round trips; in parallel with the folder being
+ * read, which may be a long one.
+ */
+static void prefetch_next_folders(struct imap_account *a, guint64 folder)
+{
+	g_autoptr(GPtrArray) ahead = g_ptr_array_new_with_free_func(ahead_free);
+	guint64 budget = a->opts->prefetch / NEXT_FOLDERS_SHARE;
+
+	if (!a->prefetch_next)
+		return;
+	next_folders(a, folder, &budget, ahead);
+	request_ahead(a->prefetch_next, ahead);
 }
 
 /* Which holds of bodies fetched ahead stay at a reader's open (see
@@ -287,11 +306,12 @@ void imap_account_reader_came(struct imap_account *a, guint64 folder, guint32 ui
 {
 	struct folder_state *f = account_folder(a, folder);
 	g_autoptr(GArray) items = NULL;
-	struct prefetch_segment seg;
+	g_autoptr(GPtrArray) ahead = g_ptr_array_new_with_free_func(ahead_free);
+	struct ahead *here;
 	struct open_verdict v;
 	gint64 now = account_now();
 	guint64 budget = a->opts->prefetch;
-	gboolean tree_walk, picked_one;
+	gboolean tree_walk, picked_one, to_end;
 	guint32 prev_uid;
 
 	if (!a->prefetch)
@@ -329,7 +349,17 @@ void imap_account_reader_came(struct imap_account *a, guint64 folder, guint32 ui
 	release_passed(a, wire, uidvalidity, items, tree_walk);
 	if (next_ones_cached(a, wire, uidvalidity, items))
 		return;
-	seg = (struct prefetch_segment){ wire, uidvalidity,
-					 (const struct prefetch_item *)items->data, items->len };
-	prefetch_request(a->prefetch, &seg, 1);
+	/* The pick stopped at the folder's end, not at AHEAD_MAX or the
+	   budget: in a tree walk the request goes on into the folders the
+	   walk comes to next, so the prefetcher's pipeline runs on into them
+	   instead of draining at the folder's end (account/prefetch.h). */
+	to_end = items->len < AHEAD_MAX && budget > 0;
+	here = g_new0(struct ahead, 1);
+	here->wire = g_strdup(wire);
+	here->uidvalidity = uidvalidity;
+	here->items = g_steal_pointer(&items);
+	g_ptr_array_add(ahead, here);
+	if (tree_walk && to_end)
+		next_folders(a, folder, &budget, ahead);
+	request_ahead(a->prefetch, ahead);
 }
