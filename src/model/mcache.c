@@ -36,6 +36,9 @@ struct mcache {
 	guint64 held_bytes;   /* of held entries */
 	guint64 ahead_unused; /* fetched ahead, left the cache unread */
 	GQueue held;	      /* held entries, oldest first */
+	/* Folder directories this process made (or found) and set to 0700:
+	   a body written into one costs no mkdir and chmod. */
+	GHashTable *made_dirs; /* dirname (owned) */
 	gboolean disk_failing; /* a disk write failed and was logged; cleared by a success */
 };
 
@@ -254,7 +257,8 @@ static void try_rmdir_locked(struct mcache *c, const char *dirname)
 	g_autofree char *path = g_build_filename(c->dir, dirname, NULL);
 
 	/* Fails with ENOTEMPTY while other bodies live there: that is fine. */
-	(void)g_rmdir(path);
+	if (g_rmdir(path) == 0)
+		g_hash_table_remove(c->made_dirs, dirname);
 }
 
 /* What e adds to c->kept: its bytes, while cached and open or held. Every
@@ -364,18 +368,28 @@ static int create_temp_locked(struct mcache *c, struct mcache_entry *e)
 	char *tmpl;
 	int fd;
 
-	if (g_mkdir_with_parents(dirpath, 0700) < 0)
-		return -errno;
-	/* An older or foreign directory may be looser than 0700: mail is private. */
-	if (g_chmod(dirpath, 0700) < 0)
-		return -errno;
-	tmpl = g_strdup_printf("%s/" TMP_PREFIX "%" G_GUINT32_FORMAT "-XXXXXX", dirpath, e->uid);
-	fd = g_mkstemp_full(tmpl, O_RDWR | O_CLOEXEC, 0600);
-	if (fd < 0) {
+	for (;;) {
+		if (!g_hash_table_contains(c->made_dirs, e->dirname)) {
+			if (g_mkdir_with_parents(dirpath, 0700) < 0)
+				return -errno;
+			/* An older or foreign directory may be looser than
+			   0700: mail is private. */
+			if (g_chmod(dirpath, 0700) < 0)
+				return -errno;
+			g_hash_table_add(c->made_dirs, g_strdup(e->dirname));
+		}
+		tmpl = g_strdup_printf("%s/" TMP_PREFIX "%" G_GUINT32_FORMAT "-XXXXXX", dirpath,
+				       e->uid);
+		fd = g_mkstemp_full(tmpl, O_RDWR | O_CLOEXEC, 0600);
+		if (fd >= 0)
+			break;
 		int err = -errno;
 
 		g_free(tmpl);
-		return err;
+		/* Removed behind our back (the cache directory cleaned by
+		   hand): made again, once. */
+		if (err != -ENOENT || !g_hash_table_remove(c->made_dirs, e->dirname))
+			return err;
 	}
 	/* mkstemp's mode is cut by the umask only; make it exactly 0600. */
 	(void)fchmod(fd, 0600);
@@ -486,6 +500,7 @@ struct mcache *mcache_open(const char *dir, guint64 max_bytes, GError **err)
 	c->max_bytes = max_bytes;
 	mfs_mutex_init(&c->lock);
 	c->entries = g_hash_table_new(g_str_hash, g_str_equal);
+	c->made_dirs = g_hash_table_new_full(g_str_hash, g_str_equal, g_free, NULL);
 	g_queue_init(&c->lru);
 
 	found = g_array_new(FALSE, FALSE, sizeof(struct scanned));
@@ -548,6 +563,7 @@ void mcache_close(struct mcache *c)
 		return;
 	}
 	g_hash_table_destroy(c->entries);
+	g_hash_table_destroy(c->made_dirs);
 	mfs_mutex_clear(&c->lock);
 	g_free(c->dir);
 	g_free(c);
@@ -1008,6 +1024,8 @@ int mcache_entry_finish(struct mcache_entry *e, guint64 total_size)
 	c->kept += kept_part(e);
 	e->complete = TRUE;
 	e->size = total_size;
+	/* Just written: its mtime is now, no reader's open needs to touch it. */
+	e->touched = g_get_monotonic_time();
 	c->partial--;
 	c->files++;
 	c->disk_failing = FALSE;
