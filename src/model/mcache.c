@@ -300,6 +300,10 @@ static void entry_uncache_locked(struct mcache *c, struct mcache_entry *e, int e
 	if (e->complete) {
 		g_autofree char *path = entry_final_path(e);
 
+		/* Held but not read yet (mcache_get_lazy): its handles keep the
+		   bytes as they would with the file open. */
+		if (e->refs > 0 && e->fd < 0)
+			e->fd = open(path, O_RDONLY | O_CLOEXEC);
 		if (g_unlink(path) < 0 && errno != ENOENT)
 			mfs_log_warn("cache: cannot remove %s: %s", path, g_strerror(errno));
 		g_queue_unlink(&c->lru, &e->lru_link);
@@ -555,17 +559,20 @@ void mcache_close(struct mcache *c)
 
 /* ---------------------------------------------------------------- lookups */
 
-struct mcache_entry *mcache_get(struct mcache *c, const char *mailbox, guint32 uidvalidity,
-				guint32 uid)
+/* mcache_get, and with lazy mcache_get_lazy: a hit's file is opened at
+   its first read (open_lazily_locked). */
+static struct mcache_entry *get_entry(struct mcache *c, const char *mailbox,
+				      guint32 uidvalidity, guint32 uid, gboolean lazy)
 {
 	g_autofree char *dirname = mcache_folder_key(mailbox, uidvalidity);
 	g_autofree char *key = entry_key(dirname, uid);
+	g_autofree char *touch_path = NULL;
 	struct mcache_entry *e;
 	int touch_fd = -1, open_error = 0;
 
 	mfs_mutex_lock(&c->lock);
 	e = g_hash_table_lookup(c->entries, key);
-	if (e && e->complete && e->fd < 0) {
+	if (e && e->complete && e->fd < 0 && !lazy) {
 		g_autofree char *path = entry_final_path(e);
 
 		e->fd = open(path, O_RDONLY | O_CLOEXEC);
@@ -607,7 +614,10 @@ struct mcache_entry *mcache_get(struct mcache *c, const char *mailbox, guint32 u
 			g_queue_unlink(&c->lru, &e->lru_link);
 			g_queue_push_head_link(&c->lru, &e->lru_link);
 			if (!e->touched || now - e->touched >= TOUCH_INTERVAL_US) {
-				touch_fd = e->fd;
+				if (e->fd >= 0)
+					touch_fd = e->fd;
+				else
+					touch_path = entry_final_path(e);
 				e->touched = now;
 			}
 		} else {
@@ -627,7 +637,21 @@ struct mcache_entry *mcache_get(struct mcache *c, const char *mailbox, guint32 u
 	/* The mtime is the last use, so the next mount rebuilds the same LRU order. */
 	if (touch_fd >= 0)
 		(void)futimens(touch_fd, NULL);
+	else if (touch_path)
+		(void)utimensat(AT_FDCWD, touch_path, NULL, 0);
 	return e;
+}
+
+struct mcache_entry *mcache_get(struct mcache *c, const char *mailbox, guint32 uidvalidity,
+				guint32 uid)
+{
+	return get_entry(c, mailbox, uidvalidity, uid, FALSE);
+}
+
+struct mcache_entry *mcache_get_lazy(struct mcache *c, const char *mailbox, guint32 uidvalidity,
+				     guint32 uid)
+{
+	return get_entry(c, mailbox, uidvalidity, uid, TRUE);
 }
 
 char *mcache_folder_key(const char *mailbox, guint32 uidvalidity)
@@ -842,6 +866,29 @@ gboolean mcache_entry_has(struct mcache_entry *e, guint64 off, guint64 len)
 	return !mcache_entry_first_gap(e, off, len, NULL, NULL);
 }
 
+/*
+ * Locked. The file of complete e, got with mcache_get_lazy, opened at its
+ * first read. One that cannot be opened (removed behind our back, no
+ * descriptor left) takes e out of the cache: 0 or -errno, and then e is
+ * dead (its reader fetches the bytes and serves them from memory).
+ */
+static int open_lazily_locked(struct mcache_entry *e)
+{
+	g_autofree char *path = NULL;
+	int err;
+
+	if (e->dead)
+		return e->error;
+	path = entry_final_path(e);
+	e->fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (e->fd >= 0)
+		return 0;
+	err = -errno;
+	mfs_log_warn("cache: cannot open a cached body: %s", g_strerror(-err));
+	entry_uncache_locked(e->c, e, err);
+	return err;
+}
+
 gssize mcache_entry_read(struct mcache_entry *e, void *buf, size_t len, guint64 off)
 {
 	char *p = buf;
@@ -855,6 +902,10 @@ gssize mcache_entry_read(struct mcache_entry *e, void *buf, size_t len, guint64 
 	mfs_mutex_lock(&e->c->lock);
 	if (e->complete) {
 		n = off >= e->size ? 0 : (size_t)MIN((guint64)len, e->size - off);
+		if (n > 0 && e->fd < 0 && open_lazily_locked(e) < 0) {
+			mfs_mutex_unlock(&e->c->lock);
+			return -ENODATA;
+		}
 	} else {
 		const struct range *r = ranges_find(e->ranges, off);
 
@@ -1008,6 +1059,8 @@ int mcache_entry_finish(struct mcache_entry *e, guint64 total_size)
 	c->kept += kept_part(e);
 	e->complete = TRUE;
 	e->size = total_size;
+	/* Its mtime is now: a hit soon after need not write it again. */
+	e->touched = g_get_monotonic_time();
 	c->partial--;
 	c->files++;
 	c->disk_failing = FALSE;
