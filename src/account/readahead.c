@@ -307,7 +307,7 @@ void imap_account_reader_came(struct imap_account *a, guint64 folder, guint32 ui
 	mfs_mutex_unlock(&a->lock);
 	if (!v.ahead)
 		return;
-	items = g_array_new(FALSE, FALSE, sizeof(struct prefetch_item));
+	items = g_array_sized_new(FALSE, FALSE, sizeof(struct prefetch_item), AHEAD_MAX);
 	refresh_orders(a, f, folder);
 	mfs_mutex_lock(&a->lock);
 	/* Right after a readdir, a file first in neither order: someone

@@ -103,6 +103,34 @@ static char *entry_key(const char *dirname, guint32 uid)
 	return g_strdup_printf("%s/%" G_GUINT32_FORMAT, dirname, uid);
 }
 
+/* Room for an entry's key: "<hash>-<uidvalidity>/<uid>" and its NUL. */
+#define KEY_MAX (HASH_HEX + 1 + 10 + 1 + 10 + 1)
+
+/* What entry_key gives, in buf (KEY_MAX bytes) when it fits (a folder key
+   of mcache_folder_key always does), else in *heap: no allocation for a
+   look-up per probe of the read-ahead. */
+static const char *entry_key_into(char *buf, const char *dirname, guint32 uid, char **heap)
+{
+	size_t n = strnlen(dirname, KEY_MAX - 11);
+	char digits[10];
+	int d = 0;
+
+	if (n > KEY_MAX - 12) {
+		*heap = entry_key(dirname, uid);
+		return *heap;
+	}
+	memcpy(buf, dirname, n);
+	buf[n++] = '/';
+	do {
+		digits[d++] = (char)('0' + uid % 10);
+		uid /= 10;
+	} while (uid);
+	while (d)
+		buf[n++] = digits[--d];
+	buf[n] = '\0';
+	return buf;
+}
+
 /* A canonical decimal guint32 (no sign, no leading zero, no junk), as we print them. */
 static gboolean parse_u32(const char *s, guint32 *out)
 {
@@ -654,16 +682,37 @@ struct mcache_entry *mcache_get_lazy(struct mcache *c, const char *mailbox, guin
 	return get_entry(c, mailbox, uidvalidity, uid, TRUE);
 }
 
+/* The last folder key made on this thread: a walk asks for the same
+   folder's, file after file (a SHA-256 each otherwise). No heap, so a
+   thread's end leaves nothing behind. */
+#define MEMO_MAILBOX_MAX 256
+static _Thread_local char memo_mailbox[MEMO_MAILBOX_MAX];
+static _Thread_local guint32 memo_uidvalidity;
+static _Thread_local char memo_key[KEY_MAX];
+
 char *mcache_folder_key(const char *mailbox, guint32 uidvalidity)
 {
-	g_autofree char *hash = mailbox_hash(mailbox);
+	g_autofree char *hash = NULL;
+	char *key;
 
-	return make_dirname(hash, uidvalidity);
+	if (memo_key[0] && memo_uidvalidity == uidvalidity &&
+	    strcmp(memo_mailbox, mailbox) == 0)
+		return g_strdup(memo_key);
+	hash = mailbox_hash(mailbox);
+	key = make_dirname(hash, uidvalidity);
+	if (strlen(mailbox) < MEMO_MAILBOX_MAX && strlen(key) < KEY_MAX) {
+		strcpy(memo_mailbox, mailbox);
+		strcpy(memo_key, key);
+		memo_uidvalidity = uidvalidity;
+	}
+	return key;
 }
 
 gboolean mcache_peek_complete(struct mcache *c, const char *folder_key, guint32 uid)
 {
-	g_autofree char *key = entry_key(folder_key, uid);
+	char buf[KEY_MAX];
+	g_autofree char *heap = NULL;
+	const char *key = entry_key_into(buf, folder_key, uid, &heap);
 	struct mcache_entry *e;
 	gboolean complete;
 
@@ -676,7 +725,9 @@ gboolean mcache_peek_complete(struct mcache *c, const char *folder_key, guint32 
 
 gboolean mcache_peek_present(struct mcache *c, const char *folder_key, guint32 uid)
 {
-	g_autofree char *key = entry_key(folder_key, uid);
+	char buf[KEY_MAX];
+	g_autofree char *heap = NULL;
+	const char *key = entry_key_into(buf, folder_key, uid, &heap);
 	gboolean present;
 
 	mfs_mutex_lock(&c->lock);
