@@ -24,7 +24,8 @@
  * Entries and pinning. Each mcache_get() returns a handle holding one
  * reference of the key's entry (released by mcache_entry_unref(); a handle
  * is not copied, a second user calls mcache_get() again); while any
- * handle of a key is held, the body is pinned (not evicted, its fd stays open).
+ * handle of a key is held, the body is pinned (not evicted; its file, once
+ * opened, stays open).
  * There is one entry object per key while it is referenced, so two readers of
  * the same message share it and see each other's ranges. Waiting for a range
  * that another thread is fetching is the caller's business.
