@@ -593,7 +593,9 @@ static struct mcache_entry *get_entry(struct mcache *c, const char *mailbox,
 				      guint32 uidvalidity, guint32 uid, gboolean lazy)
 {
 	g_autofree char *dirname = mcache_folder_key(mailbox, uidvalidity);
-	g_autofree char *key = entry_key(dirname, uid);
+	char buf[KEY_MAX];
+	g_autofree char *heap = NULL;
+	const char *key = entry_key_into(buf, dirname, uid, &heap);
 	g_autofree char *touch_path = NULL;
 	struct mcache_entry *e;
 	int touch_fd = -1, open_error = 0;
