@@ -203,20 +203,45 @@ static void prefer_cached_name(struct imap_account *a, guint64 ino, struct tree_
 	}
 }
 
+struct body_arrival {
+	struct imap_account *a;
+	guint64 folder;
+	guint32 uid;
+	guint32 uidvalidity;
+	char *name;
+	char *wire;
+};
+
+void body_arrival_send(struct body_arrival *n)
+{
+	if (!n)
+		return;
+	imap_account_reader_came(n->a, n->folder, n->uid, n->name, n->wire, n->uidvalidity);
+	g_free(n->name);
+	g_free(n->wire);
+	g_free(n);
+}
+
 struct body_reader *body_open(struct imap_account *a, struct lease *l, guint64 ino,
-			      gboolean *direct_io, int *err)
+			      gboolean *direct_io, struct body_arrival **later, int *err)
 {
 	struct tree_entry e = { 0 };
+	struct body_arrival *came;
 	struct body_reader *r;
 	int rc;
 
+	if (later)
+		*later = NULL;
 	rc = tree_get(a->tree, ino, TREE_WANT_WIRE | TREE_WANT_NAME, &e);
 	if (rc < 0 || e.gone || e.kind != TREE_MESSAGE || !e.wire) {
 		tree_entry_clear(&e);
 		*err = rc < 0 ? rc : e.kind == TREE_FOLDER ? -EISDIR : -ENOENT;
 		return NULL;
 	}
-	imap_account_reader_came(a, e.parent, e.uid, e.name, e.wire, e.uidvalidity);
+	/* The name opened, before prefer_cached_name picks another. */
+	came = g_new(struct body_arrival, 1);
+	*came = (struct body_arrival){ a, e.parent, e.uid, e.uidvalidity,
+				       g_steal_pointer(&e.name), g_strdup(e.wire) };
 	prefer_cached_name(a, ino, &e);
 	r = g_new0(struct body_reader, 1);
 	mfs_mutex_init(&r->lock);
@@ -227,7 +252,17 @@ struct body_reader *body_open(struct imap_account *a, struct lease *l, guint64 i
 	r->wire = g_steal_pointer(&e.wire);
 	r->expected = e.size;
 	r->chunk = CHUNK_MIN;
-	r->entry = mcache_get(a->cache, r->wire, r->uidvalidity, r->uid);
+	/* Its file is opened at the first read: an open whose pages the
+	   kernel has costs no system call here. */
+	r->entry = mcache_get_lazy(a->cache, r->wire, r->uidvalidity, r->uid);
+	if (later && mcache_entry_complete(r->entry, NULL)) {
+		/* Nothing to fetch: the read-ahead policy hears of it after
+		   the open is answered. */
+		*later = g_steal_pointer(&came);
+	} else {
+		/* Before anything is fetched: the prefetcher gets going. */
+		body_arrival_send(g_steal_pointer(&came));
+	}
 	if (!mcache_entry_complete(r->entry, NULL)) {
 		g_autofree char *key = mcache_folder_key(r->wire, r->uidvalidity);
 

@@ -26,6 +26,7 @@
 #include "account/imap_account.h"
 
 struct body_reader;
+struct body_arrival;
 
 /*
  * Open message ino for reading; the open also tells the read-ahead policy
@@ -33,9 +34,19 @@ struct body_reader;
  * of this message (no lock held meanwhile). NULL and *err (-ENOENT: no such
  * message, -EISDIR: a folder); else *direct_io says whether the kernel is
  * to bypass its page cache (the size it was told is wrong).
+ *
+ * A body cached whole is opened without a system call (its cache file is
+ * opened at the first read, mcache_get_lazy), and with later not NULL the
+ * read-ahead policy's news is left in *later instead of told at once: pass
+ * it to body_arrival_send once the open is answered, so the open does not
+ * wait for that bookkeeping (warm grep -r). *later is NULL otherwise (told
+ * already, or the open failed).
  */
 struct body_reader *body_open(struct imap_account *a, struct lease *l, guint64 ino,
-			      gboolean *direct_io, int *err);
+			      gboolean *direct_io, struct body_arrival **later, int *err);
+
+/* Tell the read-ahead policy what body_open left in *later, and free it. NULL: nothing. */
+void body_arrival_send(struct body_arrival *n);
 
 /* Up to size bytes at off into buf: the count (0 at the end), or -errno
    when nothing could be read. Once the message is gone from the server

@@ -118,14 +118,10 @@ static void refresh_orders(struct imap_account *a, struct folder_state *f, guint
  * asks: each request keeps the prefetcher's running pipeline fed, and
  * letting it drain costs a round trip to start again.
  */
-static gboolean next_ones_cached(struct imap_account *a, const char *wire, guint32 uidvalidity,
-				 const GArray *items)
+static gboolean next_ones_cached(struct imap_account *a, const char *key, const GArray *items)
 {
-	g_autofree char *key = NULL;
-
 	if (items->len < NEXT_CACHED_ENOUGH)
 		return FALSE;
-	key = mcache_folder_key(wire, uidvalidity);
 	if (!mcache_peek_complete(a->cache, key,
 				  g_array_index(items, struct prefetch_item, items->len - 1).uid))
 		return FALSE;
@@ -246,17 +242,27 @@ static void prefetch_next_folders(struct imap_account *a, guint64 folder)
    release_passed). */
 struct keep_ahead {
 	const char *folder_key;	      /* the folder read */
-	GHashTable *next_uids;	      /* its messages the reader comes to next */
+	const GArray *items;	      /* its messages the reader comes to next */
+	GHashTable *next_uids;	      /* their UIDs, made at the first need */
 	const char *left_key;	      /* the folder read before, left; or NULL */
 	GHashTable *walk_ahead;	      /* a->walk_ahead_keys (read only) */
 };
 
 static gboolean keep_held(void *ud, const char *folder_key, guint32 uid)
 {
-	const struct keep_ahead *k = ud;
+	struct keep_ahead *k = ud;
 
-	if (strcmp(folder_key, k->folder_key) == 0)
+	if (strcmp(folder_key, k->folder_key) == 0) {
+		/* Only when a body of this folder is held (none in a warm walk). */
+		if (!k->next_uids) {
+			k->next_uids = g_hash_table_new(g_direct_hash, g_direct_equal);
+			for (guint i = 0; i < k->items->len; i++)
+				g_hash_table_add(k->next_uids,
+						 GUINT_TO_POINTER(g_array_index(
+						     k->items, struct prefetch_item, i).uid));
+		}
 		return g_hash_table_contains(k->next_uids, GUINT_TO_POINTER(uid));
+	}
 	if (k->left_key && strcmp(folder_key, k->left_key) == 0)
 		return FALSE;
 	return g_hash_table_contains(k->walk_ahead, folder_key);
@@ -274,17 +280,12 @@ static gboolean keep_held(void *ud, const char *folder_key, guint32 uid)
  * than the tree's (grep -r descends into a subfolder before it reads the
  * folder's own files).
  */
-static void release_passed(struct imap_account *a, const char *wire, guint32 uidvalidity,
-			   const GArray *items, gboolean tree_walk)
+static void release_passed(struct imap_account *a, const char *key, const GArray *items,
+			   gboolean tree_walk)
 {
-	g_autofree char *key = mcache_folder_key(wire, uidvalidity);
 	g_autofree char *left = NULL;
-	g_autoptr(GHashTable) uids = g_hash_table_new(g_direct_hash, g_direct_equal);
-	struct keep_ahead k = { key, uids, NULL, NULL };
+	struct keep_ahead k = { key, items, NULL, NULL, NULL };
 
-	for (guint i = 0; i < items->len; i++)
-		g_hash_table_add(uids,
-				 GUINT_TO_POINTER(g_array_index(items, struct prefetch_item, i).uid));
 	/* a->lock is above the cache's: keep_held may read what it guards. */
 	mfs_mutex_lock(&a->lock);
 	if (!tree_walk)
@@ -299,6 +300,8 @@ static void release_passed(struct imap_account *a, const char *wire, guint32 uid
 	k.walk_ahead = a->walk_ahead_keys;
 	mcache_ahead_release_unless(a->cache, keep_held, &k);
 	mfs_mutex_unlock(&a->lock);
+	if (k.next_uids)
+		g_hash_table_unref(k.next_uids);
 }
 
 void imap_account_reader_came(struct imap_account *a, guint64 folder, guint32 uid,
@@ -307,6 +310,7 @@ void imap_account_reader_came(struct imap_account *a, guint64 folder, guint32 ui
 	struct folder_state *f = account_folder(a, folder);
 	g_autoptr(GArray) items = NULL;
 	g_autoptr(GPtrArray) ahead = g_ptr_array_new_with_free_func(ahead_free);
+	g_autofree char *key = NULL;
 	struct ahead *here;
 	struct open_verdict v;
 	gint64 now = account_now();
@@ -323,7 +327,7 @@ void imap_account_reader_came(struct imap_account *a, guint64 folder, guint32 ui
 	mfs_mutex_unlock(&a->lock);
 	if (!v.ahead)
 		return;
-	items = g_array_new(FALSE, FALSE, sizeof(struct prefetch_item));
+	items = g_array_sized_new(FALSE, FALSE, sizeof(struct prefetch_item), AHEAD_MAX);
 	refresh_orders(a, f, folder);
 	mfs_mutex_lock(&a->lock);
 	/* Right after a readdir, a file first in neither order: someone
@@ -346,8 +350,9 @@ void imap_account_reader_came(struct imap_account *a, guint64 folder, guint32 ui
 		return;
 	if (v.walk && tree_walk)
 		prefetch_next_folders(a, folder);
-	release_passed(a, wire, uidvalidity, items, tree_walk);
-	if (next_ones_cached(a, wire, uidvalidity, items))
+	key = mcache_folder_key(wire, uidvalidity);
+	release_passed(a, key, items, tree_walk);
+	if (next_ones_cached(a, key, items))
 		return;
 	/* The pick stopped at the folder's end, not at AHEAD_MAX or the
 	   budget: in a tree walk the request goes on into the folders the

@@ -52,9 +52,18 @@ void reading_orders_after(const struct reading_orders *o, guint32 uid, const cha
 	guint n = o->by_uid ? o->by_uid->len : 0;
 	guint lo = 0, hi = n;
 
-	*pu = 0;
-	while (*pu < n && g_array_index(o->by_uid, struct listed, *pu).uid <= uid)
-		(*pu)++;
+	/* by_uid is in ascending UID order: the first UID above uid. */
+	while (lo < hi) {
+		guint mid = (lo + hi) / 2;
+
+		if (g_array_index(o->by_uid, struct listed, mid).uid <= uid)
+			lo = mid + 1;
+		else
+			hi = mid;
+	}
+	*pu = lo;
+	lo = 0;
+	hi = n;
 	while (lo < hi) {
 		guint mid = (lo + hi) / 2;
 
@@ -103,7 +112,10 @@ enum read_order reading_orders_follows(const struct reading_orders *o, guint32 p
 void reading_orders_pick(const struct reading_orders *o, guint pu, guint pn,
 			 enum read_order order, guint64 *budget, GArray *items)
 {
-	g_autoptr(GHashTable) seen = g_hash_table_new(g_direct_hash, g_direct_equal);
+	/* Both orders walked: a message met in one is not taken from the
+	   other again. One order holds each message once. */
+	g_autoptr(GHashTable) seen =
+	    order == READ_EITHER ? g_hash_table_new(g_direct_hash, g_direct_equal) : NULL;
 	guint nu = o->by_uid ? o->by_uid->len : 0;
 	guint nn = o->by_name ? o->by_name->len : 0;
 
@@ -120,9 +132,8 @@ void reading_orders_pick(const struct reading_orders *o, guint pu, guint pn,
 				l = o->by_name->pdata[pn++];
 			else if (which == 1 && pu < nu)
 				l = &g_array_index(o->by_uid, struct listed, pu++);
-			if (!l || g_hash_table_contains(seen, GUINT_TO_POINTER(l->uid)))
+			if (!l || (seen && !g_hash_table_add(seen, GUINT_TO_POINTER(l->uid))))
 				continue;
-			g_hash_table_add(seen, GUINT_TO_POINTER(l->uid));
 			if (l->size > PREFETCH_MAX_BODY)
 				continue;
 			struct prefetch_item it = { l->uid, l->size };

@@ -38,7 +38,7 @@ static GByteArray *read_message(struct mfs_imap_fs *fs, fuse_req_t req, guint64 
 	}
 	data = g_byte_array_sized_new((guint)size);
 	fs_lease_begin(fs, req, &l);
-	r = body_open(fs->account, &l, ino, &direct_io, rc);
+	r = body_open(fs->account, &l, ino, &direct_io, NULL, rc);
 	while (r) {
 		guint8 buf[65536];
 		gssize n = body_read(r, &l, (char *)buf, sizeof(buf), data->len);
@@ -112,6 +112,7 @@ void fs_imap_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 {
 	struct mfs_imap_fs *fs = fuse_req_userdata(req);
 	struct body_reader *r;
+	struct body_arrival *later = NULL;
 	struct lease l;
 	gboolean direct_io = FALSE;
 	int rc = 0;
@@ -129,7 +130,7 @@ void fs_imap_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 		return;
 	}
 	fs_lease_begin(fs, req, &l);
-	r = body_open(fs->account, &l, ino, &direct_io, &rc);
+	r = body_open(fs->account, &l, ino, &direct_io, &later, &rc);
 	fs_lease_end(req, &l);
 	if (!r) {
 		fuse_reply_err(req, -rc);
@@ -150,6 +151,9 @@ void fs_imap_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 		mfs_mutex_unlock(&fs->opens_lock);
 		body_close(r);
 	}
+	/* After the answer: the reader goes on while the read-ahead policy
+	   does its bookkeeping (r may be released already; later is apart). */
+	body_arrival_send(later);
 }
 
 void fs_imap_release(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)

@@ -106,6 +106,34 @@ static char *entry_key(const char *dirname, guint32 uid)
 	return g_strdup_printf("%s/%" G_GUINT32_FORMAT, dirname, uid);
 }
 
+/* Room for an entry's key: "<hash>-<uidvalidity>/<uid>" and its NUL. */
+#define KEY_MAX (HASH_HEX + 1 + 10 + 1 + 10 + 1)
+
+/* What entry_key gives, in buf (KEY_MAX bytes) when it fits (a folder key
+   of mcache_folder_key always does), else in *heap: no allocation for a
+   look-up per probe of the read-ahead. */
+static const char *entry_key_into(char *buf, const char *dirname, guint32 uid, char **heap)
+{
+	size_t n = strnlen(dirname, KEY_MAX - 11);
+	char digits[10];
+	int d = 0;
+
+	if (n > KEY_MAX - 12) {
+		*heap = entry_key(dirname, uid);
+		return *heap;
+	}
+	memcpy(buf, dirname, n);
+	buf[n++] = '/';
+	do {
+		digits[d++] = (char)('0' + uid % 10);
+		uid /= 10;
+	} while (uid);
+	while (d)
+		buf[n++] = digits[--d];
+	buf[n] = '\0';
+	return buf;
+}
+
 /* A canonical decimal guint32 (no sign, no leading zero, no junk), as we print them. */
 static gboolean parse_u32(const char *s, guint32 *out)
 {
@@ -304,6 +332,10 @@ static void entry_uncache_locked(struct mcache *c, struct mcache_entry *e, int e
 	if (e->complete) {
 		g_autofree char *path = entry_final_path(e);
 
+		/* Held but not read yet (mcache_get_lazy): its handles keep the
+		   bytes as they would with the file open. */
+		if (e->refs > 0 && e->fd < 0)
+			e->fd = open(path, O_RDONLY | O_CLOEXEC);
 		if (g_unlink(path) < 0 && errno != ENOENT)
 			mfs_log_warn("cache: cannot remove %s: %s", path, g_strerror(errno));
 		g_queue_unlink(&c->lru, &e->lru_link);
@@ -571,17 +603,22 @@ void mcache_close(struct mcache *c)
 
 /* ---------------------------------------------------------------- lookups */
 
-struct mcache_entry *mcache_get(struct mcache *c, const char *mailbox, guint32 uidvalidity,
-				guint32 uid)
+/* mcache_get, and with lazy mcache_get_lazy: a hit's file is opened at
+   its first read (open_lazily_locked). */
+static struct mcache_entry *get_entry(struct mcache *c, const char *mailbox,
+				      guint32 uidvalidity, guint32 uid, gboolean lazy)
 {
 	g_autofree char *dirname = mcache_folder_key(mailbox, uidvalidity);
-	g_autofree char *key = entry_key(dirname, uid);
+	char buf[KEY_MAX];
+	g_autofree char *heap = NULL;
+	const char *key = entry_key_into(buf, dirname, uid, &heap);
+	g_autofree char *touch_path = NULL;
 	struct mcache_entry *e;
 	int touch_fd = -1, open_error = 0;
 
 	mfs_mutex_lock(&c->lock);
 	e = g_hash_table_lookup(c->entries, key);
-	if (e && e->complete && e->fd < 0) {
+	if (e && e->complete && e->fd < 0 && !lazy) {
 		g_autofree char *path = entry_final_path(e);
 
 		e->fd = open(path, O_RDONLY | O_CLOEXEC);
@@ -623,7 +660,10 @@ struct mcache_entry *mcache_get(struct mcache *c, const char *mailbox, guint32 u
 			g_queue_unlink(&c->lru, &e->lru_link);
 			g_queue_push_head_link(&c->lru, &e->lru_link);
 			if (!e->touched || now - e->touched >= TOUCH_INTERVAL_US) {
-				touch_fd = e->fd;
+				if (e->fd >= 0)
+					touch_fd = e->fd;
+				else
+					touch_path = entry_final_path(e);
 				e->touched = now;
 			}
 		} else {
@@ -643,19 +683,54 @@ struct mcache_entry *mcache_get(struct mcache *c, const char *mailbox, guint32 u
 	/* The mtime is the last use, so the next mount rebuilds the same LRU order. */
 	if (touch_fd >= 0)
 		(void)futimens(touch_fd, NULL);
+	else if (touch_path)
+		(void)utimensat(AT_FDCWD, touch_path, NULL, 0);
 	return e;
 }
 
+struct mcache_entry *mcache_get(struct mcache *c, const char *mailbox, guint32 uidvalidity,
+				guint32 uid)
+{
+	return get_entry(c, mailbox, uidvalidity, uid, FALSE);
+}
+
+struct mcache_entry *mcache_get_lazy(struct mcache *c, const char *mailbox, guint32 uidvalidity,
+				     guint32 uid)
+{
+	return get_entry(c, mailbox, uidvalidity, uid, TRUE);
+}
+
+/* The last folder key made on this thread: a walk asks for the same
+   folder's, file after file (a SHA-256 each otherwise). No heap, so a
+   thread's end leaves nothing behind. */
+#define MEMO_MAILBOX_MAX 256
+static _Thread_local char memo_mailbox[MEMO_MAILBOX_MAX];
+static _Thread_local guint32 memo_uidvalidity;
+static _Thread_local char memo_key[KEY_MAX];
+
 char *mcache_folder_key(const char *mailbox, guint32 uidvalidity)
 {
-	g_autofree char *hash = mailbox_hash(mailbox);
+	g_autofree char *hash = NULL;
+	char *key;
 
-	return make_dirname(hash, uidvalidity);
+	if (memo_key[0] && memo_uidvalidity == uidvalidity &&
+	    strcmp(memo_mailbox, mailbox) == 0)
+		return g_strdup(memo_key);
+	hash = mailbox_hash(mailbox);
+	key = make_dirname(hash, uidvalidity);
+	if (strlen(mailbox) < MEMO_MAILBOX_MAX && strlen(key) < KEY_MAX) {
+		strcpy(memo_mailbox, mailbox);
+		strcpy(memo_key, key);
+		memo_uidvalidity = uidvalidity;
+	}
+	return key;
 }
 
 gboolean mcache_peek_complete(struct mcache *c, const char *folder_key, guint32 uid)
 {
-	g_autofree char *key = entry_key(folder_key, uid);
+	char buf[KEY_MAX];
+	g_autofree char *heap = NULL;
+	const char *key = entry_key_into(buf, folder_key, uid, &heap);
 	struct mcache_entry *e;
 	gboolean complete;
 
@@ -668,7 +743,9 @@ gboolean mcache_peek_complete(struct mcache *c, const char *folder_key, guint32 
 
 gboolean mcache_peek_present(struct mcache *c, const char *folder_key, guint32 uid)
 {
-	g_autofree char *key = entry_key(folder_key, uid);
+	char buf[KEY_MAX];
+	g_autofree char *heap = NULL;
+	const char *key = entry_key_into(buf, folder_key, uid, &heap);
 	gboolean present;
 
 	mfs_mutex_lock(&c->lock);
@@ -858,6 +935,29 @@ gboolean mcache_entry_has(struct mcache_entry *e, guint64 off, guint64 len)
 	return !mcache_entry_first_gap(e, off, len, NULL, NULL);
 }
 
+/*
+ * Locked. The file of complete e, got with mcache_get_lazy, opened at its
+ * first read. One that cannot be opened (removed behind our back, no
+ * descriptor left) takes e out of the cache: 0 or -errno, and then e is
+ * dead (its reader fetches the bytes and serves them from memory).
+ */
+static int open_lazily_locked(struct mcache_entry *e)
+{
+	g_autofree char *path = NULL;
+	int err;
+
+	if (e->dead)
+		return e->error;
+	path = entry_final_path(e);
+	e->fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (e->fd >= 0)
+		return 0;
+	err = -errno;
+	mfs_log_warn("cache: cannot open a cached body: %s", g_strerror(-err));
+	entry_uncache_locked(e->c, e, err);
+	return err;
+}
+
 gssize mcache_entry_read(struct mcache_entry *e, void *buf, size_t len, guint64 off)
 {
 	char *p = buf;
@@ -871,6 +971,10 @@ gssize mcache_entry_read(struct mcache_entry *e, void *buf, size_t len, guint64 
 	mfs_mutex_lock(&e->c->lock);
 	if (e->complete) {
 		n = off >= e->size ? 0 : (size_t)MIN((guint64)len, e->size - off);
+		if (n > 0 && e->fd < 0 && open_lazily_locked(e) < 0) {
+			mfs_mutex_unlock(&e->c->lock);
+			return -ENODATA;
+		}
 	} else {
 		const struct range *r = ranges_find(e->ranges, off);
 

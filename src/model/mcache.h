@@ -24,7 +24,8 @@
  * Entries and pinning. Each mcache_get() returns a handle holding one
  * reference of the key's entry (released by mcache_entry_unref(); a handle
  * is not copied, a second user calls mcache_get() again); while any
- * handle of a key is held, the body is pinned (not evicted, its fd stays open).
+ * handle of a key is held, the body is pinned (not evicted; its file, once
+ * opened, stays open).
  * There is one entry object per key while it is referenced, so two readers of
  * the same message share it and see each other's ranges. Waiting for a range
  * that another thread is fetching is the caller's business.
@@ -94,6 +95,20 @@ void mcache_close(struct mcache *c);
  */
 struct mcache_entry *mcache_get(struct mcache *c, const char *mailbox, guint32 uidvalidity,
 				guint32 uid);
+
+/*
+ * As mcache_get, but a hit opens its file only at its first
+ * mcache_entry_read, so a handle taken and given back without a read (an
+ * open of a file whose pages the kernel has) costs no system call. Once
+ * taken, the bytes are the handle's as with mcache_get: a body dropped
+ * before its first read keeps them (its file is opened before it is
+ * unlinked). A file that cannot be opened at that read (removed behind our
+ * back, no descriptor left) takes the body out of the cache: the read is
+ * -ENODATA, and the entry is dead from then on (writes fail, as after a
+ * failed write), so its reader fetches the bytes and serves them itself.
+ */
+struct mcache_entry *mcache_get_lazy(struct mcache *c, const char *mailbox, guint32 uidvalidity,
+				     guint32 uid);
 
 /* The cache's name for a mailbox under one UIDVALIDITY (g_free it). */
 char *mcache_folder_key(const char *mailbox, guint32 uidvalidity);

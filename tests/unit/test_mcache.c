@@ -826,6 +826,51 @@ static void test_open_failure(void)
 	g_test_trap_assert_passed();
 }
 
+/* mcache_get_lazy: a hit opens nothing until read; taken, its bytes stay the
+   handle's (dropped before the read); a file gone behind our back is found
+   at the read, and the body leaves the cache. */
+static void test_lazy(void)
+{
+	g_autofree char *root = make_tmpdir();
+	g_autofree char *gone = body_path(root, "INBOX", 1, 3);
+	struct mcache *c = open_cache(root, 1 << 20);
+	struct mcache_entry *e;
+	char buf[8];
+	int next_fd;
+
+	store(c, "INBOX", 1, 1, 100);
+	store(c, "INBOX", 1, 2, 200);
+	store(c, "INBOX", 1, 3, 300);
+
+	next_fd = dup(0);
+	close(next_fd);
+	e = mcache_get_lazy(c, "INBOX", 1, 1);
+	g_assert_true(mcache_entry_complete(e, NULL));
+	/* Nothing opened by the hit: the next descriptor is still free. */
+	g_assert_cmpint(dup(0), ==, next_fd);
+	close(next_fd);
+	assert_body(e, 1, 100);
+	mcache_entry_unref(e);
+
+	e = mcache_get_lazy(c, "INBOX", 1, 2);
+	mcache_drop(c, "INBOX", 1, 2);
+	g_assert_false(cached(c, "INBOX", 1, 2));
+	assert_body(e, 2, 200);
+	mcache_entry_unref(e);
+
+	e = mcache_get_lazy(c, "INBOX", 1, 3);
+	g_assert_cmpint(g_unlink(gone), ==, 0);
+	g_assert_cmpint(mcache_entry_read(e, buf, sizeof(buf), 0), ==, -ENODATA);
+	g_assert_cmpint(mcache_entry_read(e, buf, sizeof(buf), 0), ==, -ENODATA);
+	g_assert_cmpint(mcache_entry_write(e, 0, "abc", 3), <, 0);
+	mcache_entry_unref(e);
+	g_assert_false(cached(c, "INBOX", 1, 3));
+	store(c, "INBOX", 1, 3, 300);
+	g_assert_true(cached(c, "INBOX", 1, 3));
+	mcache_close(c);
+	rm_rf(root);
+}
+
 static void test_open_errors(void)
 {
 	g_autofree char *root = make_tmpdir();
@@ -972,6 +1017,7 @@ int main(int argc, char **argv)
 	g_test_add_func("/mcache/write-failure", test_write_failure);
 	g_test_add_func("/mcache/open-failure", test_open_failure);
 	g_test_add_func("/mcache/open-errors", test_open_errors);
+	g_test_add_func("/mcache/lazy", test_lazy);
 	g_test_add_func("/mcache/ahead", test_ahead);
 	return g_test_run();
 }
