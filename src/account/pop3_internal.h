@@ -38,6 +38,12 @@
    much downloaded (within `prefetch`), in batches of half of it: enough that
    the transfer never pauses for the reader. */
 #define AHEAD_LEAD_BYTES ((guint64)16 * 1024 * 1024)
+/* A message read ahead is kept in memory up to this size, and its file is
+   made, written and fsync'd by a syncer: creating a file in the stream
+   thread (ext4 scans its recently deleted inodes) stalls the transfer.
+   Bigger ones are written to their file as they arrive. A batch holds at
+   most AHEAD_BATCH_MAX of them. */
+#define AHEAD_MEM_MAX ((guint)256 * 1024)
 /* The taker commits (three fsyncs and DELEs) once no take came for
    TAKE_GATHER_US, or TAKE_GATHER_MAX_US after the first of a batch. */
 #define TAKE_GATHER_US (20 * 1000)
@@ -62,6 +68,8 @@ struct msg {
 	gboolean taking; /* guarded by lock; archived, off the listing, waiting for the taker */
 	gboolean gone;   /* guarded by lock; no longer on the server, not taken by us */
 	gboolean ahead;  /* guarded by lock; downloaded ahead of a reader, not opened since */
+	gboolean fetching; /* guarded by lock; in a read-ahead batch (whose thread holds
+			      sess_lock) until installed or failed: see fetch_cond */
 	guint opens;     /* guarded by lock */
 };
 
@@ -113,6 +121,7 @@ struct pop3_account {
 	gboolean take_stop;   /* guarded by lock */
 	struct msg *ahead_from; /* guarded by lock; read ahead past this one */
 	mfs_cond ahead_cond;  /* with lock: ahead_from set, or ahead_stop */
+	mfs_cond fetch_cond;  /* with lock: a message's fetching went FALSE */
 	gboolean ahead_stop;  /* guarded by lock */
 
 	mfs_mutex state_lock;
