@@ -83,7 +83,8 @@ struct pop3_account *pop3_account_new(const struct mfs_options *opts,
 	mfs_cond_init(&a->take_cond);
 	mfs_cond_init(&a->ahead_cond);
 	mfs_cond_init(&a->fetch_cond);
-	/* Two: a batch's fsyncs overlap its transfer and each other. */
+	/* Two: a batch's file creations and writes overlap its transfer and
+	   each other. */
 	a->syncers = workers_new("pop3-sync", 2, p3_ahead_sync, NULL, NULL);
 	a->takes = g_ptr_array_new();
 	a->by_ino = g_hash_table_new_full(g_int64_hash, g_int64_equal, NULL, msg_free);

@@ -60,7 +60,7 @@ gboolean p3_note_open(struct pop3_account *a, const struct msg *m)
  * ahead after m reach it.
  */
 static GPtrArray *ahead_batch(struct pop3_account *a, struct msg *m, guint64 lead_max,
-			      guint64 batch_bytes)
+			      guint64 batch_bytes, guint batch_max)
 {
 	GPtrArray *batch = g_ptr_array_new();
 	g_autoptr(GPtrArray) after = g_ptr_array_new();
@@ -86,7 +86,7 @@ static GPtrArray *ahead_batch(struct pop3_account *a, struct msg *m, guint64 lea
 	if (lead_max && lead >= lead_max)
 		after->len = 0;
 	g_ptr_array_sort(after, cmp_name);
-	for (guint i = 0; i < after->len && batch->len < AHEAD_BATCH_MAX; i++) {
+	for (guint i = 0; i < after->len && batch->len < batch_max; i++) {
 		struct msg *o = after->pdata[i];
 
 		if (held + o->size > a->opts->prefetch ||
@@ -133,6 +133,7 @@ struct ahead_ctx {
 	mfs_mutex mu;    /* a leaf lock: taken under none other, nothing taken under it */
 	mfs_cond done;   /* with mu: pending went down */
 	guint pending;   /* guarded by mu; items the syncers have not finished */
+	guint64 mem;     /* guarded by mu; bytes of the items' bufs (AHEAD_MEM_BATCH) */
 };
 
 /* m is no longer in flight, downloaded or not (takes lock): its waiters look again. */
@@ -148,11 +149,10 @@ static void fetch_over(struct pop3_account *a, struct msg *m)
 
 /*
  * A syncer (a->syncers): one complete message into the spool store (the
- * file made and written when its bytes were kept in memory, fsync'd,
- * renamed) and installed at once, while the batch's next messages keep
- * arriving: a reader never waits for the rest of the batch. The store's
- * directory is not fsync'd: the next mount clears the store, and what
- * the archive's hard link relies on is the file's own fsync.
+ * file made and written when its bytes were kept in memory, renamed; not
+ * fsync'd, see p3_part_finish) and installed at once, while the batch's
+ * next messages keep arriving: a reader never waits for the rest of the
+ * batch.
  */
 void p3_ahead_sync(gpointer data, gpointer ud)
 {
@@ -178,6 +178,9 @@ void p3_ahead_sync(gpointer data, gpointer ud)
 			g_unlink(it->tmp);
 			fd = -1;
 		}
+		mfs_mutex_lock(&c->mu);
+		c->mem -= it->buf->len;
+		mfs_mutex_unlock(&c->mu);
 		g_clear_pointer(&it->buf, g_byte_array_unref);
 		ok = fd >= 0;
 	}
@@ -222,6 +225,9 @@ static int ahead_to_file(struct ahead_ctx *c, struct ahead_item *it)
 		return rc;
 	}
 	rc = p3_sink_write(&it->fd, it->buf->data, it->buf->len);
+	mfs_mutex_lock(&c->mu);
+	c->mem -= it->buf->len;
+	mfs_mutex_unlock(&c->mu);
 	g_clear_pointer(&it->buf, g_byte_array_unref);
 	return rc;
 }
@@ -236,8 +242,17 @@ static int ahead_sink(void *ud, const void *data, size_t len)
 	if (c->write_err)
 		return 0;
 	if (it->buf && it->buf->len + len <= AHEAD_MEM_MAX) {
-		g_byte_array_append(it->buf, data, (guint)len);
-		return 0;
+		gboolean room;
+
+		mfs_mutex_lock(&c->mu);
+		room = c->mem + len <= AHEAD_MEM_BATCH;
+		if (room)
+			c->mem += len;
+		mfs_mutex_unlock(&c->mu);
+		if (room) {
+			g_byte_array_append(it->buf, data, (guint)len);
+			return 0;
+		}
 	}
 	if (it->buf)
 		c->write_err = ahead_to_file(c, it);
@@ -259,7 +274,12 @@ static void ahead_end(void *ud, guint i, int rc, guint64 size)
 		workers_push(c->a->syncers, it);
 		return;
 	}
-	g_clear_pointer(&it->buf, g_byte_array_unref);
+	if (it->buf) {
+		mfs_mutex_lock(&c->mu);
+		c->mem -= it->buf->len;
+		mfs_mutex_unlock(&c->mu);
+		g_clear_pointer(&it->buf, g_byte_array_unref);
+	}
 	if (it->fd >= 0) {
 		close(it->fd);
 		g_unlink(it->tmp);
@@ -270,8 +290,7 @@ static void ahead_end(void *ud, guint i, int rc, guint64 size)
 /*
  * RETR a batch (ahead_batch; its messages marked fetching) pipelined on
  * the live session into the spool store, each message installed by a
- * syncer once its file is fsync'd and renamed, before any byte of it is
- * served. Reading ahead takes nothing: the messages stay on the server
+ * syncer once its file is complete and renamed. Reading ahead takes nothing: the messages stay on the server
  * until a reader takes them. A crash leaves complete files or .part files,
  * and the next mount clears the store (pop3_account_new). Failures are
  * dropped silently (each is RETR'd again when opened). opener: the message
@@ -353,7 +372,7 @@ int p3_download_ahead(struct pop3_account *a, struct msg *m, GError **err)
 		return rc;
 	}
 	mfs_mutex_lock(&a->lock);
-	batch = ahead_batch(a, m, 0, AHEAD_BATCH_BYTES);
+	batch = ahead_batch(a, m, 0, AHEAD_BATCH_BYTES, AHEAD_BATCH_MAX);
 	if (batch && batch->len < 2) {
 		/* m alone: p3_download() below. */
 		((struct msg *)batch->pdata[0])->fetching = FALSE;
@@ -398,7 +417,8 @@ gpointer p3_ahead_thread(gpointer ud)
 			}
 			batch = a->ahead_stop ?
 					NULL :
-					ahead_batch(a, from, AHEAD_LEAD_BYTES, AHEAD_LEAD_BYTES / 2);
+					ahead_batch(a, from, AHEAD_LEAD_BYTES, AHEAD_LEAD_BYTES / 2,
+						    AHEAD_LEAD_BATCH_MAX);
 			mfs_mutex_unlock(&a->lock);
 			if (!batch)
 				break;
