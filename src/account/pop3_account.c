@@ -82,7 +82,9 @@ struct pop3_account *pop3_account_new(const struct mfs_options *opts,
 	mfs_cond_init(&a->cond);
 	mfs_cond_init(&a->take_cond);
 	mfs_cond_init(&a->ahead_cond);
-	/* Two: a batch's fsyncs overlap its transfer and each other. */
+	mfs_cond_init(&a->fetch_cond);
+	/* Two: a batch's file creations and writes overlap its transfer and
+	   each other. */
 	a->syncers = workers_new("pop3-sync", 2, p3_ahead_sync, NULL, NULL);
 	a->takes = g_ptr_array_new();
 	a->by_ino = g_hash_table_new_full(g_int64_hash, g_int64_equal, NULL, msg_free);
@@ -139,6 +141,7 @@ void pop3_account_free(struct pop3_account *a)
 	mfs_cond_clear(&a->cond);
 	mfs_cond_clear(&a->take_cond);
 	mfs_cond_clear(&a->ahead_cond);
+	mfs_cond_clear(&a->fetch_cond);
 	conn_cancel_free(a->cancel);
 	g_free(a);
 }
@@ -356,7 +359,8 @@ GArray *pop3_account_listing(struct pop3_account *a, gint64 after)
 }
 
 /*
- * m's bytes for an open (no lock held): at once when downloaded; the
+ * m's bytes for an open (no lock held): at once when downloaded, or once
+ * the read-ahead batch it is in installs it; the
  * read-ahead thread is woken for a walking reader; else downloaded now,
  * with the messages after it when the reader walks.
  */
@@ -366,6 +370,10 @@ static int open_msg(struct pop3_account *a, struct msg *m, GError **err)
 	int rc = 0;
 
 	mfs_mutex_lock(&a->lock);
+	/* In a read-ahead batch: its syncer installs it shortly, while the
+	   batch goes on (the session is the batch's until its end). */
+	while (m->fd < 0 && m->fetching)
+		mfs_cond_wait(&a->fetch_cond, &a->lock);
 	if (m->taken || m->taking || m->gone) {
 		rc = m->fd >= 0 ? 0 : -ENOENT;
 		goto out;

@@ -36,16 +36,17 @@
  * Detaching while down abandons that login (the account's conn_cancel).
  *
  * OPEN AND TAKE. pop3_account_open() RETRs the message into the spool
- * store (cache_dir/spool, 0700/0600), file and directory fsync'd, before
- * any byte is served. A reader that opens the next listed names in a row
+ * store (cache_dir/spool, 0700/0600; not fsync'd: the next mount clears
+ * it), complete before any byte is served. A reader that opens the next listed names in a row
  * (cat *, cp -r) gets the following messages RETR'd in pipelined batches,
  * within the `prefetch` budget, by the opener and then the read-ahead
  * thread; reading ahead takes nothing. A message is taken when a reader
  * read at an offset >= its size and then flushes it, or on unlink:
  * (1) archive to the Maildir pop3_archive (unless none), (2) record the
  * UIDL in the state file, (3) DELE (unless pop3_keep). The closing
- * request writes (1); the taker thread makes it durable (new/ fsync'd)
- * and does (2) and (3) for a batch of takes. A failure of (1) or (2) takes nothing and is
+ * request writes (1); the taker thread makes it durable (one syncfs of
+ * the archive's file system: bytes and names of the whole batch) and
+ * does (2) and (3) for a batch of takes. A failure of (1) or (2) takes nothing and is
  * the error of close()/unlink(). An empty download is never taken.
  *
  * MAILFS_CRASH_AT=after-retr|after-archive|after-state|after-dele|
@@ -57,7 +58,7 @@
  * THREADS. pop3_account_attach() starts three: pop3-poll (session idle
  * QUIT, polls, retries, the last QUIT), pop3-take (commits takes) and
  * pop3-ahead (keeps a walking reader's lead), plus the two pop3-sync
- * workers that fsync read-ahead files. pop3_account_detach() stops them in
+ * workers that write read-ahead files. pop3_account_detach() stops them in
  * the order ahead, take, poll, so a take's DELEs go out before the last
  * QUIT. Every other function may be called from any thread, concurrently.
  *

@@ -53,12 +53,14 @@ gboolean p3_note_open(struct pop3_account *a, const struct msg *m)
  * The listed messages after m in name order that are not downloaded yet,
  * while the bytes read ahead and not opened stay within the prefetch budget
  * (lock held); m first when it is not downloaded either (a reader waits
- * for it); batch_bytes at most besides the first. NULL when there is
+ * for it); batch_bytes at most besides the first. Messages in flight
+ * count as read ahead; those returned are marked in flight (fetching):
+ * the caller must RETR them with retr_batch(), which clears the mark. NULL when there is
  * nothing to fetch, or when lead_max is set and the bytes already read
  * ahead after m reach it.
  */
 static GPtrArray *ahead_batch(struct pop3_account *a, struct msg *m, guint64 lead_max,
-			      guint64 batch_bytes)
+			      guint64 batch_bytes, guint batch_max)
 {
 	GPtrArray *batch = g_ptr_array_new();
 	g_autoptr(GPtrArray) after = g_ptr_array_new();
@@ -66,13 +68,13 @@ static GPtrArray *ahead_batch(struct pop3_account *a, struct msg *m, guint64 lea
 	GHashTableIter it;
 	gpointer v;
 
-	if (m->fd < 0 && m->num && !m->taken && !m->taking && !m->gone)
+	if (m->fd < 0 && m->num && !m->taken && !m->taking && !m->gone && !m->fetching)
 		g_ptr_array_add(batch, m);
 	g_hash_table_iter_init(&it, a->by_ino);
 	while (g_hash_table_iter_next(&it, NULL, &v)) {
 		struct msg *o = v;
 
-		if (o->ahead && o->fd >= 0) {
+		if ((o->ahead && o->fd >= 0) || o->fetching) {
 			held += o->size;
 			if (strcmp(o->name, m->name) > 0)
 				lead += o->size;
@@ -84,7 +86,7 @@ static GPtrArray *ahead_batch(struct pop3_account *a, struct msg *m, guint64 lea
 	if (lead_max && lead >= lead_max)
 		after->len = 0;
 	g_ptr_array_sort(after, cmp_name);
-	for (guint i = 0; i < after->len && batch->len < AHEAD_BATCH_MAX; i++) {
+	for (guint i = 0; i < after->len && batch->len < batch_max; i++) {
 		struct msg *o = after->pdata[i];
 
 		if (held + o->size > a->opts->prefetch ||
@@ -96,6 +98,9 @@ static GPtrArray *ahead_batch(struct pop3_account *a, struct msg *m, guint64 lea
 	}
 	if (batch->len == 0)
 		g_clear_pointer(&batch, g_ptr_array_unref);
+	/* In flight until the syncer installs each (or the batch ends). */
+	for (guint i = 0; batch && i < batch->len; i++)
+		((struct msg *)batch->pdata[i])->fetching = TRUE;
 	return batch;
 }
 
@@ -108,9 +113,12 @@ static GPtrArray *ahead_batch(struct pop3_account *a, struct msg *m, guint64 lea
 struct ahead_item {
 	struct msg *m;
 	guint32 num;
-	int fd;          /* -1 when not begun or dropped; a syncer's write under ctx->mu */
+	/* The bytes so far, while they fit AHEAD_MEM_MAX: the syncer makes the
+	   file (creating a file costs the stream thread more than the bytes). */
+	GByteArray *buf;
+	int fd;          /* -1 when not begun, kept in buf, or dropped */
 	char *tmp;
-	char *final;     /* a syncer's write under ctx->mu: the file is complete and renamed */
+	gboolean installed; /* a syncer's write under ctx->mu: m has the bytes */
 	guint64 got;
 	struct ahead_ctx *ctx;
 };
@@ -119,32 +127,74 @@ struct ahead_item {
 struct ahead_ctx {
 	struct pop3_account *a;
 	struct ahead_item *items;
+	const struct msg *opener; /* the message a reader waits for, or NULL */
 	guint cur;       /* session thread only */
 	int write_err;   /* session thread only; the sink's first local failure for items[cur] */
 	mfs_mutex mu;    /* a leaf lock: taken under none other, nothing taken under it */
 	mfs_cond done;   /* with mu: pending went down */
 	guint pending;   /* guarded by mu; items the syncers have not finished */
+	guint64 mem;     /* guarded by mu; bytes of the items' bufs (AHEAD_MEM_BATCH) */
 };
 
-/* A syncer (a->syncers): fsync and rename one complete part while the
-   batch's next messages keep arriving. */
+/* m is no longer in flight, downloaded or not (takes lock): its waiters look again. */
+static void fetch_over(struct pop3_account *a, struct msg *m)
+{
+	mfs_mutex_lock(&a->lock);
+	if (m->fetching) {
+		m->fetching = FALSE;
+		mfs_cond_broadcast(&a->fetch_cond);
+	}
+	mfs_mutex_unlock(&a->lock);
+}
+
+/*
+ * A syncer (a->syncers): one complete message into the spool store (the
+ * file made and written when its bytes were kept in memory, renamed; not
+ * fsync'd, see p3_part_finish) and installed at once, while the batch's
+ * next messages keep arriving: a reader never waits for the rest of the
+ * batch.
+ */
 void p3_ahead_sync(gpointer data, gpointer ud)
 {
 	struct ahead_item *it = data;
 	struct ahead_ctx *c = it->ctx;
+	struct pop3_account *a = c->a;
 	GError *e = NULL;
 	char *final = NULL;
 	int fd = it->fd;
+	gboolean ok = TRUE;
 
 	(void)ud;
-	if (p3_part_finish(c->a, it->m, fd, it->tmp, &final, &e) < 0) {
-		fd = -1;
-		mfs_log_info("read-ahead: %s", e->message);
-		g_error_free(e);
+	if (it->buf) {
+		int wrc = 0;
+
+		fd = p3_part_open(a, it->m, &it->tmp, &e);
+		if (fd >= 0)
+			wrc = p3_sink_write(&fd, it->buf->data, it->buf->len);
+		if (wrc < 0) {
+			g_set_error(&e, G_FILE_ERROR, g_file_error_from_errno(-wrc), "%s: %s",
+				    it->tmp, g_strerror(-wrc));
+			close(fd);
+			g_unlink(it->tmp);
+			fd = -1;
+		}
+		mfs_mutex_lock(&c->mu);
+		c->mem -= it->buf->len;
+		mfs_mutex_unlock(&c->mu);
+		g_clear_pointer(&it->buf, g_byte_array_unref);
+		ok = fd >= 0;
 	}
+	if (ok && p3_part_finish(a, it->m, fd, it->tmp, &final, &e) < 0)
+		ok = FALSE;
+	if (ok)
+		p3_install(a, it->m, fd, final, it->got, it->m != c->opener);
+	else
+		mfs_log_info("read-ahead: %s", e->message);
+	g_clear_error(&e);
+	fetch_over(a, it->m);
 	mfs_mutex_lock(&c->mu);
-	it->fd = fd;
-	it->final = final;
+	it->fd = -1; /* the message's now, or closed */
+	it->installed = ok;
 	c->pending--;
 	mfs_cond_signal(&c->done);
 	mfs_mutex_unlock(&c->mu);
@@ -154,17 +204,32 @@ static void ahead_begin(void *ud, guint i)
 {
 	struct ahead_ctx *c = ud;
 	struct ahead_item *it = &c->items[i];
-	GError *e = NULL;
 
 	c->cur = i;
 	c->write_err = 0;
+	it->buf = g_byte_array_new();
+}
+
+/* The item's bytes outgrew memory: into its part file from now on. */
+static int ahead_to_file(struct ahead_ctx *c, struct ahead_item *it)
+{
+	GError *e = NULL;
+	int rc;
+
 	it->fd = p3_part_open(c->a, it->m, &it->tmp, &e);
 	if (it->fd < 0) {
-		c->write_err = it->fd;
+		rc = it->fd;
 		it->fd = -1;
 		mfs_log_info("read-ahead: %s", e->message);
 		g_error_free(e);
+		return rc;
 	}
+	rc = p3_sink_write(&it->fd, it->buf->data, it->buf->len);
+	mfs_mutex_lock(&c->mu);
+	c->mem -= it->buf->len;
+	mfs_mutex_unlock(&c->mu);
+	g_clear_pointer(&it->buf, g_byte_array_unref);
+	return rc;
 }
 
 /* A local failure (a full disk) drops this message's bytes but keeps the
@@ -174,6 +239,23 @@ static int ahead_sink(void *ud, const void *data, size_t len)
 	struct ahead_ctx *c = ud;
 	struct ahead_item *it = &c->items[c->cur];
 
+	if (c->write_err)
+		return 0;
+	if (it->buf && it->buf->len + len <= AHEAD_MEM_MAX) {
+		gboolean room;
+
+		mfs_mutex_lock(&c->mu);
+		room = c->mem + len <= AHEAD_MEM_BATCH;
+		if (room)
+			c->mem += len;
+		mfs_mutex_unlock(&c->mu);
+		if (room) {
+			g_byte_array_append(it->buf, data, (guint)len);
+			return 0;
+		}
+	}
+	if (it->buf)
+		c->write_err = ahead_to_file(c, it);
 	if (c->write_err == 0 && it->fd >= 0)
 		c->write_err = p3_sink_write(&it->fd, data, len);
 	return 0;
@@ -184,13 +266,19 @@ static void ahead_end(void *ud, guint i, int rc, guint64 size)
 	struct ahead_ctx *c = ud;
 	struct ahead_item *it = &c->items[i];
 
-	if (rc == 0 && c->write_err == 0 && it->fd >= 0) {
+	if (rc == 0 && c->write_err == 0 && (it->buf || it->fd >= 0)) {
 		it->got = size;
 		mfs_mutex_lock(&c->mu);
 		c->pending++;
 		mfs_mutex_unlock(&c->mu);
 		workers_push(c->a->syncers, it);
 		return;
+	}
+	if (it->buf) {
+		mfs_mutex_lock(&c->mu);
+		c->mem -= it->buf->len;
+		mfs_mutex_unlock(&c->mu);
+		g_clear_pointer(&it->buf, g_byte_array_unref);
 	}
 	if (it->fd >= 0) {
 		close(it->fd);
@@ -200,21 +288,21 @@ static void ahead_end(void *ud, guint i, int rc, guint64 size)
 }
 
 /*
- * RETR a batch (ahead_batch) pipelined on the live session into the spool
- * store: each file fsync'd and renamed, then the directory fsync'd once,
- * before any is served. Reading ahead takes nothing: the messages stay on
- * the server until a reader takes them. A crash leaves complete files or
- * .part files, and the next mount clears the store (pop3_account_new). Failures
- * are dropped silently (each is RETR'd again when opened). opener: the
- * message a reader is waiting for, if it is in the batch (not "ahead").
+ * RETR a batch (ahead_batch; its messages marked fetching) pipelined on
+ * the live session into the spool store, each message installed by a
+ * syncer once its file is complete and renamed. Reading ahead takes nothing: the messages stay on the server
+ * until a reader takes them. A crash leaves complete files or .part files,
+ * and the next mount clears the store (pop3_account_new). Failures are
+ * dropped silently (each is RETR'd again when opened). opener: the message
+ * a reader is waiting for, if it is in the batch (not "ahead").
  */
 static void retr_batch(struct pop3_account *a, GPtrArray *batch, const struct msg *opener)
 {
 	g_autofree guint32 *nums = g_new0(guint32, batch->len);
-	struct ahead_ctx c = { .a = a };
+	struct ahead_ctx c = { .a = a, .opener = opener };
 	static const struct pop3_retr_many_cb cb = { ahead_begin, ahead_sink, ahead_end };
 	GError *e = NULL;
-	gboolean dir_ok = TRUE, any = FALSE;
+	gboolean any = FALSE;
 	int rc;
 
 	c.items = g_new0(struct ahead_item, batch->len);
@@ -240,40 +328,25 @@ static void retr_batch(struct pop3_account *a, GPtrArray *batch, const struct ms
 	if (rc < 0) {
 		mfs_log_info("read-ahead: %s", e ? e->message : g_strerror(-rc));
 		g_clear_error(&e);
-		/* A part begun when the session failed: its end() never came. */
-		for (guint i = 0; i < batch->len; i++) {
-			struct ahead_item *it = &c.items[i];
-
-			if (it->fd >= 0 && !it->final) {
-				close(it->fd);
-				g_unlink(it->tmp);
-				it->fd = -1;
-			}
-		}
 		if (a->sess && !pop3_session_alive(a->sess))
 			p3_drop_session(a);
-	}
-	for (guint i = 0; i < batch->len; i++)
-		any = any || c.items[i].final;
-	if (any && !spool_fsync_dir(a->spool_dir, &e)) {
-		mfs_log_info("read-ahead: %s", e->message);
-		g_clear_error(&e);
-		dir_ok = FALSE;
 	}
 	for (guint i = 0; i < batch->len; i++) {
 		struct ahead_item *it = &c.items[i];
 
-		if (it->final && dir_ok) {
-			p3_install(a, it->m, it->fd, it->final, it->got, it->m != opener);
-		} else if (it->final) {
+		/* A part begun when the session failed: its end() never came. */
+		g_clear_pointer(&it->buf, g_byte_array_unref);
+		if (it->fd >= 0) {
 			close(it->fd);
-			g_unlink(it->final);
-			g_free(it->final);
+			g_unlink(it->tmp);
 		}
+		/* Not installed: an opener waiting for it downloads it itself. */
+		fetch_over(a, it->m);
+		any = any || it->installed;
 		g_free(it->tmp);
 	}
 	g_free(c.items);
-	if (any && dir_ok)
+	if (any)
 		p3_crash_point(a, "after-retr");
 }
 
@@ -299,9 +372,14 @@ int p3_download_ahead(struct pop3_account *a, struct msg *m, GError **err)
 		return rc;
 	}
 	mfs_mutex_lock(&a->lock);
-	batch = ahead_batch(a, m, 0, AHEAD_BATCH_BYTES);
+	batch = ahead_batch(a, m, 0, AHEAD_BATCH_BYTES, AHEAD_BATCH_MAX);
+	if (batch && batch->len < 2) {
+		/* m alone: p3_download() below. */
+		((struct msg *)batch->pdata[0])->fetching = FALSE;
+		g_clear_pointer(&batch, g_ptr_array_unref);
+	}
 	mfs_mutex_unlock(&a->lock);
-	if (batch && batch->len >= 2)
+	if (batch)
 		retr_batch(a, batch, m);
 	/* m itself failed (refused, a dropped session): the one-message path,
 	   with its retry on a new session and its error for the reader. */
@@ -339,7 +417,8 @@ gpointer p3_ahead_thread(gpointer ud)
 			}
 			batch = a->ahead_stop ?
 					NULL :
-					ahead_batch(a, from, AHEAD_LEAD_BYTES, AHEAD_LEAD_BYTES / 2);
+					ahead_batch(a, from, AHEAD_LEAD_BYTES, AHEAD_LEAD_BYTES / 2,
+						    AHEAD_LEAD_BATCH_MAX);
 			mfs_mutex_unlock(&a->lock);
 			if (!batch)
 				break;

@@ -28,17 +28,26 @@
 #define BUSY_RETRY_S 30
 /* Headers read from a downloaded message for its Date. */
 #define DATE_SCAN_MAX (64 * 1024)
-/* Messages RETR'd at most in one read-ahead batch (the opened one included):
-   two pipeline windows; the opener waits for the batch, so it stays short. */
+/* Messages RETR'd at most in the batch an open waits for (the opened one
+   included): two pipeline windows, so that it stays short. */
 #define AHEAD_BATCH_MAX (2 * POP3_PIPELINE_WINDOW)
 /* ... and bytes beyond the opened one: whatever `prefetch` allows, the open
    that reads ahead never waits for more than this besides its own message. */
 #define AHEAD_BATCH_BYTES ((guint64)2 * 1024 * 1024)
 /* Past the message a walking reader opened, the read-ahead thread keeps this
-   much downloaded (within `prefetch`), in batches of half of it: enough that
-   the transfer never pauses for the reader. */
-#define AHEAD_LEAD_BYTES ((guint64)16 * 1024 * 1024)
-/* The taker commits (three fsyncs and DELEs) once no take came for
+   much downloaded (within `prefetch`), in batches of half of it and of at
+   most AHEAD_LEAD_BATCH_MAX messages: enough that the transfer never pauses
+   for the reader, and few batches (each ends with a pause of the stream). */
+#define AHEAD_LEAD_BYTES ((guint64)32 * 1024 * 1024)
+#define AHEAD_LEAD_BATCH_MAX 512
+/* A message read ahead is kept in memory up to this size, and its file is
+   made and written by a syncer: creating a file in the stream thread (ext4
+   scans its recently deleted inodes) stalls the transfer. Bigger ones, and
+   any once a batch holds AHEAD_MEM_BATCH bytes in memory, are written to
+   their file as they arrive. */
+#define AHEAD_MEM_MAX ((guint)256 * 1024)
+#define AHEAD_MEM_BATCH ((guint64)16 * 1024 * 1024)
+/* The taker commits (a syncfs, two fsyncs and DELEs) once no take came for
    TAKE_GATHER_US, or TAKE_GATHER_MAX_US after the first of a batch. */
 #define TAKE_GATHER_US (20 * 1000)
 #define TAKE_GATHER_MAX_US (250 * 1000)
@@ -62,6 +71,8 @@ struct msg {
 	gboolean taking; /* guarded by lock; archived, off the listing, waiting for the taker */
 	gboolean gone;   /* guarded by lock; no longer on the server, not taken by us */
 	gboolean ahead;  /* guarded by lock; downloaded ahead of a reader, not opened since */
+	gboolean fetching; /* guarded by lock; in a read-ahead batch (whose thread holds
+			      sess_lock) until installed or failed: see fetch_cond */
 	guint opens;     /* guarded by lock */
 };
 
@@ -82,7 +93,7 @@ struct pop3_account {
 	char *state_dir;
 	gint64 mount_time; /* wall clock, seconds: the date of a message without one */
 	char *crash_at;    /* MAILFS_CRASH_AT */
-	struct workers *syncers; /* fsync and rename parts of a read-ahead batch */
+	struct workers *syncers; /* write and rename parts of a read-ahead batch */
 	/* Written by attach before the threads start and by detach after they
 	   were joined; read by any thread in between without a lock. */
 	struct pop3_account_notify notify;
@@ -113,6 +124,7 @@ struct pop3_account {
 	gboolean take_stop;   /* guarded by lock */
 	struct msg *ahead_from; /* guarded by lock; read ahead past this one */
 	mfs_cond ahead_cond;  /* with lock: ahead_from set, or ahead_stop */
+	mfs_cond fetch_cond;  /* with lock: a message's fetching went FALSE */
 	gboolean ahead_stop;  /* guarded by lock */
 
 	mfs_mutex state_lock;

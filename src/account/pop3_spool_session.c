@@ -580,9 +580,10 @@ int p3_part_open(struct pop3_account *a, const struct msg *m, char **tmp_out, GE
 }
 
 /*
- * fsync a complete NAME.part and rename it to NAME, the spool store's name
- * for m (*final_out). The directory is fsync'd by the caller, once for all
- * files of a batch, before any of them is served. On failure the part is
+ * Rename a complete NAME.part to NAME, the spool store's name for m
+ * (*final_out). Neither is fsync'd: the next mount clears the store, and
+ * a take makes the archive's link of it durable, bytes included, with one
+ * syncfs for its batch (spool_archive_sync). On failure the part is
  * removed and fd closed.
  */
 int p3_part_finish(struct pop3_account *a, const struct msg *m, int fd, const char *tmp,
@@ -591,9 +592,7 @@ int p3_part_finish(struct pop3_account *a, const struct msg *m, int fd, const ch
 	g_autofree char *final = g_build_filename(a->spool_dir, m->name, NULL);
 	int rc = 0;
 
-	if (fsync(fd) != 0)
-		rc = file_error(err, errno, tmp);
-	else if (rename(tmp, final) != 0)
+	if (rename(tmp, final) != 0)
 		rc = file_error(err, errno, final);
 	if (rc < 0) {
 		close(fd);
@@ -604,7 +603,7 @@ int p3_part_finish(struct pop3_account *a, const struct msg *m, int fd, const ch
 	return 0;
 }
 
-/* A downloaded, fsync'd spool file becomes m's bytes (takes lock). */
+/* A downloaded spool file becomes m's bytes (takes lock). */
 void p3_install(struct pop3_account *a, struct msg *m, int fd, char *final, guint64 got,
 		gboolean ahead)
 {
@@ -653,12 +652,6 @@ static int retr_once(struct pop3_account *a, struct msg *m, GError **err)
 	rc = p3_part_finish(a, m, fd, tmp, &final, err);
 	if (rc < 0)
 		return rc;
-	if (!spool_fsync_dir(a->spool_dir, err)) {
-		close(fd);
-		g_unlink(final);
-		g_free(final);
-		return -EIO;
-	}
 	p3_install(a, m, fd, final, got, FALSE);
 	p3_crash_point(a, "after-retr");
 	return 0;

@@ -78,7 +78,7 @@ static int file_errno(const GError *e)
 
 /*
  * Take m, the part a reader waits for: the bytes into the archive (the
- * copy's file fsync'd or the spool copy linked; not yet new/), then m
+ * copy written or the spool copy linked, in new/, not yet durable), then m
  * leaves the listing and is queued for take_commit(). 0, or a negative
  * errno (nothing taken: still listed) with *err. tell_kernel: the listing
  * change is not the kernel's own doing (close, not unlink).
@@ -147,7 +147,8 @@ int p3_take(struct pop3_account *a, struct msg *m, gboolean tell_kernel, GError 
 
 /*
  * The durable rest of taking, for a batch of messages p3_take() queued, in
- * the order that never loses mail: new/ fsync'd (archived), the UIDLs
+ * the order that never loses mail: the archive's file system synced (the
+ * batch archived, bytes and names: spool_archive_sync), the UIDLs
  * recorded as taken (one state file write), then DELE, pipelined. A reader walking the spool
  * queues messages faster than they commit, so one commit serves many. A
  * failure before the record puts the batch back into the listing.

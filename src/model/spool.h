@@ -3,16 +3,19 @@
  * spool: the local files of the POP3 read-once spool (mailfs(1), POP3 VIEW) — the
  * taken-UIDL state file and the Maildir archive — written so that a crash
  * at any point loses nothing: every file is written under a temporary
- * name, fsync'd, renamed, and its directory fsync'd.
+ * name and renamed, and is durable (the state file: fsync'd, and its
+ * directory; the archive: see below) before it counts.
  *
  * State file: one UIDL per line (UIDLs are 0x21-0x7E, so no line breaks or
  * blanks inside), in the state directory. A line that is not a valid UIDL is
  * skipped. A missing file is an empty set.
  *
  * Archive: a Maildir (tmp/, new/, cur/, mode 0700). A message goes to
- * tmp/NAME, is fsync'd, renamed to new/NAME; new/ is fsync'd once for a
- * batch of messages (spool_archive_sync) before any of them counts as
- * archived. NAME is
+ * tmp/NAME (written, or a hard link of the spool store's copy) and is
+ * renamed to new/NAME; nothing of it is fsync'd then: one syncfs of the
+ * archive's file system for a batch of messages (spool_archive_sync) makes
+ * their bytes and names durable before any of them counts as archived.
+ * NAME is
  * names_escape(UIDL): the same UIDL always gives the same name, so writing
  * it again (after a crash between archive and state) replaces the earlier
  * copy rather than adding a second one.
@@ -59,22 +62,24 @@ gboolean spool_archive_prepare(const char *maildir, GError **err);
 
 /*
  * Copy the whole of src_fd (from offset 0) into the Maildir at maildir as
- * new/NAME (NAME = names_escape(uidl)): tmp/NAME written and fsync'd,
- * renamed to new/NAME. Durable once spool_archive_sync() returned TRUE.
- * Files are 0600. A failure (a full disk) leaves no file in new/.
+ * new/NAME (NAME = names_escape(uidl)): tmp/NAME written, renamed to
+ * new/NAME. Durable once spool_archive_sync() returned TRUE. Files are
+ * 0600. A failure (a full disk) leaves no file in new/.
  */
 gboolean spool_archive(const char *maildir, const char *uidl, int src_fd, GError **err);
 /*
- * As spool_archive(), when src_path names src_fd's file and that file is
- * already fsync'd (the spool store's copy): it is hard-linked into tmp/
- * and renamed to new/ — the same bytes, without a second write and fsync
- * of them; durable once spool_archive_sync() returned TRUE. Falls back to
- * the copy when it cannot link (another file system: EXDEV; a file system
- * without links).
+ * As spool_archive(), when src_path names src_fd's file (the spool
+ * store's copy, complete, fsync'd or not): it is hard-linked into tmp/
+ * and renamed to new/ — the same bytes, without a second write of them;
+ * durable, bytes and names, once spool_archive_sync() returned TRUE (one
+ * file system: the syncfs covers the linked file). Falls back to the copy
+ * when it cannot link (another file system: EXDEV; a file system without
+ * links).
  */
 gboolean spool_archive_link(const char *maildir, const char *uidl, const char *src_path,
 			    int src_fd, GError **err);
-/* fsync new/: every message put there so far is archived durably. */
+/* syncfs of new/'s file system: every message put there so far (bytes,
+   the file, its name) is archived durably. */
 gboolean spool_archive_sync(const char *maildir, GError **err);
 
 #endif

@@ -980,34 +980,46 @@ static int top_chunk(void *ud, const void *data, size_t len)
 }
 
 /*
- * Send the commands made by build(i) for i in [0, n), in windows when the
- * server pipelines, and hand each status to answer(i), which reads the rest
- * of a multi-line answer. 0 or the session's failure.
+ * Send the commands made by build(i) for i in [0, n) and hand each status
+ * to answer(i), which reads the rest of a multi-line answer. When the
+ * server pipelines, up to POP3_PIPELINE_WINDOW commands are in flight, and
+ * once half of them are answered the next half goes out: the window
+ * slides, so the server never runs dry while the answers of a window are
+ * being read (a lockstep window stalls the stream for a round trip and the
+ * server's first byte every POP3_PIPELINE_WINDOW commands). The commands
+ * are a few bytes each: a window of them fits the socket buffers, so
+ * writing them while the server's answers are unread cannot deadlock.
+ * 0 or the session's failure.
  */
 static int pipeline(struct pop3_session *s, guint n, void (*build)(void *ud, guint i, GString *out),
 		    int (*answer)(struct pop3_session *s, void *ud, guint i, struct pop3_reply *r,
 				  GError **err),
 		    void *ud, GError **err)
 {
-	guint window = (s->caps & POP3_CAP_PIPELINING) ? POP3_PIPELINE_WINDOW : 1;
+	const guint window = (s->caps & POP3_CAP_PIPELINING) ? POP3_PIPELINE_WINDOW : 1;
+	const guint refill = window > 1 ? window / 2 : 1;
 	GString *batch = g_string_new(NULL);
+	guint sent = 0;
 	int rc = 0;
 
-	for (guint base = 0; base < n && rc == 0; base += window) {
-		guint end = MIN(n, base + window);
+	for (guint i = 0; i < n && rc == 0; i++) {
+		struct pop3_reply r;
 
-		g_string_truncate(batch, 0);
-		for (guint i = base; i < end; i++)
-			build(ud, i, batch);
-		rc = send_raw(s, batch->str, batch->len, SHOW, err);
-		for (guint i = base; i < end && rc == 0; i++) {
-			struct pop3_reply r;
+		/* In flight: sent - i. Top it up to the window once it is low. */
+		if (sent < n && sent - i < refill) {
+			guint end = MIN(n, i + window);
 
-			rc = read_reply(s, "a pipelined command", &r, err);
-			if (rc == 0)
-				rc = answer(s, ud, i, &r, err);
-			pop3_reply_clear(&r);
+			g_string_truncate(batch, 0);
+			for (; sent < end; sent++)
+				build(ud, sent, batch);
+			rc = send_raw(s, batch->str, batch->len, SHOW, err);
+			if (rc < 0)
+				break;
 		}
+		rc = read_reply(s, "a pipelined command", &r, err);
+		if (rc == 0)
+			rc = answer(s, ud, i, &r, err);
+		pop3_reply_clear(&r);
 	}
 	g_string_free(batch, TRUE);
 	return rc;

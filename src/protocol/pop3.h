@@ -174,7 +174,7 @@ int pop3_top_headers(struct pop3_session *s, guint32 num, GByteArray *out, gbool
 		     GError **err);
 
 /*
- * TOP n 0 for every n of nums, pipelined (in windows of
+ * TOP n 0 for every n of nums, pipelined (a sliding window of
  * POP3_PIPELINE_WINDOW) when the server offers PIPELINING. fn gets each
  * message's result in order: rc 0 and its headers (borrowed, bounded as
  * above), or a negative errno from its -ERR (headers NULL). Returns 0 when
@@ -195,7 +195,7 @@ int pop3_retr(struct pop3_session *s, guint32 num, pop3_sink_fn sink, void *ud,
 	      guint64 *size_out, GError **err);
 
 /*
- * RETR for every n of nums, pipelined (in windows of POP3_PIPELINE_WINDOW)
+ * RETR for every n of nums, pipelined (a sliding window of POP3_PIPELINE_WINDOW)
  * when the server offers PIPELINING, one at a time otherwise. For each
  * message in order: begin(ud, i) before its bytes (which then go to
  * sink(ud, ...) as for pop3_retr()), then end(ud, i, rc, size): rc 0 and

@@ -433,6 +433,41 @@ def test_crash_loses_nothing(mailfs_bin, server, workdir, spool, point):
     assert os.listdir(os.path.join(spool.archive, "tmp")) == []
 
 
+@pytest.mark.parametrize("point", ["after-archive", "after-dele"])
+def test_walk_crash_loses_nothing(mailfs_bin, server, workdir, spool, point):
+    """`cat *` takes a batch at a time (read ahead in memory and written by
+    the syncers, one syncfs per commit): a daemon that dies at a commit's
+    crash point leaves every message on the server or complete in the
+    archive, and the next mount takes the rest, each archived once."""
+    msgs = inbox_messages(big=True)  # one over 256 KiB: read ahead into its file
+    seed(server, msgs)
+    expected = server_messages(server)
+    m = spool_mount(mailfs_bin, server, workdir, spool, crash=point)
+    try:
+        subprocess.run(["sh", "-c", 'cat -- "$1"/* >/dev/null', "sh", m.mountpoint],
+                       capture_output=True, timeout=60)
+        assert m.proc.wait(30) == 99, m.stderr()
+    finally:
+        m.kill()
+    archived = spool.archived()
+    assert archived, "the first commit archived nothing"
+    assert all(archived[u] == expected[u] for u in archived)
+    on_server = set(server_uidls(server).values())
+    assert on_server | set(archived) == set(expected)
+
+    m = spool_mount(mailfs_bin, server, workdir, spool)
+    try:
+        subprocess.run(["sh", "-c", 'cat -- "$1"/* >/dev/null', "sh", m.mountpoint],
+                       capture_output=True, timeout=60, check=True)
+        assert os.listdir(m.mountpoint) == []
+        m.unmount()
+    finally:
+        m.kill()
+    assert spool.archived() == expected
+    assert server_uidls(server) == {}
+    assert os.listdir(os.path.join(spool.archive, "tmp")) == []
+
+
 def scripted_password(spool):
     pw = os.path.join(spool.base, "pw")
     with open(pw, "w") as f:

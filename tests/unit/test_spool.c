@@ -250,7 +250,7 @@ static void test_archive_prepared_once(void)
 	rm_rf(tmp);
 }
 
-/* From a file already fsync'd: a hard link, the same inode, nothing left in tmp/. */
+/* From the spool store's file: a hard link, the same inode, nothing left in tmp/. */
 static void test_archive_link(void)
 {
 	g_autofree char *tmp = make_tmpdir();
