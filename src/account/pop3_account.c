@@ -68,6 +68,7 @@ struct pop3_account *pop3_account_new(const struct mfs_options *opts,
 	struct pop3_account *a = g_new0(struct pop3_account, 1);
 	g_autofree char *dirname = mfs_options_account_dirname(opts->account);
 
+	a->archive_fd = -1;
 	a->opts = opts;
 	a->cancel = conn_cancel_new();
 	a->so_own = *so;
@@ -99,7 +100,8 @@ struct pop3_account *pop3_account_new(const struct mfs_options *opts,
 	a->state = spool_state_open(a->state_dir, err);
 	if (!a->state)
 		goto fail;
-	if (opts->pop3_archive && !spool_archive_prepare(opts->pop3_archive, err)) {
+	if (opts->pop3_archive && (!spool_archive_prepare(opts->pop3_archive, err) ||
+				   (a->archive_fd = spool_archive_watch(opts->pop3_archive, err)) < 0)) {
 		g_prefix_error(err, "pop3_archive: "); /* the option to change */
 		goto fail;
 	}
@@ -127,6 +129,8 @@ void pop3_account_free(struct pop3_account *a)
 	g_hash_table_destroy(a->by_uidl);
 	g_hash_table_destroy(a->by_ino);
 	g_hash_table_destroy(a->files);
+	if (a->archive_fd >= 0)
+		close(a->archive_fd);
 	g_free(a->spool_dir);
 	g_free(a->state_dir);
 	g_free(a->crash_at);

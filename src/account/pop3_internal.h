@@ -91,6 +91,9 @@ struct pop3_account {
 	struct conn_cancel *cancel;
 	char *spool_dir;
 	char *state_dir;
+	/* new/ of pop3_archive, opened before anything is written: its
+	   syncfs reports every write-back failure since (-1: no archive). */
+	int archive_fd;
 	gint64 mount_time; /* wall clock, seconds: the date of a message without one */
 	char *crash_at;    /* MAILFS_CRASH_AT */
 	struct workers *syncers; /* write and rename parts of a read-ahead batch */

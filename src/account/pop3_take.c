@@ -163,7 +163,7 @@ static void take_commit(struct pop3_account *a, GPtrArray *batch)
 	for (guint i = 0; i < batch->len; i++)
 		uidls[i] = ((struct msg *)batch->pdata[i])->uidl;
 	if (o->pop3_archive) {
-		ok = spool_archive_sync(o->pop3_archive, &e);
+		ok = spool_archive_sync(a->archive_fd, o->pop3_archive, &e);
 		if (ok)
 			p3_crash_point(a, "after-archive");
 	}

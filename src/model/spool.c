@@ -334,22 +334,29 @@ gboolean spool_archive_link(const char *maildir, const char *uidl, const char *s
  * a whole batch of messages, where an fsync of each file (and of new/)
  * flushes the device once per message. It also writes whatever else is
  * dirty on that file system, which only makes it slower, never less safe.
- * Since Linux 5.8 it reports a writeback error of any file there (errseq),
- * so a failed write of a message's bytes fails the batch.
+ * Since Linux 5.8 it reports a writeback error of any file there since the
+ * descriptor was opened or last synced (the superblock's errseq), so a
+ * failed write of a message's bytes fails the batch: even one the kernel's
+ * own writeback met before this call, because watch_fd was opened at mount,
+ * before any of them was written. (An error of another file there fails
+ * the batch too: it is retried.)
  */
-gboolean spool_archive_sync(const char *maildir, GError **err)
+int spool_archive_watch(const char *maildir, GError **err)
 {
 	g_autofree char *newdir = g_build_filename(maildir, "new", NULL);
 	int fd = open(newdir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-	int e;
 
 	if (fd < 0)
-		return errno_error(err, errno, "cannot open", newdir);
-	if (syncfs(fd) != 0) {
-		e = errno;
-		close(fd);
-		return errno_error(err, e, "cannot sync the file system of", newdir);
+		errno_error(err, errno, "cannot open", newdir);
+	return fd;
+}
+
+gboolean spool_archive_sync(int watch_fd, const char *maildir, GError **err)
+{
+	if (syncfs(watch_fd) != 0) {
+		g_autofree char *newdir = g_build_filename(maildir, "new", NULL);
+
+		return errno_error(err, errno, "cannot sync the file system of", newdir);
 	}
-	close(fd);
 	return TRUE;
 }

@@ -78,8 +78,16 @@ gboolean spool_archive(const char *maildir, const char *uidl, int src_fd, GError
  */
 gboolean spool_archive_link(const char *maildir, const char *uidl, const char *src_path,
 			    int src_fd, GError **err);
-/* syncfs of new/'s file system: every message put there so far (bytes,
-   the file, its name) is archived durably. */
-gboolean spool_archive_sync(const char *maildir, GError **err);
+/*
+ * A descriptor of new/, for spool_archive_sync: open it before any message
+ * of the mount is written (into the archive or the spool store), so that a
+ * write-back failure of any of them is reported. -1 and *err on failure.
+ */
+int spool_archive_watch(const char *maildir, GError **err);
+/* syncfs of new/'s file system (watch_fd: spool_archive_watch's): every
+   message put there so far (bytes, the file, its name) is archived
+   durably. FALSE when a write-back on that file system failed since the
+   descriptor was opened or last synced (Linux >= 5.8 says so). */
+gboolean spool_archive_sync(int watch_fd, const char *maildir, GError **err);
 
 #endif

@@ -157,9 +157,13 @@ static void test_archive_sync_error(void)
 	g_autofree char *tmp = make_tmpdir();
 	GError *err = NULL;
 
-	/* No new/: the batch is not archived, and says why. */
-	g_assert_false(spool_archive_sync(tmp, &err));
+	/* No new/: nothing to watch, and it says why. */
+	g_assert_cmpint(spool_archive_watch(tmp, &err), <, 0);
 	g_assert_error(err, G_FILE_ERROR, G_FILE_ERROR_NOENT);
+	g_clear_error(&err);
+	/* A descriptor that is not one: the batch is not archived. */
+	g_assert_false(spool_archive_sync(-1, tmp, &err));
+	g_assert_error(err, G_FILE_ERROR, G_FILE_ERROR_BADF);
 	g_clear_error(&err);
 	rm_rf(tmp);
 }
@@ -174,7 +178,7 @@ static void test_archive(void)
 	g_autoptr(GString) body = g_string_new("Subject: x\r\n\r\n");
 	GError *err = NULL;
 	gsize len;
-	int fd;
+	int fd, watch;
 
 	for (int i = 0; i < 20000; i++)
 		g_string_append(body, "line of text\r\n");
@@ -182,10 +186,14 @@ static void test_archive(void)
 	fd = open(src, O_RDONLY);
 	g_assert_cmpint(fd, >=, 0);
 	/* A UIDL with '/' and a leading '.' goes through the name encoder. */
+	g_assert_true(spool_archive_prepare(maildir, &err));
+	watch = spool_archive_watch(maildir, &err);
+	g_assert_cmpint(watch, >=, 0);
 	g_assert_true(spool_archive(maildir, ".a/b", fd, &err));
 	g_assert_no_error(err);
-	g_assert_true(spool_archive_sync(maildir, &err));
+	g_assert_true(spool_archive_sync(watch, maildir, &err));
 	g_assert_no_error(err);
+	close(watch);
 	dst = g_build_filename(maildir, "new", "%2Ea%2Fb", NULL);
 	g_assert_true(g_file_get_contents(dst, &got, &len, &err));
 	g_assert_cmpmem(got, len, body->str, body->len);
