@@ -195,10 +195,9 @@ static void note_uidvalidity_change(struct imap_account *a, struct folder_state 
 	mfs_mutex_unlock(&a->lock);
 }
 
-/* Locked (f->lock): apply a resync's result to the tree and the disk. */
-static int apply_resync(struct imap_account *a, struct folder_state *f, guint64 ino,
-			const char *wire, struct lindex *idx, const struct resync_known *k,
-			const struct resync_result *res)
+int account_apply_resync(struct imap_account *a, struct folder_state *f, guint64 ino,
+			 const char *wire, struct lindex *idx, const struct resync_known *k,
+			 const struct resync_result *res)
 {
 	g_autoptr(GArray) removed = tree_removed_new();
 	int rc = 0;
@@ -236,34 +235,39 @@ static int apply_resync(struct imap_account *a, struct folder_state *f, guint64 
 	return 0;
 }
 
-/* Locked (f->lock): resync folder ino (wire) on s and apply it; when the
-   message count then differs from the server's, list it in full. */
-static int resync_and_apply(struct imap_account *a, struct folder_state *f, guint64 ino,
-			    const char *wire, struct imap_session *s, struct lindex *idx,
-			    struct resync_known *known, GError **err)
+gboolean account_count_agrees(struct imap_account *a, guint64 ino, const char *wire, int rc,
+			      const struct resync_result *res)
+{
+	guint32 held = rc == 0 && res->how != RESYNC_FULL ? listing_count(a, ino) : res->exists;
+
+	if (held == res->exists)
+		return TRUE;
+	/* A server whose QRESYNC or CONDSTORE answers miss something (some
+	   do): the count tells, and a full listing mends it. */
+	mfs_log_info("%s: %u messages after a resync, the server has %u; listing it in full",
+		     wire, held, res->exists);
+	return FALSE;
+}
+
+int account_resync_and_apply(struct imap_account *a, struct folder_state *f, guint64 ino,
+			     const char *wire, struct imap_session *s, struct lindex *idx,
+			     struct resync_known *known, GError **err)
 {
 	gboolean readonly = !a->opts->mark_seen;
 	gboolean subjects = a->opts->names != MFS_NAMES_UID;
 	gboolean objids = account_wants_objids(a);
 	struct resync_result res = { 0 };
-	guint32 held;
 	int rc;
 
 	rc = resync_folder(s, wire, readonly, subjects, objids, known, &res, err);
 	if (rc == 0)
-		rc = apply_resync(a, f, ino, wire, idx, known, &res);
-	held = rc == 0 && res.how != RESYNC_FULL ? listing_count(a, ino) : res.exists;
-	if (held != res.exists) {
-		/* A server whose QRESYNC or CONDSTORE answers miss something
-		   (some do): the count tells, and a full listing mends it. */
-		mfs_log_info("%s: %u messages after a resync, the server has %u; "
-			     "listing it in full",
-			     wire, held, res.exists);
+		rc = account_apply_resync(a, f, ino, wire, idx, known, &res);
+	if (!account_count_agrees(a, ino, wire, rc, &res)) {
 		resync_result_clear(&res);
 		memset(known, 0, sizeof(*known));
 		rc = resync_folder(s, wire, readonly, subjects, objids, known, &res, err);
 		if (rc == 0)
-			rc = apply_resync(a, f, ino, wire, NULL, known, &res);
+			rc = account_apply_resync(a, f, ino, wire, NULL, known, &res);
 	}
 	resync_result_clear(&res);
 	return rc;
@@ -295,7 +299,7 @@ static int refresh_folder_once(struct imap_account *a, struct lease *l, guint64 
 	idx = listing_known(a, f, ino, e.wire, &known);
 	rc = lease_borrow(l, e.wire, &s);
 	if (rc == 0) {
-		rc = resync_and_apply(a, f, ino, e.wire, s, idx, &known, &err);
+		rc = account_resync_and_apply(a, f, ino, e.wire, s, idx, &known, &err);
 		lease_give_back(l);
 		if (rc < 0)
 			rc = lease_errno(l, rc, err, e.wire);
