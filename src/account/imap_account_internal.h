@@ -12,7 +12,9 @@
  *                      held across the listings
  *   1. a->list_lock    one LIST at a time; held across the round trip
  *   2. f->lock         one listing refresh of folder f at a time; held across
- *                      the round trips. Never two folders' at once.
+ *                      the round trips. Never two folders' at once, but in
+ *                      a listing burst (listing_burst.c), which trylocks
+ *                      them: it never waits for one holding another.
  *   3. r->lock         (body.c) one fetch per open file; held across the fetch
  *   4. a->lock         the folder table, the namespace, the walk state and
  *                      every folder's reading pattern and orders; never held
@@ -70,7 +72,7 @@ struct folder_state {
 	gboolean unstable_said;
 
 	/* guarded by the account's a->lock */
-	gint64 ahead_at; /* given to the listers (account_now()), 0: never */
+	gint64 ahead_at; /* last given to the listers (account_now()), 0: never */
 	struct open_pattern pattern;
 	struct reading_orders orders;
 };
