@@ -36,7 +36,6 @@ struct burst_folder {
 
 struct burst {
 	struct imap_account *a;
-	struct lease *l;
 	GArray *folders; /* struct burst_folder, parallel to the jobs */
 	guint next;	 /* the folder the next done() is for */
 };
@@ -133,10 +132,12 @@ static void resync_the_rest(struct burst *b, struct resync_job *jobs, struct ima
 void account_list_burst(struct imap_account *a, struct lease *l, const guint64 *inos, guint n)
 {
 	g_autoptr(GArray) jobs = g_array_new(FALSE, TRUE, sizeof(struct resync_job));
-	struct burst b = { .a = a, .l = l };
+	struct burst b = { .a = a };
 	struct imap_session *s;
-	int rc;
 
+	/* The folders first, as a refresh takes its folder's lock before its
+	   session: a walker coming to one of them meanwhile waits for the
+	   burst's answers rather than listing it a round trip on its own. */
 	b.folders = g_array_new(FALSE, TRUE, sizeof(struct burst_folder));
 	for (guint i = 0; i < n && b.folders->len < LIST_BURST_MAX; i++) {
 		struct burst_folder bf;
@@ -147,22 +148,21 @@ void account_list_burst(struct imap_account *a, struct lease *l, const guint64 *
 		g_array_append_val(b.folders, bf);
 		g_array_append_val(jobs, j);
 	}
-	if (!b.folders->len)
+	if (!jobs->len)
 		goto out;
+	if (lease_borrow(l, g_array_index(b.folders, struct burst_folder, 0).wire, &s) < 0) {
+		for (guint i = 0; i < b.folders->len; i++)
+			let_go(&g_array_index(b.folders, struct burst_folder, i), -EIO);
+		goto out;
+	}
 	for (guint i = 0; i < jobs->len; i++)
 		g_array_index(jobs, struct resync_job, i).wire =
 			g_array_index(b.folders, struct burst_folder, i).wire;
-	rc = lease_borrow(l, g_array_index(b.folders, struct burst_folder, 0).wire, &s);
-	if (rc < 0) {
-		for (guint i = 0; i < b.folders->len; i++)
-			let_go(&g_array_index(b.folders, struct burst_folder, i), rc);
-		goto out;
-	}
 	(void)resync_folders(s, (struct resync_job *)jobs->data, jobs->len, !a->opts->mark_seen,
 			     a->opts->names != MFS_NAMES_UID, account_wants_objids(a), folder_done,
 			     &b);
 	resync_the_rest(&b, (struct resync_job *)jobs->data, s);
-	mfs_log_debug(MFS_LOG_IMAP, "listing burst: %u folders", b.folders->len);
+	mfs_log_debug(MFS_LOG_IMAP, "listing burst: %u folders", jobs->len);
 	lease_give_back(l);
 out:
 	g_array_unref(b.folders);

@@ -359,7 +359,12 @@ def per_folder(commands):
 
 
 def walk(mp, top):
-    """os.walk of mp/top (every folder read from its start, depth first): {folder: [uids]}."""
+    """os.walk of mp/top (every folder read from its start, depth first): {folder: [uids]}.
+    Its first two folders make it a walk; a moment then lets the listers
+    start before the walk (local, no round trip to speak of) overtakes them."""
+    os.listdir(os.path.join(mp, top))
+    os.listdir(os.path.join(mp, WALK[0]))
+    time.sleep(0.3)
     got = {}
     for path, dirs, files in os.walk(os.path.join(mp, top)):
         rel = os.path.relpath(path, mp)
