@@ -359,13 +359,21 @@ int imap_account_read_dir(struct imap_account *a, struct lease *l, guint64 ino)
 	return 0;
 }
 
-void account_mark_stale(struct imap_account *a, guint64 folder)
+/* Folder f's listing is to be brought up to date when next looked at:
+   a walk's listers may list it ahead again, though they did lately. */
+static void make_stale(struct imap_account *a, struct folder_state *f)
 {
-	struct folder_state *f = account_folder(a, folder);
-
 	mfs_mutex_lock(&f->lock);
 	f->fetched_at = 0;
 	mfs_mutex_unlock(&f->lock);
+	mfs_mutex_lock(&a->lock);
+	f->ahead_at = 0;
+	mfs_mutex_unlock(&a->lock);
+}
+
+void account_mark_stale(struct imap_account *a, guint64 folder)
+{
+	make_stale(a, account_folder(a, folder));
 	account_search_changed(a);
 }
 
@@ -384,13 +392,8 @@ static void mark_all_stale(struct imap_account *a)
 		g_ptr_array_add(all, value);
 	mfs_mutex_unlock(&a->lock);
 	/* folder_state objects live as long as the account. */
-	for (guint i = 0; i < all->len; i++) {
-		struct folder_state *f = all->pdata[i];
-
-		mfs_mutex_lock(&f->lock);
-		f->fetched_at = 0;
-		mfs_mutex_unlock(&f->lock);
-	}
+	for (guint i = 0; i < all->len; i++)
+		make_stale(a, all->pdata[i]);
 }
 
 /*

@@ -378,10 +378,10 @@ def server_uids(server, box):
 
 
 def test_a_walk_lists_its_folders_in_one_burst(mounts, server):
-    """A walk of many folders has those it comes to next listed in one
-    pipelined burst on one connection: every message exactly once, as a
-    listing of each alone shows it; a folder deleted on the server meanwhile
-    fails alone; a remount walks them at the commands a folder-by-folder
+    """A walk of many folders (ls -l, then a tree walk) has those it comes to
+    next listed in one pipelined burst on one connection: every message
+    exactly once, as a listing of each alone shows it; a folder deleted on
+    the server meanwhile fails alone; a remount walks them at the commands a folder-by-folder
     resync costs (one EXAMINE each with CONDSTORE or QRESYNC), a folder
     recreated meanwhile (another UIDVALIDITY) listed anew."""
     make_walk_folders(server)
@@ -390,6 +390,10 @@ def test_a_walk_lists_its_folders_in_one_burst(mounts, server):
     os.listdir(os.path.join(m.mountpoint, "Walk"))  # the folders are known now...
     with server.imaps("alice") as c:
         assert c.delete("Walk/f3")[0] == "OK"  # ...and one goes behind the mount's back
+    # ls -l stats every folder after its readdir, each stat a listing (the
+    # folder's mtime): the first one has them all listed in one burst.
+    subprocess.run(["ls", "-l", os.path.join(m.mountpoint, "Walk")], check=True,
+                   stdout=subprocess.DEVNULL)
     got = walk(m.mountpoint, "Walk")
     cmds = trace_commands(m.stderr())
     # The walk's own readdir of the folder gone says so (as before bursts).
