@@ -195,10 +195,9 @@ static void note_uidvalidity_change(struct imap_account *a, struct folder_state 
 	mfs_mutex_unlock(&a->lock);
 }
 
-/* Locked (f->lock): apply a resync's result to the tree and the disk. */
-static int apply_resync(struct imap_account *a, struct folder_state *f, guint64 ino,
-			const char *wire, struct lindex *idx, const struct resync_known *k,
-			const struct resync_result *res)
+int account_apply_resync(struct imap_account *a, struct folder_state *f, guint64 ino,
+			 const char *wire, struct lindex *idx, const struct resync_known *k,
+			 const struct resync_result *res)
 {
 	g_autoptr(GArray) removed = tree_removed_new();
 	int rc = 0;
@@ -236,34 +235,39 @@ static int apply_resync(struct imap_account *a, struct folder_state *f, guint64 
 	return 0;
 }
 
-/* Locked (f->lock): resync folder ino (wire) on s and apply it; when the
-   message count then differs from the server's, list it in full. */
-static int resync_and_apply(struct imap_account *a, struct folder_state *f, guint64 ino,
-			    const char *wire, struct imap_session *s, struct lindex *idx,
-			    struct resync_known *known, GError **err)
+gboolean account_count_agrees(struct imap_account *a, guint64 ino, const char *wire, int rc,
+			      const struct resync_result *res)
+{
+	guint32 held = rc == 0 && res->how != RESYNC_FULL ? listing_count(a, ino) : res->exists;
+
+	if (held == res->exists)
+		return TRUE;
+	/* A server whose QRESYNC or CONDSTORE answers miss something (some
+	   do): the count tells, and a full listing mends it. */
+	mfs_log_info("%s: %u messages after a resync, the server has %u; listing it in full",
+		     wire, held, res->exists);
+	return FALSE;
+}
+
+int account_resync_and_apply(struct imap_account *a, struct folder_state *f, guint64 ino,
+			     const char *wire, struct imap_session *s, struct lindex *idx,
+			     struct resync_known *known, GError **err)
 {
 	gboolean readonly = !a->opts->mark_seen;
 	gboolean subjects = a->opts->names != MFS_NAMES_UID;
 	gboolean objids = account_wants_objids(a);
 	struct resync_result res = { 0 };
-	guint32 held;
 	int rc;
 
 	rc = resync_folder(s, wire, readonly, subjects, objids, known, &res, err);
 	if (rc == 0)
-		rc = apply_resync(a, f, ino, wire, idx, known, &res);
-	held = rc == 0 && res.how != RESYNC_FULL ? listing_count(a, ino) : res.exists;
-	if (held != res.exists) {
-		/* A server whose QRESYNC or CONDSTORE answers miss something
-		   (some do): the count tells, and a full listing mends it. */
-		mfs_log_info("%s: %u messages after a resync, the server has %u; "
-			     "listing it in full",
-			     wire, held, res.exists);
+		rc = account_apply_resync(a, f, ino, wire, idx, known, &res);
+	if (!account_count_agrees(a, ino, wire, rc, &res)) {
 		resync_result_clear(&res);
 		memset(known, 0, sizeof(*known));
 		rc = resync_folder(s, wire, readonly, subjects, objids, known, &res, err);
 		if (rc == 0)
-			rc = apply_resync(a, f, ino, wire, NULL, known, &res);
+			rc = account_apply_resync(a, f, ino, wire, NULL, known, &res);
 	}
 	resync_result_clear(&res);
 	return rc;
@@ -295,7 +299,7 @@ static int refresh_folder_once(struct imap_account *a, struct lease *l, guint64 
 	idx = listing_known(a, f, ino, e.wire, &known);
 	rc = lease_borrow(l, e.wire, &s);
 	if (rc == 0) {
-		rc = resync_and_apply(a, f, ino, e.wire, s, idx, &known, &err);
+		rc = account_resync_and_apply(a, f, ino, e.wire, s, idx, &known, &err);
 		lease_give_back(l);
 		if (rc < 0)
 			rc = lease_errno(l, rc, err, e.wire);
@@ -355,13 +359,21 @@ int imap_account_read_dir(struct imap_account *a, struct lease *l, guint64 ino)
 	return 0;
 }
 
-void account_mark_stale(struct imap_account *a, guint64 folder)
+/* Folder f's listing is to be brought up to date when next looked at:
+   a walk's listers may list it ahead again, though they did lately. */
+static void make_stale(struct imap_account *a, struct folder_state *f)
 {
-	struct folder_state *f = account_folder(a, folder);
-
 	mfs_mutex_lock(&f->lock);
 	f->fetched_at = 0;
 	mfs_mutex_unlock(&f->lock);
+	mfs_mutex_lock(&a->lock);
+	f->ahead_at = 0;
+	mfs_mutex_unlock(&a->lock);
+}
+
+void account_mark_stale(struct imap_account *a, guint64 folder)
+{
+	make_stale(a, account_folder(a, folder));
 	account_search_changed(a);
 }
 
@@ -380,13 +392,8 @@ static void mark_all_stale(struct imap_account *a)
 		g_ptr_array_add(all, value);
 	mfs_mutex_unlock(&a->lock);
 	/* folder_state objects live as long as the account. */
-	for (guint i = 0; i < all->len; i++) {
-		struct folder_state *f = all->pdata[i];
-
-		mfs_mutex_lock(&f->lock);
-		f->fetched_at = 0;
-		mfs_mutex_unlock(&f->lock);
-	}
+	for (guint i = 0; i < all->len; i++)
+		make_stale(a, all->pdata[i]);
 }
 
 /*

@@ -87,6 +87,19 @@ int imap_account_refresh_folder(struct imap_account *a, struct lease *l, guint64
    Offline (-EIO) a folder listed before still answers from what is known. */
 int imap_account_refresh_dir(struct imap_account *a, struct lease *l, guint64 ino);
 
+/*
+ * Folder ino is about to be listed for a stat (its mtime is its newest
+ * message's): when its parent was the folder read from its start last,
+ * within 2 seconds (as a walk's folders), a walker is at work (ls -l, rsync, find
+ * stat every entry after a readdir, each stat of a folder a listing): the
+ * folders under that parent, ino first, that are due (not given to the
+ * listers within `refresh`; up to 32, depth first in name order) are
+ * listed in one burst in the background, so ino's listing and the next
+ * stats' take about one round trip together. Call before
+ * imap_account_refresh_folder; no I/O of its own.
+ */
+void imap_account_folder_stat(struct imap_account *a, guint64 ino);
+
 /* A readdir of ino from its start: notes the reading pattern (walks), then
    refreshes as imap_account_refresh_dir. 0, or the error the readdir is to
    fail with (-EIO only for a folder never listed: offline, a listed one

@@ -12,7 +12,9 @@
  *                      held across the listings
  *   1. a->list_lock    one LIST at a time; held across the round trip
  *   2. f->lock         one listing refresh of folder f at a time; held across
- *                      the round trips. Never two folders' at once.
+ *                      the round trips. Never two folders' at once, but in
+ *                      a listing burst (listing_burst.c), which trylocks
+ *                      them: it never waits for one holding another.
  *   3. r->lock         (body.c) one fetch per open file; held across the fetch
  *   4. a->lock         the folder table, the namespace, the walk state and
  *                      every folder's reading pattern and orders; never held
@@ -70,7 +72,7 @@ struct folder_state {
 	gboolean unstable_said;
 
 	/* guarded by the account's a->lock */
-	gboolean ahead_queued; /* with the listers */
+	gint64 ahead_at; /* last given to the listers (account_now()), 0: never */
 	struct open_pattern pattern;
 	struct reading_orders orders;
 };
@@ -160,6 +162,23 @@ struct folder_state *account_folder(struct imap_account *a, guint64 ino);
 /* Tell the filesystem, and forget the headers of, what a tree change removed. */
 void account_removed(struct imap_account *a, GArray *removed);
 void account_mark_stale(struct imap_account *a, guint64 folder);
+/* Locked (f->lock): apply res, a resync of folder ino (wire) from known,
+   to the tree and the disk (idx: the saved listing known came from, or
+   NULL). 0 or a negative errno. */
+struct lindex;
+int account_apply_resync(struct imap_account *a, struct folder_state *f, guint64 ino,
+			 const char *wire, struct lindex *idx, const struct resync_known *k,
+			 const struct resync_result *res);
+/* After account_apply_resync (rc its result): whether folder ino now holds
+   as many messages as the server says; FALSE (an info line said so): list
+   it in full. */
+gboolean account_count_agrees(struct imap_account *a, guint64 ino, const char *wire, int rc,
+			      const struct resync_result *res);
+/* Locked (f->lock): resync folder ino (wire) on s from known and apply it;
+   when the count then disagrees, list it in full. */
+int account_resync_and_apply(struct imap_account *a, struct folder_state *f, guint64 ino,
+			     const char *wire, struct imap_session *s, struct lindex *idx,
+			     struct resync_known *known, GError **err);
 void account_mailbox_changed(void *ud, const char *wire);
 /* The Trash mailbox (a copy), or NULL. */
 char *account_trash(struct imap_account *a);
@@ -188,6 +207,20 @@ struct lindex *listing_known(struct imap_account *a, struct folder_state *f, gui
 void listing_save_soon(struct imap_account *a, struct folder_state *f, guint64 ino);
 void listing_save_job(void *data, void *user_data);
 void listing_save_all(struct imap_account *a);
+
+/* listing_burst.c */
+/* Folders one burst lists at most (their answers are in memory at once). */
+#define LIST_BURST_MAX 32
+/*
+ * List folders inos[0..n) (the first LIST_BURST_MAX of them that are due)
+ * on one session of l, their commands pipelined (account/resync.h,
+ * resync_folders), each as imap_account_refresh_folder lists it, not
+ * forced. A folder being listed by another thread, or fresh, is left out;
+ * one that fails does not stop the others (its reader lists it and says
+ * why). Takes the folders' locks with trylock only (doc/architecture.md,
+ * Locks); the caller holds none of the account's.
+ */
+void account_list_burst(struct imap_account *a, struct lease *l, const guint64 *inos, guint n);
 
 /* readahead.c */
 void readahead_list_job(void *data, void *user_data);

@@ -9,8 +9,14 @@
 
 #include "account/imap_account_internal.h"
 
-/* The next LIST_AHEAD folders of a walk are listed by the listers. */
-#define LIST_AHEAD 6
+/* A walk's listings run up to LIST_AHEAD folders ahead of it, given to
+   the listers in bursts (account_list_burst) of at least LIST_BURST_MIN,
+   unless the walk is about to come to one not given yet. */
+#define LIST_AHEAD     LIST_BURST_MAX
+#define LIST_BURST_MIN 8
+/* A stat of a folder this soon after its parent was read from its start
+   is a walker's (imap_account_folder_stat), as a walk's folders are. */
+#define STAT_AFTER_READDIR_US WALK_WINDOW_US
 /* Opens whose next this many messages (and the farthest asked for) are
    cached ask for nothing. */
 #define NEXT_CACHED_ENOUGH 8
@@ -21,26 +27,117 @@
 #define NEXT_FOLDERS 4
 #define NEXT_FOLDERS_SHARE 4
 
+/* A listers' job: the folders of one burst, in walk order. */
+struct list_job {
+	guint n;
+	guint64 ino[];
+};
+
 void readahead_list_job(void *data, void *user_data)
 {
 	struct imap_account *a = user_data;
-	guint64 ino = *(guint64 *)data;
-	struct folder_state *f = account_folder(a, ino);
+	struct list_job *j = data;
 	struct lease l;
 
-	g_free(data);
-	mfs_mutex_lock(&a->lock);
-	f->ahead_queued = FALSE;
-	mfs_mutex_unlock(&a->lock);
-	/* Not forced: a folder listed meanwhile (by the walk itself) is fresh. */
 	lease_init(&l, a->pool);
-	(void)imap_account_refresh_folder(a, &l, ino, FALSE);
+	account_list_burst(a, &l, j->ino, j->n);
 	lease_clear(&l);
+	g_free(j);
+}
+
+/*
+ * Of the folders in `candidates` (walk order), those the listers were not
+ * given within `refresh` (a listing stays fresh that long) go to them as
+ * one burst: unless fewer than LIST_BURST_MIN are due and the first
+ * candidate is not one of them (wait for more: the walk has folders given
+ * already to read first). With refresh 0 nothing is listed ahead: the walk
+ * would list it again.
+ */
+static void give_listers(struct imap_account *a, const GArray *candidates, gint64 now)
+{
+	g_autoptr(GPtrArray) states = g_ptr_array_new();
+	gint64 fresh_for = (gint64)a->opts->refresh * G_USEC_PER_SEC;
+	struct list_job *j;
+	guint due = 0;
+	gboolean first_due;
+
+	if (!fresh_for || !candidates->len || !a->lister)
+		return;
+	j = g_malloc(sizeof(*j) + candidates->len * sizeof(guint64));
+	/* folder_state objects live as long as the account. */
+	for (guint i = 0; i < candidates->len; i++)
+		g_ptr_array_add(states, account_folder(a, g_array_index(candidates, guint64, i)));
+	mfs_mutex_lock(&a->lock);
+	for (guint i = 0; i < candidates->len; i++) {
+		const struct folder_state *g = states->pdata[i];
+
+		if (!g->ahead_at || now - g->ahead_at >= fresh_for)
+			j->ino[due++] = g_array_index(candidates, guint64, i);
+	}
+	first_due = due && j->ino[0] == g_array_index(candidates, guint64, 0);
+	if (!due || (due < LIST_BURST_MIN && !first_due && due < candidates->len)) {
+		mfs_mutex_unlock(&a->lock);
+		g_free(j);
+		return;
+	}
+	for (guint i = 0; i < candidates->len; i++) {
+		struct folder_state *g = states->pdata[i];
+
+		if (!g->ahead_at || now - g->ahead_at >= fresh_for)
+			g->ahead_at = now;
+	}
+	mfs_mutex_unlock(&a->lock);
+	j->n = due;
+	workers_push(a->lister, j);
+}
+
+/*
+ * A walk read folder ino: the folders it comes to next (up to LIST_AHEAD)
+ * that are due go to the listers, at the walk's first folder all of them,
+ * then more as it moves on, LIST_BURST_MIN at a time, so that a walk of
+ * many folders costs a few bursts, not a round trip per folder.
+ */
+static void list_ahead(struct imap_account *a, guint64 ino, gint64 now)
+{
+	g_autoptr(GArray) next = g_array_new(FALSE, FALSE, sizeof(guint64));
+
+	tree_folders_after(a->tree, ino, LIST_AHEAD, next);
+	give_listers(a, next, now);
+}
+
+void imap_account_folder_stat(struct imap_account *a, guint64 ino)
+{
+	g_autoptr(GArray) under = g_array_new(FALSE, FALSE, sizeof(guint64));
+	g_autoptr(GArray) candidates = g_array_new(FALSE, FALSE, sizeof(guint64));
+	struct tree_entry e = { 0 };
+	gint64 now = account_now();
+	gboolean walker;
+	guint64 parent;
+
+	if (!a->lister || tree_get(a->tree, ino, 0, &e) < 0)
+		return;
+	parent = e.parent;
+	tree_entry_clear(&e);
+	mfs_mutex_lock(&a->lock);
+	walker = a->walk.dir_read_at && a->walk.dir_read_ino == parent &&
+		 now - a->walk.dir_read_at < STAT_AFTER_READDIR_US;
+	mfs_mutex_unlock(&a->lock);
+	if (!walker)
+		return;
+	/* ino first (its stat waits for it), then the walk's order. */
+	g_array_append_val(candidates, ino);
+	tree_folder_subtree(a->tree, parent, under);
+	for (guint i = 0; i < under->len && candidates->len < LIST_AHEAD; i++) {
+		guint64 n = g_array_index(under, guint64, i);
+
+		if (n != ino && n != parent)
+			g_array_append_val(candidates, n);
+	}
+	give_listers(a, candidates, now);
 }
 
 void imap_account_dir_read_from_start(struct imap_account *a, guint64 ino)
 {
-	g_autoptr(GArray) next = NULL;
 	struct folder_state *f = account_folder(a, ino);
 	gint64 now = account_now();
 	gboolean walking;
@@ -49,22 +146,8 @@ void imap_account_dir_read_from_start(struct imap_account *a, guint64 ino)
 	f->pattern.readdir_at = now;
 	walking = walk_note_dir_read(&a->walk, ino, now);
 	mfs_mutex_unlock(&a->lock);
-	if (!walking || !a->lister)
-		return;
-	next = g_array_new(FALSE, FALSE, sizeof(guint64));
-	tree_folders_after(a->tree, ino, LIST_AHEAD, next);
-	for (guint i = 0; i < next->len; i++) {
-		guint64 n = g_array_index(next, guint64, i);
-		struct folder_state *g = account_folder(a, n);
-		gboolean queue;
-
-		mfs_mutex_lock(&a->lock);
-		queue = !g->ahead_queued;
-		g->ahead_queued = TRUE;
-		mfs_mutex_unlock(&a->lock);
-		if (queue)
-			workers_push(a->lister, g_memdup2(&n, sizeof(n)));
-	}
+	if (walking)
+		list_ahead(a, ino, now);
 }
 
 /* A folder's messages as tree_readdir gives them, for the reading orders. */

@@ -374,3 +374,249 @@ void resync_result_clear(struct resync_result *r)
 		g_string_chunk_free(r->strings);
 	memset(r, 0, sizeof(*r));
 }
+
+/*
+ * The reader of a burst: every wait of it is given this, since one read
+ * can take in the answers of several folders. Command k of the burst is
+ * folder cmd_job[k]'s (imap_session_completed() says which is being
+ * answered), and its data goes to that folder's collector.
+ */
+struct burst_reader {
+	struct imap_session *s;
+	guint64 base;
+	GArray *cmd_job;	  /* guint: the job of each command sent, in order */
+	struct collect *collects; /* one per job */
+};
+
+static struct collect *burst_current(struct burst_reader *b)
+{
+	guint64 k = imap_session_completed(b->s) - b->base;
+
+	if (k >= b->cmd_job->len)
+		return NULL;
+	return &b->collects[g_array_index(b->cmd_job, guint, k)];
+}
+
+static void burst_untagged(void *ud, const struct imap_response *r)
+{
+	struct collect *c = burst_current(ud);
+
+	if (c)
+		on_untagged(c, r);
+}
+
+static gboolean burst_literal_begin(void *ud, uint32_t seq, const char *section, uint64_t size)
+{
+	struct collect *c = burst_current(ud);
+
+	return c ? header_sink_begin(c, seq, section, size) : FALSE;
+}
+
+static void burst_literal_chunk(void *ud, const void *data, size_t len)
+{
+	struct collect *c = burst_current(ud);
+
+	if (c)
+		header_sink_chunk(c, data, len);
+}
+
+/* Whether a SELECT of wire goes out without waiting for the server's
+   go-ahead: that wait would read earlier folders' answers unseen. */
+static gboolean sends_at_once(struct imap_session *s, const char *wire)
+{
+	g_autofree char *q = imap_quote(wire);
+
+	return q || imap_session_has(s, IMAP_CAP_LITERAL_PLUS) ||
+	       (imap_session_has(s, IMAP_CAP_LITERAL_MINUS) && strlen(wire) <= 4096);
+}
+
+static void burst_job_start(struct resync_job *j, struct collect *c, struct imap_session *s,
+			    gboolean want_subject, gboolean want_objids)
+{
+	struct resync_result *out = &j->res;
+
+	memset(out, 0, sizeof(*out));
+	out->msgs = g_array_new(FALSE, FALSE, sizeof(struct tree_msg_info));
+	out->vanished = g_array_new(FALSE, FALSE, sizeof(struct uid_range));
+	out->strings = g_string_chunk_new(4096);
+	*c = (struct collect){
+		.hdr.buf = g_byte_array_new(),
+		.out = out,
+		.vanished = g_string_new(NULL),
+		.new_from = j->known.max_uid + 1,
+		.update_to = j->known.max_uid,
+		.name_new = want_subject,
+		.objid_item = objid_item(s, want_objids),
+	};
+	listing_items(c, want_subject);
+	j->rc = 0;
+	j->done = FALSE;
+	j->err = NULL;
+}
+
+/* What a burst sends for a folder behind its SELECT. */
+enum burst_kind {
+	BURST_LIST,  /* nothing known: UID FETCH 1:* (the listing) */
+	BURST_PROBE, /* a known HIGHESTMODSEQ: nothing; the SELECT may say all */
+	BURST_FLAGS, /* known, no MODSEQ: UID FETCH 1:max (UID FLAGS) when max > 0 */
+};
+
+static enum burst_kind burst_kind_of(const struct resync_known *k)
+{
+	if (!k->uidvalidity)
+		return BURST_LIST;
+	return k->highestmodseq ? BURST_PROBE : BURST_FLAGS;
+}
+
+/* No UID above what known holds, as the SELECT (info) says. */
+static gboolean nothing_new(const struct resync_known *k, const struct imap_select_info *info)
+{
+	return info->exists == 0 || (info->uidnext && info->uidnext <= k->max_uid + 1);
+}
+
+/* Whether known job j's SELECT (info) and what came behind it are the
+   whole resync, as resync_folder would have made it with these commands:
+   nothing changed; or with QRESYNC, what changed came with the SELECT and
+   no UID is new; or without MODSEQ, no UID is new and the flags of every
+   known one came. */
+static gboolean burst_known_done(struct imap_session *s, struct resync_job *j, struct collect *c,
+				 const struct imap_select_info *info)
+{
+	const struct resync_known *k = &j->known;
+
+	if (info->uidvalidity != k->uidvalidity)
+		return FALSE;
+	if (k->highestmodseq) {
+		if (unchanged(k, info)) {
+			j->res.how = RESYNC_UNCHANGED;
+			return TRUE;
+		}
+		if (!imap_session_qresync(s) || !info->highestmodseq || !nothing_new(k, info))
+			return FALSE;
+		j->res.how = RESYNC_QRESYNC;
+		return finish_vanished(c);
+	}
+	if (!nothing_new(k, info))
+		return FALSE;
+	j->res.how = RESYNC_UIDS;
+	if (k->max_uid)
+		j->res.delta.complete_below = (guint64)k->max_uid + 1;
+	return TRUE;
+}
+
+/* Read job j's answers: its SELECT (sel) and what came behind it (list). */
+static void burst_job_finish(struct imap_session *s, struct resync_job *j, struct collect *c,
+			     const struct imap_handler *h, guint sel, guint list)
+{
+	struct resync_result *out = &j->res;
+	struct imap_select_info info = { 0 };
+	GError *fetch_err = NULL;
+	int frc = 0;
+
+	j->rc = imap_select_finish(s, sel, j->wire, TRUE, h, &info, &j->err);
+	if (j->rc == 0 && !j->known.uidvalidity && out->msgs->len == 0 && info.exists > 0) {
+		/* Room for the listing at once (the count is the server's
+		   word: bounded). */
+		g_array_unref(out->msgs);
+		out->msgs = g_array_sized_new(FALSE, FALSE, sizeof(struct tree_msg_info),
+					      (guint)MIN(info.exists, PRESIZE_MAX));
+	}
+	if (list && (j->rc == 0 || imap_session_alive(s)))
+		frc = imap_wait(s, list, h, NULL, &fetch_err);
+	if (j->rc < 0) {
+		/* Whatever came behind a failed SELECT is no folder's. */
+		g_array_set_size(out->msgs, 0);
+		g_clear_error(&fetch_err);
+		return;
+	}
+	out->uidvalidity = info.uidvalidity;
+	out->uidnext = info.uidnext;
+	out->highestmodseq = info.highestmodseq;
+	/* The count as the SELECT said: what comes and goes while the rest is
+	   read shows at the next resync. */
+	out->exists = info.exists;
+	if (!j->known.uidvalidity) {
+		out->how = RESYNC_FULL;
+		out->delta.complete_below = TREE_COMPLETE;
+		/* Some servers refuse "1:*" in an empty mailbox: that is no error. */
+		if (frc < 0 && (info.exists > 0 || !imap_session_alive(s))) {
+			j->rc = frc;
+			g_propagate_error(&j->err, g_steal_pointer(&fetch_err));
+		} else {
+			j->done = TRUE;
+		}
+	} else {
+		/* A flags FETCH that failed: resync_folder does it all again. */
+		j->done = frc == 0 && burst_known_done(s, j, c, &info);
+	}
+	g_clear_error(&fetch_err);
+	if (!j->done)
+		g_array_set_size(out->msgs, 0);
+	out->delta.msgs = (const struct tree_msg_info *)out->msgs->data;
+	out->delta.n = out->msgs->len;
+}
+
+/* Send job i's commands (SELECT, and what its kind puts behind it), noting
+   whose each is. FALSE when the session is lost. */
+static gboolean burst_send(struct imap_session *s, struct resync_job *j, guint i,
+			   struct collect *c, gboolean readonly, GArray *cmd_job, guint *sel,
+			   guint *list)
+{
+	struct imap_known_state ks = { j->known.uidvalidity, j->known.highestmodseq };
+	enum burst_kind kind = burst_kind_of(&j->known);
+
+	*sel = imap_select_send(s, j->wire, readonly, kind == BURST_LIST ? NULL : &ks, NULL);
+	if (!*sel)
+		return FALSE;
+	g_array_append_val(cmd_job, i);
+	if (kind == BURST_LIST)
+		*list = imap_send(s, "UID FETCH 1:* %s", c->items);
+	else if (kind == BURST_FLAGS && j->known.max_uid)
+		*list = imap_send(s, "UID FETCH 1:%u (UID FLAGS)", j->known.max_uid);
+	else
+		return TRUE;
+	if (!*list)
+		return FALSE;
+	g_array_append_val(cmd_job, i);
+	return TRUE;
+}
+
+int resync_folders(struct imap_session *s, struct resync_job *jobs, guint n, gboolean readonly,
+		   gboolean want_subject, gboolean want_objids, resync_done_fn done, void *ud)
+{
+	g_autofree struct collect *collects = g_new0(struct collect, n);
+	g_autofree guint *sel = g_new0(guint, n);
+	g_autofree guint *list = g_new0(guint, n);
+	g_autoptr(GArray) cmd_job = g_array_new(FALSE, FALSE, sizeof(guint));
+	struct burst_reader b = { .s = s, .base = imap_session_completed(s), .cmd_job = cmd_job,
+				  .collects = collects };
+	const struct imap_handler h = { .untagged = burst_untagged,
+					.literal_begin = burst_literal_begin,
+					.literal_chunk = burst_literal_chunk,
+					.ud = &b };
+
+	for (guint i = 0; i < n; i++)
+		burst_job_start(&jobs[i], &collects[i], s, want_subject, want_objids);
+	/* Everything out first: one round trip for the lot. A name sent as a
+	   literal the server must say go-ahead to is left for the caller. */
+	for (guint i = 0; i < n; i++)
+		if (sends_at_once(s, jobs[i].wire) &&
+		    !burst_send(s, &jobs[i], i, &collects[i], readonly, cmd_job, &sel[i], &list[i]))
+			break;
+	for (guint i = 0; i < n; i++) {
+		struct resync_job *j = &jobs[i];
+
+		/* Not sent: not done (rc 0), unless the session is lost. */
+		if (sel[i])
+			burst_job_finish(s, j, &collects[i], &h, sel[i], list[i]);
+		if (!imap_session_alive(s) && !j->done && j->rc == 0) {
+			j->rc = -EIO;
+			g_set_error(&j->err, G_IO_ERROR, G_IO_ERROR_BROKEN_PIPE,
+				    "%s: the connection was lost", imap_session_peer(s));
+		}
+		g_byte_array_unref(collects[i].hdr.buf);
+		g_string_free(collects[i].vanished, TRUE);
+		done(ud, j);
+	}
+	return imap_session_alive(s) ? 0 : -EIO;
+}

@@ -76,4 +76,45 @@ int resync_folder(struct imap_session *s, const char *wire, gboolean readonly,
 		  struct resync_result *out, GError **err);
 void resync_result_clear(struct resync_result *r);
 
+/* One folder of a burst (resync_folders). */
+struct resync_job {
+	const char *wire;	  /* the caller's */
+	struct resync_known known; /* the caller's */
+	/* Set by resync_folders before done() is called: */
+	int rc;		/* 0 or a negative errno, as resync_folder's */
+	GError *err;	/* with rc < 0: why; the caller frees it */
+	gboolean done;	/* rc 0 and res is the resync; FALSE: not done yet */
+	struct resync_result res; /* cleared by the caller either way */
+};
+
+/* A job finished (its answers read), while later ones may still be in
+   flight: the callback must not use the session. */
+typedef void (*resync_done_fn)(void *ud, struct resync_job *job);
+
+/*
+ * The listings of n folders on s in one burst: every folder's commands
+ * are sent, then each folder's answers read in order and handed to done()
+ * at once, so the first folder is done when its answers are in, not the
+ * last's. Per folder, what resync_folder sends when nothing is new:
+ *   nothing known: SELECT + UID FETCH 1:* (the whole listing; done);
+ *   a known HIGHESTMODSEQ: the SELECT alone (QRESYNC or CONDSTORE as
+ *       resync_folder asks): done when it proves nothing changed
+ *       (RESYNC_UNCHANGED: the one command resync_folder costs), or, with
+ *       QRESYNC, when what changed came with it and no UID is new
+ *       (RESYNC_QRESYNC); else not done;
+ *   known without MODSEQ: SELECT + UID FETCH 1:max (UID FLAGS) (no FETCH
+ *       when nothing is held): done (RESYNC_UIDS) when no UID is new.
+ * So a remount of unchanged folders costs the commands it costs folder by
+ * folder, in one round trip. A folder not done (rc 0, done FALSE: it has
+ * new messages, changed without QRESYNC, or got another UIDVALIDITY; or
+ * its name needs a literal the server wants a go-ahead for) is for the
+ * caller to resync_folder afterwards, which selects it again. A folder
+ * whose SELECT fails (deleted meanwhile: -ENOENT) has rc < 0, nothing of
+ * what came behind it is kept, and the others go on. done() is called
+ * once for every job, in order. Returns 0, or -EIO when the session was
+ * lost (the jobs not finished then have rc -EIO).
+ */
+int resync_folders(struct imap_session *s, struct resync_job *jobs, guint n, gboolean readonly,
+		   gboolean want_subject, gboolean want_objids, resync_done_fn done, void *ud);
+
 #endif

@@ -190,6 +190,7 @@ void fs_imap_getattr(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 		   is not tried again by a stat: a readdir lists it. */
 		struct lease l;
 
+		imap_account_folder_stat(fs->account, ino);
 		fs_lease_begin(fs, req, &l);
 		rc = imap_account_refresh_folder(fs->account, &l, ino, FALSE);
 		fs_lease_end(req, &l);

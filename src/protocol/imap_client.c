@@ -25,6 +25,12 @@ struct pending {
 	char tag[16];
 	gboolean done;
 	struct imap_result res;
+	/* A SELECT/EXAMINE: the mailbox and the state its answer described,
+	   kept at its completion (others may be answered before it is waited
+	   for, when pipelined). */
+	char *mailbox;
+	gboolean readonly;
+	struct imap_select_info sel;
 };
 
 struct imap_session {
@@ -62,9 +68,15 @@ struct imap_session {
 	guint64 completed; /* tagged completions read (imap_session_completed) */
 
 	char *selected;
-	/* SELECT/EXAMINEs sent and not finished (several when pipelined, as
-	   a search does): their response codes describe the mailbox */
+	/* The SELECT/EXAMINE whose answer is being read (0: none): its
+	   response codes describe the mailbox. Servers answer pipelined
+	   commands in order, so a SELECT's answer starts when the command sent
+	   before it completes (at once when none is in flight), and until then
+	   `sel` still describes the mailbox selected before. */
 	guint selecting;
+	/* Set while a SELECT is being sent: its pending entry is marked one. */
+	const char *sending_select;
+	gboolean sending_readonly;
 	struct imap_select_info sel;
 };
 
@@ -175,6 +187,7 @@ static void pending_free(gpointer p)
 	struct pending *pd = p;
 
 	imap_result_clear(&pd->res);
+	g_free(pd->mailbox);
 	g_free(pd);
 }
 
@@ -304,6 +317,32 @@ static void on_literal_end(void *ud)
 	s->lit_mode = LIT_INLINE;
 }
 
+/* SELECT/EXAMINE id's answer is the next one read: the mailbox selected
+   before is left (RFC 3501 §6.3.1: even when this one fails). */
+static void select_answer_starts(struct imap_session *s, guint id)
+{
+	g_clear_pointer(&s->selected, g_free);
+	memset(&s->sel, 0, sizeof(s->sel));
+	s->selecting = id;
+}
+
+/* SELECT/EXAMINE id (pd) completed: its mailbox is selected when ok, none
+   is otherwise; pd keeps what its answer said for imap_select_finish. */
+static void select_answered(struct imap_session *s, guint id, struct pending *pd, gboolean ok)
+{
+	if (s->selecting == id)
+		s->selecting = 0;
+	if (ok) {
+		s->sel.readonly = pd->readonly;
+		g_free(s->selected);
+		s->selected = g_strdup(pd->mailbox);
+	} else {
+		memset(&s->sel, 0, sizeof(s->sel));
+		g_clear_pointer(&s->selected, g_free);
+	}
+	pd->sel = s->sel;
+}
+
 static void apply_code(struct imap_session *s, const struct imap_response *r)
 {
 	if (!r->code)
@@ -412,6 +451,16 @@ static void on_response(void *ud, struct imap_response *r)
 		}
 		pd->done = TRUE;
 		s->completed++;
+		if (pd->mailbox)
+			select_answered(s, GPOINTER_TO_UINT(idp), pd, r->status == IMAP_STATUS_OK);
+		{
+			guint next_id = GPOINTER_TO_UINT(idp) + 1;
+			struct pending *next = g_hash_table_lookup(s->pending,
+								   GUINT_TO_POINTER(next_id));
+
+			if (next && next->mailbox && !next->done)
+				select_answer_starts(s, next_id);
+		}
 		pd->res.status = r->status;
 		pd->res.code = g_strdup(r->code);
 		pd->res.code_text = g_strdup(r->code_text);
@@ -491,6 +540,15 @@ static guint register_cmd(struct imap_session *s, char *tag_out, size_t tag_size
 
 	g_snprintf(pd->tag, sizeof(pd->tag), "A%u", id);
 	g_strlcpy(tag_out, pd->tag, tag_size);
+	if (s->sending_select) {
+		struct pending *before = g_hash_table_lookup(s->pending, GUINT_TO_POINTER(id - 1));
+
+		pd->mailbox = g_strdup(s->sending_select);
+		pd->readonly = s->sending_readonly;
+		/* Nothing in flight before it: its answer is the next one. */
+		if (!before || before->done)
+			select_answer_starts(s, id);
+	}
 	g_hash_table_insert(s->pending, GUINT_TO_POINTER(id), pd);
 	g_hash_table_insert(s->tags, g_strdup(pd->tag), GUINT_TO_POINTER(id));
 	s->commands++;
@@ -715,8 +773,9 @@ guint imap_send_literal(struct imap_session *s, const char *prefix, const void *
 	return imap_send_parts(s, prefix, parts, G_N_ELEMENTS(parts), FALSE, err);
 }
 
-int imap_wait(struct imap_session *s, guint id, const struct imap_handler *h,
-	      struct imap_result *res, GError **err)
+/* imap_wait; sel (may be NULL) gets what a SELECT's answer said. */
+static int wait_cmd(struct imap_session *s, guint id, const struct imap_handler *h,
+		    struct imap_result *res, GError **err, struct imap_select_info *sel)
 {
 	const struct imap_handler *saved = s->handler;
 	int rc = 0;
@@ -734,6 +793,8 @@ int imap_wait(struct imap_session *s, guint id, const struct imap_handler *h,
 			break;
 		}
 		if (pd->done) {
+			if (sel)
+				*sel = pd->sel;
 			rc = take_result(s, id, res, err, "command");
 			break;
 		}
@@ -745,6 +806,12 @@ int imap_wait(struct imap_session *s, guint id, const struct imap_handler *h,
 	}
 	s->handler = saved;
 	return rc;
+}
+
+int imap_wait(struct imap_session *s, guint id, const struct imap_handler *h,
+	      struct imap_result *res, GError **err)
+{
+	return wait_cmd(s, id, h, res, err, NULL);
 }
 
 int imap_run(struct imap_session *s, const struct imap_handler *h, struct imap_result *res,
@@ -1250,82 +1317,7 @@ guint64 imap_session_commands_sent(const struct imap_session *s)
 	return s->commands;
 }
 
-/* -- mailboxes -------------------------------------------------------------- */
-
-void imap_mailbox_info_free(struct imap_mailbox_info *m)
-{
-	if (!m)
-		return;
-	g_free(m->name);
-	g_free(m);
-}
-
-static guint32 mbox_attr(const char *a)
-{
-	static const struct name_bit table[] = {
-		{ "\\NOSELECT", IMAP_MBOX_NOSELECT },
-		{ "\\NONEXISTENT", IMAP_MBOX_NOSELECT },
-		{ "\\HASCHILDREN", IMAP_MBOX_HASCHILDREN },
-		{ "\\HASNOCHILDREN", IMAP_MBOX_HASNOCHILDREN },
-		{ "\\NOINFERIORS", IMAP_MBOX_NOINFERIORS },
-		{ "\\ALL", IMAP_MBOX_ALL },
-		{ "\\ARCHIVE", IMAP_MBOX_ARCHIVE },
-		{ "\\DRAFTS", IMAP_MBOX_DRAFTS },
-		{ "\\FLAGGED", IMAP_MBOX_FLAGGED },
-		{ "\\JUNK", IMAP_MBOX_JUNK },
-		{ "\\SENT", IMAP_MBOX_SENT },
-		{ "\\TRASH", IMAP_MBOX_TRASH },
-		{ "\\IMPORTANT", IMAP_MBOX_IMPORTANT },
-	};
-
-	return lookup_bit(table, G_N_ELEMENTS(table), a);
-}
-
-static void on_list(void *ud, const struct imap_response *r)
-{
-	GPtrArray *out = ud;
-	const struct imap_value *a = &r->args;
-	struct imap_mailbox_info *m;
-	const char *name, *delim;
-
-	if (!r->keyword || strcmp(r->keyword, "LIST") != 0)
-		return;
-	if (a->n < 3 || a->items[0].type != IMAP_V_LIST ||
-	    (a->items[1].type != IMAP_V_NIL && a->items[1].type != IMAP_V_STRING &&
-	     a->items[1].type != IMAP_V_ATOM) ||
-	    !(name = imap_value_str(&a->items[2])) || strlen(name) != a->items[2].len ||
-	    !*name) {
-		mfs_log_warn("malformed LIST response skipped");
-		return;
-	}
-	delim = imap_value_str(&a->items[1]);
-	m = g_new0(struct imap_mailbox_info, 1);
-	/* INBOX is case-insensitive (RFC 3501 §5.1). */
-	m->name = g_ascii_strcasecmp(name, "INBOX") == 0 ? g_strdup("INBOX") : g_strdup(name);
-	m->delimiter = delim && strlen(delim) == 1 ? delim[0] : 0;
-	for (size_t i = 0; i < a->items[0].n; i++) {
-		const char *attr = imap_value_str(&a->items[0].items[i]);
-
-		if (attr)
-			m->attrs |= mbox_attr(attr);
-	}
-	g_ptr_array_add(out, m);
-}
-
-GPtrArray *imap_list_mailboxes(struct imap_session *s, GError **err)
-{
-	GPtrArray *out = g_ptr_array_new_with_free_func((GDestroyNotify)imap_mailbox_info_free);
-	struct imap_handler h = { .untagged = on_list, .ud = out };
-	const char *cmd = (s->caps & IMAP_CAP_LIST_EXTENDED) && (s->caps & IMAP_CAP_SPECIAL_USE) ?
-				  "LIST \"\" \"*\" RETURN (SPECIAL-USE)" :
-				  "LIST \"\" \"*\"";
-
-	if (imap_run(s, &h, NULL, err, "%s", cmd) < 0) {
-		g_ptr_array_unref(out);
-		return NULL;
-	}
-	return out;
-}
+/* -- mailboxes (LIST: imap_list.c) ------------------------------------------ */
 
 int imap_select(struct imap_session *s, const char *mailbox, gboolean readonly,
 		struct imap_select_info *info, GError **err)
@@ -1345,45 +1337,44 @@ guint imap_select_send(struct imap_session *s, const char *mailbox, gboolean rea
 	g_autofree char *q = imap_quote(mailbox);
 	g_autofree char *param = NULL;
 
-	g_clear_pointer(&s->selected, g_free);
-	memset(&s->sel, 0, sizeof(s->sel));
-	s->selecting++;
+	guint id;
+
 	if (s->qresync && known && known->uidvalidity && known->highestmodseq)
 		param = g_strdup_printf(" (QRESYNC (%u %" G_GUINT64_FORMAT "))", known->uidvalidity,
 					known->highestmodseq);
 	else if (s->caps & IMAP_CAP_CONDSTORE)
 		param = g_strdup(" (CONDSTORE)");
+	s->sending_select = mailbox;
+	s->sending_readonly = readonly;
 	if (q) {
 		g_autofree char *cmd = g_strdup_printf("%s %s%s", verb, q, param ? param : "");
 
-		return send_cmd(s, FALSE, err, cmd);
+		id = send_cmd(s, FALSE, err, cmd);
+	} else {
+		/* CR, LF or 8-bit bytes in a name the server listed (as a
+		   literal): it goes back the same way. */
+		id = imap_send_literal(s, verb, mailbox, strlen(mailbox), param, err);
 	}
-	/* CR, LF or 8-bit bytes in a name the server listed (as a literal):
-	   it goes back the same way. */
-	return imap_send_literal(s, verb, mailbox, strlen(mailbox), param, err);
+	s->sending_select = NULL;
+	return id;
 }
 
 int imap_select_finish(struct imap_session *s, guint id, const char *mailbox, gboolean readonly,
 		       const struct imap_handler *h, struct imap_select_info *info, GError **err)
 {
+	struct imap_select_info sel = { 0 };
 	int rc;
 
-	if (id == 0) {
-		/* Not sent: imap_select_send said why. */
-		if (s->selecting)
-			s->selecting--;
-		return -EIO;
-	}
-	rc = imap_wait(s, id, h, NULL, err);
-	if (s->selecting)
-		s->selecting--;
+	/* The session tracks which mailbox each SELECT was for. */
+	(void)mailbox;
+	(void)readonly;
+	if (id == 0)
+		return -EIO; /* not sent: imap_select_send said why */
+	rc = wait_cmd(s, id, h, NULL, err, &sel);
 	if (rc < 0)
 		return rc;
-	s->sel.readonly = readonly;
-	g_free(s->selected);
-	s->selected = g_strdup(mailbox);
 	if (info)
-		*info = s->sel;
+		*info = sel;
 	return 0;
 }
 

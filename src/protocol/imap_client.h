@@ -318,6 +318,15 @@ int imap_select_resync(struct imap_session *s, const char *mailbox, gboolean rea
  * send, then imap_send the others, then finish (which reads up to the
  * SELECT's completion) before waiting for them. A failed SELECT leaves no
  * mailbox selected, so what was pipelined behind it fails too.
+ *
+ * Several SELECTs may be in flight, each with commands behind it (the
+ * answers of several mailboxes in one round trip): a server answers in
+ * order, so the session takes a SELECT's answer to start when the command
+ * sent before it completes, and each finish gives what its own SELECT's
+ * answer said, however far the reading went meanwhile. The session's
+ * imap_session_selected() and imap_session_select_info() describe the
+ * mailbox whose answer was read last: after a batch, the last one's, and
+ * during it not necessarily the one a command being waited for is about.
  */
 guint imap_select_send(struct imap_session *s, const char *mailbox, gboolean readonly,
 		       const struct imap_known_state *known, GError **err);

@@ -288,3 +288,142 @@ def test_damaged_saved_listing_is_not_used(mounts, server):
     assert_same(m.mountpoint, server, "Work")
     assert counter(m.mountpoint, "listings_full") >= 1
     ms.unmount(allowed=[r"warning: saved listing not used"])
+
+
+WALK = [f"Walk/f{i}" for i in range(1, 9)]
+
+
+def make_walk_folders(server):
+    """Walk/f1..f8, three messages each."""
+    with server.imaps("alice") as c:
+        for box in WALK:
+            assert c.create(box)[0] == "OK"
+            for i in range(3):
+                assert c.append(box, None, None,
+                                b"Subject: %s %d\r\n\r\nbody\r\n" % (box.encode(), i))[0] == "OK"
+
+
+def recreate(server, box, n, delete=True):
+    """Delete box and make it again with n other messages: another UIDVALIDITY."""
+    with server.imaps("alice") as c:
+        if delete:
+            assert c.delete(box)[0] == "OK"
+        assert c.create(box)[0] == "OK"
+        for i in range(n):
+            assert c.append(box, None, None, b"Subject: again %d\r\n\r\nnew\r\n" % i)[0] == "OK"
+
+
+COMMAND = re.compile(r'^C: (A\d+) (\S+)(?: "?([^" ]+)"?)?(.*)$')
+
+
+def trace_commands(stderr):
+    """Per connection, the commands sent [(tag, verb, mailbox or arg)] and, for
+    each, how many SELECT/EXAMINEs of that connection were unanswered when it
+    went out (itself included)."""
+    out = {}
+    outstanding = {}
+    for line in stderr.splitlines():
+        m = re.match(r"^mailfs: imap: [\d:.]+ (imap#\d+) ([CS]: .*)$", line)
+        if not m:
+            continue
+        conn, text = m.groups()
+        sel = outstanding.setdefault(conn, set())
+        c = COMMAND.match(text)
+        if c:
+            tag, verb, arg = c.group(1), c.group(2).upper(), c.group(3)
+            if verb in ("SELECT", "EXAMINE"):
+                sel.add(tag)
+            out.setdefault(conn, []).append((tag, verb, arg, len(sel), text))
+            continue
+        a = re.match(r"^S: (A\d+)\b", text)
+        if a:
+            sel.discard(a.group(1))
+    return out
+
+
+def per_folder(commands):
+    """{folder: [commands sent for it]}: a SELECT/EXAMINE and the FETCHes behind
+    it on the same connection."""
+    out = {}
+    for cmds in commands.values():
+        box = None
+        for tag, verb, arg, _, text in cmds:
+            if verb in ("SELECT", "EXAMINE"):
+                box = arg
+                out.setdefault(box, []).append(verb)
+            elif verb == "UID" and box:
+                out[box].append("UID")
+            else:
+                box = None
+    return out
+
+
+def walk(mp, top):
+    """os.walk of mp/top (every folder read from its start, depth first): {folder: [uids]}.
+    Its first two folders make it a walk; a moment then lets the listers
+    start before the walk (local, no round trip to speak of) overtakes them."""
+    os.listdir(os.path.join(mp, top))
+    os.listdir(os.path.join(mp, WALK[0]))
+    time.sleep(0.3)
+    got = {}
+    for path, dirs, files in os.walk(os.path.join(mp, top)):
+        rel = os.path.relpath(path, mp)
+        got[rel] = sorted(int(n.split("-", 1)[0].split(".", 1)[0])
+                          for n in files if n.endswith(".eml"))
+    return got
+
+
+def server_uids(server, box):
+    return sorted(server_listing(server, box))
+
+
+def test_a_walk_lists_its_folders_in_one_burst(mounts, server):
+    """A walk of many folders (ls -l, then a tree walk) has those it comes to
+    next listed in one pipelined burst on one connection: every message
+    exactly once, as a listing of each alone shows it; a folder deleted on
+    the server meanwhile fails alone; a remount walks them at the commands a folder-by-folder
+    resync costs (one EXAMINE each with CONDSTORE or QRESYNC), a folder
+    recreated meanwhile (another UIDVALIDITY) listed anew."""
+    make_walk_folders(server)
+    ms = mounts("burst")
+    m = ms.mount(log="imap")
+    os.listdir(os.path.join(m.mountpoint, "Walk"))  # the folders are known now...
+    with server.imaps("alice") as c:
+        assert c.delete("Walk/f3")[0] == "OK"  # ...and one goes behind the mount's back
+    # ls -l stats every folder after its readdir, each stat a listing (the
+    # folder's mtime): the first one has them all listed in one burst.
+    subprocess.run(["ls", "-l", os.path.join(m.mountpoint, "Walk")], check=True,
+                   stdout=subprocess.DEVNULL)
+    got = walk(m.mountpoint, "Walk")
+    cmds = trace_commands(m.stderr())
+    # The walk's own readdir of the folder gone says so (as before bursts).
+    ms.unmount(allowed=[r"Walk/f3: .*(doesn't exist|NONEXISTENT)"])
+    alive = [b for b in WALK if b != "Walk/f3"]
+    for box in alive:
+        assert got[box] == server_uids(server, box), box
+    # Several folders' EXAMINEs in flight at once on one connection.
+    assert max(n for c in cmds.values() for *_, n, _ in c) >= 5, cmds
+    folders = per_folder(cmds)
+    for box in alive:
+        assert folders[box] == ["EXAMINE", "UID"], (box, folders[box])
+
+    recreate(server, "Walk/f3", 2, delete=False)
+    recreate(server, "Walk/f5", 4)
+    m = ms.mount(log="imap")
+    got = walk(m.mountpoint, "Walk")
+    cmds = trace_commands(m.stderr())
+    st = status(m.mountpoint)
+    ms.unmount()
+    for box in WALK:
+        assert got[box] == server_uids(server, box), box
+    assert max(n for c in cmds.values() for *_, n, _ in c) >= 5, cmds
+    folders = per_folder(cmds)
+    # As a remount of one unchanged folder costs (test above): the EXAMINE,
+    # and without MODSEQ the flags of what is held.
+    same = ["EXAMINE"] if server.mode != "plain" else ["EXAMINE", "UID"]
+    for box in WALK:
+        if box not in ("Walk/f3", "Walk/f5"):
+            assert folders[box] == same, (box, folders[box])
+    # The recreated one: its EXAMINE saw another UIDVALIDITY; listed in full.
+    assert folders["Walk/f5"][-2:] == ["EXAMINE", "UID"], folders["Walk/f5"]
+    assert int(st["listings_full"]) >= 2, st  # f3 (new here) and f5

@@ -518,8 +518,9 @@ def wait_counter(mnt, name, at_least, timeout=30):
 
 def test_a_walk_lists_the_next_folders_ahead(mount, dovecot):
     """rsync, find and ls -R read folder after folder, each listing a round
-    trip: a folder read right after another (within 2 s) has the next six
-    folders of the walk (depth first, name order) listed in the background.
+    trip: a folder read right after another (within 2 s) has the next
+    folders of the walk (depth first, name order, up to 32) listed in the
+    background, in one burst.
     One folder read on its own lists nothing more."""
     m = mount(options={"idle": "no"})
     mp = m.mountpoint
