@@ -44,6 +44,8 @@ struct prefetch {
 	struct job *next; /* the request waiting to start; a newer one replaces it */
 	gboolean stopping;
 	struct imap_session *busy; /* borrowed now, for prefetch_stop */
+	gboolean room_wanted;	   /* waiting for readers (wait_for_room) */
+	gboolean room_freed;	   /* ...and one came (prefetch_room_freed) */
 	GThread *thread;
 	guint64 messages; /* bodies received */
 	guint64 bytes;	  /* their bytes, kept or not */
@@ -313,9 +315,10 @@ static char *next_command(struct prefetch *p, struct run *r, GArray *uids, gbool
 
 /*
  * Nothing in flight and no room for the next body: wait for readers to
- * come for what is held (polled: a reader's open of a cached body tells
- * nobody) or for a newer request. FALSE: stop, or no reader came for
- * ROOM_WAIT_MAX_US (the connection goes back to the pool).
+ * come for what is held (prefetch_room_freed, or the next poll: a body
+ * can also leave the cache's count by eviction, which tells nobody) or for
+ * a newer request. FALSE: stop, or no reader came for ROOM_WAIT_MAX_US
+ * (the connection goes back to the pool).
  */
 static gboolean wait_for_room(struct prefetch *p, gint64 *waited)
 {
@@ -323,8 +326,11 @@ static gboolean wait_for_room(struct prefetch *p, gint64 *waited)
 	gboolean go_on;
 
 	mfs_mutex_lock(&p->lock);
-	if (!p->stopping && !p->next)
+	p->room_wanted = TRUE;
+	if (!p->stopping && !p->next && !p->room_freed)
 		mfs_cond_wait_until(&p->cond, &p->lock, end);
+	p->room_wanted = FALSE;
+	p->room_freed = FALSE;
 	go_on = !p->stopping;
 	mfs_mutex_unlock(&p->lock);
 	*waited += ROOM_POLL_US;
@@ -736,6 +742,18 @@ void prefetch_request(struct prefetch *p, const struct prefetch_segment *segs, g
 	job_free(p->next);
 	p->next = j;
 	mfs_cond_signal(&p->cond);
+	mfs_mutex_unlock(&p->lock);
+}
+
+void prefetch_room_freed(struct prefetch *p)
+{
+	if (!p)
+		return;
+	mfs_mutex_lock(&p->lock);
+	if (p->room_wanted) {
+		p->room_freed = TRUE;
+		mfs_cond_broadcast(&p->cond);
+	}
 	mfs_mutex_unlock(&p->lock);
 }
 

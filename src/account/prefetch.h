@@ -75,6 +75,10 @@ struct prefetch_segment {
  */
 void prefetch_request(struct prefetch *p, const struct prefetch_segment *segs, guint nsegs);
 
+/* A reader came for what was fetched ahead (any thread; p may be NULL): a
+   prefetcher waiting for room looks again at once. */
+void prefetch_room_freed(struct prefetch *p);
+
 /* Bodies and bytes fetched ahead so far (all that arrived, kept or not),
    and the bytes of those not kept: the cache could not keep them, or they
    turned out another generation's (fetched for nothing). */

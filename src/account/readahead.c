@@ -403,6 +403,11 @@ void imap_account_reader_came(struct imap_account *a, guint64 folder, guint32 ui
 
 	if (!a->prefetch)
 		return;
+	/* This open may have taken a body held for it, and with it the room
+	   a prefetcher waiting for readers needs: it looks again now, not at
+	   its next poll. */
+	prefetch_room_freed(a->prefetch);
+	prefetch_room_freed(a->prefetch_next);
 	mfs_mutex_lock(&a->lock);
 	prev_uid = f->pattern.last_uid;
 	v = open_pattern_note(&f->pattern, uid, now);
