@@ -1115,9 +1115,22 @@ static gboolean login(struct imap_session *s, const struct imap_session_opts *o,
  * when the server answers * ENABLED QRESYNC; a refusal of either is no
  * failure, a closed connection is.
  */
+/* Wait for command id, whose refusal is no failure; an abort of the session
+   (an interrupt, a shutdown) goes to *aborted, unless one is there already. */
+static void wait_keeping_abort(struct imap_session *s, guint id, GError **aborted)
+{
+	GError *e = NULL;
+
+	imap_wait(s, id, NULL, NULL, &e);
+	if (e && !*aborted && g_error_matches(e, G_IO_ERROR, G_IO_ERROR_CANCELLED))
+		*aborted = g_steal_pointer(&e);
+	g_clear_error(&e);
+}
+
 static gboolean after_login(struct imap_session *s, GError **err)
 {
 	guint id_cmd = 0, enable_cmd = 0;
+	GError *aborted = NULL;
 
 	if (s->caps & IMAP_CAP_ID) {
 		g_autofree char *id = g_strdup_printf(
@@ -1128,9 +1141,14 @@ static gboolean after_login(struct imap_session *s, GError **err)
 	if ((s->caps & IMAP_CAP_QRESYNC) && (s->caps & IMAP_CAP_ENABLE) && s->alive)
 		enable_cmd = send_cmd(s, FALSE, NULL, "ENABLE QRESYNC");
 	if (id_cmd)
-		imap_wait(s, id_cmd, NULL, NULL, NULL);
+		wait_keeping_abort(s, id_cmd, &aborted);
 	if (enable_cmd)
-		imap_wait(s, enable_cmd, NULL, NULL, NULL);
+		wait_keeping_abort(s, enable_cmd, &aborted);
+	if (aborted) {
+		/* Interrupted or shut down: nothing the server did. */
+		g_propagate_error(err, aborted);
+		return FALSE;
+	}
 	if (!s->alive) {
 		g_set_error(err, G_IO_ERROR, G_IO_ERROR_CONNECTION_CLOSED,
 			    "%s closed the connection after login", s->peer);
