@@ -40,6 +40,30 @@ def pytest_addoption(parser):
                      help="meson build directory holding src/mailfs")
 
 
+
+def wait_for(predicate, timeout=30, what="condition"):
+    """predicate()'s first true value, asked every 0.2 s; fails after timeout."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(0.2)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+def load_delay_proxy():
+    """scripts/delay-proxy as a module (start(host, port, rtt_ms, cut_after))."""
+    import importlib.machinery
+    import importlib.util
+    path = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "scripts",
+                        "delay-proxy")
+    loader = importlib.machinery.SourceFileLoader("delay_proxy", path)
+    mod = importlib.util.module_from_spec(importlib.util.spec_from_loader("delay_proxy", loader))
+    loader.exec_module(mod)
+    return mod
+
+
 @pytest.fixture(scope="session")
 def build_dir(request):
     d = request.config.getoption("--mailfs-build")

@@ -14,20 +14,12 @@ import time
 
 import pytest
 
+from conftest import wait_for
+
 USER = "erin"
 FOLDER = "Paged"
 # A few pages each; old and new of exactly the same size.
 BODY_LINES = 400
-
-
-def wait_for(predicate, timeout=30, what="condition"):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.2)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 def message(i, tag):

@@ -18,21 +18,11 @@ import pytest
 
 import corpus
 import mailserver
-from conftest import Mount, password_file
+from conftest import Mount, password_file, load_delay_proxy, wait_for
 
 USER = "erin"
 MSG = (b"From: Zed <zed@example.org>\r\nTo: erin@example.org\r\n"
        b"Subject: Pushed %d\r\nMessage-ID: <pushed-%d@mailfs.test>\r\n\r\nHello.\r\n")
-
-
-def wait_for(predicate, timeout=30, what="condition"):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.2)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 def flags_of(path):
@@ -386,19 +376,8 @@ def test_server_restart_during_rsync(mailfs_bin, private_dovecot, workdir, tmp_p
             m.kill()
 
 
-def load_proxy():
-    import importlib.machinery
-    import importlib.util
-    path = os.path.join(os.path.dirname(__file__), "..", "..", "scripts", "delay-proxy")
-    loader = importlib.machinery.SourceFileLoader("delay_proxy", path)
-    spec = importlib.util.spec_from_loader("delay_proxy", loader)
-    mod = importlib.util.module_from_spec(spec)
-    loader.exec_module(mod)
-    return mod
-
-
 def test_rsync_through_a_link_that_keeps_breaking(mailfs_bin, private_dovecot, workdir, tmp_path):
-    proxy = load_proxy().start("127.0.0.1", private_dovecot.ports["imaps"], 0, 300 * 1024)
+    proxy = load_delay_proxy().start("127.0.0.1", private_dovecot.ports["imaps"], 0, 300 * 1024)
     opts = {"ca_file": private_dovecot.ca,
             "password_file": password_file(workdir, private_dovecot, "alice"),
             "cache_dir": os.path.join(workdir, "cache-live-cut"), "timeout": 3}

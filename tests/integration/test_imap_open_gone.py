@@ -19,6 +19,8 @@ import time
 
 import pytest
 
+from conftest import wait_for
+
 USER = "erin"
 FOLDER = "Kept"
 REFRESH = 1
@@ -26,16 +28,6 @@ SIZE = 1 << 20
 FAR = 512 * 1024  # never fetched: past the first range, before the last bytes
 # dovecot drops a session whose selected mailbox another client deleted.
 DROPPED = [r"warning: " + FOLDER + r": .*closed the connection"]
-
-
-def wait_for(predicate, timeout=30, what="condition"):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.2)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 def big_message(tag):

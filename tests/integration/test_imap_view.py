@@ -6,8 +6,6 @@ import datetime
 import email.utils
 import errno
 import imaplib
-import importlib.machinery
-import importlib.util
 import os
 import re
 import shutil
@@ -17,7 +15,7 @@ import time
 import pytest
 
 import corpus
-from conftest import mounted, password_file
+from conftest import mounted, password_file, load_delay_proxy
 
 MOUNTED_TYPES = ("fuse.mailfs",)
 
@@ -563,15 +561,6 @@ def test_a_tree_walk_fetches_the_next_folders_ahead(mount, dovecot):
         with open(os.path.join(folder, name), "rb") as f:
             assert f.read() == expected[int(name.split("-")[0].split(".")[0])][3], name
     assert counter(mp, "messages_fetched") == fetched
-
-
-def load_delay_proxy():
-    path = os.path.join(os.path.dirname(__file__), "..", "..", "scripts", "delay-proxy")
-    loader = importlib.machinery.SourceFileLoader("delay_proxy", path)
-    spec = importlib.util.spec_from_loader("delay_proxy", loader)
-    mod = importlib.util.module_from_spec(spec)
-    loader.exec_module(mod)
-    return mod
 
 
 def test_a_walk_fetches_each_body_once_into_its_own_folder(mount, dovecot, tmp_path):

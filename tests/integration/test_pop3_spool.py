@@ -22,7 +22,7 @@ import pytest
 
 import corpus
 import mailserver
-from conftest import Mount, password_file, sanitizer_env
+from conftest import Mount, password_file, sanitizer_env, load_delay_proxy
 from hostile import HostileServer
 from hostile_pop3 import PopOn, pop3_login_steps
 from hostile_pop3d import Maildrop
@@ -757,17 +757,6 @@ def test_random_kill9_trials(mailfs_bin, server, workdir):
             m.kill()
         assert spool.archived() == expected, f"trial {trial}"
         assert server_uidls(server) == {}, f"trial {trial}"
-
-
-def load_delay_proxy():
-    import importlib.machinery
-    import importlib.util
-    path = os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(
-        os.path.abspath(__file__)))), "scripts", "delay-proxy")
-    loader = importlib.machinery.SourceFileLoader("delay_proxy", path)
-    mod = importlib.util.module_from_spec(importlib.util.spec_from_loader("delay_proxy", loader))
-    loader.exec_module(mod)
-    return mod
 
 
 def test_connection_cuts_lose_nothing(mailfs_bin, server, workdir):
