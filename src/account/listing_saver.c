@@ -106,7 +106,7 @@ static void size_msg(void *ud, const struct tree_msg_info *m)
 static gboolean snapshot_listing(struct imap_account *a, struct folder_state *f, guint64 ino,
 				 const char *wire, struct listing_snapshot *out)
 {
-	struct listing_size z = { 0 };
+	struct listing_size z = {0};
 	guint32 uv;
 
 	/* Sized first (a pass over the tree is ~10 ms a million): a writer

@@ -30,11 +30,11 @@ struct col {
 };
 
 struct lindex_writer {
-	struct col uids;	/* guint32 */
-	struct col sizes;	/* guint64 */
-	struct col dates;	/* gint64 */
-	struct col names;	/* NUL-separated */
-	struct col flag_idx;	/* guint32 */
+	struct col uids;	 /* guint32 */
+	struct col sizes;	 /* guint64 */
+	struct col dates;	 /* gint64 */
+	struct col names;	 /* NUL-separated */
+	struct col flag_idx;	 /* guint32 */
 	struct col flag_strings; /* NUL-separated, distinct */
 	GHashTable *flag_table; /* flags -> index + 1 */
 	struct col objids;	/* NUL-separated, "" for none */
@@ -228,20 +228,20 @@ static int write_file(int fd, const struct lindex_writer *w, const char *wire,
 	guint64 modseq = head->highestmodseq;
 	guint8 objids = head->objids != FALSE;
 	const struct member m[N_MEMBERS] = {
-		{ FORMAT_TAG, sizeof(FORMAT_TAG), 1, TRUE },
-		{ wire, strlen(wire) + 1, 1, TRUE }, /* a bytestring: with its NUL */
-		{ &mode, 4, 4, FALSE },
-		{ &uv, 4, 4, FALSE },
-		{ &next, 4, 4, FALSE },
-		{ &modseq, 8, 8, FALSE },
-		{ &objids, 1, 1, FALSE },
-		{ w->uids.data, w->uids.len, 4, TRUE },
-		{ w->sizes.data, w->sizes.len, 8, TRUE },
-		{ w->dates.data, w->dates.len, 8, TRUE },
-		{ w->names.data, w->names.len, 1, TRUE },
-		{ w->flag_idx.data, w->flag_idx.len, 4, TRUE },
-		{ w->flag_strings.data, w->flag_strings.len, 1, TRUE },
-		{ w->objids.data, w->objids.len, 1, FALSE },
+	    {FORMAT_TAG, sizeof(FORMAT_TAG), 1, TRUE},
+	    {wire, strlen(wire) + 1, 1, TRUE}, /* a bytestring: with its NUL */
+	    {&mode, 4, 4, FALSE},
+	    {&uv, 4, 4, FALSE},
+	    {&next, 4, 4, FALSE},
+	    {&modseq, 8, 8, FALSE},
+	    {&objids, 1, 1, FALSE},
+	    {w->uids.data, w->uids.len, 4, TRUE},
+	    {w->sizes.data, w->sizes.len, 8, TRUE},
+	    {w->dates.data, w->dates.len, 8, TRUE},
+	    {w->names.data, w->names.len, 1, TRUE},
+	    {w->flag_idx.data, w->flag_idx.len, 4, TRUE},
+	    {w->flag_strings.data, w->flag_strings.len, 1, TRUE},
+	    {w->objids.data, w->objids.len, 1, FALSE},
 	};
 
 	return write_tuple(fd, m, N_MEMBERS);

@@ -4,8 +4,8 @@
 #include "model/names.h"
 #include "model/tree_msgs.h"
 #include "model/tree_objects.h"
-#include "protocol/uidset.h"
 #include "protocol/mutf7.h"
+#include "protocol/uidset.h"
 #include "util/lock.h"
 
 #include <errno.h>
@@ -24,8 +24,8 @@ struct msgset {
 	guint32 uidvalidity;
 	guint64 folder;	  /* inode number, not a pointer: the folder may go first */
 	gboolean current; /* the folder's set; else retired, alive for `gone` only */
-	struct tmsgs live; /* by ascending uid (model/tree_msgs.h) */
-	struct tmsgs gone; /* by ascending uid, removed but nlookup > 0 */
+	struct tmsgs live;	/* by ascending uid (model/tree_msgs.h) */
+	struct tmsgs gone;	/* by ascending uid, removed but nlookup > 0 */
 	struct namestore names; /* the names of live and gone */
 	guint64 refs;	  /* sum of nlookup over live and gone */
 };
@@ -94,7 +94,7 @@ static void msgset_free(void *p)
 static void msgset_compact_names(struct msgset *ms)
 {
 	struct namestore fresh;
-	struct tmsgs *arrays[] = { &ms->live, &ms->gone };
+	struct tmsgs *arrays[] = {&ms->live, &ms->gone};
 
 	if (!namestore_wants_compact(&ms->names))
 		return;
@@ -732,8 +732,8 @@ static struct uidx *delta_order(const struct tree_delta *d, gsize *count)
 }
 
 /* Locked. Which of the UIDs in order the folder already has a name for. */
-static void mark_known(struct folder *f, guint32 uidvalidity, const struct uidx *order,
-		       gsize count, guint8 *known)
+static void mark_known(struct folder *f, guint32 uidvalidity, const struct uidx *order, gsize count,
+		       guint8 *known)
 {
 	if (!f->msgs || f->msgs->uidvalidity != uidvalidity)
 		return;
@@ -866,7 +866,7 @@ static void merge_delta(struct tree *t, struct folder *f, const struct tree_delt
 	struct msgset *ms = current_msgset(t, f, uidvalidity, removed);
 	/* Sized for the worst case, trimmed after (in place): a
 	   1,000,000-message folder keeps no growth slack. */
-	struct tmsgs live = { 0 };
+	struct tmsgs live = {0};
 	guint oi = 0;
 
 	if (appends_only(ms, d, order, count)) {
@@ -1168,7 +1168,8 @@ int tree_lookup(struct tree *t, guint64 parent, const char *name, gboolean ref, 
 		fill_folder(c, want, out);
 		rc = 0;
 	} else if (p->msgs && names_parse_uid(name, &uid) &&
-		   (m = msg_find(&p->msgs->live, uid, NULL)) != NULL && strcmp(m->name, name) == 0) {
+		   (m = msg_find(&p->msgs->live, uid, NULL)) != NULL &&
+		   strcmp(m->name, name) == 0) {
 		if (ref)
 			msg_ref(p->msgs, m);
 		fill_msg(t, p->msgs, m, FALSE, want, out);

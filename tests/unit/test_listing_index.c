@@ -298,8 +298,8 @@ static void test_large(struct fixture *f, gconstpointer data)
    (20,000). */
 static void test_same_bytes(struct fixture *f, gconstpointer data)
 {
-	static const gsize counts[] = { 0, 3, 300, 20000 };
-	static const char *const flag_set[] = { "\\Seen", "", "\\Seen \\Flagged" };
+	static const gsize counts[] = {0, 3, 300, 20000};
+	static const char *const flag_set[] = {"\\Seen", "", "\\Seen \\Flagged"};
 
 	(void)data;
 	for (gsize c = 0; c < G_N_ELEMENTS(counts); c++) {
@@ -326,9 +326,12 @@ static void test_same_bytes(struct fixture *f, gconstpointer data)
 			gint64 date = 1700000000 - (gint64)i;
 			g_autofree char *name = g_strdup_printf("%u-Grüße_%zu.eml", uid, i);
 			g_autofree char *id = i % 2 ? g_strdup_printf("M%zx", i) : g_strdup("");
-			struct tree_msg_info mi = { .uid = uid, .size = size, .internaldate = date,
-						    .flags = flag_set[k], .name = name,
-						    .objid = *id ? id : NULL };
+			struct tree_msg_info mi = {.uid = uid,
+						   .size = size,
+						   .internaldate = date,
+						   .flags = flag_set[k],
+						   .name = name,
+						   .objid = *id ? id : NULL};
 
 			lindex_writer_add(w, &mi);
 			g_array_append_val(uids, uid);
@@ -372,8 +375,8 @@ static void test_same_bytes(struct fixture *f, gconstpointer data)
    field of every message compared (20 times fewer under valgrind). */
 static void test_million(struct fixture *f, gconstpointer data)
 {
-	static const char *const flag_set[] = { "\\Seen", "", "\\Seen \\Answered",
-						"\\Flagged $Label1" };
+	static const char *const flag_set[] = {"\\Seen", "", "\\Seen \\Answered",
+					       "\\Flagged $Label1"};
 	const gsize n = g_getenv("MAILFS_TEST_SMALL") ? 50000 : 1000000;
 	struct lindex_writer *w = lindex_writer_new();
 	struct lindex_head h = head;
@@ -387,18 +390,19 @@ static void test_million(struct fixture *f, gconstpointer data)
 	h.objids = TRUE;
 	/* Sized first, as the saver does (account/listing_saver.c). */
 	for (gsize i = 0; i < n; i++) {
-		name_bytes += (gsize)g_snprintf(name, sizeof(name), "%zu-Subject_%zu.eml", 3 * i + 1,
-						i % 1000) + 1;
+		name_bytes += (gsize)g_snprintf(name, sizeof(name), "%zu-Subject_%zu.eml",
+						3 * i + 1, i % 1000) +
+			      1;
 		id_bytes += i % 5 ? (gsize)g_snprintf(id, sizeof(id), "M%024zx", i) + 1 : 1;
 	}
 	lindex_writer_reserve(w, n, name_bytes, id_bytes);
 	for (gsize i = 0; i < n; i++) {
-		struct tree_msg_info mi = { .uid = (guint32)(3 * i + 1),
-					    .size = 500 + i * 17,
-					    .internaldate = 1577836800 + (gint64)i * 311,
-					    .flags = flag_set[i % 4],
-					    .name = name,
-					    .objid = i % 5 ? id : NULL };
+		struct tree_msg_info mi = {.uid = (guint32)(3 * i + 1),
+					   .size = 500 + i * 17,
+					   .internaldate = 1577836800 + (gint64)i * 311,
+					   .flags = flag_set[i % 4],
+					   .name = name,
+					   .objid = i % 5 ? id : NULL};
 
 		g_snprintf(name, sizeof(name), "%zu-Subject_%zu.eml", 3 * i + 1, i % 1000);
 		g_snprintf(id, sizeof(id), "M%024zx", i);

@@ -1166,8 +1166,8 @@ static void test_names_compact(void)
 
 	/* Chunks of a listing read as it arrives: appended in place. */
 	{
-		const struct tree_delta d1 = { .msgs = a + 1000, .n = 500, .complete_below = 0 };
-		const struct tree_delta d2 = { .msgs = a + 1500, .n = 500, .complete_below = 0 };
+		const struct tree_delta d1 = {.msgs = a + 1000, .n = 500, .complete_below = 0};
+		const struct tree_delta d2 = {.msgs = a + 1500, .n = 500, .complete_below = 0};
 		g_autofree char *last = compact_name(2000);
 
 		g_assert_cmpint(tree_folder_merge(t, inbox, 7, &d1, NULL), ==, 0);
