@@ -864,8 +864,8 @@ static void merge_delta(struct tree *t, struct folder *f, const struct tree_delt
 			GArray *removed)
 {
 	struct msgset *ms = current_msgset(t, f, uidvalidity, removed);
-	/* Sized for the worst case, trimmed after (in place): a
-	   1,000,000-message folder keeps no growth slack. */
+	/* Sized for the worst case, trimmed after: a 1,000,000-message
+	   folder keeps no growth slack. */
 	struct tmsgs live = {0};
 	guint oi = 0;
 
