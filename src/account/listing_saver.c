@@ -7,6 +7,9 @@
  * INDEX_SAVE_INTERVAL_US; what is left is saved at unmount.
  */
 #include <string.h>
+#ifdef __GLIBC__
+#include <malloc.h>
+#endif
 
 #include "account/imap_account_internal.h"
 #include "account/resync.h"
@@ -82,11 +85,45 @@ struct listing_snapshot {
 	char *wire;
 };
 
+/* A listing this big (~10 MB of columns) gives memory back before it is
+   saved (snapshot_listing). */
+#define TRIM_FROM 100000
+
+struct listing_size {
+	gsize n, name_bytes, objid_bytes;
+};
+
+static void size_msg(void *ud, const struct tree_msg_info *m)
+{
+	struct listing_size *z = ud;
+
+	z->n++;
+	z->name_bytes += strlen(m->name) + 1;
+	z->objid_bytes += (m->objid ? strlen(m->objid) : 0) + 1;
+}
+
 /* Locked (f->lock). FALSE: the tree holds no listing of this generation. */
 static gboolean snapshot_listing(struct imap_account *a, struct folder_state *f, guint64 ino,
 				 const char *wire, struct listing_snapshot *out)
 {
+	struct listing_size z = {0};
+	guint32 uv;
+
+	/* Sized first (a pass over the tree is ~10 ms a million): a writer
+	   grown as it goes keeps up to half its size as slack, and a
+	   1,000,000-message listing's columns are 65 MB. */
+	if (tree_folder_foreach_message(a->tree, ino, &uv, size_msg, &z) < 0)
+		return FALSE;
+#ifdef __GLIBC__
+	/* The listing just merged was freed in the arena of the thread that
+	   read it, where this thread cannot reuse it and glibc keeps its pages
+	   (~100 MB at 1,000,000 messages): handed back before the columns
+	   are made, or they come on top (issue 22's 300 MB). */
+	if (z.n >= TRIM_FROM)
+		malloc_trim(0);
+#endif
 	out->w = lindex_writer_new();
+	lindex_writer_reserve(out->w, z.n, z.name_bytes, z.objid_bytes);
 	out->head = (struct lindex_head){ .uidnext = f->uidnext,
 					  .highestmodseq = f->highestmodseq,
 					  .names_mode = a->opts->names,

@@ -2,9 +2,10 @@
 #include "model/tree.h"
 
 #include "model/names.h"
+#include "model/tree_msgs.h"
 #include "model/tree_objects.h"
-#include "protocol/uidset.h"
 #include "protocol/mutf7.h"
+#include "protocol/uidset.h"
 #include "util/lock.h"
 
 #include <errno.h>
@@ -17,30 +18,15 @@
 #define OFF_FOLDER_BASE 3
 #define OFF_MSG_BASE	((guint64)1 << 33)
 
-/*
- * One message: 48 bytes on 64-bit, plus its name. Its inode number is
- * derived (epoch, uid) unless it is a name of an object, and flags strings
- * are interned (GRefString), so a folder where most messages say "\Seen"
- * stores that once.
- */
-struct tmsg {
-	guint32 uid;
-	guint32 nlookup; /* 0 for a name of an object: references are the object's */
-	guint64 size;
-	gint64 mtime;
-	char *name;
-	char *flags;	  /* GRefString */
-	struct tobj *obj; /* the object it is a name of, or NULL; never in `gone` */
-};
-
 /* The messages of one folder for one UIDVALIDITY. */
 struct msgset {
 	guint32 epoch;
 	guint32 uidvalidity;
 	guint64 folder;	  /* inode number, not a pointer: the folder may go first */
 	gboolean current; /* the folder's set; else retired, alive for `gone` only */
-	GArray *live;	  /* struct tmsg by ascending uid */
-	GArray *gone;	  /* struct tmsg by ascending uid, removed but nlookup > 0 */
+	struct tmsgs live;	/* by ascending uid (model/tree_msgs.h) */
+	struct tmsgs gone;	/* by ascending uid, removed but nlookup > 0 */
+	struct namestore names; /* the names of live and gone */
 	guint64 refs;	  /* sum of nlookup over live and gone */
 };
 
@@ -74,29 +60,51 @@ struct tree {
 	struct objtab *objects;
 };
 
-static void tmsg_clear(struct tmsg *m)
+/* m leaves ms for good: its name is dead, its flags released. */
+static void tmsg_clear(struct msgset *ms, struct tmsg *m)
 {
-	g_free(m->name);
+	if (m->name)
+		namestore_drop(&ms->names, m->name);
 	if (m->flags)
 		g_ref_string_release(m->flags);
 	m->name = NULL;
 	m->flags = NULL;
 }
 
-static void msgs_array_free(GArray *a)
+static void msgs_array_free(struct tmsgs *a)
 {
 	for (guint i = 0; i < a->len; i++)
-		tmsg_clear(&g_array_index(a, struct tmsg, i));
-	g_array_unref(a);
+		if (a->v[i].flags)
+			g_ref_string_release(a->v[i].flags);
+	tmsgs_free(a);
 }
 
 static void msgset_free(void *p)
 {
 	struct msgset *ms = p;
 
-	msgs_array_free(ms->live);
-	msgs_array_free(ms->gone);
+	msgs_array_free(&ms->live);
+	msgs_array_free(&ms->gone);
+	namestore_clear(&ms->names);
 	g_free(ms);
+}
+
+/* Locked. Copy the names still used into a new store once the dead ones
+   outweigh them (model/tree_msgs.h). */
+static void msgset_compact_names(struct msgset *ms)
+{
+	struct namestore fresh;
+	struct tmsgs *arrays[] = {&ms->live, &ms->gone};
+
+	if (!namestore_wants_compact(&ms->names))
+		return;
+	namestore_init(&fresh);
+	namestore_reserve(&fresh, ms->names.live);
+	for (guint k = 0; k < G_N_ELEMENTS(arrays); k++)
+		for (guint i = 0; i < arrays[k]->len; i++)
+			arrays[k]->v[i].name = namestore_add(&fresh, arrays[k]->v[i].name);
+	namestore_clear(&ms->names);
+	ms->names = fresh;
 }
 
 static void folder_free(void *p)
@@ -151,28 +159,9 @@ static guint64 msg_ino(const struct msgset *ms, guint32 uid)
 	return ((guint64)ms->epoch << 32) | uid;
 }
 
-/* The message with uid in a (sorted), or NULL; *pos gets where it is or would go. */
-static struct tmsg *msg_find(GArray *a, guint32 uid, guint *pos)
+static struct tmsg *msg_find(const struct tmsgs *a, guint32 uid, guint *pos)
 {
-	guint lo = 0, hi = a->len;
-
-	while (lo < hi) {
-		guint mid = lo + (hi - lo) / 2;
-		struct tmsg *m = &g_array_index(a, struct tmsg, mid);
-
-		if (m->uid == uid) {
-			if (pos)
-				*pos = mid;
-			return m;
-		}
-		if (m->uid < uid)
-			lo = mid + 1;
-		else
-			hi = mid;
-	}
-	if (pos)
-		*pos = lo;
-	return NULL;
+	return tmsgs_find(a, uid, pos);
 }
 
 static int cmp_tmsg(const void *a, const void *b)
@@ -205,7 +194,7 @@ static gboolean msg_leaving(struct tree *t, struct msgset *ms, struct tmsg *m, g
 			report(removed, ms->folder, msg_ino(ms, m->uid), m->name);
 		if (m->nlookup > 0)
 			return TRUE;
-		tmsg_clear(m);
+		tmsg_clear(ms, m);
 		return FALSE;
 	}
 	objtab_drop_name(t->objects, ob, ms->folder, m->uid);
@@ -229,7 +218,7 @@ static gboolean msg_leaving(struct tree *t, struct msgset *ms, struct tmsg *m, g
 	}
 	objtab_release(t->objects, ob);
 	m->obj = NULL;
-	tmsg_clear(m);
+	tmsg_clear(ms, m);
 	return FALSE;
 }
 
@@ -245,14 +234,16 @@ static void msgset_retire(struct tree *t, struct folder *f, gboolean report_msgs
 		return;
 	f->msgs = NULL;
 	ms->current = FALSE;
-	for (guint i = 0; i < ms->live->len; i++) {
-		struct tmsg *m = &g_array_index(ms->live, struct tmsg, i);
+	for (guint i = 0; i < ms->live.len; i++) {
+		struct tmsg *m = &ms->live.v[i];
 
 		if (msg_leaving(t, ms, m, report_msgs, removed))
-			g_array_append_val(ms->gone, *m);
+			tmsgs_append(&ms->gone, m);
 	}
-	g_array_set_size(ms->live, 0);
-	g_array_sort(ms->gone, cmp_tmsg);
+	tmsgs_free(&ms->live);
+	if (ms->gone.len > 1)
+		qsort(ms->gone.v, ms->gone.len, sizeof(struct tmsg), cmp_tmsg);
+	msgset_compact_names(ms);
 	msgset_maybe_free(t, ms);
 }
 
@@ -275,10 +266,10 @@ static struct tmsg *msg_get(struct tree *t, guint64 ino, struct msgset **msp, gb
 	if (!ms)
 		return NULL;
 	*msp = ms;
-	m = msg_find(ms->live, (guint32)ino, NULL);
+	m = msg_find(&ms->live, (guint32)ino, NULL);
 	*gone = m == NULL;
 	if (!m)
-		m = msg_find(ms->gone, (guint32)ino, NULL);
+		m = msg_find(&ms->gone, (guint32)ino, NULL);
 	return m;
 }
 
@@ -669,10 +660,9 @@ static int cmp_uidx(const void *a, const void *b)
 	return x->idx < y->idx ? -1 : x->idx > y->idx;
 }
 
+/* The name of a message listed without one (mi->name NULL). */
 static char *message_name(const struct tree *t, const struct tree_msg_info *mi)
 {
-	if (mi->name)
-		return g_strdup(mi->name);
 	g_autofree char *slug = t->names_uid ? NULL : names_subject_slug(mi->subject);
 
 	return names_message_name(mi->uid, slug);
@@ -742,14 +732,14 @@ static struct uidx *delta_order(const struct tree_delta *d, gsize *count)
 }
 
 /* Locked. Which of the UIDs in order the folder already has a name for. */
-static void mark_known(struct folder *f, guint32 uidvalidity, const struct uidx *order,
-		       gsize count, gboolean *known)
+static void mark_known(struct folder *f, guint32 uidvalidity, const struct uidx *order, gsize count,
+		       guint8 *known)
 {
 	if (!f->msgs || f->msgs->uidvalidity != uidvalidity)
 		return;
 	for (gsize i = 0; i < count; i++)
-		known[i] = msg_find(f->msgs->live, order[i].uid, NULL) ||
-			   msg_find(f->msgs->gone, order[i].uid, NULL);
+		known[i] = msg_find(&f->msgs->live, order[i].uid, NULL) ||
+			   msg_find(&f->msgs->gone, order[i].uid, NULL);
 }
 
 /* Locked. Folder f's message set for uidvalidity: a set of another
@@ -769,8 +759,7 @@ static struct msgset *current_msgset(struct tree *t, struct folder *f, guint32 u
 	ms->uidvalidity = uidvalidity;
 	ms->folder = f->ino;
 	ms->current = TRUE;
-	ms->live = g_array_new(FALSE, FALSE, sizeof(struct tmsg));
-	ms->gone = g_array_new(FALSE, FALSE, sizeof(struct tmsg));
+	namestore_init(&ms->names);
 	g_hash_table_insert(t->epochs, GUINT_TO_POINTER(ms->epoch), ms);
 	f->msgs = ms;
 	return ms;
@@ -780,17 +769,17 @@ static struct msgset *current_msgset(struct tree *t, struct folder *f, guint32 u
    delta implies it is gone (then reported, and kept as gone while the
    kernel still refers to it). */
 static void carry_old(struct tree *t, const struct tree_delta *d, struct msgset *ms,
-		      struct tmsg *old, GArray *live, GArray *removed)
+		      struct tmsg *old, struct tmsgs *live, GArray *removed)
 {
 	guint gpos;
 
 	if (!implied_gone(d, old->uid)) {
-		g_array_append_val(live, *old);
+		tmsgs_append(live, old);
 		return;
 	}
 	if (msg_leaving(t, ms, old, TRUE, removed)) {
-		msg_find(ms->gone, old->uid, &gpos);
-		g_array_insert_val(ms->gone, gpos, *old);
+		msg_find(&ms->gone, old->uid, &gpos);
+		tmsgs_insert(&ms->gone, gpos, old);
 	}
 }
 
@@ -815,38 +804,58 @@ static void name_object(struct tree *t, struct msgset *ms, const struct tree_msg
 }
 
 /* Locked. The message the delta gives as in: the old one updated, one
-   listed again, or a new one named *name (taken) or named now. FALSE when
-   there is nothing to add (flags of a message no longer held). */
+   listed again, or a new one named as listed, or *name (made in phase 2),
+   or named now. FALSE when there is nothing to add (flags of a message no
+   longer held). */
 static gboolean merged_message(struct tree *t, struct msgset *ms, guint *oi,
-			       const struct tree_msg_info *in, char **name, struct tmsg *m,
+			       const struct tree_msg_info *in, const char *name, struct tmsg *m,
 			       GArray *removed)
 {
 	struct tmsg *old;
 	guint gpos;
 
-	if (*oi < ms->live->len && g_array_index(ms->live, struct tmsg, *oi).uid == in->uid) {
-		*m = g_array_index(ms->live, struct tmsg, (*oi)++);
+	if (*oi < ms->live.len && ms->live.v[*oi].uid == in->uid) {
+		*m = ms->live.v[(*oi)++];
 		if (in->flags && strcmp(m->flags, in->flags) != 0) {
 			g_ref_string_release(m->flags);
 			m->flags = intern_flags(in->flags);
 		}
 	} else if (in->update_only) {
 		return FALSE;
-	} else if ((old = msg_find(ms->gone, in->uid, &gpos)) != NULL) {
+	} else if ((old = msg_find(&ms->gone, in->uid, &gpos)) != NULL) {
 		/* Listed again (a partial listing before?): same inode, same name. */
 		*m = *old;
-		g_array_remove_index(ms->gone, gpos);
+		tmsgs_remove(&ms->gone, gpos);
 	} else {
 		m->uid = in->uid;
 		m->nlookup = 0;
 		m->size = in->size;
 		m->mtime = in->internaldate;
-		/* Known in phase 1 but removed since: name it now. */
-		m->name = *name ? g_steal_pointer(name) : message_name(t, in);
+		if (in->name || name) {
+			m->name = namestore_add(&ms->names, in->name ? in->name : name);
+		} else {
+			/* Known in phase 1 but removed since: name it now. */
+			g_autofree char *made = message_name(t, in);
+
+			m->name = namestore_add(&ms->names, made);
+		}
 		m->flags = intern_flags(in->flags);
 		name_object(t, ms, in, m, removed);
 	}
 	return TRUE;
+}
+
+/* Whether the delta only adds after what ms holds, taking nothing away: a
+   first listing, or the next chunk of one listed as it arrives. */
+static gboolean appends_only(const struct msgset *ms, const struct tree_delta *d,
+			     const struct uidx *order, gsize count)
+{
+	if (ms->live.len == 0)
+		return TRUE;
+	if (count > 0 && order[0].uid <= ms->live.v[ms->live.len - 1].uid)
+		return FALSE;
+	return (guint64)ms->live.v[0].uid >= d->complete_below &&
+	       (!d->vanished || d->vanished->len == 0);
 }
 
 /* Locked. Merge the delta (in UID order) into folder f's current set. */
@@ -855,42 +864,53 @@ static void merge_delta(struct tree *t, struct folder *f, const struct tree_delt
 			GArray *removed)
 {
 	struct msgset *ms = current_msgset(t, f, uidvalidity, removed);
-	/* Sized for the worst case, trimmed after: a 100,000-message folder
-	   keeps no growth slack. */
-	guint reserved = (guint)(count + ms->live->len);
-	GArray *live = g_array_sized_new(FALSE, FALSE, sizeof(struct tmsg), reserved);
+	/* Sized for the worst case, trimmed after: a 1,000,000-message
+	   folder keeps no growth slack. */
+	struct tmsgs live = {0};
 	guint oi = 0;
 
+	if (appends_only(ms, d, order, count)) {
+		/* In place: no second array while the first is copied (at
+		   1,000,000 messages, 46 MB), and a big block grows by
+		   remapping its pages, not copying them. */
+		guint past = G_MAXUINT; /* no old message to match */
+
+		tmsgs_reserve(&ms->live, (guint)(ms->live.len + count));
+		for (gsize i = 0; i < count; i++) {
+			struct tmsg m;
+
+			if (merged_message(t, ms, &past, &d->msgs[order[i].idx],
+					   names ? names[i] : NULL, &m, removed))
+				tmsgs_append(&ms->live, &m);
+		}
+		tmsgs_trim(&ms->live);
+		return;
+	}
+	tmsgs_reserve(&live, (guint)(count + ms->live.len));
 	for (gsize i = 0; i <= count; i++) {
 		const struct tree_msg_info *in = i < count ? &d->msgs[order[i].idx] : NULL;
 		struct tmsg m;
 
 		/* Old messages below this UID: kept unless gone. */
-		while (oi < ms->live->len &&
-		       (!in || g_array_index(ms->live, struct tmsg, oi).uid < in->uid))
-			carry_old(t, d, ms, &g_array_index(ms->live, struct tmsg, oi++), live,
-				  removed);
+		while (oi < ms->live.len && (!in || ms->live.v[oi].uid < in->uid))
+			carry_old(t, d, ms, &ms->live.v[oi++], &live, removed);
 		if (!in)
 			break;
-		if (merged_message(t, ms, &oi, in, &names[i], &m, removed))
-			g_array_append_val(live, m);
+		if (merged_message(t, ms, &oi, in, names ? names[i] : NULL, &m, removed))
+			tmsgs_append(&live, &m);
 	}
-	g_array_unref(ms->live);
-	if (live->len == reserved) {
-		ms->live = live;
-	} else {
-		ms->live = g_array_sized_new(FALSE, FALSE, sizeof(struct tmsg), live->len);
-		g_array_append_vals(ms->live, live->data, live->len);
-		g_array_unref(live);
-	}
+	tmsgs_free(&ms->live);
+	tmsgs_trim(&live);
+	ms->live = live;
+	msgset_compact_names(ms);
 }
 
 int tree_folder_merge(struct tree *t, guint64 ino, guint32 uidvalidity, const struct tree_delta *d,
 		      GArray *removed)
 {
 	g_autofree struct uidx *order = NULL;
-	g_autofree gboolean *known = NULL;
-	char **names;
+	g_autofree guint8 *known = NULL;
+	char **names = NULL;
 	gsize count = 0;
 	struct folder *f;
 	int rc;
@@ -904,7 +924,7 @@ int tree_folder_merge(struct tree *t, guint64 ino, guint32 uidvalidity, const st
 	 * the slugs of the others (RFC 2047, iconv, NFC: the slow part of a
 	 * 100,000-message first listing). Phase 3: merge.
 	 */
-	known = g_new0(gboolean, count ? count : 1);
+	known = g_new0(guint8, count ? count : 1);
 	mfs_mutex_lock(&t->lock);
 	rc = messages_folder(t, ino, &f);
 	if (rc == 0)
@@ -913,17 +933,24 @@ int tree_folder_merge(struct tree *t, guint64 ino, guint32 uidvalidity, const st
 	if (rc < 0)
 		return rc;
 
-	names = g_new0(char *, count ? count : 1);
-	for (gsize i = 0; i < count; i++)
-		if (!known[i] && !d->msgs[order[i].idx].update_only)
-			names[i] = message_name(t, &d->msgs[order[i].idx]);
+	/* A listing that names its messages (a saved one; resync's) needs
+	   none made: no array of names then. */
+	for (gsize i = 0; i < count; i++) {
+		const struct tree_msg_info *in = &d->msgs[order[i].idx];
+
+		if (known[i] || in->update_only || in->name)
+			continue;
+		if (!names)
+			names = g_new0(char *, count);
+		names[i] = message_name(t, in);
+	}
 
 	mfs_mutex_lock(&t->lock);
 	rc = messages_folder(t, ino, &f);
 	if (rc == 0)
 		merge_delta(t, f, d, order, count, names, uidvalidity, removed);
 	mfs_mutex_unlock(&t->lock);
-	for (gsize i = 0; i < count; i++)
+	for (gsize i = 0; names && i < count; i++)
 		g_free(names[i]);
 	g_free(names);
 	return rc;
@@ -952,8 +979,8 @@ int tree_folder_foreach_message(struct tree *t, guint64 ino, guint32 *uidvalidit
 		rc = -ENODATA;
 	if (rc == 0) {
 		*uidvalidity = f->msgs->uidvalidity;
-		for (guint i = 0; i < f->msgs->live->len; i++) {
-			const struct tmsg *m = &g_array_index(f->msgs->live, struct tmsg, i);
+		for (guint i = 0; i < f->msgs->live.len; i++) {
+			const struct tmsg *m = &f->msgs->live.v[i];
 			const struct tree_msg_info mi = { .uid = m->uid,
 							  .size = m->size,
 							  .internaldate = m->mtime,
@@ -990,13 +1017,13 @@ static void fill_folder(const struct folder *f, unsigned want, struct tree_entry
 	out->mbox_attrs = f->attrs;
 	out->list_failed = f->list_failed;
 	if (f->msgs) {
-		GArray *live = f->msgs->live;
+		const struct tmsgs *live = &f->msgs->live;
 
 		out->uidvalidity = f->msgs->uidvalidity;
 		/* The newest arrival: one pass, under the lock (mailfs(1), Attributes). */
 		out->listed = TRUE;
 		for (guint i = 0; i < live->len; i++)
-			out->mtime = MAX(out->mtime, g_array_index(live, struct tmsg, i).mtime);
+			out->mtime = MAX(out->mtime, live->v[i].mtime);
 	}
 	if (want & TREE_WANT_NAME)
 		out->name = g_strdup(f->name);
@@ -1048,7 +1075,7 @@ static struct tmsg *name_msg(struct tree *t, const struct tname *n, struct msgse
 	if (!f || !f->msgs)
 		return NULL;
 	*msp = f->msgs;
-	return msg_find(f->msgs->live, n->uid, NULL);
+	return msg_find(&f->msgs->live, n->uid, NULL);
 }
 
 /* Locked. Object ob as tree_get gives it: its representative, or once it
@@ -1141,7 +1168,8 @@ int tree_lookup(struct tree *t, guint64 parent, const char *name, gboolean ref, 
 		fill_folder(c, want, out);
 		rc = 0;
 	} else if (p->msgs && names_parse_uid(name, &uid) &&
-		   (m = msg_find(p->msgs->live, uid, NULL)) != NULL && strcmp(m->name, name) == 0) {
+		   (m = msg_find(&p->msgs->live, uid, NULL)) != NULL &&
+		   strcmp(m->name, name) == 0) {
 		if (ref)
 			msg_ref(p->msgs, m);
 		fill_msg(t, p->msgs, m, FALSE, want, out);
@@ -1176,9 +1204,10 @@ void tree_forget(struct tree *t, guint64 ino, guint64 n)
 		if (gone && m->nlookup == 0) {
 			guint pos;
 
-			msg_find(ms->gone, m->uid, &pos);
-			tmsg_clear(m);
-			g_array_remove_index(ms->gone, pos);
+			msg_find(&ms->gone, m->uid, &pos);
+			tmsg_clear(ms, m);
+			tmsgs_remove(&ms->gone, pos);
+			msgset_compact_names(ms);
 		}
 		msgset_maybe_free(t, ms);
 	}
@@ -1237,10 +1266,10 @@ int tree_readdir(struct tree *t, guint64 dir, guint64 off, gboolean plus, tree_d
 
 			if (after >= G_MAXUINT32)
 				goto out;
-			msg_find(ms->live, (guint32)after + 1, &i);
+			msg_find(&ms->live, (guint32)after + 1, &i);
 		}
-		for (; i < ms->live->len; i++) {
-			struct tmsg *m = &g_array_index(ms->live, struct tmsg, i);
+		for (; i < ms->live.len; i++) {
+			struct tmsg *m = &ms->live.v[i];
 
 			fill_msg(t, ms, m, FALSE, 0, &e);
 			if (!fn(ud, m->name, &e, OFF_MSG_BASE + m->uid))
@@ -1324,16 +1353,17 @@ int tree_message_remove(struct tree *t, guint64 folder, guint32 uid, GArray *rem
 		goto out;
 	}
 	ms = f->msgs;
-	if (!ms || (m = msg_find(ms->live, uid, &pos)) == NULL) {
+	if (!ms || (m = msg_find(&ms->live, uid, &pos)) == NULL) {
 		rc = -ENOENT;
 		goto out;
 	}
 	copy = *m;
-	g_array_remove_index(ms->live, pos);
+	tmsgs_remove(&ms->live, pos);
 	if (msg_leaving(t, ms, &copy, TRUE, removed)) {
-		msg_find(ms->gone, copy.uid, &gpos);
-		g_array_insert_val(ms->gone, gpos, copy);
+		msg_find(&ms->gone, copy.uid, &gpos);
+		tmsgs_insert(&ms->gone, gpos, &copy);
 	}
+	msgset_compact_names(ms);
 out:
 	mfs_mutex_unlock(&t->lock);
 	return rc;
@@ -1423,7 +1453,7 @@ int tree_folder_message(struct tree *t, guint64 folder, guint32 uid, gboolean re
 
 	mfs_mutex_lock(&t->lock);
 	f = folder_get(t, folder);
-	if (f && f->msgs && (m = msg_find(f->msgs->live, uid, NULL)) != NULL) {
+	if (f && f->msgs && (m = msg_find(&f->msgs->live, uid, NULL)) != NULL) {
 		if (ref)
 			msg_ref(f->msgs, m);
 		fill_msg(t, f->msgs, m, FALSE, want, out);

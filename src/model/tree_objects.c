@@ -5,10 +5,69 @@
 
 #include <string.h>
 
+/*
+ * The live objects by objid: open addressing over slot numbers (4 bytes a
+ * bucket, at most three quarters full), the objid compared in the object. A
+ * GHashTable spends a key, a value and a hash (20 bytes) a bucket, with
+ * twice to four times as many buckets as entries: ~50 bytes an object of a
+ * 1,000,000-message All Mail.
+ */
+#define BUCKET_FREE 0
+#define BUCKET_TOMB G_MAXUINT32 /* an object left: probing goes on past it */
+#define BUCKETS_MIN 16
+
 struct objtab {
-	GHashTable *by_id; /* objid (inside the object) -> struct tobj *, live ones */
-	GPtrArray *slots;  /* [N] = object numbered TREE_OBJECT_BIT | N, or NULL */
+	guint32 *buckets;  /* slot numbers N, BUCKET_FREE or BUCKET_TOMB */
+	guint32 n_buckets; /* a power of two */
+	guint32 n_live;	   /* buckets holding an object */
+	guint32 n_tombs;
+	GPtrArray *slots; /* [N] = object numbered TREE_OBJECT_BIT | N, or NULL */
 };
+
+static struct tobj *slot(const struct objtab *o, guint32 n)
+{
+	return o->slots->pdata[n];
+}
+
+/* The bucket of objid: where it is, or else the first free one its probe
+   meets (*found FALSE). */
+static guint32 bucket_of(const struct objtab *o, const char *objid, gboolean *found)
+{
+	guint32 mask = o->n_buckets - 1, i = g_str_hash(objid) & mask;
+
+	for (;; i = (i + 1) & mask) {
+		guint32 b = o->buckets[i];
+
+		if (b == BUCKET_FREE) {
+			*found = FALSE;
+			return i;
+		}
+		if (b != BUCKET_TOMB && strcmp(slot(o, b)->objid, objid) == 0) {
+			*found = TRUE;
+			return i;
+		}
+	}
+}
+
+/* Room for one more: at three quarters full (live and tombstones), rebuilt
+   without the tombstones, at least twice as big as the live ones. */
+static void buckets_make_room(struct objtab *o)
+{
+	guint32 *old = o->buckets, n_old = o->n_buckets, n = BUCKETS_MIN;
+	gboolean found;
+
+	if ((guint64)(o->n_live + o->n_tombs + 1) * 4 <= (guint64)o->n_buckets * 3)
+		return;
+	while ((guint64)(o->n_live + 1) * 2 > n)
+		n *= 2;
+	o->buckets = g_new0(guint32, n);
+	o->n_buckets = n;
+	o->n_tombs = 0;
+	for (guint32 i = 0; i < n_old; i++)
+		if (old[i] != BUCKET_FREE && old[i] != BUCKET_TOMB)
+			o->buckets[bucket_of(o, slot(o, old[i])->objid, &found)] = old[i];
+	g_free(old);
+}
 
 static void tobj_free(struct tobj *ob)
 {
@@ -26,7 +85,6 @@ struct objtab *objtab_new(void)
 {
 	struct objtab *o = g_new0(struct objtab, 1);
 
-	o->by_id = g_hash_table_new(g_str_hash, g_str_equal);
 	o->slots = g_ptr_array_new();
 	g_ptr_array_add(o->slots, NULL); /* N counts from 1 */
 	return o;
@@ -40,23 +98,30 @@ void objtab_free(struct objtab *o)
 		if (o->slots->pdata[i])
 			tobj_free(o->slots->pdata[i]);
 	g_ptr_array_unref(o->slots);
-	g_hash_table_unref(o->by_id);
+	g_free(o->buckets);
 	g_free(o);
 }
 
 struct tobj *objtab_intern(struct objtab *o, const char *objid)
 {
-	struct tobj *ob = g_hash_table_lookup(o->by_id, objid);
+	struct tobj *ob;
+	gboolean found;
+	guint32 b;
 	size_t len;
 
-	if (ob)
-		return ob;
+	buckets_make_room(o);
+	b = bucket_of(o, objid, &found);
+	if (found)
+		return slot(o, o->buckets[b]);
+	/* Slot numbers stay below BUCKET_TOMB: 4 billion objects first. */
+	g_assert(o->slots->len < BUCKET_TOMB);
 	len = strlen(objid);
 	ob = g_malloc0(sizeof(*ob) + len + 1);
 	memcpy(ob->objid, objid, len + 1);
 	ob->ino = TREE_OBJECT_BIT | o->slots->len;
+	o->buckets[b] = o->slots->len;
+	o->n_live++;
 	g_ptr_array_add(o->slots, ob);
-	g_hash_table_insert(o->by_id, ob->objid, ob);
 	return ob;
 }
 
@@ -133,8 +198,14 @@ gboolean objtab_drop_name(struct objtab *o, struct tobj *ob, guint64 folder, gui
 	if (ob->n_names == 0) {
 		g_clear_pointer(&ob->more, g_free);
 		ob->cap_more = 0;
-		if (g_hash_table_lookup(o->by_id, ob->objid) == ob)
-			g_hash_table_remove(o->by_id, ob->objid);
+		gboolean found;
+		guint32 b = o->n_buckets ? bucket_of(o, ob->objid, &found) : 0;
+
+		if (o->n_buckets && found && slot(o, o->buckets[b]) == ob) {
+			o->buckets[b] = BUCKET_TOMB;
+			o->n_live--;
+			o->n_tombs++;
+		}
 	}
 	return TRUE;
 }
