@@ -273,8 +273,21 @@ int account_resync_and_apply(struct imap_account *a, struct folder_state *f, gui
 	return rc;
 }
 
+/* Locked (f->lock). Whether folder ino's listing is the mailbox in the
+   state `seen` describes: same UIDVALIDITY, UIDNEXT, message count and a
+   HIGHESTMODSEQ (without one, flags may have changed unseen). */
+static gboolean listing_is(struct imap_account *a, struct folder_state *f, guint64 ino,
+			   const struct imap_select_info *seen)
+{
+	return f->uidvalidity && f->uidvalidity == seen->uidvalidity && f->highestmodseq &&
+	       f->highestmodseq == seen->highestmodseq && f->uidnext == seen->uidnext &&
+	       listing_count(a, ino) == seen->exists;
+}
+
+/* seen: what push saw of the mailbox when it began to watch it (watch.h);
+   a listing in that state is fresh from then on. */
 static int refresh_folder_once(struct imap_account *a, struct lease *l, guint64 ino,
-			       gboolean force)
+			       gboolean force, const struct imap_select_info *seen)
 {
 	struct folder_state *f = account_folder(a, ino);
 	struct tree_entry e = { 0 };
@@ -285,6 +298,11 @@ static int refresh_folder_once(struct imap_account *a, struct lease *l, guint64 
 	int rc;
 
 	mfs_mutex_lock(&f->lock);
+	if (seen && listing_is(a, f, ino, seen)) {
+		f->fetched_at = account_now();
+		mfs_mutex_unlock(&f->lock);
+		return 0;
+	}
 	if (!force && f->fetched_at &&
 	    account_now() - f->fetched_at < (gint64)a->opts->refresh * G_USEC_PER_SEC) {
 		mfs_mutex_unlock(&f->lock);
@@ -312,18 +330,24 @@ static int refresh_folder_once(struct imap_account *a, struct lease *l, guint64 
 	return rc;
 }
 
-int imap_account_refresh_folder(struct imap_account *a, struct lease *l, guint64 ino,
-				gboolean force)
+static int refresh_folder(struct imap_account *a, struct lease *l, guint64 ino, gboolean force,
+			  const struct imap_select_info *seen)
 {
 	gint64 start = account_now();
-	int rc = refresh_folder_once(a, l, ino, force);
+	int rc = refresh_folder_once(a, l, ino, force, seen);
 
 	/* A connection the server dropped while it sat idle fails its first
 	   command at once: once more, on a new one. A failure that took half
 	   the timeout is a server not answering: no second wait. */
 	if (rc == -EIO && account_now() - start < (gint64)a->opts->timeout * G_USEC_PER_SEC / 2)
-		rc = refresh_folder_once(a, l, ino, force);
+		rc = refresh_folder_once(a, l, ino, force, NULL);
 	return rc;
+}
+
+int imap_account_refresh_folder(struct imap_account *a, struct lease *l, guint64 ino,
+				gboolean force)
+{
+	return refresh_folder(a, l, ino, force, NULL);
 }
 
 int imap_account_refresh_dir(struct imap_account *a, struct lease *l, guint64 ino)
@@ -402,7 +426,7 @@ static void mark_all_stale(struct imap_account *a)
  * once, so that `ls` and inotify watchers see it; others are listed when
  * first looked at anyway.
  */
-void account_mailbox_changed(void *ud, const char *wire)
+void account_mailbox_changed(void *ud, const char *wire, const struct imap_select_info *watched)
 {
 	struct imap_account *a = ud;
 	struct lease l;
@@ -440,6 +464,9 @@ void account_mailbox_changed(void *ud, const char *wire)
 			return;
 	}
 	lease_init(&l, a->pool);
-	imap_account_refresh_folder(a, &l, ino, TRUE);
+	/* After a connect, INBOX listed in the very state push began from
+	   (a mount that just listed it, with nothing changed since) is not
+	   listed again: push covers it from there. */
+	refresh_folder(a, &l, ino, TRUE, watched);
 	lease_clear(&l);
 }

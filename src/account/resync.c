@@ -39,8 +39,10 @@ struct collect {
 	char items[128];
 };
 
-/* "Subject: a\r\n b\r\n\r\n" -> "a\r\n b": the raw value, for the slug rule. */
-static const char *subject_value(GStringChunk *chunk, const char *s, size_t len)
+/* "Subject: a\r\n b\r\n\r\n" -> "a\r\n b": the raw value, for the slug rule
+   (a copy, freed by the caller: only the name made from it is kept, so a
+   million-message listing does not hold a million subjects). */
+static char *subject_value(const char *s, size_t len)
 {
 	const char *colon, *end;
 
@@ -52,7 +54,7 @@ static const char *subject_value(GStringChunk *chunk, const char *s, size_t len)
 	end = s + len;
 	while (end > colon + 1 && (end[-1] == '\r' || end[-1] == '\n'))
 		end--;
-	return g_string_chunk_insert_len(chunk, colon + 1, end - (colon + 1));
+	return g_strndup(colon + 1, end - (colon + 1));
 }
 
 static void take_vanished(struct collect *c, const struct imap_response *r)
@@ -96,12 +98,6 @@ static void take_fetch(struct collect *c, const struct imap_response *r)
 		v = imap_fetch_item(r, "INTERNALDATE");
 		if (!v || !imap_parse_internaldate(imap_value_str(v), &m.internaldate))
 			m.internaldate = 0;
-		v = imap_fetch_item(r, "BODY[HEADER.FIELDS (SUBJECT)]");
-		if (v && v->type == IMAP_V_STREAMED && c->hdr.active)
-			m.subject = subject_value(c->out->strings, (const char *)c->hdr.buf->data,
-						  c->hdr.buf->len);
-		else if (v && imap_value_str(v))
-			m.subject = subject_value(c->out->strings, v->str, v->len);
 		if (c->objid_item) {
 			char id[IMAP_OBJID_MAX];
 
@@ -109,9 +105,19 @@ static void take_fetch(struct collect *c, const struct imap_response *r)
 				m.objid = g_string_chunk_insert(c->out->strings, id);
 		}
 		if (c->name_new) {
-			g_autofree char *slug = names_subject_slug(m.subject);
-			g_autofree char *name = names_message_name(m.uid, slug);
+			/* The Subject is fetched only for the name. */
+			g_autofree char *subject = NULL;
+			g_autofree char *slug = NULL;
+			g_autofree char *name = NULL;
 
+			v = imap_fetch_item(r, "BODY[HEADER.FIELDS (SUBJECT)]");
+			if (v && v->type == IMAP_V_STREAMED && c->hdr.active)
+				subject = subject_value((const char *)c->hdr.buf->data,
+							c->hdr.buf->len);
+			else if (v && imap_value_str(v))
+				subject = subject_value(v->str, v->len);
+			slug = names_subject_slug(subject);
+			name = names_message_name(m.uid, slug);
 			m.name = g_string_chunk_insert(c->out->strings, name);
 		}
 		c->new_count++;

@@ -64,7 +64,8 @@ struct resync_result {
 /*
  * Select wire (EXAMINE when readonly) on s and compute what changed since
  * known. want_subject: fetch the Subject of new messages (the default names
- * need it) and give them their names (tree_msg_info.name). want_objids:
+ * need it) and give them their names (tree_msg_info.name; the subject itself
+ * is not kept: tree_msg_info.subject stays NULL). want_objids:
  * ask for new messages' object ids where the session offers them (above)
  * and fill tree_msg_info.objid (protocol/imap_objid.h; NULL when the server
  * gave none, or none was asked). 0 or a negative errno as imap_run gives

@@ -11,7 +11,7 @@ struct watch {
 	char *mailbox;
 	int renew_s;
 	int poll_s;
-	void (*changed)(void *ud, const char *mailbox);
+	void (*changed)(void *ud, const char *mailbox, const struct imap_select_info *watched);
 	gboolean (*timed_out)(void *ud, const GError *err);
 	void *ud;
 
@@ -78,7 +78,7 @@ static void on_event(void *ud, const struct imap_response *r)
  * asked for new and expunged mail. FALSE: push stays with the watched
  * mailbox.
  */
-static gboolean set_notify(struct imap_session *s)
+static gboolean set_notify(struct imap_session *s, const struct imap_handler *h)
 {
 	static const char *const forms[] = {
 		"NOTIFY SET (selected (MessageNew MessageExpunge FlagChange)) "
@@ -91,7 +91,7 @@ static gboolean set_notify(struct imap_session *s)
 		return FALSE;
 	for (size_t i = 0; i < G_N_ELEMENTS(forms); i++) {
 		GError *err = NULL;
-		int rc = imap_run(s, NULL, NULL, &err, "%s", forms[i]);
+		int rc = imap_run(s, h, NULL, &err, "%s", forms[i]);
 
 		if (rc == 0)
 			return TRUE;
@@ -125,9 +125,9 @@ static void report(struct watch *w, struct events *ev)
 {
 	for (guint i = 0; i < ev->others->len && !stopping(w); i++)
 		if (strcmp(ev->others->pdata[i], w->mailbox) != 0)
-			w->changed(w->ud, ev->others->pdata[i]);
+			w->changed(w->ud, ev->others->pdata[i], NULL);
 	if (ev->selected && !stopping(w))
-		w->changed(w->ud, w->mailbox);
+		w->changed(w->ud, w->mailbox, NULL);
 	g_ptr_array_set_size(ev->others, 0);
 	ev->selected = FALSE;
 }
@@ -140,18 +140,24 @@ static void watch_session(struct watch *w, struct imap_session *s)
 	GError *err = NULL;
 	gboolean notify;
 
-	if (imap_select(s, w->mailbox, TRUE, NULL, &err) < 0) {
+	struct imap_select_info watched;
+
+	if (imap_select(s, w->mailbox, TRUE, &watched, &err) < 0) {
 		log_failure(w, err, "", err ? err->message : "EXAMINE failed");
 		g_clear_error(&err);
 		goto out;
 	}
-	notify = imap_session_has(s, IMAP_CAP_IDLE) && set_notify(s);
+	notify = imap_session_has(s, IMAP_CAP_IDLE) && set_notify(s, &h);
 	mfs_mutex_lock(&w->lock);
 	w->notify = notify;
 	mfs_mutex_unlock(&w->lock);
 	/* Whatever happened while no one watched, anywhere: before the first
-	   connection too, for what was listed while it was being made. */
-	w->changed(w->ud, NULL);
+	   connection too, for what was listed while it was being made. What
+	   the EXAMINE said covers the watched mailbox only while nothing in it
+	   changed before the IDLE (the NOTIFY SET's answers would say). */
+	w->changed(w->ud, NULL, ev.selected ? NULL : &watched);
+	ev.selected = FALSE;
+	g_ptr_array_set_size(ev.others, 0);
 	while (!stopping(w)) {
 		int rc;
 
@@ -160,7 +166,7 @@ static void watch_session(struct watch *w, struct imap_session *s)
 				goto out;
 			rc = imap_run(s, NULL, NULL, &err, "NOOP");
 			if (rc == 0)
-				w->changed(w->ud, w->mailbox);
+				w->changed(w->ud, w->mailbox, NULL);
 		} else {
 			rc = imap_idle(s, w->renew_s, &h, &err);
 			if (rc > 0)
@@ -230,7 +236,9 @@ static gpointer run(gpointer data)
 }
 
 struct watch *watch_start(const struct imap_session_opts *opts, const char *mailbox, int renew_s,
-			  int poll_s, void (*changed)(void *ud, const char *mailbox),
+			  int poll_s,
+			  void (*changed)(void *ud, const char *mailbox,
+					  const struct imap_select_info *watched),
 			  gboolean (*timed_out)(void *ud, const GError *err), void *ud)
 {
 	struct watch *w = g_new0(struct watch, 1);

@@ -15,7 +15,12 @@
  * it calls `changed` for the watched mailbox every `poll_s` seconds
  * instead. A lost connection is made again with backoff (1 s doubling to
  * 60 s); after each connect `changed` runs with NULL: anything, anywhere,
- * may have happened while no one watched.
+ * may have happened while no one watched. `watched` is then what the
+ * EXAMINE of the watched mailbox said (UIDVALIDITY, UIDNEXT, EXISTS,
+ * HIGHESTMODSEQ), when nothing in it changed between that EXAMINE and the
+ * IDLE (else NULL, and NULL in every other call): from that state on, push
+ * reports every change there, so a listing of it in that same state needs
+ * no new look.
  *
  * Threads: watch_start/watch_stop from one thread; watch_stop aborts the
  * connection at once and joins.
@@ -36,7 +41,9 @@ struct watch;
  * watch logs its warning), FALSE when it was known (a debug line).
  */
 struct watch *watch_start(const struct imap_session_opts *opts, const char *mailbox, int renew_s,
-			  int poll_s, void (*changed)(void *ud, const char *mailbox),
+			  int poll_s,
+			  void (*changed)(void *ud, const char *mailbox,
+					  const struct imap_select_info *watched),
 			  gboolean (*timed_out)(void *ud, const GError *err), void *ud);
 /* Whether the current connection has NOTIFY set up (every folder is pushed). */
 gboolean watch_covers_all(struct watch *w);

@@ -9,6 +9,7 @@ import errno
 import os
 import re
 import select
+import shutil
 import signal
 import struct
 import subprocess
@@ -400,3 +401,50 @@ def test_rsync_through_a_link_that_keeps_breaking(mailfs_bin, private_dovecot, w
         if m.proc.poll() is None:
             m.kill()
         proxy.stop()
+
+
+def test_push_back_lists_inbox_again_only_when_it_changed(mailfs_bin, private_dovecot, workdir):
+    """Each time push connects, INBOX is listed again unless push's EXAMINE
+    finds it in the state it was listed in (UIDVALIDITY, UIDNEXT, EXISTS,
+    HIGHESTMODSEQ): a mount's first listing is not made twice, and mail that
+    came while push was away still shows, with refresh too high to explain it."""
+    m = private_mount(mailfs_bin, private_dovecot, workdir, "repush", refresh=3600, log="imap")
+    inbox = os.path.join(m.mountpoint, "INBOX")
+
+    def idles():
+        return len(re.findall(r" C: \S+ IDLE$", m.stderr(), re.M))
+
+    def counters():
+        out = os.getxattr(m.mountpoint, "user.mailfs.status").decode()
+        st = dict(line.split(": ", 1) for line in out.splitlines() if ": " in line)
+        return int(st["listings_full"]), int(st["listings_resynced"])
+
+    try:
+        names = set(os.listdir(inbox))
+        wait_for(lambda: idles() >= 1, timeout=60, what="push to IDLE")
+        listed = counters()
+        private_dovecot.restart()
+        wait_for(lambda: idles() >= 2, timeout=60, what="push to IDLE again")
+        assert counters() == listed, "an unchanged INBOX was listed again"
+        assert set(os.listdir(inbox)) == names
+
+        private_dovecot.stop()
+        new = os.path.join(private_dovecot.base, "mail", "alice", "new", "1.repush.mailfs")
+        with open(new, "wb") as f:
+            f.write(b"From: a@example.org\nSubject: while push was away\n\nHi.\n")
+        shutil.chown(new, "dovecot", "dovecot")
+        private_dovecot.start()
+        wait_for(lambda: idles() >= 3, timeout=60, what="push to IDLE a third time")
+        assert counters()[1] == listed[1] + 1
+        added = set(os.listdir(inbox)) - names
+        assert len(added) == 1 and "while_push_was_away" in added.pop(), added
+        m.unmount(allowed=OFFLINE)
+    finally:
+        if m.proc.poll() is None:
+            m.kill()
+        with private_dovecot.imaps("alice") as c:  # the module's corpus as it was
+            c.select("INBOX")
+            typ, data = c.uid("SEARCH", "SUBJECT", '"while push was away"')
+            for uid in data[0].split():
+                c.uid("STORE", uid, "+FLAGS.SILENT", "(\\Deleted)")
+            c.expunge()
