@@ -125,6 +125,7 @@ void pop3_account_free(struct pop3_account *a)
 		pop3_session_free(a->sess);
 	}
 	spool_state_free(a->state);
+	g_clear_pointer(&a->name_order, g_ptr_array_unref);
 	g_hash_table_destroy(a->by_name);
 	g_hash_table_destroy(a->by_uidl);
 	g_hash_table_destroy(a->by_ino);

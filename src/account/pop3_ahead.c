@@ -22,6 +22,24 @@ static gint cmp_name(gconstpointer a, gconstpointer b)
 	return strcmp(x->name, y->name);
 }
 
+/* Index in a->name_order of the first message whose name is after name
+   (lock held; name_order sorted). */
+static guint first_after(const struct pop3_account *a, const char *name)
+{
+	guint lo = 0, hi = a->name_order->len;
+
+	while (lo < hi) {
+		guint mid = lo + (hi - lo) / 2;
+		const struct msg *o = a->name_order->pdata[mid];
+
+		if (strcmp(o->name, name) <= 0)
+			lo = mid + 1;
+		else
+			hi = mid;
+	}
+	return lo;
+}
+
 /*
  * Note an open of m (listed, lock held) in the reader's pattern: TRUE
  * when it is the second or later of opens in a row each of the next listed
@@ -32,16 +50,27 @@ static gint cmp_name(gconstpointer a, gconstpointer b)
 gboolean p3_note_open(struct pop3_account *a, const struct msg *m)
 {
 	gboolean next = a->last_open && strcmp(a->last_open, m->name) < 0;
-	GHashTableIter it;
-	gpointer v;
 
-	if (next) {
-		g_hash_table_iter_init(&it, a->by_name);
-		while (next && g_hash_table_iter_next(&it, NULL, &v)) {
-			const struct msg *o = v;
+	if (next && !a->name_order) {
+		GHashTableIter it;
+		gpointer v;
 
-			next = !(strcmp(o->name, a->last_open) > 0 && strcmp(o->name, m->name) < 0);
-		}
+		a->name_order = g_ptr_array_sized_new(g_hash_table_size(a->by_ino));
+		g_hash_table_iter_init(&it, a->by_ino);
+		while (g_hash_table_iter_next(&it, NULL, &v))
+			g_ptr_array_add(a->name_order, v);
+		g_ptr_array_sort(a->name_order, cmp_name);
+	}
+	/* No listed name between the last one opened and m's. A walker took
+	   the ones before: the scan starts after the last one opened and
+	   stops at m, so it looks at no more than the names in between. */
+	for (guint i = next ? first_after(a, a->last_open) : 0;
+	     next && i < a->name_order->len; i++) {
+		const struct msg *o = a->name_order->pdata[i];
+
+		if (strcmp(o->name, m->name) >= 0)
+			break;
+		next = !g_hash_table_contains(a->by_name, o->name);
 	}
 	a->streak = next ? a->streak + 1 : 1;
 	g_free(a->last_open);

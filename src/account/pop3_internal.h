@@ -121,6 +121,11 @@ struct pop3_account {
 	guint64 ahead_count;  /* guarded by lock; messages downloaded ahead of a reader */
 	char *last_open;      /* guarded by lock; name of the message opened last */
 	guint streak;         /* guarded by lock; opens in a row, each the next listed name */
+	/* guarded by lock: every message made so far (listed or not), in name
+	   order, for p3_note_open(); NULL once a message is made, sorted again
+	   at the next open. Scanning the listing at every open cost a walk of
+	   N messages O(N^2) name comparisons. */
+	GPtrArray *name_order;
 	GPtrArray *takes;     /* guarded by lock; struct msg *: archived, for the taker */
 	guint committing;     /* guarded by lock; messages the taker is committing now */
 	mfs_cond take_cond;   /* with lock: takes has work, or take_stop */
