@@ -384,6 +384,13 @@ static int open_msg(struct pop3_account *a, struct msg *m, GError **err)
 		goto out;
 	}
 	walking = p3_note_open(a, m) && a->opts->prefetch > 0;
+	/* Caught up with the read-ahead thread's batch in flight: m comes
+	   with its next one (which walking then keeps going, below). */
+	if (m->fd < 0 && walking && !a->down && p3_ahead_wait(a, m) &&
+	    (m->taken || m->taking || m->gone)) {
+		/* Taken by another reader meanwhile: as above. */
+		goto out;
+	}
 	if (m->fd >= 0 && walking) {
 		/* Read ahead already: no session needed, and the read-ahead
 		   thread keeps the lead. */

@@ -416,6 +416,29 @@ int p3_download_ahead(struct pop3_account *a, struct msg *m, GError **err)
 }
 
 /*
+ * m, opened by a reader walking the spool, is neither downloaded nor in a
+ * batch, and the read-ahead thread holds the session for a run of batches
+ * (lock held): waiting for the session would wait for that whole run
+ * (the lead it keeps past the last message opened, tens of MiB), although
+ * the reader is only ahead of the batch in flight. Instead the thread
+ * reads ahead from m with its next batch, m first, and the reader waits
+ * for m alone. TRUE once m is downloaded; FALSE when the thread's next
+ * batch did not bring it (another reader moved it elsewhere, m failed)
+ * or its run ended: the caller downloads m itself.
+ */
+gboolean p3_ahead_wait(struct pop3_account *a, struct msg *m)
+{
+	guint64 round = a->ahead_round;
+
+	if (!a->ahead_busy)
+		return FALSE;
+	a->ahead_from = m;
+	while (m->fd < 0 && (m->fetching || (a->ahead_busy && a->ahead_round == round)))
+		mfs_cond_wait(&a->fetch_cond, &a->lock);
+	return m->fd >= 0;
+}
+
+/*
  * The read-ahead thread: while a reader walks through messages read ahead,
  * keep up to AHEAD_LEAD_BYTES downloaded past the one it opened, so that it
  * never waits for a batch. Only on a live session: no login for this.
@@ -437,6 +460,9 @@ gpointer p3_ahead_thread(gpointer ud)
 		a->ahead_from = NULL;
 		mfs_mutex_unlock(&a->lock);
 		mfs_mutex_lock(&a->sess_lock);
+		mfs_mutex_lock(&a->lock);
+		a->ahead_busy = TRUE;
+		mfs_mutex_unlock(&a->lock);
 		/* Batch after batch until the lead is kept, or the reader stops. */
 		while (a->sess && pop3_session_alive(a->sess)) {
 			mfs_mutex_lock(&a->lock);
@@ -448,6 +474,9 @@ gpointer p3_ahead_thread(gpointer ud)
 					NULL :
 					ahead_batch(a, from, AHEAD_LEAD_BYTES, AHEAD_LEAD_BYTES / 2,
 						    AHEAD_LEAD_BATCH_MAX);
+			/* A reader waiting in p3_ahead_wait() looks again. */
+			a->ahead_round++;
+			mfs_cond_broadcast(&a->fetch_cond);
 			mfs_mutex_unlock(&a->lock);
 			if (!batch)
 				break;
@@ -455,6 +484,10 @@ gpointer p3_ahead_thread(gpointer ud)
 			retr_batch(a, batch, NULL);
 			g_clear_pointer(&batch, g_ptr_array_unref);
 		}
+		mfs_mutex_lock(&a->lock);
+		a->ahead_busy = FALSE;
+		mfs_cond_broadcast(&a->fetch_cond);
+		mfs_mutex_unlock(&a->lock);
 		mfs_mutex_unlock(&a->sess_lock);
 		mfs_mutex_lock(&a->lock);
 	}

@@ -134,6 +134,11 @@ struct pop3_account {
 	mfs_cond ahead_cond;  /* with lock: ahead_from set, or ahead_stop */
 	mfs_cond fetch_cond;  /* with lock: a message's fetching went FALSE */
 	gboolean ahead_stop;  /* guarded by lock */
+	/* guarded by lock: the read-ahead thread holds the session for a run
+	   of batches; ahead_round counts the batches it chose (fetch_cond is
+	   broadcast at each, and when the run ends) */
+	gboolean ahead_busy;
+	guint64 ahead_round;
 
 	mfs_mutex state_lock;
 	struct spool_state *state; /* guarded by state_lock */
@@ -192,6 +197,7 @@ void p3_install(struct pop3_account *a, struct msg *m, int fd, char *final, guin
 gpointer p3_ahead_thread(gpointer ud); /* takes lock, then sess_lock with lock released */
 void p3_ahead_sync(gpointer data, gpointer ud); /* a syncer job, no lock */
 gboolean p3_note_open(struct pop3_account *a, const struct msg *m); /* lock held */
+gboolean p3_ahead_wait(struct pop3_account *a, struct msg *m); /* lock held */
 int p3_download_ahead(struct pop3_account *a, struct msg *m, GError **err); /* sess_lock held */
 
 /* pop3_take.c */
