@@ -416,6 +416,33 @@ int p3_download_ahead(struct pop3_account *a, struct msg *m, GError **err)
 }
 
 /*
+ * The DELEs the taker handed over (dele_via_ahead in pop3_take.c), sent
+ * between two batches (sess_lock held). last: the run of batches ends, so
+ * the taker sends its own from now on (ahead_busy cleared in the same
+ * critical section as the queue is taken: none is left behind).
+ */
+static void send_deles(struct pop3_account *a, gboolean last)
+{
+	GPtrArray *deles = NULL;
+
+	mfs_mutex_lock(&a->lock);
+	if (a->ahead_deles->len) {
+		deles = a->ahead_deles;
+		a->ahead_deles = g_ptr_array_new();
+	}
+	if (last) {
+		a->ahead_busy = FALSE;
+		mfs_cond_broadcast(&a->fetch_cond);
+	}
+	mfs_mutex_unlock(&a->lock);
+	if (!deles)
+		return;
+	p3_dele_taken(a, deles);
+	p3_crash_point(a, "after-dele");
+	g_ptr_array_unref(deles);
+}
+
+/*
  * m, opened by a reader walking the spool, is neither downloaded nor in a
  * batch, and the read-ahead thread holds the session for a run of batches
  * (lock held): waiting for the session would wait for that whole run
@@ -478,16 +505,15 @@ gpointer p3_ahead_thread(gpointer ud)
 			a->ahead_round++;
 			mfs_cond_broadcast(&a->fetch_cond);
 			mfs_mutex_unlock(&a->lock);
+			send_deles(a, FALSE);
 			if (!batch)
 				break;
 			a->last_use = p3_now_us();
 			retr_batch(a, batch, NULL);
 			g_clear_pointer(&batch, g_ptr_array_unref);
 		}
-		mfs_mutex_lock(&a->lock);
-		a->ahead_busy = FALSE;
-		mfs_cond_broadcast(&a->fetch_cond);
-		mfs_mutex_unlock(&a->lock);
+		/* The taker DELEs itself from now on. */
+		send_deles(a, TRUE);
 		mfs_mutex_unlock(&a->sess_lock);
 		mfs_mutex_lock(&a->lock);
 	}

@@ -139,6 +139,10 @@ struct pop3_account {
 	   broadcast at each, and when the run ends) */
 	gboolean ahead_busy;
 	guint64 ahead_round;
+	/* guarded by lock; struct msg *: takes committed (archived durably and
+	   recorded) whose DELE the read-ahead thread sends between its
+	   batches, as it holds the session (p3_dele_via_ahead) */
+	GPtrArray *ahead_deles;
 
 	mfs_mutex state_lock;
 	struct spool_state *state; /* guarded by state_lock */
@@ -202,6 +206,8 @@ int p3_download_ahead(struct pop3_account *a, struct msg *m, GError **err); /* s
 
 /* pop3_take.c */
 gpointer p3_taker_thread(gpointer ud); /* takes lock; sess_lock and state_lock with lock released */
+/* sess_lock held: DELE of committed takes, on the open session or the next. */
+void p3_dele_taken(struct pop3_account *a, GPtrArray *batch);
 /* No lock held. */
 int p3_take(struct pop3_account *a, struct msg *m, gboolean tell_kernel, GError **err);
 
