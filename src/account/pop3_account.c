@@ -88,6 +88,7 @@ struct pop3_account *pop3_account_new(const struct mfs_options *opts,
 	   each other. */
 	a->syncers = workers_new("pop3-sync", 2, p3_ahead_sync, NULL, NULL);
 	a->takes = g_ptr_array_new();
+	a->ahead_deles = g_ptr_array_new();
 	a->by_ino = g_hash_table_new_full(g_int64_hash, g_int64_equal, NULL, msg_free);
 	a->files = g_hash_table_new_full(g_direct_hash, g_direct_equal, g_free, NULL);
 	a->by_uidl = g_hash_table_new(g_str_hash, g_str_equal);
@@ -125,6 +126,7 @@ void pop3_account_free(struct pop3_account *a)
 		pop3_session_free(a->sess);
 	}
 	spool_state_free(a->state);
+	g_clear_pointer(&a->name_order, g_ptr_array_unref);
 	g_hash_table_destroy(a->by_name);
 	g_hash_table_destroy(a->by_uidl);
 	g_hash_table_destroy(a->by_ino);
@@ -138,6 +140,7 @@ void pop3_account_free(struct pop3_account *a)
 	g_free(a->down_reason);
 	g_free(a->last_open);
 	g_ptr_array_free(a->takes, TRUE);
+	g_ptr_array_free(a->ahead_deles, TRUE);
 	workers_free(a->syncers, TRUE);
 	mfs_mutex_clear(&a->lock);
 	mfs_mutex_clear(&a->sess_lock);
@@ -238,7 +241,7 @@ char *pop3_account_status(struct pop3_account *a)
 	g_string_append_printf(s, "messages_waiting: %u\n", g_hash_table_size(a->by_name));
 	g_string_append_printf(s, "messages_taken: %" G_GUINT64_FORMAT "\n", a->taken_count);
 	g_string_append_printf(s, "bytes_taken: %" G_GUINT64_FORMAT "\n", a->taken_bytes);
-	g_string_append_printf(s, "takes_uncommitted: %u\n", a->takes->len + a->committing);
+	g_string_append_printf(s, "takes_uncommitted: %u\n", a->takes->len + a->committing + a->ahead_deles->len);
 	g_string_append_printf(s, "messages_retrieved: %" G_GUINT64_FORMAT "\n", a->retrieved);
 	g_string_append_printf(s, "bytes_retrieved: %" G_GUINT64_FORMAT "\n",
 			       a->retrieved_bytes);
@@ -383,6 +386,13 @@ static int open_msg(struct pop3_account *a, struct msg *m, GError **err)
 		goto out;
 	}
 	walking = p3_note_open(a, m) && a->opts->prefetch > 0;
+	/* Caught up with the read-ahead thread's batch in flight: m comes
+	   with its next one (which walking then keeps going, below). */
+	if (m->fd < 0 && walking && !a->down && p3_ahead_wait(a, m) &&
+	    (m->taken || m->taking || m->gone)) {
+		/* Taken by another reader meanwhile: as above. */
+		goto out;
+	}
 	if (m->fd >= 0 && walking) {
 		/* Read ahead already: no session needed, and the read-ahead
 		   thread keeps the lead. */

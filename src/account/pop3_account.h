@@ -46,7 +46,8 @@
  * UIDL in the state file, (3) DELE (unless pop3_keep). The closing
  * request writes (1); the taker thread makes it durable (one syncfs of
  * the archive's file system: bytes and names of the whole batch) and
- * does (2) and (3) for a batch of takes. A failure of (1) or (2) takes nothing and is
+ * does (2) and (3) for a batch of takes ((3) by the read-ahead thread,
+ * between two of its batches, while that one holds the session). A failure of (1) or (2) takes nothing and is
  * the error of close()/unlink(). An empty download is never taken.
  *
  * MAILFS_CRASH_AT=after-retr|after-archive|after-state|after-dele|
@@ -57,7 +58,8 @@
  *
  * THREADS. pop3_account_attach() starts three: pop3-poll (session idle
  * QUIT, polls, retries, the last QUIT), pop3-take (commits takes) and
- * pop3-ahead (keeps a walking reader's lead), plus the two pop3-sync
+ * pop3-ahead (keeps a walking reader's lead; sends the taker's DELEs
+ * while it holds the session), plus the two pop3-sync
  * workers that write read-ahead files. pop3_account_detach() stops them in
  * the order ahead, take, poll, so a take's DELEs go out before the last
  * QUIT. Every other function may be called from any thread, concurrently.

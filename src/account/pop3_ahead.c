@@ -22,6 +22,24 @@ static gint cmp_name(gconstpointer a, gconstpointer b)
 	return strcmp(x->name, y->name);
 }
 
+/* Index in a->name_order of the first message whose name is after name
+   (lock held; name_order sorted). */
+static guint first_after(const struct pop3_account *a, const char *name)
+{
+	guint lo = 0, hi = a->name_order->len;
+
+	while (lo < hi) {
+		guint mid = lo + (hi - lo) / 2;
+		const struct msg *o = a->name_order->pdata[mid];
+
+		if (strcmp(o->name, name) <= 0)
+			lo = mid + 1;
+		else
+			hi = mid;
+	}
+	return lo;
+}
+
 /*
  * Note an open of m (listed, lock held) in the reader's pattern: TRUE
  * when it is the second or later of opens in a row each of the next listed
@@ -32,16 +50,27 @@ static gint cmp_name(gconstpointer a, gconstpointer b)
 gboolean p3_note_open(struct pop3_account *a, const struct msg *m)
 {
 	gboolean next = a->last_open && strcmp(a->last_open, m->name) < 0;
-	GHashTableIter it;
-	gpointer v;
 
-	if (next) {
-		g_hash_table_iter_init(&it, a->by_name);
-		while (next && g_hash_table_iter_next(&it, NULL, &v)) {
-			const struct msg *o = v;
+	if (next && !a->name_order) {
+		GHashTableIter it;
+		gpointer v;
 
-			next = !(strcmp(o->name, a->last_open) > 0 && strcmp(o->name, m->name) < 0);
-		}
+		a->name_order = g_ptr_array_sized_new(g_hash_table_size(a->by_ino));
+		g_hash_table_iter_init(&it, a->by_ino);
+		while (g_hash_table_iter_next(&it, NULL, &v))
+			g_ptr_array_add(a->name_order, v);
+		g_ptr_array_sort(a->name_order, cmp_name);
+	}
+	/* No listed name between the last one opened and m's. A walker took
+	   the ones before: the scan starts after the last one opened and
+	   stops at m, so it looks at no more than the names in between. */
+	for (guint i = next ? first_after(a, a->last_open) : 0;
+	     next && i < a->name_order->len; i++) {
+		const struct msg *o = a->name_order->pdata[i];
+
+		if (strcmp(o->name, m->name) >= 0)
+			break;
+		next = !g_hash_table_contains(a->by_name, o->name);
 	}
 	a->streak = next ? a->streak + 1 : 1;
 	g_free(a->last_open);
@@ -387,6 +416,56 @@ int p3_download_ahead(struct pop3_account *a, struct msg *m, GError **err)
 }
 
 /*
+ * The DELEs the taker handed over (dele_via_ahead in pop3_take.c), sent
+ * between two batches (sess_lock held). last: the run of batches ends, so
+ * the taker sends its own from now on (ahead_busy cleared in the same
+ * critical section as the queue is taken: none is left behind).
+ */
+static void send_deles(struct pop3_account *a, gboolean last)
+{
+	GPtrArray *deles = NULL;
+
+	mfs_mutex_lock(&a->lock);
+	if (a->ahead_deles->len) {
+		deles = a->ahead_deles;
+		a->ahead_deles = g_ptr_array_new();
+	}
+	if (last) {
+		a->ahead_busy = FALSE;
+		mfs_cond_broadcast(&a->fetch_cond);
+	}
+	mfs_mutex_unlock(&a->lock);
+	if (!deles)
+		return;
+	p3_dele_taken(a, deles);
+	p3_crash_point(a, "after-dele");
+	g_ptr_array_unref(deles);
+}
+
+/*
+ * m, opened by a reader walking the spool, is neither downloaded nor in a
+ * batch, and the read-ahead thread holds the session for a run of batches
+ * (lock held): waiting for the session would wait for that whole run
+ * (the lead it keeps past the last message opened, tens of MiB), although
+ * the reader is only ahead of the batch in flight. Instead the thread
+ * reads ahead from m with its next batch, m first, and the reader waits
+ * for m alone. TRUE once m is downloaded; FALSE when the thread's next
+ * batch did not bring it (another reader moved it elsewhere, m failed)
+ * or its run ended: the caller downloads m itself.
+ */
+gboolean p3_ahead_wait(struct pop3_account *a, struct msg *m)
+{
+	guint64 round = a->ahead_round;
+
+	if (!a->ahead_busy)
+		return FALSE;
+	a->ahead_from = m;
+	while (m->fd < 0 && (m->fetching || (a->ahead_busy && a->ahead_round == round)))
+		mfs_cond_wait(&a->fetch_cond, &a->lock);
+	return m->fd >= 0;
+}
+
+/*
  * The read-ahead thread: while a reader walks through messages read ahead,
  * keep up to AHEAD_LEAD_BYTES downloaded past the one it opened, so that it
  * never waits for a batch. Only on a live session: no login for this.
@@ -408,6 +487,9 @@ gpointer p3_ahead_thread(gpointer ud)
 		a->ahead_from = NULL;
 		mfs_mutex_unlock(&a->lock);
 		mfs_mutex_lock(&a->sess_lock);
+		mfs_mutex_lock(&a->lock);
+		a->ahead_busy = TRUE;
+		mfs_mutex_unlock(&a->lock);
 		/* Batch after batch until the lead is kept, or the reader stops. */
 		while (a->sess && pop3_session_alive(a->sess)) {
 			mfs_mutex_lock(&a->lock);
@@ -419,13 +501,19 @@ gpointer p3_ahead_thread(gpointer ud)
 					NULL :
 					ahead_batch(a, from, AHEAD_LEAD_BYTES, AHEAD_LEAD_BYTES / 2,
 						    AHEAD_LEAD_BATCH_MAX);
+			/* A reader waiting in p3_ahead_wait() looks again. */
+			a->ahead_round++;
+			mfs_cond_broadcast(&a->fetch_cond);
 			mfs_mutex_unlock(&a->lock);
+			send_deles(a, FALSE);
 			if (!batch)
 				break;
 			a->last_use = p3_now_us();
 			retr_batch(a, batch, NULL);
 			g_clear_pointer(&batch, g_ptr_array_unref);
 		}
+		/* The taker DELEs itself from now on. */
+		send_deles(a, TRUE);
 		mfs_mutex_unlock(&a->sess_lock);
 		mfs_mutex_lock(&a->lock);
 	}

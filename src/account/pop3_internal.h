@@ -121,6 +121,11 @@ struct pop3_account {
 	guint64 ahead_count;  /* guarded by lock; messages downloaded ahead of a reader */
 	char *last_open;      /* guarded by lock; name of the message opened last */
 	guint streak;         /* guarded by lock; opens in a row, each the next listed name */
+	/* guarded by lock: every message made so far (listed or not), in name
+	   order, for p3_note_open(); NULL once a message is made, sorted again
+	   at the next open. Scanning the listing at every open cost a walk of
+	   N messages O(N^2) name comparisons. */
+	GPtrArray *name_order;
 	GPtrArray *takes;     /* guarded by lock; struct msg *: archived, for the taker */
 	guint committing;     /* guarded by lock; messages the taker is committing now */
 	mfs_cond take_cond;   /* with lock: takes has work, or take_stop */
@@ -129,6 +134,15 @@ struct pop3_account {
 	mfs_cond ahead_cond;  /* with lock: ahead_from set, or ahead_stop */
 	mfs_cond fetch_cond;  /* with lock: a message's fetching went FALSE */
 	gboolean ahead_stop;  /* guarded by lock */
+	/* guarded by lock: the read-ahead thread holds the session for a run
+	   of batches; ahead_round counts the batches it chose (fetch_cond is
+	   broadcast at each, and when the run ends) */
+	gboolean ahead_busy;
+	guint64 ahead_round;
+	/* guarded by lock; struct msg *: takes committed (archived durably and
+	   recorded) whose DELE the read-ahead thread sends between its
+	   batches, as it holds the session (p3_dele_via_ahead) */
+	GPtrArray *ahead_deles;
 
 	mfs_mutex state_lock;
 	struct spool_state *state; /* guarded by state_lock */
@@ -187,10 +201,13 @@ void p3_install(struct pop3_account *a, struct msg *m, int fd, char *final, guin
 gpointer p3_ahead_thread(gpointer ud); /* takes lock, then sess_lock with lock released */
 void p3_ahead_sync(gpointer data, gpointer ud); /* a syncer job, no lock */
 gboolean p3_note_open(struct pop3_account *a, const struct msg *m); /* lock held */
+gboolean p3_ahead_wait(struct pop3_account *a, struct msg *m); /* lock held */
 int p3_download_ahead(struct pop3_account *a, struct msg *m, GError **err); /* sess_lock held */
 
 /* pop3_take.c */
 gpointer p3_taker_thread(gpointer ud); /* takes lock; sess_lock and state_lock with lock released */
+/* sess_lock held: DELE of committed takes, on the open session or the next. */
+void p3_dele_taken(struct pop3_account *a, GPtrArray *batch);
 /* No lock held. */
 int p3_take(struct pop3_account *a, struct msg *m, gboolean tell_kernel, GError **err);
 

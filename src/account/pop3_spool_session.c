@@ -82,6 +82,7 @@ static struct msg *msg_new(struct pop3_account *a, const struct pop3_msg *pm)
 	g_hash_table_insert(a->by_ino, &m->ino, m);
 	g_hash_table_insert(a->by_uidl, m->uidl, m);
 	g_hash_table_insert(a->by_name, m->name, m);
+	g_clear_pointer(&a->name_order, g_ptr_array_unref);
 	return m;
 }
 

@@ -17,7 +17,7 @@
  * open session, or by the next one (every new session sends DELE for the
  * taken UIDLs still listed).
  */
-static void dele_taken(struct pop3_account *a, GPtrArray *batch)
+void p3_dele_taken(struct pop3_account *a, GPtrArray *batch)
 {
 	g_autoptr(GArray) nums = g_array_new(FALSE, FALSE, sizeof(guint32));
 	GError *e = NULL;
@@ -146,6 +146,30 @@ int p3_take(struct pop3_account *a, struct msg *m, gboolean tell_kernel, GError 
 }
 
 /*
+ * While the read-ahead thread holds the session for a run of batches
+ * (a walking reader: seconds), a batch's DELEs go to it, to be sent
+ * between two of its batches (lock taken): waiting for the session would
+ * stall the taker until the run ends, and everything taken meanwhile
+ * would be synced and DELE'd at once at its end (at an unmount, while the
+ * user waits). FALSE when the thread is not running: the caller DELEs.
+ * The UIDLs are recorded already, so a session lost before these DELEs
+ * go out is no loss: the next one DELEs every recorded UIDL still listed.
+ */
+static gboolean dele_via_ahead(struct pop3_account *a, GPtrArray *batch)
+{
+	gboolean busy;
+
+	mfs_mutex_lock(&a->lock);
+	busy = a->ahead_busy;
+	if (busy) {
+		for (guint i = 0; i < batch->len; i++)
+			g_ptr_array_add(a->ahead_deles, batch->pdata[i]);
+	}
+	mfs_mutex_unlock(&a->lock);
+	return busy;
+}
+
+/*
  * The durable rest of taking, for a batch of messages p3_take() queued, in
  * the order that never loses mail: the archive's file system synced (the
  * batch archived, bytes and names: spool_archive_sync), the UIDLs
@@ -188,14 +212,16 @@ static void take_commit(struct pop3_account *a, GPtrArray *batch)
 		return;
 	}
 	p3_crash_point(a, "after-state");
-	mfs_mutex_lock(&a->sess_lock);
-	if (!o->pop3_keep) {
-		dele_taken(a, batch);
-		p3_crash_point(a, "after-dele");
+	if (o->pop3_keep || !dele_via_ahead(a, batch)) {
+		mfs_mutex_lock(&a->sess_lock);
+		if (!o->pop3_keep) {
+			p3_dele_taken(a, batch);
+			p3_crash_point(a, "after-dele");
+		}
+		a->last_use = p3_now_us();
+		mfs_cond_signal(&a->cond);
+		mfs_mutex_unlock(&a->sess_lock);
 	}
-	a->last_use = p3_now_us();
-	mfs_cond_signal(&a->cond);
-	mfs_mutex_unlock(&a->sess_lock);
 	mfs_mutex_lock(&a->lock);
 	for (guint i = 0; i < batch->len; i++) {
 		struct msg *m = batch->pdata[i];
