@@ -21,6 +21,7 @@ struct entry {
 	guint64 counted;  /* commands of s already added to pool->commands */
 	gboolean aborted; /* pool_abort_session(): its state is unknown, free it on return */
 	gboolean suspect; /* another session died while this one sat idle: check first */
+	const char *lent_for; /* interned: the mailbox its borrower said it would select */
 };
 
 struct pool {
@@ -479,6 +480,7 @@ struct imap_session *pool_get_cancellable(struct pool *p, const char *mailbox,
 		}
 		if (e) {
 			lend(p, e);
+			e->lent_for = mailbox ? g_intern_string(mailbox) : NULL;
 			mfs_mutex_unlock(&p->lock);
 			return e->s;
 		}
@@ -487,6 +489,58 @@ struct imap_session *pool_get_cancellable(struct pool *p, const char *mailbox,
 	}
 	mfs_mutex_unlock(&p->lock);
 	return NULL;
+}
+
+/* Locked. An idle session with mailbox selected and nothing to check, or NULL. */
+static struct entry *take_idle_selected(struct pool *p, const char *mailbox)
+{
+	for (GList *l = p->idle.head; l; l = l->next) {
+		struct entry *e = l->data;
+		const char *sel = imap_session_selected(e->s);
+
+		if (!e->suspect && sel && strcmp(sel, mailbox) == 0) {
+			g_queue_delete_link(&p->idle, l);
+			return e;
+		}
+	}
+	return NULL;
+}
+
+/* Locked. Whether a lent session's borrower said it would select mailbox. */
+static gboolean lent_for(struct pool *p, const char *mailbox)
+{
+	const char *want = g_intern_string(mailbox);
+	GHashTableIter it;
+	gpointer v;
+
+	g_hash_table_iter_init(&it, p->busy);
+	while (g_hash_table_iter_next(&it, NULL, &v))
+		if (((struct entry *)v)->lent_for == want)
+			return TRUE;
+	return FALSE;
+}
+
+struct imap_session *pool_get_selected(struct pool *p, const char *mailbox, gint64 wait_us,
+				       GError **err)
+{
+	gint64 until = g_get_monotonic_time() + wait_us;
+
+	mfs_mutex_lock(&p->lock);
+	while (!p->shutdown && !p->down) {
+		struct entry *e = take_idle_selected(p, mailbox);
+
+		if (e) {
+			lend(p, e);
+			e->lent_for = g_intern_string(mailbox);
+			mfs_mutex_unlock(&p->lock);
+			return e->s;
+		}
+		if (!lent_for(p, mailbox) || g_get_monotonic_time() >= until)
+			break;
+		mfs_cond_wait_until(&p->cond, &p->lock, until);
+	}
+	mfs_mutex_unlock(&p->lock);
+	return pool_get(p, mailbox, err);
 }
 
 gboolean pool_prime(struct pool *p, GError **err)

@@ -21,6 +21,9 @@
    came; give the connection back after this long without one. */
 #define ROOM_POLL_US (50 * 1000)
 #define ROOM_WAIT_MAX_US (5 * G_USEC_PER_SEC)
+/* How long a job waits for a connection that has its folder selected
+   (pool_get_selected) before it takes another and selects it there. */
+#define PREFETCH_SELECTED_WAIT_US (20 * 1000)
 
 /* One mailbox's part of a job. */
 struct seg {
@@ -629,7 +632,10 @@ static void run_job(struct prefetch *p, struct job *j)
 
 	if (!has_work(p, j))
 		return;
-	st.s = pool_get(p->pool, first->mailbox, &err);
+	/* The reader's own fetch has often just selected the folder: its
+	   connection, free again a round trip later, spares the server a
+	   second open of the folder. */
+	st.s = pool_get_selected(p->pool, first->mailbox, PREFETCH_SELECTED_WAIT_US, &err);
 	if (!st.s)
 		goto out;
 	mfs_mutex_lock(&p->lock);
