@@ -249,6 +249,20 @@ gboolean account_count_agrees(struct imap_account *a, guint64 ino, const char *w
 	return FALSE;
 }
 
+/* Mail that comes while a resync runs grows the server's count after its
+   SELECT, past what the resync brought: the resync is made again from
+   what is held then (a SELECT and the new UIDs), this many times at most
+   while mail keeps coming, before the folder is listed in full. */
+#define RESYNC_AGAIN_MAX 3
+
+/* Whether the count disagrees only because mail came during res. */
+static gboolean mail_came_meanwhile(struct imap_account *a, guint64 ino,
+				    const struct resync_result *res)
+{
+	return res->how != RESYNC_FULL && res->exists > res->exists_selected &&
+	       listing_count(a, ino) < res->exists;
+}
+
 int account_resync_and_apply(struct imap_account *a, struct folder_state *f, guint64 ino,
 			     const char *wire, struct imap_session *s, struct lindex *idx,
 			     struct resync_known *known, GError **err)
@@ -262,6 +276,15 @@ int account_resync_and_apply(struct imap_account *a, struct folder_state *f, gui
 	rc = resync_folder(s, wire, readonly, subjects, objids, known, &res, err);
 	if (rc == 0)
 		rc = account_apply_resync(a, f, ino, wire, idx, known, &res);
+	for (int again = 0; rc == 0 && again < RESYNC_AGAIN_MAX &&
+			    mail_came_meanwhile(a, ino, &res);
+	     again++) {
+		resync_result_clear(&res);
+		lindex_free(listing_known(a, f, ino, wire, known));
+		rc = resync_folder(s, wire, readonly, subjects, objids, known, &res, err);
+		if (rc == 0)
+			rc = account_apply_resync(a, f, ino, wire, NULL, known, &res);
+	}
 	if (!account_count_agrees(a, ino, wire, rc, &res)) {
 		resync_result_clear(&res);
 		memset(known, 0, sizeof(*known));

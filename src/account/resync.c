@@ -339,11 +339,13 @@ int resync_folder(struct imap_session *s, const char *wire, gboolean readonly,
 	out->strings = g_string_chunk_new(4096);
 	if (!known->uidvalidity) {
 		rc = list_cold(s, &c, wire, readonly, &info, err);
+		out->exists_selected = info.exists;
 		goto out;
 	}
 	rc = imap_select_resync(s, wire, readonly, &ks, &h, &info, err);
 	if (rc < 0)
 		goto out;
+	out->exists_selected = info.exists;
 	out->uidvalidity = info.uidvalidity;
 	out->uidnext = info.uidnext;
 	out->highestmodseq = info.highestmodseq;

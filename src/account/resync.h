@@ -55,6 +55,8 @@ struct resync_result {
 	guint32 uidnext;
 	guint64 highestmodseq;
 	guint32 exists; /* the server's message count when done: a check */
+	guint32 exists_selected; /* ... and when the SELECT was answered: mail
+				    that came meanwhile is what sets them apart */
 	struct tree_delta delta; /* points into the fields below */
 	GArray *msgs;		 /* struct tree_msg_info; strings in `strings` */
 	GArray *vanished;	 /* struct uid_range */
