@@ -250,10 +250,12 @@ gboolean account_count_agrees(struct imap_account *a, guint64 ino, const char *w
 }
 
 /* Mail that comes while a resync runs grows the server's count after its
-   SELECT, past what the resync brought: the resync is made again from
-   what is held then (a SELECT and the new UIDs), this many times at most
-   while mail keeps coming, before the folder is listed in full. */
-#define RESYNC_AGAIN_MAX 3
+   SELECT, past what the resync brought (resync_folder fetches what comes
+   during its new-UID FETCH itself; this is for what comes after it): the
+   resync is made again from what is held then (a SELECT and the new
+   UIDs), this many times at most while mail keeps coming, before the
+   folder is listed in full. */
+#define RESYNC_AGAIN_MAX 2
 
 /* Whether the count disagrees only because mail came during res. */
 static gboolean mail_came_meanwhile(struct imap_account *a, guint64 ino,

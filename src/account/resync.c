@@ -28,6 +28,7 @@ struct collect {
 	guint32 new_from;
 	guint32 update_to;
 	guint32 new_count;
+	guint32 new_max; /* the highest UID of a new message taken, 0 if none */
 	/* Name new messages as they arrive (names=subject): the slugs are
 	   made while the server is still sending, not after the last byte. */
 	gboolean name_new;
@@ -121,6 +122,7 @@ static void take_fetch(struct collect *c, const struct imap_response *r)
 			m.name = g_string_chunk_insert(c->out->strings, name);
 		}
 		c->new_count++;
+		c->new_max = MAX(c->new_max, m.uid);
 	} else if (m.uid <= c->update_to) {
 		/* A message the caller holds: its flags (NULL: FETCH (UID) only
 		   says it is still there). */
@@ -208,13 +210,35 @@ static gboolean unchanged(const struct resync_known *k, const struct imap_select
 	       info->exists == k->count;
 }
 
-/* The messages the caller does not know yet: UIDs from max_uid + 1 on. */
+/* Mail arriving while the new range is fetched: fetched again this many
+   times at most (then the caller's count check sees what is left). */
+#define FETCH_NEW_AGAIN_MAX 8
+
+/*
+ * The messages the caller does not know yet: UIDs from max_uid + 1 on.
+ * Mail that arrives meanwhile is announced by an EXISTS during the FETCH
+ * (dovecot's answer does not hold it yet): it is this session's to fetch
+ * at once, from the UID after the last one taken, with no new SELECT.
+ */
 static int fetch_new(struct imap_session *s, struct collect *c, const struct resync_known *k,
 		     const struct imap_select_info *info, GError **err)
 {
+	guint32 seen = info->exists;
+	int rc;
+
 	if (info->exists == 0 || (info->uidnext && info->uidnext <= k->max_uid + 1))
 		return 0;
-	return fetch(s, c, err, "UID FETCH %u:* %s", k->max_uid + 1, c->items);
+	rc = fetch(s, c, err, "UID FETCH %u:* %s", k->max_uid + 1, c->items);
+	for (int i = 0; rc == 0 && i < FETCH_NEW_AGAIN_MAX &&
+			imap_session_select_info(s)->exists > seen;
+	     i++) {
+		seen = imap_session_select_info(s)->exists;
+		/* n:* with n past every UID answers the highest one, taken
+		   already: from new_from on only. */
+		c->new_from = MAX(k->max_uid, c->new_max) + 1;
+		rc = fetch(s, c, err, "UID FETCH %u:* %s", c->new_from, c->items);
+	}
+	return rc;
 }
 
 static int resync_incremental(struct imap_session *s, struct collect *c,

@@ -15,6 +15,9 @@
  *   neither: SELECT; UID FETCH 1:max (UID FLAGS); the new UID range.
  * When HIGHESTMODSEQ, UIDNEXT and EXISTS are what they were, the SELECT is
  * all: a remount of an unchanged folder costs one command, whatever its size.
+ * Mail announced by an EXISTS while the new UID range is fetched is fetched
+ * right after, from the UID after the last one taken (8 times at most), on
+ * the same selection.
  * Every FETCH that may bring new messages (the listing, the new UID range)
  * asks for the same items; OBJID is EMAILID (RFC 8474) when the session
  * has OBJECTID, else X-GM-MSGID when it has X-GM-EXT-1, and only when the
