@@ -103,27 +103,36 @@ static void note_login(struct pool *p, const struct imap_session *s)
 		p->caps = imap_session_caps(s);
 }
 
+/* Locked. The idle queue's link of a session with mailbox selected, or NULL. */
+static GList *idle_selected(struct pool *p, const char *mailbox)
+{
+	for (GList *l = p->idle.head; l; l = l->next) {
+		const char *sel = imap_session_selected(((struct entry *)l->data)->s);
+
+		if (sel && strcmp(sel, mailbox) == 0)
+			return l;
+	}
+	return NULL;
+}
+
 /* An idle session, preferably one with `mailbox` selected. Locked. */
 static struct entry *take_idle(struct pool *p, const char *mailbox)
 {
-	GList *l;
+	GList *l = mailbox ? idle_selected(p, mailbox) : NULL;
+	struct entry *e;
 
-	if (mailbox) {
-		for (l = p->idle.head; l; l = l->next) {
-			struct entry *e = l->data;
-			const char *sel = imap_session_selected(e->s);
-
-			if (sel && strcmp(sel, mailbox) == 0) {
-				g_queue_delete_link(&p->idle, l);
-				return e;
-			}
-		}
-	}
-	return g_queue_pop_head(&p->idle);
+	if (!l)
+		return g_queue_pop_head(&p->idle);
+	e = l->data;
+	g_queue_delete_link(&p->idle, l);
+	return e;
 }
 
-static void lend(struct pool *p, struct entry *e)
+/* Locked. e goes to a borrower that said it would select mailbox (may be
+   NULL): pool_get_selected() waits for such a one. */
+static void lend(struct pool *p, struct entry *e, const char *mailbox)
 {
+	e->lent_for = mailbox ? g_intern_string(mailbox) : NULL;
 	g_hash_table_insert(p->busy, e->s, e);
 }
 
@@ -479,8 +488,7 @@ struct imap_session *pool_get_cancellable(struct pool *p, const char *mailbox,
 				continue;
 		}
 		if (e) {
-			lend(p, e);
-			e->lent_for = mailbox ? g_intern_string(mailbox) : NULL;
+			lend(p, e, mailbox);
 			mfs_mutex_unlock(&p->lock);
 			return e->s;
 		}
@@ -488,21 +496,6 @@ struct imap_session *pool_get_cancellable(struct pool *p, const char *mailbox,
 			break;
 	}
 	mfs_mutex_unlock(&p->lock);
-	return NULL;
-}
-
-/* Locked. An idle session with mailbox selected and nothing to check, or NULL. */
-static struct entry *take_idle_selected(struct pool *p, const char *mailbox)
-{
-	for (GList *l = p->idle.head; l; l = l->next) {
-		struct entry *e = l->data;
-		const char *sel = imap_session_selected(e->s);
-
-		if (!e->suspect && sel && strcmp(sel, mailbox) == 0) {
-			g_queue_delete_link(&p->idle, l);
-			return e;
-		}
-	}
 	return NULL;
 }
 
@@ -525,20 +518,13 @@ struct imap_session *pool_get_selected(struct pool *p, const char *mailbox, gint
 {
 	gint64 until = g_get_monotonic_time() + wait_us;
 
+	/* Until a session with mailbox selected is idle (pool_get prefers
+	   it), while a borrower that said it would select mailbox may bring
+	   one back. */
 	mfs_mutex_lock(&p->lock);
-	while (!p->shutdown && !p->down) {
-		struct entry *e = take_idle_selected(p, mailbox);
-
-		if (e) {
-			lend(p, e);
-			e->lent_for = g_intern_string(mailbox);
-			mfs_mutex_unlock(&p->lock);
-			return e->s;
-		}
-		if (!lent_for(p, mailbox) || g_get_monotonic_time() >= until)
-			break;
-		mfs_cond_wait_until(&p->cond, &p->lock, until);
-	}
+	while (!p->shutdown && !p->down && !idle_selected(p, mailbox) && lent_for(p, mailbox) &&
+	       mfs_cond_wait_until(&p->cond, &p->lock, until))
+		;
 	mfs_mutex_unlock(&p->lock);
 	return pool_get(p, mailbox, err);
 }

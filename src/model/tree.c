@@ -159,11 +159,6 @@ static guint64 msg_ino(const struct msgset *ms, guint32 uid)
 	return ((guint64)ms->epoch << 32) | uid;
 }
 
-static struct tmsg *msg_find(const struct tmsgs *a, guint32 uid, guint *pos)
-{
-	return tmsgs_find(a, uid, pos);
-}
-
 static int cmp_tmsg(const void *a, const void *b)
 {
 	const struct tmsg *x = a, *y = b;
@@ -266,10 +261,10 @@ static struct tmsg *msg_get(struct tree *t, guint64 ino, struct msgset **msp, gb
 	if (!ms)
 		return NULL;
 	*msp = ms;
-	m = msg_find(&ms->live, (guint32)ino, NULL);
+	m = tmsgs_find(&ms->live, (guint32)ino, NULL);
 	*gone = m == NULL;
 	if (!m)
-		m = msg_find(&ms->gone, (guint32)ino, NULL);
+		m = tmsgs_find(&ms->gone, (guint32)ino, NULL);
 	return m;
 }
 
@@ -738,8 +733,8 @@ static void mark_known(struct folder *f, guint32 uidvalidity, const struct uidx 
 	if (!f->msgs || f->msgs->uidvalidity != uidvalidity)
 		return;
 	for (gsize i = 0; i < count; i++)
-		known[i] = msg_find(&f->msgs->live, order[i].uid, NULL) ||
-			   msg_find(&f->msgs->gone, order[i].uid, NULL);
+		known[i] = tmsgs_find(&f->msgs->live, order[i].uid, NULL) ||
+			   tmsgs_find(&f->msgs->gone, order[i].uid, NULL);
 }
 
 /* Locked. Folder f's message set for uidvalidity: a set of another
@@ -778,7 +773,7 @@ static void carry_old(struct tree *t, const struct tree_delta *d, struct msgset 
 		return;
 	}
 	if (msg_leaving(t, ms, old, TRUE, removed)) {
-		msg_find(&ms->gone, old->uid, &gpos);
+		tmsgs_find(&ms->gone, old->uid, &gpos);
 		tmsgs_insert(&ms->gone, gpos, old);
 	}
 }
@@ -822,7 +817,7 @@ static gboolean merged_message(struct tree *t, struct msgset *ms, guint *oi,
 		}
 	} else if (in->update_only) {
 		return FALSE;
-	} else if ((old = msg_find(&ms->gone, in->uid, &gpos)) != NULL) {
+	} else if ((old = tmsgs_find(&ms->gone, in->uid, &gpos)) != NULL) {
 		/* Listed again (a partial listing before?): same inode, same name. */
 		*m = *old;
 		tmsgs_remove(&ms->gone, gpos);
@@ -864,8 +859,6 @@ static void merge_delta(struct tree *t, struct folder *f, const struct tree_delt
 			GArray *removed)
 {
 	struct msgset *ms = current_msgset(t, f, uidvalidity, removed);
-	/* Sized for the worst case, trimmed after: a 1,000,000-message
-	   folder keeps no growth slack. */
 	struct tmsgs live = {0};
 	guint oi = 0;
 
@@ -886,6 +879,8 @@ static void merge_delta(struct tree *t, struct folder *f, const struct tree_delt
 		tmsgs_trim(&ms->live);
 		return;
 	}
+	/* Sized for the worst case, trimmed after: a 1,000,000-message
+	   folder keeps no growth slack. */
 	tmsgs_reserve(&live, (guint)(count + ms->live.len));
 	for (gsize i = 0; i <= count; i++) {
 		const struct tree_msg_info *in = i < count ? &d->msgs[order[i].idx] : NULL;
@@ -1075,7 +1070,7 @@ static struct tmsg *name_msg(struct tree *t, const struct tname *n, struct msgse
 	if (!f || !f->msgs)
 		return NULL;
 	*msp = f->msgs;
-	return msg_find(&f->msgs->live, n->uid, NULL);
+	return tmsgs_find(&f->msgs->live, n->uid, NULL);
 }
 
 /* Locked. Object ob as tree_get gives it: its representative, or once it
@@ -1168,7 +1163,7 @@ int tree_lookup(struct tree *t, guint64 parent, const char *name, gboolean ref, 
 		fill_folder(c, want, out);
 		rc = 0;
 	} else if (p->msgs && names_parse_uid(name, &uid) &&
-		   (m = msg_find(&p->msgs->live, uid, NULL)) != NULL &&
+		   (m = tmsgs_find(&p->msgs->live, uid, NULL)) != NULL &&
 		   strcmp(m->name, name) == 0) {
 		if (ref)
 			msg_ref(p->msgs, m);
@@ -1204,7 +1199,7 @@ void tree_forget(struct tree *t, guint64 ino, guint64 n)
 		if (gone && m->nlookup == 0) {
 			guint pos;
 
-			msg_find(&ms->gone, m->uid, &pos);
+			tmsgs_find(&ms->gone, m->uid, &pos);
 			tmsg_clear(ms, m);
 			tmsgs_remove(&ms->gone, pos);
 			msgset_compact_names(ms);
@@ -1266,7 +1261,7 @@ int tree_readdir(struct tree *t, guint64 dir, guint64 off, gboolean plus, tree_d
 
 			if (after >= G_MAXUINT32)
 				goto out;
-			msg_find(&ms->live, (guint32)after + 1, &i);
+			tmsgs_find(&ms->live, (guint32)after + 1, &i);
 		}
 		for (; i < ms->live.len; i++) {
 			struct tmsg *m = &ms->live.v[i];
@@ -1353,14 +1348,14 @@ int tree_message_remove(struct tree *t, guint64 folder, guint32 uid, GArray *rem
 		goto out;
 	}
 	ms = f->msgs;
-	if (!ms || (m = msg_find(&ms->live, uid, &pos)) == NULL) {
+	if (!ms || (m = tmsgs_find(&ms->live, uid, &pos)) == NULL) {
 		rc = -ENOENT;
 		goto out;
 	}
 	copy = *m;
 	tmsgs_remove(&ms->live, pos);
 	if (msg_leaving(t, ms, &copy, TRUE, removed)) {
-		msg_find(&ms->gone, copy.uid, &gpos);
+		tmsgs_find(&ms->gone, copy.uid, &gpos);
 		tmsgs_insert(&ms->gone, gpos, &copy);
 	}
 	msgset_compact_names(ms);
@@ -1453,7 +1448,7 @@ int tree_folder_message(struct tree *t, guint64 folder, guint32 uid, gboolean re
 
 	mfs_mutex_lock(&t->lock);
 	f = folder_get(t, folder);
-	if (f && f->msgs && (m = msg_find(&f->msgs->live, uid, NULL)) != NULL) {
+	if (f && f->msgs && (m = tmsgs_find(&f->msgs->live, uid, NULL)) != NULL) {
 		if (ref)
 			msg_ref(f->msgs, m);
 		fill_msg(t, f->msgs, m, FALSE, want, out);

@@ -1109,12 +1109,6 @@ static gboolean login(struct imap_session *s, const struct imap_session_opts *o,
 	return TRUE;
 }
 
-/*
- * ID (some providers, Google, ask clients to identify themselves) and
- * ENABLE QRESYNC (RFC 7162), pipelined: one round trip. QRESYNC only counts
- * when the server answers * ENABLED QRESYNC; a refusal of either is no
- * failure, a closed connection is.
- */
 /* Wait for command id, whose refusal is no failure; an abort of the session
    (an interrupt, a shutdown) goes to *aborted, unless one is there already. */
 static void wait_keeping_abort(struct imap_session *s, guint id, GError **aborted)
@@ -1127,6 +1121,12 @@ static void wait_keeping_abort(struct imap_session *s, guint id, GError **aborte
 	g_clear_error(&e);
 }
 
+/*
+ * ID (some providers, Google, ask clients to identify themselves) and
+ * ENABLE QRESYNC (RFC 7162), pipelined: one round trip. QRESYNC only counts
+ * when the server answers * ENABLED QRESYNC; a refusal of either is no
+ * failure, a closed connection is.
+ */
 static gboolean after_login(struct imap_session *s, GError **err)
 {
 	guint id_cmd = 0, enable_cmd = 0;

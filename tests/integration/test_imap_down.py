@@ -22,7 +22,7 @@ import pytest
 
 import corpus
 import mailserver
-from conftest import Mount, password_file
+from conftest import Mount, password_file, wait_for
 
 TIMEOUT = 3
 # A guard against hanging, not a measurement: three timeouts and then some.
@@ -73,16 +73,6 @@ def status(m):
     r = subprocess.run(["getfattr", "-n", "user.mailfs.status", "--only-values", m.mountpoint],
                        capture_output=True, text=True, timeout=HANG_GUARD)
     return r.stdout
-
-
-def wait_for(predicate, timeout, what):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        v = predicate()
-        if v:
-            return v
-        time.sleep(0.2)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 def stacks(pid):

@@ -17,14 +17,13 @@ import poplib
 import re
 import shutil
 import subprocess
-import time
 
 import pytest
 
 import corpus
 import mailserver
 import unpacked_servers
-from conftest import Mount, password_file
+from conftest import Mount, password_file, wait_for
 
 USER = "mia"
 PASSWORD = "mia-Secret-9"
@@ -171,17 +170,6 @@ def files(path):
 def xattrs(path):
     """Every attribute of a file, as getfattr -d would list them, decoded."""
     return {k: os.getxattr(path, k).decode() for k in os.listxattr(path)}
-
-
-def wait_for(predicate, timeout, what):
-    """A hang guard, not a timed assertion."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.5)
-    raise AssertionError(f"timed out after {timeout}s waiting for {what}")
 
 
 # -- the servers and one mount each ------------------------------------------------
