@@ -15,6 +15,7 @@
 #include <glib.h>
 #include <glib/gstdio.h>
 #include <openssl/crypto.h>
+#include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -221,6 +222,28 @@ static void take_stop_signals(gboolean foreground)
 	}
 }
 
+/*
+ * The stop signals must reach the main thread: libfuse's handler only marks
+ * the session ended, and the main thread sees that when the signal breaks
+ * its wait in fuse_session_loop_mt(). Handled on any other thread, it
+ * would wake nobody and the mount would stay up. So the account's threads
+ * are started with the stop signals blocked, as libfuse starts its workers;
+ * threads they start inherit that. A signal that comes meanwhile waits
+ * and is taken by the main thread once unblocked, before its loop begins.
+ */
+static void attach_without_stop_signals(const struct view *v, struct fuse_session *se)
+{
+	sigset_t stop, was;
+
+	sigemptyset(&stop);
+	sigaddset(&stop, SIGINT);
+	sigaddset(&stop, SIGTERM);
+	sigaddset(&stop, SIGHUP);
+	pthread_sigmask(SIG_BLOCK, &stop, &was);
+	v->attach(v->fs, se);
+	pthread_sigmask(SIG_SETMASK, &was, NULL);
+}
+
 static int run_fuse(struct mfs_options *o, const struct view *v, GError **err)
 {
 	struct fuse_args args = FUSE_ARGS_INIT(0, NULL);
@@ -262,7 +285,7 @@ static int run_fuse(struct mfs_options *o, const struct view *v, GError **err)
 		mfs_log_use_syslog("mailfs");
 	/* Threads start only after this: fork() keeps just the calling thread. */
 	fuse_daemonize(o->foreground);
-	v->attach(v->fs, se);
+	attach_without_stop_signals(v, se);
 
 	if (o->single_thread) {
 		rc = fuse_session_loop(se);
