@@ -426,23 +426,49 @@ void account_mark_stale(struct imap_account *a, guint64 folder)
 	account_search_changed(a);
 }
 
-/* Every listing is to be brought up to date when next looked at (cheap with
-   QRESYNC: one EXAMINE). The folder list itself waits for `refresh`: NOTIFY
-   is not asked for mailbox names. */
-static void mark_all_stale(struct imap_account *a)
+/* Whether folder ino was listed in the state push began from (`others`
+   of struct watch_seen); a listing under way is waited for. */
+static gboolean listed_as_seen(struct imap_account *a, struct folder_state *f, guint64 ino,
+			       GHashTable *others)
 {
+	struct tree_entry e = { 0 };
+	const struct imap_select_info *st;
+	gboolean same = FALSE;
+
+	mfs_mutex_lock(&f->lock);
+	if (f->uidvalidity && tree_get(a->tree, ino, TREE_WANT_WIRE, &e) == 0 && e.wire &&
+	    (st = g_hash_table_lookup(others, e.wire)) != NULL && listing_is(a, f, ino, st)) {
+		f->fetched_at = account_now();
+		same = TRUE;
+	}
+	mfs_mutex_unlock(&f->lock);
+	tree_entry_clear(&e);
+	return same;
+}
+
+/* Every listing is to be brought up to date when next looked at (cheap with
+   QRESYNC: one EXAMINE), but one push found in the state it was listed in
+   (others: NULL when push had no such answers). The folder list itself
+   waits for `refresh`: NOTIFY is not asked for mailbox names. */
+static void mark_changed_stale(struct imap_account *a, GHashTable *others)
+{
+	g_autoptr(GArray) inos = g_array_new(FALSE, FALSE, sizeof(guint64));
 	g_autoptr(GPtrArray) all = g_ptr_array_new();
 	GHashTableIter it;
-	gpointer value;
+	gpointer key, value;
 
 	mfs_mutex_lock(&a->lock);
 	g_hash_table_iter_init(&it, a->folders);
-	while (g_hash_table_iter_next(&it, NULL, &value))
+	while (g_hash_table_iter_next(&it, &key, &value)) {
+		g_array_append_val(inos, *(guint64 *)key);
 		g_ptr_array_add(all, value);
+	}
 	mfs_mutex_unlock(&a->lock);
 	/* folder_state objects live as long as the account. */
 	for (guint i = 0; i < all->len; i++)
-		make_stale(a, all->pdata[i]);
+		if (!others || !listed_as_seen(a, all->pdata[i], g_array_index(inos, guint64, i),
+					       others))
+			make_stale(a, all->pdata[i]);
 }
 
 /*
@@ -451,9 +477,10 @@ static void mark_all_stale(struct imap_account *a)
  * once, so that `ls` and inotify watchers see it; others are listed when
  * first looked at anyway.
  */
-void account_mailbox_changed(void *ud, const char *wire, const struct imap_select_info *watched)
+void account_mailbox_changed(void *ud, const char *wire, const struct watch_seen *seen)
 {
 	struct imap_account *a = ud;
+	const struct imap_select_info *watched = seen ? seen->watched : NULL;
 	struct lease l;
 	guint64 ino;
 
@@ -468,7 +495,7 @@ void account_mailbox_changed(void *ud, const char *wire, const struct imap_selec
 		w = a->watch;
 		mfs_mutex_unlock(&a->lock);
 		if (watch_covers_all(w))
-			mark_all_stale(a);
+			mark_changed_stale(a, seen ? seen->others : NULL);
 		wire = "INBOX";
 	}
 	ino = tree_find_folder(a->tree, wire);

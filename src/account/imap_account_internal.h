@@ -179,7 +179,7 @@ gboolean account_count_agrees(struct imap_account *a, guint64 ino, const char *w
 int account_resync_and_apply(struct imap_account *a, struct folder_state *f, guint64 ino,
 			     const char *wire, struct imap_session *s, struct lindex *idx,
 			     struct resync_known *known, GError **err);
-void account_mailbox_changed(void *ud, const char *wire, const struct imap_select_info *watched);
+void account_mailbox_changed(void *ud, const char *wire, const struct watch_seen *seen);
 /* The Trash mailbox (a copy), or NULL. */
 char *account_trash(struct imap_account *a);
 

@@ -11,7 +11,7 @@ struct watch {
 	char *mailbox;
 	int renew_s;
 	int poll_s;
-	void (*changed)(void *ud, const char *mailbox, const struct imap_select_info *watched);
+	void (*changed)(void *ud, const char *mailbox, const struct watch_seen *seen);
 	gboolean (*timed_out)(void *ud, const GError *err);
 	void *ud;
 
@@ -47,11 +47,37 @@ static gboolean stopping(struct watch *w)
 	return s;
 }
 
-/* What one IDLE brought: the watched mailbox changed, and other mailboxes' names. */
+/* What one IDLE brought: the watched mailbox changed, and other mailboxes'
+   names; while NOTIFY is set, the state its STATUS answers give. */
 struct events {
 	gboolean selected;
 	GPtrArray *others; /* char *, wire names */
+	GHashTable *states; /* wire name -> struct imap_select_info; NULL: not collecting */
+	gsize state_bytes;  /* their names' bytes */
+	gboolean too_many;  /* more than WATCH_SEEN_MAX states or their bytes: none is kept */
 };
+
+/* What the names of the states kept may take, whatever a server sends. */
+#define WATCH_SEEN_BYTES (4u << 20)
+
+static void keep_state(struct events *ev, const struct imap_response *r)
+{
+	struct imap_select_info st;
+	const char *name;
+
+	if (ev->too_many || !imap_status_parse(r, &name, &st))
+		return;
+	if (g_hash_table_contains(ev->states, name)) {
+		g_hash_table_insert(ev->states, g_strdup(name), g_memdup2(&st, sizeof(st)));
+		return;
+	}
+	ev->state_bytes += strlen(name) + 1;
+	if (g_hash_table_size(ev->states) >= WATCH_SEEN_MAX || ev->state_bytes > WATCH_SEEN_BYTES) {
+		ev->too_many = TRUE;
+		return;
+	}
+	g_hash_table_insert(ev->states, g_strdup(name), g_memdup2(&st, sizeof(st)));
+}
 
 static void on_event(void *ud, const struct imap_response *r)
 {
@@ -61,6 +87,10 @@ static void on_event(void *ud, const struct imap_response *r)
 	if (!r->keyword)
 		return;
 	if (strcmp(r->keyword, "STATUS") == 0) {
+		if (ev->states) {
+			keep_state(ev, r);
+			return;
+		}
 		/* NOTIFY's report for a mailbox that is not selected. */
 		if (r->args.n >= 1 && (name = imap_value_str(&r->args.items[0])) != NULL &&
 		    strlen(name) == r->args.items[0].len && ev->others->len < 1000)
@@ -73,14 +103,20 @@ static void on_event(void *ud, const struct imap_response *r)
 }
 
 /*
- * NOTIFY SET for the selected mailbox and every personal one (RFC 5465).
- * A server that refuses FlagChange outside the selected mailbox still gets
- * asked for new and expunged mail. FALSE: push stays with the watched
+ * NOTIFY SET for the selected mailbox and every personal one (RFC 5465),
+ * with STATUS: the server answers with each other mailbox's state, which
+ * push then reports changes from. A server that refuses FlagChange outside
+ * the selected mailbox still gets asked for new and expunged mail; one
+ * that refuses STATUS, without it. FALSE: push stays with the watched
  * mailbox.
  */
 static gboolean set_notify(struct imap_session *s, const struct imap_handler *h)
 {
 	static const char *const forms[] = {
+		"NOTIFY SET STATUS (selected (MessageNew MessageExpunge FlagChange)) "
+		"(personal (MessageNew MessageExpunge FlagChange))",
+		"NOTIFY SET STATUS (selected (MessageNew MessageExpunge FlagChange)) "
+		"(personal (MessageNew MessageExpunge))",
 		"NOTIFY SET (selected (MessageNew MessageExpunge FlagChange)) "
 		"(personal (MessageNew MessageExpunge FlagChange))",
 		"NOTIFY SET (selected (MessageNew MessageExpunge FlagChange)) "
@@ -141,12 +177,14 @@ static void watch_session(struct watch *w, struct imap_session *s)
 	gboolean notify;
 
 	struct imap_select_info watched;
+	struct watch_seen seen = { 0 };
 
 	if (imap_select(s, w->mailbox, TRUE, &watched, &err) < 0) {
 		log_failure(w, err, "", err ? err->message : "EXAMINE failed");
 		g_clear_error(&err);
 		goto out;
 	}
+	ev.states = g_hash_table_new_full(g_str_hash, g_str_equal, g_free, g_free);
 	notify = imap_session_has(s, IMAP_CAP_IDLE) && set_notify(s, &h);
 	mfs_mutex_lock(&w->lock);
 	w->notify = notify;
@@ -155,7 +193,10 @@ static void watch_session(struct watch *w, struct imap_session *s)
 	   connection too, for what was listed while it was being made. What
 	   the EXAMINE said covers the watched mailbox only while nothing in it
 	   changed before the IDLE (the NOTIFY SET's answers would say). */
-	w->changed(w->ud, NULL, ev.selected ? NULL : &watched);
+	seen.watched = ev.selected ? NULL : &watched;
+	seen.others = notify && !ev.too_many && g_hash_table_size(ev.states) ? ev.states : NULL;
+	w->changed(w->ud, NULL, &seen);
+	g_clear_pointer(&ev.states, g_hash_table_unref);
 	ev.selected = FALSE;
 	g_ptr_array_set_size(ev.others, 0);
 	while (!stopping(w)) {
@@ -183,6 +224,7 @@ out:
 	w->notify = FALSE;
 	mfs_mutex_unlock(&w->lock);
 	g_ptr_array_unref(ev.others);
+	g_clear_pointer(&ev.states, g_hash_table_unref);
 }
 
 gboolean watch_covers_all(struct watch *w)
@@ -238,7 +280,7 @@ static gpointer run(gpointer data)
 struct watch *watch_start(const struct imap_session_opts *opts, const char *mailbox, int renew_s,
 			  int poll_s,
 			  void (*changed)(void *ud, const char *mailbox,
-					  const struct imap_select_info *watched),
+					  const struct watch_seen *seen),
 			  gboolean (*timed_out)(void *ud, const GError *err), void *ud)
 {
 	struct watch *w = g_new0(struct watch, 1);

@@ -15,12 +15,16 @@
  * it calls `changed` for the watched mailbox every `poll_s` seconds
  * instead. A lost connection is made again with backoff (1 s doubling to
  * 60 s); after each connect `changed` runs with NULL: anything, anywhere,
- * may have happened while no one watched. `watched` is then what the
- * EXAMINE of the watched mailbox said (UIDVALIDITY, UIDNEXT, EXISTS,
- * HIGHESTMODSEQ), when nothing in it changed between that EXAMINE and the
- * IDLE (else NULL, and NULL in every other call): from that state on, push
- * reports every change there, so a listing of it in that same state needs
- * no new look.
+ * may have happened while no one watched. `seen` then says what push began
+ * from (NULL in every other call); from that state on, push reports every
+ * change, so a listing of a mailbox in that same state needs no new look:
+ *   watched: what the EXAMINE of the watched mailbox said (UIDVALIDITY,
+ *     UIDNEXT, EXISTS, HIGHESTMODSEQ), when nothing in it changed between
+ *     that EXAMINE and the IDLE; else NULL;
+ *   others: with NOTIFY, the other mailboxes' state as the NOTIFY SET's
+ *     STATUS answers gave it (wire name -> struct imap_select_info, up to
+ *     WATCH_SEEN_MAX of them, their names within 4 MiB); NULL without
+ *     NOTIFY, when the server sent no such answers, or more than that.
  *
  * Threads: watch_start/watch_stop from one thread; watch_stop aborts the
  * connection at once and joins.
@@ -34,6 +38,13 @@
 
 struct watch;
 
+#define WATCH_SEEN_MAX 65536
+
+struct watch_seen {
+	const struct imap_select_info *watched;
+	GHashTable *others;
+};
+
 /*
  * timed_out (may be NULL) hears of a wait of the watch's connection that
  * made no progress for the timeout (a hung server, found by push before
@@ -43,7 +54,7 @@ struct watch;
 struct watch *watch_start(const struct imap_session_opts *opts, const char *mailbox, int renew_s,
 			  int poll_s,
 			  void (*changed)(void *ud, const char *mailbox,
-					  const struct imap_select_info *watched),
+					  const struct watch_seen *seen),
 			  gboolean (*timed_out)(void *ud, const GError *err), void *ud);
 /* Whether the current connection has NOTIFY set up (every folder is pushed). */
 gboolean watch_covers_all(struct watch *w);

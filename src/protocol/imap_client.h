@@ -285,6 +285,17 @@ struct imap_select_info {
 	gboolean readonly;
 };
 
+/*
+ * A mailbox's state from a STATUS response (RFC 3501 7.2.4; NOTIFY SET
+ * STATUS sends one per mailbox, RFC 5465 5.1): TRUE, with *mailbox the
+ * response's own wire name (lives as long as r), when r is a STATUS that
+ * names its mailbox and gives UIDVALIDITY, UIDNEXT and MESSAGES (exists);
+ * highestmodseq is 0 unless given. FALSE for anything else or a malformed
+ * one. readonly is left FALSE.
+ */
+gboolean imap_status_parse(const struct imap_response *r, const char **mailbox,
+			   struct imap_select_info *out);
+
 /* EXAMINE (readonly) or SELECT a mailbox by its wire name. */
 int imap_select(struct imap_session *s, const char *mailbox, gboolean readonly,
 		struct imap_select_info *info, GError **err);

@@ -2,7 +2,7 @@
 /*
  * LIST of the personal namespace (protocol/imap_client.h, "mailboxes"):
  * the command and the reading of its answers, on the session's public
- * calls.
+ * calls; and the reading of a STATUS answer (a mailbox's state).
  */
 #include "protocol/imap_client.h"
 
@@ -91,4 +91,40 @@ GPtrArray *imap_list_mailboxes(struct imap_session *s, GError **err)
 		return NULL;
 	}
 	return out;
+}
+
+gboolean imap_status_parse(const struct imap_response *r, const char **mailbox,
+			   struct imap_select_info *out)
+{
+	const struct imap_value *a = &r->args;
+	const struct imap_value *attrs;
+	const char *name;
+	gboolean validity = FALSE, next = FALSE, messages = FALSE;
+
+	memset(out, 0, sizeof(*out));
+	if (!r->keyword || strcmp(r->keyword, "STATUS") != 0 || a->n < 2 ||
+	    !(name = imap_value_str(&a->items[0])) || strlen(name) != a->items[0].len || !*name ||
+	    a->items[1].type != IMAP_V_LIST)
+		return FALSE;
+	attrs = &a->items[1];
+	for (size_t i = 0; i + 1 < attrs->n; i += 2) {
+		const struct imap_value *k = &attrs->items[i], *v = &attrs->items[i + 1];
+
+		if (imap_value_is_atom(k, "UIDVALIDITY"))
+			validity = imap_value_u32(v, &out->uidvalidity);
+		else if (imap_value_is_atom(k, "UIDNEXT"))
+			next = imap_value_u32(v, &out->uidnext);
+		else if (imap_value_is_atom(k, "MESSAGES"))
+			messages = imap_value_u32(v, &out->exists);
+		else if (imap_value_is_atom(k, "HIGHESTMODSEQ") &&
+			 !imap_value_u64(v, &out->highestmodseq))
+			out->highestmodseq = 0;
+	}
+	if (!validity || !next || !messages) {
+		memset(out, 0, sizeof(*out));
+		return FALSE;
+	}
+	/* INBOX is case-insensitive (RFC 3501 §5.1). */
+	*mailbox = g_ascii_strcasecmp(name, "INBOX") == 0 ? "INBOX" : name;
+	return TRUE;
 }

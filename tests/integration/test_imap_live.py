@@ -403,6 +403,15 @@ def test_rsync_through_a_link_that_keeps_breaking(mailfs_bin, private_dovecot, w
         proxy.stop()
 
 
+def push_watching(m, connects):
+    """m's push connected `connects` times (one NOTIFY SET each) and went on
+    to IDLE after the last: what it found at that connect is applied. (An
+    IDLE count alone would also count an IDLE renewed after an event.)"""
+    log = m.stderr()
+    sets = [x.start() for x in re.finditer(r" C: \S+ NOTIFY SET ", log)]
+    return len(sets) >= connects and bool(re.search(r" C: \S+ IDLE$", log[sets[-1]:], re.M))
+
+
 def test_push_back_lists_inbox_again_only_when_it_changed(mailfs_bin, private_dovecot, workdir):
     """Each time push connects, INBOX is listed again unless push's EXAMINE
     finds it in the state it was listed in (UIDVALIDITY, UIDNEXT, EXISTS,
@@ -411,9 +420,6 @@ def test_push_back_lists_inbox_again_only_when_it_changed(mailfs_bin, private_do
     m = private_mount(mailfs_bin, private_dovecot, workdir, "repush", refresh=3600, log="imap")
     inbox = os.path.join(m.mountpoint, "INBOX")
 
-    def idles():
-        return len(re.findall(r" C: \S+ IDLE$", m.stderr(), re.M))
-
     def counters():
         out = os.getxattr(m.mountpoint, "user.mailfs.status").decode()
         st = dict(line.split(": ", 1) for line in out.splitlines() if ": " in line)
@@ -421,10 +427,10 @@ def test_push_back_lists_inbox_again_only_when_it_changed(mailfs_bin, private_do
 
     try:
         names = set(os.listdir(inbox))
-        wait_for(lambda: idles() >= 1, timeout=60, what="push to IDLE")
+        wait_for(lambda: push_watching(m, 1), timeout=60, what="push to IDLE")
         listed = counters()
         private_dovecot.restart()
-        wait_for(lambda: idles() >= 2, timeout=60, what="push to IDLE again")
+        wait_for(lambda: push_watching(m, 2), timeout=60, what="push to IDLE again")
         assert counters() == listed, "an unchanged INBOX was listed again"
         assert set(os.listdir(inbox)) == names
 
@@ -434,7 +440,7 @@ def test_push_back_lists_inbox_again_only_when_it_changed(mailfs_bin, private_do
             f.write(b"From: a@example.org\nSubject: while push was away\n\nHi.\n")
         shutil.chown(new, "dovecot", "dovecot")
         private_dovecot.start()
-        wait_for(lambda: idles() >= 3, timeout=60, what="push to IDLE a third time")
+        wait_for(lambda: push_watching(m, 3), timeout=60, what="push to IDLE a third time")
         assert counters()[1] == listed[1] + 1
         added = set(os.listdir(inbox)) - names
         assert len(added) == 1 and "while_push_was_away" in added.pop(), added
@@ -445,6 +451,62 @@ def test_push_back_lists_inbox_again_only_when_it_changed(mailfs_bin, private_do
         with private_dovecot.imaps("alice") as c:  # the module's corpus as it was
             c.select("INBOX")
             typ, data = c.uid("SEARCH", "SUBJECT", '"while push was away"')
+            for uid in data[0].split():
+                c.uid("STORE", uid, "+FLAGS.SILENT", "(\\Deleted)")
+            c.expunge()
+
+
+def test_push_back_lists_other_folders_again_only_when_they_changed(mailfs_bin, private_dovecot,
+                                                                    workdir):
+    """With NOTIFY, each time push connects it asks for every mailbox's state
+    (NOTIFY SET STATUS): a folder listed in that very state is not listed
+    again when next read; one that changed while push was away is, with
+    refresh too high to explain it."""
+    m = private_mount(mailfs_bin, private_dovecot, workdir, "repush-all", refresh=3600,
+                      log="imap")
+    archive = os.path.join(m.mountpoint, "Archive")
+    debian = os.path.join(m.mountpoint, "Lists", "debian")
+
+    def counters():
+        out = os.getxattr(m.mountpoint, "user.mailfs.status").decode()
+        st = dict(line.split(": ", 1) for line in out.splitlines() if ": " in line)
+        return int(st["listings_full"]), int(st["listings_resynced"])
+
+    def settled():
+        before = counters()
+        time.sleep(0.5)
+        return counters() == before
+
+    new = os.path.join(private_dovecot.base, "mail", "alice", "Archive", "new",
+                       "1.repush-all.mailfs")
+    try:
+        names = {d: set(os.listdir(d)) for d in (archive, debian)}
+        wait_for(lambda: push_watching(m, 1), timeout=60, what="push to IDLE")
+        wait_for(settled, timeout=60, what="the listings to settle")
+        listed = counters()
+        private_dovecot.restart()
+        wait_for(lambda: push_watching(m, 2), timeout=60, what="push to IDLE again")
+        for d, before in names.items():
+            assert set(os.listdir(d)) == before
+        assert counters() == listed, "an unchanged folder was listed again"
+
+        private_dovecot.stop()
+        with open(new, "wb") as f:
+            f.write(b"From: a@example.org\nSubject: archived while push was away\n\nHi.\n")
+        shutil.chown(new, "dovecot", "dovecot")
+        private_dovecot.start()
+        wait_for(lambda: push_watching(m, 3), timeout=60, what="push to IDLE a third time")
+        assert set(os.listdir(debian)) == names[debian]
+        added = set(os.listdir(archive)) - names[archive]
+        assert len(added) == 1 and "archived_while_push_was_away" in added.pop(), added
+        assert counters() == (listed[0], listed[1] + 1), "only the changed folder is listed again"
+        m.unmount(allowed=OFFLINE)
+    finally:
+        if m.proc.poll() is None:
+            m.kill()
+        with private_dovecot.imaps("alice") as c:  # the module's corpus as it was
+            c.select("Archive")
+            typ, data = c.uid("SEARCH", "SUBJECT", '"archived while push was away"')
             for uid in data[0].split():
                 c.uid("STORE", uid, "+FLAGS.SILENT", "(\\Deleted)")
             c.expunge()

@@ -931,6 +931,94 @@ static void test_internaldate(void)
 	}
 }
 
+static void keep_first(void *ud, struct imap_response *r)
+{
+	struct imap_response **out = ud;
+
+	g_assert_null(*out);
+	*out = r;
+}
+
+/* One response of len bytes parsed, or NULL when it does not parse. */
+static struct imap_response *parse_line(const char *line, size_t len)
+{
+	const struct imap_parser_callbacks cb = { .response = keep_first };
+	struct imap_response *r = NULL;
+	struct imap_parser *p = imap_parser_new(NULL, &cb, &r);
+	GError *err = NULL;
+
+	if (imap_parser_feed(p, line, len, &err) < 0) {
+		g_clear_error(&err);
+		g_clear_pointer(&r, imap_response_free);
+	}
+	imap_parser_free(p);
+	return r;
+}
+
+static void test_status_answer(void)
+{
+	static const struct {
+		const char *line;
+		const char *mailbox; /* NULL: not a mailbox's state */
+		struct imap_select_info want;
+	} cases[] = {
+		{ "* STATUS Archive/2024 (MESSAGES 3 UIDNEXT 4 UIDVALIDITY 1796646225 UNSEEN 0 "
+		  "HIGHESTMODSEQ 5)\r\n",
+		  "Archive/2024", { 1796646225, 4, 3, 5, FALSE } },
+		{ "* STATUS \"Project X\" (UIDVALIDITY 7 UIDNEXT 1 MESSAGES 0)\r\n", "Project X",
+		  { 7, 1, 0, 0, FALSE } },
+		{ "* STATUS {9}\r\nEntw\xc3\xbcrfe (MESSAGES 1 UIDNEXT 2 UIDVALIDITY 9)\r\n",
+		  "Entw\xc3\xbcrfe", { 9, 2, 1, 0, FALSE } },
+		{ "* STATUS inbox (MESSAGES 1 UIDNEXT 2 UIDVALIDITY 9)\r\n", "INBOX",
+		  { 9, 2, 1, 0, FALSE } },
+		/* What a listing needs is missing: no state. */
+		{ "* STATUS Sent (MESSAGES 1 UIDNEXT 2)\r\n", NULL, { 0 } },
+		{ "* STATUS Sent (MESSAGES 1 UIDNEXT 2 UIDVALIDITY x)\r\n", NULL, { 0 } },
+		{ "* STATUS Sent (MESSAGES 1 UIDNEXT 4294967296 UIDVALIDITY 3)\r\n", NULL, { 0 } },
+		{ "* STATUS Sent MESSAGES\r\n", NULL, { 0 } },
+		{ "* STATUS \"\" (MESSAGES 1 UIDNEXT 2 UIDVALIDITY 3)\r\n", NULL, { 0 } },
+		{ "* LIST () \"/\" Sent\r\n", NULL, { 0 } },
+		/* A HIGHESTMODSEQ that is no number is no HIGHESTMODSEQ. */
+		{ "* STATUS Sent (MESSAGES 1 UIDNEXT 2 UIDVALIDITY 3 HIGHESTMODSEQ -1)\r\n", "Sent",
+		  { 3, 2, 1, 0, FALSE } },
+	};
+
+	for (size_t i = 0; i < G_N_ELEMENTS(cases); i++) {
+		struct imap_response *r = parse_line(cases[i].line, strlen(cases[i].line));
+		struct imap_select_info got;
+		const char *name = NULL;
+		gboolean ok;
+
+		if (!r) {
+			g_assert_null(cases[i].mailbox);
+			continue;
+		}
+		ok = imap_status_parse(r, &name, &got);
+		g_assert_cmpint(ok, ==, cases[i].mailbox != NULL);
+		if (ok) {
+			g_assert_cmpstr(name, ==, cases[i].mailbox);
+			g_assert_cmpuint(got.uidvalidity, ==, cases[i].want.uidvalidity);
+			g_assert_cmpuint(got.uidnext, ==, cases[i].want.uidnext);
+			g_assert_cmpuint(got.exists, ==, cases[i].want.exists);
+			g_assert_cmpuint(got.highestmodseq, ==, cases[i].want.highestmodseq);
+		} else {
+			g_assert_cmpuint(got.uidvalidity | got.uidnext | got.exists, ==, 0);
+		}
+		imap_response_free(r);
+	}
+	{
+		/* A name with a NUL byte in it names no mailbox. */
+		static const char nul[] = "* STATUS {3}\r\na\0b (MESSAGES 1 UIDNEXT 2 UIDVALIDITY 3)\r\n";
+		struct imap_response *r = parse_line(nul, sizeof(nul) - 1);
+		struct imap_select_info got;
+		const char *name = NULL;
+
+		g_assert_nonnull(r);
+		g_assert_false(imap_status_parse(r, &name, &got));
+		imap_response_free(r);
+	}
+}
+
 int main(int argc, char **argv)
 {
 	g_test_init(&argc, &argv, NULL);
@@ -944,5 +1032,6 @@ int main(int argc, char **argv)
 	g_test_add_func("/imap_parse/no_callbacks", test_no_callbacks);
 	g_test_add_func("/imap_parse/value_helpers", test_value_helpers);
 	g_test_add_func("/imap_parse/internaldate", test_internaldate);
+	g_test_add_func("/imap_parse/status_answer", test_status_answer);
 	return g_test_run();
 }
