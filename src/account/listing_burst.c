@@ -129,6 +129,29 @@ static void resync_the_rest(struct burst *b, struct resync_job *jobs, struct ima
 	}
 }
 
+/* The folder holding the most messages goes last: its SELECT is still in
+   force when the burst's answers are in, so new mail there is fetched
+   without selecting it again (resync_folders), and the biggest folder is
+   the one that costs the server most to select. */
+static void biggest_last(struct burst *b, GArray *jobs)
+{
+	guint big = 0;
+
+	for (guint i = 1; i < jobs->len; i++)
+		if (g_array_index(jobs, struct resync_job, i).known.count >
+		    g_array_index(jobs, struct resync_job, big).known.count)
+			big = i;
+	if (big + 1 < jobs->len) {
+		struct burst_folder bf = g_array_index(b->folders, struct burst_folder, big);
+		struct resync_job j = g_array_index(jobs, struct resync_job, big);
+
+		g_array_remove_index(b->folders, big);
+		g_array_remove_index(jobs, big);
+		g_array_append_val(b->folders, bf);
+		g_array_append_val(jobs, j);
+	}
+}
+
 void account_list_burst(struct imap_account *a, struct lease *l, const guint64 *inos, guint n)
 {
 	g_autoptr(GArray) jobs = g_array_new(FALSE, TRUE, sizeof(struct resync_job));
@@ -150,6 +173,7 @@ void account_list_burst(struct imap_account *a, struct lease *l, const guint64 *
 	}
 	if (!jobs->len)
 		goto out;
+	biggest_last(&b, jobs);
 	if (lease_borrow(l, g_array_index(b.folders, struct burst_folder, 0).wire, &s) < 0) {
 		for (guint i = 0; i < b.folders->len; i++)
 			let_go(&g_array_index(b.folders, struct burst_folder, i), -EIO);

@@ -107,7 +107,10 @@ typedef void (*resync_done_fn)(void *ud, struct resync_job *job);
  *       resync_folder asks): done when it proves nothing changed
  *       (RESYNC_UNCHANGED: the one command resync_folder costs), or, with
  *       QRESYNC, when what changed came with it and no UID is new
- *       (RESYNC_QRESYNC); else not done;
+ *       (RESYNC_QRESYNC); else not done, but for the folder sent last,
+ *       whose SELECT is still in force when its answers are in: its new
+ *       UIDs (and, without QRESYNC, its changes) are fetched on it, as
+ *       resync_folder does (done unless that fails);
  *   known without MODSEQ: SELECT + UID FETCH 1:max (UID FLAGS) (no FETCH
  *       when nothing is held): done (RESYNC_UIDS) when no UID is new.
  * So a remount of unchanged folders costs the commands it costs folder by
