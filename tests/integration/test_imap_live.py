@@ -467,28 +467,25 @@ def test_push_back_lists_other_folders_again_only_when_they_changed(mailfs_bin, 
     archive = os.path.join(m.mountpoint, "Archive")
     debian = os.path.join(m.mountpoint, "Lists", "debian")
 
-    def counters():
-        out = os.getxattr(m.mountpoint, "user.mailfs.status").decode()
-        st = dict(line.split(": ", 1) for line in out.splitlines() if ": " in line)
-        return int(st["listings_full"]), int(st["listings_resynced"])
-
-    def settled():
-        before = counters()
-        time.sleep(0.5)
-        return counters() == before
+    def examined_since_connect(connects, box):
+        """EXAMINEs of box since push's connect number `connects` (reading two
+        folders makes a walk, whose listers list others meanwhile: only
+        these two folders are counted)."""
+        log = m.stderr()
+        sets = [x.start() for x in re.finditer(r" C: \S+ NOTIFY SET ", log)]
+        return len(re.findall(r' C: \S+ EXAMINE "%s" ' % re.escape(box), log[sets[connects - 1]:]))
 
     new = os.path.join(private_dovecot.base, "mail", "alice", "Archive", "new",
                        "1.repush-all.mailfs")
     try:
         names = {d: set(os.listdir(d)) for d in (archive, debian)}
         wait_for(lambda: push_watching(m, 1), timeout=60, what="push to IDLE")
-        wait_for(settled, timeout=60, what="the listings to settle")
-        listed = counters()
         private_dovecot.restart()
         wait_for(lambda: push_watching(m, 2), timeout=60, what="push to IDLE again")
         for d, before in names.items():
             assert set(os.listdir(d)) == before
-        assert counters() == listed, "an unchanged folder was listed again"
+        assert [examined_since_connect(2, b) for b in ("Archive", "Lists/debian")] == [0, 0], \
+            "an unchanged folder was listed again"
 
         private_dovecot.stop()
         with open(new, "wb") as f:
@@ -499,7 +496,11 @@ def test_push_back_lists_other_folders_again_only_when_they_changed(mailfs_bin, 
         assert set(os.listdir(debian)) == names[debian]
         added = set(os.listdir(archive)) - names[archive]
         assert len(added) == 1 and "archived_while_push_was_away" in added.pop(), added
-        assert counters() == (listed[0], listed[1] + 1), "only the changed folder is listed again"
+        # Archive at least once: the EXAMINE that finds the message is also
+        # what makes dovecot take it in, which NOTIFY then reports (its STATUS
+        # event has no UIDVALIDITY to compare with): a second check may follow.
+        assert examined_since_connect(3, "Lists/debian") == 0, "an unchanged folder was listed again"
+        assert examined_since_connect(3, "Archive") >= 1
         m.unmount(allowed=OFFLINE)
     finally:
         if m.proc.poll() is None:
