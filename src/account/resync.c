@@ -554,6 +554,10 @@ static gboolean burst_last_goes_on(struct imap_session *s, struct resync_job *j,
 	    info->uidvalidity != j->known.uidvalidity || !j->known.highestmodseq ||
 	    !info->highestmodseq)
 		return FALSE;
+	/* With QRESYNC and no new UID, what failed was the SELECT's VANISHED
+	   set: that needs the caller's resync. */
+	if (imap_session_qresync(s) && nothing_new(&j->known, info))
+		return FALSE;
 	rc = resync_incremental(s, c, &j->known, info, &j->err);
 	if (rc < 0) {
 		/* The session is lost, or the FETCH failed: the caller's
