@@ -208,17 +208,17 @@ struct view {
  * SIGHUP too, except in the foreground under nohup, which asks for it to be
  * ignored (the daemon has no terminal to hang up).
  */
+static const int stop_signals[] = { SIGINT, SIGTERM, SIGHUP };
+
 static void take_stop_signals(gboolean foreground)
 {
-	static const int sigs[] = { SIGINT, SIGTERM, SIGHUP };
-
-	for (size_t i = 0; i < G_N_ELEMENTS(sigs); i++) {
+	for (size_t i = 0; i < G_N_ELEMENTS(stop_signals); i++) {
 		struct sigaction sa;
 
-		if (sigs[i] == SIGHUP && foreground)
+		if (stop_signals[i] == SIGHUP && foreground)
 			continue;
-		if (sigaction(sigs[i], NULL, &sa) == 0 && sa.sa_handler == SIG_IGN)
-			signal(sigs[i], SIG_DFL);
+		if (sigaction(stop_signals[i], NULL, &sa) == 0 && sa.sa_handler == SIG_IGN)
+			signal(stop_signals[i], SIG_DFL);
 	}
 }
 
@@ -236,9 +236,8 @@ static void attach_without_stop_signals(const struct view *v, struct fuse_sessio
 	sigset_t stop, was;
 
 	sigemptyset(&stop);
-	sigaddset(&stop, SIGINT);
-	sigaddset(&stop, SIGTERM);
-	sigaddset(&stop, SIGHUP);
+	for (size_t i = 0; i < G_N_ELEMENTS(stop_signals); i++)
+		sigaddset(&stop, stop_signals[i]);
 	pthread_sigmask(SIG_BLOCK, &stop, &was);
 	v->attach(v->fs, se);
 	pthread_sigmask(SIG_SETMASK, &was, NULL);

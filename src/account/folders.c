@@ -299,14 +299,18 @@ int account_resync_and_apply(struct imap_account *a, struct folder_state *f, gui
 }
 
 /* Locked (f->lock). Whether folder ino's listing is the mailbox in the
-   state `seen` describes: same UIDVALIDITY, UIDNEXT, message count and a
-   HIGHESTMODSEQ (without one, flags may have changed unseen). */
-static gboolean listing_is(struct imap_account *a, struct folder_state *f, guint64 ino,
-			   const struct imap_select_info *seen)
+   state `seen` describes (same UIDVALIDITY, UIDNEXT, message count and a
+   HIGHESTMODSEQ: without one, flags may have changed unseen), the state
+   push began from (watch.h): then the listing is fresh from now on. */
+static gboolean fresh_if_listed_as(struct imap_account *a, struct folder_state *f, guint64 ino,
+				   const struct imap_select_info *seen)
 {
-	return f->uidvalidity && f->uidvalidity == seen->uidvalidity && f->highestmodseq &&
-	       f->highestmodseq == seen->highestmodseq && f->uidnext == seen->uidnext &&
-	       listing_count(a, ino) == seen->exists;
+	if (!f->uidvalidity || f->uidvalidity != seen->uidvalidity || !f->highestmodseq ||
+	    f->highestmodseq != seen->highestmodseq || f->uidnext != seen->uidnext ||
+	    listing_count(a, ino) != seen->exists)
+		return FALSE;
+	f->fetched_at = account_now();
+	return TRUE;
 }
 
 /* seen: what push saw of the mailbox when it began to watch it (watch.h);
@@ -323,8 +327,7 @@ static int refresh_folder_once(struct imap_account *a, struct lease *l, guint64 
 	int rc;
 
 	mfs_mutex_lock(&f->lock);
-	if (seen && listing_is(a, f, ino, seen)) {
-		f->fetched_at = account_now();
+	if (seen && fresh_if_listed_as(a, f, ino, seen)) {
 		mfs_mutex_unlock(&f->lock);
 		return 0;
 	}
@@ -427,20 +430,19 @@ void account_mark_stale(struct imap_account *a, guint64 folder)
 }
 
 /* Whether folder ino was listed in the state push began from (`others`
-   of struct watch_seen); a listing under way is waited for. */
+   of struct watch_seen), and is fresh from now on; a listing under way is
+   waited for. */
 static gboolean listed_as_seen(struct imap_account *a, struct folder_state *f, guint64 ino,
 			       GHashTable *others)
 {
 	struct tree_entry e = { 0 };
 	const struct imap_select_info *st;
-	gboolean same = FALSE;
+	gboolean same;
 
 	mfs_mutex_lock(&f->lock);
-	if (f->uidvalidity && tree_get(a->tree, ino, TREE_WANT_WIRE, &e) == 0 && e.wire &&
-	    (st = g_hash_table_lookup(others, e.wire)) != NULL && listing_is(a, f, ino, st)) {
-		f->fetched_at = account_now();
-		same = TRUE;
-	}
+	same = f->uidvalidity && tree_get(a->tree, ino, TREE_WANT_WIRE, &e) == 0 && e.wire &&
+	       (st = g_hash_table_lookup(others, e.wire)) != NULL &&
+	       fresh_if_listed_as(a, f, ino, st);
 	mfs_mutex_unlock(&f->lock);
 	tree_entry_clear(&e);
 	return same;

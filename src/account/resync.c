@@ -548,6 +548,7 @@ static gboolean burst_last_goes_on(struct imap_session *s, struct resync_job *j,
 				   struct collect *c, const struct imap_select_info *info)
 {
 	const char *selected = imap_session_selected(s);
+	GError *err = NULL;
 	int rc;
 
 	if (!imap_session_alive(s) || !selected || strcmp(selected, j->wire) != 0 ||
@@ -558,13 +559,12 @@ static gboolean burst_last_goes_on(struct imap_session *s, struct resync_job *j,
 	   set: that needs the caller's resync. */
 	if (imap_session_qresync(s) && nothing_new(&j->known, info))
 		return FALSE;
-	rc = resync_incremental(s, c, &j->known, info, &j->err);
-	if (rc < 0) {
-		/* The session is lost, or the FETCH failed: the caller's
-		   resync says what is wrong. */
-		g_clear_error(&j->err);
+	rc = resync_incremental(s, c, &j->known, info, &err);
+	/* The session lost, or the FETCH failed: the caller's resync says
+	   what is wrong. */
+	g_clear_error(&err);
+	if (rc < 0)
 		return FALSE;
-	}
 	if (!finish_vanished(c))
 		return FALSE;
 	j->res.exists = imap_session_select_info(s)->exists;

@@ -57,9 +57,6 @@ struct events {
 	gboolean too_many;  /* more than WATCH_SEEN_MAX states or their bytes: none is kept */
 };
 
-/* What the names of the states kept may take, whatever a server sends. */
-#define WATCH_SEEN_BYTES (4u << 20)
-
 static void keep_state(struct events *ev, const struct imap_response *r)
 {
 	struct imap_select_info st;
@@ -67,14 +64,13 @@ static void keep_state(struct events *ev, const struct imap_response *r)
 
 	if (ev->too_many || !imap_status_parse(r, &name, &st))
 		return;
-	if (g_hash_table_contains(ev->states, name)) {
-		g_hash_table_insert(ev->states, g_strdup(name), g_memdup2(&st, sizeof(st)));
-		return;
-	}
-	ev->state_bytes += strlen(name) + 1;
-	if (g_hash_table_size(ev->states) >= WATCH_SEEN_MAX || ev->state_bytes > WATCH_SEEN_BYTES) {
-		ev->too_many = TRUE;
-		return;
+	if (!g_hash_table_contains(ev->states, name)) {
+		ev->state_bytes += strlen(name) + 1;
+		if (g_hash_table_size(ev->states) >= WATCH_SEEN_MAX ||
+		    ev->state_bytes > WATCH_SEEN_BYTES) {
+			ev->too_many = TRUE;
+			return;
+		}
 	}
 	g_hash_table_insert(ev->states, g_strdup(name), g_memdup2(&st, sizeof(st)));
 }

@@ -23,8 +23,9 @@
  *     that EXAMINE and the IDLE; else NULL;
  *   others: with NOTIFY, the other mailboxes' state as the NOTIFY SET's
  *     STATUS answers gave it (wire name -> struct imap_select_info, up to
- *     WATCH_SEEN_MAX of them, their names within 4 MiB); NULL without
- *     NOTIFY, when the server sent no such answers, or more than that.
+ *     WATCH_SEEN_MAX of them, their names within WATCH_SEEN_BYTES, whatever
+ *     a server sends); NULL without NOTIFY, when the server sent no such
+ *     answers, or more than that.
  *
  * Threads: watch_start/watch_stop from one thread; watch_stop aborts the
  * connection at once and joins.
@@ -39,6 +40,7 @@
 struct watch;
 
 #define WATCH_SEEN_MAX 65536
+#define WATCH_SEEN_BYTES (4u << 20)
 
 struct watch_seen {
 	const struct imap_select_info *watched;

@@ -403,6 +403,17 @@ def test_rsync_through_a_link_that_keeps_breaking(mailfs_bin, private_dovecot, w
         proxy.stop()
 
 
+def expunge_subject(server, box, subject):
+    """Expunge from box the messages a test wrote there with this subject: the
+    module's corpus as it was."""
+    with server.imaps("alice") as c:
+        c.select(box)
+        typ, data = c.uid("SEARCH", "SUBJECT", f'"{subject}"')
+        for uid in data[0].split():
+            c.uid("STORE", uid, "+FLAGS.SILENT", "(\\Deleted)")
+        c.expunge()
+
+
 def push_watching(m, connects):
     """m's push connected `connects` times (one NOTIFY SET each) and went on
     to IDLE after the last: what it found at that connect is applied. (An
@@ -448,12 +459,7 @@ def test_push_back_lists_inbox_again_only_when_it_changed(mailfs_bin, private_do
     finally:
         if m.proc.poll() is None:
             m.kill()
-        with private_dovecot.imaps("alice") as c:  # the module's corpus as it was
-            c.select("INBOX")
-            typ, data = c.uid("SEARCH", "SUBJECT", '"while push was away"')
-            for uid in data[0].split():
-                c.uid("STORE", uid, "+FLAGS.SILENT", "(\\Deleted)")
-            c.expunge()
+        expunge_subject(private_dovecot, "INBOX", "while push was away")
 
 
 def test_push_back_lists_other_folders_again_only_when_they_changed(mailfs_bin, private_dovecot,
@@ -505,9 +511,4 @@ def test_push_back_lists_other_folders_again_only_when_they_changed(mailfs_bin, 
     finally:
         if m.proc.poll() is None:
             m.kill()
-        with private_dovecot.imaps("alice") as c:  # the module's corpus as it was
-            c.select("Archive")
-            typ, data = c.uid("SEARCH", "SUBJECT", '"archived while push was away"')
-            for uid in data[0].split():
-                c.uid("STORE", uid, "+FLAGS.SILENT", "(\\Deleted)")
-            c.expunge()
+        expunge_subject(private_dovecot, "Archive", "archived while push was away")
