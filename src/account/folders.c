@@ -267,7 +267,8 @@ static gboolean mail_came_meanwhile(struct imap_account *a, guint64 ino,
 
 int account_resync_and_apply(struct imap_account *a, struct folder_state *f, guint64 ino,
 			     const char *wire, struct imap_session *s, struct lindex *idx,
-			     struct resync_known *known, GError **err)
+			     struct resync_known *known, struct resync_stream *stream,
+			     GError **err)
 {
 	gboolean readonly = !a->opts->mark_seen;
 	gboolean subjects = a->opts->names != MFS_NAMES_UID;
@@ -275,7 +276,7 @@ int account_resync_and_apply(struct imap_account *a, struct folder_state *f, gui
 	struct resync_result res = { 0 };
 	int rc;
 
-	rc = resync_folder(s, wire, readonly, subjects, objids, known, &res, err);
+	rc = resync_folder(s, wire, readonly, subjects, objids, known, stream, &res, err);
 	if (rc == 0)
 		rc = account_apply_resync(a, f, ino, wire, idx, known, &res);
 	for (int again = 0; rc == 0 && again < RESYNC_AGAIN_MAX &&
@@ -283,14 +284,14 @@ int account_resync_and_apply(struct imap_account *a, struct folder_state *f, gui
 	     again++) {
 		resync_result_clear(&res);
 		lindex_free(listing_known(a, f, ino, wire, known));
-		rc = resync_folder(s, wire, readonly, subjects, objids, known, &res, err);
+		rc = resync_folder(s, wire, readonly, subjects, objids, known, NULL, &res, err);
 		if (rc == 0)
 			rc = account_apply_resync(a, f, ino, wire, NULL, known, &res);
 	}
 	if (!account_count_agrees(a, ino, wire, rc, &res)) {
 		resync_result_clear(&res);
 		memset(known, 0, sizeof(*known));
-		rc = resync_folder(s, wire, readonly, subjects, objids, known, &res, err);
+		rc = resync_folder(s, wire, readonly, subjects, objids, known, NULL, &res, err);
 		if (rc == 0)
 			rc = account_apply_resync(a, f, ino, wire, NULL, known, &res);
 	}
@@ -313,10 +314,59 @@ static gboolean fresh_if_listed_as(struct imap_account *a, struct folder_state *
 	return TRUE;
 }
 
+/* A first listing taken into the tree as it arrives (tree_folder_stream_begin). */
+struct listing_stream {
+	struct resync_stream rs;
+	struct imap_account *a;
+	guint64 ino;
+	/* The caller's, called once the tree shows the folder's mtime: a stat
+	   waiting for it is answered while the listing goes on. */
+	void (*known)(void *ud);
+	void *known_ud;
+};
+
+static gboolean stream_begin(void *ud, guint32 uidvalidity, gint64 newest)
+{
+	struct listing_stream *ls = ud;
+
+	if (tree_folder_stream_begin(ls->a->tree, ls->ino, uidvalidity, newest) < 0)
+		return FALSE;
+	if (newest && ls->known) {
+		ls->known(ls->known_ud);
+		ls->known = NULL;
+	}
+	return TRUE;
+}
+
+static int stream_chunk(void *ud, guint32 uidvalidity, const struct tree_delta *d)
+{
+	struct listing_stream *ls = ud;
+	g_autoptr(GArray) removed = tree_removed_new();
+	int rc = tree_folder_merge(ls->a->tree, ls->ino, uidvalidity, d, removed);
+
+	account_removed(ls->a, removed);
+	return rc;
+}
+
+/* Locked (f->lock). After the resync a stream was given to: the listing is
+   whole (ok), or what it handed over leaves again. */
+static void stream_end(struct listing_stream *ls, gboolean ok)
+{
+	g_autoptr(GArray) removed = tree_removed_new();
+
+	if (!ls->rs.begun)
+		return;
+	ls->rs.begun = FALSE;
+	tree_folder_stream_end(ls->a->tree, ls->ino, ok, removed);
+	account_removed(ls->a, removed);
+}
+
 /* seen: what push saw of the mailbox when it began to watch it (watch.h);
-   a listing in that state is fresh from then on. */
+   a listing in that state is fresh from then on. ls: how a first listing
+   is streamed (its known() may be set). */
 static int refresh_folder_once(struct imap_account *a, struct lease *l, guint64 ino,
-			       gboolean force, const struct imap_select_info *seen)
+			       gboolean force, const struct imap_select_info *seen,
+			       struct listing_stream *ls)
 {
 	struct folder_state *f = account_folder(a, ino);
 	struct tree_entry e = { 0 };
@@ -345,7 +395,12 @@ static int refresh_folder_once(struct imap_account *a, struct lease *l, guint64 
 	idx = listing_known(a, f, ino, e.wire, &known);
 	rc = lease_borrow(l, e.wire, &s);
 	if (rc == 0) {
-		rc = account_resync_and_apply(a, f, ino, e.wire, s, idx, &known, &err);
+		/* Only a first listing streams: one into an empty folder. */
+		gboolean first = !known.uidvalidity && !idx && !e.listed;
+
+		rc = account_resync_and_apply(a, f, ino, e.wire, s, idx, &known,
+					      first ? &ls->rs : NULL, &err);
+		stream_end(ls, rc == 0);
 		lease_give_back(l);
 		if (rc < 0)
 			rc = lease_errno(l, rc, err, e.wire);
@@ -359,23 +414,37 @@ static int refresh_folder_once(struct imap_account *a, struct lease *l, guint64 
 }
 
 static int refresh_folder(struct imap_account *a, struct lease *l, guint64 ino, gboolean force,
-			  const struct imap_select_info *seen)
+			  const struct imap_select_info *seen, void (*known)(void *ud), void *ud)
 {
+	struct listing_stream ls = {
+	    .rs = { .begin = stream_begin, .chunk = stream_chunk, .ud = &ls,
+		    .want_newest = known != NULL },
+	    .a = a,
+	    .ino = ino,
+	    .known = known,
+	    .known_ud = ud,
+	};
 	gint64 start = account_now();
-	int rc = refresh_folder_once(a, l, ino, force, seen);
+	int rc = refresh_folder_once(a, l, ino, force, seen, &ls);
 
 	/* A connection the server dropped while it sat idle fails its first
 	   command at once: once more, on a new one. A failure that took half
 	   the timeout is a server not answering: no second wait. */
 	if (rc == -EIO && account_now() - start < (gint64)a->opts->timeout * G_USEC_PER_SEC / 2)
-		rc = refresh_folder_once(a, l, ino, force, NULL);
+		rc = refresh_folder_once(a, l, ino, force, NULL, &ls);
 	return rc;
 }
 
 int imap_account_refresh_folder(struct imap_account *a, struct lease *l, guint64 ino,
 				gboolean force)
 {
-	return refresh_folder(a, l, ino, force, NULL);
+	return refresh_folder(a, l, ino, force, NULL, NULL, NULL);
+}
+
+int imap_account_list_for_stat(struct imap_account *a, struct lease *l, guint64 ino,
+			       void (*known)(void *ud), void *ud)
+{
+	return refresh_folder(a, l, ino, FALSE, NULL, known, ud);
 }
 
 int imap_account_refresh_dir(struct imap_account *a, struct lease *l, guint64 ino)
@@ -398,6 +467,10 @@ int imap_account_read_dir(struct imap_account *a, struct lease *l, guint64 ino)
 	int rc;
 
 	imap_account_dir_read_from_start(a, ino);
+	/* Its first listing arriving now (a stat began it) is as fresh as a
+	   listing gets: the readdir gives what came and waits for the rest. */
+	if (tree_folder_streaming(a->tree, ino))
+		return 0;
 	rc = imap_account_refresh_dir(a, l, ino);
 	if (rc != -EIO)
 		return rc;
@@ -521,6 +594,6 @@ void account_mailbox_changed(void *ud, const char *wire, const struct watch_seen
 	/* After a connect, INBOX listed in the very state push began from
 	   (a mount that just listed it, with nothing changed since) is not
 	   listed again: push covers it from there. */
-	refresh_folder(a, &l, ino, TRUE, watched);
+	refresh_folder(a, &l, ino, TRUE, watched, NULL, NULL);
 	lease_clear(&l);
 }

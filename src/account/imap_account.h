@@ -83,6 +83,18 @@ int imap_account_refresh_list(struct imap_account *a, gboolean force, GError **e
 int imap_account_refresh_folder(struct imap_account *a, struct lease *l, guint64 ino,
 				gboolean force);
 
+/*
+ * imap_account_refresh_folder(ino, FALSE), for a stat of a folder never
+ * listed. A first listing is taken into the tree as it arrives
+ * (tree_folder_stream_begin): when the server names the newest arrival
+ * before the listing (ESORT), known(ud) is called on this thread as soon
+ * as the tree shows the folder's mtime, at most once, while the listing
+ * goes on; the caller answers its stat there. Returns when the listing is
+ * done, as imap_account_refresh_folder.
+ */
+int imap_account_list_for_stat(struct imap_account *a, struct lease *l, guint64 ino,
+			       void (*known)(void *ud), void *ud);
+
 /* What directory ino shows, up to date: the folder list, then its messages.
    Offline (-EIO) a folder listed before still answers from what is known. */
 int imap_account_refresh_dir(struct imap_account *a, struct lease *l, guint64 ino);

@@ -175,10 +175,12 @@ int account_apply_resync(struct imap_account *a, struct folder_state *f, guint64
 gboolean account_count_agrees(struct imap_account *a, guint64 ino, const char *wire, int rc,
 			      const struct resync_result *res);
 /* Locked (f->lock): resync folder ino (wire) on s from known and apply it;
-   when the count then disagrees, list it in full. */
+   when the count then disagrees, list it in full. stream (may be NULL):
+   the first resync's (resync_folder); the caller ends what it began. */
 int account_resync_and_apply(struct imap_account *a, struct folder_state *f, guint64 ino,
 			     const char *wire, struct imap_session *s, struct lindex *idx,
-			     struct resync_known *known, GError **err);
+			     struct resync_known *known, struct resync_stream *stream,
+			     GError **err);
 void account_mailbox_changed(void *ud, const char *wire, const struct watch_seen *seen);
 /* The Trash mailbox (a copy), or NULL. */
 char *account_trash(struct imap_account *a);

@@ -121,7 +121,7 @@ static void resync_the_rest(struct burst *b, struct resync_job *jobs, struct ima
 		}
 		if (imap_session_alive(s))
 			rc = account_resync_and_apply(b->a, bf->f, bf->ino, bf->wire, s, bf->idx,
-						      &jobs[i].known, &err);
+						      &jobs[i].known, NULL, &err);
 		if (err)
 			mfs_log_debug(MFS_LOG_IMAP, "listing burst: %s", err->message);
 		g_clear_error(&err);

@@ -38,7 +38,41 @@ struct collect {
 	const char *objid_item;
 	/* What a listing asks for each new message (listing_items). */
 	char items[128];
+	/* A first listing handed over in chunks (resync_stream), or NULL;
+	   the first chunk the caller could not take in stops the handing.
+	   stream_pending: the stream, until begun (list_cold). */
+	struct resync_stream *stream;
+	struct resync_stream *stream_pending;
+	guint32 stream_uidvalidity;
+	int stream_rc;
+	/* "UID FETCH $ (UID INTERNALDATE)" was sent: a FETCH with a date
+	   and no size is its answer, the newest arrival's. */
+	gboolean want_newest;
+	gint64 newest;
 };
+
+/* A first listing is handed over this many messages at a time: a readdir
+   waits for the first chunk, and the listing held is bounded by one. */
+#define RESYNC_CHUNK 1024u
+
+/* The messages collected so far go to the stream's taker. */
+static void hand_over_chunk(struct collect *c)
+{
+	struct resync_result *out = c->out;
+	const struct tree_delta d = { .msgs = (const struct tree_msg_info *)out->msgs->data,
+				      .n = out->msgs->len };
+	int rc;
+
+	if (out->msgs->len == 0 || c->stream_rc < 0)
+		return;
+	rc = c->stream->chunk(c->stream->ud, c->stream_uidvalidity, &d);
+	if (rc < 0) {
+		c->stream_rc = rc;
+		return;
+	}
+	g_array_set_size(out->msgs, 0);
+	g_string_chunk_clear(out->strings);
+}
 
 /* "Subject: a\r\n b\r\n\r\n" -> "a\r\n b": the raw value, for the slug rule
    (a copy, freed by the caller: only the name made from it is kept, so a
@@ -78,16 +112,37 @@ static void take_vanished(struct collect *c, const struct imap_response *r)
 	g_string_append_len(c->vanished, set->str, (gssize)set->len);
 }
 
+/* The stream's taker begins, with the newest arrival's date if known. */
+static void begin_stream(struct collect *c)
+{
+	struct resync_stream *st = c->stream_pending;
+
+	c->stream_pending = NULL;
+	if (st && st->begin(st->ud, c->stream_uidvalidity, c->newest)) {
+		st->begun = TRUE;
+		c->stream = st;
+	}
+}
+
 static void take_fetch(struct collect *c, const struct imap_response *r)
 {
 	struct tree_msg_info m = {0};
 	const struct imap_value *v;
 	guint64 size;
 	gboolean has_size;
+	gint64 date;
 
 	if (!imap_value_u32(imap_fetch_item(r, "UID"), &m.uid) || m.uid == 0)
 		return;
 	has_size = imap_value_u64(imap_fetch_item(r, "RFC822.SIZE"), &size);
+	v = imap_fetch_item(r, "INTERNALDATE");
+	if (!has_size && c->want_newest && v && imap_parse_internaldate(imap_value_str(v), &date)) {
+		/* A server may answer it amid the listing (dovecot runs the two
+		   FETCHes side by side): the taker begins when it comes. */
+		c->newest = MAX(c->newest, date);
+		begin_stream(c);
+		return;
+	}
 	v = imap_fetch_item(r, "FLAGS");
 	if (v) {
 		g_autofree char *flags = imap_flags_to_string(v);
@@ -134,6 +189,8 @@ static void take_fetch(struct collect *c, const struct imap_response *r)
 	}
 	c->hdr.active = FALSE;
 	g_array_append_val(c->out->msgs, m);
+	if (c->stream && c->out->msgs->len >= RESYNC_CHUNK)
+		hand_over_chunk(c);
 }
 
 static void on_untagged(void *ud, const struct imap_response *r)
@@ -301,28 +358,54 @@ static gboolean finish_vanished(struct collect *c)
 	return TRUE;
 }
 
-/* Nothing known: SELECT and the listing in one round trip. */
+/*
+ * Nothing known: SELECT and the listing in one round trip. With a stream
+ * that wants it, where the server has ESORT and SEARCHRES, the newest arrival's date is
+ * asked for between the two, and the stream begins when it is in (or when
+ * it is known not to come); from then on the listing is handed over in
+ * chunks.
+ */
 static int list_cold(struct imap_session *s, struct collect *c, const char *wire,
-		     gboolean readonly, struct imap_select_info *info, GError **err)
+		     gboolean readonly, struct resync_stream *stream,
+		     struct imap_select_info *info, GError **err)
 {
 	const struct imap_handler h = collector(c);
 	struct resync_result *out = c->out;
 	GError *fetch_err = NULL;
-	guint sel, list;
+	guint sel, sort = 0, first = 0, list;
 	int rc, frc;
 
 	out->how = RESYNC_FULL;
 	out->delta.complete_below = TREE_COMPLETE;
 	sel = imap_select_send(s, wire, readonly, NULL, err);
+	if (sel && stream && stream->want_newest && imap_session_has(s, IMAP_CAP_ESORT) &&
+	    imap_session_has(s, IMAP_CAP_SEARCHRES)) {
+		/* ESORT's MIN is the first message in sort order (RFC 5267). */
+		sort = imap_send(s, "UID SORT RETURN (SAVE MIN) (REVERSE ARRIVAL) UTF-8 ALL");
+		first = sort ? imap_send(s, "UID FETCH $ (UID INTERNALDATE)") : 0;
+	}
 	list = sel ? imap_send(s, "UID FETCH 1:* %s", c->items) : 0;
 	rc = imap_select_finish(s, sel, wire, readonly, &h, info, err);
+	if (rc == 0 && stream) {
+		c->stream_pending = stream;
+		c->stream_uidvalidity = info->uidvalidity;
+		c->want_newest = first != 0;
+	}
 	if (rc == 0 && out->msgs->len == 0 && info->exists > 0) {
 		/* Room for the listing at once, not by doubling (the count is
-		   the server's word: bounded). */
+		   the server's word: bounded); a streamed one needs a chunk. */
 		g_array_unref(out->msgs);
 		out->msgs = g_array_sized_new(FALSE, FALSE, sizeof(struct tree_msg_info),
-					      (guint)MIN(info->exists, PRESIZE_MAX));
+					      (guint)MIN(info->exists,
+							 stream ? RESYNC_CHUNK : PRESIZE_MAX));
 	}
+	/* Refused (a server whose SORT wants another charset): no date first;
+	   the listing gives it at its end, as without ESORT. */
+	if (sort)
+		imap_wait(s, sort, &h, NULL, NULL);
+	if (first)
+		imap_wait(s, first, &h, NULL, NULL);
+	begin_stream(c);
 	frc = list ? imap_wait(s, list, &h, NULL, &fetch_err) : 0;
 	if (rc == 0) {
 		out->uidvalidity = info->uidvalidity;
@@ -335,12 +418,23 @@ static int list_cold(struct imap_session *s, struct collect *c, const char *wire
 		}
 	}
 	g_clear_error(&fetch_err);
+	if (c->stream) {
+		/* What was handed over is the caller's: the rest adds to it. */
+		out->delta.complete_below = 0;
+		if (rc == 0)
+			hand_over_chunk(c);
+		if (rc == 0 && c->stream_rc < 0) {
+			rc = c->stream_rc;
+			g_set_error(err, G_IO_ERROR, G_IO_ERROR_FAILED,
+				    "the listing could not be taken in: %s", g_strerror(-rc));
+		}
+	}
 	return rc;
 }
 
 int resync_folder(struct imap_session *s, const char *wire, gboolean readonly,
 		  gboolean want_subject, gboolean want_objids, const struct resync_known *known,
-		  struct resync_result *out, GError **err)
+		  struct resync_stream *stream, struct resync_result *out, GError **err)
 {
 	struct imap_known_state ks = {known->uidvalidity, known->highestmodseq};
 	struct imap_select_info info;
@@ -362,7 +456,7 @@ int resync_folder(struct imap_session *s, const char *wire, gboolean readonly,
 	out->vanished = g_array_new(FALSE, FALSE, sizeof(struct uid_range));
 	out->strings = g_string_chunk_new(4096);
 	if (!known->uidvalidity) {
-		rc = list_cold(s, &c, wire, readonly, &info, err);
+		rc = list_cold(s, &c, wire, readonly, stream, &info, err);
 		out->exists_selected = info.exists;
 		goto out;
 	}

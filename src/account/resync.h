@@ -67,19 +67,46 @@ struct resync_result {
 };
 
 /*
+ * A first listing handed over as it arrives (resync_folder with nothing
+ * known), so that its taker can answer before the last message. begin() is
+ * called once the SELECT is answered, with the mailbox's UIDVALIDITY and,
+ * when want_newest, the newest message's INTERNALDATE if the server could
+ * name it before the listing, else 0: with ESORT and SEARCHRES,
+ *     UID SORT RETURN (SAVE MIN) (REVERSE ARRIVAL) UTF-8 ALL
+ *     UID FETCH $ (UID INTERNALDATE)
+ * are pipelined between the SELECT and the listing (the server sorts the
+ * whole mailbox: only worth it for a stat that waits for the date), and
+ * begin() is called when that date is in (a server may answer it amid the
+ * listing). begin() returns FALSE to take the listing whole after all; else
+ * `begun` is set and chunk() gets the listing in UID order, up to 1,024
+ * messages at a time (names and strings valid for the call); a chunk it
+ * fails (a negative errno) ends the handing over and is resync_folder's
+ * error. The result then holds nothing more: its delta is empty with
+ * complete_below 0, to be merged after the chunks.
+ */
+struct resync_stream {
+	gboolean (*begin)(void *ud, guint32 uidvalidity, gint64 newest);
+	int (*chunk)(void *ud, guint32 uidvalidity, const struct tree_delta *d);
+	void *ud;
+	gboolean want_newest;
+	gboolean begun;
+};
+
+/*
  * Select wire (EXAMINE when readonly) on s and compute what changed since
  * known. want_subject: fetch the Subject of new messages (the default names
  * need it) and give them their names (tree_msg_info.name; the subject itself
  * is not kept: tree_msg_info.subject stays NULL). want_objids:
  * ask for new messages' object ids where the session offers them (above)
  * and fill tree_msg_info.objid (protocol/imap_objid.h; NULL when the server
- * gave none, or none was asked). 0 or a negative errno as imap_run gives
- * it; out is filled on success and must be cleared with
- * resync_result_clear() either way.
+ * gave none, or none was asked). stream (may be NULL) is used only when
+ * nothing is known (above). 0 or a negative errno as imap_run gives it;
+ * out is filled on success and must be cleared with resync_result_clear()
+ * either way.
  */
 int resync_folder(struct imap_session *s, const char *wire, gboolean readonly,
 		  gboolean want_subject, gboolean want_objids, const struct resync_known *known,
-		  struct resync_result *out, GError **err);
+		  struct resync_stream *stream, struct resync_result *out, GError **err);
 void resync_result_clear(struct resync_result *r);
 
 /* One folder of a burst (resync_folders). */

@@ -102,6 +102,15 @@ void fs_lease_end(fuse_req_t req, struct lease *l)
 	lease_clear(l);
 }
 
+void fs_lease_let_go(fuse_req_t req, struct lease *l)
+{
+	if (l->armed)
+		fuse_req_interrupt_func(req, NULL, NULL);
+	l->armed = FALSE;
+	l->arm = NULL;
+	l->arm_data = NULL;
+}
+
 double fs_imap_timeout(const struct mfs_imap_fs *fs)
 {
 	return fs->opts->refresh;

@@ -148,6 +148,32 @@ void fs_imap_forget_multi(fuse_req_t req, size_t count, struct fuse_forget_data 
 	fuse_reply_none(req);
 }
 
+/* A stat of a folder never listed, answered as soon as its mtime is known. */
+struct stat_answer {
+	struct mfs_imap_fs *fs;
+	fuse_req_t req;
+	fuse_ino_t ino;
+	struct lease *l;
+	gboolean answered;
+};
+
+/* The server named the newest arrival before the listing: the stat is
+   answered now, with what every later one says, and the listing goes on
+   on this thread (imap_account_list_for_stat). */
+static void answer_stat(void *ud)
+{
+	struct stat_answer *sa = ud;
+	struct tree_entry e = { 0 };
+	struct stat st;
+
+	if (tree_get(sa->fs->tree, sa->ino, 0, &e) < 0 || must_list(&e))
+		return;
+	fs_lease_let_go(sa->req, sa->l);
+	fs_imap_fill_attr(sa->fs, &e, &st);
+	fuse_reply_attr(sa->req, &st, attr_timeout(sa->fs, &e));
+	sa->answered = TRUE;
+}
+
 void fs_imap_getattr(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 {
 	struct mfs_imap_fs *fs = fuse_req_userdata(req);
@@ -189,11 +215,14 @@ void fs_imap_getattr(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 		   (offline, a server refusing that folder), it answers mtime 0 and
 		   is not tried again by a stat: a readdir lists it. */
 		struct lease l;
+		struct stat_answer sa = { .fs = fs, .req = req, .ino = ino, .l = &l };
 
 		imap_account_folder_stat(fs->account, ino);
 		fs_lease_begin(fs, req, &l);
-		rc = imap_account_refresh_folder(fs->account, &l, ino, FALSE);
+		rc = imap_account_list_for_stat(fs->account, &l, ino, answer_stat, &sa);
 		fs_lease_end(req, &l);
+		if (sa.answered)
+			return;
 		if (rc == -EINTR) {
 			fuse_reply_err(req, EINTR);
 			return;
@@ -249,6 +278,40 @@ static gboolean add_dirent(void *ud, const char *name, const struct tree_entry *
 	return fs_dirbuf_add(d, name, &st, !dot, attr_timeout(d->fs, e), next_off);
 }
 
+/* How long a readdir waits for a streamed listing between looks at
+   whether it was interrupted. */
+#define STREAM_WAIT_US (100 * 1000)
+
+/*
+ * The entries of ino from off into d. A folder whose first listing is
+ * arriving gives what came; when nothing after off came yet, the readdir
+ * waits for more (an empty answer would end it). A listing that failed
+ * meanwhile leaves the folder unlisted: -EIO, not a short directory.
+ */
+static int next_entries(struct mfs_imap_fs *fs, fuse_req_t req, fuse_ino_t ino, guint64 off,
+			struct dirbuf *d)
+{
+	gboolean waited = FALSE;
+	struct tree_entry e = { 0 };
+	int rc;
+
+	for (;;) {
+		rc = tree_readdir(fs->tree, ino, off, d->plus, add_dirent, d);
+		if (rc < 0 || d->used > 0)
+			break;
+		if (rc == 0) {
+			if (waited && tree_get(fs->tree, ino, 0, &e) == 0 && !e.listed)
+				rc = -EIO;
+			break;
+		}
+		if (fuse_req_interrupted(req))
+			return -EINTR;
+		tree_folder_stream_wait(fs->tree, ino, off, g_get_monotonic_time() + STREAM_WAIT_US);
+		waited = TRUE;
+	}
+	return rc < 0 ? rc : 0;
+}
+
 static void do_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, gboolean plus)
 {
 	struct mfs_imap_fs *fs = fuse_req_userdata(req);
@@ -275,7 +338,7 @@ static void do_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, g
 		}
 	}
 	d.buf = g_malloc(size);
-	rc = tree_readdir(fs->tree, ino, (guint64)off, plus, add_dirent, &d);
+	rc = next_entries(fs, req, ino, (guint64)off, &d);
 	if (rc < 0)
 		fuse_reply_err(req, -rc);
 	else

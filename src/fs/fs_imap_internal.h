@@ -51,6 +51,10 @@ struct mfs_imap_fs {
    kernel's interrupt of req aborts the one in use. */
 void fs_lease_begin(struct mfs_imap_fs *fs, fuse_req_t req, struct lease *l);
 void fs_lease_end(fuse_req_t req, struct lease *l);
+/* req is answered while its lease's work goes on (a stat answered before
+   the listing is whole): no interrupt reaches the lease from now on, and
+   nothing in it refers to req. fs_lease_end stays the lease's end. */
+void fs_lease_let_go(fuse_req_t req, struct lease *l);
 
 /* How long the kernel may keep attributes and names: `refresh`. */
 double fs_imap_timeout(const struct mfs_imap_fs *fs);

@@ -1,5 +1,6 @@
 /* SPDX-License-Identifier: GPL-2.0-or-later */
 #include "model/tree.h"
+#include "model/tree_internal.h"
 
 #include "model/names.h"
 #include "model/tree_msgs.h"
@@ -11,54 +12,6 @@
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
-
-#define MSG_INO_MIN	((guint64)1 << 32)
-#define OFF_DOT		1
-#define OFF_DOTDOT	2
-#define OFF_FOLDER_BASE 3
-#define OFF_MSG_BASE	((guint64)1 << 33)
-
-/* The messages of one folder for one UIDVALIDITY. */
-struct msgset {
-	guint32 epoch;
-	guint32 uidvalidity;
-	guint64 folder;	  /* inode number, not a pointer: the folder may go first */
-	gboolean current; /* the folder's set; else retired, alive for `gone` only */
-	struct tmsgs live;	/* by ascending uid (model/tree_msgs.h) */
-	struct tmsgs gone;	/* by ascending uid, removed but nlookup > 0 */
-	struct namestore names; /* the names of live and gone */
-	guint64 refs;	  /* sum of nlookup over live and gone */
-};
-
-struct folder {
-	guint64 ino;
-	guint64 parent;
-	char *name;
-	char *key;  /* wire-name prefix with INBOX normalised: the identity; NULL for root */
-	char *wire; /* as listed, for SELECT; NULL when not listed itself */
-	guint32 attrs;
-	gboolean detached;
-	gboolean seen;	     /* scratch of tree_apply_list */
-	gboolean listed_now; /* scratch of tree_apply_list */
-	gboolean list_failed; /* a listing for its mtime failed; no more tries for it */
-	guint64 nlookup;
-	GPtrArray *children; /* struct folder * by ascending ino */
-	struct msgset *msgs; /* current message set, or NULL */
-};
-
-struct tree {
-	mfs_mutex lock;
-	gboolean names_uid;
-	gboolean vshow;
-	GPtrArray *excl; /* GPatternSpec * */
-	guint64 next_ino;
-	guint32 next_epoch;
-	struct folder *root;
-	GHashTable *folders; /* &ino -> struct folder * (owns every folder) */
-	GHashTable *keys;    /* key -> struct folder *, attached folders only */
-	GHashTable *epochs;  /* GUINT_TO_POINTER(epoch) -> struct msgset * (owns) */
-	struct objtab *objects;
-};
 
 /* m leaves ms for good: its name is dead, its flags released. */
 static void tmsg_clear(struct msgset *ms, struct tmsg *m)
@@ -217,11 +170,7 @@ static gboolean msg_leaving(struct tree *t, struct msgset *ms, struct tmsg *m, g
 	return FALSE;
 }
 
-/*
- * The folder's current set stops being current: its live messages are
- * reported (if report) and kept only while referenced.
- */
-static void msgset_retire(struct tree *t, struct folder *f, gboolean report_msgs, GArray *removed)
+void tree_msgset_retire(struct tree *t, struct folder *f, gboolean report_msgs, GArray *removed)
 {
 	struct msgset *ms = f->msgs;
 
@@ -240,13 +189,6 @@ static void msgset_retire(struct tree *t, struct folder *f, gboolean report_msgs
 		qsort(ms->gone.v, ms->gone.len, sizeof(struct tmsg), cmp_tmsg);
 	msgset_compact_names(ms);
 	msgset_maybe_free(t, ms);
-}
-
-static struct folder *folder_get(struct tree *t, guint64 ino)
-{
-	if (ino == 0 || ino >= MSG_INO_MIN)
-		return NULL;
-	return g_hash_table_lookup(t->folders, &ino);
 }
 
 /* The message with inode number ino, its set, and whether it is gone. */
@@ -273,6 +215,7 @@ struct tree *tree_new(const struct tree_options *opts)
 	struct tree *t = g_new0(struct tree, 1);
 
 	mfs_mutex_init(&t->lock);
+	mfs_cond_init(&t->stream_cond);
 	t->excl = g_ptr_array_new_with_free_func((GDestroyNotify)g_pattern_spec_free);
 	if (opts) {
 		t->names_uid = opts->names_uid;
@@ -305,6 +248,7 @@ void tree_free(struct tree *t)
 	objtab_free(t->objects);
 	g_hash_table_unref(t->folders);
 	g_ptr_array_unref(t->excl);
+	mfs_cond_clear(&t->stream_cond);
 	mfs_mutex_clear(&t->lock);
 	g_free(t);
 }
@@ -347,7 +291,7 @@ static struct folder *folder_create(struct tree *t, struct folder *parent, const
 /* Take f and everything below out of the tree, children reported first. */
 static void folder_detach(struct tree *t, struct folder *f, GArray *removed)
 {
-	struct folder *p = folder_get(t, f->parent);
+	struct folder *p = tree_folder_get(t, f->parent);
 
 	while (f->children->len > 0)
 		folder_detach(t, g_ptr_array_index(f->children, f->children->len - 1), removed);
@@ -355,7 +299,7 @@ static void folder_detach(struct tree *t, struct folder *f, GArray *removed)
 	if (p)
 		g_ptr_array_remove(p->children, f);
 	g_hash_table_remove(t->keys, f->key);
-	msgset_retire(t, f, FALSE, NULL);
+	tree_msgset_retire(t, f, FALSE, NULL);
 	f->detached = TRUE;
 	if (f->nlookup == 0)
 		g_hash_table_remove(t->folders, &f->ino);
@@ -531,7 +475,7 @@ void tree_apply_list(struct tree *t, GPtrArray *mailboxes, GArray *removed)
 
 		if (f->detached || f->seen)
 			continue;
-		p = folder_get(t, f->parent);
+		p = tree_folder_get(t, f->parent);
 		if (!p || p->seen)
 			g_ptr_array_add(gone, f);
 	}
@@ -551,7 +495,7 @@ void tree_apply_list(struct tree *t, GPtrArray *mailboxes, GArray *removed)
 			f->attrs = 0;
 		}
 		if (!folder_selectable(f))
-			msgset_retire(t, f, TRUE, removed);
+			tree_msgset_retire(t, f, TRUE, removed);
 	}
 	mfs_mutex_unlock(&t->lock);
 }
@@ -605,7 +549,7 @@ void tree_folder_subtree(struct tree *t, guint64 ino, GArray *out)
 	struct folder *f;
 
 	mfs_mutex_lock(&t->lock);
-	f = folder_get(t, ino);
+	f = tree_folder_get(t, ino);
 	if (f && !f->detached) {
 		g_ptr_array_add(order, f);
 		walk_order(f, order);
@@ -671,7 +615,7 @@ static char *intern_flags(const char *flags)
 /* Checks shared by both locked phases of tree_folder_set_messages. */
 static int messages_folder(struct tree *t, guint64 ino, struct folder **out)
 {
-	struct folder *f = folder_get(t, ino);
+	struct folder *f = tree_folder_get(t, ino);
 
 	if (!f)
 		return ino >= MSG_INO_MIN ? -ENOTDIR : -ENOENT;
@@ -737,16 +681,13 @@ static void mark_known(struct folder *f, guint32 uidvalidity, const struct uidx 
 			   tmsgs_find(&f->msgs->gone, order[i].uid, NULL);
 }
 
-/* Locked. Folder f's message set for uidvalidity: a set of another
-   UIDVALIDITY is retired (its messages reported in removed), a new one
-   made. */
-static struct msgset *current_msgset(struct tree *t, struct folder *f, guint32 uidvalidity,
-				     GArray *removed)
+struct msgset *tree_current_msgset(struct tree *t, struct folder *f, guint32 uidvalidity,
+				   GArray *removed)
 {
 	struct msgset *ms;
 
 	if (f->msgs && f->msgs->uidvalidity != uidvalidity)
-		msgset_retire(t, f, TRUE, removed);
+		tree_msgset_retire(t, f, TRUE, removed);
 	if (f->msgs)
 		return f->msgs;
 	ms = g_new0(struct msgset, 1);
@@ -858,7 +799,7 @@ static void merge_delta(struct tree *t, struct folder *f, const struct tree_delt
 			const struct uidx *order, gsize count, char **names, guint32 uidvalidity,
 			GArray *removed)
 {
-	struct msgset *ms = current_msgset(t, f, uidvalidity, removed);
+	struct msgset *ms = tree_current_msgset(t, f, uidvalidity, removed);
 	struct tmsgs live = {0};
 	guint oi = 0;
 
@@ -944,6 +885,8 @@ int tree_folder_merge(struct tree *t, guint64 ino, guint32 uidvalidity, const st
 	rc = messages_folder(t, ino, &f);
 	if (rc == 0)
 		merge_delta(t, f, d, order, count, names, uidvalidity, removed);
+	if (rc == 0 && f->streaming)
+		mfs_cond_broadcast(&t->stream_cond);
 	mfs_mutex_unlock(&t->lock);
 	for (gsize i = 0; names && i < count; i++)
 		g_free(names[i]);
@@ -956,7 +899,7 @@ void tree_folder_note_list_failed(struct tree *t, guint64 ino)
 	struct folder *f;
 
 	mfs_mutex_lock(&t->lock);
-	f = folder_get(t, ino);
+	f = tree_folder_get(t, ino);
 	if (f && !f->msgs)
 		f->list_failed = TRUE;
 	mfs_mutex_unlock(&t->lock);
@@ -1015,8 +958,11 @@ static void fill_folder(const struct folder *f, unsigned want, struct tree_entry
 		const struct tmsgs *live = &f->msgs->live;
 
 		out->uidvalidity = f->msgs->uidvalidity;
-		/* The newest arrival: one pass, under the lock (mailfs(1), Attributes). */
-		out->listed = TRUE;
+		/* The newest arrival: one pass, under the lock (mailfs(1),
+		   Attributes). A listing still arriving is listed when the
+		   server named its newest arrival first. */
+		out->listed = !f->streaming || f->newest != 0;
+		out->mtime = f->streaming ? f->newest : 0;
 		for (guint i = 0; i < live->len; i++)
 			out->mtime = MAX(out->mtime, live->v[i].mtime);
 	}
@@ -1053,7 +999,7 @@ static void fill_msg(struct tree *t, const struct msgset *ms, const struct tmsg 
 	if (want & TREE_WANT_NAME)
 		out->name = g_strdup(m->name);
 	if (want & TREE_WANT_WIRE) {
-		struct folder *f = folder_get(t, ms->folder);
+		struct folder *f = tree_folder_get(t, ms->folder);
 
 		if (f && f->wire)
 			out->wire = g_strdup(f->wire);
@@ -1065,7 +1011,7 @@ static void fill_msg(struct tree *t, const struct msgset *ms, const struct tmsg 
 /* Locked. The live message of name n, or NULL. */
 static struct tmsg *name_msg(struct tree *t, const struct tname *n, struct msgset **msp)
 {
-	struct folder *f = folder_get(t, n->folder);
+	struct folder *f = tree_folder_get(t, n->folder);
 
 	if (!f || !f->msgs)
 		return NULL;
@@ -1098,7 +1044,7 @@ static void fill_obj(struct tree *t, const struct tobj *ob, unsigned want, struc
 	out->mtime = ob->last->mtime;
 	if (want & TREE_WANT_NAME)
 		out->name = g_strdup(ob->last->name ? ob->last->name : "");
-	if ((want & TREE_WANT_WIRE) && (f = folder_get(t, ob->last->folder)) != NULL && f->wire)
+	if ((want & TREE_WANT_WIRE) && (f = tree_folder_get(t, ob->last->folder)) != NULL && f->wire)
 		out->wire = g_strdup(f->wire);
 	if (want & TREE_WANT_FLAGS)
 		out->flags = g_strdup(ob->last->flags ? ob->last->flags : "");
@@ -1116,7 +1062,7 @@ int tree_get(struct tree *t, guint64 ino, unsigned want, struct tree_entry *out)
 	int rc = 0;
 
 	mfs_mutex_lock(&t->lock);
-	if ((f = folder_get(t, ino)) != NULL)
+	if ((f = tree_folder_get(t, ino)) != NULL)
 		fill_folder(f, want, out);
 	else if (TREE_IS_OBJECT(ino) && (ob = objtab_get(t->objects, ino)) != NULL)
 		fill_obj(t, ob, want, out);
@@ -1147,7 +1093,7 @@ int tree_lookup(struct tree *t, guint64 parent, const char *name, gboolean ref, 
 	int rc = -ENOENT;
 
 	mfs_mutex_lock(&t->lock);
-	p = folder_get(t, parent);
+	p = tree_folder_get(t, parent);
 	if (!p) {
 		rc = (TREE_IS_OBJECT(parent) && objtab_get(t->objects, parent)) ||
 			     (parent >= MSG_INO_MIN &&
@@ -1184,7 +1130,7 @@ void tree_forget(struct tree *t, guint64 ino, guint64 n)
 	gboolean gone;
 
 	mfs_mutex_lock(&t->lock);
-	if ((f = folder_get(t, ino)) != NULL) {
+	if ((f = tree_folder_get(t, ino)) != NULL) {
 		f->nlookup -= MIN(n, f->nlookup);
 		if (f->detached && f->nlookup == 0)
 			g_hash_table_remove(t->folders, &f->ino);
@@ -1217,7 +1163,7 @@ int tree_readdir(struct tree *t, guint64 dir, guint64 off, gboolean plus, tree_d
 	int rc = 0;
 
 	mfs_mutex_lock(&t->lock);
-	f = folder_get(t, dir);
+	f = tree_folder_get(t, dir);
 	if (!f) {
 		rc = dir >= MSG_INO_MIN ? -ENOTDIR : -ENOENT;
 		goto out;
@@ -1229,7 +1175,7 @@ int tree_readdir(struct tree *t, guint64 dir, guint64 off, gboolean plus, tree_d
 			goto out;
 	}
 	if (off < OFF_DOTDOT) {
-		struct folder *p = folder_get(t, f->parent);
+		struct folder *p = tree_folder_get(t, f->parent);
 
 		if (p)
 			fill_folder(p, 0, &e);
@@ -1273,6 +1219,8 @@ int tree_readdir(struct tree *t, guint64 dir, guint64 off, gboolean plus, tree_d
 				msg_ref(ms, m);
 		}
 	}
+	if (f->streaming)
+		rc = TREE_READDIR_MORE;
 out:
 	mfs_mutex_unlock(&t->lock);
 	return rc;
@@ -1287,7 +1235,7 @@ static int msgs_of(struct tree *t, guint64 ino, GPtrArray *out)
 	struct tmsg *m;
 	gboolean gone;
 
-	if (folder_get(t, ino))
+	if (tree_folder_get(t, ino))
 		return -EISDIR;
 	if (TREE_IS_OBJECT(ino)) {
 		if (!(ob = objtab_get(t->objects, ino)) || objtab_nnames(ob) == 0)
@@ -1342,7 +1290,7 @@ int tree_message_remove(struct tree *t, guint64 folder, guint32 uid, GArray *rem
 	int rc = 0;
 
 	mfs_mutex_lock(&t->lock);
-	f = folder_get(t, folder);
+	f = tree_folder_get(t, folder);
 	if (!f) {
 		rc = folder >= MSG_INO_MIN ? -ENOTDIR : -ENOENT;
 		goto out;
@@ -1390,7 +1338,7 @@ GArray *tree_message_names(struct tree *t, guint64 ino, unsigned want)
 				g_array_append_val(out, e);
 			}
 		}
-	} else if (!folder_get(t, ino) && (m = msg_get(t, ino, &ms, &gone)) != NULL && !gone) {
+	} else if (!tree_folder_get(t, ino) && (m = msg_get(t, ino, &ms, &gone)) != NULL && !gone) {
 		struct tree_entry e;
 
 		fill_msg(t, ms, m, FALSE, want, &e);
@@ -1432,7 +1380,7 @@ char *tree_folder_key(struct tree *t, guint64 ino)
 	char *key = NULL;
 
 	mfs_mutex_lock(&t->lock);
-	f = folder_get(t, ino);
+	f = tree_folder_get(t, ino);
 	if (f && !f->detached)
 		key = g_strdup(f->key ? f->key : "");
 	mfs_mutex_unlock(&t->lock);
@@ -1447,7 +1395,7 @@ int tree_folder_message(struct tree *t, guint64 folder, guint32 uid, gboolean re
 	int rc = -ENOENT;
 
 	mfs_mutex_lock(&t->lock);
-	f = folder_get(t, folder);
+	f = tree_folder_get(t, folder);
 	if (f && f->msgs && (m = tmsgs_find(&f->msgs->live, uid, NULL)) != NULL) {
 		if (ref)
 			msg_ref(f->msgs, m);

@@ -251,6 +251,31 @@ int tree_folder_foreach_message(struct tree *t, guint64 folder, guint32 *uidvali
  */
 void tree_folder_note_list_failed(struct tree *t, guint64 ino);
 
+/*
+ * A first listing taken in as it arrives, so that a readdir can answer
+ * before its last message (mailfs(1), Attributes). Between
+ * tree_folder_stream_begin and tree_folder_stream_end, the lister merges
+ * each chunk of the listing (tree_folder_merge, complete_below 0, every
+ * chunk's UIDs after those held: the append path) and:
+ *   - the folder reads as listed only when newest, the newest arrival
+ *     the server named before the listing, is known (not 0): its mtime is
+ *     then newest (or a newer message's), the same as once the listing is
+ *     whole; else a stat still waits for the whole listing;
+ *   - tree_readdir gives what arrived and returns TREE_READDIR_MORE.
+ * begin: -EEXIST when the folder holds a listing already (nothing to
+ * stream), -ENOENT / -ENOTDIR / -EINVAL as tree_folder_merge. end (always
+ * called after a begin that returned 0): ok FALSE when the listing did not
+ * finish: what arrived leaves again (reported in removed) and the folder
+ * is not listed, as before the begin.
+ */
+int tree_folder_stream_begin(struct tree *t, guint64 folder, guint32 uidvalidity, gint64 newest);
+void tree_folder_stream_end(struct tree *t, guint64 folder, gboolean ok, GArray *removed);
+/* Whether folder's first listing is being taken in now. */
+gboolean tree_folder_streaming(struct tree *t, guint64 folder);
+/* Wait until folder holds a message after readdir offset off, or its
+   listing is no longer streamed, or until end_us (monotonic). */
+void tree_folder_stream_wait(struct tree *t, guint64 folder, guint64 off, gint64 end_us);
+
 /* What tree_get/tree_lookup/tree_readdir tell about a node. */
 enum {
 	TREE_WANT_NAME = 1u << 0,  /* fill name: the path component */
@@ -317,7 +342,12 @@ typedef gboolean (*tree_dir_fn)(void *ud, const char *name, const struct tree_en
  * calling fn under the tree's mutex (see THREADS). With plus, each entry
  * taken other than "." and ".." gets one lookup reference (readdirplus).
  * 0, -ENOENT or -ENOTDIR. A gone folder lists "." and ".." only.
+ * TREE_READDIR_MORE: every entry held was given, but the folder's first
+ * listing is still arriving (tree_folder_stream_begin): more may come after
+ * the last next_off (tree_folder_stream_wait). Offsets are UIDs, so a
+ * message is given once however the listing grows or shrinks meanwhile.
  */
+#define TREE_READDIR_MORE 1
 int tree_readdir(struct tree *t, guint64 dir, guint64 off, gboolean plus, tree_dir_fn fn, void *ud);
 
 /* New flags of a message (after UID STORE; an object's: of every name);

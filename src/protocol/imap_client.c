@@ -193,23 +193,13 @@ static void pending_free(gpointer p)
 
 /* -- capabilities ----------------------------------------------------------- */
 
-struct name_bit {
-	const char *name;
-	guint32 bit;
-};
-
-/* The bit of an atom the server sent, compared case-insensitively; 0 if unknown. */
-static guint32 lookup_bit(const struct name_bit *table, size_t n, const char *name)
-{
-	for (size_t i = 0; i < n; i++)
-		if (g_ascii_strcasecmp(name, table[i].name) == 0)
-			return table[i].bit;
-	return 0;
-}
-
+/* The bit of a capability the server sent, compared case-insensitively; 0 if unknown. */
 static guint32 cap_bit(const char *name)
 {
-	static const struct name_bit table[] = {
+	static const struct {
+		const char *name;
+		guint32 bit;
+	} table[] = {
 		{ "IMAP4REV1", IMAP_CAP_IMAP4REV1 },
 		{ "IMAP4REV2", IMAP_CAP_IMAP4REV2 },
 		{ "STARTTLS", IMAP_CAP_STARTTLS },
@@ -239,9 +229,14 @@ static guint32 cap_bit(const char *name)
 		{ "BINARY", IMAP_CAP_BINARY },
 		{ "OBJECTID", IMAP_CAP_OBJECTID },
 		{ "NOTIFY", IMAP_CAP_NOTIFY },
+		{ "ESORT", IMAP_CAP_ESORT },
+		{ "SEARCHRES", IMAP_CAP_SEARCHRES },
 	};
 
-	return lookup_bit(table, G_N_ELEMENTS(table), name);
+	for (size_t i = 0; i < G_N_ELEMENTS(table); i++)
+		if (g_ascii_strcasecmp(name, table[i].name) == 0)
+			return table[i].bit;
+	return 0;
 }
 
 static void set_caps_from_values(struct imap_session *s, const struct imap_value *list)

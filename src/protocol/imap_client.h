@@ -90,6 +90,8 @@ enum imap_cap {
 	IMAP_CAP_X_GM_EXT_1 = 1u << 26, /* Gmail: X-GM-RAW search, X-GM-MSGID */
 	IMAP_CAP_BINARY = 1u << 27,     /* RFC 3516: FETCH BINARY[section] */
 	IMAP_CAP_OBJECTID = 1u << 28,   /* RFC 8474: FETCH EMAILID */
+	IMAP_CAP_ESORT = 1u << 29,      /* RFC 5267: SORT RETURN (MIN) */
+	IMAP_CAP_SEARCHRES = 1u << 30,  /* RFC 5182: RETURN (SAVE), then $ */
 };
 
 /*

@@ -8,6 +8,7 @@ exactly what the server holds in every case; the status counters tell which
 way it got there (listings_full: UID FETCH 1:* of everything; listings_resynced:
 only what changed).
 """
+import concurrent.futures
 import imaplib
 import os
 import pwd
@@ -352,7 +353,9 @@ def per_folder(commands):
                 box = arg
                 out.setdefault(box, []).append(verb)
             elif verb == "UID" and box:
-                out[box].append("UID")
+                # A stat's own listing asks for the newest arrival first (ESORT).
+                out[box].append("SORT" if text.split()[3] == "SORT"
+                                else "NEWEST" if "UID FETCH $ " in text else "UID")
             else:
                 box = None
     return out
@@ -405,7 +408,8 @@ def test_a_walk_lists_its_folders_in_one_burst(mounts, server):
     assert max(n for c in cmds.values() for *_, n, _ in c) >= 5, cmds
     folders = per_folder(cmds)
     for box in alive:
-        assert folders[box] == ["EXAMINE", "UID"], (box, folders[box])
+        listing = [c for c in folders[box] if c not in ("SORT", "NEWEST")]
+        assert listing == ["EXAMINE", "UID"], (box, folders[box])
 
     recreate(server, "Walk/f3", 2, delete=False)
     recreate(server, "Walk/f5", 4)
@@ -474,3 +478,57 @@ def test_new_mail_in_a_bursts_biggest_folder_is_fetched_on_its_one_select(mounts
     else:
         # Without MODSEQ the burst cannot tell what changed: selected again.
         assert folders["Grow/g3"].count("EXAMINE") == 2, folders
+
+
+def test_a_first_listing_streams_to_ls(mounts, server):
+    """A folder never listed: its stat gets the folder's mtime, the newest
+    arrival's, before its listing is whole where the server names that
+    arrival first (ESORT), and readdir gets the entries as they arrive, each
+    once and in UID order, while another client adds and expunges."""
+    box, n = "Stream", 3000
+    write_maildir(server, "alice", box, n)
+    path = os.path.join(server.base, "mail", "alice", box, "cur")
+    newest = int(time.time()) + 86400
+    # The newest arrival sits in the middle: not the highest UID.
+    middle = sorted(os.listdir(path))[n // 2]
+    os.utime(os.path.join(path, middle), (newest, newest))
+    with server.imaps("alice") as c:
+        assert c.select(box)[0] == "OK"
+        assert c.append(box, None, imaplib.Time2Internaldate(newest - 10 * 86400),
+                        b"Subject: old\r\n\r\nold\r\n")[0] == "OK"
+        before = set(int(u) for u in c.uid("SEARCH", None, "ALL")[1][0].split())
+
+    changed = []
+
+    def others():
+        with server.imaps("alice") as c:
+            c.select(box)
+            for i in range(5):
+                assert c.append(box, None, None, b"Subject: new %d\r\n\r\nnew\r\n" % i)[0] == "OK"
+                uid = sorted(before)[100 + 500 * i]
+                assert c.uid("STORE", str(uid), "+FLAGS", "(\\Deleted)")[0] == "OK"
+                assert c.uid("EXPUNGE", str(uid))[0] == "OK"
+                changed.append(uid)
+            during = set(int(u) for u in c.uid("SEARCH", None, "ALL")[1][0].split())
+        return during
+
+    ms = mounts("stream")
+    m = ms.mount(log="imap")
+    folder = os.path.join(m.mountpoint, box)
+    with concurrent.futures.ThreadPoolExecutor(1) as pool:
+        job = pool.submit(others)
+        st = os.stat(folder)
+        names = os.listdir(folder)
+        after = job.result()
+    assert int(st.st_mtime) == newest
+    # A message expunged while listed may come without its Subject: "N.eml".
+    uids = [int(name.split("-", 1)[0].split(".", 1)[0]) for name in names if name.endswith(".eml")]
+    assert uids == sorted(set(uids)), "an entry given twice, or out of UID order"
+    # Every message that was there throughout is shown; nothing never there is.
+    assert (before - set(changed)) <= set(uids) <= (before | after)
+    assert int(os.stat(folder).st_mtime) == newest
+    ms.unmount()
+    sent = [text for cmds in trace_commands(m.stderr()).values()
+            for _, _, _, _, text in cmds]
+    assert any("UID SORT RETURN (SAVE MIN) (REVERSE ARRIVAL)" in t for t in sent), sent[:20]
+    assert any("UID FETCH $ (UID INTERNALDATE)" in t for t in sent)

@@ -1007,6 +1007,137 @@ static void test_readdir_offsets(void)
 }
 
 /* A removed message still referenced comes back when listed again. */
+/* A first listing taken in as it arrives (tree_folder_stream_begin). */
+static void merge_chunk(struct tree *t, guint64 ino, guint32 from, guint32 to)
+{
+	g_autoptr(GArray) msgs = g_array_new(FALSE, FALSE, sizeof(struct tree_msg_info));
+	struct tree_delta d = { 0 };
+
+	for (guint32 uid = from; uid <= to; uid++) {
+		struct tree_msg_info m = msg(uid, "s", NULL);
+
+		g_array_append_val(msgs, m);
+	}
+	d.msgs = (const struct tree_msg_info *)msgs->data;
+	d.n = msgs->len;
+	g_assert_cmpint(tree_folder_merge(t, ino, 7, &d, NULL), ==, 0);
+}
+
+/* A reader of a streamed folder, as fs_imap_dir.c's readdir reads it: a
+   few entries per call, waiting when nothing new came. */
+struct stream_reader {
+	struct tree *t;
+	guint64 ino;
+	GArray *uids; /* guint32, in the order given */
+	int last_rc;
+};
+
+static gpointer stream_read(gpointer p)
+{
+	struct stream_reader *r = p;
+	guint64 off = 0;
+
+	for (;;) {
+		struct collect c;
+		int rc;
+
+		collect_init(&c);
+		c.limit = 7;
+		rc = tree_readdir(r->t, r->ino, off, TRUE, collect_cb, &c);
+		g_assert_cmpint(rc, >=, 0);
+		for (guint i = 0; i < c.names->len; i++) {
+			guint32 uid = (guint32)g_ascii_strtoull(g_ptr_array_index(c.names, i), NULL, 10);
+
+			g_array_append_val(r->uids, uid);
+			off = g_array_index(c.offs, guint64, i);
+		}
+		r->last_rc = rc;
+		if (c.names->len == 0 && rc == 0) {
+			collect_clear(&c);
+			return NULL;
+		}
+		if (c.names->len == 0)
+			tree_folder_stream_wait(r->t, r->ino, off, g_get_monotonic_time() + G_USEC_PER_SEC);
+		collect_clear(&c);
+	}
+}
+
+static void test_stream(void)
+{
+	static const struct mb l[] = { { "INBOX", '/', 0 }, { NULL, 0, 0 } };
+	struct tree *t = tree_new(NULL);
+	g_autoptr(GArray) removed = tree_removed_new();
+	struct stream_reader r = { .t = t, .uids = g_array_new(FALSE, FALSE, sizeof(guint32)) };
+	g_autoptr(GHashTable) gone = g_hash_table_new(g_direct_hash, g_direct_equal);
+	struct tree_entry e;
+	struct collect c;
+	GThread *th;
+
+	apply(t, l, NULL);
+	r.ino = path_ino(t, "INBOX");
+
+	/* Without the newest arrival named first, a stat still waits. */
+	g_assert_cmpint(tree_folder_stream_begin(t, r.ino, 7, 0), ==, 0);
+	g_assert_true(tree_folder_streaming(t, r.ino));
+	g_assert_cmpint(tree_get(t, r.ino, 0, &e), ==, 0);
+	g_assert_false(e.listed);
+	collect_init(&c);
+	g_assert_cmpint(tree_readdir(t, r.ino, 0, FALSE, collect_cb, &c), ==, TREE_READDIR_MORE);
+	collect_clear(&c);
+	/* Ended unfinished: what came leaves, reported, and nothing is listed. */
+	merge_chunk(t, r.ino, 1, 5);
+	tree_folder_stream_end(t, r.ino, FALSE, removed);
+	g_assert_cmpuint(removed->len, ==, 5);
+	g_assert_false(tree_folder_streaming(t, r.ino));
+	g_assert_cmpint(tree_get(t, r.ino, 0, &e), ==, 0);
+	g_assert_false(e.listed);
+
+	/* Named first: listed at once, with that mtime, a newer message's later. */
+	g_assert_cmpint(tree_folder_stream_begin(t, r.ino, 7, 1700000000 + 2500), ==, 0);
+	g_assert_cmpint(tree_folder_stream_begin(t, r.ino, 7, 1), ==, -EEXIST);
+	g_assert_cmpint(tree_get(t, r.ino, 0, &e), ==, 0);
+	g_assert_true(e.listed);
+	g_assert_cmpint(e.mtime, ==, 1700000000 + 2500);
+
+	/* A reader meanwhile: chunks arrive, some messages go, before and
+	   after the reader passed them; each is given once, in UID order,
+	   and every one that stayed is given. */
+	th = g_thread_new("reader", stream_read, &r);
+	for (guint32 from = 1; from <= 3000; from += 100) {
+		merge_chunk(t, r.ino, from, from + 99);
+		if (from > 1) {
+			guint32 uid = from - 50 + (from % 7);
+
+			g_assert_cmpint(tree_message_remove(t, r.ino, uid, NULL), ==, 0);
+			g_hash_table_add(gone, GUINT_TO_POINTER(uid));
+		}
+		g_usleep(200);
+	}
+	g_assert_cmpint(tree_get(t, r.ino, 0, &e), ==, 0);
+	g_assert_cmpint(e.mtime, ==, 1700000000 + 3000);
+	tree_folder_stream_end(t, r.ino, TRUE, NULL);
+	g_thread_join(th);
+	g_assert_cmpint(r.last_rc, ==, 0);
+	for (guint i = 1; i < r.uids->len; i++)
+		g_assert_cmpuint(g_array_index(r.uids, guint32, i), >,
+				 g_array_index(r.uids, guint32, i - 1));
+	for (guint32 uid = 1, i = 0; uid <= 3000; uid++) {
+		if (i < r.uids->len && g_array_index(r.uids, guint32, i) == uid)
+			i++;
+		else
+			g_assert_true(g_hash_table_contains(gone, GUINT_TO_POINTER(uid)));
+	}
+	g_assert_cmpint(tree_get(t, r.ino, 0, &e), ==, 0);
+	g_assert_true(e.listed);
+	g_assert_false(tree_folder_streaming(t, r.ino));
+	collect_init(&c);
+	g_assert_cmpint(tree_readdir(t, r.ino, 0, FALSE, collect_cb, &c), ==, 0);
+	g_assert_cmpuint(c.names->len, ==, 3000 - g_hash_table_size(gone));
+	collect_clear(&c);
+	g_array_unref(r.uids);
+	tree_free(t);
+}
+
 static void test_resurrect(void)
 {
 	struct tree *t = tree_new(NULL);
@@ -1306,6 +1437,7 @@ int main(int argc, char **argv)
 	g_test_add_func("/tree/message-remove-and-keys", test_message_remove_and_keys);
 	g_test_add_func("/tree/objects", test_objects);
 	g_test_add_func("/tree/readdir-offsets", test_readdir_offsets);
+	g_test_add_func("/tree/stream", test_stream);
 	g_test_add_func("/tree/resurrect", test_resurrect);
 	g_test_add_func("/tree/folders-after", test_folders_after);
 	g_test_add_func("/tree/threads", test_threads);
