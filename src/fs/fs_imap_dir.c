@@ -282,17 +282,29 @@ static gboolean add_dirent(void *ud, const char *name, const struct tree_entry *
    whether it was interrupted. */
 #define STREAM_WAIT_US (100 * 1000)
 
+/* Whether a readdir that gave entries of ino (or waited for them) finds
+   it unlisted: its first listing failed half way and was taken back. */
+static gboolean listing_taken_back(struct mfs_imap_fs *fs, fuse_ino_t ino)
+{
+	struct tree_entry e = { 0 };
+
+	return tree_get(fs->tree, ino, 0, &e) == 0 && e.kind == TREE_FOLDER && e.selectable &&
+	       !e.gone && !e.listed;
+}
+
 /*
  * The entries of ino from off into d. A folder whose first listing is
  * arriving gives what came; when nothing after off came yet, the readdir
  * waits for more (an empty answer would end it). A listing that failed
- * meanwhile leaves the folder unlisted: -EIO, not a short directory.
+ * half way was taken back: the folder is listed again (the lister's own
+ * second try, or this readdir's), and the readdir goes on after off, as
+ * offsets are UIDs; if that fails too, -EIO, not a short directory.
  */
 static int next_entries(struct mfs_imap_fs *fs, fuse_req_t req, fuse_ino_t ino, guint64 off,
 			struct dirbuf *d)
 {
-	gboolean waited = FALSE;
-	struct tree_entry e = { 0 };
+	gboolean waited = FALSE, relisted = FALSE;
+	struct lease l;
 	int rc;
 
 	for (;;) {
@@ -300,9 +312,17 @@ static int next_entries(struct mfs_imap_fs *fs, fuse_req_t req, fuse_ino_t ino, 
 		if (rc < 0 || d->used > 0)
 			break;
 		if (rc == 0) {
-			if (waited && tree_get(fs->tree, ino, 0, &e) == 0 && !e.listed)
-				rc = -EIO;
-			break;
+			if ((!waited && off == 0) || !listing_taken_back(fs, ino))
+				break;
+			if (relisted)
+				return -EIO;
+			relisted = TRUE;
+			fs_lease_begin(fs, req, &l);
+			rc = imap_account_refresh_folder(fs->account, &l, ino, FALSE);
+			fs_lease_end(req, &l);
+			if (rc < 0)
+				return rc == -EINTR ? rc : -EIO;
+			continue;
 		}
 		if (fuse_req_interrupted(req))
 			return -EINTR;

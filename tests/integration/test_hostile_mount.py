@@ -11,6 +11,7 @@ sent, and the daemon exits 0 at unmount with no unexpected warning.
 Run it also with an ASan build: pytest-3 <this file> --mailfs-build /work/build-asan.
 """
 
+import calendar
 import os
 import re
 import time
@@ -509,3 +510,51 @@ def test_object_ids_asked_where_offered(hostile_mount, case):
         for word in ("EMAILID", "X-GM-MSGID"):
             assert (word in listing[0]) == (word == item), listing
         finish(m, srv)
+
+
+# -- a first listing that breaks half way ---------------------------------------------
+
+@pytest.mark.parametrize("breaks", [1, 99], ids=["once", "always"])
+def test_a_streamed_listing_that_breaks_is_taken_back(hostile_mount, workdir, breaks):
+    """The server names the newest arrival first (ESORT, SEARCHRES), so the
+    stat is answered while the listing streams; then it hangs up half way
+    through the listing. What had arrived is not shown as the folder: the
+    readdir lists it again and gives every message once, in UID order (the
+    next try succeeds), or fails with EIO (every try breaks)."""
+    caps = "IMAP4rev1 AUTH=PLAIN SASL-IR ID ESORT SEARCHRES"
+    newest, n = "05-Feb-2024 10:00:00 +0000", 3000
+    msgs = [Message(uid, HELLO, subject=f"m{uid}", date="01-Jan-2020 00:00:00 +0000")
+            for uid in range(1, n + 1)]
+    msgs[1999].date = newest
+    broken = []
+
+    def sort(server, conn, tag, args):
+        return b'* ESEARCH (TAG "%s") UID MIN 2000\r\n%s OK done\r\n' % (tag, tag)
+
+    def fetch(server, conn, tag, args):
+        spec = args.split(b" ", 1)[0]
+        if spec == b"$":
+            return (b'* 2000 FETCH (UID 2000 INTERNALDATE "%s")\r\n%s OK done\r\n'
+                    % (newest.encode(), tag))
+        out = server.do_uid_fetch(conn, tag, args)
+        if spec == b"1:*" and len(broken) < breaks:
+            broken.append(spec)
+            conn.send(out[:len(out) // 2])
+            hang_up(server, conn, tag, args)
+        return out + b"%s OK done\r\n" % tag
+
+    srv = Responder(folders=[b'* LIST () "/" INBOX'], mailboxes={b"INBOX": msgs}, caps=caps,
+                    handlers={"UID SORT": sort, "UID FETCH": fetch})
+    with srv:
+        m = hostile_mount(srv, cache_dir=os.path.join(workdir, f"cache-hm-stream-{breaks}"))
+        inbox = os.path.join(m.mountpoint, "INBOX")
+        assert os.stat(inbox).st_mtime == calendar.timegm((2024, 2, 5, 10, 0, 0))
+        r = run(["ls", "-U", inbox])
+        if breaks == 1:
+            assert r.returncode == 0, r.stderr
+            uids = [int(name.split(b"-", 1)[0]) for name in r.stdout.split()]
+            assert uids == list(range(1, n + 1))
+        else:
+            assert r.returncode != 0 and b"Input/output error" in r.stderr, r
+        assert any(c.startswith("UID SORT RETURN (SAVE MIN)") for c in srv.commands())
+        m.unmount(allowed=(TLS_NONE, r"warning: .*INBOX"))
