@@ -43,6 +43,7 @@ struct collect {
 	   stream_pending: the stream, until begun (list_cold). */
 	struct resync_stream *stream;
 	struct resync_stream *stream_pending;
+	struct imap_session *stream_session; /* its selection names the UIDVALIDITY */
 	guint32 stream_uidvalidity;
 	int stream_rc;
 	/* "UID FETCH $ (UID INTERNALDATE)" was sent: a FETCH with a date
@@ -118,7 +119,10 @@ static void begin_stream(struct collect *c)
 	struct resync_stream *st = c->stream_pending;
 
 	c->stream_pending = NULL;
-	if (st && st->begin(st->ud, c->stream_uidvalidity, c->newest)) {
+	if (!st)
+		return;
+	c->stream_uidvalidity = imap_session_select_info(c->stream_session)->uidvalidity;
+	if (st->begin(st->ud, c->stream_uidvalidity, c->newest)) {
 		st->begun = TRUE;
 		c->stream = st;
 	}
@@ -385,12 +389,14 @@ static int list_cold(struct imap_session *s, struct collect *c, const char *wire
 		first = sort ? imap_send(s, "UID FETCH $ (UID INTERNALDATE)") : 0;
 	}
 	list = sel ? imap_send(s, "UID FETCH 1:* %s", c->items) : 0;
-	rc = imap_select_finish(s, sel, wire, readonly, &h, info, err);
-	if (rc == 0 && stream) {
+	/* Set before the SELECT is read: one read may take in the answers
+	   behind it too, the date among them. */
+	if (sel && stream) {
 		c->stream_pending = stream;
-		c->stream_uidvalidity = info->uidvalidity;
+		c->stream_session = s;
 		c->want_newest = first != 0;
 	}
+	rc = imap_select_finish(s, sel, wire, readonly, &h, info, err);
 	if (rc == 0 && out->msgs->len == 0 && info->exists > 0) {
 		/* Room for the listing at once, not by doubling (the count is
 		   the server's word: bounded); a streamed one needs a chunk. */
@@ -405,7 +411,9 @@ static int list_cold(struct imap_session *s, struct collect *c, const char *wire
 		imap_wait(s, sort, &h, NULL, NULL);
 	if (first)
 		imap_wait(s, first, &h, NULL, NULL);
-	begin_stream(c);
+	if (rc == 0)
+		begin_stream(c);
+	c->stream_pending = NULL;
 	frc = list ? imap_wait(s, list, &h, NULL, &fetch_err) : 0;
 	if (rc == 0) {
 		out->uidvalidity = info->uidvalidity;

@@ -528,15 +528,23 @@ def test_a_streamed_listing_that_breaks_is_taken_back(hostile_mount, workdir, br
     msgs[1999].date = newest
     broken = []
 
+    # The EXAMINE's and the SORT's answers are held back and go out in one
+    # write with the date's: one read of the client takes in all three.
+    def examine(server, conn, tag, args):
+        conn.held = server.do_examine(conn, tag, args) + b"%s OK done\r\n" % tag
+        return b""
+
     def sort(server, conn, tag, args):
-        return b'* ESEARCH (TAG "%s") UID MIN 2000\r\n%s OK done\r\n' % (tag, tag)
+        conn.held += b'* ESEARCH (TAG "%s") UID MIN 2000\r\n%s OK done\r\n' % (tag, tag)
+        return b""
 
     def fetch(server, conn, tag, args):
         spec = args.split(b" ", 1)[0]
+        held, conn.held = getattr(conn, "held", b""), b""
         if spec == b"$":
-            return (b'* 2000 FETCH (UID 2000 INTERNALDATE "%s")\r\n%s OK done\r\n'
+            return (held + b'* 2000 FETCH (UID 2000 INTERNALDATE "%s")\r\n%s OK done\r\n'
                     % (newest.encode(), tag))
-        out = server.do_uid_fetch(conn, tag, args)
+        out = held + server.do_uid_fetch(conn, tag, args)
         if spec == b"1:*" and len(broken) < breaks:
             broken.append(spec)
             conn.send(out[:len(out) // 2])
@@ -544,7 +552,7 @@ def test_a_streamed_listing_that_breaks_is_taken_back(hostile_mount, workdir, br
         return out + b"%s OK done\r\n" % tag
 
     srv = Responder(folders=[b'* LIST () "/" INBOX'], mailboxes={b"INBOX": msgs}, caps=caps,
-                    handlers={"UID SORT": sort, "UID FETCH": fetch})
+                    handlers={"EXAMINE": examine, "UID SORT": sort, "UID FETCH": fetch})
     with srv:
         m = hostile_mount(srv, cache_dir=os.path.join(workdir, f"cache-hm-stream-{breaks}"))
         inbox = os.path.join(m.mountpoint, "INBOX")
