@@ -333,7 +333,9 @@ static gboolean stream_begin(void *ud, guint32 uidvalidity, gint64 newest)
 		return FALSE;
 	if (newest && ls->known) {
 		ls->known(ls->known_ud);
+		/* Answered: a second try (refresh_folder's) needs no date first. */
 		ls->known = NULL;
+		ls->rs.want_newest = FALSE;
 	}
 	return TRUE;
 }
