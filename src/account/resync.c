@@ -364,10 +364,10 @@ static gboolean finish_vanished(struct collect *c)
 
 /*
  * Nothing known: SELECT and the listing in one round trip. With a stream
- * that wants it, where the server has ESORT and SEARCHRES, the newest arrival's date is
- * asked for between the two, and the stream begins when it is in (or when
- * it is known not to come); from then on the listing is handed over in
- * chunks.
+ * that wants it, where the server has ESORT and SEARCHRES, the newest
+ * arrival's date is asked for between the two, and the stream begins when
+ * it is in (or when it is known not to come); from then on the listing is
+ * handed over in chunks.
  */
 static int list_cold(struct imap_session *s, struct collect *c, const char *wire,
 		     gboolean readonly, struct resync_stream *stream,
