@@ -303,16 +303,17 @@ static gboolean listing_taken_back(struct mfs_imap_fs *fs, fuse_ino_t ino)
 static int next_entries(struct mfs_imap_fs *fs, fuse_req_t req, fuse_ino_t ino, guint64 off,
 			struct dirbuf *d)
 {
-	gboolean waited = FALSE, relisted = FALSE;
+	gboolean relisted = FALSE;
 	struct lease l;
 	int rc;
 
+	/* At offset 0 "." is always given: an empty answer is a continuation's. */
 	for (;;) {
 		rc = tree_readdir(fs->tree, ino, off, d->plus, add_dirent, d);
 		if (rc < 0 || d->used > 0)
 			break;
 		if (rc == 0) {
-			if ((!waited && off == 0) || !listing_taken_back(fs, ino))
+			if (!listing_taken_back(fs, ino))
 				break;
 			if (relisted)
 				return -EIO;
@@ -327,7 +328,6 @@ static int next_entries(struct mfs_imap_fs *fs, fuse_req_t req, fuse_ino_t ino, 
 		if (fuse_req_interrupted(req))
 			return -EINTR;
 		tree_folder_stream_wait(fs->tree, ino, off, g_get_monotonic_time() + STREAM_WAIT_US);
-		waited = TRUE;
 	}
 	return rc < 0 ? rc : 0;
 }

@@ -612,8 +612,7 @@ static char *intern_flags(const char *flags)
 	return g_ref_string_new_intern(flags ? flags : "");
 }
 
-/* Checks shared by both locked phases of tree_folder_set_messages. */
-static int messages_folder(struct tree *t, guint64 ino, struct folder **out)
+int tree_messages_folder(struct tree *t, guint64 ino, struct folder **out)
 {
 	struct folder *f = tree_folder_get(t, ino);
 
@@ -862,7 +861,7 @@ int tree_folder_merge(struct tree *t, guint64 ino, guint32 uidvalidity, const st
 	 */
 	known = g_new0(guint8, count ? count : 1);
 	mfs_mutex_lock(&t->lock);
-	rc = messages_folder(t, ino, &f);
+	rc = tree_messages_folder(t, ino, &f);
 	if (rc == 0)
 		mark_known(f, uidvalidity, order, count, known);
 	mfs_mutex_unlock(&t->lock);
@@ -882,7 +881,7 @@ int tree_folder_merge(struct tree *t, guint64 ino, guint32 uidvalidity, const st
 	}
 
 	mfs_mutex_lock(&t->lock);
-	rc = messages_folder(t, ino, &f);
+	rc = tree_messages_folder(t, ino, &f);
 	if (rc == 0)
 		merge_delta(t, f, d, order, count, names, uidvalidity, removed);
 	if (rc == 0 && f->streaming)
@@ -912,7 +911,7 @@ int tree_folder_foreach_message(struct tree *t, guint64 ino, guint32 *uidvalidit
 	int rc;
 
 	mfs_mutex_lock(&t->lock);
-	rc = messages_folder(t, ino, &f);
+	rc = tree_messages_folder(t, ino, &f);
 	if (rc == 0 && !f->msgs)
 		rc = -ENODATA;
 	if (rc == 0) {

@@ -78,6 +78,10 @@ static inline struct folder *tree_folder_get(struct tree *t, guint64 ino)
 	return g_hash_table_lookup(t->folders, &ino);
 }
 
+/* Locked. The folder ino if it can hold messages (tree_folder_merge's
+   checks): 0, or -ENOENT, -ENOTDIR or -EINVAL. */
+int tree_messages_folder(struct tree *t, guint64 ino, struct folder **out);
+
 /* Locked. Folder f's message set for uidvalidity: a set of another
    UIDVALIDITY is retired (its messages reported in removed), a new one
    made. */

@@ -8,15 +8,11 @@
 int tree_folder_stream_begin(struct tree *t, guint64 ino, guint32 uidvalidity, gint64 newest)
 {
 	struct folder *f;
-	int rc = 0;
+	int rc;
 
 	mfs_mutex_lock(&t->lock);
-	f = tree_folder_get(t, ino);
-	if (!f || f->detached)
-		rc = ino >= MSG_INO_MIN ? -ENOTDIR : -ENOENT;
-	else if (!f->wire || (f->attrs & IMAP_MBOX_NOSELECT))
-		rc = -EINVAL;
-	else if (f->msgs || f->streaming)
+	rc = tree_messages_folder(t, ino, &f);
+	if (rc == 0 && (f->msgs || f->streaming))
 		rc = -EEXIST;
 	if (rc == 0) {
 		/* An empty set of this UIDVALIDITY: nothing to report leaving. */
