@@ -5,6 +5,7 @@ Run through scripts/test, or by hand:
     pytest-3 tests/integration --mailfs-build build
 """
 
+import hashlib
 import os
 import re
 import shutil
@@ -244,6 +245,14 @@ class Mount:
             self.proc.wait(10)
 
 
+def node_tag(request):
+    """A short file name for the running test, unique per test and parameter:
+    its name's first 40 characters (a long name loses its parameter there)
+    and a hash of its whole id."""
+    short = re.sub(r"[^A-Za-z0-9_.-]", "-", request.node.name[:40])
+    return f"{short}-{hashlib.sha1(request.node.nodeid.encode()).hexdigest()[:8]}"
+
+
 @pytest.fixture
 def mount(mailfs_bin, dovecot, workdir, request):
     """Factory: mount(user="alice", scheme="imaps", **options) -> Mount, unmounted at teardown.
@@ -257,10 +266,10 @@ def mount(mailfs_bin, dovecot, workdir, request):
 
     def make(user="alice", scheme="imaps", options=None, source=None, start=True, **kw):
         counter[0] += 1
-        mp = os.path.join(workdir, f"mnt-{request.node.name[:40]}-{counter[0]}")
+        mp = os.path.join(workdir, f"mnt-{node_tag(request)}-{counter[0]}")
         opts = {"ca_file": dovecot.ca,
                 "password_file": password_file(workdir, dovecot, user),
-                "cache_dir": os.path.join(workdir, f"cache-{user}-{request.node.name[:40]}")}
+                "cache_dir": os.path.join(workdir, f"cache-{user}-{node_tag(request)}")}
         opts.update(options or {})
         m = Mount(mailfs_bin, source or dovecot.url(user, scheme), mp, opts, workdir, **kw)
         mounts.append(m)

@@ -20,7 +20,7 @@ import threading
 
 import pytest
 
-from conftest import Mount
+from conftest import Mount, node_tag
 from hostile_imapd import Message, Responder, hang_up, make_body, parse_astring
 
 HARD = 30          # bound on any one walk or read of the mount
@@ -53,7 +53,7 @@ def hostile_mount(mailfs_bin, workdir, password_file, request):
     made = []
 
     def make(srv, **options):
-        name = request.node.name[:40].replace("[", "-").replace("]", "")
+        name = node_tag(request)
         opts = {"tls": "none", "password_file": password_file,
                 "cache_dir": os.path.join(workdir, f"cache-hm-{name}-{len(made)}"),
                 "connections": 1, "idle": "no", "timeout": 5, "log": "imap"}

@@ -23,7 +23,7 @@ import pytest
 
 import corpus
 import mailserver
-from conftest import Mount, password_file
+from conftest import Mount, password_file, node_tag
 
 USER = "dave"
 FOLDER = "Edit Tests"
@@ -428,7 +428,7 @@ def full(quota_dovecot, mailfs_bin, workdir, request):
         c.append(q(FOLDER), None, None,
                  b"Subject: filler\r\n\r\n" + (b"f" * 78 + b"\r\n") * 700)
     (uid,) = [u for u, v in messages(quota_dovecot, FOLDER).items() if v[0] == ORIGINAL]
-    name = request.node.name[:40]
+    name = node_tag(request)
     opts = {"ca_file": quota_dovecot.ca,
             "password_file": password_file(workdir, quota_dovecot, USER),
             "cache_dir": os.path.join(workdir, "cache-edit-quota-" + name)}

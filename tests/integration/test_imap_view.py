@@ -15,7 +15,7 @@ import time
 import pytest
 
 import corpus
-from conftest import mounted, password_file, load_delay_proxy
+from conftest import mounted, password_file, load_delay_proxy, node_tag
 
 MOUNTED_TYPES = ("fuse.mailfs",)
 
@@ -372,7 +372,7 @@ def run_mailfs(mailfs_bin, *args, timeout=60):
 
 @pytest.fixture
 def mnt_dir(workdir, request):
-    path = os.path.join(workdir, "bad-" + request.node.name[:40])
+    path = os.path.join(workdir, "bad-" + node_tag(request))
     os.makedirs(path, exist_ok=True)
     return path
 

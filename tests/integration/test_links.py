@@ -29,7 +29,7 @@ import time
 import pytest
 
 import unpacked_servers
-from conftest import Mount, password_file
+from conftest import Mount, password_file, node_tag
 from gmail_imapd import ALL_MAIL, INBOX, GmailServer
 
 CYRUS_USER, CYRUS_PASSWORD = "lena", "lena-Secret-8"
@@ -276,7 +276,7 @@ def mounts(mailfs_bin, workdir, request):
     made = []
 
     def make(source, password, options=None, allowed=()):
-        tag = f"links-{request.node.name[:40]}-{len(made)}"
+        tag = f"links-{node_tag(request)}-{len(made)}"
         opts = {"password_file": password, "cache_dir": os.path.join(workdir, f"cache-{tag}")}
         opts.update(OPTIONS)
         opts.update(options or {})

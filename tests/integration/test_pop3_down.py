@@ -13,7 +13,7 @@ import time
 import pytest
 
 import mailserver
-from conftest import Mount, password_file
+from conftest import Mount, password_file, node_tag
 from test_imap_down import (SwitchProxy, assert_eio, run, stacks, timeouts_logged, wait_for,
                             wait_refused)
 from test_pop3_spool import USER, Spool, inbox_messages, seed, server_messages
@@ -36,7 +36,7 @@ def server(workdir):
 
 @pytest.fixture
 def spool(workdir, request):
-    s = Spool(workdir, "down-" + request.node.name[:40])
+    s = Spool(workdir, "down-" + node_tag(request))
     yield s
     subprocess.run(["fusermount3", "-uz", s.mnt], capture_output=True)
 

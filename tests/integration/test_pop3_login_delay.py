@@ -24,7 +24,7 @@ import time
 
 import pytest
 
-from conftest import Mount, mounted, sanitizer_env
+from conftest import Mount, mounted, sanitizer_env, node_tag
 from hostile_pop3d import Maildrop
 
 TLS_NONE = r"warning: .*tls"
@@ -43,7 +43,7 @@ def name(uidl):
 
 @pytest.fixture
 def spool(workdir, request):
-    base = os.path.join(workdir, "delay-" + request.node.name[:40])
+    base = os.path.join(workdir, "delay-" + node_tag(request))
     os.makedirs(base, exist_ok=True)
     pw = os.path.join(base, "pw")
     with open(pw, "w") as f:

@@ -22,7 +22,7 @@ import pytest
 
 import corpus
 import mailserver
-from conftest import Mount, password_file, sanitizer_env, load_delay_proxy
+from conftest import Mount, password_file, sanitizer_env, load_delay_proxy, node_tag
 from hostile import HostileServer
 from hostile_pop3 import PopOn, pop3_login_steps
 from hostile_pop3d import Maildrop
@@ -131,7 +131,7 @@ def name_of(uidl):
 
 @pytest.fixture
 def spool(workdir, request):
-    s = Spool(workdir, request.node.name[:40])
+    s = Spool(workdir, node_tag(request))
     yield s
     # Never leave a mount behind, whatever happened.
     subprocess.run(["fusermount3", "-uz", s.mnt], capture_output=True)
