@@ -548,25 +548,11 @@ static void mark_changed_stale(struct imap_account *a, GHashTable *others)
 			make_stale(a, all->pdata[i]);
 }
 
-/* Whether this mount listed folder ino (a saved listing not yet taken up
-   is not: it is taken up when the folder is first looked at). */
-static gboolean listed_here(struct imap_account *a, guint64 ino)
-{
-	struct folder_state *f = account_folder(a, ino);
-	gboolean listed;
-
-	mfs_mutex_lock(&f->lock);
-	listed = f->fetched_at != 0 || f->uidvalidity != 0;
-	mfs_mutex_unlock(&f->lock);
-	return listed;
-}
-
 /*
  * The watch thread saw a mailbox change (NULL: it does not know which, after
- * a reconnect). Folders this mount listed, INBOX too, are brought up to date
- * at once, so that `ls` and inotify watchers see it. Others are listed when
- * first looked at anyway: listing them now, INBOX at mount above all, would
- * only hold up that first look (a stat waits for the folder's lock).
+ * a reconnect). INBOX and folders already listed are brought up to date at
+ * once, so that `ls` and inotify watchers see it; others are listed when
+ * first looked at anyway.
  */
 void account_mailbox_changed(void *ud, const char *wire, const struct watch_seen *seen)
 {
@@ -596,8 +582,16 @@ void account_mailbox_changed(void *ud, const char *wire, const struct watch_seen
 		imap_account_refresh_list(a, FALSE, NULL);
 		return;
 	}
-	if (!listed_here(a, ino))
-		return;
+	if (strcmp(wire, "INBOX") != 0) {
+		struct folder_state *f = account_folder(a, ino);
+		gboolean listed;
+
+		mfs_mutex_lock(&f->lock);
+		listed = f->fetched_at != 0 || f->uidvalidity != 0;
+		mfs_mutex_unlock(&f->lock);
+		if (!listed)
+			return;
+	}
 	lease_init(&l, a->pool);
 	/* After a connect, INBOX listed in the very state push began from
 	   (a mount that just listed it, with nothing changed since) is not

@@ -423,26 +423,6 @@ def push_watching(m, connects):
     return len(sets) >= connects and bool(re.search(r" C: \S+ IDLE$", log[sets[-1]:], re.M))
 
 
-def listing_counters(m):
-    """(full listings, resyncs) the mount made so far (user.mailfs.status)."""
-    out = os.getxattr(m.mountpoint, "user.mailfs.status").decode()
-    st = dict(line.split(": ", 1) for line in out.splitlines() if ": " in line)
-    return int(st["listings_full"]), int(st["listings_resynced"])
-
-
-def test_push_lists_no_folder_before_it_is_looked_at(mount, dovecot):
-    """Push connecting (at mount) lists nothing, INBOX included: the first
-    `ls -l` right after mounting would wait behind that listing for the
-    folder's lock, however big INBOX is. The first look lists it once."""
-    reset_inbox(dovecot)
-    m = mount(user=USER, options={"refresh": 3600, "log": "imap"})
-    wait_for(lambda: push_watching(m, 1), timeout=60, what="push to IDLE")
-    assert listing_counters(m) == (0, 0)
-    assert not re.search(r" C: \S+ UID FETCH ", m.stderr())
-    assert len(os.listdir(os.path.join(m.mountpoint, "INBOX"))) == 3
-    assert listing_counters(m) == (1, 0)
-
-
 def test_push_back_lists_inbox_again_only_when_it_changed(mailfs_bin, private_dovecot, workdir):
     """Each time push connects, INBOX is listed again unless push's EXAMINE
     finds it in the state it was listed in (UIDVALIDITY, UIDNEXT, EXISTS,
@@ -452,7 +432,9 @@ def test_push_back_lists_inbox_again_only_when_it_changed(mailfs_bin, private_do
     inbox = os.path.join(m.mountpoint, "INBOX")
 
     def counters():
-        return listing_counters(m)
+        out = os.getxattr(m.mountpoint, "user.mailfs.status").decode()
+        st = dict(line.split(": ", 1) for line in out.splitlines() if ": " in line)
+        return int(st["listings_full"]), int(st["listings_resynced"])
 
     try:
         names = set(os.listdir(inbox))
