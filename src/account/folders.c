@@ -363,6 +363,35 @@ static void stream_end(struct listing_stream *ls, gboolean ok)
 	account_removed(ls->a, removed);
 }
 
+/* How often a stat waiting for a folder another lister holds looks at its
+   lock again: its release wakes no one. */
+#define STAT_LOCK_POLL_US (20 * 1000)
+
+/* Takes the folder's lock for a listing: 1, held. A stat's (ls->known set)
+   does not wait for it while another lister's first listing of the folder
+   (push's, at mount) streams in: once that stream makes the folder read as
+   listed (its newest arrival is known), the stat is answered from it
+   (known() called) and the lister goes on: 0, not held. -EINTR: the stat
+   was interrupted meanwhile, not held. */
+static int lock_for_listing(struct imap_account *a, struct folder_state *f, guint64 ino,
+			    struct lease *l, struct listing_stream *ls)
+{
+	if (!ls->known) {
+		mfs_mutex_lock(&f->lock);
+		return 1;
+	}
+	while (!mfs_mutex_trylock(&f->lock)) {
+		lease_arm(l);
+		if (lease_interrupted(l))
+			return -EINTR;
+		if (tree_folder_wait_listed(a->tree, ino, g_get_monotonic_time() + STAT_LOCK_POLL_US)) {
+			ls->known(ls->known_ud);
+			return 0;
+		}
+	}
+	return 1;
+}
+
 /* seen: what push saw of the mailbox when it began to watch it (watch.h);
    a listing in that state is fresh from then on. ls: how a first listing
    is streamed (its known() may be set). */
@@ -376,9 +405,10 @@ static int refresh_folder_once(struct imap_account *a, struct lease *l, guint64 
 	struct lindex *idx;
 	struct imap_session *s;
 	GError *err = NULL;
-	int rc;
+	int rc = lock_for_listing(a, f, ino, l, ls);
 
-	mfs_mutex_lock(&f->lock);
+	if (rc <= 0)
+		return rc;
 	if (seen && fresh_if_listed_as(a, f, ino, seen)) {
 		mfs_mutex_unlock(&f->lock);
 		return 0;
@@ -548,6 +578,12 @@ static void mark_changed_stale(struct imap_account *a, GHashTable *others)
 			make_stale(a, all->pdata[i]);
 }
 
+/* A first listing made by no stat (push's): its date needs no answer. */
+static void date_known(void *ud)
+{
+	(void)ud;
+}
+
 /*
  * The watch thread saw a mailbox change (NULL: it does not know which, after
  * a reconnect). INBOX and folders already listed are brought up to date at
@@ -595,7 +631,11 @@ void account_mailbox_changed(void *ud, const char *wire, const struct watch_seen
 	lease_init(&l, a->pool);
 	/* After a connect, INBOX listed in the very state push began from
 	   (a mount that just listed it, with nothing changed since) is not
-	   listed again: push covers it from there. */
-	refresh_folder(a, &l, ino, TRUE, watched, NULL, NULL);
+	   listed again: push covers it from there. A first listing of it
+	   (push's at mount) asks for the newest arrival first, as a stat's
+	   does: once that is in the folder reads as listed, so a stat made
+	   meanwhile is answered and a readdir reads the stream, instead of
+	   both waiting for the folder's lock until the listing is whole. */
+	refresh_folder(a, &l, ino, TRUE, watched, date_known, NULL);
 	lease_clear(&l);
 }

@@ -275,6 +275,10 @@ gboolean tree_folder_streaming(struct tree *t, guint64 folder);
 /* Wait until folder holds a message after readdir offset off, or its
    listing is no longer streamed, or until end_us (monotonic). */
 void tree_folder_stream_wait(struct tree *t, guint64 folder, guint64 off, gint64 end_us);
+/* Wait until folder reads as listed (tree_get's entry->listed: a listing is
+   whole, or a first listing's newest arrival is known), or until end_us
+   (monotonic). Whether it does; FALSE at once for what is no folder. */
+gboolean tree_folder_wait_listed(struct tree *t, guint64 folder, gint64 end_us);
 
 /* What tree_get/tree_lookup/tree_readdir tell about a node. */
 enum {

@@ -55,6 +55,21 @@ gboolean tree_folder_streaming(struct tree *t, guint64 ino)
 	return streaming;
 }
 
+gboolean tree_folder_wait_listed(struct tree *t, guint64 ino, gint64 end_us)
+{
+	struct folder *f;
+	gboolean listed = FALSE;
+
+	mfs_mutex_lock(&t->lock);
+	/* tree_get's rule for entry->listed. */
+	while ((f = tree_folder_get(t, ino)) != NULL &&
+	       !(listed = f->msgs && (!f->streaming || f->newest != 0)))
+		if (!mfs_cond_wait_until(&t->stream_cond, &t->lock, end_us))
+			break;
+	mfs_mutex_unlock(&t->lock);
+	return listed;
+}
+
 /* Locked. Whether f holds a message a readdir at offset off has not given. */
 static gboolean holds_past(const struct folder *f, guint64 off)
 {

@@ -566,3 +566,64 @@ def test_a_streamed_listing_that_breaks_is_taken_back(hostile_mount, workdir, br
             assert r.returncode != 0 and b"Input/output error" in r.stderr, r
         assert any(c.startswith("UID SORT RETURN (SAVE MIN)") for c in srv.commands())
         m.unmount(allowed=(TLS_NONE, r"warning: .*INBOX"))
+
+
+def test_a_stat_is_answered_from_push_s_first_listing(hostile_mount):
+    """Push lists INBOX when it connects at mount, asking for the newest
+    arrival first as a stat does. A stat made meanwhile, even before the
+    date is in, is answered as soon as it is (the folder then reads as
+    listed), not after the listing's last message: here the server holds
+    the date until the stat was made, and the listing's second half until
+    the stat has returned. The stat makes no listing of its own, and `ls`
+    then gives every message once, in order."""
+    caps = "IMAP4rev1 AUTH=PLAIN SASL-IR ID ESORT SEARCHRES"
+    newest, n = "05-Feb-2024 10:00:00 +0000", 3000
+    msgs = [Message(uid, HELLO, subject=f"m{uid}", date="01-Jan-2020 00:00:00 +0000")
+            for uid in range(1, n + 1)]
+    msgs[1999].date = newest
+    date_asked, stat_made, stat_done = threading.Event(), threading.Event(), threading.Event()
+
+    def sort(server, conn, tag, args):
+        return b'* ESEARCH (TAG "%s") UID MIN 2000\r\n%s OK done\r\n' % (tag, tag)
+
+    def fetch(server, conn, tag, args):
+        spec = args.split(b" ", 1)[0]
+        if spec == b"$":
+            date_asked.set()
+            stat_made.wait(HARD)
+            return (b'* 2000 FETCH (UID 2000 INTERNALDATE "%s")\r\n%s OK done\r\n'
+                    % (newest.encode(), tag))
+        out = server.do_uid_fetch(conn, tag, args)
+        if spec == b"1:*":
+            cut = out.index(b"* 1501 FETCH ")
+            conn.send(out[:cut])
+            stat_done.wait(HARD)
+            out = out[cut:]
+        return out + b"%s OK done\r\n" % tag
+
+    srv = Responder(folders=[b'* LIST () "/" INBOX'], mailboxes={b"INBOX": msgs}, caps=caps,
+                    handlers={"UID SORT": sort, "UID FETCH": fetch})
+    with srv:
+        m = hostile_mount(srv, idle="yes", timeout=HARD + 10)
+        inbox = os.path.join(m.mountpoint, "INBOX")
+        try:
+            assert date_asked.wait(HARD), f"push did not list INBOX: {srv.commands()}"
+            stat = subprocess.Popen(["stat", "-c", "%Y", inbox], stdout=subprocess.PIPE)
+            time.sleep(0.5)  # the stat reaches the daemon, which finds INBOX being listed
+            stat_made.set()
+            try:
+                out, _ = stat.communicate(timeout=10)
+            except subprocess.TimeoutExpired:
+                stat.kill()
+                stat.wait()
+                pytest.fail("the stat waited for the rest of push's listing")
+        finally:
+            stat_made.set()
+            stat_done.set()
+        assert stat.returncode == 0 and int(out) == calendar.timegm((2024, 2, 5, 10, 0, 0))
+        r = run(["ls", "-U", inbox])
+        assert r.returncode == 0, r.stderr
+        assert [int(name.split(b"-", 1)[0]) for name in r.stdout.split()] == list(range(1, n + 1))
+        assert sum(c.startswith("UID FETCH 1:* ") for c in srv.commands()) == 1, srv.commands()
+        assert sum(c.startswith("UID SORT RETURN (SAVE MIN)") for c in srv.commands()) == 1
+        m.unmount(allowed=(TLS_NONE,))

@@ -1081,6 +1081,8 @@ static void test_stream(void)
 	g_assert_true(tree_folder_streaming(t, r.ino));
 	g_assert_cmpint(tree_get(t, r.ino, 0, &e), ==, 0);
 	g_assert_false(e.listed);
+	g_assert_false(tree_folder_wait_listed(t, r.ino, g_get_monotonic_time() + 1000));
+	g_assert_false(tree_folder_wait_listed(t, 999999, G_MAXINT64));
 	collect_init(&c);
 	g_assert_cmpint(tree_readdir(t, r.ino, 0, FALSE, collect_cb, &c), ==, TREE_READDIR_MORE);
 	collect_clear(&c);
@@ -1098,6 +1100,7 @@ static void test_stream(void)
 	g_assert_cmpint(tree_get(t, r.ino, 0, &e), ==, 0);
 	g_assert_true(e.listed);
 	g_assert_cmpint(e.mtime, ==, 1700000000 + 2500);
+	g_assert_true(tree_folder_wait_listed(t, r.ino, 0));
 
 	/* A reader meanwhile: chunks arrive, some messages go, before and
 	   after the reader passed them; each is given once, in UID order,
