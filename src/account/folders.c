@@ -445,12 +445,16 @@ static int refresh_folder_once(struct imap_account *a, struct lease *l, guint64 
 	return rc;
 }
 
+/* want_newest: a first listing asks for the newest arrival first (a
+   stat's does; so does push's, for the stats made meanwhile). known: a
+   stat's, answered from the stream (refresh_folder_once). */
 static int refresh_folder(struct imap_account *a, struct lease *l, guint64 ino, gboolean force,
-			  const struct imap_select_info *seen, void (*known)(void *ud), void *ud)
+			  const struct imap_select_info *seen, gboolean want_newest,
+			  void (*known)(void *ud), void *ud)
 {
 	struct listing_stream ls = {
 	    .rs = { .begin = stream_begin, .chunk = stream_chunk, .ud = &ls,
-		    .want_newest = known != NULL },
+		    .want_newest = want_newest },
 	    .a = a,
 	    .ino = ino,
 	    .known = known,
@@ -470,13 +474,13 @@ static int refresh_folder(struct imap_account *a, struct lease *l, guint64 ino, 
 int imap_account_refresh_folder(struct imap_account *a, struct lease *l, guint64 ino,
 				gboolean force)
 {
-	return refresh_folder(a, l, ino, force, NULL, NULL, NULL);
+	return refresh_folder(a, l, ino, force, NULL, FALSE, NULL, NULL);
 }
 
 int imap_account_list_for_stat(struct imap_account *a, struct lease *l, guint64 ino,
 			       void (*known)(void *ud), void *ud)
 {
-	return refresh_folder(a, l, ino, FALSE, NULL, known, ud);
+	return refresh_folder(a, l, ino, FALSE, NULL, TRUE, known, ud);
 }
 
 int imap_account_refresh_dir(struct imap_account *a, struct lease *l, guint64 ino)
@@ -578,12 +582,6 @@ static void mark_changed_stale(struct imap_account *a, GHashTable *others)
 			make_stale(a, all->pdata[i]);
 }
 
-/* A first listing made by no stat (push's): its date needs no answer. */
-static void date_known(void *ud)
-{
-	(void)ud;
-}
-
 /*
  * The watch thread saw a mailbox change (NULL: it does not know which, after
  * a reconnect). INBOX and folders already listed are brought up to date at
@@ -635,7 +633,9 @@ void account_mailbox_changed(void *ud, const char *wire, const struct watch_seen
 	   (push's at mount) asks for the newest arrival first, as a stat's
 	   does: once that is in the folder reads as listed, so a stat made
 	   meanwhile is answered and a readdir reads the stream, instead of
-	   both waiting for the folder's lock until the listing is whole. */
-	refresh_folder(a, &l, ino, TRUE, watched, date_known, NULL);
+	   both waiting for the folder's lock until the listing is whole.
+	   Push itself, answering no stat, waits for the lock: a change it
+	   reports is never left to a listing that began before it. */
+	refresh_folder(a, &l, ino, TRUE, watched, TRUE, NULL, NULL);
 	lease_clear(&l);
 }

@@ -139,8 +139,9 @@ static void take_fetch(struct collect *c, const struct imap_response *r)
 	if (!imap_value_u32(imap_fetch_item(r, "UID"), &m.uid) || m.uid == 0)
 		return;
 	has_size = imap_value_u64(imap_fetch_item(r, "RFC822.SIZE"), &size);
-	v = imap_fetch_item(r, "INTERNALDATE");
-	if (!has_size && c->want_newest && v && imap_parse_internaldate(imap_value_str(v), &date)) {
+	/* Looked for only where it can be: not in every message of a listing. */
+	v = !has_size && c->want_newest ? imap_fetch_item(r, "INTERNALDATE") : NULL;
+	if (v && imap_parse_internaldate(imap_value_str(v), &date)) {
 		/* A server may answer it amid the listing (dovecot runs the two
 		   FETCHes side by side): the taker begins when it comes. */
 		c->newest = MAX(c->newest, date);

@@ -960,7 +960,7 @@ static void fill_folder(const struct folder *f, unsigned want, struct tree_entry
 		/* The newest arrival: one pass, under the lock (mailfs(1),
 		   Attributes). A listing still arriving is listed when the
 		   server named its newest arrival first. */
-		out->listed = !f->streaming || f->newest != 0;
+		out->listed = tree_folder_reads_listed(f);
 		out->mtime = f->streaming ? f->newest : 0;
 		for (guint i = 0; i < live->len; i++)
 			out->mtime = MAX(out->mtime, live->v[i].mtime);

@@ -78,6 +78,14 @@ static inline struct folder *tree_folder_get(struct tree *t, guint64 ino)
 	return g_hash_table_lookup(t->folders, &ino);
 }
 
+/* Locked. Whether f reads as listed (tree_entry.listed): it holds a
+   listing that is whole, or a first listing still arriving whose newest
+   arrival the server named first. */
+static inline gboolean tree_folder_reads_listed(const struct folder *f)
+{
+	return f->msgs && (!f->streaming || f->newest != 0);
+}
+
 /* Locked. The folder ino if it can hold messages (tree_folder_merge's
    checks): 0, or -ENOENT, -ENOTDIR or -EINVAL. */
 int tree_messages_folder(struct tree *t, guint64 ino, struct folder **out);

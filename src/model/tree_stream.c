@@ -61,9 +61,7 @@ gboolean tree_folder_wait_listed(struct tree *t, guint64 ino, gint64 end_us)
 	gboolean listed = FALSE;
 
 	mfs_mutex_lock(&t->lock);
-	/* tree_get's rule for entry->listed. */
-	while ((f = tree_folder_get(t, ino)) != NULL &&
-	       !(listed = f->msgs && (!f->streaming || f->newest != 0)))
+	while ((f = tree_folder_get(t, ino)) != NULL && !(listed = tree_folder_reads_listed(f)))
 		if (!mfs_cond_wait_until(&t->stream_cond, &t->lock, end_us))
 			break;
 	mfs_mutex_unlock(&t->lock);
