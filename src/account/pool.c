@@ -20,7 +20,10 @@ struct entry {
 	struct imap_session *s;
 	guint64 counted;  /* commands of s already added to pool->commands */
 	gboolean aborted; /* pool_abort_session(): its state is unknown, free it on return */
-	gboolean suspect; /* another session died while this one sat idle: check first */
+	/* When this side last knew the session alive (monotonic µs): the start
+	   of its connect, its return to the pool, or a NOOP it answered. One
+	   heard from before the pool's lost_at is checked before it is lent. */
+	gint64 heard_at;
 	const char *lent_for; /* interned: the mailbox its borrower said it would select */
 };
 
@@ -46,6 +49,10 @@ struct pool {
 	gint64 retry_at;  /* no connect before this (monotonic µs) */
 	GError *last_error;
 	gboolean shutdown;
+	/* When a lent session last came back dead (a lost link, not a timeout
+	   nor an abort; monotonic µs): one that died most likely took those
+	   that sat idle meanwhile, and those still logging in, with it. */
+	gint64 lost_at;
 
 	/* The link state (pool.h, "Down"): set by a timeout or a failed
 	   connect, cleared by the prober's first successful login. */
@@ -272,8 +279,9 @@ static gboolean timed_out(struct pool *p, struct imap_session *s)
 }
 
 /*
- * Locked. An idle session ready to lend (one suspect of having died while
- * idle is checked with a NOOP first, the lock dropped meanwhile), or NULL.
+ * Locked. An idle session ready to lend (one last heard from before a lent
+ * one came back dead is checked with a NOOP first, the lock dropped
+ * meanwhile), or NULL.
  * *again: one was found dead and dropped, which changes what the pool may
  * do: look again.
  */
@@ -283,7 +291,7 @@ static struct entry *idle_checked(struct pool *p, const char *mailbox, gboolean 
 	gboolean ok;
 
 	*again = FALSE;
-	if (!e || !e->suspect)
+	if (!e || e->heard_at > p->lost_at)
 		return e;
 	/* NOOP outside the lock: one round trip, bounded by the timeout. */
 	g_hash_table_insert(p->busy, e->s, e);
@@ -303,7 +311,7 @@ static struct entry *idle_checked(struct pool *p, const char *mailbox, gboolean 
 		*again = TRUE;
 		return NULL;
 	}
-	e->suspect = FALSE;
+	e->heard_at = g_get_monotonic_time();
 	return e;
 }
 
@@ -319,7 +327,7 @@ enum connect_outcome {
 static enum connect_outcome maybe_connect(struct pool *p, struct conn_cancel *cancel,
 					  struct entry **out, GError **err)
 {
-	gint64 now = g_get_monotonic_time();
+	gint64 now = g_get_monotonic_time(), start;
 	guint live = live_count(p);
 	struct imap_session_opts o = p->opts;
 	struct imap_session *s;
@@ -338,6 +346,7 @@ static enum connect_outcome maybe_connect(struct pool *p, struct conn_cancel *ca
 		o.cancel = cancel; /* the borrower's, a child of the pool's */
 	p->connecting++;
 	mfs_mutex_unlock(&p->lock);
+	start = g_get_monotonic_time();
 	s = imap_session_connect(&o, &ce);
 	mfs_mutex_lock(&p->lock);
 	p->connecting--;
@@ -387,6 +396,7 @@ static enum connect_outcome maybe_connect(struct pool *p, struct conn_cancel *ca
 	note_login(p, s);
 	*out = g_new0(struct entry, 1);
 	(*out)->s = s;
+	(*out)->heard_at = start;
 	if (p->shutdown) {
 		/* pool_free() logs it out. */
 		g_queue_push_head(&p->idle, g_steal_pointer(out));
@@ -577,8 +587,11 @@ static gpointer prober_thread(gpointer data)
 			mfs_cond_wait_until(&p->cond, &p->lock, p->retry_at);
 			continue;
 		}
+		gint64 start;
+
 		p->connecting++;
 		mfs_mutex_unlock(&p->lock);
+		start = g_get_monotonic_time();
 		s = imap_session_connect(&p->opts, &ce);
 		mfs_mutex_lock(&p->lock);
 		p->connecting--;
@@ -593,6 +606,7 @@ static gpointer prober_thread(gpointer data)
 			p->failures = 0;
 			note_login(p, s);
 			e->s = s;
+			e->heard_at = start;
 			/* After a shutdown pool_free() logs it out. */
 			g_queue_push_head(&p->idle, e);
 		} else if (!g_error_matches(ce, G_IO_ERROR, G_IO_ERROR_CANCELLED)) {
@@ -627,6 +641,7 @@ static void prober_start(struct pool *p)
 static gpointer warm_thread(gpointer data)
 {
 	struct pool *p = data;
+	gint64 start = g_get_monotonic_time();
 	struct imap_session *s = imap_session_connect(&p->opts, NULL);
 
 	mfs_mutex_lock(&p->lock);
@@ -635,6 +650,7 @@ static gpointer warm_thread(gpointer data)
 		struct entry *e = g_new0(struct entry, 1);
 
 		e->s = s;
+		e->heard_at = start;
 		note_login(p, s);
 		/* Idle from the start; after a shutdown pool_free() logs it out. */
 		g_queue_push_tail(&p->idle, e);
@@ -688,6 +704,7 @@ enum pool_put_outcome pool_put(struct pool *p, struct imap_session *s)
 	g_hash_table_remove(p->busy, s);
 	account_commands(p, e);
 	if (imap_session_alive(s) && !e->aborted && !p->down) {
+		e->heard_at = g_get_monotonic_time();
 		g_queue_push_head(&p->idle, e);
 		e = NULL;
 	} else if (!e->aborted && imap_session_timed_out(s)) {
@@ -695,9 +712,9 @@ enum pool_put_outcome pool_put(struct pool *p, struct imap_session *s)
 			out = POOL_PUT_WENT_DOWN;
 	} else if (!e->aborted) {
 		/* A lost link (server restarted, network gone) most likely took
-		   the idle ones too: each is checked before it is lent again. */
-		for (GList *l = p->idle.head; l; l = l->next)
-			((struct entry *)l->data)->suspect = TRUE;
+		   the idle ones too, and the ones a warm-up was logging in: each
+		   is checked before it is lent again (idle_checked). */
+		p->lost_at = g_get_monotonic_time();
 	}
 	mfs_cond_broadcast(&p->cond);
 	mfs_mutex_unlock(&p->lock);

@@ -42,6 +42,13 @@ def pytest_addoption(parser):
 
 
 
+def ctrl_c_able():
+    """preexec_fn of a child a test will Ctrl-C: SIGINT at its default, as from
+    a terminal. Where the tests run in the background (`scripts/test &`), the
+    shell starts them with SIGINT ignored, and every child inherits that."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def wait_for(predicate, timeout=30, what="condition"):
     """predicate()'s first true value, asked every 0.2 s; fails after timeout."""
     deadline = time.monotonic() + timeout

@@ -19,7 +19,7 @@ import pytest
 
 import corpus
 import mailserver
-from conftest import Mount, password_file, load_delay_proxy, wait_for
+from conftest import Mount, ctrl_c_able, password_file, load_delay_proxy, wait_for
 
 USER = "erin"
 MSG = (b"From: Zed <zed@example.org>\r\nTo: erin@example.org\r\n"
@@ -319,7 +319,8 @@ def test_ctrl_c_on_a_reader_waiting_for_a_frozen_server(mailfs_bin, private_dove
         name = sorted(os.listdir(inbox))[-1]
         private_dovecot.freeze()
         reader = subprocess.Popen(["cat", os.path.join(inbox, name)],
-                                  stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+                                  stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                                  preexec_fn=ctrl_c_able)
         time.sleep(1)  # let it reach the daemon and wait there
         assert reader.poll() is None, "the read did not wait for the frozen server"
         reader.send_signal(signal.SIGINT)
