@@ -81,6 +81,21 @@ def build_dir(request):
 
 
 @pytest.fixture(scope="session")
+def sanitized(build_dir):
+    """Whether the daemon under test is built with a sanitizer (meson's
+    b_sanitize): the sanitizer passes may run fewer repetitions of a trial
+    whose point is not memory or threads, where the plain pass runs them all."""
+    import json
+    try:
+        with open(os.path.join(build_dir, "meson-info", "intro-buildoptions.json")) as f:
+            options = json.load(f)
+    except OSError:
+        return False
+    return any(o["name"] == "b_sanitize" and o["value"] not in ("none", "", [])
+               for o in options)
+
+
+@pytest.fixture(scope="session")
 def mailfs_bin(build_dir):
     path = os.path.join(build_dir, "src", "mailfs")
     if not os.access(path, os.X_OK):

@@ -716,15 +716,17 @@ def test_empty_download_is_never_deleted(mailfs_bin, workdir, spool):
     assert spool.archived() == {}
 
 
-def test_random_kill9_trials(mailfs_bin, server, workdir):
-    """20 seeded trials: kill -9 at a random moment while messages are taken."""
+def test_random_kill9_trials(mailfs_bin, server, workdir, sanitized):
+    """20 seeded trials: kill -9 at a random moment while messages are taken.
+    A sanitizer pass runs the first 8: a killed daemon leaves it nothing to
+    check but the mount that takes over, and the plain pass runs all 20."""
     import random
     import signal
     import threading
 
     rng = random.Random(7)
     msgs = inbox_messages()[:6]
-    for trial in range(20):
+    for trial in range(8 if sanitized else 20):
         seed(server, msgs)
         expected = server_messages(server)
         spool = Spool(workdir, f"kill9-{trial}")
