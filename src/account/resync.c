@@ -128,19 +128,30 @@ static void begin_stream(struct collect *c)
 	}
 }
 
+/* The items take_fetch reads, found in one pass over each FETCH. */
+enum { ITEM_UID, ITEM_SIZE, ITEM_DATE, ITEM_FLAGS, ITEM_SUBJECT, N_ITEMS };
+static const char *const fetch_items[N_ITEMS] = {
+	[ITEM_UID] = "UID",
+	[ITEM_SIZE] = "RFC822.SIZE",
+	[ITEM_DATE] = "INTERNALDATE",
+	[ITEM_FLAGS] = "FLAGS",
+	[ITEM_SUBJECT] = "BODY[HEADER.FIELDS (SUBJECT)]",
+};
+
 static void take_fetch(struct collect *c, const struct imap_response *r)
 {
 	struct tree_msg_info m = {0};
-	const struct imap_value *v;
+	const struct imap_value *item[N_ITEMS], *v;
 	guint64 size;
 	gboolean has_size;
 	gint64 date;
 
-	if (!imap_value_u32(imap_fetch_item(r, "UID"), &m.uid) || m.uid == 0)
+	imap_fetch_items(r, fetch_items, item, N_ITEMS);
+	if (!imap_value_u32(item[ITEM_UID], &m.uid) || m.uid == 0)
 		return;
-	has_size = imap_value_u64(imap_fetch_item(r, "RFC822.SIZE"), &size);
-	/* Looked for only where it can be: not in every message of a listing. */
-	v = !has_size && c->want_newest ? imap_fetch_item(r, "INTERNALDATE") : NULL;
+	has_size = imap_value_u64(item[ITEM_SIZE], &size);
+	/* The date's own FETCH (want_newest) has a date and no size. */
+	v = !has_size && c->want_newest ? item[ITEM_DATE] : NULL;
 	if (v && imap_parse_internaldate(imap_value_str(v), &date)) {
 		/* A server may answer it amid the listing (dovecot runs the two
 		   FETCHes side by side): the taker begins when it comes. */
@@ -148,7 +159,7 @@ static void take_fetch(struct collect *c, const struct imap_response *r)
 		begin_stream(c);
 		return;
 	}
-	v = imap_fetch_item(r, "FLAGS");
+	v = item[ITEM_FLAGS];
 	if (v) {
 		g_autofree char *flags = imap_flags_to_string(v);
 
@@ -156,7 +167,7 @@ static void take_fetch(struct collect *c, const struct imap_response *r)
 	}
 	if (has_size && m.uid >= c->new_from) {
 		m.size = size;
-		v = imap_fetch_item(r, "INTERNALDATE");
+		v = item[ITEM_DATE];
 		if (!v || !imap_parse_internaldate(imap_value_str(v), &m.internaldate))
 			m.internaldate = 0;
 		if (c->objid_item) {
@@ -171,7 +182,7 @@ static void take_fetch(struct collect *c, const struct imap_response *r)
 			g_autofree char *slug = NULL;
 			g_autofree char *name = NULL;
 
-			v = imap_fetch_item(r, "BODY[HEADER.FIELDS (SUBJECT)]");
+			v = item[ITEM_SUBJECT];
 			if (v && v->type == IMAP_V_STREAMED && c->hdr.active)
 				subject = subject_value((const char *)c->hdr.buf->data,
 							c->hdr.buf->len);

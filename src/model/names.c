@@ -1,7 +1,6 @@
 /* SPDX-License-Identifier: GPL-2.0-or-later */
 #include "model/names.h"
 
-#include <inttypes.h>
 #include <string.h>
 
 static const char hex_digits[] = "0123456789ABCDEF";
@@ -409,6 +408,39 @@ static gboolean plain_ascii(const char *s)
 	return TRUE;
 }
 
+/* The rule over plain ASCII (plain_ascii): one byte is one character, so
+   one pass into a buffer of the slug's size, with the same classes as the
+   general loop below. A listing names every message, and most subjects are
+   ASCII. */
+static char *ascii_slug(const char *s)
+{
+	char out[NAMES_SLUG_MAX];
+	size_t n = 0;
+	gboolean started = FALSE, pending_space = FALSE;
+
+	for (; *s; s++) {
+		gunichar c = (guchar)*s;
+
+		if (slug_space(c)) {
+			pending_space = started;
+			continue;
+		}
+		started = TRUE;
+		if (pending_space) {
+			pending_space = FALSE;
+			if (n == sizeof(out))
+				break;
+			out[n++] = '_';
+		}
+		if (slug_allowed(c)) {
+			if (n == sizeof(out))
+				break;
+			out[n++] = (char)c;
+		}
+	}
+	return g_strndup(out, n);
+}
+
 char *names_subject_slug(const char *raw_subject)
 {
 	g_autofree char *decoded = NULL;
@@ -419,13 +451,11 @@ char *names_subject_slug(const char *raw_subject)
 
 	if (!raw_subject)
 		return g_strdup("");
-	if (plain_ascii(raw_subject)) {
-		text = raw_subject;
-	} else {
-		decoded = rfc2047_decode(raw_subject);
-		nfc = g_utf8_normalize(decoded, -1, G_NORMALIZE_NFC);
-		text = nfc ? nfc : "";
-	}
+	if (plain_ascii(raw_subject))
+		return ascii_slug(raw_subject);
+	decoded = rfc2047_decode(raw_subject);
+	nfc = g_utf8_normalize(decoded, -1, G_NORMALIZE_NFC);
+	text = nfc ? nfc : "";
 	out = g_string_sized_new(NAMES_SLUG_MAX + 1);
 	for (const char *p = text; *p; p += g_utf8_skip[*(const guchar *)p]) {
 		gunichar c = (guchar)*p < 0x80 ? (gunichar)*p : g_utf8_get_char(p);
@@ -449,13 +479,30 @@ char *names_subject_slug(const char *raw_subject)
 
 char *names_message_name(uint32_t uid, const char *slug)
 {
+	/* Put together by hand: printf costs more than the rest of a name,
+	   and a listing names every message. */
+	char digits[10];
+	size_t nd = 0, ns = slug ? strlen(slug) : 0;
+	char *name, *p;
+
 	g_return_val_if_fail(uid != 0, NULL);
-	if (!slug || !*slug)
-		return g_strdup_printf("%" PRIu32 ".eml", uid);
-	g_return_val_if_fail(strlen(slug) <= NAMES_SLUG_MAX && !strchr(slug, '/') &&
-				     g_utf8_validate(slug, -1, NULL),
+	g_return_val_if_fail(ns <= NAMES_SLUG_MAX && (!slug || !strchr(slug, '/')) &&
+				     (!slug || g_utf8_validate(slug, (gssize)ns, NULL)),
 			     NULL);
-	return g_strdup_printf("%" PRIu32 "-%s.eml", uid, slug);
+	do {
+		digits[nd++] = (char)('0' + uid % 10);
+		uid /= 10;
+	} while (uid);
+	p = name = g_malloc(nd + (ns ? 1 + ns : 0) + sizeof(".eml"));
+	while (nd)
+		*p++ = digits[--nd];
+	if (ns) {
+		*p++ = '-';
+		memcpy(p, slug, ns);
+		p += ns;
+	}
+	memcpy(p, ".eml", sizeof(".eml"));
+	return name;
 }
 
 gboolean names_parse_uid(const char *name, uint32_t *uid)

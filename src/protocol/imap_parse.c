@@ -14,8 +14,12 @@
 
 #include <string.h>
 
-/* Recursion in value_clear() follows the list nesting: keep it well inside any stack. */
+/* Callers walk lists recursively (BODYSTRUCTURE): keep the nesting well inside any stack. */
 #define MAX_DEPTH_CAP 4096
+/* A response's memory comes in blocks of this size (one for most). */
+#define MEM_BLOCK_SIZE 2048
+/* An emptied list array longer than this is freed, not kept for the next response. */
+#define SPARE_ITEMS_MAX 1024
 /* Bytes of a response shown in an error message. */
 #define SNIPPET_MAX 80
 
@@ -27,9 +31,87 @@ enum pstate {
 	PS_DEAD,
 };
 
-/* The lists being built: stack[0] is the top level, each GArray of struct imap_value. */
+/*
+ * A response's memory: the response, its strings and its lists are carved
+ * from blocks freed together by imap_response_free(), the response itself
+ * in the first. So a response costs one allocation or a few however many
+ * values it holds, where a listing parses one response per message. A
+ * request of more than a quarter block (a buffered literal, a long list)
+ * gets a block of its own, behind the current one.
+ */
+struct imap_mem_block {
+	struct imap_mem_block *next;
+	size_t used, cap;
+	max_align_t data[];
+};
+
+/* ASCII case without a call into GLib: the tokenizer runs these on every
+   FETCH item name and on the bytes of some values. */
+static inline char ascii_up(char c)
+{
+	return c >= 'a' && c <= 'z' ? (char)(c - 'a' + 'A') : c;
+}
+
+static gboolean ascii_caseeq(const char *a, const char *b, size_t n)
+{
+	for (size_t i = 0; i < n; i++) {
+		if (ascii_up(a[i]) != ascii_up(b[i]))
+			return FALSE;
+	}
+	return TRUE;
+}
+
+static void *mem_alloc(struct imap_mem_block **head, size_t size)
+{
+	struct imap_mem_block *b = *head;
+	void *out;
+
+	size = (size + 7) & ~(size_t)7; /* an imap_value needs no more */
+	if (b && size > MEM_BLOCK_SIZE / 4) {
+		struct imap_mem_block *own = g_malloc(sizeof(*own) + size);
+
+		own->used = own->cap = size;
+		own->next = b->next;
+		b->next = own;
+		return own->data;
+	}
+	if (!b || b->cap - b->used < size) {
+		size_t cap = MAX((size_t)MEM_BLOCK_SIZE, size);
+
+		b = g_malloc(sizeof(*b) + cap);
+		b->used = 0;
+		b->cap = cap;
+		b->next = *head;
+		*head = b;
+	}
+	out = (char *)b->data + b->used;
+	b->used += size;
+	return out;
+}
+
+static char *mem_strndup(struct imap_response *r, const char *s, size_t n)
+{
+	char *out = mem_alloc(&r->mem, n + 1);
+
+	memcpy(out, s, n);
+	out[n] = '\0';
+	return out;
+}
+
+static char *mem_strup(struct imap_response *r, const char *s, size_t n)
+{
+	char *out = mem_strndup(r, s, n);
+
+	for (size_t i = 0; i < n; i++)
+		out[i] = ascii_up(out[i]);
+	return out;
+}
+
+/* The lists being built: stack[0] is the top level, each GArray of struct
+   imap_value whose strings are the response's. */
 struct builder {
 	GPtrArray *stack;
+	GPtrArray *spare; /* emptied GArrays for the next lists, kept across responses */
 	gboolean need_sep;      /* a value just ended: a separator must follow */
 	gboolean after_list;    /* ... and it was a list: "(a)(b)" is allowed */
 	gboolean after_literal; /* ... and it was a literal: for a clearer message */
@@ -93,61 +175,87 @@ void imap_limits_init_default(struct imap_limits *l)
 	l->max_inline_total = 16 * 1024 * 1024;
 }
 
-static void value_clear(struct imap_value *v)
-{
-	switch (v->type) {
-	case IMAP_V_ATOM:
-	case IMAP_V_STRING:
-		g_free(v->str);
-		break;
-	case IMAP_V_LIST:
-		for (size_t i = 0; i < v->n; i++)
-			value_clear(&v->items[i]);
-		g_free(v->items);
-		break;
-	case IMAP_V_NIL:
-	case IMAP_V_STREAMED:
-		break;
-	}
-	memset(v, 0, sizeof(*v));
-}
-
 void imap_response_free(struct imap_response *r)
 {
+	struct imap_mem_block *b;
+
 	if (!r)
 		return;
-	g_free(r->tag);
-	g_free(r->keyword);
-	g_free(r->code);
-	g_free(r->code_text);
-	g_free(r->text);
-	value_clear(&r->code_args);
-	value_clear(&r->args);
-	g_free(r);
+	/* r sits in the last block of the chain: read nothing of it after. */
+	b = r->mem;
+	while (b) {
+		struct imap_mem_block *next = b->next;
+
+		g_free(b);
+		b = next;
+	}
 }
 
+/* A new response in a block of its own. */
+static struct imap_response *response_new(void)
+{
+	struct imap_mem_block *head = NULL;
+	struct imap_response *r = mem_alloc(&head, sizeof(*r));
+
+	memset(r, 0, sizeof(*r));
+	r->mem = head;
+	return r;
+}
+
+/* An emptied list array back to the spares (or freed, if long). */
+static void builder_recycle(struct builder *b, GArray *a)
+{
+	if (a->len > SPARE_ITEMS_MAX) {
+		g_array_free(a, TRUE);
+		return;
+	}
+	g_array_set_size(a, 0);
+	g_ptr_array_add(b->spare, a);
+}
+
+/* Open a list. */
+static void builder_push(struct builder *b)
+{
+	GArray *a = b->spare->len ? g_ptr_array_steal_index_fast(b->spare, b->spare->len - 1)
+				  : g_array_new(FALSE, FALSE, sizeof(struct imap_value));
+
+	g_ptr_array_add(b->stack, a);
+}
+
+/* Start the top level of a response; the arrays of the last one are reused. */
 static void builder_init(struct builder *b)
 {
-	b->stack = g_ptr_array_new();
-	g_ptr_array_add(b->stack, g_array_new(FALSE, FALSE, sizeof(struct imap_value)));
+	if (!b->stack) {
+		b->stack = g_ptr_array_new();
+		b->spare = g_ptr_array_new();
+	}
+	while (b->stack->len > 0)
+		builder_recycle(b, g_ptr_array_steal_index_fast(b->stack, b->stack->len - 1));
+	builder_push(b);
 	b->need_sep = FALSE;
 	b->after_list = FALSE;
 	b->after_literal = FALSE;
 }
 
+/* Drop the lists being built (their values are the response's memory). */
 static void builder_clear(struct builder *b)
 {
 	if (!b->stack)
 		return;
-	for (guint i = 0; i < b->stack->len; i++) {
-		GArray *a = g_ptr_array_index(b->stack, i);
+	while (b->stack->len > 0)
+		builder_recycle(b, g_ptr_array_steal_index_fast(b->stack, b->stack->len - 1));
+}
 
-		for (guint j = 0; j < a->len; j++)
-			value_clear(&g_array_index(a, struct imap_value, j));
-		g_array_free(a, TRUE);
-	}
+static void builder_free(struct builder *b)
+{
+	if (!b->stack)
+		return;
+	builder_clear(b);
+	for (guint i = 0; i < b->spare->len; i++)
+		g_array_free(g_ptr_array_index(b->spare, i), TRUE);
+	g_ptr_array_free(b->spare, TRUE);
 	g_ptr_array_free(b->stack, TRUE);
-	b->stack = NULL;
+	b->stack = b->spare = NULL;
 }
 
 static GArray *builder_top(const struct builder *b)
@@ -160,27 +268,25 @@ static unsigned builder_depth(const struct builder *b)
 	return b->stack->len - 1;
 }
 
-static void array_to_list(GArray *a, struct imap_value *out)
+/* Close the innermost list into *out, its items copied into r's memory. */
+static void builder_pop(struct builder *b, struct imap_response *r, struct imap_value *out)
 {
+	GArray *a = g_ptr_array_steal_index_fast(b->stack, b->stack->len - 1);
+
 	memset(out, 0, sizeof(*out));
 	out->type = IMAP_V_LIST;
 	out->n = a->len;
-	if (a->len == 0) {
-		g_array_free(a, TRUE);
-		out->items = NULL;
-	} else {
-		out->items = (struct imap_value *)(void *)g_array_free(a, FALSE);
+	if (a->len > 0) {
+		out->items = mem_alloc(&r->mem, a->len * sizeof(struct imap_value));
+		memcpy(out->items, a->data, a->len * sizeof(struct imap_value));
 	}
+	builder_recycle(b, a);
 }
 
 /* The top-level list of a finished builder; the builder is left empty. */
-static void builder_take(struct builder *b, struct imap_value *out)
+static void builder_take(struct builder *b, struct imap_response *r, struct imap_value *out)
 {
-	GArray *a = g_ptr_array_index(b->stack, 0);
-
-	g_ptr_array_free(b->stack, TRUE);
-	b->stack = NULL;
-	array_to_list(a, out);
+	builder_pop(b, r, out);
 }
 
 static void G_GNUC_PRINTF(5, 6) fail(struct imap_parser *p, GError **err, enum imap_parse_error code,
@@ -286,7 +392,7 @@ static gboolean parse_quoted(struct imap_parser *p, struct cursor *c, struct ima
 		i++;
 		n++;
 	}
-	out = g_malloc(n + 1);
+	out = mem_alloc(&p->resp->mem, n + 1);
 	n = 0;
 	for (size_t j = c->pos + 1; j < i; j++) {
 		if (s[j] == '\\')
@@ -315,7 +421,7 @@ static gboolean is_section_item(const char *s, size_t len)
 		return FALSE;
 	for (size_t i = 0; i < G_N_ELEMENTS(names); i++) {
 		if ((size_t)(open - s) == strlen(names[i]) &&
-		    g_ascii_strncasecmp(s, names[i], strlen(names[i])) == 0)
+		    ascii_caseeq(s, names[i], strlen(names[i])))
 			return TRUE;
 	}
 	return FALSE;
@@ -330,9 +436,12 @@ static gboolean is_section_item(const char *s, size_t len)
  * to HEADER.FIELDS (SUBJECT); the names mailfs asks for are in this form,
  * so an item is found by one comparison.
  */
-static char *canonical_section_item(const char *s, size_t len)
+static char *canonical_section_item(struct imap_response *r, const char *s, size_t len,
+				    size_t *out_len)
 {
-	GString *out = g_string_sized_new(len);
+	/* Never longer than s: a SP stands for a run of blanks, quotes go. */
+	char *out = mem_alloc(&r->mem, len + 1);
+	size_t n = 0;
 	gboolean space = FALSE;
 
 	for (size_t i = 0; i < len; i++) {
@@ -342,20 +451,22 @@ static char *canonical_section_item(const char *s, size_t len)
 			space = TRUE;
 			continue;
 		}
-		if (space && out->len && ch != ')' && out->str[out->len - 1] != '(')
-			g_string_append_c(out, ' ');
+		if (space && n && ch != ')' && out[n - 1] != '(')
+			out[n++] = ' ';
 		space = FALSE;
 		if (ch == '"') {
 			for (i++; i < len && s[i] != '"'; i++) {
 				if (s[i] == '\\' && i + 1 < len)
 					i++;
-				g_string_append_c(out, g_ascii_toupper(s[i]));
+				out[n++] = ascii_up(s[i]);
 			}
 			continue;
 		}
-		g_string_append_c(out, g_ascii_toupper(ch));
+		out[n++] = ascii_up(ch);
 	}
-	return g_string_free(out, FALSE);
+	out[n] = '\0';
+	*out_len = n;
+	return out;
 }
 
 static gboolean parse_atom(struct imap_parser *p, struct cursor *c, enum tok_mode mode,
@@ -412,15 +523,14 @@ static gboolean parse_atom(struct imap_parser *p, struct cursor *c, enum tok_mod
 		return FALSE;
 	}
 	memset(v, 0, sizeof(*v));
-	if (i - start == 3 && g_ascii_strncasecmp(s + start, "NIL", 3) == 0) {
+	if (i - start == 3 && ascii_caseeq(s + start, "NIL", 3)) {
 		v->type = IMAP_V_NIL;
 	} else if (mode == TOK_ARGS && is_section_item(s + start, i - start)) {
 		v->type = IMAP_V_ATOM;
-		v->str = canonical_section_item(s + start, i - start);
-		v->len = strlen(v->str);
+		v->str = canonical_section_item(p->resp, s + start, i - start, &v->len);
 	} else {
 		v->type = IMAP_V_ATOM;
-		v->str = g_strndup(s + start, i - start);
+		v->str = mem_strndup(p->resp, s + start, i - start);
 		v->len = i - start;
 	}
 	c->pos = i;
@@ -506,7 +616,7 @@ static enum tok_result tokenize(struct imap_parser *p, struct builder *b, enum t
 				fail(p, err, IMAP_PARSE_ERROR_SYNTAX, c, "unbalanced ')'");
 				return TOK_ERROR;
 			}
-			array_to_list(g_ptr_array_steal_index(b->stack, b->stack->len - 1), &v);
+			builder_pop(b, p->resp, &v);
 			builder_append(b, &v, TRUE);
 			c->pos++;
 			continue;
@@ -540,8 +650,7 @@ static enum tok_result tokenize(struct imap_parser *p, struct builder *b, enum t
 			}
 			if (!count_element(p, c, err))
 				return TOK_ERROR;
-			g_ptr_array_add(b->stack,
-					g_array_new(FALSE, FALSE, sizeof(struct imap_value)));
+			builder_push(b);
 			b->need_sep = FALSE;
 			b->after_list = FALSE;
 			c->pos++;
@@ -601,7 +710,7 @@ static enum imap_status status_word(const char *s, size_t n)
 	};
 
 	for (size_t i = 0; i < G_N_ELEMENTS(words); i++) {
-		if (strlen(words[i].word) == n && g_ascii_strncasecmp(s, words[i].word, n) == 0)
+		if (strlen(words[i].word) == n && ascii_caseeq(s, words[i].word, n))
 			return words[i].st;
 	}
 	return IMAP_STATUS_NONE;
@@ -615,7 +724,7 @@ static void parse_code(struct imap_parser *p, struct imap_response *r, struct cu
 {
 	const char *s = c->s;
 	size_t name = c->pos + 1, q = name, end, args_at;
-	struct builder b;
+	struct builder b = { 0 };
 	struct lit_hdr h;
 	unsigned saved_elements = p->elements;
 
@@ -637,11 +746,12 @@ static void parse_code(struct imap_parser *p, struct imap_response *r, struct cu
 		res = tokenize(p, &b, TOK_CODE, &ac, &h, NULL);
 		if (res == TOK_CODE_END) {
 			end = ac.pos;
-			builder_take(&b, &r->code_args);
+			builder_take(&b, r, &r->code_args);
+			builder_free(&b);
 		} else {
 			const char *rb = memchr(s + args_at, ']', c->len - args_at);
 
-			builder_clear(&b);
+			builder_free(&b);
 			p->elements = saved_elements;
 			if (!rb)
 				return;
@@ -649,8 +759,8 @@ static void parse_code(struct imap_parser *p, struct imap_response *r, struct cu
 			r->code_args.type = IMAP_V_NIL;
 		}
 	}
-	r->code = g_ascii_strup(s + name, (gssize)(q - name));
-	r->code_text = g_strndup(s + args_at, end - args_at);
+	r->code = mem_strup(r, s + name, q - name);
+	r->code_text = mem_strndup(r, s + args_at, end - args_at);
 	c->pos = end + 1;
 	if (c->pos < c->len && s[c->pos] == ' ')
 		c->pos++;
@@ -663,14 +773,14 @@ static void parse_resp_text(struct imap_parser *p, struct imap_response *r, stru
 		c->pos++; /* the SP that ended the status word */
 	if (c->pos < c->len && c->s[c->pos] == '[')
 		parse_code(p, r, c);
-	r->text = g_strndup(c->s + c->pos, c->len - c->pos);
+	r->text = mem_strndup(r, c->s + c->pos, c->len - c->pos);
 }
 
 static void emit_response(struct imap_parser *p)
 {
 	struct imap_response *r = p->resp;
 
-	builder_take(&p->args, &r->args);
+	builder_take(&p->args, r, &r->args);
 	p->resp = NULL;
 	p->resp_bytes = 0;
 	p->elements = 0;
@@ -716,7 +826,7 @@ static gboolean start_literal(struct imap_parser *p, const struct cursor *c,
 			return FALSE;
 		}
 		p->inline_total += (size_t)h->size;
-		p->lit_buf = g_malloc((size_t)h->size + 1);
+		p->lit_buf = mem_alloc(&p->resp->mem, (size_t)h->size + 1);
 	}
 	p->lit_stream = stream;
 	p->lit_size = h->size;
@@ -777,7 +887,7 @@ static gboolean continue_args(struct imap_parser *p, struct cursor *c, gboolean 
 static gboolean start_response(struct imap_parser *p, struct cursor *c, gboolean *done,
 			       GError **err)
 {
-	struct imap_response *r = g_new0(struct imap_response, 1);
+	struct imap_response *r = response_new();
 	size_t n;
 
 	r->args.type = IMAP_V_LIST;
@@ -796,7 +906,7 @@ static gboolean start_response(struct imap_parser *p, struct cursor *c, gboolean
 		c->pos = 1;
 		if (c->pos < c->len && c->s[c->pos] == ' ')
 			c->pos++;
-		r->text = g_strndup(c->s + c->pos, c->len - c->pos);
+		r->text = mem_strndup(r, c->s + c->pos, c->len - c->pos);
 		*done = TRUE;
 		return TRUE;
 	}
@@ -840,7 +950,7 @@ static gboolean start_response(struct imap_parser *p, struct cursor *c, gboolean
 			fail(p, err, IMAP_PARSE_ERROR_SYNTAX, c, "malformed response keyword");
 			return FALSE;
 		}
-		r->keyword = g_ascii_strup(c->s + c->pos, (gssize)n);
+		r->keyword = mem_strup(r, c->s + c->pos, n);
 		c->pos += n;
 		if (!r->has_number) {
 			r->status = status_word(r->keyword, n);
@@ -859,7 +969,7 @@ static gboolean start_response(struct imap_parser *p, struct cursor *c, gboolean
 		return FALSE;
 	}
 	r->type = IMAP_RESP_TAGGED;
-	r->tag = g_strndup(c->s, n);
+	r->tag = mem_strndup(r, c->s, n);
 	c->pos = n + 1;
 	if (c->pos > c->len || (n = word_len(c)) == 0) {
 		fail(p, err, IMAP_PARSE_ERROR_SYNTAX, c, "tagged response without status");
@@ -871,7 +981,7 @@ static gboolean start_response(struct imap_parser *p, struct cursor *c, gboolean
 		fail(p, err, IMAP_PARSE_ERROR_SYNTAX, c, "tagged response without OK/NO/BAD");
 		return FALSE;
 	}
-	r->keyword = g_ascii_strup(c->s + c->pos, (gssize)n);
+	r->keyword = mem_strup(r, c->s + c->pos, n);
 	c->pos += n;
 	parse_resp_text(p, r, c);
 	*done = TRUE;
@@ -880,10 +990,10 @@ static gboolean start_response(struct imap_parser *p, struct cursor *c, gboolean
 
 static void reset_response(struct imap_parser *p)
 {
-	imap_response_free(p->resp);
+	imap_response_free(p->resp); /* also a buffered literal's bytes */
 	p->resp = NULL;
 	builder_clear(&p->args);
-	g_clear_pointer(&p->lit_buf, g_free);
+	p->lit_buf = NULL;
 	p->resp_bytes = 0;
 	p->elements = 0;
 	p->inline_total = 0;
@@ -923,6 +1033,7 @@ void imap_parser_free(struct imap_parser *p)
 	if (!p)
 		return;
 	reset_response(p);
+	builder_free(&p->args);
 	g_string_free(p->line, TRUE);
 	g_free(p);
 }
@@ -1150,7 +1261,7 @@ gboolean imap_parse_internaldate(const char *str, gint64 *out)
 		return FALSE;
 	/* ABNF strings are case-insensitive (RFC 5234 2.3). */
 	for (int i = 0; i < 12 && !mon; i++)
-		if (g_ascii_strncasecmp(p, months[i], 3) == 0)
+		if (ascii_caseeq(p, months[i], 3))
 			mon = i + 1;
 	if (!mon || p[3] != '-')
 		return FALSE;
@@ -1174,19 +1285,47 @@ gboolean imap_parse_internaldate(const char *str, gint64 *out)
 	return TRUE;
 }
 
-const struct imap_value *imap_fetch_item(const struct imap_response *r, const char *name)
+/* A FETCH response's att list, or NULL. */
+static const struct imap_value *fetch_list(const struct imap_response *r)
 {
-	const struct imap_value *list;
-
 	if (!r->keyword || strcmp(r->keyword, "FETCH") != 0 || r->args.n < 1 ||
 	    r->args.items[0].type != IMAP_V_LIST)
 		return NULL;
-	list = &r->args.items[0];
-	for (size_t i = 0; i + 1 < list->n; i += 2) {
-		const char *item = imap_value_str(&list->items[i]);
+	return &r->args.items[0];
+}
 
-		if (item && list->items[i].type == IMAP_V_ATOM && g_ascii_strcasecmp(item, name) == 0)
-			return &list->items[i + 1];
+const struct imap_value *imap_fetch_item(const struct imap_response *r, const char *name)
+{
+	const struct imap_value *out = NULL;
+
+	imap_fetch_items(r, &name, &out, 1);
+	return out;
+}
+
+void imap_fetch_items(const struct imap_response *r, const char *const *names,
+		      const struct imap_value **out, size_t n)
+{
+	const struct imap_value *list = fetch_list(r);
+	size_t len[16], left = n;
+
+	g_return_if_fail(n <= G_N_ELEMENTS(len));
+	for (size_t j = 0; j < n; j++) {
+		out[j] = NULL;
+		len[j] = strlen(names[j]);
 	}
-	return NULL;
+	for (size_t i = 0; list && left > 0 && i + 1 < list->n; i += 2) {
+		const struct imap_value *item = &list->items[i];
+
+		if (item->type != IMAP_V_ATOM)
+			continue;
+		/* The lengths first: most names differ in length. */
+		for (size_t j = 0; j < n; j++) {
+			if (!out[j] && item->len == len[j] &&
+			    ascii_caseeq(item->str, names[j], len[j])) {
+				out[j] = &list->items[i + 1];
+				left--;
+				break;
+			}
+		}
+	}
 }

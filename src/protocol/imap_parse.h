@@ -21,7 +21,9 @@
  * Numbers are parsed with overflow checks: "{99999999999999999999999}" is an
  * overflow error, "{4294967296}" a limit error, never a wrapped size. Memory held
  * by the parser at any time is thus bounded by roughly
- * max_line + max_elements * sizeof(struct imap_value) + max_inline_total.
+ * max_line + 3 * max_elements * sizeof(struct imap_value) + max_inline_total
+ * (a list's items are built in an array, then copied into the response; the
+ * arrays are kept for the next response up to 1,024 items each).
  *
  * Streamed literals are never buffered: their bytes go to literal_chunk as
  * pointers into the buffer given to imap_parser_feed (zero copy), in as many
@@ -78,7 +80,7 @@ struct imap_limits {
 };
 
 /* Fill *l with the defaults above. Always start from these, then override.
-   imap_parser_new() caps max_depth at 4096 (values are freed recursively) and
+   imap_parser_new() caps max_depth at 4096 (callers walk values recursively) and
    max_inline_literal at max_inline_total. */
 void imap_limits_init_default(struct imap_limits *l);
 
@@ -119,6 +121,8 @@ struct imap_value {
 	uint64_t literal_size;
 };
 
+struct imap_mem_block;
+
 struct imap_response {
 	enum imap_resp_type type;
 	char *tag;                /* TAGGED only, else NULL */
@@ -146,6 +150,10 @@ struct imap_response {
 	   "* 5 FETCH (UID 9)" args.items[0] is the list (UID 9). An empty LIST for
 	   status responses and continuations. */
 	struct imap_value args;
+	/* Private: the memory of the response and of every string and list in
+	   it, freed as one by imap_response_free(). Nothing of a response may be
+	   freed or kept apart from it. */
+	struct imap_mem_block *mem;
 };
 
 /* Where a literal sits, so the client can decide to stream or buffer it. */
@@ -227,5 +235,14 @@ gboolean imap_parse_internaldate(const char *s, gint64 *out);
 
 /* In a FETCH response's att list, the value after the item name `name` (case-insensitive), or NULL. */
 const struct imap_value *imap_fetch_item(const struct imap_response *r, const char *name);
+
+/*
+ * imap_fetch_item() for n names at once, in one pass over the att list:
+ * out[i] is the value after names[i], or NULL. For a caller that reads
+ * several items of every message of a listing. An item named twice gives
+ * its first value, as imap_fetch_item() does.
+ */
+void imap_fetch_items(const struct imap_response *r, const char *const *names,
+		      const struct imap_value **out, size_t n);
 
 #endif
