@@ -578,6 +578,7 @@ static gpointer prober_thread(gpointer data)
 	while (!p->shutdown) {
 		struct imap_session *s;
 		GError *ce = NULL;
+		gint64 start;
 
 		if (!p->down) {
 			mfs_cond_wait(&p->cond, &p->lock);
@@ -587,8 +588,6 @@ static gpointer prober_thread(gpointer data)
 			mfs_cond_wait_until(&p->cond, &p->lock, p->retry_at);
 			continue;
 		}
-		gint64 start;
-
 		p->connecting++;
 		mfs_mutex_unlock(&p->lock);
 		start = g_get_monotonic_time();

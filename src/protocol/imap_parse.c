@@ -34,7 +34,7 @@ enum pstate {
 /*
  * A response's memory: the response, its strings and its lists are carved
  * from blocks freed together by imap_response_free(), the response itself
- * in the first. So a response costs one allocation or a few however many
+ * from the first block made (the chain's last). So a response costs one allocation or a few however many
  * values it holds, where a listing parses one response per message. A
  * request of more than a quarter block (a buffered literal, a long list)
  * gets a block of its own, behind the current one.
@@ -268,7 +268,8 @@ static unsigned builder_depth(const struct builder *b)
 	return b->stack->len - 1;
 }
 
-/* Close the innermost list into *out, its items copied into r's memory. */
+/* Close the innermost list into *out, its items copied into r's memory (at
+   the top level: the builder is left empty). */
 static void builder_pop(struct builder *b, struct imap_response *r, struct imap_value *out)
 {
 	GArray *a = g_ptr_array_steal_index_fast(b->stack, b->stack->len - 1);
@@ -281,12 +282,6 @@ static void builder_pop(struct builder *b, struct imap_response *r, struct imap_
 		memcpy(out->items, a->data, a->len * sizeof(struct imap_value));
 	}
 	builder_recycle(b, a);
-}
-
-/* The top-level list of a finished builder; the builder is left empty. */
-static void builder_take(struct builder *b, struct imap_response *r, struct imap_value *out)
-{
-	builder_pop(b, r, out);
 }
 
 static void G_GNUC_PRINTF(5, 6) fail(struct imap_parser *p, GError **err, enum imap_parse_error code,
@@ -746,7 +741,7 @@ static void parse_code(struct imap_parser *p, struct imap_response *r, struct cu
 		res = tokenize(p, &b, TOK_CODE, &ac, &h, NULL);
 		if (res == TOK_CODE_END) {
 			end = ac.pos;
-			builder_take(&b, r, &r->code_args);
+			builder_pop(&b, r, &r->code_args);
 			builder_free(&b);
 		} else {
 			const char *rb = memchr(s + args_at, ']', c->len - args_at);
@@ -780,7 +775,7 @@ static void emit_response(struct imap_parser *p)
 {
 	struct imap_response *r = p->resp;
 
-	builder_take(&p->args, r, &r->args);
+	builder_pop(&p->args, r, &r->args);
 	p->resp = NULL;
 	p->resp_bytes = 0;
 	p->elements = 0;
