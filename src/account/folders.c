@@ -381,12 +381,21 @@ static int lock_for_listing(struct imap_account *a, struct folder_state *f, guin
 		return 1;
 	}
 	while (!mfs_mutex_trylock(&f->lock)) {
+		gint64 until = g_get_monotonic_time() + STAT_LOCK_POLL_US;
+
 		lease_arm(l);
 		if (lease_interrupted(l))
 			return -EINTR;
-		if (tree_folder_wait_listed(a->tree, ino, g_get_monotonic_time() + STAT_LOCK_POLL_US)) {
+		if (tree_folder_wait_listed(a->tree, ino, until)) {
 			ls->known(ls->known_ud);
 			return 0;
+		}
+		if (g_get_monotonic_time() < until) {
+			/* Back early and not listed: the tree holds no such folder
+			   (removed meanwhile), so no stream will answer the stat.
+			   Wait for the lock as any lister, not in a spin. */
+			mfs_mutex_lock(&f->lock);
+			return 1;
 		}
 	}
 	return 1;

@@ -379,22 +379,23 @@ static gboolean slug_allowed(gunichar c)
 	}
 }
 
-static gboolean slug_append(GString *out, gunichar c)
+/* c appended to the slug's out[*len]; FALSE when it would pass NAMES_SLUG_MAX. */
+static gboolean slug_append(char *out, size_t *len, gunichar c)
 {
 	char buf[8];
 	int n;
 
 	if (c < 0x80) {
-		if (out->len + 1 > NAMES_SLUG_MAX)
+		if (*len + 1 > NAMES_SLUG_MAX)
 			return FALSE;
-		g_string_append_c(out, (char)c);
+		out[(*len)++] = (char)c;
 		return TRUE;
 	}
 	n = g_unichar_to_utf8(c, buf);
-
-	if (out->len + (size_t)n > NAMES_SLUG_MAX)
+	if (*len + (size_t)n > NAMES_SLUG_MAX)
 		return FALSE;
-	g_string_append_len(out, buf, n);
+	memcpy(out + *len, buf, (size_t)n);
+	*len += (size_t)n;
 	return TRUE;
 }
 
@@ -408,55 +409,25 @@ static gboolean plain_ascii(const char *s)
 	return TRUE;
 }
 
-/* The rule over plain ASCII (plain_ascii): one byte is one character, so
-   one pass into a buffer of the slug's size, with the same classes as the
-   general loop below. A listing names every message, and most subjects are
-   ASCII. */
-static char *ascii_slug(const char *s)
-{
-	char out[NAMES_SLUG_MAX];
-	size_t n = 0;
-	gboolean started = FALSE, pending_space = FALSE;
-
-	for (; *s; s++) {
-		gunichar c = (guchar)*s;
-
-		if (slug_space(c)) {
-			pending_space = started;
-			continue;
-		}
-		started = TRUE;
-		if (pending_space) {
-			pending_space = FALSE;
-			if (n == sizeof(out))
-				break;
-			out[n++] = '_';
-		}
-		if (slug_allowed(c)) {
-			if (n == sizeof(out))
-				break;
-			out[n++] = (char)c;
-		}
-	}
-	return g_strndup(out, n);
-}
-
 char *names_subject_slug(const char *raw_subject)
 {
 	g_autofree char *decoded = NULL;
 	g_autofree char *nfc = NULL;
 	const char *text;
-	GString *out;
+	char out[NAMES_SLUG_MAX];
+	size_t len = 0;
 	gboolean started = FALSE, pending_space = FALSE;
 
 	if (!raw_subject)
 		return g_strdup("");
-	if (plain_ascii(raw_subject))
-		return ascii_slug(raw_subject);
-	decoded = rfc2047_decode(raw_subject);
-	nfc = g_utf8_normalize(decoded, -1, G_NORMALIZE_NFC);
-	text = nfc ? nfc : "";
-	out = g_string_sized_new(NAMES_SLUG_MAX + 1);
+	if (plain_ascii(raw_subject)) {
+		text = raw_subject;
+	} else {
+		decoded = rfc2047_decode(raw_subject);
+		nfc = g_utf8_normalize(decoded, -1, G_NORMALIZE_NFC);
+		text = nfc ? nfc : "";
+	}
+	/* Into a buffer of the slug's size: a listing names every message. */
 	for (const char *p = text; *p; p += g_utf8_skip[*(const guchar *)p]) {
 		gunichar c = (guchar)*p < 0x80 ? (gunichar)*p : g_utf8_get_char(p);
 
@@ -468,13 +439,13 @@ char *names_subject_slug(const char *raw_subject)
 		/* The run becomes '_' even when the character after it is dropped. */
 		if (pending_space) {
 			pending_space = FALSE;
-			if (!slug_append(out, '_'))
+			if (!slug_append(out, &len, '_'))
 				break;
 		}
-		if (slug_allowed(c) && !slug_append(out, c))
+		if (slug_allowed(c) && !slug_append(out, &len, c))
 			break;
 	}
-	return g_string_free(out, FALSE);
+	return g_strndup(out, len);
 }
 
 char *names_message_name(uint32_t uid, const char *slug)
