@@ -205,10 +205,19 @@ int account_apply_resync(struct imap_account *a, struct folder_state *f, guint64
 	if (idx && res->how != RESYNC_FULL) {
 		/* The saved listing still holds: it becomes the tree's, then the
 		   changes since apply. */
-		gsize n;
-		const struct tree_msg_info *m = lindex_messages(idx, &n);
+		rc = tree_folder_load(a->tree, ino, res->uidvalidity, lindex_count(idx), lindex_read,
+				      idx, removed);
+		if (rc == -EEXIST) {
+			/* The tree holds a listing of this UIDVALIDITY after all
+			   (listing_known loads none then): replaced, keeping its
+			   messages' inodes. */
+			gsize n = lindex_count(idx);
+			g_autofree struct tree_msg_info *m = g_new(struct tree_msg_info, MAX(n, 1));
 
-		rc = tree_folder_set_messages(a->tree, ino, res->uidvalidity, m, n, removed);
+			lindex_rewind(idx);
+			n = lindex_read(idx, m, n);
+			rc = tree_folder_set_messages(a->tree, ino, res->uidvalidity, m, n, removed);
+		}
 	}
 	/* Bodies of another UIDVALIDITY are other messages now. */
 	if (k->uidvalidity && k->uidvalidity != res->uidvalidity) {

@@ -65,14 +65,12 @@ struct lindex *listing_known(struct imap_account *a, struct folder_state *f, gui
 	}
 	if (idx) {
 		const struct lindex_head *h = lindex_head(idx);
-		gsize n;
-		const struct tree_msg_info *m = lindex_messages(idx, &n);
 
 		k->uidvalidity = h->uidvalidity;
 		k->uidnext = h->uidnext;
 		k->highestmodseq = h->highestmodseq;
-		k->count = (guint32)n;
-		k->max_uid = n ? m[n - 1].uid : 0;
+		k->count = (guint32)lindex_count(idx);
+		k->max_uid = lindex_max_uid(idx);
 	}
 	return idx;
 }

@@ -8,6 +8,7 @@
 #include <fcntl.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <unistd.h>
 
 /* Bumped whenever the layout below changes: an older file is just not used. */
@@ -38,14 +39,6 @@ struct lindex_writer {
 	struct col flag_strings; /* NUL-separated, distinct */
 	GHashTable *flag_table; /* flags -> index + 1 */
 	struct col objids;	/* NUL-separated, "" for none */
-};
-
-struct lindex {
-	GVariant *v;
-	struct lindex_head head;
-	struct tree_msg_info *msgs;
-	gsize n;
-	const char **flag_table;
 };
 
 static char *file_path(const char *dir, const char *wire)
@@ -287,22 +280,6 @@ gboolean lindex_writer_save(struct lindex_writer *w, const char *dir, const char
 	return TRUE;
 }
 
-/* Split a NUL-separated blob into exactly n strings (pointers into it). */
-static gboolean split_blob(const char *blob, gsize len, gsize n, const char **out)
-{
-	gsize at = 0;
-
-	for (gsize i = 0; i < n; i++) {
-		const char *end = at < len ? memchr(blob + at, '\0', len - at) : NULL;
-
-		if (!end)
-			return FALSE;
-		out[i] = blob + at;
-		at = (gsize)(end - blob) + 1;
-	}
-	return at == len;
-}
-
 static gboolean bad(GError **err, const char *path, const char *why)
 {
 	g_set_error(err, G_FILE_ERROR, G_FILE_ERROR_INVAL, "%s: %s", path, why);
@@ -316,65 +293,164 @@ static void other_settings(GError **err, const char *path, const char *why)
 	g_set_error(err, G_FILE_ERROR, G_FILE_ERROR_FAILED, "%s: %s", path, why);
 }
 
-/* Check the columns against each other and fill l->msgs. */
+/* The columns, as pointers into the mapping. */
+enum { COL_UIDS, COL_SIZES, COL_DATES, COL_NAMES, COL_FLAG_IDX, COL_FLAG_STRINGS, COL_OBJIDS,
+       N_COLS };
+
+/* Where lindex_read is: the next message, its name's and object id's
+   offsets in their blobs, and how far each column's pages were handed
+   back. */
+struct cursor {
+	gsize i, name_at, objid_at;
+	const char *dropped[N_COLS];
+};
+
+struct lindex {
+	GVariant *v;
+	struct lindex_head head;
+	const guint32 *uids;
+	const guint64 *sizes;
+	const gint64 *dates;
+	const guint32 *flag_idx;
+	const char *names, *objids;
+	gsize n, names_len, objids_len, flags_n;
+	const char *col_start[N_COLS];
+	const char **flag_table;
+	struct cursor at;
+};
+
+/*
+ * Pages of the mapping read already go back every this many messages: a
+ * 1,000,000-message listing maps ~100 MB, and pages read stay resident
+ * (in the daemon's RSS) until the mapping goes, beside the tree the
+ * listing is loaded into (issue 22's 300 MB). A page handed back comes
+ * back from the file if it is touched again.
+ */
+#define DROP_EVERY 16384
+
+/* Hand back the whole pages of column c before `upto` not handed back yet. */
+static void drop_read(struct lindex *l, struct cursor *c, int col, const void *upto)
+{
+	static gsize page;
+	const char *from = c->dropped[col] ? c->dropped[col] : l->col_start[col];
+	guintptr a, b;
+
+	if (!page)
+		page = (gsize)sysconf(_SC_PAGESIZE);
+	a = ((guintptr)from + page - 1) & ~(guintptr)(page - 1);
+	b = (guintptr)upto & ~(guintptr)(page - 1);
+	if (b > a && madvise((void *)a, b - a, MADV_DONTNEED) == 0)
+		c->dropped[col] = (const char *)b;
+}
+
+static void drop_columns(struct lindex *l, struct cursor *c)
+{
+	drop_read(l, c, COL_UIDS, l->uids + c->i);
+	drop_read(l, c, COL_SIZES, l->sizes + c->i);
+	drop_read(l, c, COL_DATES, l->dates + c->i);
+	drop_read(l, c, COL_NAMES, l->names + c->name_at);
+	drop_read(l, c, COL_FLAG_IDX, l->flag_idx + c->i);
+	drop_read(l, c, COL_OBJIDS, l->objids + c->objid_at);
+}
+
+/* The next NUL-terminated string of a blob at *at (moved past it), or NULL
+   when the blob ends first. */
+static const char *blob_next(const char *blob, gsize len, gsize *at)
+{
+	const char *s = blob + *at;
+	const char *end = *at < len ? memchr(s, '\0', len - *at) : NULL;
+
+	if (!end)
+		return NULL;
+	*at = (gsize)(end - blob) + 1;
+	return s;
+}
+
+/* Message c->i into out, c moved past it; NULL, or why it is not one the
+   tree would take. */
+static const char *decode(const struct lindex *l, struct cursor *c, struct tree_msg_info *out)
+{
+	gsize i = c->i;
+	const char *name = blob_next(l->names, l->names_len, &c->name_at);
+	const char *objid = blob_next(l->objids, l->objids_len, &c->objid_at);
+	guint32 uid;
+
+	if (!name)
+		return "names do not match the UIDs";
+	if (!objid)
+		return "object ids do not match the UIDs";
+	/* A name comes back into the tree as is: it must be one the tree
+	   would make for this UID (no '/', valid UTF-8). */
+	if ((i > 0 && l->uids[i] <= l->uids[i - 1]) || !names_parse_uid(name, &uid) ||
+	    uid != l->uids[i] || strchr(name, '/') || !g_utf8_validate(name, -1, NULL))
+		return "a message name does not fit its UID";
+	if (l->flag_idx[i] >= l->flags_n)
+		return "a flag index is out of range";
+	if (strlen(objid) > TREE_OBJID_MAX || (objid[0] && !l->head.objids))
+		return "an object id that cannot be";
+	*out = (struct tree_msg_info){ .uid = l->uids[i],
+				       .size = l->sizes[i],
+				       .internaldate = l->dates[i],
+				       .name = name,
+				       .flags = l->flag_table[l->flag_idx[i]],
+				       .objid = objid[0] ? objid : NULL };
+	c->i++;
+	return NULL;
+}
+
+/* Check the columns against each other and every message, handing the
+   pages back as it goes (lindex_read reads them again). */
 static gboolean take_columns(struct lindex *l, const char *path, GError **err)
 {
-	g_autoptr(GVariant) vu = g_variant_get_child_value(l->v, 7);
-	g_autoptr(GVariant) vs = g_variant_get_child_value(l->v, 8);
-	g_autoptr(GVariant) vd = g_variant_get_child_value(l->v, 9);
-	g_autoptr(GVariant) vn = g_variant_get_child_value(l->v, 10);
-	g_autoptr(GVariant) vf = g_variant_get_child_value(l->v, 11);
-	g_autoptr(GVariant) vt = g_variant_get_child_value(l->v, 12);
-	g_autoptr(GVariant) vo = g_variant_get_child_value(l->v, 13);
-	gsize n, ns, nd, nf, nn, nt, no, flags_n = 0;
-	const guint32 *uids = g_variant_get_fixed_array(vu, &n, sizeof(guint32));
-	const guint64 *sizes = g_variant_get_fixed_array(vs, &ns, sizeof(guint64));
-	const gint64 *dates = g_variant_get_fixed_array(vd, &nd, sizeof(gint64));
-	const char *names = g_variant_get_fixed_array(vn, &nn, 1);
-	const guint32 *fidx = g_variant_get_fixed_array(vf, &nf, sizeof(guint32));
-	const char *fstr = g_variant_get_fixed_array(vt, &nt, 1);
-	const char *objids = g_variant_get_fixed_array(vo, &no, 1);
-	g_autofree const char **name_of = NULL;
-	g_autofree const char **objid_of = NULL;
+	GVariant *col[N_COLS];
+	gsize len[N_COLS];
+	gsize size_of[N_COLS] = { sizeof(guint32), sizeof(guint64), sizeof(gint64), 1,
+				  sizeof(guint32), 1, 1 };
+	struct cursor c = { 0 };
+	const char *fstr;
 
-	if (n > MESSAGES_MAX || ns != n || nd != n || nf != n)
-		return bad(err, path, "columns of different lengths");
-	for (gsize i = 0; i < nt; i++)
-		flags_n += fstr[i] == '\0';
-	if (flags_n > n + 1)
-		return bad(err, path, "too many flag strings");
-	l->flag_table = g_new0(const char *, flags_n + 1);
-	if (!split_blob(fstr, nt, flags_n, l->flag_table))
-		return bad(err, path, "flag table is not NUL-separated");
-	name_of = g_new(const char *, n ? n : 1);
-	if (!split_blob(names, nn, n, name_of))
-		return bad(err, path, "names do not match the UIDs");
-	objid_of = g_new(const char *, n ? n : 1);
-	if (!split_blob(objids, no, n, objid_of))
-		return bad(err, path, "object ids do not match the UIDs");
-	l->msgs = g_new0(struct tree_msg_info, n ? n : 1);
-	for (gsize i = 0; i < n; i++) {
-		guint32 uid;
-
-		/* A name comes back into the tree as is: it must be one the
-		   tree would make for this UID (no '/', valid UTF-8). */
-		if ((i > 0 && uids[i] <= uids[i - 1]) || !names_parse_uid(name_of[i], &uid) ||
-		    uid != uids[i] || strchr(name_of[i], '/') ||
-		    !g_utf8_validate(name_of[i], -1, NULL))
-			return bad(err, path, "a message name does not fit its UID");
-		if (fidx[i] >= flags_n)
-			return bad(err, path, "a flag index is out of range");
-		if (strlen(objid_of[i]) > TREE_OBJID_MAX ||
-		    (objid_of[i][0] && !l->head.objids))
-			return bad(err, path, "an object id that cannot be");
-		l->msgs[i].uid = uids[i];
-		l->msgs[i].size = sizes[i];
-		l->msgs[i].internaldate = dates[i];
-		l->msgs[i].name = name_of[i];
-		l->msgs[i].flags = l->flag_table[fidx[i]];
-		l->msgs[i].objid = objid_of[i][0] ? objid_of[i] : NULL;
+	for (int k = 0; k < N_COLS; k++) {
+		/* Children of a serialised GVariant are slices of the mapping. */
+		col[k] = g_variant_get_child_value(l->v, 7 + k);
+		l->col_start[k] = g_variant_get_fixed_array(col[k], &len[k], size_of[k]);
+		g_variant_unref(col[k]);
 	}
-	l->n = n;
+	l->uids = (const guint32 *)l->col_start[COL_UIDS];
+	l->sizes = (const guint64 *)l->col_start[COL_SIZES];
+	l->dates = (const gint64 *)l->col_start[COL_DATES];
+	l->flag_idx = (const guint32 *)l->col_start[COL_FLAG_IDX];
+	l->names = l->col_start[COL_NAMES];
+	l->names_len = len[COL_NAMES];
+	l->objids = l->col_start[COL_OBJIDS];
+	l->objids_len = len[COL_OBJIDS];
+	l->n = len[COL_UIDS];
+	if (l->n > MESSAGES_MAX || len[COL_SIZES] != l->n || len[COL_DATES] != l->n ||
+	    len[COL_FLAG_IDX] != l->n)
+		return bad(err, path, "columns of different lengths");
+	fstr = l->col_start[COL_FLAG_STRINGS];
+	for (gsize i = 0; i < len[COL_FLAG_STRINGS]; i++)
+		l->flags_n += fstr[i] == '\0';
+	if (l->flags_n > l->n + 1)
+		return bad(err, path, "too many flag strings");
+	l->flag_table = g_new0(const char *, l->flags_n + 1);
+	for (gsize i = 0, at = 0; i < l->flags_n; i++)
+		l->flag_table[i] = blob_next(fstr, len[COL_FLAG_STRINGS], &at);
+	if (len[COL_FLAG_STRINGS] && fstr[len[COL_FLAG_STRINGS] - 1] != '\0')
+		return bad(err, path, "flag table is not NUL-separated");
+	while (c.i < l->n) {
+		struct tree_msg_info m;
+		const char *why = decode(l, &c, &m);
+
+		if (why)
+			return bad(err, path, why);
+		if (c.i % DROP_EVERY == 0)
+			drop_columns(l, &c);
+	}
+	if (c.name_at != l->names_len)
+		return bad(err, path, "names do not match the UIDs");
+	if (c.objid_at != l->objids_len)
+		return bad(err, path, "object ids do not match the UIDs");
+	drop_columns(l, &c);
 	return TRUE;
 }
 
@@ -422,17 +498,48 @@ const struct lindex_head *lindex_head(const struct lindex *l)
 	return &l->head;
 }
 
-const struct tree_msg_info *lindex_messages(const struct lindex *l, gsize *n)
+gsize lindex_count(const struct lindex *l)
 {
-	*n = l->n;
-	return l->msgs;
+	return l->n;
+}
+
+guint32 lindex_max_uid(const struct lindex *l)
+{
+	return l->n ? l->uids[l->n - 1] : 0;
+}
+
+gsize lindex_read(void *index, struct tree_msg_info *out, gsize max)
+{
+	struct lindex *l = index;
+	gsize k = 0;
+
+	for (; k < max && l->at.i < l->n; k++) {
+		const char *why = decode(l, &l->at, &out[k]);
+
+		if (why) {
+			/* Checked at the load; the file is replaced by rename,
+			   never written in place: only a hand could change it. */
+			mfs_log_warn("saved listing: message %zu of %zu: %s (changed since it "
+				     "was loaded?); the rest is not used",
+				     l->at.i + 1, l->n, why);
+			l->at.i = l->n;
+			break;
+		}
+		if (l->at.i % DROP_EVERY == 0)
+			drop_columns(l, &l->at);
+	}
+	return k;
+}
+
+void lindex_rewind(struct lindex *l)
+{
+	memset(&l->at, 0, sizeof(l->at));
 }
 
 void lindex_free(struct lindex *l)
 {
 	if (!l)
 		return;
-	g_free(l->msgs);
 	g_free(l->flag_table);
 	g_variant_unref(l->v);
 	g_free(l);

@@ -14,11 +14,14 @@
  * RFC822.SIZEs, INTERNALDATEs, file names (one NUL-separated blob), flags
  * as indices into a table of the distinct flag strings (most messages
  * share a handful), and object ids (one NUL-separated blob, "" for none).
- * Columns keep a 100,000-message listing one allocation per column, both
- * when saving and loading; the file is written from the writer's columns
- * as they are (no GVariant built, no serialised copy in memory), so saving
- * a 1,000,000-message listing costs its columns (~65 bytes a message)
- * beside the tree.
+ * Columns keep a 100,000-message listing one allocation per column when
+ * saving; the file is written from the writer's columns as they are (no
+ * GVariant built, no serialised copy in memory), so saving a
+ * 1,000,000-message listing costs its columns (~65 bytes a message, ~90
+ * with object ids) beside the tree. Loading maps the file and reads the
+ * columns in place, every message checked at lindex_load, and the pages
+ * read go back as they are passed: a loaded listing holds no array of its
+ * messages.
  *
  * A file that is truncated, of another format, for another mailbox or
  * names mode, whose names do not start with their own UID, or with an
@@ -74,8 +77,19 @@ struct lindex;
 struct lindex *lindex_load(const char *dir, const char *wire, guint32 names_mode,
 			   gboolean objids, GError **err);
 const struct lindex_head *lindex_head(const struct lindex *l);
-/* The messages, by ascending UID; name, flags and objid (NULL: none) point into l. */
-const struct tree_msg_info *lindex_messages(const struct lindex *l, gsize *n);
+/* How many messages it holds, and the highest UID (0: none). */
+gsize lindex_count(const struct lindex *l);
+guint32 lindex_max_uid(const struct lindex *l);
+/*
+ * The next messages, by ascending UID, into out[0..max): how many (0: no
+ * more). A tree_msg_source_fn (pass the lindex as its ud). name, flags and
+ * objid (NULL: none) point into l, until lindex_free. The file is mapped,
+ * not read: the pages read are handed back as the reading goes on, so a
+ * loaded listing costs the tree it goes into, not its own size as well.
+ * lindex_rewind starts again from the first.
+ */
+gsize lindex_read(void *l, struct tree_msg_info *out, gsize max);
+void lindex_rewind(struct lindex *l);
 void lindex_free(struct lindex *l);
 
 /* Forget wire's saved listing (the mailbox is gone). */

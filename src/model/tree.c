@@ -796,7 +796,7 @@ static gboolean appends_only(const struct msgset *ms, const struct tree_delta *d
 /* Locked. Merge the delta (in UID order) into folder f's current set. */
 static void merge_delta(struct tree *t, struct folder *f, const struct tree_delta *d,
 			const struct uidx *order, gsize count, char **names, guint32 uidvalidity,
-			GArray *removed)
+			gboolean more_to_come, GArray *removed)
 {
 	struct msgset *ms = tree_current_msgset(t, f, uidvalidity, removed);
 	struct tmsgs live = {0};
@@ -816,7 +816,9 @@ static void merge_delta(struct tree *t, struct folder *f, const struct tree_delt
 					   names ? names[i] : NULL, &m, removed))
 				tmsgs_append(&ms->live, &m);
 		}
-		tmsgs_trim(&ms->live);
+		/* The room reserved for what is still to come stays. */
+		if (!more_to_come)
+			tmsgs_trim(&ms->live);
 		return;
 	}
 	/* Sized for the worst case, trimmed after: a 1,000,000-message
@@ -883,13 +885,48 @@ int tree_folder_merge(struct tree *t, guint64 ino, guint32 uidvalidity, const st
 	mfs_mutex_lock(&t->lock);
 	rc = tree_messages_folder(t, ino, &f);
 	if (rc == 0)
-		merge_delta(t, f, d, order, count, names, uidvalidity, removed);
+		merge_delta(t, f, d, order, count, names, uidvalidity, FALSE, removed);
 	if (rc == 0 && f->streaming)
 		mfs_cond_broadcast(&t->stream_cond);
 	mfs_mutex_unlock(&t->lock);
 	for (gsize i = 0; names && i < count; i++)
 		g_free(names[i]);
 	g_free(names);
+	return rc;
+}
+
+/* Messages tree_folder_load takes from its source at a time. */
+#define LOAD_CHUNK 4096
+
+int tree_folder_load(struct tree *t, guint64 ino, guint32 uidvalidity, gsize n_hint,
+		     tree_msg_source_fn next, void *ud, GArray *removed)
+{
+	g_autofree struct tree_msg_info *chunk = g_new(struct tree_msg_info, LOAD_CHUNK);
+	struct folder *f;
+	int rc;
+
+	mfs_mutex_lock(&t->lock);
+	rc = tree_messages_folder(t, ino, &f);
+	if (rc == 0 && f->msgs && f->msgs->uidvalidity == uidvalidity)
+		rc = -EEXIST;
+	/* Sized once: grown a chunk at a time, a big array below glibc's mmap
+	   threshold would be copied at every chunk. */
+	if (rc == 0)
+		tmsgs_reserve(&tree_current_msgset(t, f, uidvalidity, removed)->live,
+			      (guint)MIN(n_hint, G_MAXUINT32));
+	/* Each chunk comes after the last (a source by UID): the append path,
+	   names taken as given. An empty source still makes the (empty)
+	   listing; the last call trims the room left. */
+	for (gboolean more = rc == 0; more;) {
+		const struct tree_delta d = { .msgs = chunk, .n = next(ud, chunk, LOAD_CHUNK) };
+		g_autofree struct uidx *order = NULL;
+		gsize count;
+
+		more = d.n > 0;
+		order = delta_order(&d, &count);
+		merge_delta(t, f, &d, order, count, NULL, uidvalidity, more, removed);
+	}
+	mfs_mutex_unlock(&t->lock);
 	return rc;
 }
 

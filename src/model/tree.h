@@ -209,6 +209,27 @@ int tree_folder_set_messages(struct tree *t, guint64 folder, guint32 uidvalidity
 			     const struct tree_msg_info *msgs, gsize n, GArray *removed);
 
 /*
+ * A source of a listing too big to hold twice (a saved one): fills
+ * out[0..max) with its next messages, by ascending UID, and returns how
+ * many (0: no more). Called with the tree locked: it must not call tree
+ * functions. What the infos point to need last only until the next call.
+ */
+typedef gsize (*tree_msg_source_fn)(void *ud, struct tree_msg_info *out, gsize max);
+
+/*
+ * tree_folder_set_messages for a listing read from next chunk by chunk,
+ * under one hold of the tree's lock (no reader sees part of it), into a
+ * folder holding no listing of uidvalidity: a first one, or one of
+ * another UIDVALIDITY (whose messages all leave, as there). The folder's
+ * memory grows by the listing's messages only, never by a copy of the
+ * listing. n_hint: how many messages next will give (the room made at
+ * once). -EEXIST (next not called) when the folder holds a listing of
+ * uidvalidity already; else as tree_folder_set_messages.
+ */
+int tree_folder_load(struct tree *t, guint64 folder, guint32 uidvalidity, gsize n_hint,
+		     tree_msg_source_fn next, void *ud, GArray *removed);
+
+/*
  * A change to a folder's listing (QRESYNC, CONDSTORE or new-UID-range
  * resync: account/resync.h). msgs are added (new UIDs) or take new flags
  * (UIDs held; flags NULL: unchanged); an old message leaves when its UID is

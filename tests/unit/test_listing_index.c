@@ -1,11 +1,14 @@
 /* SPDX-License-Identifier: GPL-2.0-or-later */
 #include "model/listing_index.h"
 
+#include "protocol/imap_client.h"
+
 #include <glib/gstdio.h>
 #include <string.h>
 
 struct fixture {
 	char *dir;
+	struct tree_msg_info *read; /* what read_all read last */
 };
 
 static void setup(struct fixture *f, gconstpointer data)
@@ -28,6 +31,25 @@ static void teardown(struct fixture *f, gconstpointer data)
 	}
 	g_rmdir(f->dir);
 	g_free(f->dir);
+	g_free(f->read);
+}
+
+/* Every message of l, read a few at a time (chunks end at odd places);
+   kept in f until the next call. Checks the count and highest UID said. */
+static const struct tree_msg_info *read_all(struct fixture *f, struct lindex *l, gsize *n)
+{
+	gsize want = lindex_count(l), got = 0, k;
+
+	g_free(f->read);
+	f->read = g_new0(struct tree_msg_info, want + 1);
+	lindex_rewind(l);
+	while ((k = lindex_read(l, f->read + got, MIN(7, want + 1 - got))) > 0)
+		got += k;
+	g_assert_cmpuint(got, ==, want);
+	g_assert_cmpuint(lindex_read(l, f->read, 1), ==, 0);
+	g_assert_cmpuint(lindex_max_uid(l), ==, got ? f->read[got - 1].uid : 0);
+	*n = got;
+	return f->read;
 }
 
 static const struct lindex_head head = {
@@ -74,7 +96,7 @@ static void test_roundtrip(struct fixture *f, gconstpointer data)
 	g_assert_cmpuint(lindex_head(l)->uidvalidity, ==, 1234);
 	g_assert_cmpuint(lindex_head(l)->uidnext, ==, 10);
 	g_assert_cmpuint(lindex_head(l)->highestmodseq, ==, 1ull << 40);
-	m = lindex_messages(l, &n);
+	m = read_all(f, l, &n);
 	g_assert_cmpuint(n, ==, 3);
 	for (gsize i = 0; i < n; i++) {
 		g_assert_cmpuint(m[i].uid, ==, three[i].uid);
@@ -99,7 +121,7 @@ static void test_roundtrip(struct fixture *f, gconstpointer data)
 	save(f, "Empty", NULL, 0);
 	l = lindex_load(f->dir, "Empty", 0, FALSE, &err);
 	g_assert_no_error(err);
-	lindex_messages(l, &n);
+	read_all(f, l, &n);
 	g_assert_cmpuint(n, ==, 0);
 	lindex_free(l);
 	lindex_remove(f->dir, "Empty");
@@ -151,7 +173,7 @@ static void test_damaged(struct fixture *f, gconstpointer data)
 		}
 		/* A change that kept it valid (a size, a date, a flag) must
 		   still give names that fit their UIDs. */
-		m = lindex_messages(l, &n);
+		m = read_all(f, l, &n);
 		for (gsize i = 0; i < n; i++) {
 			guint32 uid;
 
@@ -213,7 +235,7 @@ static void test_objids(struct fixture *f, gconstpointer data)
 	l = lindex_load(f->dir, "INBOX", 0, TRUE, &err);
 	g_assert_no_error(err);
 	g_assert_true(lindex_head(l)->objids);
-	m = lindex_messages(l, &n);
+	m = read_all(f, l, &n);
 	g_assert_cmpuint(n, ==, 5);
 	g_assert_cmpstr(m[0].objid, ==, "EM6f8c2a1b");
 	g_assert_null(m[1].objid);
@@ -285,7 +307,7 @@ static void test_large(struct fixture *f, gconstpointer data)
 	g_assert_true(lindex_writer_save(w, f->dir, "Big", &head, &err));
 	l = lindex_load(f->dir, "Big", 0, FALSE, &err);
 	g_assert_no_error(err);
-	m = lindex_messages(l, &n);
+	m = read_all(f, l, &n);
 	g_assert_cmpuint(n, ==, 100000);
 	g_assert_cmpstr(m[99999].name, ==, "100000-Subject_number_100000.eml");
 	g_assert_cmpstr(m[2].flags, ==, "\\Seen \\Answered");
@@ -414,7 +436,7 @@ static void test_million(struct fixture *f, gconstpointer data)
 	g_assert_no_error(err);
 	g_assert_true(lindex_head(l)->objids);
 	g_assert_cmpuint(lindex_head(l)->uidvalidity, ==, h.uidvalidity);
-	m = lindex_messages(l, &got);
+	m = read_all(f, l, &got);
 	g_assert_cmpuint(got, ==, n);
 	for (gsize i = 0; i < n; i++) {
 		g_snprintf(name, sizeof(name), "%zu-Subject_%zu.eml", 3 * i + 1, i % 1000);
@@ -430,6 +452,104 @@ static void test_million(struct fixture *f, gconstpointer data)
 	lindex_free(l);
 }
 
+struct held {
+	GPtrArray *lines; /* "uid size date flags name objid" per message, in order */
+};
+
+static void hold_msg(void *ud, const struct tree_msg_info *m)
+{
+	struct held *h = ud;
+
+	g_ptr_array_add(h->lines, g_strdup_printf("%u %" G_GUINT64_FORMAT " %" G_GINT64_FORMAT
+						  " %s %s %s",
+						  m->uid, m->size, m->internaldate, m->flags,
+						  m->name, m->objid ? m->objid : "-"));
+}
+
+/* A saved listing into a tree (what a remount does): chunk by chunk, every
+   message as saved; only into a folder without a listing of that
+   UIDVALIDITY; one of another UIDVALIDITY leaves. */
+static void test_into_tree(struct fixture *f, gconstpointer data)
+{
+	const gsize n = 10007; /* past two of the tree's chunks, ending inside a third */
+	g_autoptr(GPtrArray) mbs = g_ptr_array_new_with_free_func(
+	    (GDestroyNotify)imap_mailbox_info_free);
+	struct imap_mailbox_info *mi = g_new0(struct imap_mailbox_info, 1);
+	g_autoptr(GArray) removed = tree_removed_new();
+	g_autoptr(GPtrArray) want = g_ptr_array_new_with_free_func(g_free);
+	g_autoptr(GPtrArray) got = g_ptr_array_new_with_free_func(g_free);
+	g_autofree struct tree_msg_info *m = g_new0(struct tree_msg_info, n);
+	g_autoptr(GStringChunk) strings = g_string_chunk_new(4096);
+	struct lindex_head h = head;
+	struct held wanted = { want }, held = { got };
+	struct tree *t = tree_new(NULL);
+	struct tree_entry e;
+	GError *err = NULL;
+	struct lindex *l;
+	guint32 uv = 0;
+
+	(void)data;
+	mi->name = g_strdup("INBOX");
+	mi->delimiter = '/';
+	g_ptr_array_add(mbs, mi);
+	tree_apply_list(t, mbs, NULL);
+	g_assert_cmpint(tree_lookup(t, TREE_ROOT_INO, "INBOX", FALSE, 0, &e), ==, 0);
+	h.objids = TRUE;
+	for (gsize i = 0; i < n; i++) {
+		guint32 uid = (guint32)(3 * i + 1);
+		char name[32], objid[32];
+
+		g_snprintf(name, sizeof(name), "%u-m.eml", uid);
+		g_snprintf(objid, sizeof(objid), "Eo%zu", i / 2); /* pairs: two names, one object */
+		m[i] = (struct tree_msg_info){ .uid = uid,
+					       .size = 1000 + i,
+					       .internaldate = 1700000000 + (gint64)i,
+					       .flags = i % 3 ? "\\Seen" : "",
+					       .name = g_string_chunk_insert(strings, name),
+					       .objid = i % 4 ? g_string_chunk_insert(strings, objid)
+							      : NULL };
+		hold_msg(&wanted, &m[i]);
+	}
+	save_with(f, "INBOX", &h, m, n);
+	l = lindex_load(f->dir, "INBOX", 0, TRUE, &err);
+	g_assert_no_error(err);
+
+	g_assert_cmpint(tree_folder_load(t, e.ino, 1234, lindex_count(l), lindex_read, l, removed),
+			==, 0);
+	g_assert_cmpint(tree_folder_foreach_message(t, e.ino, &uv, hold_msg, &held), ==, 0);
+	g_assert_cmpuint(uv, ==, 1234);
+	g_assert_cmpuint(got->len, ==, n);
+	for (gsize i = 0; i < n; i++)
+		g_assert_cmpstr(got->pdata[i], ==, want->pdata[i]);
+	g_assert_cmpuint(removed->len, ==, 0);
+
+	/* Held already: not loaded again. */
+	lindex_rewind(l);
+	g_assert_cmpint(tree_folder_load(t, e.ino, 1234, n, lindex_read, l, removed), ==, -EEXIST);
+
+	/* Another UIDVALIDITY: the old messages leave (each one that is no
+	   object reported: a quarter), the new listing is whole. */
+	g_assert_cmpint(tree_folder_load(t, e.ino, 99, n, lindex_read, l, removed), ==, 0);
+	g_assert_cmpuint(removed->len, >=, (n + 3) / 4);
+	g_ptr_array_set_size(got, 0);
+	g_assert_cmpint(tree_folder_foreach_message(t, e.ino, &uv, hold_msg, &held), ==, 0);
+	g_assert_cmpuint(uv, ==, 99);
+	g_assert_cmpuint(got->len, ==, n);
+	lindex_free(l);
+
+	/* An empty saved listing makes an empty listing, not none. */
+	save(f, "INBOX", NULL, 0);
+	l = lindex_load(f->dir, "INBOX", 0, FALSE, &err);
+	g_assert_no_error(err);
+	g_assert_cmpint(tree_folder_load(t, e.ino, 5, 0, lindex_read, l, removed), ==, 0);
+	g_ptr_array_set_size(got, 0);
+	g_assert_cmpint(tree_folder_foreach_message(t, e.ino, &uv, hold_msg, &held), ==, 0);
+	g_assert_cmpuint(got->len, ==, 0);
+	lindex_free(l);
+	tree_entry_clear(&e);
+	tree_free(t);
+}
+
 int main(int argc, char **argv)
 {
 	g_test_init(&argc, &argv, NULL);
@@ -442,6 +562,8 @@ int main(int argc, char **argv)
 	g_test_add("/listing-index/objid_too_long", struct fixture, NULL, setup,
 		   test_objid_too_long, teardown);
 	g_test_add("/listing-index/large", struct fixture, NULL, setup, test_large, teardown);
+	g_test_add("/listing-index/into-tree", struct fixture, NULL, setup, test_into_tree,
+		   teardown);
 	g_test_add("/listing-index/same-bytes", struct fixture, NULL, setup, test_same_bytes,
 		   teardown);
 	g_test_add("/listing-index/million", struct fixture, NULL, setup, test_million, teardown);
