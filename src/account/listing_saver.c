@@ -75,16 +75,16 @@ struct lindex *listing_known(struct imap_account *a, struct folder_state *f, gui
 	return idx;
 }
 
-/* A folder's listing for the next mount: taken under the folder's lock,
-   written to disk without it (a 10,000-message listing takes ~15 ms). */
+/* A folder's listing for the next mount: written under the folder's lock
+   (into the page cache: ~15 ms for 10,000 messages), made durable and put
+   in place without it. */
 struct listing_snapshot {
 	struct lindex_writer *w;
 	struct lindex_head head;
 	char *wire;
 };
 
-/* A listing this big (~10 MB of columns) gives memory back before it is
-   saved (snapshot_listing). */
+/* A listing this big gives memory back before it is written. */
 #define TRIM_FROM 100000
 
 struct listing_size {
@@ -100,28 +100,32 @@ static void size_msg(void *ud, const struct tree_msg_info *m)
 	z->objid_bytes += (m->objid ? strlen(m->objid) : 0) + 1;
 }
 
-/* Locked (f->lock). FALSE: the tree holds no listing of this generation. */
+/* Locked (f->lock). FALSE: the tree holds no listing of this generation,
+   or the file cannot be made (said). */
 static gboolean snapshot_listing(struct imap_account *a, struct folder_state *f, guint64 ino,
 				 const char *wire, struct listing_snapshot *out)
 {
+	g_autofree char *dir = g_build_filename(a->opts->cache_dir, "listings", NULL);
+	g_autoptr(GError) err = NULL;
 	struct listing_size z = {0};
 	guint32 uv;
 
-	/* Sized first (a pass over the tree is ~10 ms a million): a writer
-	   grown as it goes keeps up to half its size as slack, and a
-	   1,000,000-message listing's columns are 65 MB. */
+	/* Sized first (a pass over the tree is ~10 ms a million): the writer
+	   puts each column at its place in the file. */
 	if (tree_folder_foreach_message(a->tree, ino, &uv, size_msg, &z) < 0)
 		return FALSE;
 #ifdef __GLIBC__
 	/* The listing just merged was freed in the arena of the thread that
-	   read it, where this thread cannot reuse it and glibc keeps its pages
-	   (~100 MB at 1,000,000 messages): handed back before the columns
-	   are made, or they come on top (issue 22's 300 MB). */
+	   read it, where glibc keeps its pages (~100 MB at 1,000,000
+	   messages) until something of that thread's reuses them. */
 	if (z.n >= TRIM_FROM)
 		malloc_trim(0);
 #endif
-	out->w = lindex_writer_new();
-	lindex_writer_reserve(out->w, z.n, z.name_bytes, z.objid_bytes);
+	out->w = lindex_writer_new(dir, wire, z.n, z.name_bytes, z.objid_bytes, &err);
+	if (!out->w) {
+		mfs_log_warn("cannot save the listing of %s: %s", wire, err->message);
+		return FALSE;
+	}
 	out->head = (struct lindex_head){ .uidnext = f->uidnext,
 					  .highestmodseq = f->highestmodseq,
 					  .names_mode = a->opts->names,
@@ -138,14 +142,16 @@ static gboolean snapshot_listing(struct imap_account *a, struct folder_state *f,
 	return TRUE;
 }
 
-static void write_listing(struct imap_account *a, struct listing_snapshot *c)
+/* FALSE: not saved (said). */
+static gboolean write_listing(struct listing_snapshot *c)
 {
-	g_autofree char *dir = g_build_filename(a->opts->cache_dir, "listings", NULL);
 	g_autoptr(GError) err = NULL;
+	gboolean ok = lindex_writer_save(c->w, &c->head, &err);
 
-	if (!lindex_writer_save(c->w, dir, c->wire, &c->head, &err))
+	if (!ok)
 		mfs_log_warn("cannot save the listing of %s: %s", c->wire, err->message);
 	g_free(c->wire);
+	return ok;
 }
 
 /* Write folder ino's listing if it changed since it was last written. */
@@ -162,8 +168,12 @@ static void save_if_dirty(struct imap_account *a, guint64 ino)
 		 !e.gone && snapshot_listing(a, f, ino, e.wire, &c);
 	mfs_mutex_unlock(&f->lock);
 	tree_entry_clear(&e);
-	if (copied)
-		write_listing(a, &c);
+	if (copied && !write_listing(&c)) {
+		/* Tried again at the folder's next change or at unmount. */
+		mfs_mutex_lock(&f->lock);
+		f->index_dirty = TRUE;
+		mfs_mutex_unlock(&f->lock);
+	}
 }
 
 void listing_save_job(void *data, void *user_data)

@@ -12,33 +12,57 @@
 #include <unistd.h>
 
 /* Bumped whenever the layout below changes: an older file is just not used. */
-#define FORMAT_TAG "mailfs-listing-3"
+#define FORMAT_TAG "mailfs-listing-4"
 /* tag, wire (bytes: a server's mailbox name need not be UTF-8), names mode,
    UIDVALIDITY, UIDNEXT, HIGHESTMODSEQ, whether object ids were asked for,
-   then the columns: UIDs, sizes, dates, names blob, flag indices, flag
-   strings blob, object ids blob ("" for none). */
+   then the columns: UIDs, sizes, dates, names blob, flag indices, object
+   ids blob ("" for none), flag strings blob (last: the one column whose
+   size is known only once every message is in). */
 #define FORMAT_TYPE "(sayuuutbauataxayauayay)"
 /* More messages than an IMAP folder can list (UIDs are 32-bit) is garbage. */
 #define MESSAGES_MAX ((gsize)G_MAXUINT32)
 
-/* A column being written: bytes, grown by half (realloc of a big block
-   moves pages, it does not copy them) or reserved exactly. GArray and
-   GString round every capacity up to a power of two: up to as much again
-   as slack at 1,000,000 messages. */
+/*
+ * The file is FORMAT_TYPE in GVariant's serialised form, written member by
+ * member at offsets known from the sizes the writer is made with, each
+ * column straight into its place in the file through a small buffer: no
+ * column is held in memory (at 1,000,000 messages with object ids, ~90 MB
+ * beside the tree). Serialised form of a tuple (GVariant specification,
+ * "Structures"): each member at the next multiple of its alignment (the
+ * padding is the file's holes: zeros); then the end offset of every
+ * variable-size member but the last, little-endian, in reverse order, each
+ * of the smallest of 1, 2, 4, 8 bytes that can hold the total size. A
+ * test checks the bytes against g_variant_get_data() of the same tuple.
+ */
+enum { M_TAG, M_WIRE, M_MODE, M_UIDVALIDITY, M_UIDNEXT, M_MODSEQ, M_OBJIDS, M_UIDS, M_SIZES,
+       M_DATES, M_NAMES, M_FLAG_IDX, M_OBJID_BLOB, M_FLAG_STRINGS, N_MEMBERS };
+
+static const guint8 member_align[N_MEMBERS] = { 1, 1, 4, 4, 4, 8, 1, 4, 8, 8, 1, 4, 1, 1 };
+
+/* A column's bytes go to the file a buffer at a time. */
+#define COL_BUF (64 * 1024)
+
 struct col {
-	char *data;
-	gsize len, cap;
+	gsize start; /* where it starts in the file */
+	gsize room;  /* the bytes the writer was made for */
+	gsize len;   /* the bytes given so far (written and in buf) */
+	gsize buffered;
+	char *buf;
 };
 
+enum { C_UIDS, C_SIZES, C_DATES, C_NAMES, C_FLAG_IDX, C_OBJIDS, N_WCOLS };
+
 struct lindex_writer {
-	struct col uids;	 /* guint32 */
-	struct col sizes;	 /* guint64 */
-	struct col dates;	 /* gint64 */
-	struct col names;	 /* NUL-separated */
-	struct col flag_idx;	 /* guint32 */
-	struct col flag_strings; /* NUL-separated, distinct */
+	int fd;
+	int rc;	   /* the first -errno; -EOVERFLOW: not the messages it was made for */
+	char *tmp; /* the new file, renamed over path by lindex_writer_save */
+	char *path;
+	char *wire;
+	gsize member_start[N_MEMBERS]; /* all but the flag strings' */
+	gsize member_end[N_MEMBERS];
+	struct col col[N_WCOLS];
 	GHashTable *flag_table; /* flags -> index + 1 */
-	struct col objids;	/* NUL-separated, "" for none */
+	GString *flag_strings;	/* NUL-separated, distinct */
 };
 
 static char *file_path(const char *dir, const char *wire)
@@ -50,49 +74,124 @@ static char *file_path(const char *dir, const char *wire)
 	return g_build_filename(dir, base, NULL);
 }
 
-struct lindex_writer *lindex_writer_new(void)
+static gsize pad_to(gsize at, gsize align)
 {
-	struct lindex_writer *w = g_new0(struct lindex_writer, 1);
-
-	w->flag_table = g_hash_table_new_full(g_str_hash, g_str_equal, g_free, NULL);
-	return w;
+	return (at + align - 1) & ~(align - 1);
 }
 
-static void col_free(struct col *c)
+static int pwrite_all(int fd, const void *data, gsize len, gsize at)
 {
-	g_free(c->data);
-	memset(c, 0, sizeof(*c));
+	const char *p = data;
+
+	while (len > 0) {
+		ssize_t k = pwrite(fd, p, MIN(len, (gsize)1 << 30), (off_t)at);
+
+		if (k < 0 && errno == EINTR)
+			continue;
+		if (k < 0)
+			return -errno;
+		p += k;
+		at += (gsize)k;
+		len -= (gsize)k;
+	}
+	return 0;
+}
+
+struct lindex_writer *lindex_writer_new(const char *dir, const char *wire, gsize n,
+					gsize name_bytes, gsize objid_bytes, GError **err)
+{
+	struct lindex_writer *w = g_new0(struct lindex_writer, 1);
+	const gsize len[N_MEMBERS] = { [M_TAG] = sizeof(FORMAT_TAG),
+				       [M_WIRE] = strlen(wire) + 1, /* a bytestring: with its NUL */
+				       [M_MODE] = 4, [M_UIDVALIDITY] = 4, [M_UIDNEXT] = 4,
+				       [M_MODSEQ] = 8, [M_OBJIDS] = 1,
+				       [M_UIDS] = n * sizeof(guint32), [M_SIZES] = n * sizeof(guint64),
+				       [M_DATES] = n * sizeof(gint64), [M_NAMES] = name_bytes,
+				       [M_FLAG_IDX] = n * sizeof(guint32),
+				       [M_OBJID_BLOB] = objid_bytes };
+	gsize at = 0;
+
+	w->fd = -1;
+	w->path = file_path(dir, wire);
+	w->wire = g_strdup(wire);
+	w->flag_table = g_hash_table_new_full(g_str_hash, g_str_equal, g_free, NULL);
+	w->flag_strings = g_string_new(NULL);
+	for (int i = 0; i < M_FLAG_STRINGS; i++) {
+		w->member_start[i] = pad_to(at, member_align[i]);
+		at = w->member_end[i] = w->member_start[i] + len[i];
+	}
+	for (int c = 0; c < N_WCOLS; c++) {
+		w->col[c].start = w->member_start[M_UIDS + c];
+		w->col[c].room = len[M_UIDS + c];
+		w->col[c].buf = g_malloc(COL_BUF);
+	}
+	if (g_mkdir_with_parents(dir, 0700) != 0) {
+		w->rc = -errno;
+		g_set_error(err, G_FILE_ERROR, g_file_error_from_errno(-w->rc), "%s: %s", dir,
+			    g_strerror(-w->rc));
+		lindex_writer_free(w);
+		return NULL;
+	}
+	w->tmp = g_strconcat(w->path, ".XXXXXX", NULL);
+	w->fd = g_mkstemp_full(w->tmp, O_WRONLY | O_CLOEXEC, 0600);
+	if (w->fd < 0) {
+		w->rc = -errno;
+		g_set_error(err, G_FILE_ERROR, g_file_error_from_errno(-w->rc), "%s: %s", w->tmp,
+			    g_strerror(-w->rc));
+		g_clear_pointer(&w->tmp, g_free);
+		lindex_writer_free(w);
+		return NULL;
+	}
+	return w;
 }
 
 void lindex_writer_free(struct lindex_writer *w)
 {
 	if (!w)
 		return;
-	col_free(&w->uids);
-	col_free(&w->sizes);
-	col_free(&w->dates);
-	col_free(&w->names);
-	col_free(&w->flag_idx);
-	col_free(&w->flag_strings);
+	if (w->fd >= 0)
+		close(w->fd);
+	if (w->tmp)
+		unlink(w->tmp);
+	for (int c = 0; c < N_WCOLS; c++)
+		g_free(w->col[c].buf);
 	g_hash_table_destroy(w->flag_table);
-	col_free(&w->objids);
+	g_string_free(w->flag_strings, TRUE);
+	g_free(w->tmp);
+	g_free(w->path);
+	g_free(w->wire);
 	g_free(w);
 }
 
-static void col_reserve(struct col *c, gsize more)
+static void col_flush(struct lindex_writer *w, struct col *c)
 {
-	if (c->cap - c->len >= more)
-		return;
-	c->cap = c->len + more;
-	c->data = g_realloc(c->data, c->cap);
+	if (w->rc == 0 && c->buffered)
+		w->rc = pwrite_all(w->fd, c->buf, c->buffered, c->start + c->len - c->buffered);
+	c->buffered = 0;
 }
 
-static void col_add(struct col *c, const void *data, gsize len)
+static void col_add(struct lindex_writer *w, int which, const void *data, gsize len)
 {
-	if (c->cap - c->len < len)
-		col_reserve(c, MAX(len, c->cap / 2 + 64));
-	memcpy(c->data + c->len, data, len);
-	c->len += len;
+	struct col *c = &w->col[which];
+	const char *p = data;
+
+	if (w->rc < 0)
+		return;
+	if (len > c->room - c->len) {
+		w->rc = -EOVERFLOW;
+		return;
+	}
+	while (len > 0) {
+		gsize k = MIN(len, COL_BUF - c->buffered);
+
+		memcpy(c->buf + c->buffered, p, k);
+		c->buffered += k;
+		c->len += k;
+		p += k;
+		len -= k;
+		if (c->buffered == COL_BUF)
+			col_flush(w, c);
+	}
 }
 
 void lindex_writer_add(void *writer, const struct tree_msg_info *m)
@@ -107,50 +206,15 @@ void lindex_writer_add(void *writer, const struct tree_msg_info *m)
 	if (idx == 0) {
 		idx = g_hash_table_size(w->flag_table) + 1;
 		g_hash_table_insert(w->flag_table, g_strdup(flags), GUINT_TO_POINTER(idx));
-		col_add(&w->flag_strings, flags, strlen(flags) + 1);
+		g_string_append_len(w->flag_strings, flags, (gssize)strlen(flags) + 1);
 	}
 	idx--;
-	col_add(&w->uids, &m->uid, sizeof(m->uid));
-	col_add(&w->sizes, &size, sizeof(size));
-	col_add(&w->dates, &date, sizeof(date));
-	col_add(&w->names, m->name, strlen(m->name) + 1);
-	col_add(&w->flag_idx, &idx, sizeof(idx));
-	col_add(&w->objids, objid, strlen(objid) + 1);
-}
-
-void lindex_writer_reserve(struct lindex_writer *w, gsize n, gsize name_bytes, gsize objid_bytes)
-{
-	col_reserve(&w->uids, n * sizeof(guint32));
-	col_reserve(&w->sizes, n * sizeof(guint64));
-	col_reserve(&w->dates, n * sizeof(gint64));
-	col_reserve(&w->names, name_bytes);
-	col_reserve(&w->flag_idx, n * sizeof(guint32));
-	col_reserve(&w->objids, objid_bytes);
-}
-
-/*
- * The file is FORMAT_TYPE in GVariant's serialised form, written member by
- * member from the writer's columns: building the GVariant would copy every
- * column once into it and once more into its serialised bytes (at 1,000,000
- * messages, 130 MB beside the tree). Serialised form of a tuple (GVariant
- * specification, "Structures"): each member at the next multiple of its
- * alignment; then the end offset of every variable-size member but the
- * last, little-endian, in reverse order, each of the smallest of 1, 2, 4, 8
- * bytes that can hold the total size. A test checks the bytes against
- * g_variant_get_data() of the same tuple.
- */
-struct member {
-	const void *data;
-	gsize len;
-	gsize align;
-	gboolean framed; /* variable size and not last: its end goes in the table */
-};
-
-#define N_MEMBERS 14
-
-static gsize pad_to(gsize at, gsize align)
-{
-	return (at + align - 1) & ~(align - 1);
+	col_add(w, C_UIDS, &m->uid, sizeof(m->uid));
+	col_add(w, C_SIZES, &size, sizeof(size));
+	col_add(w, C_DATES, &date, sizeof(date));
+	col_add(w, C_NAMES, m->name, strlen(m->name) + 1);
+	col_add(w, C_FLAG_IDX, &idx, sizeof(idx));
+	col_add(w, C_OBJIDS, objid, strlen(objid) + 1);
 }
 
 static gsize offset_size(gsize body, guint n_offsets)
@@ -164,120 +228,69 @@ static gsize offset_size(gsize body, guint n_offsets)
 	return 8;
 }
 
-static int write_all(int fd, const void *data, gsize len)
-{
-	const char *p = data;
-
-	while (len > 0) {
-		ssize_t k = write(fd, p, MIN(len, (gsize)1 << 30));
-
-		if (k < 0 && errno == EINTR)
-			continue;
-		if (k < 0)
-			return -errno;
-		p += k;
-		len -= (gsize)k;
-	}
-	return 0;
-}
-
-/* Write the members and the framing table to fd. 0 or -errno. */
-static int write_tuple(int fd, const struct member *m, guint n)
-{
-	static const char zeros[8];
-	gsize at = 0, ends[N_MEMBERS], osize;
-	guint framed = 0;
-	int rc = 0;
-
-	for (guint i = 0; i < n; i++) {
-		at = pad_to(at, m[i].align) + m[i].len;
-		ends[i] = at;
-		framed += m[i].framed != FALSE;
-	}
-	osize = offset_size(at, framed);
-	at = 0;
-	for (guint i = 0; i < n && rc == 0; i++) {
-		gsize start = pad_to(at, m[i].align);
-
-		rc = write_all(fd, zeros, start - at);
-		if (rc == 0)
-			rc = write_all(fd, m[i].data, m[i].len);
-		at = start + m[i].len;
-	}
-	for (guint i = n; i-- > 0 && rc == 0;) {
-		guint64 le = GUINT64_TO_LE((guint64)ends[i]);
-
-		/* The low osize bytes of the little-endian value. */
-		if (m[i].framed)
-			rc = write_all(fd, &le, osize);
-	}
-	return rc;
-}
-
-static int write_file(int fd, const struct lindex_writer *w, const char *wire,
-		      const struct lindex_head *head)
+/* The head, the flag strings and the framing table, after the columns. */
+static int finish_file(struct lindex_writer *w, const struct lindex_head *head)
 {
 	guint32 mode = head->names_mode, uv = head->uidvalidity, next = head->uidnext;
 	guint64 modseq = head->highestmodseq;
 	guint8 objids = head->objids != FALSE;
-	const struct member m[N_MEMBERS] = {
-	    {FORMAT_TAG, sizeof(FORMAT_TAG), 1, TRUE},
-	    {wire, strlen(wire) + 1, 1, TRUE}, /* a bytestring: with its NUL */
-	    {&mode, 4, 4, FALSE},
-	    {&uv, 4, 4, FALSE},
-	    {&next, 4, 4, FALSE},
-	    {&modseq, 8, 8, FALSE},
-	    {&objids, 1, 1, FALSE},
-	    {w->uids.data, w->uids.len, 4, TRUE},
-	    {w->sizes.data, w->sizes.len, 8, TRUE},
-	    {w->dates.data, w->dates.len, 8, TRUE},
-	    {w->names.data, w->names.len, 1, TRUE},
-	    {w->flag_idx.data, w->flag_idx.len, 4, TRUE},
-	    {w->flag_strings.data, w->flag_strings.len, 1, TRUE},
-	    {w->objids.data, w->objids.len, 1, FALSE},
-	};
+	const void *fixed[M_UIDS] = { FORMAT_TAG, w->wire, &mode, &uv, &next, &modseq, &objids };
+	/* Variable-size members, all framed but the last (the flag strings). */
+	static const int framed[] = { M_TAG, M_WIRE, M_UIDS, M_SIZES, M_DATES,
+				      M_NAMES, M_FLAG_IDX, M_OBJID_BLOB };
+	gsize body, osize, at;
+	int rc = 0;
 
-	return write_tuple(fd, m, N_MEMBERS);
+	for (int c = 0; c < N_WCOLS; c++) {
+		col_flush(w, &w->col[c]);
+		if (w->rc == 0 && w->col[c].len != w->col[c].room)
+			w->rc = -EOVERFLOW;
+	}
+	if (w->rc < 0)
+		return w->rc;
+	for (int i = 0; i < M_UIDS && rc == 0; i++)
+		rc = pwrite_all(w->fd, fixed[i], w->member_end[i] - w->member_start[i],
+				w->member_start[i]);
+	at = w->member_end[M_OBJID_BLOB];
+	if (rc == 0)
+		rc = pwrite_all(w->fd, w->flag_strings->str, w->flag_strings->len, at);
+	body = at + w->flag_strings->len;
+	osize = offset_size(body, G_N_ELEMENTS(framed));
+	at = body;
+	for (gsize i = G_N_ELEMENTS(framed); i-- > 0 && rc == 0;) {
+		guint64 le = GUINT64_TO_LE((guint64)w->member_end[framed[i]]);
+
+		/* The low osize bytes of the little-endian value. */
+		rc = pwrite_all(w->fd, &le, osize, at);
+		at += osize;
+	}
+	return rc;
 }
 
-gboolean lindex_writer_save(struct lindex_writer *w, const char *dir, const char *wire,
-			    const struct lindex_head *head, GError **err)
+gboolean lindex_writer_save(struct lindex_writer *w, const struct lindex_head *head,
+			    GError **err)
 {
-	g_autofree char *path = file_path(dir, wire);
-	g_autofree char *tmp = g_strconcat(path, ".XXXXXX", NULL);
-	int fd, rc;
+	int rc = finish_file(w, head);
 
-	if (g_mkdir_with_parents(dir, 0700) != 0) {
-		int e = errno;
-
-		g_set_error(err, G_FILE_ERROR, g_file_error_from_errno(e), "%s: %s", dir,
-			    g_strerror(e));
-		lindex_writer_free(w);
-		return FALSE;
-	}
-	fd = g_mkstemp_full(tmp, O_WRONLY | O_CLOEXEC, 0600);
-	if (fd < 0) {
+	/* Durable before it replaces the old one (as
+	   G_FILE_SET_CONTENTS_CONSISTENT does). */
+	if (rc == 0 && fsync(w->fd) != 0)
 		rc = -errno;
-	} else {
-		rc = write_file(fd, w, wire, head);
-		/* Durable before it replaces the old one (as
-		   G_FILE_SET_CONTENTS_CONSISTENT does). */
-		if (rc == 0 && fsync(fd) != 0)
-			rc = -errno;
-		if (close(fd) != 0 && rc == 0)
-			rc = -errno;
-		if (rc == 0 && rename(tmp, path) != 0)
-			rc = -errno;
-		if (rc < 0)
-			unlink(tmp);
-	}
+	if (close(w->fd) != 0 && rc == 0)
+		rc = -errno;
+	w->fd = -1;
+	if (rc == 0 && rename(w->tmp, w->path) != 0)
+		rc = -errno;
+	if (rc == 0)
+		g_clear_pointer(&w->tmp, g_free); /* nothing to remove */
+	if (rc == -EOVERFLOW)
+		g_set_error(err, G_FILE_ERROR, G_FILE_ERROR_INVAL,
+			    "%s: the listing changed while it was written", w->path);
+	else if (rc < 0)
+		g_set_error(err, G_FILE_ERROR, g_file_error_from_errno(-rc), "%s: %s", w->path,
+			    g_strerror(-rc));
 	lindex_writer_free(w);
-	if (rc < 0) {
-		g_set_error(err, G_FILE_ERROR, g_file_error_from_errno(-rc), "%s: %s",
-			    fd < 0 ? tmp : path, g_strerror(-rc));
-		return FALSE;
-	}
-	return TRUE;
+	return rc == 0;
 }
 
 static gboolean bad(GError **err, const char *path, const char *why)
@@ -294,7 +307,7 @@ static void other_settings(GError **err, const char *path, const char *why)
 }
 
 /* The columns, as pointers into the mapping. */
-enum { COL_UIDS, COL_SIZES, COL_DATES, COL_NAMES, COL_FLAG_IDX, COL_FLAG_STRINGS, COL_OBJIDS,
+enum { COL_UIDS, COL_SIZES, COL_DATES, COL_NAMES, COL_FLAG_IDX, COL_OBJIDS, COL_FLAG_STRINGS,
        N_COLS };
 
 /* Where lindex_read is: the next message, its name's and object id's

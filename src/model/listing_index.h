@@ -14,14 +14,13 @@
  * RFC822.SIZEs, INTERNALDATEs, file names (one NUL-separated blob), flags
  * as indices into a table of the distinct flag strings (most messages
  * share a handful), and object ids (one NUL-separated blob, "" for none).
- * Columns keep a 100,000-message listing one allocation per column when
- * saving; the file is written from the writer's columns as they are (no
- * GVariant built, no serialised copy in memory), so saving a
- * 1,000,000-message listing costs its columns (~65 bytes a message, ~90
- * with object ids) beside the tree. Loading maps the file and reads the
- * columns in place, every message checked at lindex_load, and the pages
- * read go back as they are passed: a loaded listing holds no array of its
- * messages.
+ * Neither saving nor loading holds the listing a second time: the writer,
+ * sized first, writes each column straight into its place in the file
+ * (no GVariant built), and loading maps the file and reads the columns in
+ * place, every message checked at lindex_load, the pages read handed back
+ * as they are passed. Saving or loading a 1,000,000-message listing costs
+ * a few hundred KB beside the tree, not the listing's ~65 bytes a message
+ * (~90 with object ids).
  *
  * A file that is truncated, of another format, for another mailbox or
  * names mode, whose names do not start with their own UID, or with an
@@ -52,16 +51,27 @@ struct lindex_head {
 
 struct lindex_writer;
 
-struct lindex_writer *lindex_writer_new(void);
+/*
+ * A writer of wire's listing into a new file under dir (created 0700), for
+ * exactly n messages whose names and object ids take name_bytes and
+ * objid_bytes (each with its NUL): every column goes straight to its place
+ * in the file, none is held in memory. NULL and *err when the file cannot
+ * be made.
+ */
+struct lindex_writer *lindex_writer_new(const char *dir, const char *wire, gsize n,
+					gsize name_bytes, gsize objid_bytes, GError **err);
 /* Append one message (uid, size, internaldate, flags, name, objid; in UID order).
    A tree_msg_fn: pass it to tree_folder_foreach_message(). */
 void lindex_writer_add(void *writer, const struct tree_msg_info *m);
-/* Room for n messages more whose names and object ids take name_bytes and
-   objid_bytes (each with its NUL): a writer so sized holds no slack. */
-void lindex_writer_reserve(struct lindex_writer *w, gsize n, gsize name_bytes, gsize objid_bytes);
-/* Write the file for wire under dir (created 0700); frees w either way. */
-gboolean lindex_writer_save(struct lindex_writer *w, const char *dir, const char *wire,
-			    const struct lindex_head *head, GError **err);
+/*
+ * Finish the file and put it in place of the old one (durable first);
+ * frees w either way. G_FILE_ERROR_INVAL when the messages added were not
+ * the ones the writer was made for (the listing changed between its sizing
+ * and its writing): nothing replaced.
+ */
+gboolean lindex_writer_save(struct lindex_writer *w, const struct lindex_head *head,
+			    GError **err);
+/* Forget the file being written. */
 void lindex_writer_free(struct lindex_writer *w);
 
 struct lindex;

@@ -62,12 +62,20 @@ static const struct lindex_head head = {
 static void save_with(struct fixture *f, const char *wire, const struct lindex_head *h,
 		      const struct tree_msg_info *m, gsize n)
 {
-	struct lindex_writer *w = lindex_writer_new();
+	struct lindex_writer *w;
 	GError *err = NULL;
+	gsize name_bytes = 0, objid_bytes = 0;
 
+	/* Sized first, as the saver does (account/listing_saver.c). */
+	for (gsize i = 0; i < n; i++) {
+		name_bytes += strlen(m[i].name) + 1;
+		objid_bytes += (m[i].objid ? strlen(m[i].objid) : 0) + 1;
+	}
+	w = lindex_writer_new(f->dir, wire, n, name_bytes, objid_bytes, &err);
+	g_assert_no_error(err);
 	for (gsize i = 0; i < n; i++)
 		lindex_writer_add(w, &m[i]);
-	g_assert_true(lindex_writer_save(w, f->dir, wire, h, &err));
+	g_assert_true(lindex_writer_save(w, h, &err));
 	g_assert_no_error(err);
 }
 
@@ -287,7 +295,8 @@ static void test_objid_too_long(struct fixture *f, gconstpointer data)
 /* Large listings load fast and in columns; sanity on 100,000 messages. */
 static void test_large(struct fixture *f, gconstpointer data)
 {
-	struct lindex_writer *w = lindex_writer_new();
+	g_autofree struct tree_msg_info *in = g_new0(struct tree_msg_info, 100000);
+	g_autoptr(GStringChunk) strings = g_string_chunk_new(1 << 20);
 	GError *err = NULL;
 	struct lindex *l;
 	const struct tree_msg_info *m;
@@ -295,16 +304,16 @@ static void test_large(struct fixture *f, gconstpointer data)
 
 	(void)data;
 	for (guint32 uid = 1; uid <= 100000; uid++) {
-		g_autofree char *name = g_strdup_printf("%u-Subject_number_%u.eml", uid, uid);
-		struct tree_msg_info mi = {.uid = uid,
-					   .size = uid * 3,
-					   .internaldate = uid,
-					   .flags = uid % 3 ? "\\Seen" : "\\Seen \\Answered",
-					   .name = name};
+		char name[64];
 
-		lindex_writer_add(w, &mi);
+		g_snprintf(name, sizeof(name), "%u-Subject_number_%u.eml", uid, uid);
+		in[uid - 1] = (struct tree_msg_info){ .uid = uid,
+						      .size = uid * 3,
+						      .internaldate = uid,
+						      .flags = uid % 3 ? "\\Seen" : "\\Seen \\Answered",
+						      .name = g_string_chunk_insert(strings, name) };
 	}
-	g_assert_true(lindex_writer_save(w, f->dir, "Big", &head, &err));
+	save(f, "Big", in, 100000);
 	l = lindex_load(f->dir, "Big", 0, FALSE, &err);
 	g_assert_no_error(err);
 	m = read_all(f, l, &n);
@@ -333,13 +342,13 @@ static void test_same_bytes(struct fixture *f, gconstpointer data)
 		g_autoptr(GString) names = g_string_new(NULL);
 		g_autoptr(GString) ids = g_string_new(NULL);
 		g_autoptr(GString) fstr = g_string_new(NULL);
-		struct lindex_writer *w = lindex_writer_new();
+		g_autofree struct tree_msg_info *in = g_new0(struct tree_msg_info, n + 1);
+		g_autoptr(GStringChunk) strings = g_string_chunk_new(4096);
 		struct lindex_head h = head;
 		g_autoptr(GVariant) v = NULL;
 		g_autofree char *got = NULL;
 		g_autofree char *path = NULL;
 		gsize got_len = 0;
-		GError *err = NULL;
 
 		h.objids = TRUE;
 		for (gsize i = 0; i < n; i++) {
@@ -355,7 +364,9 @@ static void test_same_bytes(struct fixture *f, gconstpointer data)
 						   .name = name,
 						   .objid = *id ? id : NULL};
 
-			lindex_writer_add(w, &mi);
+			mi.name = g_string_chunk_insert(strings, name);
+			mi.objid = *id ? g_string_chunk_insert(strings, id) : NULL;
+			in[i] = mi;
 			g_array_append_val(uids, uid);
 			g_array_append_val(sizes, size);
 			g_array_append_val(dates, date);
@@ -366,18 +377,17 @@ static void test_same_bytes(struct fixture *f, gconstpointer data)
 		}
 		for (gsize k = 0; k < MIN(n, G_N_ELEMENTS(flag_set)); k++)
 			g_string_append_len(fstr, flag_set[k], (gssize)strlen(flag_set[k]) + 1);
-		g_assert_true(lindex_writer_save(w, f->dir, "Bytes", &h, &err));
-		g_assert_no_error(err);
+		save_with(f, "Bytes", &h, in, n);
 		v = g_variant_ref_sink(g_variant_new(
-		    "(s^ayuuutb@au@at@ax@ay@au@ay@ay)", "mailfs-listing-3", "Bytes", h.names_mode,
+		    "(s^ayuuutb@au@at@ax@ay@au@ay@ay)", "mailfs-listing-4", "Bytes", h.names_mode,
 		    h.uidvalidity, h.uidnext, h.highestmodseq, h.objids,
 		    g_variant_new_fixed_array(G_VARIANT_TYPE_UINT32, uids->data, n, 4),
 		    g_variant_new_fixed_array(G_VARIANT_TYPE_UINT64, sizes->data, n, 8),
 		    g_variant_new_fixed_array(G_VARIANT_TYPE_INT64, dates->data, n, 8),
 		    g_variant_new_fixed_array(G_VARIANT_TYPE_BYTE, names->str, names->len, 1),
 		    g_variant_new_fixed_array(G_VARIANT_TYPE_UINT32, fidx->data, n, 4),
-		    g_variant_new_fixed_array(G_VARIANT_TYPE_BYTE, fstr->str, fstr->len, 1),
-		    g_variant_new_fixed_array(G_VARIANT_TYPE_BYTE, ids->str, ids->len, 1)));
+		    g_variant_new_fixed_array(G_VARIANT_TYPE_BYTE, ids->str, ids->len, 1),
+		    g_variant_new_fixed_array(G_VARIANT_TYPE_BYTE, fstr->str, fstr->len, 1)));
 		/* The file's name: the only one in the directory. */
 		{
 			g_autoptr(GDir) d = g_dir_open(f->dir, 0, NULL);
@@ -400,7 +410,7 @@ static void test_million(struct fixture *f, gconstpointer data)
 	static const char *const flag_set[] = {"\\Seen", "", "\\Seen \\Answered",
 					       "\\Flagged $Label1"};
 	const gsize n = g_getenv("MAILFS_TEST_SMALL") ? 50000 : 1000000;
-	struct lindex_writer *w = lindex_writer_new();
+	struct lindex_writer *w;
 	struct lindex_head h = head;
 	GError *err = NULL;
 	struct lindex *l;
@@ -417,7 +427,8 @@ static void test_million(struct fixture *f, gconstpointer data)
 			      1;
 		id_bytes += i % 5 ? (gsize)g_snprintf(id, sizeof(id), "M%024zx", i) + 1 : 1;
 	}
-	lindex_writer_reserve(w, n, name_bytes, id_bytes);
+	w = lindex_writer_new(f->dir, "[Gmail]/All Mail", n, name_bytes, id_bytes, &err);
+	g_assert_no_error(err);
 	for (gsize i = 0; i < n; i++) {
 		struct tree_msg_info mi = {.uid = (guint32)(3 * i + 1),
 					   .size = 500 + i * 17,
@@ -430,7 +441,7 @@ static void test_million(struct fixture *f, gconstpointer data)
 		g_snprintf(id, sizeof(id), "M%024zx", i);
 		lindex_writer_add(w, &mi);
 	}
-	g_assert_true(lindex_writer_save(w, f->dir, "[Gmail]/All Mail", &h, &err));
+	g_assert_true(lindex_writer_save(w, &h, &err));
 	g_assert_no_error(err);
 	l = lindex_load(f->dir, "[Gmail]/All Mail", 0, TRUE, &err);
 	g_assert_no_error(err);
@@ -550,6 +561,41 @@ static void test_into_tree(struct fixture *f, gconstpointer data)
 	tree_free(t);
 }
 
+/* A writer given other messages than it was made for (the listing changed
+   between the saver's sizing and its writing) replaces nothing and leaves
+   no file behind. */
+static void test_wrong_size(struct fixture *f, gconstpointer data)
+{
+	static const gsize made_for[] = { 2, 4 }; /* fewer, more */
+	GError *err = NULL;
+	struct lindex *l;
+	gsize n;
+
+	(void)data;
+	save(f, "INBOX", three, G_N_ELEMENTS(three));
+	for (gsize c = 0; c < G_N_ELEMENTS(made_for); c++) {
+		struct lindex_writer *w = lindex_writer_new(f->dir, "INBOX", made_for[c], 64, 8, &err);
+		g_autoptr(GDir) d = NULL;
+		guint files = 0;
+
+		g_assert_no_error(err);
+		for (gsize i = 0; i < G_N_ELEMENTS(three); i++)
+			lindex_writer_add(w, &three[i]);
+		g_assert_false(lindex_writer_save(w, &head, &err));
+		g_assert_error(err, G_FILE_ERROR, G_FILE_ERROR_INVAL);
+		g_clear_error(&err);
+		d = g_dir_open(f->dir, 0, NULL);
+		while (g_dir_read_name(d))
+			files++;
+		g_assert_cmpuint(files, ==, 1);
+		l = lindex_load(f->dir, "INBOX", 0, FALSE, &err);
+		g_assert_no_error(err);
+		read_all(f, l, &n);
+		g_assert_cmpuint(n, ==, G_N_ELEMENTS(three));
+		lindex_free(l);
+	}
+}
+
 int main(int argc, char **argv)
 {
 	g_test_init(&argc, &argv, NULL);
@@ -563,6 +609,8 @@ int main(int argc, char **argv)
 		   test_objid_too_long, teardown);
 	g_test_add("/listing-index/large", struct fixture, NULL, setup, test_large, teardown);
 	g_test_add("/listing-index/into-tree", struct fixture, NULL, setup, test_into_tree,
+		   teardown);
+	g_test_add("/listing-index/wrong-size", struct fixture, NULL, setup, test_wrong_size,
 		   teardown);
 	g_test_add("/listing-index/same-bytes", struct fixture, NULL, setup, test_same_bytes,
 		   teardown);
