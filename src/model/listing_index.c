@@ -34,10 +34,28 @@
  * of the smallest of 1, 2, 4, 8 bytes that can hold the total size. A
  * test checks the bytes against g_variant_get_data() of the same tuple.
  */
-enum { M_TAG, M_WIRE, M_MODE, M_UIDVALIDITY, M_UIDNEXT, M_MODSEQ, M_OBJIDS, M_UIDS, M_SIZES,
-       M_DATES, M_NAMES, M_FLAG_IDX, M_OBJID_BLOB, M_FLAG_STRINGS, N_MEMBERS };
+/* The columns, in file order after the head's members. */
+enum {
+	COL_UIDS,
+	COL_SIZES,
+	COL_DATES,
+	COL_NAMES,
+	COL_FLAG_IDX,
+	COL_OBJIDS,
+	COL_FLAG_STRINGS,
+	N_COLS
+};
+/* Columns the writer streams into place: all but the flag strings. */
+#define N_STREAMED COL_FLAG_STRINGS
+/* Bytes an element: of a message for the fixed-size columns, 1 for a blob. */
+static const guint8 col_elem[N_COLS] = {
+    sizeof(guint32), sizeof(guint64), sizeof(gint64), 1, sizeof(guint32), 1, 1};
 
-static const guint8 member_align[N_MEMBERS] = { 1, 1, 4, 4, 4, 8, 1, 4, 8, 8, 1, 4, 1, 1 };
+enum { M_TAG, M_WIRE, M_MODE, M_UIDVALIDITY, M_UIDNEXT, M_MODSEQ, M_OBJIDS, M_HEAD_END };
+#define M_COL(c)  (M_HEAD_END + (c))
+#define N_MEMBERS M_COL(N_COLS)
+
+static const guint8 member_align[N_MEMBERS] = {1, 1, 4, 4, 4, 8, 1, 4, 8, 8, 1, 4, 1, 1};
 
 /* A column's bytes go to the file a buffer at a time. */
 #define COL_BUF (64 * 1024)
@@ -50,8 +68,6 @@ struct col {
 	char *buf;
 };
 
-enum { C_UIDS, C_SIZES, C_DATES, C_NAMES, C_FLAG_IDX, C_OBJIDS, N_WCOLS };
-
 struct lindex_writer {
 	int fd;
 	int rc;	   /* the first -errno; -EOVERFLOW: not the messages it was made for */
@@ -60,7 +76,7 @@ struct lindex_writer {
 	char *wire;
 	gsize member_start[N_MEMBERS]; /* all but the flag strings' */
 	gsize member_end[N_MEMBERS];
-	struct col col[N_WCOLS];
+	struct col col[N_STREAMED];
 	GHashTable *flag_table; /* flags -> index + 1 */
 	GString *flag_strings;	/* NUL-separated, distinct */
 };
@@ -101,28 +117,31 @@ struct lindex_writer *lindex_writer_new(const char *dir, const char *wire, gsize
 					gsize name_bytes, gsize objid_bytes, GError **err)
 {
 	struct lindex_writer *w = g_new0(struct lindex_writer, 1);
-	const gsize len[N_MEMBERS] = { [M_TAG] = sizeof(FORMAT_TAG),
-				       [M_WIRE] = strlen(wire) + 1, /* a bytestring: with its NUL */
-				       [M_MODE] = 4, [M_UIDVALIDITY] = 4, [M_UIDNEXT] = 4,
-				       [M_MODSEQ] = 8, [M_OBJIDS] = 1,
-				       [M_UIDS] = n * sizeof(guint32), [M_SIZES] = n * sizeof(guint64),
-				       [M_DATES] = n * sizeof(gint64), [M_NAMES] = name_bytes,
-				       [M_FLAG_IDX] = n * sizeof(guint32),
-				       [M_OBJID_BLOB] = objid_bytes };
+	gsize len[N_MEMBERS] = {[M_TAG] = sizeof(FORMAT_TAG),
+				[M_WIRE] = strlen(wire) + 1, /* a bytestring: with its NUL */
+				[M_MODE] = 4,
+				[M_UIDVALIDITY] = 4,
+				[M_UIDNEXT] = 4,
+				[M_MODSEQ] = 8,
+				[M_OBJIDS] = 1};
 	gsize at = 0;
 
+	for (int c = 0; c < N_STREAMED; c++)
+		len[M_COL(c)] = n * col_elem[c];
+	len[M_COL(COL_NAMES)] = name_bytes;
+	len[M_COL(COL_OBJIDS)] = objid_bytes;
 	w->fd = -1;
 	w->path = file_path(dir, wire);
 	w->wire = g_strdup(wire);
 	w->flag_table = g_hash_table_new_full(g_str_hash, g_str_equal, g_free, NULL);
 	w->flag_strings = g_string_new(NULL);
-	for (int i = 0; i < M_FLAG_STRINGS; i++) {
+	for (int i = 0; i < M_COL(COL_FLAG_STRINGS); i++) {
 		w->member_start[i] = pad_to(at, member_align[i]);
 		at = w->member_end[i] = w->member_start[i] + len[i];
 	}
-	for (int c = 0; c < N_WCOLS; c++) {
-		w->col[c].start = w->member_start[M_UIDS + c];
-		w->col[c].room = len[M_UIDS + c];
+	for (int c = 0; c < N_STREAMED; c++) {
+		w->col[c].start = w->member_start[M_COL(c)];
+		w->col[c].room = len[M_COL(c)];
 		w->col[c].buf = g_malloc(COL_BUF);
 	}
 	if (g_mkdir_with_parents(dir, 0700) != 0) {
@@ -153,7 +172,7 @@ void lindex_writer_free(struct lindex_writer *w)
 		close(w->fd);
 	if (w->tmp)
 		unlink(w->tmp);
-	for (int c = 0; c < N_WCOLS; c++)
+	for (int c = 0; c < N_STREAMED; c++)
 		g_free(w->col[c].buf);
 	g_hash_table_destroy(w->flag_table);
 	g_string_free(w->flag_strings, TRUE);
@@ -209,12 +228,12 @@ void lindex_writer_add(void *writer, const struct tree_msg_info *m)
 		g_string_append_len(w->flag_strings, flags, (gssize)strlen(flags) + 1);
 	}
 	idx--;
-	col_add(w, C_UIDS, &m->uid, sizeof(m->uid));
-	col_add(w, C_SIZES, &size, sizeof(size));
-	col_add(w, C_DATES, &date, sizeof(date));
-	col_add(w, C_NAMES, m->name, strlen(m->name) + 1);
-	col_add(w, C_FLAG_IDX, &idx, sizeof(idx));
-	col_add(w, C_OBJIDS, objid, strlen(objid) + 1);
+	col_add(w, COL_UIDS, &m->uid, sizeof(m->uid));
+	col_add(w, COL_SIZES, &size, sizeof(size));
+	col_add(w, COL_DATES, &date, sizeof(date));
+	col_add(w, COL_NAMES, m->name, strlen(m->name) + 1);
+	col_add(w, COL_FLAG_IDX, &idx, sizeof(idx));
+	col_add(w, COL_OBJIDS, objid, strlen(objid) + 1);
 }
 
 static gsize offset_size(gsize body, guint n_offsets)
@@ -234,24 +253,30 @@ static int finish_file(struct lindex_writer *w, const struct lindex_head *head)
 	guint32 mode = head->names_mode, uv = head->uidvalidity, next = head->uidnext;
 	guint64 modseq = head->highestmodseq;
 	guint8 objids = head->objids != FALSE;
-	const void *fixed[M_UIDS] = { FORMAT_TAG, w->wire, &mode, &uv, &next, &modseq, &objids };
+	const void *fixed[M_HEAD_END] = {FORMAT_TAG, w->wire, &mode, &uv, &next, &modseq, &objids};
 	/* Variable-size members, all framed but the last (the flag strings). */
-	static const int framed[] = { M_TAG, M_WIRE, M_UIDS, M_SIZES, M_DATES,
-				      M_NAMES, M_FLAG_IDX, M_OBJID_BLOB };
+	static const int framed[] = {M_TAG,
+				     M_WIRE,
+				     M_COL(COL_UIDS),
+				     M_COL(COL_SIZES),
+				     M_COL(COL_DATES),
+				     M_COL(COL_NAMES),
+				     M_COL(COL_FLAG_IDX),
+				     M_COL(COL_OBJIDS)};
 	gsize body, osize, at;
 	int rc = 0;
 
-	for (int c = 0; c < N_WCOLS; c++) {
+	for (int c = 0; c < N_STREAMED; c++) {
 		col_flush(w, &w->col[c]);
 		if (w->rc == 0 && w->col[c].len != w->col[c].room)
 			w->rc = -EOVERFLOW;
 	}
 	if (w->rc < 0)
 		return w->rc;
-	for (int i = 0; i < M_UIDS && rc == 0; i++)
+	for (int i = 0; i < M_HEAD_END && rc == 0; i++)
 		rc = pwrite_all(w->fd, fixed[i], w->member_end[i] - w->member_start[i],
 				w->member_start[i]);
-	at = w->member_end[M_OBJID_BLOB];
+	at = w->member_end[M_COL(COL_OBJIDS)];
 	if (rc == 0)
 		rc = pwrite_all(w->fd, w->flag_strings->str, w->flag_strings->len, at);
 	body = at + w->flag_strings->len;
@@ -267,8 +292,7 @@ static int finish_file(struct lindex_writer *w, const struct lindex_head *head)
 	return rc;
 }
 
-gboolean lindex_writer_save(struct lindex_writer *w, const struct lindex_head *head,
-			    GError **err)
+gboolean lindex_writer_save(struct lindex_writer *w, const struct lindex_head *head, GError **err)
 {
 	int rc = finish_file(w, head);
 
@@ -306,10 +330,6 @@ static void other_settings(GError **err, const char *path, const char *why)
 	g_set_error(err, G_FILE_ERROR, G_FILE_ERROR_FAILED, "%s: %s", path, why);
 }
 
-/* The columns, as pointers into the mapping. */
-enum { COL_UIDS, COL_SIZES, COL_DATES, COL_NAMES, COL_FLAG_IDX, COL_OBJIDS, COL_FLAG_STRINGS,
-       N_COLS };
-
 /* Where lindex_read is: the next message, its name's and object id's
    offsets in their blobs, and how far each column's pages were handed
    back. */
@@ -344,12 +364,10 @@ struct lindex {
 /* Hand back the whole pages of column c before `upto` not handed back yet. */
 static void drop_read(struct lindex *l, struct cursor *c, int col, const void *upto)
 {
-	static gsize page;
+	const gsize page = (gsize)sysconf(_SC_PAGESIZE); /* glibc: from the aux vector */
 	const char *from = c->dropped[col] ? c->dropped[col] : l->col_start[col];
 	guintptr a, b;
 
-	if (!page)
-		page = (gsize)sysconf(_SC_PAGESIZE);
 	a = ((guintptr)from + page - 1) & ~(guintptr)(page - 1);
 	b = (guintptr)upto & ~(guintptr)(page - 1);
 	if (b > a && madvise((void *)a, b - a, MADV_DONTNEED) == 0)
@@ -401,12 +419,12 @@ static const char *decode(const struct lindex *l, struct cursor *c, struct tree_
 		return "a flag index is out of range";
 	if (strlen(objid) > TREE_OBJID_MAX || (objid[0] && !l->head.objids))
 		return "an object id that cannot be";
-	*out = (struct tree_msg_info){ .uid = l->uids[i],
-				       .size = l->sizes[i],
-				       .internaldate = l->dates[i],
-				       .name = name,
-				       .flags = l->flag_table[l->flag_idx[i]],
-				       .objid = objid[0] ? objid : NULL };
+	*out = (struct tree_msg_info){.uid = l->uids[i],
+				      .size = l->sizes[i],
+				      .internaldate = l->dates[i],
+				      .name = name,
+				      .flags = l->flag_table[l->flag_idx[i]],
+				      .objid = objid[0] ? objid : NULL};
 	c->i++;
 	return NULL;
 }
@@ -417,15 +435,13 @@ static gboolean take_columns(struct lindex *l, const char *path, GError **err)
 {
 	GVariant *col[N_COLS];
 	gsize len[N_COLS];
-	gsize size_of[N_COLS] = { sizeof(guint32), sizeof(guint64), sizeof(gint64), 1,
-				  sizeof(guint32), 1, 1 };
-	struct cursor c = { 0 };
+	struct cursor c = {0};
 	const char *fstr;
 
 	for (int k = 0; k < N_COLS; k++) {
 		/* Children of a serialised GVariant are slices of the mapping. */
-		col[k] = g_variant_get_child_value(l->v, 7 + k);
-		l->col_start[k] = g_variant_get_fixed_array(col[k], &len[k], size_of[k]);
+		col[k] = g_variant_get_child_value(l->v, M_COL(k));
+		l->col_start[k] = g_variant_get_fixed_array(col[k], &len[k], col_elem[k]);
 		g_variant_unref(col[k]);
 	}
 	l->uids = (const guint32 *)l->col_start[COL_UIDS];
@@ -467,8 +483,8 @@ static gboolean take_columns(struct lindex *l, const char *path, GError **err)
 	return TRUE;
 }
 
-struct lindex *lindex_load(const char *dir, const char *wire, guint32 names_mode,
-			   gboolean objids, GError **err)
+struct lindex *lindex_load(const char *dir, const char *wire, guint32 names_mode, gboolean objids,
+			   GError **err)
 {
 	g_autofree char *path = file_path(dir, wire);
 	g_autoptr(GMappedFile) mf = NULL;
@@ -494,7 +510,8 @@ struct lindex *lindex_load(const char *dir, const char *wire, guint32 names_mode
 	else if (l->head.names_mode != names_mode)
 		other_settings(err, path, "names made under another `names` setting");
 	else if (!l->head.objids != !objids)
-		other_settings(err, path,
+		other_settings(
+		    err, path,
 		    objids ? "made without object ids (hardlinks off, or the server did not offer "
 			     "them)"
 			   : "made with object ids (hardlinks on, and the server offered them)");
