@@ -57,14 +57,16 @@ enum { M_TAG, M_WIRE, M_MODE, M_UIDVALIDITY, M_UIDNEXT, M_MODSEQ, M_OBJIDS, M_HE
 
 static const guint8 member_align[N_MEMBERS] = {1, 1, 4, 4, 4, 8, 1, 4, 8, 8, 1, 4, 1, 1};
 
-/* A column's bytes go to the file a buffer at a time. */
+/* A column's bytes go to the file a buffer at a time (a column smaller
+   than this gets a buffer of its size: a folder of ten messages, a few
+   hundred bytes). */
 #define COL_BUF (64 * 1024)
 
 struct col {
 	gsize start; /* where it starts in the file */
 	gsize room;  /* the bytes the writer was made for */
 	gsize len;   /* the bytes given so far (written and in buf) */
-	gsize buffered;
+	gsize buffered, cap;
 	char *buf;
 };
 
@@ -142,7 +144,8 @@ struct lindex_writer *lindex_writer_new(const char *dir, const char *wire, gsize
 	for (int c = 0; c < N_STREAMED; c++) {
 		w->col[c].start = w->member_start[M_COL(c)];
 		w->col[c].room = len[M_COL(c)];
-		w->col[c].buf = g_malloc(COL_BUF);
+		w->col[c].cap = CLAMP(w->col[c].room, 1, COL_BUF);
+		w->col[c].buf = g_malloc(w->col[c].cap);
 	}
 	if (g_mkdir_with_parents(dir, 0700) != 0) {
 		w->rc = -errno;
@@ -201,14 +204,14 @@ static void col_add(struct lindex_writer *w, int which, const void *data, gsize 
 		return;
 	}
 	while (len > 0) {
-		gsize k = MIN(len, COL_BUF - c->buffered);
+		gsize k = MIN(len, c->cap - c->buffered);
 
 		memcpy(c->buf + c->buffered, p, k);
 		c->buffered += k;
 		c->len += k;
 		p += k;
 		len -= k;
-		if (c->buffered == COL_BUF)
+		if (c->buffered == c->cap)
 			col_flush(w, c);
 	}
 }
