@@ -356,11 +356,12 @@ struct lindex {
 };
 
 /*
- * Pages of the mapping read already go back every this many messages: a
- * 1,000,000-message listing maps ~100 MB, and pages read stay resident
- * (in the daemon's RSS) until the mapping goes, beside the tree the
- * listing is loaded into (issue 22's 300 MB). A page handed back comes
- * back from the file if it is touched again.
+ * Pages of the mapping read already go back (a 1,000,000-message listing
+ * maps ~100 MB, and pages read stay resident, in the daemon's RSS, until
+ * the mapping goes, beside the tree the listing is loaded into: issue
+ * 22's 300 MB): every this many messages while lindex_load checks them,
+ * and at each lindex_read those the last call gave. A page handed back
+ * comes back from the file if it is touched again.
  */
 #define DROP_EVERY 16384
 
@@ -546,6 +547,8 @@ gsize lindex_read(void *index, struct tree_msg_info *out, gsize max)
 	struct lindex *l = index;
 	gsize k = 0;
 
+	/* What the last call gave is no longer the caller's: its pages go. */
+	drop_columns(l, &l->at);
 	for (; k < max && l->at.i < l->n; k++) {
 		const char *why = decode(l, &l->at, &out[k]);
 
@@ -558,8 +561,6 @@ gsize lindex_read(void *index, struct tree_msg_info *out, gsize max)
 			l->at.i = l->n;
 			break;
 		}
-		if (l->at.i % DROP_EVERY == 0)
-			drop_columns(l, &l->at);
 	}
 	return k;
 }
