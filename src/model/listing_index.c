@@ -343,6 +343,7 @@ struct cursor {
 
 struct lindex {
 	GVariant *v;
+	GVariant *cols[N_COLS]; /* held: the columns are read in place */
 	struct lindex_head head;
 	const guint32 *uids;
 	const guint64 *sizes;
@@ -350,7 +351,6 @@ struct lindex {
 	const guint32 *flag_idx;
 	const char *names, *objids;
 	gsize n, names_len, objids_len, flags_n;
-	const char *col_start[N_COLS];
 	const char **flag_table;
 	struct cursor at;
 };
@@ -369,7 +369,7 @@ struct lindex {
 static void drop_read(struct lindex *l, struct cursor *c, int col, const void *upto)
 {
 	const gsize page = (gsize)sysconf(_SC_PAGESIZE); /* glibc: from the aux vector */
-	const char *from = c->dropped[col] ? c->dropped[col] : l->col_start[col];
+	const char *from = c->dropped[col] ? c->dropped[col] : g_variant_get_data(l->cols[col]);
 	guintptr a, b;
 
 	a = ((guintptr)from + page - 1) & ~(guintptr)(page - 1);
@@ -437,30 +437,29 @@ static const char *decode(const struct lindex *l, struct cursor *c, struct tree_
    pages back as it goes (lindex_read reads them again). */
 static gboolean take_columns(struct lindex *l, const char *path, GError **err)
 {
-	GVariant *col[N_COLS];
+	const char *start[N_COLS];
 	gsize len[N_COLS];
 	struct cursor c = {0};
 	const char *fstr;
 
 	for (int k = 0; k < N_COLS; k++) {
-		/* Children of a serialised GVariant are slices of the mapping. */
-		col[k] = g_variant_get_child_value(l->v, M_COL(k));
-		l->col_start[k] = g_variant_get_fixed_array(col[k], &len[k], col_elem[k]);
-		g_variant_unref(col[k]);
+		/* A child of a serialised GVariant is a slice of the mapping. */
+		l->cols[k] = g_variant_get_child_value(l->v, M_COL(k));
+		start[k] = g_variant_get_fixed_array(l->cols[k], &len[k], col_elem[k]);
 	}
-	l->uids = (const guint32 *)l->col_start[COL_UIDS];
-	l->sizes = (const guint64 *)l->col_start[COL_SIZES];
-	l->dates = (const gint64 *)l->col_start[COL_DATES];
-	l->flag_idx = (const guint32 *)l->col_start[COL_FLAG_IDX];
-	l->names = l->col_start[COL_NAMES];
+	l->uids = (const guint32 *)start[COL_UIDS];
+	l->sizes = (const guint64 *)start[COL_SIZES];
+	l->dates = (const gint64 *)start[COL_DATES];
+	l->flag_idx = (const guint32 *)start[COL_FLAG_IDX];
+	l->names = start[COL_NAMES];
 	l->names_len = len[COL_NAMES];
-	l->objids = l->col_start[COL_OBJIDS];
+	l->objids = start[COL_OBJIDS];
 	l->objids_len = len[COL_OBJIDS];
 	l->n = len[COL_UIDS];
 	if (l->n > MESSAGES_MAX || len[COL_SIZES] != l->n || len[COL_DATES] != l->n ||
 	    len[COL_FLAG_IDX] != l->n)
 		return bad(err, path, "columns of different lengths");
-	fstr = l->col_start[COL_FLAG_STRINGS];
+	fstr = start[COL_FLAG_STRINGS];
 	for (gsize i = 0; i < len[COL_FLAG_STRINGS]; i++)
 		l->flags_n += fstr[i] == '\0';
 	if (l->flags_n > l->n + 1)
@@ -575,6 +574,9 @@ void lindex_free(struct lindex *l)
 	if (!l)
 		return;
 	g_free(l->flag_table);
+	for (int k = 0; k < N_COLS; k++)
+		if (l->cols[k])
+			g_variant_unref(l->cols[k]);
 	g_variant_unref(l->v);
 	g_free(l);
 }

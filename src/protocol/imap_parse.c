@@ -34,10 +34,11 @@ enum pstate {
 /*
  * A response's memory: the response, its strings and its lists are carved
  * from blocks freed together by imap_response_free(), the response itself
- * from the first block made (the chain's last). So a response costs one allocation or a few however many
- * values it holds, where a listing parses one response per message. A
- * request of more than a quarter block (a buffered literal, a long list)
- * gets a block of its own, behind the current one.
+ * from the first block made (the chain's last). So a response costs one
+ * allocation or a few however many values it holds, where a listing parses
+ * one response per message. A request of more than a quarter block (a
+ * buffered literal, a long list) gets a block of its own, behind the
+ * current one.
  */
 struct imap_mem_block {
 	struct imap_mem_block *next;
