@@ -264,8 +264,9 @@ static struct ahead *folder_start(struct imap_account *a, guint64 ino, guint64 *
 /*
  * The first messages of the folders a tree walk comes to after `folder`
  * (listed already: the listers saw to it), within *budget, appended to
- * ahead (struct ahead *). Their folders become ones the walk is heading
- * to: what is fetched of them is held for it (keep_held).
+ * ahead (struct ahead *), up to the first folder whose pick stops before
+ * its end. Their folders become ones the walk is heading to: what is
+ * fetched of them is held for it (keep_held).
  */
 static void next_folders(struct imap_account *a, guint64 folder, guint64 *budget,
 			 GPtrArray *ahead)
@@ -275,12 +276,21 @@ static void next_folders(struct imap_account *a, guint64 folder, guint64 *budget
 
 	tree_folders_after(a->tree, folder, NEXT_FOLDERS, after);
 	for (guint i = 0; i < after->len && *budget > 0; i++) {
-		struct ahead *x = folder_start(a, g_array_index(after, guint64, i), budget);
+		guint64 ino = g_array_index(after, guint64, i);
+		struct ahead *x = folder_start(a, ino, budget);
 
-		if (x) {
-			g_ptr_array_add(ahead, x);
-			g_ptr_array_add(next_keys, mcache_folder_key(x->wire, x->uidvalidity));
-		}
+		if (!x)
+			continue;
+		g_ptr_array_add(ahead, x);
+		g_ptr_array_add(next_keys, mcache_folder_key(x->wire, x->uidvalidity));
+		/* Its pick stopped before its end (AHEAD_MAX messages, or a first
+		   listing still arriving): the walk reads the rest of it before
+		   the folders after it, and its reader's opens ask for that rest.
+		   Fetching a later folder's first messages now would put them
+		   before it, and bring the connection back to it with a second
+		   EXAMINE. */
+		if (x->items->len >= AHEAD_MAX || tree_folder_streaming(a->tree, ino))
+			break;
 	}
 	mfs_mutex_lock(&a->lock);
 	for (guint i = 0; i < next_keys->len; i++)
@@ -445,8 +455,12 @@ void imap_account_reader_came(struct imap_account *a, guint64 folder, guint32 ui
 	/* The pick stopped at the folder's end, not at AHEAD_MAX or the
 	   budget: in a tree walk the request goes on into the folders the
 	   walk comes to next, so the prefetcher's pipeline runs on into them
-	   instead of draining at the folder's end (account/prefetch.h). */
-	to_end = items->len < AHEAD_MAX && budget > 0;
+	   instead of draining at the folder's end (account/prefetch.h). A
+	   folder whose first listing is still arriving has not ended: the
+	   pick stopped at what has arrived, and the reader's next opens ask
+	   for the rest (going on into the next folders would fetch those
+	   first, and come back to this one with a second EXAMINE). */
+	to_end = items->len < AHEAD_MAX && budget > 0 && !tree_folder_streaming(a->tree, folder);
 	here = g_new0(struct ahead, 1);
 	here->wire = g_strdup(wire);
 	here->uidvalidity = uidvalidity;
