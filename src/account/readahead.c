@@ -22,10 +22,13 @@
 #define NEXT_CACHED_ENOUGH 8
 /* In a tree walk (seen within TREE_WALK_RECENT_US), entering a folder has
    the first messages of the next NEXT_FOLDERS folders fetched, at most
-   1/NEXT_FOLDERS_SHARE of `prefetch` bytes. */
+   1/NEXT_FOLDERS_SHARE of `prefetch` bytes. Folders whose first messages
+   are cached already do not count: up to NEXT_FOLDERS_LOOK folders on are
+   looked at. */
 #define TREE_WALK_RECENT_US (30 * G_USEC_PER_SEC)
 #define NEXT_FOLDERS 4
 #define NEXT_FOLDERS_SHARE 4
+#define NEXT_FOLDERS_LOOK 16
 
 /* A listers' job: the folders of one burst, in walk order. */
 struct list_job {
@@ -216,6 +219,25 @@ static gboolean next_ones_cached(struct imap_account *a, const char *key, const 
 	return TRUE;
 }
 
+/* Whether the first messages of items (NEXT_CACHED_ENOUGH of them) and
+   its last are cached already: a folder fetched ahead before. A few
+   lookups, not one per message: this runs at many opens of a cold walk. */
+static gboolean first_ones_cached(struct imap_account *a, const char *key, const GArray *items)
+{
+	guint n = MIN(items->len, NEXT_CACHED_ENOUGH);
+
+	if (!items->len ||
+	    !mcache_peek_complete(a->cache, key,
+				  g_array_index(items, struct prefetch_item, items->len - 1).uid))
+		return FALSE;
+	for (guint i = 0; i < n; i++) {
+		if (!mcache_peek_complete(a->cache, key,
+					  g_array_index(items, struct prefetch_item, i).uid))
+			return FALSE;
+	}
+	return TRUE;
+}
+
 /* One segment of a prefetch request, owned. */
 struct ahead {
 	char *wire;
@@ -273,23 +295,39 @@ static void next_folders(struct imap_account *a, guint64 folder, guint64 *budget
 {
 	g_autoptr(GPtrArray) next_keys = g_ptr_array_new_with_free_func(g_free);
 	g_autoptr(GArray) after = g_array_new(FALSE, FALSE, sizeof(guint64));
+	guint taken = 0;
 
-	tree_folders_after(a->tree, folder, NEXT_FOLDERS, after);
-	for (guint i = 0; i < after->len && *budget > 0; i++) {
+	tree_folders_after(a->tree, folder, NEXT_FOLDERS_LOOK, after);
+	for (guint i = 0; i < after->len && *budget > 0 && taken < NEXT_FOLDERS; i++) {
 		guint64 ino = g_array_index(after, guint64, i);
+		guint64 left = *budget;
 		struct ahead *x = folder_start(a, ino, budget);
+		gboolean cut;
+		char *key;
 
 		if (!x)
 			continue;
-		g_ptr_array_add(ahead, x);
-		g_ptr_array_add(next_keys, mcache_folder_key(x->wire, x->uidvalidity));
+		key = mcache_folder_key(x->wire, x->uidvalidity);
+		g_ptr_array_add(next_keys, key);
 		/* Its pick stopped before its end (AHEAD_MAX messages, or a first
 		   listing still arriving): the walk reads the rest of it before
 		   the folders after it, and its reader's opens ask for that rest.
 		   Fetching a later folder's first messages now would put them
 		   before it, and bring the connection back to it with a second
 		   EXAMINE. */
-		if (x->items->len >= AHEAD_MAX || tree_folder_streaming(a->tree, ino))
+		cut = x->items->len >= AHEAD_MAX || tree_folder_streaming(a->tree, ino);
+		if (first_ones_cached(a, key, x->items)) {
+			/* Fetched ahead before: passed over, at no cost to the
+			   budget, so the walk's folders after it are reached (else
+			   the last folders of a walk each begin with a round trip
+			   once the ones before them are cached). */
+			*budget = left;
+			ahead_free(x);
+		} else {
+			taken++;
+			g_ptr_array_add(ahead, x);
+		}
+		if (cut)
 			break;
 	}
 	mfs_mutex_lock(&a->lock);

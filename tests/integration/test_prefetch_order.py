@@ -21,10 +21,11 @@ import corpus
 import mailserver
 
 # The walk's order (rsync's, and mailfs's): A-first, A-second, B-big,
-# C-small, INBOX. Two folders before the big one: the second is read right
-# after the first, so the walk is known as a tree walk there.
-FOLDERS = ["INBOX", "A-first", "A-second", "B-big", "C-small"]
-SIZES = {"A-first": 5, "A-second": 5, "B-big": 300, "C-small": 5}
+# C-small, D-1 to D-7, INBOX. Two folders before the big one: the second is
+# read right after the first, so the walk is known as a tree walk there.
+D = [f"D-{i}" for i in range(1, 8)]
+FOLDERS = ["INBOX", "A-first", "A-second", "B-big", "C-small"] + D
+SIZES = dict({"A-first": 5, "A-second": 5, "B-big": 300, "C-small": 5}, **{d: 3 for d in D})
 
 
 def _message(folder, i):
@@ -37,7 +38,7 @@ def _message(folder, i):
 @pytest.fixture(scope="module")
 def order_server(workdir):
     """A dovecot of this module's own: a folder of 300 messages after two
-    of 5 and before one."""
+    of 5 and before one, then seven of 3."""
     server = mailserver.Dovecot(os.path.join(workdir, "dovecot-order"))
     server.start()
     try:
@@ -91,25 +92,35 @@ def body_selects(trace):
     return seq
 
 
-def test_a_walk_fetches_a_big_folder_before_the_folders_after_it(mount, order_server,
-                                                                  workdir, tmp_path):
+def options(server, workdir, **more):
     pw = os.path.join(workdir, "order-alice.password")
     if not os.path.exists(pw):
         fd = os.open(pw, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
         with os.fdopen(fd, "w") as f:
-            f.write(order_server.users["alice"] + "\n")
+            f.write(server.users["alice"] + "\n")
+    return dict({"ca_file": server.ca, "password_file": pw, "idle": "no"}, **more)
+
+
+def read_folder(mp, folder, pause_before_last=0.0):
+    names = sorted(os.listdir(os.path.join(mp, folder)))
+    for i, name in enumerate(names):
+        if i == len(names) - 1 and pause_before_last:
+            time.sleep(pause_before_last)
+        with open(os.path.join(mp, folder, name), "rb") as f:
+            assert f"{folder} message".encode() in f.read()
+
+
+def test_a_walk_fetches_a_big_folder_before_the_folders_after_it(mount, order_server,
+                                                                  workdir, tmp_path):
     m = mount(source=order_server.url("alice"),
-              options={"ca_file": order_server.ca, "password_file": pw, "idle": "no",
-                       "log": "imap"})
+              options=options(order_server, workdir, log="imap"))
     mp = m.mountpoint
     # A walk as rsync makes it, up to the folder before the big one: the
     # two folders read one after the other (the folders after them are
     # then listed in one burst), every file of both read.
     os.listdir(mp)
-    for folder in ("A-first", "A-second"):
-        for name in sorted(os.listdir(os.path.join(mp, folder))):
-            with open(os.path.join(mp, folder, name), "rb") as f:
-                assert f"{folder} message".encode() in f.read()
+    read_folder(mp, "A-first")
+    read_folder(mp, "A-second")
     # What the walk had fetched ahead from there.
     settle(mp, "prefetched_messages")
     ahead = [f for fs in body_selects(m.stderr()).values() for f in fs]
@@ -125,4 +136,32 @@ def test_a_walk_fetches_a_big_folder_before_the_folders_after_it(mount, order_se
             assert f"{folder} message".encode() in (copy / folder / name).read_bytes()
     st = status(mp)
     assert st["bytes_fetched_ahead_unused"] == 0
+    m.unmount()
+
+
+def test_a_walk_passes_over_folders_cached_already(mount, order_server, workdir):
+    """The next folders fetched ahead are the next ones with something to
+    fetch: those whose messages are cached already are passed over, so the
+    folders after them come ahead too (else, at the end of a walk whose
+    next folders were all fetched ahead, each later folder would begin with
+    a round trip)."""
+    # D-3 to D-6 read with nothing fetched ahead: in the cache.
+    m = mount(source=order_server.url("alice"), options=options(order_server, workdir,
+                                                                prefetch=0))
+    for folder in D[2:6]:
+        read_folder(m.mountpoint, folder)
+    m.unmount()
+    # On the same cache: a walk reads D-1, then D-2. The last open of D-2
+    # comes after its next folders were listed (the walk's listing burst).
+    m = mount(source=order_server.url("alice"), options=options(order_server, workdir,
+                                                                log="imap"))
+    mp = m.mountpoint
+    os.listdir(mp)
+    read_folder(mp, "D-1")
+    read_folder(mp, "D-2", pause_before_last=1.5)
+    settle(mp, "prefetched_messages")
+    ahead = {f for fs in body_selects(m.stderr()).values() for f in fs}
+    assert "D-7" in ahead, ahead
+    assert not ahead & set(D[2:6]), ahead
+    read_folder(mp, "D-7")
     m.unmount()
