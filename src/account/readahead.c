@@ -198,30 +198,9 @@ static void refresh_orders(struct imap_account *a, struct folder_state *f, guint
 	mfs_mutex_unlock(&a->lock);
 }
 
-/*
- * The next few messages the reader will open and the farthest one asked
- * for are cached already (a warm walk): no request. A cold walk always
- * asks: each request keeps the prefetcher's running pipeline fed, and
- * letting it drain costs a round trip to start again.
- */
-static gboolean next_ones_cached(struct imap_account *a, const char *key, const GArray *items)
-{
-	if (items->len < NEXT_CACHED_ENOUGH)
-		return FALSE;
-	if (!mcache_peek_complete(a->cache, key,
-				  g_array_index(items, struct prefetch_item, items->len - 1).uid))
-		return FALSE;
-	for (guint i = 0; i < NEXT_CACHED_ENOUGH; i++) {
-		if (!mcache_peek_complete(a->cache, key,
-					  g_array_index(items, struct prefetch_item, i).uid))
-			return FALSE;
-	}
-	return TRUE;
-}
-
-/* Whether the first messages of items (NEXT_CACHED_ENOUGH of them) and
-   its last are cached already: a folder fetched ahead before. A few
-   lookups, not one per message: this runs at many opens of a cold walk. */
+/* Whether the first messages of items (NEXT_CACHED_ENOUGH of them, or
+   all when fewer) and its last are cached already. A few lookups, not one
+   per message: this runs at many opens of a cold walk. */
 static gboolean first_ones_cached(struct imap_account *a, const char *key, const GArray *items)
 {
 	guint n = MIN(items->len, NEXT_CACHED_ENOUGH);
@@ -236,6 +215,19 @@ static gboolean first_ones_cached(struct imap_account *a, const char *key, const
 			return FALSE;
 	}
 	return TRUE;
+}
+
+/*
+ * The next few messages the reader will open and the farthest one asked
+ * for are cached already (a warm walk): no request. A cold walk always
+ * asks: each request keeps the prefetcher's running pipeline fed, and
+ * letting it drain costs a round trip to start again. Fewer than
+ * NEXT_CACHED_ENOUGH ahead (a folder's end) always asks: the request goes
+ * on into the next folders.
+ */
+static gboolean next_ones_cached(struct imap_account *a, const char *key, const GArray *items)
+{
+	return items->len >= NEXT_CACHED_ENOUGH && first_ones_cached(a, key, items);
 }
 
 /* One segment of a prefetch request, owned. */
@@ -317,10 +309,11 @@ static void next_folders(struct imap_account *a, guint64 folder, guint64 *budget
 		   EXAMINE. */
 		cut = x->items->len >= AHEAD_MAX || tree_folder_streaming(a->tree, ino);
 		if (first_ones_cached(a, key, x->items)) {
-			/* Fetched ahead before: passed over, at no cost to the
-			   budget, so the walk's folders after it are reached (else
-			   the last folders of a walk each begin with a round trip
-			   once the ones before them are cached). */
+			/* Its first messages were fetched ahead before: passed
+			   over, at no cost to the budget, so the walk's folders
+			   after it are reached (else the last folders of a walk
+			   each begin with a round trip once the ones before them
+			   are cached). */
 			*budget = left;
 			ahead_free(x);
 		} else {

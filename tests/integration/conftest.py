@@ -60,6 +60,12 @@ def wait_for(predicate, timeout=30, what="condition"):
     raise AssertionError(f"timed out waiting for {what}")
 
 
+def status_counts(mountpoint):
+    """The numeric counters of a mount's user.mailfs.status attribute."""
+    text = os.getxattr(mountpoint, "user.mailfs.status").decode()
+    return {k: int(v) for k, v in re.findall(r"^(\w+): (\d+)$", text, re.M)}
+
+
 def load_delay_proxy():
     """scripts/delay-proxy as a module (start(host, port, rtt_ms, cut_after))."""
     import importlib.machinery

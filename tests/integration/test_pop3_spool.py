@@ -22,7 +22,8 @@ import pytest
 
 import corpus
 import mailserver
-from conftest import Mount, password_file, sanitizer_env, load_delay_proxy, node_tag
+from conftest import (Mount, password_file, sanitizer_env, load_delay_proxy, node_tag,
+                      status_counts)
 from hostile import HostileServer
 from hostile_pop3 import PopOn, pop3_login_steps
 from hostile_pop3d import Maildrop
@@ -254,11 +255,6 @@ def test_no_archive(mailfs_bin, server, workdir, spool):
         m.kill()
     assert not os.path.exists(spool.archive)
     assert u not in server_uidls(server).values()
-
-
-def status_counts(mountpoint):
-    text = os.getxattr(mountpoint, "user.mailfs.status").decode()
-    return {k: int(v) for k, v in re.findall(r"^(\w+): (\d+)$", text, re.M)}
 
 
 def committed_counts(mountpoint, timeout=30):

@@ -19,6 +19,7 @@ import pytest
 
 import corpus
 import mailserver
+from conftest import status_counts
 
 # The walk's order (rsync's, and mailfs's): A-first, A-second, B-big,
 # C-small, D-1 to D-7, INBOX. Two folders before the big one: the second is
@@ -51,19 +52,12 @@ def order_server(workdir):
         server.stop()
 
 
-def status(mnt):
-    out = subprocess.run(["getfattr", "--only-values", "-n", "user.mailfs.status", mnt],
-                         capture_output=True, text=True, check=True).stdout
-    return {k: int(v) for k, v in (l.split(": ", 1) for l in out.splitlines() if ": " in l)
-            if v.isdigit()}
-
-
 def settle(mnt, name, timeout=30):
     """Wait until counter name has not moved for a second."""
     deadline = time.monotonic() + timeout
     last, since = None, time.monotonic()
     while time.monotonic() < deadline:
-        now = status(mnt)[name]
+        now = status_counts(mnt)[name]
         if now != last:
             last, since = now, time.monotonic()
         elif time.monotonic() - since >= 1.0:
@@ -134,7 +128,7 @@ def test_a_walk_fetches_a_big_folder_before_the_folders_after_it(mount, order_se
         assert len(names) == n, folder
         for name in names:
             assert f"{folder} message".encode() in (copy / folder / name).read_bytes()
-    st = status(mp)
+    st = status_counts(mp)
     assert st["bytes_fetched_ahead_unused"] == 0
     m.unmount()
 
